@@ -1,0 +1,119 @@
+// Reads the agent's settings from the environment once, with the old agent's variable names.
+// Everything else receives the typed Config and never looks at process.env itself.
+//
+// Two kinds of problems: a missing required setting stops the start (ConfigError), while a value
+// that cannot be parsed falls back to its default with a warning, as the old agent did: a typo in
+// an optional setting must not turn into an outage.
+
+export interface Config {
+  clientUsername: string
+  clientPassword: string
+  clientPort: number
+  clientHost: string
+  directoryBackup: string
+  directoryRestore: string
+  scriptsPath: string
+  allowedToDeleteFiles: boolean
+  skipStorage: boolean
+  defaultS3Endpoint: string
+  maxJobNumber: number
+  scriptEnvPassthrough: string[]
+  scriptLogMaxBytes: number
+  logLevel: string
+  caFile: string | undefined
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+type Env = Record<string, string | undefined>
+
+interface Setting<K extends keyof Config> {
+  key: K
+  env: string
+  /** undefined marks a required setting */
+  fallback: Config[K] | undefined
+  parse: (raw: string) => Config[K] | undefined
+}
+
+const text = (raw: string): string | undefined => (raw === '' ? undefined : raw)
+const flag = (raw: string): boolean | undefined => {
+  const v = raw.trim().toLowerCase()
+  if (v === 'true' || v === '1' || v === 'yes') return true
+  if (v === 'false' || v === '0' || v === 'no') return false
+  return undefined
+}
+const integer = (min: number, max: number) => (raw: string): number | undefined => {
+  if (!/^\s*\d+\s*$/.test(raw)) return undefined
+  const n = Number(raw)
+  return n >= min && n <= max ? n : undefined
+}
+const list = (raw: string): string[] | undefined =>
+  raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const logLevel = (raw: string): string | undefined => {
+  const v = raw.trim().toLowerCase()
+  return LOG_LEVELS.includes(v) ? v : undefined
+}
+
+function setting<K extends keyof Config>(
+  key: K,
+  env: string,
+  fallback: Config[K] | undefined,
+  parse: (raw: string) => Config[K] | undefined,
+): Setting<K> {
+  return { key, env, fallback, parse }
+}
+
+/** The configuration table of SPEC §6; the README keeps the same table for operators. */
+export const SETTINGS = [
+  setting('clientUsername', 'client_username', undefined, text),
+  setting('clientPassword', 'client_password', undefined, text),
+  setting('clientPort', 'client_port', 8000, integer(0, 65535)),
+  setting('clientHost', 'client_host', '0.0.0.0', text),
+  setting('directoryBackup', 'directory_backup', undefined, text),
+  setting('directoryRestore', 'directory_restore', undefined, text),
+  setting('scriptsPath', 'scripts_path', '/var/vcap/jobs/backup-agent/backup', text),
+  setting('allowedToDeleteFiles', 'allowed_to_delete_files', false, flag),
+  setting('skipStorage', 'skip_storage', false, flag),
+  setting('defaultS3Endpoint', 'default_s3_endpoint', 's3.amazonaws.com', text),
+  setting('maxJobNumber', 'max_job_number', 10, integer(1, 10_000)),
+  setting('scriptEnvPassthrough', 'script_env_passthrough', ['PATH', 'LD_LIBRARY_PATH', 'LANG', 'TZ', 'HOME'], list),
+  setting('scriptLogMaxBytes', 'script_log_max_bytes', 65536, integer(0, 16 * 1024 * 1024)),
+  setting('logLevel', 'log_level', 'info', logLevel),
+  setting('caFile', 'ca_file', undefined as string | undefined, text),
+]
+
+/** Settings that may be absent without a default (no start-up error). */
+const OPTIONAL: ReadonlySet<keyof Config> = new Set(['caFile'])
+
+export interface LoadedConfig {
+  config: Config
+  warnings: string[]
+}
+
+export function loadConfig(env: Env): LoadedConfig {
+  const values: Record<string, unknown> = {}
+  const warnings: string[] = []
+  const missing: string[] = []
+  for (const s of SETTINGS) {
+    const raw = env[s.env]
+    const parsed = raw === undefined ? undefined : s.parse(raw)
+    if (parsed !== undefined) {
+      values[s.key] = parsed
+      continue
+    }
+    if (s.fallback === undefined && !OPTIONAL.has(s.key)) {
+      missing.push(s.env)
+      continue
+    }
+    // Only name the variable, never echo its value: it could be a misplaced secret.
+    if (raw !== undefined && raw !== '') warnings.push(`${s.env}: cannot use the value given; using the default ${JSON.stringify(s.fallback)}`)
+    values[s.key] = s.fallback
+  }
+  if (missing.length > 0) {
+    throw new ConfigError(`missing required setting(s): ${missing.join(', ')} (set them as environment variables)`)
+  }
+  return { config: values as unknown as Config, warnings }
+}

@@ -1,0 +1,85 @@
+// The Fastify app: body parsing, auth, one JSON error shape, the routes. Buildable without
+// listening, so tests can inject requests.
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { Config } from '../config.ts'
+import type { JobRegistry } from '../jobs/registry.ts'
+import type { RunnerDeps } from '../jobs/runner.ts'
+import { basicAuthChecker } from './auth.ts'
+import { InvalidJson } from './body.ts'
+import { registerJobRoutes } from './jobs.ts'
+import { registerStatusRoutes } from './status.ts'
+
+export const BODY_LIMIT_BYTES = 1024 * 1024
+
+export interface AppDeps {
+  config: Config
+  registry: JobRegistry
+  log: Logger
+  runner: RunnerDeps
+}
+
+/** Paths and the methods they answer, for 405s (Fastify itself only knows 404). */
+const ROUTES: [RegExp, string[]][] = [
+  [/^\/status$/, ['GET', 'HEAD']],
+  [/^\/backup$/, ['POST', 'DELETE']],
+  [/^\/restore$/, ['PUT', 'DELETE']],
+  [/^\/(backup|restore)\/[^/]*$/, ['GET', 'HEAD']],
+]
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: BODY_LIMIT_BYTES,
+    routerOptions: { maxParamLength: 1024 },
+  })
+
+  // JSON whatever the Content-Type (the old agent never looked at it). Invalid JSON is not an
+  // error here: each route answers it in its own body shape.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, JSON.parse(body as string))
+    } catch (error) {
+      done(null, new InvalidJson((error as Error).message))
+    }
+  })
+
+  const authorised = basicAuthChecker(deps.config.clientUsername, deps.config.clientPassword)
+  app.addHook('onRequest', async (req, reply) => {
+    if (authorised(req.headers.authorization)) return
+    req.log.warn({ method: req.method, url: req.url, ip: req.ip }, 'login failed')
+    return reply.code(401).header('www-authenticate', 'Basic realm="osb-backup-agent"').send({ message: 'Unauthorised.' })
+  })
+
+  // One line per request; successful polls (the manager's every-5-s loop) only at debug.
+  app.addHook('onResponse', async (req, reply) => {
+    const quiet = req.method === 'GET' && reply.statusCode === 200
+    const level = quiet ? 'debug' : 'info'
+    if (!deps.log.isLevelEnabled(level)) return
+    req.log[level]({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request')
+  })
+
+  app.setErrorHandler((error: FastifyError, req, reply) => {
+    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
+    if (status === 500) {
+      req.log.error({ err: error }, 'unexpected error')
+      return reply.code(500).send({ message: 'internal error' })
+    }
+    const message = error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `the request body is larger than ${BODY_LIMIT_BYTES} bytes` : error.message
+    return reply.code(status).send({ message })
+  })
+
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? ''
+    const allowed = ROUTES.find(([pattern]) => pattern.test(path))?.[1]
+    if (allowed) return reply.code(405).header('allow', allowed.join(', ')).send({ message: `method ${req.method} is not allowed here; use ${allowed.join(' or ')}` })
+    return reply.code(404).send({ message: 'no such route' })
+  })
+
+  registerStatusRoutes(app)
+  registerJobRoutes(app, 'backup', deps)
+  registerJobRoutes(app, 'restore', deps)
+  return app
+}

@@ -1,0 +1,85 @@
+// The job routes of SPEC §2, the same for both kinds: POST /backup or PUT /restore starts a
+// job, GET /<kind>/{id} polls it, DELETE /<kind> forgets a finished one.
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { newJob } from '../jobs/job.ts'
+import type { JobKind } from '../jobs/request.ts'
+import { runJob } from '../jobs/runner.ts'
+import { logFields } from '../jobs/stages.ts'
+import type { AppDeps } from './app.ts'
+import { InvalidJson } from './body.ts'
+import { idProblem, parseDelete, parseTrigger, triggerId } from './trigger.ts'
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+
+export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: AppDeps): void {
+  const { registry, config } = deps
+  const emptyLogs = Object.fromEntries(logFields(kind).map((f) => [f, '']))
+
+  /** A polling-shaped body for a trigger that registered nothing. */
+  const rejected = (state: string, errorMessage: string) => ({
+    status: 'FAILED',
+    message: `${kind} failed`,
+    state,
+    error_message: errorMessage,
+    filenamePrefix: '',
+    filename: '',
+    filesize: { size: 0, unit: 'byte' },
+    start_time: '',
+    end_time: '',
+    execution_time_ms: 0,
+    ...emptyLogs,
+  })
+  const sendPollingBody = (reply: FastifyReply, status: number, body: string) => reply.code(status).header('content-type', JSON_TYPE).send(body)
+
+  app.route<{ Body: unknown }>({
+    method: kind === 'backup' ? 'POST' : 'PUT',
+    url: `/${kind}`,
+    handler: async (req, reply) => {
+      if (req.body instanceof InvalidJson) return reply.code(400).send(rejected('Body Deserialization', `the body is not valid JSON: ${req.body.reason}`))
+      // A known id answers 409 with that job, before any other check (as the old agent did).
+      const id = triggerId(req.body)
+      const existing = id === undefined ? undefined : registry.get(kind, id)
+      if (existing) return sendPollingBody(reply, 409, existing.body)
+
+      const parsed = parseTrigger(kind, req.body, config)
+      if (!parsed.ok) return reply.code(400).send(rejected('Body Deserialization', `invalid request: ${parsed.errors.join('; ')}`))
+
+      const job = newJob(parsed.value, logFields(kind))
+      const entry = registry.start(job)
+      if (entry === 'exists') return sendPollingBody(reply, 409, registry.get(kind, job.id)?.body ?? '{}')
+      if (entry === 'full') {
+        return reply.code(429).send({
+          message: `${kind} not started`,
+          state: 'Job creation',
+          error_message: `${registry.running} jobs are running, the most max_job_number allows; try again when one has finished`,
+        })
+      }
+      req.log.info({ job: job.id, kind, type: job.request.destination.type, skipStorage: job.request.destination.skipStorage }, 'job started')
+      void runJob(job, deps.runner)
+      return reply.code(201).send()
+    },
+  })
+
+  // The manager's hot path: auth, an id check and a lookup of an already-serialised body.
+  app.get<{ Params: { id: string } }>(`/${kind}/:id`, async (req, reply) => {
+    const { id } = req.params
+    if (idProblem(id)) return reply.code(400).send({ message: 'invalid id: 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..' })
+    const entry = registry.get(kind, id)
+    if (!entry) return reply.code(404).send()
+    return sendPollingBody(reply, 200, entry.body)
+  })
+
+  app.delete<{ Body: unknown }>(`/${kind}`, async (req, reply) => {
+    if (req.body instanceof InvalidJson) return reply.code(400).send({ message: `the body is not valid JSON: ${req.body.reason}` })
+    const parsed = parseDelete(req.body)
+    if (!parsed.ok) return reply.code(400).send({ message: `invalid request: ${parsed.errors.join('; ')}` })
+    switch (registry.delete(kind, parsed.value)) {
+      case 'deleted':
+        return reply.code(200).send()
+      case 'unknown':
+        return reply.code(410).send()
+      case 'running':
+        return sendPollingBody(reply, 409, registry.get(kind, parsed.value)?.body ?? '{}')
+    }
+  })
+}

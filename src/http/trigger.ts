@@ -1,0 +1,334 @@
+// Turns a trigger body into a JobRequest, or into the list of every bad field (SPEC §3).
+//
+// Documented keys are matched case-insensitively (the old agent did so), keys inside
+// `parameters` and unknown subtrees are left as they are, unknown keys are ignored.
+import type { TSchema } from 'typebox'
+import { Compile } from 'typebox/compile'
+import type { Config } from '../config.ts'
+import type { Destination, DatabaseTarget, JobKind, JobRequest, StorageDestination } from '../jobs/request.ts'
+import { reservedNameReason } from '../scripts/environment.ts'
+import { DeleteSchema, TriggerSchema, type DeleteBody, type TriggerBody } from './schemas.ts'
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; errors: string[] }
+
+const ID = /^[A-Za-z0-9._-]{1,128}$/
+const PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+const STORAGE_FIELDS: Record<StorageDestination['type'], readonly string[]> = {
+  S3: ['bucket', 'authKey', 'authSecret'],
+  SWIFT: ['authUrl', 'username', 'password', 'container_name'],
+}
+const DATABASE_FIELDS = ['host', 'username', 'database'] as const
+
+const triggerValidator = Compile(TriggerSchema)
+const deleteValidator = Compile(DeleteSchema)
+
+/** Why an id cannot name a job (it becomes a directory name), or undefined. */
+export function idProblem(id: unknown): string | undefined {
+  if (typeof id !== 'string' || id === '') return 'id is required'
+  if (!ID.test(id) || id === '.' || id === '..') return 'id must be 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..'
+  return undefined
+}
+
+/** The id of a trigger body before any other check: a known id answers 409 whatever the rest says. */
+export function triggerId(body: unknown): string | undefined {
+  if (!isPlainObject(body)) return undefined
+  for (const [key, value] of Object.entries(body)) if (key.toLowerCase() === 'id' && typeof value === 'string') return value
+  return undefined
+}
+
+export function parseDelete(body: unknown): Checked<string> {
+  const { value, errors } = shape<DeleteBody>(body, DeleteSchema, deleteValidator)
+  const problem = value && idProblem(value.id)
+  if (problem) errors.push(problem)
+  return errors.length > 0 || !value ? { ok: false, errors: oncePerField(errors) } : { ok: true, value: value.id as string }
+}
+
+export function parseTrigger(kind: JobKind, body: unknown, config: Config): Checked<JobRequest> {
+  const { value: b, errors } = shape<TriggerBody>(body, TriggerSchema, triggerValidator)
+  if (!b) return { ok: false, errors }
+  const idError = idProblem(b.id)
+  if (idError) errors.push(idError)
+
+  const destination = b.destination ? parseDestination(kind, b.destination, config, errors) : undefined
+  if (!b.destination) errors.push('destination is required')
+  const db = b[kind]
+  const database = db ? parseDatabase(kind, db, config, errors) : undefined
+  if (!db) errors.push(`${kind} is required`)
+
+  if (errors.length > 0 || !destination || !database) return { ok: false, errors: oncePerField(errors) }
+  return {
+    ok: true,
+    value: {
+      kind,
+      id: b.id as string,
+      compression: b.compression ?? false,
+      encryptionKey: b.encryption_key ?? '',
+      destination,
+      database,
+    },
+  }
+}
+
+type RawDestination = NonNullable<TriggerBody['destination']>
+type RawDatabase = NonNullable<TriggerBody['backup']>
+
+function parseDestination(kind: JobKind, d: RawDestination, config: Config, errors: string[]): Destination | undefined {
+  const type = d.type
+  if (type !== 'S3' && type !== 'SWIFT') {
+    errors.push(type ? `destination.type must be S3 or SWIFT, not ${JSON.stringify(type)}` : 'destination.type is required (S3 or SWIFT)')
+    return undefined
+  }
+  const skipStorage = config.skipStorage || (d.skipStorage ?? false)
+  const filenamePrefix = d.filenamePrefix ?? ''
+  if (filenamePrefix !== '' && !filenamePrefix.endsWith('/')) errors.push('destination.filenamePrefix must end with / when it is not empty')
+  const filename = d.filename ?? ''
+  if (kind === 'restore') {
+    if (filename === '' && !skipStorage) errors.push('destination.filename is required for a restore')
+    else if (filename !== '' && (filename.includes('/') || filename === '.' || filename === '..' || filename.length > 255)) {
+      errors.push('destination.filename must be a plain file name (no /, not . or .., at most 255 characters)')
+    }
+  }
+  if (!skipStorage) {
+    for (const field of STORAGE_FIELDS[type]) {
+      if (!d[field as keyof RawDestination]) errors.push(`destination.${field} is required for ${type}`)
+    }
+  }
+  const common = { skipStorage, filenamePrefix, filename }
+  if (type === 'S3') {
+    const endpoint = d.endpoint || config.defaultS3Endpoint
+    const url = s3EndpointUrl(endpoint, d.useSSL, d.skipSSL, errors)
+    if (url === undefined) return undefined
+    return {
+      type,
+      bucket: d.bucket ?? '',
+      endpoint,
+      endpointUrl: url.href.replace(/\/$/, ''),
+      useSSL: url.protocol === 'https:',
+      region: d.region || undefined,
+      authKey: d.authKey ?? '',
+      authSecret: d.authSecret ?? '',
+      ...common,
+    }
+  }
+  const authUrl = d.authUrl ?? ''
+  if (authUrl !== '') {
+    const url = URL.parse(authUrl)
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) errors.push('destination.authUrl must be an http:// or https:// URL')
+    else if (/\/v3\/?$/.test(url.pathname)) {
+      for (const field of ['domain', 'project_name'] as const) {
+        if (!d[field] && !skipStorage) errors.push(`destination.${field} is required for Keystone v3 (authUrl ending in /v3)`)
+      }
+    }
+  }
+  return {
+    type,
+    authUrl,
+    domain: d.domain ?? '',
+    projectName: d.project_name ?? '',
+    containerName: d.container_name ?? '',
+    username: d.username ?? '',
+    password: d.password ?? '',
+    ...common,
+  }
+}
+
+/**
+ * The S3 endpoint as a URL. The scheme comes from, in order: a scheme in the endpoint, useSSL,
+ * skipSSL (useSSL = !skipSSL), else HTTPS. An explicit flag that contradicts the scheme is an error.
+ */
+function s3EndpointUrl(endpoint: string, useSSL: boolean | null | undefined, skipSSL: boolean | null | undefined, errors: string[]): URL | undefined {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(endpoint)?.[1]?.toLowerCase()
+  if (scheme !== undefined && scheme !== 'http' && scheme !== 'https') {
+    errors.push('destination.endpoint must be host[:port], optionally with http:// or https://')
+    return undefined
+  }
+  if (useSSL != null && skipSSL != null && useSSL === skipSSL) {
+    errors.push('destination.useSSL and destination.skipSSL contradict each other')
+    return undefined
+  }
+  const flagSays = useSSL ?? (skipSSL == null ? undefined : !skipSSL)
+  if (scheme !== undefined && flagSays !== undefined && (scheme === 'https') !== flagSays) {
+    errors.push(`destination.${useSSL != null ? 'useSSL' : 'skipSSL'} contradicts the ${scheme}:// scheme of destination.endpoint`)
+    return undefined
+  }
+  const https = scheme !== undefined ? scheme === 'https' : (flagSays ?? true)
+  const url = URL.parse(scheme !== undefined ? endpoint : `${https ? 'https' : 'http'}://${endpoint}`)
+  if (!url || url.hostname === '' || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '' || (url.pathname !== '/' && url.pathname !== '')) {
+    errors.push('destination.endpoint must be host[:port], optionally with http:// or https://')
+    return undefined
+  }
+  return url
+}
+
+function parseDatabase(kind: JobKind, db: RawDatabase, config: Config, errors: string[]): DatabaseTarget | undefined {
+  for (const field of DATABASE_FIELDS) if (!db[field]) errors.push(`${kind}.${field} is required`)
+  // An empty password is allowed (databases without one); a missing one is not.
+  if (db.password == null) errors.push(`${kind}.password is required`)
+  const parameters = parseParameters(kind, db.parameters, config, errors)
+  return {
+    host: db.host ?? '',
+    username: db.username ?? '',
+    password: db.password ?? '',
+    database: db.database ?? '',
+    parameters,
+  }
+}
+
+function parseParameters(kind: JobKind, raw: unknown, config: Config, errors: string[]): Record<string, string> {
+  const where = `${kind}.parameters`
+  const entries: [string, unknown][] = []
+  if (raw == null) return {}
+  if (Array.isArray(raw)) {
+    raw.forEach((item, i) => {
+      if (isPlainObject(item)) entries.push(...Object.entries(item))
+      else errors.push(`${where}[${i}] must be an object like {"name": "value"}`)
+    })
+  } else if (isPlainObject(raw)) {
+    entries.push(...Object.entries(raw))
+  } else {
+    errors.push(`${where} must be a list of one-key objects, an object, or null`)
+    return {}
+  }
+  const env: Record<string, string> = {}
+  for (const [name, value] of entries) {
+    if (!PARAMETER_NAME.test(name)) {
+      errors.push(`${where}[${JSON.stringify(name.slice(0, 64))}] is not a valid name (letters, digits and _, not starting with a digit)`)
+      continue
+    }
+    const reserved = reservedNameReason(name, config.scriptEnvPassthrough)
+    if (reserved) {
+      errors.push(`${where}.${name} is reserved: it ${reserved}`)
+      continue
+    }
+    const rendered = renderValue(value)
+    if (rendered === undefined) errors.push(`${where}.${name} must be a string, a finite number or a boolean`)
+    else if (rendered.includes('\0')) errors.push(`${where}.${name} must not contain NUL characters`)
+    else env[name] = rendered
+  }
+  return env
+}
+
+/** Parameter values as environment strings: numbers in plain decimal, booleans as true/false. */
+function renderValue(value: unknown): string | undefined {
+  if (typeof value === 'string') return value
+  if (typeof value === 'boolean') return String(value)
+  if (typeof value === 'number' && Number.isFinite(value)) {
+    const plain = String(value)
+    return /e/i.test(plain) ? value.toLocaleString('en-US', { useGrouping: false, maximumFractionDigits: 20 }) : plain
+  }
+  return undefined
+}
+
+/**
+ * Renames documented keys to their canonical spelling (case-insensitively, following the
+ * schema's properties), drops unknown keys, then checks types with the compiled schema. A field
+ * of the wrong type is reported and removed, so the caller's own checks still see the rest.
+ */
+function shape<T>(body: unknown, schema: TSchema, validator: Validator): { value: T | undefined; errors: string[] } {
+  if (!isPlainObject(body)) return { value: undefined, errors: ['the body must be a JSON object'] }
+  const errors: string[] = []
+  const canonical = canonicalKeys(body, schema, '', errors) as Record<string, unknown>
+  if (!validator.Check(canonical)) {
+    const raw = [...validator.Errors(canonical)]
+    errors.push(...describeSchemaErrors(raw))
+    for (const e of raw) removePath(canonical, e.instancePath)
+  }
+  const nul = findNul(canonical, '')
+  if (nul) errors.push(`${nul} must not contain NUL characters`)
+  return { value: canonical as T, errors }
+}
+
+interface Validator {
+  Check(value: unknown): boolean
+  Errors(value: unknown): Iterable<SchemaError>
+}
+
+function removePath(root: Record<string, unknown>, pointer: string): void {
+  const keys = pointer.split('/').slice(1)
+  const last = keys.pop()
+  if (last === undefined) return
+  let node: unknown = root
+  for (const key of keys) node = isPlainObject(node) ? node[key] : undefined
+  if (isPlainObject(node)) delete node[last]
+}
+
+/** Keeps the first message per field: a field of the wrong type is not also "required". */
+function oncePerField(messages: string[]): string[] {
+  const seen = new Set<string>()
+  return messages.filter((m) => {
+    const field = m.split(' ')[0] ?? m
+    if (seen.has(field)) return false
+    seen.add(field)
+    return true
+  })
+}
+
+interface SchemaError {
+  keyword: string
+  instancePath: string
+  params: Record<string, unknown>
+  message: string
+}
+
+function canonicalKeys(value: unknown, schema: TSchema, path: string, errors: string[]): unknown {
+  const objectSchema = objectMember(schema)
+  if (!objectSchema || !isPlainObject(value)) return value
+  const properties = objectSchema.properties as Record<string, TSchema>
+  const byLowerCase = new Map(Object.keys(properties).map((k) => [k.toLowerCase(), k]))
+  const out: Record<string, unknown> = {}
+  const seenAs = new Map<string, string>()
+  for (const [key, child] of Object.entries(value)) {
+    const name = byLowerCase.get(key.toLowerCase())
+    if (name === undefined) continue
+    const normalised = canonicalKeys(child, properties[name] as TSchema, `${path}${name}.`, errors)
+    const earlier = seenAs.get(name)
+    if (earlier !== undefined && JSON.stringify(out[name]) !== JSON.stringify(normalised)) {
+      errors.push(`${path}${name}: the keys ${JSON.stringify(earlier)} and ${JSON.stringify(key)} differ only by case but have different values`)
+      continue
+    }
+    seenAs.set(name, key)
+    out[name] = normalised
+  }
+  return out
+}
+
+/** The object schema inside `T`, `T | null` or Optional(T), if any. */
+function objectMember(schema: TSchema): (TSchema & { properties: object }) | undefined {
+  const s = schema as { properties?: object; anyOf?: TSchema[] }
+  if (s.properties) return schema as TSchema & { properties: object }
+  return s.anyOf?.map(objectMember).find((m) => m !== undefined)
+}
+
+function describeSchemaErrors(raw: Iterable<SchemaError>): string[] {
+  const byPath = new Map<string, Set<string>>()
+  const out: string[] = []
+  for (const e of raw) {
+    const field = e.instancePath.slice(1).replaceAll('/', '.')
+    if (e.keyword === 'required') {
+      for (const name of (e.params.requiredProperties as string[]) ?? []) out.push(`${field ? `${field}.` : ''}${name} is required`)
+    } else if (e.keyword === 'type') {
+      const types = byPath.get(field) ?? new Set<string>()
+      types.add(String(e.params.type))
+      byPath.set(field, types)
+    } else if (e.keyword !== 'anyOf') {
+      out.push(`${field || 'body'} ${e.message}`)
+    }
+  }
+  for (const [field, types] of byPath) out.push(`${field || 'body'} must be ${[...types].join(' or ')}`)
+  return out
+}
+
+function findNul(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') return value.includes('\0') ? path.slice(0, -1) : undefined
+  if (!isPlainObject(value)) return undefined
+  for (const [key, child] of Object.entries(value)) {
+    if (key === 'parameters') continue // checked with the parameters, per value
+    const found = findNul(child, `${path}${key}.`)
+    if (found) return found
+  }
+  return undefined
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}

@@ -1,0 +1,85 @@
+// The job record and the polling body the manager reads (SPEC §4).
+import type { JobKind, JobRequest } from './request.ts'
+import { utcTimestamp } from '../util/time.ts'
+
+export type JobStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED'
+
+export interface Job {
+  kind: JobKind
+  id: string
+  request: JobRequest
+  status: JobStatus
+  /** Name of the running stage; 'finished' at the end. */
+  state: string
+  errorMessage: string
+  startedAt: Date
+  endedAt: Date | undefined
+  filename: string
+  filesize: number
+  /** Script output by polling field name (`backup_log`, `backup_errorlog`, …). */
+  logs: Record<string, string>
+}
+
+export function newJob(request: JobRequest, logFields: readonly string[], now = new Date()): Job {
+  const logs: Record<string, string> = {}
+  for (const field of logFields) logs[field] = ''
+  return {
+    kind: request.kind,
+    id: request.id,
+    request,
+    status: 'RUNNING',
+    state: 'starting',
+    errorMessage: '',
+    startedAt: now,
+    endedAt: undefined,
+    filename: '',
+    filesize: 0,
+    logs,
+  }
+}
+
+const MESSAGES: Record<JobKind, Record<JobStatus, string>> = {
+  backup: { RUNNING: 'backup is running', SUCCEEDED: 'backup successfully carried out', FAILED: 'backup failed' },
+  restore: { RUNNING: 'restore is running', SUCCEEDED: 'restore successfully carried out', FAILED: 'restore failed' },
+}
+
+/** The polling body; keys in the old agent's order, empty optional fields left out. */
+export function pollingBody(job: Job): Record<string, unknown> {
+  const { destination } = job.request
+  const body: Record<string, unknown> = {
+    status: job.status,
+    message: MESSAGES[job.kind][job.status],
+    state: job.state,
+  }
+  if (job.errorMessage !== '') body.error_message = job.errorMessage
+  body.type = destination.type
+  body.compression = job.request.compression
+  body.skip_storage = destination.skipStorage
+  if (destination.type === 'S3') {
+    body.useSSL = destination.useSSL
+    body.skipSSL = !destination.useSSL
+    putIfSet(body, 'endpoint', destination.endpoint)
+    putIfSet(body, 'bucket', destination.bucket)
+    putIfSet(body, 'region', destination.region)
+  } else {
+    const useSSL = destination.authUrl.toLowerCase().startsWith('https:')
+    body.useSSL = useSSL
+    body.skipSSL = !useSSL
+    putIfSet(body, 'authUrl', destination.authUrl)
+    putIfSet(body, 'domain', destination.domain)
+    putIfSet(body, 'container_name', destination.containerName)
+    putIfSet(body, 'project_name', destination.projectName)
+  }
+  body.filenamePrefix = destination.filenamePrefix
+  body.filename = job.filename
+  body.filesize = { size: job.filesize, unit: 'byte' }
+  body.start_time = utcTimestamp(job.startedAt)
+  body.end_time = job.endedAt ? utcTimestamp(job.endedAt) : ''
+  body.execution_time_ms = job.endedAt ? job.endedAt.getTime() - job.startedAt.getTime() : 0
+  Object.assign(body, job.logs)
+  return body
+}
+
+function putIfSet(body: Record<string, unknown>, key: string, value: string | undefined): void {
+  if (value !== undefined && value !== '') body[key] = value
+}

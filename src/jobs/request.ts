@@ -1,0 +1,76 @@
+// A validated trigger body, in the shape the job engine works with. Built only by
+// src/http/trigger.ts; every field here has passed the checks of SPEC §3.
+
+export type JobKind = 'backup' | 'restore'
+
+export interface S3Destination {
+  type: 'S3'
+  bucket: string
+  /** The endpoint as the request gave it (or the configured default), echoed in polling bodies. */
+  endpoint: string
+  /** Absolute URL with the scheme the rules of SPEC §3 chose. */
+  endpointUrl: string
+  useSSL: boolean
+  /** Absent: the client discovers the bucket's region. */
+  region: string | undefined
+  authKey: string
+  authSecret: string
+}
+
+export interface SwiftDestination {
+  type: 'SWIFT'
+  authUrl: string
+  domain: string
+  projectName: string
+  containerName: string
+  username: string
+  password: string
+}
+
+export type StorageDestination = S3Destination | SwiftDestination
+
+export type Destination = StorageDestination & {
+  skipStorage: boolean
+  /** Echoed exactly as received; for S3 it is the key prefix. */
+  filenamePrefix: string
+  /** Restore only: the object to fetch, without the prefix ('' with skipStorage and none given). */
+  filename: string
+}
+
+export interface DatabaseTarget {
+  host: string
+  username: string
+  password: string
+  database: string
+  /** Request parameters, already rendered as environment values. */
+  parameters: Record<string, string>
+}
+
+export interface JobRequest {
+  kind: JobKind
+  id: string
+  compression: boolean
+  /** '' when the request had none or null; "none" is kept as given. */
+  encryptionKey: string
+  destination: Destination
+  database: DatabaseTarget
+}
+
+const SECRET_PARAMETER = /secret|password|token|key/i
+
+/**
+ * The values of a request that must never appear in logs or polling bodies: the database and
+ * storage passwords, the encryption key and parameters whose name says they are secret.
+ */
+export function requestSecrets(request: JobRequest): string[] {
+  const d = request.destination
+  const secrets = [
+    request.database.password,
+    request.encryptionKey === 'none' ? '' : request.encryptionKey,
+    d.type === 'S3' ? d.authSecret : d.password,
+  ]
+  for (const [key, value] of Object.entries(request.database.parameters)) {
+    if (SECRET_PARAMETER.test(key)) secrets.push(value)
+  }
+  return secrets.filter((s) => s !== '')
+}

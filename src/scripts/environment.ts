@@ -1,0 +1,61 @@
+// The environment a lifecycle script gets (SPEC §5): the passthrough variables copied from the
+// agent's own environment, the request parameters, and with skipStorage the destination fields.
+// Nothing else of the agent's environment (it holds client_password) reaches a script.
+import type { Destination, JobRequest } from '../jobs/request.ts'
+
+/** Variables the agent sets for skipStorage jobs, by destination type. */
+function storageVariables(d: Destination): Record<string, string> {
+  if (d.type === 'S3') {
+    return {
+      S3_BUCKET: d.bucket,
+      S3_ENDPOINT: d.endpoint,
+      S3_REGION: d.region ?? '',
+      S3_AUTHKEY: d.authKey,
+      S3_AUTHSECRET: d.authSecret,
+      S3_SKIPSSL: String(!d.useSSL),
+      S3_FILENAMEPREFIX: d.filenamePrefix,
+    }
+  }
+  return {
+    SWIFT_AUTHURL: d.authUrl,
+    SWIFT_DOMAIN: d.domain,
+    SWIFT_CONTAINERNAME: d.containerName,
+    SWIFT_PROJECTNAME: d.projectName,
+    SWIFT_USERNAME: d.username,
+    SWIFT_PASSWORD: d.password,
+  }
+}
+
+const AGENT_SET = [
+  'S3_BUCKET', 'S3_ENDPOINT', 'S3_REGION', 'S3_AUTHKEY', 'S3_AUTHSECRET', 'S3_SKIPSSL', 'S3_FILENAMEPREFIX',
+  'SWIFT_AUTHURL', 'SWIFT_DOMAIN', 'SWIFT_CONTAINERNAME', 'SWIFT_PROJECTNAME', 'SWIFT_USERNAME', 'SWIFT_PASSWORD',
+  'DB_PASSWORD', 'ENCRYPTION_KEY', 'BACKUP_STREAM', 'RESTORE_STREAM',
+]
+/** Names that change how bash or the dynamic loader behave: a parameter must never set them. */
+const SHELL_AND_LOADER = ['BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'GLOBIGNORE']
+const RESERVED_PREFIXES = ['AGENT_', 'LD_', 'BASH_FUNC_']
+
+/** Why a parameter name may not be used, or undefined when it may. */
+export function reservedNameReason(name: string, passthrough: readonly string[]): string | undefined {
+  if (AGENT_SET.includes(name)) return 'is set by the agent'
+  if (passthrough.includes(name)) return 'is passed through from the agent (script_env_passthrough)'
+  if (SHELL_AND_LOADER.includes(name)) return 'changes how the shell behaves'
+  const prefix = RESERVED_PREFIXES.find((p) => name.startsWith(p))
+  if (prefix) return `starts with the reserved prefix ${prefix}`
+  return undefined
+}
+
+export function scriptEnvironment(
+  request: JobRequest,
+  passthrough: readonly string[],
+  agentEnv: Record<string, string | undefined>,
+): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const name of passthrough) {
+    const value = agentEnv[name]
+    if (value !== undefined) env[name] = value
+  }
+  Object.assign(env, request.database.parameters)
+  if (request.destination.skipStorage) Object.assign(env, storageVariables(request.destination))
+  return env
+}

@@ -1,0 +1,98 @@
+// Runs one lifecycle script: `bash <script> args…`, never through a shell command line, stdin
+// empty, in its own process group so that everything it started can be stopped together.
+import { spawn } from 'node:child_process'
+import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { JobError } from '../errors.ts'
+import { TailCapture } from './capture.ts'
+
+export interface ScriptRun {
+  /** Stage name, also the script's file name (`<stage>` or `<stage>.sh`). */
+  stage: string
+  scriptsPath: string
+  args: readonly string[]
+  cwd: string
+  env: Record<string, string>
+  /** Values masked in the captured output. */
+  secrets: readonly string[]
+  logMaxBytes: number
+  /** Aborting stops the script's whole process group. */
+  signal?: AbortSignal
+}
+
+export interface ScriptResult {
+  stdout: string
+  stderr: string
+  /** Set when the script did not exit with 0; the captured output is still there. */
+  failure: JobError | undefined
+}
+
+const KILL_GRACE_MS = 5000
+/** How long output may still arrive after the script exited. */
+const PIPE_DRAIN_MS = 500
+
+export async function findScript(scriptsPath: string, stage: string): Promise<string> {
+  for (const name of [stage, `${stage}.sh`]) {
+    const path = join(scriptsPath, name)
+    const info = await stat(path).catch(() => undefined)
+    if (info?.isFile()) return path
+  }
+  throw new JobError(`no ${stage} script: neither ${stage} nor ${stage}.sh exists in ${scriptsPath} (scripts_path)`)
+}
+
+export async function runScript(run: ScriptRun): Promise<ScriptResult> {
+  const script = await findScript(run.scriptsPath, run.stage)
+  const stdout = new TailCapture(run.logMaxBytes, run.secrets)
+  const stderr = new TailCapture(run.logMaxBytes, run.secrets)
+
+  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+    const child = spawn('bash', [script, ...run.args], {
+      cwd: run.cwd,
+      env: run.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // own process group: a kill reaches the children the script started
+    })
+    let killTimer: NodeJS.Timeout | undefined
+    const stopGroup = () => {
+      signalGroup(child.pid, 'SIGTERM')
+      killTimer = setTimeout(() => signalGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS)
+      killTimer.unref()
+    }
+    run.signal?.addEventListener('abort', stopGroup, { once: true })
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
+    child.on('error', (error) => resolve({ code: null, signal: null, error }))
+    const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+      run.signal?.removeEventListener('abort', stopGroup)
+      if (killTimer) clearTimeout(killTimer)
+      resolve({ code, signal })
+    }
+    // 'close' also waits for stdout/stderr to end, so the capture is complete. A process the
+    // script left in the background (a lock holder, say) may keep the pipes open: it is left
+    // running, as scripts expect, and its later output is not captured.
+    child.on('close', finish)
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        child.stdout.destroy()
+        child.stderr.destroy()
+        finish(code, signal)
+      }, PIPE_DRAIN_MS).unref()
+    })
+  })
+
+  let failure: JobError | undefined
+  if (exit.error) failure = new JobError(`${run.stage} script could not be started: ${exit.error.message}`)
+  else if (run.signal?.aborted) failure = new JobError(`${run.stage} script was stopped: ${String(run.signal.reason ?? 'aborted')}`)
+  else if (exit.signal) failure = new JobError(`${run.stage} script was killed by ${exit.signal}`)
+  else if (exit.code !== 0) failure = new JobError(`${run.stage} script failed with exit code ${exit.code}`)
+  return { stdout: stdout.text(), stderr: stderr.text(), failure }
+}
+
+function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    // the group is already gone
+  }
+}

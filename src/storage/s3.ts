@@ -1,0 +1,125 @@
+// S3 (AWS or any S3-compatible server): streaming multipart upload from disk, streaming download.
+import { createReadStream, createWriteStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import { pipeline } from 'node:stream/promises'
+import type { Readable } from 'node:stream'
+import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3'
+import { Upload } from '@aws-sdk/lib-storage'
+import { NodeHttpHandler } from '@smithy/node-http-handler'
+import { JobError } from '../errors.ts'
+import type { S3Destination } from '../jobs/request.ts'
+import type { Storage } from './storage.ts'
+import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
+
+const MIN_PART_BYTES = 8 * 1024 * 1024
+const MAX_PARTS = 10_000
+/** Parts in flight at once: memory is about partSize × this. */
+const UPLOAD_CONCURRENCY = 4
+const AWS_ENDPOINT = /^(https?:\/\/)?s3([.-][a-z0-9-]+)?\.amazonaws\.com(\.cn)?\/?$/i
+
+export class S3Storage implements Storage {
+  readonly location: string
+  readonly #d: S3Destination
+  readonly #prefix: string
+  readonly #client: S3Client
+
+  constructor(destination: S3Destination, prefix: string) {
+    this.#d = destination
+    this.#prefix = prefix
+    this.location = `s3://${destination.bucket}/${prefix} at ${destination.endpointUrl}`
+    const aws = AWS_ENDPOINT.test(destination.endpoint)
+    this.#client = new S3Client({
+      // AWS itself: let the SDK pick the regional, virtual-hosted endpoint. Anything else is a
+      // custom server, addressed path-style (no DNS per bucket needed).
+      ...(aws ? {} : { endpoint: destination.endpointUrl, forcePathStyle: true }),
+      // No region given: start from us-east-1 (what servers that do not say expect) and let the
+      // SDK follow the bucket's real region from the redirect.
+      region: destination.region ?? 'us-east-1',
+      followRegionRedirects: true,
+      credentials: { accessKeyId: destination.authKey, secretAccessKey: destination.authSecret },
+      // The SDK's default CRC trailers use aws-chunked uploads that many S3-compatible servers
+      // (Swift's s3api among them) reject with 501; send checksums only where S3 requires them.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: new NodeHttpHandler({
+        httpAgent,
+        httpsAgent,
+        connectionTimeout: CONNECT_TIMEOUT_MS,
+        socketTimeout: IDLE_TIMEOUT_MS,
+      }),
+    })
+  }
+
+  #key(filename: string): string {
+    return this.#prefix + filename
+  }
+
+  async upload(path: string, filename: string): Promise<void> {
+    const key = this.#key(filename)
+    const { size } = await stat(path)
+    const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
+    const upload = new Upload({
+      client: this.#client,
+      params: { Bucket: this.#d.bucket, Key: key, Body: createReadStream(path, { highWaterMark: 1024 * 1024 }) },
+      partSize,
+      queueSize: UPLOAD_CONCURRENCY,
+      leavePartsOnError: false, // abort the multipart upload: no orphaned parts
+    })
+    try {
+      await upload.done()
+    } catch (error) {
+      throw this.#explain(error, `upload of ${key}`)
+    }
+  }
+
+  async download(filename: string, targetPath: string): Promise<{ size: number }> {
+    const key = this.#key(filename)
+    try {
+      const object = await this.#client.send(new GetObjectCommand({ Bucket: this.#d.bucket, Key: key }))
+      let size = 0
+      const body = object.Body as Readable
+      body.on('data', (chunk: Buffer) => (size += chunk.length))
+      await pipeline(body, createWriteStream(targetPath))
+      if (object.ContentLength !== undefined && size !== object.ContentLength) {
+        throw new JobError(`download of ${key} was cut short: got ${size} of ${object.ContentLength} bytes`)
+      }
+      return { size }
+    } catch (error) {
+      throw this.#explain(error, `download of ${key}`)
+    }
+  }
+
+  /** Turns an SDK or network error into a message an operator can act on. */
+  #explain(error: unknown, what: string): JobError {
+    if (error instanceof JobError) return error
+    const d = this.#d
+    const where = `bucket ${d.bucket} at ${d.endpointUrl}`
+    if (error instanceof S3ServiceException) {
+      const status = error.$metadata.httpStatusCode
+      switch (error.name) {
+        case 'NoSuchBucket':
+          return new JobError(`${what} failed: ${where} does not exist`, { cause: error })
+        case 'NoSuchKey':
+          return new JobError(`${what} failed: the object does not exist in ${where}`, { cause: error })
+        case 'InvalidAccessKeyId':
+        case 'SignatureDoesNotMatch':
+        case 'AccessDenied':
+          return new JobError(
+            `${what} failed: ${where} refused the credentials of access key ${d.authKey} (${error.name}); check authKey and authSecret`,
+            { cause: error },
+          )
+      }
+      return new JobError(`${what} failed: ${where} answered ${status ?? ''} ${error.name}: ${error.message}`.replace(/\s+/g, ' '), { cause: error })
+    }
+    const code = (error as { code?: string }).code
+    const name = (error as { name?: string }).name
+    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH' || code === 'ECONNRESET') {
+      return new JobError(`${what} failed: cannot reach the S3 endpoint ${d.endpointUrl} (${code})`, { cause: error })
+    }
+    if (name === 'TimeoutError' || code === 'ETIMEDOUT') {
+      return new JobError(`${what} failed: the S3 endpoint ${d.endpointUrl} did not answer in time`, { cause: error })
+    }
+    const message = error instanceof Error ? error.message : String(error)
+    return new JobError(`${what} failed at ${d.endpointUrl}: ${message}`, { cause: error })
+  }
+}

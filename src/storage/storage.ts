@@ -1,0 +1,28 @@
+// The one interface every storage backend implements. No backend knows about jobs, and no job
+// code knows a backend's protocol.
+import type { StorageDestination } from '../jobs/request.ts'
+import { S3Storage } from './s3.ts'
+import { JobError } from '../errors.ts'
+
+export interface StorageSettings {
+  /** S3 endpoint when a request gives none (default_s3_endpoint). */
+  defaultS3Endpoint: string
+}
+
+export interface Storage {
+  /** Where objects go, for messages: `s3://bucket/prefix` or `swift container`. */
+  readonly location: string
+  /** Streams the file at `path` to the object for `filename`; memory does not grow with size. */
+  upload(path: string, filename: string): Promise<void>
+  /** Streams the object for `filename` into the file at `targetPath` (created or truncated). */
+  download(filename: string, targetPath: string): Promise<{ size: number }>
+}
+
+export function storageFor(destination: StorageDestination & { filenamePrefix: string }): Storage {
+  switch (destination.type) {
+    case 'S3':
+      return new S3Storage(destination, destination.filenamePrefix)
+    case 'SWIFT':
+      throw new JobError('SWIFT destinations are not supported by this agent build yet')
+  }
+}
