@@ -21,6 +21,9 @@ export interface Config {
   scriptLogMaxBytes: number
   logLevel: string
   caFile: string | undefined
+  swiftRegion: string | undefined
+  swiftSegmentBytes: number
+  swiftSegmentThresholdBytes: number
 }
 
 export class ConfigError extends Error {
@@ -51,6 +54,7 @@ const integer = (min: number, max: number) => (raw: string): number | undefined 
 }
 const list = (raw: string): string[] | undefined =>
   raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+const GiB = 1024 * 1024 * 1024
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const logLevel = (raw: string): string | undefined => {
   const v = raw.trim().toLowerCase()
@@ -83,10 +87,13 @@ export const SETTINGS = [
   setting('scriptLogMaxBytes', 'script_log_max_bytes', 65536, integer(0, 16 * 1024 * 1024)),
   setting('logLevel', 'log_level', 'info', logLevel),
   setting('caFile', 'ca_file', undefined as string | undefined, text),
+  setting('swiftRegion', 'swift_region', undefined as string | undefined, text),
+  setting('swiftSegmentBytes', 'swift_segment_bytes', GiB, integer(1024 * 1024, 5 * GiB)),
+  setting('swiftSegmentThresholdBytes', 'swift_segment_threshold_bytes', GiB, integer(0, 5 * GiB)),
 ]
 
 /** Settings that may be absent without a default (no start-up error). */
-const OPTIONAL: ReadonlySet<keyof Config> = new Set(['caFile'])
+const OPTIONAL: ReadonlySet<keyof Config> = new Set(['caFile', 'swiftRegion'])
 
 export interface LoadedConfig {
   config: Config

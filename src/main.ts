@@ -27,7 +27,9 @@ async function main(): Promise<void> {
   const registry = new JobRegistry(config.maxJobNumber)
   const app = buildApp({ config, registry, log, runner: { config, registry, log, agentEnv: process.env } })
   await app.listen({ host: config.clientHost, port: config.clientPort })
-  log.info({ host: config.clientHost, port: config.clientPort, scriptsPath: config.scriptsPath }, 'agent listening')
+  const address = app.server.address()
+  const port = typeof address === 'object' && address ? address.port : config.clientPort
+  log.info({ host: config.clientHost, port, scriptsPath: config.scriptsPath }, 'agent listening')
 
   let stopping = false
   const stop = (signal: string) => {

@@ -44,7 +44,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     secrets: requestSecrets(request),
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: config.allowedToDeleteFiles,
-    storage: () => (storage ??= storageFor(request.destination)),
+    storage: () => (storage ??= storageFor(request.destination, config)),
     signal: new AbortController().signal,
   }
   if (job.kind === 'restore') job.filename = request.destination.filename

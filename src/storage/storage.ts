@@ -1,13 +1,12 @@
 // The one interface every storage backend implements. No backend knows about jobs, and no job
 // code knows a backend's protocol.
+import type { Config } from '../config.ts'
 import type { StorageDestination } from '../jobs/request.ts'
 import { S3Storage } from './s3.ts'
 import { JobError } from '../errors.ts'
 
-export interface StorageSettings {
-  /** S3 endpoint when a request gives none (default_s3_endpoint). */
-  defaultS3Endpoint: string
-}
+/** The agent settings a backend may use (src/config.ts). */
+export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes'>
 
 export interface Storage {
   /** Where objects go, for messages: `s3://bucket/prefix` or `swift container`. */
@@ -18,7 +17,7 @@ export interface Storage {
   download(filename: string, targetPath: string): Promise<{ size: number }>
 }
 
-export function storageFor(destination: StorageDestination & { filenamePrefix: string }): Storage {
+export function storageFor(destination: StorageDestination & { filenamePrefix: string }, _settings: StorageSettings): Storage {
   switch (destination.type) {
     case 'S3':
       return new S3Storage(destination, destination.filenamePrefix)
