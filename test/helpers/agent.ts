@@ -55,7 +55,7 @@ export function tracingScript(traceFile: string, stage: string, body = ''): stri
 /** The default backup script: writes a dump named after its 5th argument. */
 export const WRITE_DUMP = 'printf "dump of %s\\n" "$4" > "$5.sql"'
 /** The default restore script: prints the restored file. */
-export const PRINT_RESTORED = 'cat "$5"'
+export const PRINT_RESTORED = 'if [ -n "$5" ]; then cat "$5"; fi'
 
 export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const root = await mkdtemp(join(tmpdir(), 'osb-agent-test-'))
