@@ -31,6 +31,8 @@ export interface Agent {
   request: (method: string, path: string, body?: unknown, init?: { auth?: string | null; headers?: Record<string, string>; raw?: string | Buffer }) => Promise<Reply>
   waitFor: (kind: 'backup' | 'restore', id: string, timeoutMs?: number) => Promise<any>
   trace: () => Promise<string[]>
+  /** The stages that ran, in order, for the job started with parameter JOB=tag. */
+  stagesRun: (tag: string) => Promise<string[]>
   /** Fails the test if any of these strings (or the agent's own password) is in its output. */
   assertNoSecrets: (secrets: string[]) => void
   stop: () => Promise<void>
@@ -47,9 +49,18 @@ export interface AgentOptions {
 export const BACKUP_STAGES = ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']
 export const RESTORE_STAGES = ['pre-restore-lock', 'restore', 'restore-cleanup', 'post-restore-unlock']
 
-/** A script that records its stage and arguments, then runs `body`. */
+/**
+ * A script that records its stage and arguments, then runs `body`. A job started with the
+ * parameter JOB also records `<stage>` under that tag (see Agent.stagesRun).
+ */
 export function tracingScript(traceFile: string, stage: string, body = ''): string {
-  return `#!/bin/bash\nprintf '%s\\n' "${stage} $*" >> '${traceFile}'\n${body}\n`
+  return [
+    '#!/bin/bash',
+    `printf '%s\\n' "${stage} $*" >> '${traceFile}'`,
+    `if [ -n "$JOB" ]; then printf '%s\\n' "$JOB ${stage}" >> '${traceFile}.jobs'; fi`,
+    body,
+    '',
+  ].join('\n')
 }
 
 /** The default backup script: writes a dump named after its 5th argument. */
@@ -129,6 +140,10 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
         if (Date.now() > deadline) assert.fail(`${kind} ${id} still RUNNING after ${timeoutMs} ms (state ${body.state})`)
         await new Promise((r) => setTimeout(r, 50))
       }
+    },
+    async stagesRun(tag) {
+      const text = await readFile(`${traceFile}.jobs`, 'utf8').catch(() => '')
+      return text.split('\n').filter((l) => l.startsWith(`${tag} `)).map((l) => l.slice(tag.length + 1))
     },
     async trace() {
       const text = await readFile(traceFile, 'utf8').catch(() => '')
