@@ -1,0 +1,45 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { ConfigError, loadConfig } from '../../src/config.ts'
+
+const required = { client_username: 'u', client_password: 'p', directory_backup: '/b', directory_restore: '/r' }
+
+describe('loadConfig', () => {
+  it('applies the defaults of SPEC §6', () => {
+    const { config, warnings } = loadConfig(required)
+    assert.deepEqual(warnings, [])
+    assert.equal(config.clientPort, 8000)
+    assert.equal(config.clientHost, '0.0.0.0')
+    assert.equal(config.scriptsPath, '/var/vcap/jobs/backup-agent/backup')
+    assert.equal(config.allowedToDeleteFiles, false)
+    assert.equal(config.skipStorage, false)
+    assert.equal(config.defaultS3Endpoint, 's3.amazonaws.com')
+    assert.equal(config.maxJobNumber, 10)
+    assert.deepEqual(config.scriptEnvPassthrough, ['PATH', 'LD_LIBRARY_PATH', 'LANG', 'TZ', 'HOME'])
+    assert.equal(config.scriptLogMaxBytes, 65536)
+    assert.equal(config.logLevel, 'info')
+    assert.equal(config.caFile, undefined)
+  })
+
+  it('names every missing required setting in one error', () => {
+    assert.throws(() => loadConfig({}), (e: Error) => e instanceof ConfigError && /client_username, client_password, directory_backup, directory_restore/.test(e.message))
+  })
+
+  it('parses values and falls back to the default, with a warning that does not echo the value', () => {
+    const { config, warnings } = loadConfig({ ...required, client_port: '9001', max_job_number: 'secret-ish-typo', allowed_to_delete_files: 'TRUE', script_env_passthrough: 'PATH, HOME ,', log_level: 'loud' })
+    assert.equal(config.clientPort, 9001)
+    assert.equal(config.maxJobNumber, 10)
+    assert.equal(config.allowedToDeleteFiles, true)
+    assert.deepEqual(config.scriptEnvPassthrough, ['PATH', 'HOME'])
+    assert.equal(config.logLevel, 'info')
+    assert.equal(warnings.length, 2)
+    assert.ok(warnings.every((w) => !w.includes('secret-ish-typo')))
+  })
+
+  it('rejects out-of-range numbers', () => {
+    const { config, warnings } = loadConfig({ ...required, client_port: '70000', max_job_number: '0' })
+    assert.equal(config.clientPort, 8000)
+    assert.equal(config.maxJobNumber, 10)
+    assert.equal(warnings.length, 2)
+  })
+})

@@ -1,0 +1,100 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { loadConfig } from '../../../src/config.ts'
+import { parseTrigger, triggerId } from '../../../src/http/trigger.ts'
+
+const { config } = loadConfig({ client_username: 'u', client_password: 'p', directory_backup: '/b', directory_restore: '/r' })
+
+const body = (destination: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+  id: 'job-1',
+  destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', ...destination },
+  backup: { host: 'h', username: 'u', password: 'p', database: 'd' },
+  ...extra,
+})
+
+function s3(destination: Record<string, unknown>) {
+  const parsed = parseTrigger('backup', body(destination), config)
+  if (!parsed.ok) throw new Error(parsed.errors.join('; '))
+  if (parsed.value.destination.type !== 'S3') throw new Error('not S3')
+  return parsed.value.destination
+}
+
+describe('parseTrigger: the S3 scheme rule of SPEC §3', () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ endpoint: 'minio.local:9000' }, 'https://minio.local:9000'],
+    [{ endpoint: 'http://minio.local:9000' }, 'http://minio.local:9000'],
+    [{ endpoint: 'HTTPS://minio.local' }, 'https://minio.local'],
+    [{ endpoint: 'minio.local:9000', useSSL: false }, 'http://minio.local:9000'],
+    [{ endpoint: 'minio.local:9000', skipSSL: true }, 'http://minio.local:9000'],
+    [{ endpoint: 'minio.local:9000', skipSSL: false }, 'https://minio.local:9000'],
+    [{ endpoint: 'minio.local:9000', useSSL: true, skipSSL: null }, 'https://minio.local:9000'],
+    [{ endpoint: 'http://minio.local:9000', useSSL: false }, 'http://minio.local:9000'],
+    [{ endpoint: '' }, 'https://s3.amazonaws.com'],
+    [{ endpoint: null }, 'https://s3.amazonaws.com'],
+    [{ endpoint: '[::1]:9000', useSSL: false }, 'http://[::1]:9000'],
+  ]
+  for (const [destination, url] of cases) {
+    it(`${JSON.stringify(destination)} -> ${url}`, () => {
+      const d = s3(destination)
+      assert.equal(d.endpointUrl, url)
+      assert.equal(d.useSSL, url.startsWith('https:'))
+    })
+  }
+
+  for (const destination of [{ endpoint: 'https://x', useSSL: false }, { endpoint: 'http://x', skipSSL: false }, { endpoint: 'x', useSSL: true, skipSSL: true }, { endpoint: 'ftp://x' }, { endpoint: 'x/path' }, { endpoint: 'user:pw@x' }]) {
+    it(`${JSON.stringify(destination)} is a 400`, () => {
+      const parsed = parseTrigger('backup', body(destination), config)
+      assert.equal(parsed.ok, false)
+      if (!parsed.ok) assert.match(parsed.errors.join(), /destination\.(endpoint|useSSL|skipSSL)/)
+    })
+  }
+})
+
+describe('parseTrigger', () => {
+  it('echoes the endpoint as given and keeps a null region undefined', () => {
+    const d = s3({ endpoint: 'minio.local:9000', region: null })
+    assert.equal(d.endpoint, 'minio.local:9000')
+    assert.equal(d.region, undefined)
+  })
+
+  it('renders parameters from a list of one-key objects or from an object', () => {
+    for (const parameters of [[{ a: 'x' }, { n: 2 }, { f: false }], { a: 'x', n: 2, f: false }]) {
+      const parsed = parseTrigger('backup', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters } }, config)
+      assert.ok(parsed.ok)
+      if (parsed.ok) assert.deepEqual(parsed.value.database.parameters, { a: 'x', n: '2', f: 'false' })
+    }
+  })
+
+  it('passes a null encryption key as an empty string and "none" as given', () => {
+    for (const [key, expected] of [[null, ''], [undefined, ''], ['none', 'none'], ['k', 'k']] as const) {
+      const parsed = parseTrigger('backup', body({}, { encryption_key: key }), config)
+      assert.ok(parsed.ok)
+      if (parsed.ok) assert.equal(parsed.value.encryptionKey, expected)
+    }
+  })
+
+  it('requires the Keystone v3 fields only for a /v3 auth URL', () => {
+    const swift = (authUrl: string) => parseTrigger('backup', body({ type: 'SWIFT', authUrl, username: 'u', password: 'p', container_name: 'c' }), config)
+    const v3 = swift('http://ks:5000/v3')
+    assert.equal(v3.ok, false)
+    if (!v3.ok) assert.deepEqual(v3.errors, ['destination.domain is required for Keystone v3 (authUrl ending in /v3)', 'destination.project_name is required for Keystone v3 (authUrl ending in /v3)'])
+    assert.equal(swift('http://swift:8080/auth/v1.0').ok, true)
+  })
+
+  it('does not require storage fields with skipStorage, nor a restore filename', () => {
+    const parsed = parseTrigger('restore', { id: 'r', destination: { type: 'S3', skipStorage: true }, restore: { host: 'h', username: 'u', password: '', database: 'd' } }, config)
+    assert.ok(parsed.ok, parsed.ok ? '' : parsed.errors.join())
+  })
+
+  it('rejects NUL characters in strings', () => {
+    const parsed = parseTrigger('backup', { ...body({}), backup: { host: 'h\0x', username: 'u', password: 'p', database: 'd' } }, config)
+    assert.equal(parsed.ok, false)
+    if (!parsed.ok) assert.match(parsed.errors.join(), /backup\.host must not contain NUL/)
+  })
+
+  it('finds the id case-insensitively before validation', () => {
+    assert.equal(triggerId({ ID: 'x', destination: 5 }), 'x')
+    assert.equal(triggerId({ id: 5 }), undefined)
+    assert.equal(triggerId([]), undefined)
+  })
+})
