@@ -5,6 +5,8 @@
 // that cannot be parsed falls back to its default with a warning, as the old agent did: a typo in
 // an optional setting must not turn into an outage.
 
+import { dirname, join, resolve } from 'node:path'
+
 export interface Config {
   clientUsername: string
   clientPassword: string
@@ -24,6 +26,13 @@ export interface Config {
   swiftRegion: string | undefined
   swiftSegmentBytes: number
   swiftSegmentThresholdBytes: number
+  directoryState: string
+  jobRetentionDays: number
+  maxJobRecords: number
+  scriptTimeoutSeconds: number
+  hookTimeoutSeconds: number
+  storageRetries: number
+  shutdownGraceSeconds: number
 }
 
 export class ConfigError extends Error {
@@ -90,6 +99,14 @@ export const SETTINGS = [
   setting('swiftRegion', 'swift_region', undefined as string | undefined, text),
   setting('swiftSegmentBytes', 'swift_segment_bytes', GiB, integer(1024 * 1024, 5 * GiB)),
   setting('swiftSegmentThresholdBytes', 'swift_segment_threshold_bytes', GiB, integer(0, 5 * GiB)),
+  // '' stands for "a state folder beside directory_backup", resolved in loadConfig
+  setting('directoryState', 'directory_state', '', text),
+  setting('jobRetentionDays', 'job_retention_days', 14, integer(1, 36_500)),
+  setting('maxJobRecords', 'max_job_records', 1000, integer(1, 10_000_000)),
+  setting('scriptTimeoutSeconds', 'script_timeout_seconds', 86_400, integer(1, 30 * 86_400)),
+  setting('hookTimeoutSeconds', 'hook_timeout_seconds', 600, integer(1, 86_400)),
+  setting('storageRetries', 'storage_retries', 5, integer(0, 100)),
+  setting('shutdownGraceSeconds', 'shutdown_grace_seconds', 60, integer(0, 86_400)),
 ]
 
 /** Settings that may be absent without a default (no start-up error). */
@@ -122,5 +139,7 @@ export function loadConfig(env: Env): LoadedConfig {
   if (missing.length > 0) {
     throw new ConfigError(`missing required setting(s): ${missing.join(', ')} (set them as environment variables)`)
   }
-  return { config: values as unknown as Config, warnings }
+  const config = values as unknown as Config
+  if (config.directoryState === '') config.directoryState = join(dirname(resolve(config.directoryBackup)), 'state')
+  return { config, warnings }
 }

@@ -25,6 +25,7 @@ const ROUTES: [RegExp, string[]][] = [
   [/^\/backup$/, ['POST', 'DELETE']],
   [/^\/restore$/, ['PUT', 'DELETE']],
   [/^\/(backup|restore)\/[^/]*$/, ['GET', 'HEAD']],
+  [/^\/(backup|restore)\/[^/]*\/cancel$/, ['POST']],
 ]
 
 export function buildApp(deps: AppDeps): FastifyInstance {

@@ -47,6 +47,9 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
       const job = newJob(parsed.value, logFields(kind))
       const entry = registry.start(job)
       if (entry === 'exists') return sendPollingBody(reply, 409, registry.get(kind, job.id)?.body ?? '{}')
+      if (entry === 'closing') {
+        return reply.code(503).header('retry-after', '30').send({ message: `${kind} not started`, state: 'Job creation', error_message: 'the agent is shutting down; try again when it is back' })
+      }
       if (entry === 'full') {
         return reply.code(429).send({
           message: `${kind} not started`,
@@ -67,6 +70,20 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
     const entry = registry.get(kind, id)
     if (!entry) return reply.code(404).send()
     return sendPollingBody(reply, 200, entry.body)
+  })
+
+  app.post<{ Params: { id: string } }>(`/${kind}/:id/cancel`, async (req, reply) => {
+    const { id } = req.params
+    if (idProblem(id)) return reply.code(400).send({ message: 'invalid id: 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..' })
+    switch (registry.cancel(kind, id)) {
+      case 'cancelled':
+        req.log.info({ job: id, kind }, 'job cancelled')
+        return reply.code(202).send({ message: `${kind} ${id} is being cancelled; cleanup and unlock still run` })
+      case 'not running':
+        return sendPollingBody(reply, 409, registry.get(kind, id)?.body ?? '{}')
+      case 'unknown':
+        return reply.code(404).send({ message: `no ${kind} job ${id}` })
+    }
   })
 
   app.delete<{ Body: unknown }>(`/${kind}`, async (req, reply) => {

@@ -18,6 +18,14 @@ export interface Job {
   filesize: number
   /** Script output by polling field name (`backup_log`, `backup_errorlog`, …). */
   logs: Record<string, string>
+  /** Names of the stages entered so far, in order: what recovery needs after a crash. */
+  attempted: string[]
+  /** The object being written while an upload runs; recovery removes what it left behind. */
+  uploading: string | undefined
+  /** Requests made by the transfer stage, retries included (0 before any transfer). */
+  attempts: number
+  /** The script process group running now, if any. */
+  script: { pid: number; startTime: string; stage: string } | undefined
 }
 
 export function newJob(request: JobRequest, logFields: readonly string[], now = new Date()): Job {
@@ -35,6 +43,10 @@ export function newJob(request: JobRequest, logFields: readonly string[], now = 
     filename: '',
     filesize: 0,
     logs,
+    attempted: [],
+    uploading: undefined,
+    attempts: 0,
+    script: undefined,
   }
 }
 
@@ -76,6 +88,7 @@ export function pollingBody(job: Job): Record<string, unknown> {
   body.start_time = utcTimestamp(job.startedAt)
   body.end_time = job.endedAt ? utcTimestamp(job.endedAt) : ''
   body.execution_time_ms = job.endedAt ? job.endedAt.getTime() - job.startedAt.getTime() : 0
+  if (job.attempts > 0) body.attempts = job.attempts
   Object.assign(body, job.logs)
   return body
 }

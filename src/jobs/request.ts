@@ -58,6 +58,11 @@ export interface JobRequest {
 
 const SECRET_PARAMETER = /secret|password|token|key/i
 
+/** Parameters whose name says they hold a secret are masked and never stored after a job. */
+export function isSecretParameter(name: string): boolean {
+  return SECRET_PARAMETER.test(name)
+}
+
 /**
  * The values of a request that must never appear in logs or polling bodies: the database and
  * storage passwords, the encryption key and parameters whose name says they are secret.
@@ -70,7 +75,7 @@ export function requestSecrets(request: JobRequest): string[] {
     d.type === 'S3' ? d.authSecret : d.password,
   ]
   for (const [key, value] of Object.entries(request.database.parameters)) {
-    if (SECRET_PARAMETER.test(key)) secrets.push(value)
+    if (isSecretParameter(key)) secrets.push(value)
   }
   return secrets.filter((s) => s !== '')
 }

@@ -12,7 +12,7 @@ import { utcFileStamp } from '../util/time.ts'
 import type { Job } from './job.ts'
 import type { JobRegistry } from './registry.ts'
 import { requestSecrets } from './request.ts'
-import { STAGES, type Stage, type StageContext, type StageKind } from './stages.ts'
+import { STAGES, shouldRun, type Stage, type StageContext, type StageKind } from './stages.ts'
 
 export interface RunnerDeps {
   config: Config
@@ -34,6 +34,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   const log = deps.log.child({ job: job.id, kind: job.kind })
   const request = job.request
   const directory = join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
+  const cancel = registry.get(job.kind, job.id)?.live?.cancel.signal
   let storage: Storage | undefined
   const ctx: StageContext = {
     job,
@@ -45,21 +46,28 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: config.allowedToDeleteFiles,
     storage: () => (storage ??= storageFor(request.destination, config)),
-    signal: new AbortController().signal,
+    signal: cancel,
+    scriptTimeoutMs: config.scriptTimeoutSeconds * 1000,
+    hookTimeoutMs: config.hookTimeoutSeconds * 1000,
+    changed: () => registry.publish(job),
   }
   if (job.kind === 'restore') job.filename = request.destination.filename
 
   let failure: JobError | undefined
   try {
     await prepareDirectory(job, directory)
-    failure = await runStages(STAGES[job.kind], ctx, (stage) => {
-      job.state = stage.name
-      registry.publish(job)
-      log.info({ stage: stage.name }, 'stage started')
-    }, (stage, error) => {
-      registry.publish(job)
-      if (error) log.warn({ stage: stage.name, error: error.message }, 'stage failed')
-      else log.info({ stage: stage.name }, 'stage finished')
+    failure = await runStages(STAGES[job.kind], ctx, cancel, {
+      entered(stage) {
+        job.state = stage.name
+        job.attempted.push(stage.name)
+        registry.publish(job)
+        log.info({ stage: stage.name }, 'stage started')
+      },
+      left(stage, error) {
+        registry.publish(job)
+        if (error) log.warn({ stage: stage.name, error: error.message }, 'stage failed')
+        else log.info({ stage: stage.name }, 'stage finished')
+      },
     })
   } catch (error) {
     failure = asJobError(error)
@@ -71,21 +79,26 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   job.errorMessage = failure?.message ?? ''
   registry.finish(job)
   log.info({ status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: failure?.message }, 'job finished')
+  registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
 }
 
-async function runStages(
-  table: readonly Stage[],
-  ctx: StageContext,
-  entered: (stage: Stage) => void,
-  left: (stage: Stage, error: JobError | undefined) => void,
-): Promise<JobError | undefined> {
+interface StageEvents {
+  entered: (stage: Stage) => void
+  left: (stage: Stage, error: JobError | undefined) => void
+}
+
+async function runStages(table: readonly Stage[], ctx: StageContext, cancel: AbortSignal | undefined, events: StageEvents): Promise<JobError | undefined> {
   let failure: JobError | undefined
   const attempted = new Set<StageKind>()
   for (const stage of table) {
     if (stage.applies && !stage.applies(ctx.job)) continue
-    if (!shouldRun(stage, failure, attempted)) continue
+    // A cancel between stages stops the main line; cleanup and unlock still run below.
+    if (cancel?.aborted && failure === undefined) failure = new JobError(String(cancel.reason))
+    if (!shouldRun(stage, failure !== undefined, attempted)) continue
     attempted.add(stage.kind)
-    entered(stage)
+    // Cleanup and unlock must run to the end even for a cancelled job (bounded by their timeout).
+    ctx.signal = stage.runIf === 'ok' ? cancel : undefined
+    events.entered(stage)
     let error: JobError | undefined
     try {
       await stage.run(ctx)
@@ -93,20 +106,9 @@ async function runStages(
       error = asJobError(thrown, stage.name)
       failure ??= error
     }
-    left(stage, error)
+    events.left(stage, error)
   }
   return failure
-}
-
-function shouldRun(stage: Stage, failure: JobError | undefined, attempted: ReadonlySet<StageKind>): boolean {
-  switch (stage.runIf) {
-    case 'ok':
-      return failure === undefined
-    case 'mainStarted':
-      return attempted.has('main') || attempted.has('transfer')
-    case 'lockAttempted':
-      return attempted.has('lock')
-  }
 }
 
 /**

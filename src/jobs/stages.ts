@@ -3,6 +3,7 @@
 import { readdir, rename, rm, stat, lstat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
+import { processStartTime } from '../scripts/process-group.ts'
 import { runScript } from '../scripts/run.ts'
 import type { Storage } from '../storage/storage.ts'
 import type { Job } from './job.ts'
@@ -30,7 +31,13 @@ export interface StageContext {
   logMaxBytes: number
   allowedToDeleteFiles: boolean
   storage: () => Storage
-  signal: AbortSignal
+  /** Aborted when the job is cancelled; cleanup and unlock stages get one that never aborts. */
+  signal: AbortSignal | undefined
+  /** Limits for main scripts (backup, restore) and for hooks (lock, check, cleanup, unlock). */
+  scriptTimeoutMs: number
+  hookTimeoutMs: number
+  /** Makes a change of the job visible (and durable) now. */
+  changed: () => void
 }
 
 export interface Stage {
@@ -67,7 +74,15 @@ function scriptStage(
         secrets: ctx.secrets,
         logMaxBytes: ctx.logMaxBytes,
         signal: ctx.signal,
+        timeoutMs: kind === 'main' ? ctx.scriptTimeoutMs : ctx.hookTimeoutMs,
+        onSpawn(pid) {
+          // recorded so that a restarted agent can find a group a killed one left running
+          const startTime = processStartTime(pid)
+          if (startTime !== undefined) ctx.job.script = { pid, startTime, stage: name }
+          ctx.changed()
+        },
       })
+      ctx.job.script = undefined
       ctx.job.logs[`${logField}_log`] = result.stdout
       ctx.job.logs[`${logField}_errorlog`] = result.stderr
       if (result.failure) throw result.failure
@@ -113,6 +128,28 @@ export const RESTORE_STAGES: readonly Stage[] = [
 
 export const STAGES: Record<JobKind, readonly Stage[]> = { backup: BACKUP_STAGES, restore: RESTORE_STAGES }
 
+/** Whether a stage runs, given whether the job has failed and which kinds of stage it entered. */
+export function shouldRun(stage: Stage, failed: boolean, attempted: ReadonlySet<StageKind>): boolean {
+  switch (stage.runIf) {
+    case 'ok':
+      return !failed
+    case 'mainStarted':
+      return attempted.has('main') || attempted.has('transfer')
+    case 'lockAttempted':
+      return attempted.has('lock')
+  }
+}
+
+/**
+ * The stages a job interrupted by an agent restart still owes (cleanup, unlock): the same rules
+ * as a failure, for the stages it never entered.
+ */
+export function stagesStillDue(kind: JobKind, attemptedNames: readonly string[]): Stage[] {
+  const table = STAGES[kind]
+  const attempted = new Set(table.filter((s) => attemptedNames.includes(s.name)).map((s) => s.kind))
+  return table.filter((s) => !attemptedNames.includes(s.name) && s.runIf !== 'ok' && shouldRun(s, true, attempted))
+}
+
 /** Every `*_log` / `*_errorlog` field of a kind's polling body, in stage order. */
 export function logFields(kind: JobKind): string[] {
   return STAGES[kind].flatMap((s) => (s.logField ? [`${s.logField}_log`, `${s.logField}_errorlog`] : []))
@@ -137,8 +174,26 @@ async function recordBackupFile(ctx: StageContext): Promise<void> {
   ctx.job.filesize = 0
 }
 
+/** Transfer options shared by upload and download: cancellation and the attempts counter. */
+function transferOptions(ctx: StageContext) {
+  return {
+    signal: ctx.signal,
+    onRequest: () => {
+      ctx.job.attempts++
+    },
+  }
+}
+
 async function uploadBackupFile(ctx: StageContext): Promise<void> {
-  await ctx.storage().upload(join(ctx.directory, ctx.job.filename), ctx.job.filename)
+  const { filename } = ctx.job
+  // recorded first: a restarted agent removes what an interrupted upload left behind
+  ctx.job.uploading = filename
+  ctx.changed()
+  try {
+    await ctx.storage().upload(join(ctx.directory, filename), filename, transferOptions(ctx))
+  } finally {
+    ctx.job.uploading = undefined
+  }
 }
 
 async function downloadRestoreFile(ctx: StageContext): Promise<void> {
@@ -153,7 +208,7 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   // file under the name the restore script reads.
   const partial = join(ctx.directory, `.${filename}.download`)
   try {
-    const { size } = await ctx.storage().download(filename, partial)
+    const { size } = await ctx.storage().download(filename, partial, transferOptions(ctx))
     await rename(partial, target)
     ctx.job.filename = filename
     ctx.job.filesize = size

@@ -5,6 +5,7 @@ import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { TailCapture } from './capture.ts'
+import { signalGroup } from './process-group.ts'
 
 export interface ScriptRun {
   /** Stage name, also the script's file name (`<stage>` or `<stage>.sh`). */
@@ -16,8 +17,12 @@ export interface ScriptRun {
   /** Values masked in the captured output. */
   secrets: readonly string[]
   logMaxBytes: number
-  /** Aborting stops the script's whole process group. */
+  /** Aborting stops the script's whole process group; the reason becomes the failure message. */
   signal?: AbortSignal
+  /** The script is stopped the same way after this long (0: no limit). */
+  timeoutMs?: number
+  /** Called once the script runs, with its pid (= its process group id). */
+  onSpawn?: (pid: number) => void
 }
 
 export interface ScriptResult {
@@ -27,7 +32,8 @@ export interface ScriptResult {
   failure: JobError | undefined
 }
 
-const KILL_GRACE_MS = 5000
+/** Between SIGTERM and SIGKILL when the agent stops a script. */
+export const KILL_GRACE_MS = 10_000
 /** How long output may still arrive after the script exited. */
 const PIPE_DRAIN_MS = 500
 
@@ -45,6 +51,7 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
   const stdout = new TailCapture(run.logMaxBytes, run.secrets)
   const stderr = new TailCapture(run.logMaxBytes, run.secrets)
 
+  let stoppedBecause: string | undefined
   const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
     const child = spawn('bash', [script, ...run.args], {
       cwd: run.cwd,
@@ -52,19 +59,25 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // own process group: a kill reaches the children the script started
     })
+    if (child.pid !== undefined) run.onSpawn?.(child.pid)
     let killTimer: NodeJS.Timeout | undefined
-    const stopGroup = () => {
+    const stop = (reason: string) => {
+      if (stoppedBecause !== undefined || child.pid === undefined) return
+      stoppedBecause = reason
       signalGroup(child.pid, 'SIGTERM')
-      killTimer = setTimeout(() => signalGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS)
-      killTimer.unref()
+      killTimer = setTimeout(() => child.pid !== undefined && signalGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS)
     }
-    run.signal?.addEventListener('abort', stopGroup, { once: true })
+    const onAbort = () => stop(String(run.signal?.reason ?? 'cancelled'))
+    run.signal?.addEventListener('abort', onAbort, { once: true })
+    if (run.signal?.aborted) onAbort()
+    const timeout = run.timeoutMs ? setTimeout(() => stop(`${run.stage} timed out after ${Math.round((run.timeoutMs as number) / 1000)} s`), run.timeoutMs) : undefined
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
     child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
     child.on('error', (error) => resolve({ code: null, signal: null, error }))
     const finish = (code: number | null, signal: NodeJS.Signals | null) => {
-      run.signal?.removeEventListener('abort', stopGroup)
-      if (killTimer) clearTimeout(killTimer)
+      run.signal?.removeEventListener('abort', onAbort)
+      clearTimeout(timeout)
+      clearTimeout(killTimer)
       resolve({ code, signal })
     }
     // 'close' also waits for stdout/stderr to end, so the capture is complete. A process the
@@ -82,17 +95,8 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
 
   let failure: JobError | undefined
   if (exit.error) failure = new JobError(`${run.stage} script could not be started: ${exit.error.message}`)
-  else if (run.signal?.aborted) failure = new JobError(`${run.stage} script was stopped: ${String(run.signal.reason ?? 'aborted')}`)
+  else if (stoppedBecause !== undefined) failure = new JobError(stoppedBecause)
   else if (exit.signal) failure = new JobError(`${run.stage} script was killed by ${exit.signal}`)
   else if (exit.code !== 0) failure = new JobError(`${run.stage} script failed with exit code ${exit.code}`)
   return { stdout: stdout.text(), stderr: stderr.text(), failure }
-}
-
-function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (pid === undefined) return
-  try {
-    process.kill(-pid, signal)
-  } catch {
-    // the group is already gone
-  }
 }

@@ -3,12 +3,12 @@ import { createReadStream, createWriteStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
-import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3'
+import { AbortMultipartUploadCommand, GetObjectCommand, ListMultipartUploadsCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { JobError } from '../errors.ts'
 import type { S3Destination } from '../jobs/request.ts'
-import type { Storage } from './storage.ts'
+import type { Storage, StorageSettings, TransferOptions } from './storage.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
@@ -23,7 +23,12 @@ export class S3Storage implements Storage {
   readonly #prefix: string
   readonly #client: S3Client
 
-  constructor(destination: S3Destination, prefix: string) {
+  readonly #retries: number
+  /** Called by the attempt-counting middleware; set per transfer. */
+  #onRequest: (() => void) | undefined
+
+  constructor(destination: S3Destination, prefix: string, settings: Pick<StorageSettings, 'storageRetries'>) {
+    this.#retries = settings.storageRetries
     this.#d = destination
     this.#prefix = prefix
     this.location = `s3://${destination.bucket}/${prefix} at ${destination.endpointUrl}`
@@ -47,15 +52,28 @@ export class S3Storage implements Storage {
         connectionTimeout: CONNECT_TIMEOUT_MS,
         socketTimeout: IDLE_TIMEOUT_MS,
       }),
+      // The SDK's standard retry strategy: transient failures (connection errors, timeouts, 5xx,
+      // 429/503 throttling) are retried per request, and so per part, with exponential backoff
+      // and jitter; permanent ones (403, 404, a missing bucket) fail at once.
+      maxAttempts: settings.storageRetries + 1,
     })
+    // Runs inside the retry loop, so it sees every attempt.
+    this.#client.middlewareStack.add(
+      (next) => async (args) => {
+        this.#onRequest?.()
+        return next(args)
+      },
+      { step: 'deserialize', name: 'countAttempts' },
+    )
   }
 
   #key(filename: string): string {
     return this.#prefix + filename
   }
 
-  async upload(path: string, filename: string): Promise<void> {
+  async upload(path: string, filename: string, options: TransferOptions = {}): Promise<void> {
     const key = this.#key(filename)
+    this.#onRequest = options.onRequest
     const { size } = await stat(path)
     const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
     const upload = new Upload({
@@ -65,27 +83,57 @@ export class S3Storage implements Storage {
       queueSize: UPLOAD_CONCURRENCY,
       leavePartsOnError: false, // abort the multipart upload: no orphaned parts
     })
+    const cancel = () => void upload.abort()
+    options.signal?.addEventListener('abort', cancel, { once: true })
     try {
+      if (options.signal?.aborted) throw new JobError(String(options.signal.reason))
       await upload.done()
     } catch (error) {
+      if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
       throw this.#explain(error, `upload of ${key}`)
+    } finally {
+      options.signal?.removeEventListener('abort', cancel)
     }
   }
 
-  async download(filename: string, targetPath: string): Promise<{ size: number }> {
+  /**
+   * Streams the object to disk. A connection that breaks mid-body is resumed with a ranged GET
+   * from the bytes already written (the SDK only retries until the headers arrive).
+   */
+  async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<{ size: number }> {
     const key = this.#key(filename)
-    try {
-      const object = await this.#client.send(new GetObjectCommand({ Bucket: this.#d.bucket, Key: key }))
-      let size = 0
-      const body = object.Body as Readable
-      body.on('data', (chunk: Buffer) => (size += chunk.length))
-      await pipeline(body, createWriteStream(targetPath))
-      if (object.ContentLength !== undefined && size !== object.ContentLength) {
-        throw new JobError(`download of ${key} was cut short: got ${size} of ${object.ContentLength} bytes`)
+    this.#onRequest = options.onRequest
+    let written = 0
+    let expected: number | undefined
+    for (let resumes = 0; ; resumes++) {
+      try {
+        const object = await this.#client.send(
+          new GetObjectCommand({ Bucket: this.#d.bucket, Key: key, ...(written > 0 ? { Range: `bytes=${written}-` } : {}) }),
+          { abortSignal: options.signal },
+        )
+        expected ??= object.ContentLength
+        const body = object.Body as Readable
+        body.on('data', (chunk: Buffer) => (written += chunk.length))
+        await pipeline(body, createWriteStream(targetPath, { flags: written > 0 ? 'r+' : 'w', start: written }))
+        if (expected !== undefined && written !== expected) {
+          throw new JobError(`download of ${key} was cut short: got ${written} of ${expected} bytes`)
+        }
+        return { size: written }
+      } catch (error) {
+        if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
+        const midBody = expected !== undefined && written < expected && !(error instanceof S3ServiceException)
+        if (!midBody || resumes >= this.#retries) throw this.#explain(error, `download of ${key}`)
+        await backoff(resumes)
       }
-      return { size }
-    } catch (error) {
-      throw this.#explain(error, `download of ${key}`)
+    }
+  }
+
+  async abandon(filename: string): Promise<void> {
+    const key = this.#key(filename)
+    const listing = await this.#client.send(new ListMultipartUploadsCommand({ Bucket: this.#d.bucket, Prefix: key }))
+    for (const upload of listing.Uploads ?? []) {
+      if (upload.Key !== key || !upload.UploadId) continue
+      await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#d.bucket, Key: key, UploadId: upload.UploadId }))
     }
   }
 
@@ -122,4 +170,10 @@ export class S3Storage implements Storage {
     const message = error instanceof Error ? error.message : String(error)
     return new JobError(`${what} failed at ${d.endpointUrl}: ${message}`, { cause: error })
   }
+}
+
+/** Exponential backoff with full jitter: up to 0.2 s, 0.4 s, 0.8 s … capped at 20 s. */
+function backoff(attempt: number): Promise<void> {
+  const ceiling = Math.min(20_000, 200 * 2 ** attempt)
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling))
 }

@@ -6,21 +6,33 @@ import { S3Storage } from './s3.ts'
 import { JobError } from '../errors.ts'
 
 /** The agent settings a backend may use (src/config.ts). */
-export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes'>
+export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes' | 'storageRetries'>
+
+export interface TransferOptions {
+  /** Aborts the transfer (a cancelled job); the backend removes what it wrote. */
+  signal?: AbortSignal | undefined
+  /** Called for every request attempt, retries included (the polling body's `attempts`). */
+  onRequest?: () => void
+}
 
 export interface Storage {
   /** Where objects go, for messages: `s3://bucket/prefix` or `swift container`. */
   readonly location: string
   /** Streams the file at `path` to the object for `filename`; memory does not grow with size. */
-  upload(path: string, filename: string): Promise<void>
+  upload(path: string, filename: string, options?: TransferOptions): Promise<void>
   /** Streams the object for `filename` into the file at `targetPath` (created or truncated). */
-  download(filename: string, targetPath: string): Promise<{ size: number }>
+  download(filename: string, targetPath: string, options?: TransferOptions): Promise<{ size: number }>
+  /**
+   * Removes what an interrupted upload of `filename` left behind (an unfinished multipart
+   * upload, orphaned segments), after an agent restart. Never touches a completed object.
+   */
+  abandon?(filename: string): Promise<void>
 }
 
-export function storageFor(destination: StorageDestination & { filenamePrefix: string }, _settings: StorageSettings): Storage {
+export function storageFor(destination: StorageDestination & { filenamePrefix: string }, settings: StorageSettings): Storage {
   switch (destination.type) {
     case 'S3':
-      return new S3Storage(destination, destination.filenamePrefix)
+      return new S3Storage(destination, destination.filenamePrefix, settings)
     case 'SWIFT':
       throw new JobError('SWIFT destinations are not supported by this agent build yet')
   }

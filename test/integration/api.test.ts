@@ -162,7 +162,7 @@ describe('HTTP API', () => {
       assert.ok(res.status === 400 || res.status === 404, `${path} answered ${res.status}`)
       assert.notEqual(res.status, 200)
     }
-    assert.deepEqual(readdirSync(agent.root).filter((n) => !['backup', 'restore', 'scripts', 'trace.log'].includes(n)), [])
+    assert.deepEqual(readdirSync(agent.root).filter((n) => !['backup', 'restore', 'scripts', 'state', 'trace.log', 'trace.log.jobs'].includes(n)), [])
   })
 
   it('rejects restore filenames that are not plain file names', async () => {

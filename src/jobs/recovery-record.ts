@@ -1,0 +1,48 @@
+// What the store keeps beside a job's polling body so that a restarted agent can finish what a
+// killed one left: the stages entered, the running script, the object under upload, and the
+// request. Secrets are kept only while the job runs and only those recovery needs (the storage
+// credentials to remove a partial upload, the parameters the cleanup and unlock scripts get);
+// the database password and encryption key are never stored.
+import type { Job } from './job.ts'
+import type { JobRequest } from './request.ts'
+import { isSecretParameter } from './request.ts'
+
+export interface RecoveryRecord {
+  state: string
+  attempted: string[]
+  uploading: string | undefined
+  /** The script process group running now (pid and /proc start time, against pid reuse). */
+  script: { pid: number; startTime: string; stage: string } | undefined
+  request: JobRequest
+  /** Recovery steps still to do after a restart ('abandon', 'cleanup', 'unlock'). */
+  pending?: string[]
+}
+
+export function recoveryRecord(job: Job, pending?: string[]): RecoveryRecord {
+  const keepSecrets = job.status === 'RUNNING' || (pending?.length ?? 0) > 0
+  return {
+    state: job.state,
+    attempted: job.attempted,
+    uploading: job.uploading,
+    script: job.script,
+    request: storedRequest(job.request, keepSecrets),
+    ...(pending ? { pending } : {}),
+  }
+}
+
+export function storedRequest(request: JobRequest, keepRecoverySecrets: boolean): JobRequest {
+  const { destination, database } = request
+  const parameters = keepRecoverySecrets
+    ? database.parameters
+    : Object.fromEntries(Object.entries(database.parameters).map(([k, v]) => [k, isSecretParameter(k) ? '' : v]))
+  const strippedDestination =
+    keepRecoverySecrets ? destination
+    : destination.type === 'S3' ? { ...destination, authSecret: '' }
+    : { ...destination, password: '' }
+  return {
+    ...request,
+    encryptionKey: '',
+    database: { ...database, password: '', parameters },
+    destination: strippedDestination,
+  }
+}

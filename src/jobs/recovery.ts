@@ -1,0 +1,178 @@
+// Recovery at start: jobs a killed agent left RUNNING become FAILED at once ("interrupted by
+// agent restart during <stage>"); then, in the background, the agent stops the script group the
+// dead agent left running, removes a partial upload, and runs the cleanup and unlock scripts the
+// job still owes, recording their output in the job's log fields. Nothing stays locked.
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import type { Config } from '../config.ts'
+import { JobError } from '../errors.ts'
+import { scriptEnvironment } from '../scripts/environment.ts'
+import { processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
+import { KILL_GRACE_MS } from '../scripts/run.ts'
+import { storageFor } from '../storage/storage.ts'
+import { pollingBody, type Job } from './job.ts'
+import { recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
+import type { JobRegistry } from './registry.ts'
+import { requestSecrets } from './request.ts'
+import { stagesStillDue, type StageContext } from './stages.ts'
+import type { StoredJob } from './store.ts'
+
+export interface RecoveryDeps {
+  config: Config
+  registry: JobRegistry
+  log: Logger
+  agentEnv: Record<string, string | undefined>
+}
+
+interface Interrupted {
+  job: Job
+  record: RecoveryRecord
+  pending: string[]
+}
+
+/** Rebuilds the job from its stored polling body and recovery record. */
+function restoreJob(row: StoredJob, record: RecoveryRecord): Job {
+  const body = JSON.parse(row.body) as Record<string, unknown>
+  const logs: Record<string, string> = {}
+  for (const [key, value] of Object.entries(body)) if (/_(log|errorlog)$/.test(key)) logs[key] = String(value)
+  return {
+    kind: row.kind,
+    id: row.id,
+    request: record.request,
+    status: row.status,
+    state: String(body.state),
+    errorMessage: typeof body.error_message === 'string' ? body.error_message : '',
+    startedAt: new Date(row.startedAt),
+    endedAt: row.endedAt === null ? undefined : new Date(row.endedAt),
+    filename: String(body.filename ?? ''),
+    filesize: Number((body.filesize as { size?: number } | undefined)?.size ?? 0),
+    logs,
+    attempted: record.attempted,
+    uploading: record.uploading,
+    attempts: Number(body.attempts ?? 0),
+    script: record.script,
+  }
+}
+
+function save(registry: JobRegistry, job: Job, pending: string[]): void {
+  registry.replace({
+    kind: job.kind,
+    id: job.id,
+    status: job.status,
+    body: JSON.stringify(pollingBody(job)),
+    record: JSON.stringify(recoveryRecord(job, pending)),
+    startedAt: job.startedAt.getTime(),
+    endedAt: job.endedAt?.getTime() ?? null,
+  })
+}
+
+/**
+ * Phase one, before the server listens: every interrupted job reads FAILED from the first poll.
+ * Returns the jobs with recovery work left (also those a second crash interrupted mid-recovery).
+ */
+export function markInterrupted(rows: readonly StoredJob[], registry: JobRegistry, now = new Date()): Interrupted[] {
+  const out: Interrupted[] = []
+  for (const row of rows) {
+    const record = JSON.parse(row.record) as RecoveryRecord
+    const job = restoreJob(row, record)
+    let pending = record.pending ?? []
+    if (row.status === 'RUNNING') {
+      job.status = 'FAILED'
+      job.errorMessage = `interrupted by agent restart during ${record.state}`
+      job.state = 'finished'
+      job.endedAt = now
+      pending = [
+        ...(record.script ? ['orphan'] : []),
+        ...(record.uploading ? ['abandon'] : []),
+        ...stagesStillDue(job.kind, record.attempted).map((s) => s.name),
+      ]
+      save(registry, job, pending)
+    }
+    if (pending.length > 0) out.push({ job, record, pending })
+  }
+  return out
+}
+
+/** Phase two, in the background once the server listens. Never throws. */
+export async function finishRecovery(interrupted: readonly Interrupted[], deps: RecoveryDeps): Promise<void> {
+  for (const item of interrupted) {
+    const log = deps.log.child({ job: item.job.id, kind: item.job.kind })
+    try {
+      await recoverOne(item, deps, log)
+    } catch (error) {
+      log.error({ error: (error as Error).message }, 'recovery failed')
+    }
+  }
+}
+
+async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryDeps, log: Logger): Promise<void> {
+  const { config, registry } = deps
+  const problems: string[] = []
+  const todo = [...pending]
+  const done = (step: string) => {
+    todo.splice(todo.indexOf(step), 1)
+    save(registry, job, todo)
+  }
+  log.info({ steps: pending }, 'recovering interrupted job')
+
+  if (todo.includes('orphan') && record.script) {
+    await stopOrphan(record.script, config, log)
+    job.script = undefined
+    done('orphan')
+  }
+  if (todo.includes('abandon') && record.uploading) {
+    try {
+      await storageFor(record.request.destination, config).abandon?.(record.uploading)
+    } catch (error) {
+      problems.push(`the partial upload of ${record.uploading} could not be removed: ${(error as Error).message}`)
+    }
+    job.uploading = undefined
+    done('abandon')
+  }
+  const ctx: StageContext = {
+    job,
+    directory: join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id),
+    fileBase: '',
+    scriptsPath: config.scriptsPath,
+    scriptEnv: scriptEnvironment(job.request, config.scriptEnvPassthrough, deps.agentEnv),
+    secrets: requestSecrets(job.request),
+    logMaxBytes: config.scriptLogMaxBytes,
+    allowedToDeleteFiles: false,
+    storage: () => {
+      throw new JobError('no storage during recovery')
+    },
+    signal: undefined,
+    scriptTimeoutMs: config.scriptTimeoutSeconds * 1000,
+    hookTimeoutMs: config.hookTimeoutSeconds * 1000,
+    changed: () => save(registry, job, todo),
+  }
+  for (const stage of stagesStillDue(job.kind, job.attempted)) {
+    if (!todo.includes(stage.name)) continue
+    job.attempted.push(stage.name)
+    try {
+      await stage.run(ctx)
+      log.info({ stage: stage.name }, 'recovery stage finished')
+    } catch (error) {
+      problems.push((error as Error).message)
+      log.warn({ stage: stage.name, error: (error as Error).message }, 'recovery stage failed')
+    }
+    done(stage.name)
+  }
+  if (problems.length > 0) {
+    job.errorMessage += `; during recovery: ${problems.join('; ')}`
+    save(registry, job, todo)
+  }
+}
+
+/**
+ * A script group the killed agent left running: a lock, check, backup or restore script is
+ * stopped (its job is over); a cleanup or unlock script is allowed to finish its work, within
+ * the hook timeout.
+ */
+async function stopOrphan(script: NonNullable<RecoveryRecord['script']>, config: Config, log: Logger): Promise<void> {
+  if (processStartTime(script.pid) !== script.startTime) return // gone, or the pid was reused
+  const finishing = /cleanup|unlock/.test(script.stage)
+  log.warn({ stage: script.stage, pid: script.pid }, finishing ? 'waiting for the interrupted script' : 'stopping the interrupted script')
+  if (finishing && (await waitForGroupExit(script.pid, config.hookTimeoutSeconds * 1000))) return
+  await stopGroup(script.pid, KILL_GRACE_MS)
+}

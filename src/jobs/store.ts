@@ -1,0 +1,137 @@
+// The persistent job store: one SQLite file (node:sqlite) in directory_state. Every change of a
+// job is written here before polls can see it, so an agent restart (or a kill) loses nothing.
+//
+// A row holds the polling body exactly as served and a small recovery record. WAL with
+// synchronous=NORMAL survives a killed process (the threat here); only a power cut may lose the
+// last transactions, which the manager's next poll then shows as the job's previous state.
+import { chmodSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import type { JobStatus } from './job.ts'
+import type { JobKind } from './request.ts'
+
+export interface StoredJob {
+  kind: JobKind
+  id: string
+  status: JobStatus
+  body: string
+  /** JSON of a RecoveryRecord (src/jobs/recovery.ts). */
+  record: string
+  startedAt: number
+  endedAt: number | null
+}
+
+/** Each entry upgrades the schema by one version; never edit one that has shipped. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE jobs (
+     kind TEXT NOT NULL,
+     id TEXT NOT NULL,
+     status TEXT NOT NULL,
+     body TEXT NOT NULL,
+     record TEXT NOT NULL,
+     started_at INTEGER NOT NULL,
+     ended_at INTEGER,
+     PRIMARY KEY (kind, id)
+   );
+   CREATE INDEX jobs_by_end ON jobs (ended_at);`,
+]
+
+export class JobStore {
+  readonly #db: DatabaseSync
+  readonly #path: string
+  readonly #save: StatementSync
+  readonly #remove: StatementSync
+  readonly #expired: StatementSync
+  readonly #overflow: StatementSync
+
+  constructor(directory: string) {
+    mkdirSync(directory, { recursive: true, mode: 0o700 })
+    chmodSync(directory, 0o700)
+    this.#path = join(directory, 'jobs.sqlite')
+    this.#db = new DatabaseSync(this.#path)
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    this.#migrate()
+    this.#restrictFiles()
+    this.#save = this.#db.prepare(
+      `INSERT INTO jobs (kind, id, status, body, record, started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, body = excluded.body, record = excluded.record,
+         started_at = excluded.started_at, ended_at = excluded.ended_at`,
+    )
+    this.#remove = this.#db.prepare('DELETE FROM jobs WHERE kind = ? AND id = ?')
+    this.#expired = this.#db.prepare(`SELECT kind, id FROM jobs WHERE status != 'RUNNING' AND ended_at < ?`)
+    this.#overflow = this.#db.prepare(
+      `SELECT kind, id FROM jobs WHERE status != 'RUNNING' ORDER BY ended_at DESC, rowid DESC LIMIT -1 OFFSET ?`,
+    )
+  }
+
+  get schemaVersion(): number {
+    return (this.#db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
+  }
+
+  #migrate(): void {
+    const from = this.schemaVersion
+    if (from > MIGRATIONS.length) {
+      throw new Error(`${this.#path} has schema version ${from}, newer than this agent knows (${MIGRATIONS.length}); use a newer agent`)
+    }
+    for (let version = from; version < MIGRATIONS.length; version++) {
+      this.#db.exec('BEGIN')
+      try {
+        this.#db.exec(MIGRATIONS[version] as string)
+        this.#db.exec(`PRAGMA user_version = ${version + 1}`)
+        this.#db.exec('COMMIT')
+      } catch (error) {
+        this.#db.exec('ROLLBACK')
+        throw error
+      }
+    }
+  }
+
+  /** The database, its WAL and shared-memory files hold job records: owner only. */
+  #restrictFiles(): void {
+    for (const suffix of ['', '-wal', '-shm']) {
+      try {
+        chmodSync(this.#path + suffix, 0o600)
+      } catch {
+        // -wal/-shm exist only while the database is open in WAL mode
+      }
+    }
+  }
+
+  all(): StoredJob[] {
+    const rows = this.#db.prepare('SELECT kind, id, status, body, record, started_at, ended_at FROM jobs ORDER BY started_at').all()
+    return rows.map((r) => ({
+      kind: r.kind as JobKind,
+      id: r.id as string,
+      status: r.status as JobStatus,
+      body: r.body as string,
+      record: r.record as string,
+      startedAt: r.started_at as number,
+      endedAt: (r.ended_at as number | null) ?? null,
+    }))
+  }
+
+  save(job: StoredJob): void {
+    this.#save.run(job.kind, job.id, job.status, job.body, job.record, job.startedAt, job.endedAt)
+  }
+
+  remove(kind: JobKind, id: string): void {
+    this.#remove.run(kind, id)
+  }
+
+  /** Finished jobs that ended before `endedBefore` or beyond the newest `keep`, to prune. */
+  prunable(endedBefore: number, keep: number): { kind: JobKind; id: string }[] {
+    const seen = new Set<string>()
+    const out: { kind: JobKind; id: string }[] = []
+    for (const row of [...this.#expired.all(endedBefore), ...this.#overflow.all(keep)]) {
+      const key = `${row.kind}/${row.id}`
+      if (seen.has(key)) continue
+      seen.add(key)
+      out.push({ kind: row.kind as JobKind, id: row.id as string })
+    }
+    return out
+  }
+
+  close(): void {
+    this.#db.close()
+  }
+}
