@@ -35,7 +35,11 @@ export interface Agent {
   stagesRun: (tag: string) => Promise<string[]>
   /** Fails the test if any of these strings (or the agent's own password) is in its output. */
   assertNoSecrets: (secrets: string[]) => void
-  stop: () => Promise<void>
+  /** Sends a signal and waits for the process to exit; the directories stay. */
+  kill: (signal: NodeJS.Signals) => Promise<number | null>
+  /** The options to start another agent on the same directories and state (a restart). */
+  restartOptions: () => AgentOptions
+  stop: (options?: { keepFiles?: boolean }) => Promise<void>
 }
 
 export interface AgentOptions {
@@ -44,6 +48,10 @@ export interface AgentOptions {
   scripts?: Record<string, string>
   /** Keep scripts_path empty (no script at all). */
   noDefaultScripts?: boolean
+  /** Reuse this root (directories, state, scripts) instead of a new one: a restart. */
+  root?: string
+  /** Credentials to keep across a restart. */
+  password?: string
 }
 
 export const BACKUP_STAGES = ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']
@@ -69,7 +77,7 @@ export const WRITE_DUMP = 'printf "dump of %s\\n" "$4" > "$5.sql"'
 export const PRINT_RESTORED = 'if [ -n "$5" ]; then cat "$5"; fi'
 
 export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
-  const root = await mkdtemp(join(tmpdir(), 'osb-agent-test-'))
+  const root = options.root ?? (await mkdtemp(join(tmpdir(), 'osb-agent-test-')))
   const backupDir = join(root, 'backup')
   const restoreDir = join(root, 'restore')
   const scriptsDir = join(root, 'scripts')
@@ -77,14 +85,14 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   await mkdir(scriptsDir, { recursive: true })
   const defaults: Record<string, string> = options.noDefaultScripts ? {} : { backup: WRITE_DUMP, restore: PRINT_RESTORED }
   const stages = options.noDefaultScripts ? [] : [...BACKUP_STAGES, ...RESTORE_STAGES]
-  for (const stage of new Set([...stages, ...Object.keys(options.scripts ?? {})])) {
+  for (const stage of options.root ? [] : new Set([...stages, ...Object.keys(options.scripts ?? {})])) {
     const body = options.scripts?.[stage] ?? defaults[stage] ?? ''
     const file = join(scriptsDir, stage.endsWith('.sh') ? stage : `${stage}.sh`)
     await writeFile(file, tracingScript(traceFile, stage.replace(/\.sh$/, ''), body))
     await chmod(file, 0o755)
   }
   const username = 'manager'
-  const password = `agent-pw-${Math.random().toString(36).slice(2)}`
+  const password = options.password ?? `agent-pw-${Math.random().toString(36).slice(2)}`
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: root,
@@ -154,7 +162,14 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
         assert.ok(!output.includes(secret), `the agent's output contains the secret ${JSON.stringify(secret)}`)
       }
     },
-    async stop() {
+    async kill(signal) {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+      process.kill(child.pid as number, signal)
+      return exited
+    },
+    restartOptions: () => ({ root, password, env: options.env }),
+    async stop(stopOptions = {}) {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r))
         process.kill(child.pid as number, 'SIGTERM')
@@ -162,7 +177,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
         await exited
         clearTimeout(timer)
       }
-      await rm(root, { recursive: true, force: true })
+      if (!stopOptions.keepFiles) await rm(root, { recursive: true, force: true })
     },
   }
   return agent

@@ -1,0 +1,69 @@
+// A real TCP proxy on 127.0.0.1 between the agent and a real storage server that misbehaves on
+// demand: it cuts connections after some bytes, stalls them, or refuses them. Faults a real
+// server cannot produce when asked.
+import net from 'node:net'
+
+export type Fault =
+  | { kind: 'pass' }
+  /** Resets the first `times` connections once `afterBytes` went upstream through each. */
+  | { kind: 'cut'; afterBytes: number; times: number }
+  /** Resets every connection once `afterBytes` went upstream (a permanent outage). */
+  | { kind: 'cut-all'; afterBytes: number }
+  /** Accepts connections and never forwards a byte. */
+  | { kind: 'stall' }
+
+export interface FaultyProxy {
+  port: number
+  /** host:port of the proxy, the way a request's endpoint gives it. */
+  hostPort: string
+  faults: () => number
+  setFault: (fault: Fault) => void
+  close: () => Promise<void>
+}
+
+export async function startFaultyProxy(targetPort: number, initial: Fault = { kind: 'pass' }): Promise<FaultyProxy> {
+  let fault = initial
+  let faults = 0
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((client) => {
+    sockets.add(client)
+    client.on('close', () => sockets.delete(client))
+    client.on('error', () => {})
+    if (fault.kind === 'stall') return
+    const upstream = net.connect(targetPort, '127.0.0.1')
+    sockets.add(upstream)
+    upstream.on('close', () => sockets.delete(upstream))
+    upstream.on('error', () => client.destroy())
+    client.on('error', () => upstream.destroy())
+    const current = fault
+    const cuts = current.kind === 'cut-all' || (current.kind === 'cut' && faults < current.times)
+    let sent = 0
+    client.on('data', (chunk: Buffer) => {
+      sent += chunk.length
+      if (cuts && sent > (current as { afterBytes: number }).afterBytes) {
+        faults++
+        client.resetAndDestroy()
+        upstream.destroy()
+        return
+      }
+      if (!upstream.write(chunk)) client.pause()
+    })
+    upstream.on('drain', () => client.resume())
+    upstream.pipe(client)
+    client.on('end', () => upstream.end())
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  return {
+    port,
+    hostPort: `127.0.0.1:${port}`,
+    faults: () => faults,
+    setFault: (f) => {
+      fault = f
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy()
+      await new Promise((resolve) => server.close(resolve))
+    },
+  }
+}
