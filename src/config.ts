@@ -33,6 +33,7 @@ export interface Config {
   hookTimeoutSeconds: number
   storageRetries: number
   shutdownGraceSeconds: number
+  requireChecksum: boolean
 }
 
 export class ConfigError extends Error {
@@ -107,6 +108,7 @@ export const SETTINGS = [
   setting('hookTimeoutSeconds', 'hook_timeout_seconds', 600, integer(1, 86_400)),
   setting('storageRetries', 'storage_retries', 5, integer(0, 100)),
   setting('shutdownGraceSeconds', 'shutdown_grace_seconds', 60, integer(0, 86_400)),
+  setting('requireChecksum', 'require_checksum', false, flag),
 ]
 
 /** Settings that may be absent without a default (no start-up error). */

@@ -26,6 +26,18 @@ export interface Job {
   attempts: number
   /** The script process group running now, if any. */
   script: { pid: number; startTime: string; stage: string } | undefined
+  /** SHA-256 of the stored object: computed for a backup, read from the object for a restore. */
+  checksum: string | undefined
+  /** Restore: whether the downloaded bytes matched the stored checksum (undefined before). */
+  checksumVerified: boolean | undefined
+  /** While a transfer runs. */
+  progress: TransferProgress | undefined
+}
+
+export interface TransferProgress {
+  bytes_done: number
+  bytes_total: number | null
+  bytes_per_second: number
 }
 
 export function newJob(request: JobRequest, logFields: readonly string[], now = new Date()): Job {
@@ -47,6 +59,9 @@ export function newJob(request: JobRequest, logFields: readonly string[], now = 
     uploading: undefined,
     attempts: 0,
     script: undefined,
+    checksum: undefined,
+    checksumVerified: undefined,
+    progress: undefined,
   }
 }
 
@@ -89,6 +104,9 @@ export function pollingBody(job: Job): Record<string, unknown> {
   body.end_time = job.endedAt ? utcTimestamp(job.endedAt) : ''
   body.execution_time_ms = job.endedAt ? job.endedAt.getTime() - job.startedAt.getTime() : 0
   if (job.attempts > 0) body.attempts = job.attempts
+  if (job.checksum) body.checksum = { algorithm: 'sha256', value: job.checksum }
+  if (job.checksumVerified !== undefined) body.checksum_verified = job.checksumVerified
+  if (job.progress) body.progress = job.progress
   Object.assign(body, job.logs)
   return body
 }

@@ -51,6 +51,9 @@ function restoreJob(row: StoredJob, record: RecoveryRecord): Job {
     uploading: record.uploading,
     attempts: Number(body.attempts ?? 0),
     script: record.script,
+    checksum: (body.checksum as { value?: string } | undefined)?.value,
+    checksumVerified: typeof body.checksum_verified === 'boolean' ? body.checksum_verified : undefined,
+    progress: undefined,
   }
 }
 
@@ -138,6 +141,7 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     secrets: requestSecrets(job.request),
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: false,
+    requireChecksum: false,
     storage: () => {
       throw new JobError('no storage during recovery')
     },

@@ -45,6 +45,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     secrets: requestSecrets(request),
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: config.allowedToDeleteFiles,
+    requireChecksum: config.requireChecksum,
     storage: () => (storage ??= storageFor(request.destination, config)),
     signal: cancel,
     scriptTimeoutMs: config.scriptTimeoutSeconds * 1000,

@@ -1,6 +1,9 @@
 // The stages of a backup and of a restore, as data (SPEC §5). The runner walks a table; what a
 // stage does lives here, when it runs is its `runIf`.
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { readdir, rename, rm, stat, lstat } from 'node:fs/promises'
+import { pipeline } from 'node:stream/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { processStartTime } from '../scripts/process-group.ts'
@@ -30,6 +33,8 @@ export interface StageContext {
   secrets: readonly string[]
   logMaxBytes: number
   allowedToDeleteFiles: boolean
+  /** Refuse to restore an object that has no stored checksum. */
+  requireChecksum: boolean
   storage: () => Storage
   /** Aborted when the job is cancelled; cleanup and unlock stages get one that never aborts. */
   signal: AbortSignal | undefined
@@ -174,26 +179,52 @@ async function recordBackupFile(ctx: StageContext): Promise<void> {
   ctx.job.filesize = 0
 }
 
-/** Transfer options shared by upload and download: cancellation and the attempts counter. */
-function transferOptions(ctx: StageContext) {
+/**
+ * Transfer options shared by upload and download: cancellation, the attempts counter, and the
+ * polling body's progress, published at most once a second.
+ */
+function transferOptions(ctx: StageContext, total: number | null) {
+  const started = Date.now()
+  let published = 0
+  ctx.job.progress = { bytes_done: 0, bytes_total: total, bytes_per_second: 0 }
   return {
     signal: ctx.signal,
     onRequest: () => {
       ctx.job.attempts++
+    },
+    onProgress: (done: number) => {
+      const now = Date.now()
+      const seconds = (now - started) / 1000
+      ctx.job.progress = { bytes_done: done, bytes_total: total, bytes_per_second: seconds > 0 ? Math.round(done / seconds) : 0 }
+      if (now - published >= 1000) {
+        published = now
+        ctx.changed()
+      }
     },
   }
 }
 
 async function uploadBackupFile(ctx: StageContext): Promise<void> {
   const { filename } = ctx.job
+  const path = join(ctx.directory, filename)
+  // S3 fixes an object's metadata when the upload starts, so the digest is taken first (the
+  // file was just written and is usually still in the page cache). See docs/INTEGRITY.md.
+  ctx.job.checksum = await sha256File(path)
   // recorded first: a restarted agent removes what an interrupted upload left behind
   ctx.job.uploading = filename
   ctx.changed()
   try {
-    await ctx.storage().upload(join(ctx.directory, filename), filename, transferOptions(ctx))
+    await ctx.storage().upload(path, filename, { ...transferOptions(ctx, ctx.job.filesize), sha256: ctx.job.checksum })
   } finally {
     ctx.job.uploading = undefined
+    ctx.job.progress = undefined
   }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hash)
+  return hash.digest('hex')
 }
 
 async function downloadRestoreFile(ctx: StageContext): Promise<void> {
@@ -204,15 +235,31 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
       throw new JobError(`${target} already exists and allowed_to_delete_files is false, so it is not replaced`)
     }
   }
-  // Download beside the target and rename at the end: a failed download never leaves a partial
-  // file under the name the restore script reads.
+  // Download beside the target and rename once verified: the restore script never sees a
+  // partial or corrupt file under the name it reads.
   const partial = join(ctx.directory, `.${filename}.download`)
+  const hash = createHash('sha256')
   try {
-    const { size } = await ctx.storage().download(filename, partial, transferOptions(ctx))
-    await rename(partial, target)
+    const downloaded = await ctx.storage().download(filename, partial, {
+      ...transferOptions(ctx, null),
+      onChunk: (chunk) => hash.update(chunk),
+    })
+    const actual = hash.digest('hex')
     ctx.job.filename = filename
-    ctx.job.filesize = size
+    ctx.job.filesize = downloaded.size
+    ctx.job.checksum = downloaded.sha256
+    if (downloaded.sha256 === undefined) {
+      ctx.job.checksumVerified = false
+      if (ctx.requireChecksum) throw new JobError(`${filename} has no stored checksum and require_checksum is true`)
+    } else if (downloaded.sha256.toLowerCase() !== actual) {
+      ctx.job.checksumVerified = false
+      throw new JobError(`checksum mismatch: ${filename} should have SHA-256 ${downloaded.sha256} but the downloaded bytes have ${actual}; the file was deleted`)
+    } else {
+      ctx.job.checksumVerified = true
+    }
+    await rename(partial, target)
   } finally {
+    ctx.job.progress = undefined
     await rm(partial, { force: true })
   }
 }

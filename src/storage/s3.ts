@@ -1,6 +1,6 @@
 // S3 (AWS or any S3-compatible server): streaming multipart upload from disk, streaming download.
-import { createReadStream, createWriteStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { open, stat } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { AbortMultipartUploadCommand, GetObjectCommand, ListMultipartUploadsCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3'
@@ -8,8 +8,9 @@ import { Upload } from '@aws-sdk/lib-storage'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { JobError } from '../errors.ts'
 import type { S3Destination } from '../jobs/request.ts'
-import type { Storage, StorageSettings, TransferOptions } from './storage.ts'
+import type { Downloaded, Storage, StorageSettings, TransferOptions } from './storage.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
+import { FileSink } from './file-sink.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
 const MAX_PARTS = 10_000
@@ -78,11 +79,17 @@ export class S3Storage implements Storage {
     const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
     const upload = new Upload({
       client: this.#client,
-      params: { Bucket: this.#d.bucket, Key: key, Body: createReadStream(path, { highWaterMark: 1024 * 1024 }) },
+      params: {
+        Bucket: this.#d.bucket,
+        Key: key,
+        Body: createReadStream(path, { highWaterMark: 1024 * 1024 }),
+        ...(options.sha256 ? { Metadata: { sha256: options.sha256 } } : {}),
+      },
       partSize,
       queueSize: UPLOAD_CONCURRENCY,
       leavePartsOnError: false, // abort the multipart upload: no orphaned parts
     })
+    upload.on('httpUploadProgress', (p) => p.loaded !== undefined && options.onProgress?.(p.loaded))
     const cancel = () => void upload.abort()
     options.signal?.addEventListener('abort', cancel, { once: true })
     try {
@@ -100,31 +107,43 @@ export class S3Storage implements Storage {
    * Streams the object to disk. A connection that breaks mid-body is resumed with a ranged GET
    * from the bytes already written (the SDK only retries until the headers arrive).
    */
-  async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<{ size: number }> {
+  async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<Downloaded> {
     const key = this.#key(filename)
     this.#onRequest = options.onRequest
     let written = 0
     let expected: number | undefined
-    for (let resumes = 0; ; resumes++) {
-      try {
-        const object = await this.#client.send(
-          new GetObjectCommand({ Bucket: this.#d.bucket, Key: key, ...(written > 0 ? { Range: `bytes=${written}-` } : {}) }),
-          { abortSignal: options.signal },
-        )
-        expected ??= object.ContentLength
-        const body = object.Body as Readable
-        body.on('data', (chunk: Buffer) => (written += chunk.length))
-        await pipeline(body, createWriteStream(targetPath, { flags: written > 0 ? 'r+' : 'w', start: written }))
-        if (expected !== undefined && written !== expected) {
-          throw new JobError(`download of ${key} was cut short: got ${written} of ${expected} bytes`)
+    let sha256: string | undefined
+    const file = await open(targetPath, 'w')
+    try {
+      for (let resumes = 0; ; resumes++) {
+        try {
+          const object = await this.#client.send(
+            new GetObjectCommand({ Bucket: this.#d.bucket, Key: key, ...(written > 0 ? { Range: `bytes=${written}-` } : {}) }),
+            { abortSignal: options.signal },
+          )
+          expected ??= object.ContentLength
+          sha256 ??= object.Metadata?.sha256
+          await pipeline(
+            object.Body as Readable,
+            new FileSink(file, written, (chunk) => {
+              written += chunk.length
+              options.onChunk?.(chunk)
+              options.onProgress?.(written)
+            }),
+          )
+          if (expected !== undefined && written !== expected) {
+            throw new JobError(`download of ${key} was cut short: got ${written} of ${expected} bytes`)
+          }
+          return { size: written, sha256 }
+        } catch (error) {
+          if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
+          const midBody = expected !== undefined && written < expected && !(error instanceof S3ServiceException)
+          if (!midBody || resumes >= this.#retries) throw this.#explain(error, `download of ${key}`)
+          await backoff(resumes)
         }
-        return { size: written }
-      } catch (error) {
-        if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
-        const midBody = expected !== undefined && written < expected && !(error instanceof S3ServiceException)
-        if (!midBody || resumes >= this.#retries) throw this.#explain(error, `download of ${key}`)
-        await backoff(resumes)
       }
+    } finally {
+      await file.close()
     }
   }
 

@@ -13,6 +13,18 @@ export interface TransferOptions {
   signal?: AbortSignal | undefined
   /** Called for every request attempt, retries included (the polling body's `attempts`). */
   onRequest?: () => void
+  /** Called as bytes move, with the total so far (the polling body's `progress`). */
+  onProgress?: (bytesDone: number) => void
+  /** Upload: the SHA-256 (hex) of the whole object, stored with it (S3 `sha256` metadata, Swift `X-Object-Meta-Sha256`). */
+  sha256?: string
+  /** Download: every chunk as it is written, in order (to hash what arrives). */
+  onChunk?: (chunk: Buffer) => void
+}
+
+export interface Downloaded {
+  size: number
+  /** The SHA-256 stored with the object, if it has one (older backups do not). */
+  sha256?: string | undefined
 }
 
 export interface Storage {
@@ -21,7 +33,7 @@ export interface Storage {
   /** Streams the file at `path` to the object for `filename`; memory does not grow with size. */
   upload(path: string, filename: string, options?: TransferOptions): Promise<void>
   /** Streams the object for `filename` into the file at `targetPath` (created or truncated). */
-  download(filename: string, targetPath: string, options?: TransferOptions): Promise<{ size: number }>
+  download(filename: string, targetPath: string, options?: TransferOptions): Promise<Downloaded>
   /**
    * Removes what an interrupted upload of `filename` left behind (an unfinished multipart
    * upload, orphaned segments), after an agent restart. Never touches a completed object.

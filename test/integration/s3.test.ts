@@ -2,7 +2,9 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { readdirSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { PutObjectCommand } from '@aws-sdk/client-s3'
 import { join } from 'node:path'
 import { startAgent, type Agent } from '../helpers/agent.ts'
 import { DB_PASSWORD, ENCRYPTION_KEY, managerBackupBody, managerId, managerRestoreBody, s3Destination } from '../helpers/bodies.ts'
@@ -48,6 +50,9 @@ describe('S3 storage', () => {
     assert.match(head.ETag ?? '', /-3"$/, 'a 20 MiB file goes up in three parts')
     const stored = await s3.getObject(bucket, `backups/${backup.filename}`)
     assert.equal(sha256(stored), sha256(local))
+    // the whole-object digest is reported and stored with the (multipart) object
+    assert.deepEqual(backup.checksum, { algorithm: 'sha256', value: sha256(local) })
+    assert.equal(head.Metadata?.sha256, sha256(local))
 
     const rid = managerId()
     const restoreBody = managerRestoreBody(rid, s3Destination(target, { filename: backup.filename }))
@@ -55,6 +60,8 @@ describe('S3 storage', () => {
     const restore = await agent.waitFor('restore', rid)
     assert.equal(restore.status, 'SUCCEEDED', restore.error_message)
     assert.equal(restore.restore_log.trim(), sha256(local))
+    assert.equal(restore.checksum_verified, true)
+    assert.deepEqual(restore.checksum, { algorithm: 'sha256', value: sha256(local) })
     assert.equal(restore.filesize.size, local.length)
     const restored = await readFile(join(agent.restoreDir, rid, backup.filename))
     assert.equal(sha256(restored), sha256(local))
@@ -129,6 +136,45 @@ describe('S3 storage', () => {
       assert.equal(replaced.length, 1048576)
     } finally {
       await permissive.stop()
+    }
+  })
+
+  it('refuses a corrupted object: checksum mismatch, file deleted, the restore script never runs', async () => {
+    const id = managerId()
+    await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target)))
+    const backup = await agent.waitFor('backup', id)
+    assert.equal(backup.status, 'SUCCEEDED', backup.error_message)
+    const key = `backups/${backup.filename}`
+    // rewritten behind the agent's back, the stored digest left as it was
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.alloc(1024, 1), Metadata: { sha256: backup.checksum.value } }))
+    const rid = managerId()
+    await agent.request('PUT', '/restore', managerRestoreBody(rid, s3Destination(target, { filename: backup.filename }), { parameters: { JOB: rid } }))
+    const done = await agent.waitFor('restore', rid)
+    assert.equal(done.status, 'FAILED')
+    assert.match(done.error_message, /^checksum mismatch: /)
+    assert.equal(done.checksum_verified, false)
+    assert.deepEqual(await agent.stagesRun(rid), ['pre-restore-lock', 'restore-cleanup', 'post-restore-unlock'])
+    assert.deepEqual(readdirSync(join(agent.restoreDir, rid)), [])
+  })
+
+  it('restores an object without a stored checksum as unverified, unless require_checksum is true', async () => {
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'backups/legacy.dump', Body: 'from the old agent' }))
+    const rid = managerId()
+    await agent.request('PUT', '/restore', managerRestoreBody(rid, s3Destination(target, { filename: 'legacy.dump' })))
+    const done = await agent.waitFor('restore', rid)
+    assert.equal(done.status, 'SUCCEEDED', done.error_message)
+    assert.equal(done.checksum_verified, false)
+    assert.equal(done.checksum, undefined)
+
+    const strict = await startAgent({ env: { require_checksum: 'true' } })
+    try {
+      const sid = managerId()
+      await strict.request('PUT', '/restore', managerRestoreBody(sid, s3Destination(target, { filename: 'legacy.dump' })))
+      const refused = await strict.waitFor('restore', sid)
+      assert.equal(refused.status, 'FAILED')
+      assert.match(refused.error_message, /has no stored checksum and require_checksum is true/)
+    } finally {
+      await strict.stop()
     }
   })
 })
