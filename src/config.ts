@@ -34,6 +34,7 @@ export interface Config {
   storageRetries: number
   shutdownGraceSeconds: number
   requireChecksum: boolean
+  streamCompression: 'zstd' | 'gzip'
 }
 
 export class ConfigError extends Error {
@@ -109,6 +110,7 @@ export const SETTINGS = [
   setting('storageRetries', 'storage_retries', 5, integer(0, 100)),
   setting('shutdownGraceSeconds', 'shutdown_grace_seconds', 60, integer(0, 86_400)),
   setting('requireChecksum', 'require_checksum', false, flag),
+  setting('streamCompression', 'stream_compression', 'zstd' as const, (raw) => (raw === 'zstd' || raw === 'gzip' ? raw : undefined)),
 ]
 
 /** Settings that may be absent without a default (no start-up error). */

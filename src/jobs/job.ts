@@ -32,6 +32,10 @@ export interface Job {
   checksumVerified: boolean | undefined
   /** While a transfer runs. */
   progress: TransferProgress | undefined
+  /** Backup: the script wrote BACKUP_STREAM, the object is a streamed `.osb`. */
+  streamed: boolean
+  /** Restore: the restore script reads RESTORE_STREAM instead of a file. */
+  streamRestore: boolean
 }
 
 export interface TransferProgress {
@@ -62,6 +66,8 @@ export function newJob(request: JobRequest, logFields: readonly string[], now = 
     checksum: undefined,
     checksumVerified: undefined,
     progress: undefined,
+    streamed: false,
+    streamRestore: false,
   }
 }
 

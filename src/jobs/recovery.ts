@@ -54,6 +54,8 @@ function restoreJob(row: StoredJob, record: RecoveryRecord): Job {
     checksum: (body.checksum as { value?: string } | undefined)?.value,
     checksumVerified: typeof body.checksum_verified === 'boolean' ? body.checksum_verified : undefined,
     progress: undefined,
+    streamed: false,
+    streamRestore: false,
   }
 }
 
@@ -149,6 +151,8 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     scriptTimeoutMs: config.scriptTimeoutSeconds * 1000,
     hookTimeoutMs: config.hookTimeoutSeconds * 1000,
     changed: () => save(registry, job, todo),
+    transferOptions: () => ({}),
+    streamCompression: config.streamCompression,
   }
   for (const stage of stagesStillDue(job.kind, job.attempted)) {
     if (!todo.includes(stage.name)) continue

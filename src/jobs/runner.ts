@@ -12,6 +12,8 @@ import { utcFileStamp } from '../util/time.ts'
 import type { Job } from './job.ts'
 import type { JobRegistry } from './registry.ts'
 import { requestSecrets } from './request.ts'
+import { restoreScriptStreams, STREAM_SUFFIX } from './streaming.ts'
+import { transferOptions } from './transfer.ts'
 import { STAGES, shouldRun, type Stage, type StageContext, type StageKind } from './stages.ts'
 
 export interface RunnerDeps {
@@ -51,8 +53,13 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     scriptTimeoutMs: config.scriptTimeoutSeconds * 1000,
     hookTimeoutMs: config.hookTimeoutSeconds * 1000,
     changed: () => registry.publish(job),
+    transferOptions: (total) => transferOptions(job, ctx.changed, ctx.signal, total),
+    streamCompression: config.streamCompression,
   }
-  if (job.kind === 'restore') job.filename = request.destination.filename
+  if (job.kind === 'restore') {
+    job.filename = request.destination.filename
+    job.streamRestore = !request.destination.skipStorage && request.destination.filename.endsWith(STREAM_SUFFIX) && (await restoreScriptStreams(config.scriptsPath))
+  }
 
   let failure: JobError | undefined
   try {

@@ -1,14 +1,17 @@
 // The stages of a backup and of a restore, as data (SPEC §5). The runner walks a table; what a
 // stage does lives here, when it runs is its `runIf`.
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { createReadStream, createWriteStream } from 'node:fs'
 import { readdir, rename, rm, stat, lstat } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { processStartTime } from '../scripts/process-group.ts'
 import { runScript } from '../scripts/run.ts'
-import type { Storage } from '../storage/storage.ts'
+import type { Storage, TransferOptions } from '../storage/storage.ts'
+import { createDecoder } from '../integrity/codec.ts'
+import type { Compression } from '../integrity/format.ts'
+import { openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
 
@@ -43,6 +46,10 @@ export interface StageContext {
   hookTimeoutMs: number
   /** Makes a change of the job visible (and durable) now. */
   changed: () => void
+  /** Options for a storage transfer of this job (progress, attempts, cancel). */
+  transferOptions: (total: number | null) => TransferOptions
+  /** Compression of streamed backups when the request asks for compression. */
+  streamCompression: Compression
 }
 
 export interface Stage {
@@ -61,7 +68,7 @@ function scriptStage(
   kind: StageKind,
   runIf: RunIf,
   args: (ctx: StageContext) => string[],
-  after?: (ctx: StageContext) => Promise<void>,
+  options: { after?: (ctx: StageContext) => Promise<void>; stream?: (ctx: StageContext) => ScriptStream | undefined } = {},
 ): Stage {
   const logField = name.replaceAll('-', '_')
   return {
@@ -70,15 +77,17 @@ function scriptStage(
     runIf,
     logField,
     async run(ctx) {
+      const stream = options.stream?.(ctx)
+      const signals = [ctx.signal, stream?.stopScript].filter((s) => s !== undefined)
       const result = await runScript({
         stage: name,
         scriptsPath: ctx.scriptsPath,
         args: args(ctx),
         cwd: ctx.directory,
-        env: ctx.scriptEnv,
+        env: stream ? { ...ctx.scriptEnv, ...stream.env } : ctx.scriptEnv,
         secrets: ctx.secrets,
         logMaxBytes: ctx.logMaxBytes,
-        signal: ctx.signal,
+        signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
         timeoutMs: kind === 'main' ? ctx.scriptTimeoutMs : ctx.hookTimeoutMs,
         onSpawn(pid) {
           // recorded so that a restarted agent can find a group a killed one left running
@@ -90,8 +99,9 @@ function scriptStage(
       ctx.job.script = undefined
       ctx.job.logs[`${logField}_log`] = result.stdout
       ctx.job.logs[`${logField}_errorlog`] = result.stderr
+      await stream?.finish(result.failure === undefined)
       if (result.failure) throw result.failure
-      await after?.(ctx)
+      await options.after?.(ctx)
     },
   }
 }
@@ -109,24 +119,23 @@ export const BACKUP_STAGES: readonly Stage[] = [
     'main',
     'ok',
     (c) => [db(c).host, db(c).username, db(c).password, db(c).database, c.fileBase, ...scriptOptions(c)],
-    recordBackupFile,
+    { after: recordBackupFile, stream: openBackupStream },
   ),
-  { name: 'upload', kind: 'transfer', runIf: 'ok', applies: usesStorage, run: uploadBackupFile },
+  { name: 'upload', kind: 'transfer', runIf: 'ok', applies: (job) => usesStorage(job) && !job.streamed, run: uploadBackupFile },
   scriptStage('backup-cleanup', 'cleanup', 'mainStarted', (c) => [db(c).database, c.job.id]),
   scriptStage('post-backup-unlock', 'unlock', 'lockAttempted', (c) => [db(c).database]),
 ]
 
 export const RESTORE_STAGES: readonly Stage[] = [
   scriptStage('pre-restore-lock', 'lock', 'ok', (c) => [c.job.id]),
-  { name: 'download', kind: 'transfer', runIf: 'ok', applies: usesStorage, run: downloadRestoreFile },
-  scriptStage('restore', 'main', 'ok', (c) => [
-    db(c).host,
-    db(c).username,
-    db(c).password,
-    db(c).database,
-    c.job.request.destination.filename,
-    ...scriptOptions(c),
-  ]),
+  { name: 'download', kind: 'transfer', runIf: 'ok', applies: (job) => usesStorage(job) && !job.streamRestore, run: downloadRestoreFile },
+  scriptStage(
+    'restore',
+    'main',
+    'ok',
+    (c) => [db(c).host, db(c).username, db(c).password, db(c).database, restoreFileArgument(c.job), ...scriptOptions(c)],
+    { stream: openRestoreStream },
+  ),
   scriptStage('restore-cleanup', 'cleanup', 'mainStarted', (c) => [c.job.id]),
   scriptStage('post-restore-unlock', 'unlock', 'lockAttempted', () => []),
 ]
@@ -165,6 +174,7 @@ export function logFields(kind: JobKind): string[] {
  * job directory is the backup (symlinks are ignored: they could point anywhere).
  */
 async function recordBackupFile(ctx: StageContext): Promise<void> {
+  if (ctx.job.streamed) return
   const names = (await readdir(ctx.directory)).sort()
   for (const name of names) {
     const info = await lstat(join(ctx.directory, name))
@@ -179,31 +189,6 @@ async function recordBackupFile(ctx: StageContext): Promise<void> {
   ctx.job.filesize = 0
 }
 
-/**
- * Transfer options shared by upload and download: cancellation, the attempts counter, and the
- * polling body's progress, published at most once a second.
- */
-function transferOptions(ctx: StageContext, total: number | null) {
-  const started = Date.now()
-  let published = 0
-  ctx.job.progress = { bytes_done: 0, bytes_total: total, bytes_per_second: 0 }
-  return {
-    signal: ctx.signal,
-    onRequest: () => {
-      ctx.job.attempts++
-    },
-    onProgress: (done: number) => {
-      const now = Date.now()
-      const seconds = (now - started) / 1000
-      ctx.job.progress = { bytes_done: done, bytes_total: total, bytes_per_second: seconds > 0 ? Math.round(done / seconds) : 0 }
-      if (now - published >= 1000) {
-        published = now
-        ctx.changed()
-      }
-    },
-  }
-}
-
 async function uploadBackupFile(ctx: StageContext): Promise<void> {
   const { filename } = ctx.job
   const path = join(ctx.directory, filename)
@@ -214,7 +199,7 @@ async function uploadBackupFile(ctx: StageContext): Promise<void> {
   ctx.job.uploading = filename
   ctx.changed()
   try {
-    await ctx.storage().upload(path, filename, { ...transferOptions(ctx, ctx.job.filesize), sha256: ctx.job.checksum })
+    await ctx.storage().upload(path, filename, { ...ctx.transferOptions(ctx.job.filesize), sha256: ctx.job.checksum })
   } finally {
     ctx.job.uploading = undefined
     ctx.job.progress = undefined
@@ -241,7 +226,7 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   const hash = createHash('sha256')
   try {
     const downloaded = await ctx.storage().download(filename, partial, {
-      ...transferOptions(ctx, null),
+      ...ctx.transferOptions(null),
       onChunk: (chunk) => hash.update(chunk),
     })
     const actual = hash.digest('hex')
@@ -257,9 +242,32 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     } else {
       ctx.job.checksumVerified = true
     }
-    await rename(partial, target)
+    if (isStreamedObject(filename)) await decodeInto(partial, join(ctx.directory, restoreFileArgument(ctx.job)), ctx.job.request.encryptionKey)
+    else await rename(partial, target)
   } finally {
     ctx.job.progress = undefined
+    await rm(partial, { force: true })
+  }
+}
+
+const isStreamedObject = (filename: string) => filename.endsWith(STREAM_SUFFIX)
+
+/**
+ * The file the restore script gets: the object's name, or for a streamed object restored
+ * through a file, the decoded dump beside it (the name without `.osb`).
+ */
+function restoreFileArgument(job: Job): string {
+  const { filename } = job.request.destination
+  return isStreamedObject(filename) && !job.streamRestore ? filename.slice(0, -STREAM_SUFFIX.length) : filename
+}
+
+/** Decodes a verified `.osb` download into the file the restore script reads. */
+async function decodeInto(encoded: string, target: string, encryptionKey: string): Promise<void> {
+  const partial = `${target}.decoding`
+  try {
+    await pipeline(createReadStream(encoded, { highWaterMark: 1024 * 1024 }), createDecoder(encryptionKey), createWriteStream(partial, { mode: 0o640 }))
+    await rename(partial, target)
+  } finally {
     await rm(partial, { force: true })
   }
 }

@@ -3,12 +3,23 @@ import { createReadStream } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
-import { AbortMultipartUploadCommand, GetObjectCommand, ListMultipartUploadsCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3'
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { JobError } from '../errors.ts'
 import type { S3Destination } from '../jobs/request.ts'
-import type { Downloaded, Storage, StorageSettings, TransferOptions } from './storage.ts'
+import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from './storage.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
 import { FileSink } from './file-sink.ts'
 
@@ -103,47 +114,138 @@ export class S3Storage implements Storage {
     }
   }
 
-  /**
-   * Streams the object to disk. A connection that breaks mid-body is resumed with a ranged GET
-   * from the bytes already written (the SDK only retries until the headers arrive).
-   */
+  /** Streams the object to disk (see read()). */
   async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<Downloaded> {
-    const key = this.#key(filename)
-    this.#onRequest = options.onRequest
-    let written = 0
-    let expected: number | undefined
-    let sha256: string | undefined
+    const object = await this.read(filename, options)
+    let size = 0
     const file = await open(targetPath, 'w')
     try {
-      for (let resumes = 0; ; resumes++) {
-        try {
-          const object = await this.#client.send(
-            new GetObjectCommand({ Bucket: this.#d.bucket, Key: key, ...(written > 0 ? { Range: `bytes=${written}-` } : {}) }),
-            { abortSignal: options.signal },
-          )
-          expected ??= object.ContentLength
-          sha256 ??= object.Metadata?.sha256
-          await pipeline(
-            object.Body as Readable,
-            new FileSink(file, written, (chunk) => {
-              written += chunk.length
-              options.onChunk?.(chunk)
-              options.onProgress?.(written)
-            }),
-          )
-          if (expected !== undefined && written !== expected) {
-            throw new JobError(`download of ${key} was cut short: got ${written} of ${expected} bytes`)
-          }
-          return { size: written, sha256 }
-        } catch (error) {
-          if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
-          const midBody = expected !== undefined && written < expected && !(error instanceof S3ServiceException)
-          if (!midBody || resumes >= this.#retries) throw this.#explain(error, `download of ${key}`)
-          await backoff(resumes)
-        }
-      }
+      await pipeline(
+        object.chunks,
+        new FileSink(file, 0, (chunk) => {
+          size += chunk.length
+          options.onChunk?.(chunk)
+          options.onProgress?.(size)
+        }),
+      )
     } finally {
       await file.close()
+    }
+    return { size, sha256: object.sha256 }
+  }
+
+  /**
+   * Opens the object for reading. A connection that breaks mid-body is resumed with a ranged GET
+   * from the bytes already passed on (the SDK itself only retries until the headers arrive).
+   */
+  async read(filename: string, options: TransferOptions = {}): Promise<ObjectReader> {
+    const key = this.#key(filename)
+    this.#onRequest = options.onRequest
+    const get = async (from: number) => {
+      try {
+        return await this.#client.send(
+          new GetObjectCommand({ Bucket: this.#d.bucket, Key: key, ...(from > 0 ? { Range: `bytes=${from}-` } : {}) }),
+          { abortSignal: options.signal },
+        )
+      } catch (error) {
+        if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
+        throw this.#explain(error, `download of ${key}`)
+      }
+    }
+    const first = await get(0)
+    const expected = first.ContentLength
+    const retries = this.#retries
+    const explain = (error: unknown) => this.#explain(error, `download of ${key}`)
+    async function* chunks(): AsyncGenerator<Buffer> {
+      let body = first.Body as Readable
+      let passed = 0
+      for (let resumes = 0; ; ) {
+        try {
+          for await (const chunk of body) {
+            passed += (chunk as Buffer).length
+            yield chunk as Buffer
+          }
+          if (expected !== undefined && passed !== expected) throw new JobError(`download of ${key} was cut short: got ${passed} of ${expected} bytes`)
+          return
+        } catch (error) {
+          if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
+          if (error instanceof JobError || expected === undefined || resumes >= retries) throw explain(error)
+          await backoff(resumes++)
+          body = (await get(passed)).Body as Readable
+        }
+      }
+    }
+    return { sha256: first.Metadata?.sha256, size: expected, metadata: first.Metadata ?? {}, chunks: chunks() }
+  }
+
+  /**
+   * A multipart upload of a stream of unknown length. Parts start at 8 MiB and double every
+   * 1000 parts (8 MiB × 1000 … 4 GiB × 1000: no cap below S3's own 5 TiB), up to
+   * UPLOAD_CONCURRENCY in flight, so memory is about (concurrency + 2) parts. A stream smaller
+   * than one part is a single PUT.
+   */
+  async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
+    const key = this.#key(filename)
+    const bucket = this.#d.bucket
+    this.#onRequest = options.onRequest
+    const send = { abortSignal: options.signal }
+    let uploadId: string | undefined
+    const done: { PartNumber: number; ETag: string }[] = []
+    const inFlight = new Set<Promise<void>>()
+    let failure: unknown
+    let size = 0
+    let uploaded = 0
+    try {
+      for await (const part of parts(source, partSizeFor)) {
+        if (failure !== undefined) throw failure
+        size += part.data.length
+        if (part.number === 1 && part.last) {
+          await this.#client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: part.data, Metadata: options.metadata }), send)
+          options.onProgress?.(size)
+          return { size }
+        }
+        uploadId ??= (await this.#client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: options.metadata }), send)).UploadId
+        const { number, data } = part
+        const sending: Promise<void> = this.#client
+          .send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: number, Body: data }), send)
+          .then((r) => {
+            done.push({ PartNumber: number, ETag: r.ETag as string })
+            uploaded += data.length
+            options.onProgress?.(uploaded)
+          })
+          .catch((error: unknown) => {
+            failure ??= error
+          })
+          .finally(() => inFlight.delete(sending))
+        inFlight.add(sending)
+        if (inFlight.size >= UPLOAD_CONCURRENCY) await Promise.race(inFlight)
+      }
+      await Promise.all(inFlight)
+      if (failure !== undefined) throw failure
+      done.sort((a, b) => a.PartNumber - b.PartNumber)
+      await this.#client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: done } }), send)
+      return { size }
+    } catch (error) {
+      await Promise.allSettled(inFlight)
+      if (uploadId) await this.#client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => {})
+      if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
+      throw this.#explain(error, `upload of ${key}`)
+    }
+  }
+
+  /**
+   * S3 fixes metadata when an upload starts, before a stream's digest exists: a server-side copy
+   * onto itself with replaced metadata records it afterwards.
+   */
+  async storeChecksum(filename: string, sha256: string, metadata: Record<string, string>): Promise<void> {
+    const key = this.#key(filename)
+    const source = `${this.#d.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`
+    try {
+      await this.#client.send(
+        new CopyObjectCommand({ Bucket: this.#d.bucket, Key: key, CopySource: source, MetadataDirective: 'REPLACE', Metadata: { ...metadata, sha256 } }),
+      )
+    } catch (error) {
+      throw this.#explain(error, `recording the checksum of ${key}`)
     }
   }
 
@@ -195,4 +297,43 @@ export class S3Storage implements Storage {
 function backoff(attempt: number): Promise<void> {
   const ceiling = Math.min(20_000, 200 * 2 ** attempt)
   return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling))
+}
+
+const PART_GROWTH_EVERY = 1000
+const MAX_PART_BYTES = 4 * 1024 * 1024 * 1024
+
+function partSizeFor(partNumber: number): number {
+  return Math.min(MAX_PART_BYTES, MIN_PART_BYTES * 2 ** Math.floor((partNumber - 1) / PART_GROWTH_EVERY))
+}
+
+/** Cuts a stream into parts of the given sizes; the last one is marked (read one chunk ahead). */
+async function* parts(source: AsyncIterable<Buffer>, sizeOf: (n: number) => number): AsyncGenerator<{ number: number; data: Buffer; last: boolean }> {
+  let number = 1
+  let part = Buffer.allocUnsafe(sizeOf(number))
+  let filled = 0
+  let held: Buffer | undefined
+  for await (const chunk of source) {
+    let offset = 0
+    while (offset < chunk.length) {
+      if (held) {
+        yield { number: number - 1, data: held, last: false }
+        held = undefined
+      }
+      const n = Math.min(part.length - filled, chunk.length - offset)
+      chunk.copy(part, filled, offset, offset + n)
+      filled += n
+      offset += n
+      if (filled === part.length) {
+        held = part
+        number++
+        part = Buffer.allocUnsafe(sizeOf(number))
+        filled = 0
+      }
+    }
+  }
+  if (held && filled === 0) yield { number: number - 1, data: held, last: true }
+  else {
+    if (held) yield { number: number - 1, data: held, last: false }
+    yield { number, data: part.subarray(0, filled), last: true }
+  }
 }

@@ -27,6 +27,14 @@ export interface Downloaded {
   sha256?: string | undefined
 }
 
+export interface ObjectReader {
+  sha256: string | undefined
+  size: number | undefined
+  /** User metadata stored with the object (S3 `x-amz-meta-*`, Swift `X-Object-Meta-*`), lower-case keys. */
+  metadata: Record<string, string>
+  chunks: AsyncIterable<Buffer>
+}
+
 export interface Storage {
   /** Where objects go, for messages: `s3://bucket/prefix` or `swift container`. */
   readonly location: string
@@ -39,6 +47,15 @@ export interface Storage {
    * upload, orphaned segments), after an agent restart. Never touches a completed object.
    */
   abandon?(filename: string): Promise<void>
+  /**
+   * Uploads a stream of unknown length as the object for `filename` (part or segment sizes grow
+   * as it goes, memory stays bounded). On any failure or abort nothing is left behind.
+   */
+  uploadStream?(source: AsyncIterable<Buffer>, filename: string, options?: TransferOptions & { metadata?: Record<string, string> }): Promise<{ size: number }>
+  /** Opens the object for reading as a stream (streamed restores). */
+  read?(filename: string, options?: TransferOptions): Promise<ObjectReader>
+  /** Stores the whole-object SHA-256 (and metadata) with an object uploaded as a stream. */
+  storeChecksum?(filename: string, sha256: string, metadata: Record<string, string>): Promise<void>
 }
 
 export function storageFor(destination: StorageDestination & { filenamePrefix: string }, settings: StorageSettings): Storage {

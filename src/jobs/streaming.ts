@@ -1,0 +1,151 @@
+// Streaming mode, opt-in per script (docs/INTEGRITY.md):
+// - BACKUP_STREAM: a named pipe the backup script may write its dump to. The first byte starts
+//   the upload of `<file_name_without_type>.osb` (compressed, encrypted, hashed on the way) while
+//   the script still runs; no temp file. A script that ignores the pipe keeps the file contract.
+// - RESTORE_STREAM: for a restore script that mentions it, the agent downloads, authenticates,
+//   decrypts and decompresses the object into a named pipe the script reads.
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import { JobError } from '../errors.ts'
+import { createDecoder, createEncoder } from '../integrity/codec.ts'
+import { openFifoForReading, openFifoForWriting } from '../integrity/fifo.ts'
+import type { StreamHeader } from '../integrity/format.ts'
+import { findScript } from '../scripts/run.ts'
+import type { StageContext } from './stages.ts'
+
+export const STREAM_SUFFIX = '.osb'
+
+/** What a script stage needs from a stream that runs beside its script. */
+export interface ScriptStream {
+  env: Record<string, string>
+  /** Aborted when the transfer fails while the script runs: the script is stopped. */
+  stopScript: AbortSignal
+  /** After the script exited: completes (or, when the script failed, removes) the transfer. */
+  finish(scriptSucceeded: boolean): Promise<void>
+}
+
+/** Object metadata that says what a streamed object is (also in its header). */
+function formatMetadata(header: StreamHeader): Record<string, string> {
+  return { format: `osb${header.version}`, compression: header.compression, encryption: header.encryption.mode }
+}
+
+async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  yield first
+  for (;;) {
+    const next = await rest.next()
+    if (next.done) return
+    yield next.value
+  }
+}
+
+async function* tap(source: AsyncIterable<Buffer>, each: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    each(chunk)
+    yield chunk
+  }
+}
+
+export function openBackupStream(ctx: StageContext): ScriptStream | undefined {
+  const { job } = ctx
+  if (job.request.destination.skipStorage) return undefined
+  const storage = ctx.storage()
+  if (!storage.uploadStream || !storage.storeChecksum) return undefined
+  const fifo = openFifoForReading(join(ctx.directory, '.backup.stream'))
+  const stop = new AbortController()
+  const upload = new AbortController()
+  ctx.signal?.addEventListener('abort', () => upload.abort(ctx.signal?.reason), { once: true })
+
+  const transfer = (async () => {
+    const input = fifo.socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>
+    const first = await input.next()
+    if (first.done) return undefined // the script used the file contract
+    const filename = `${ctx.fileBase}${STREAM_SUFFIX}`
+    const { header, encode } = createEncoder({
+      compression: job.request.compression ? ctx.streamCompression : 'none',
+      encryptionKey: job.request.encryptionKey,
+    })
+    job.filename = filename
+    job.uploading = filename
+    ctx.changed()
+    const hash = createHash('sha256')
+    const { size } = await storage.uploadStream!(tap(encode(prepend(first.value, input)), (c) => hash.update(c)), filename, {
+      ...ctx.transferOptions(null),
+      signal: upload.signal,
+      metadata: formatMetadata(header),
+    })
+    return { filename, size, sha256: hash.digest('hex'), header }
+  })()
+  transfer.catch((error: Error) => stop.abort(error.message))
+
+  return {
+    env: { BACKUP_STREAM: fifo.path },
+    stopScript: stop.signal,
+    async finish(scriptSucceeded) {
+      fifo.releaseKeeper()
+      if (!scriptSucceeded) upload.abort('the backup script failed')
+      try {
+        const streamed = await transfer
+        if (!streamed || !scriptSucceeded) return
+        await storage.storeChecksum!(streamed.filename, streamed.sha256, formatMetadata(streamed.header))
+        job.streamed = true
+        job.filesize = streamed.size
+        job.checksum = streamed.sha256
+      } catch (error) {
+        if (scriptSucceeded) throw error
+      } finally {
+        job.uploading = undefined
+        job.progress = undefined
+        fifo.dispose()
+      }
+    },
+  }
+}
+
+/** Whether the restore script asked for the stream (it mentions RESTORE_STREAM). */
+export async function restoreScriptStreams(scriptsPath: string): Promise<boolean> {
+  try {
+    return (await readFile(await findScript(scriptsPath, 'restore'), 'utf8')).includes('RESTORE_STREAM')
+  } catch {
+    return false
+  }
+}
+
+export function openRestoreStream(ctx: StageContext): ScriptStream | undefined {
+  const { job } = ctx
+  const { filename } = job.request.destination
+  if (!job.streamRestore) return undefined
+  const storage = ctx.storage()
+  if (!storage.read) throw new JobError('this storage backend cannot stream a restore; remove RESTORE_STREAM from the restore script to restore from a file')
+  const fifo = openFifoForWriting(join(ctx.directory, '.restore.stream'))
+  const stop = new AbortController()
+  const transfer = (async () => {
+    const object = await storage.read!(filename, { ...ctx.transferOptions(null), signal: ctx.signal })
+    const hash = createHash('sha256')
+    await pipeline(tap(object.chunks, (c) => hash.update(c)), createDecoder(job.request.encryptionKey), fifo.socket)
+    const actual = hash.digest('hex')
+    job.checksum = object.sha256
+    job.checksumVerified = object.sha256 === actual
+    // Encrypted frames were each authenticated before the script got them; for the rest this is
+    // the first moment the whole digest is known (the script may have read the data already).
+    if (object.sha256 !== undefined && object.sha256 !== actual) throw new JobError(`checksum mismatch: ${filename} should have SHA-256 ${object.sha256} but the streamed bytes have ${actual}`)
+    if (object.sha256 === undefined && ctx.requireChecksum) throw new JobError(`${filename} has no stored checksum and require_checksum is true`)
+  })()
+  let transferError: Error | undefined
+  transfer.catch((error: Error) => {
+    transferError = error
+    stop.abort(error.message)
+  })
+  return {
+    env: { RESTORE_STREAM: fifo.path },
+    stopScript: stop.signal,
+    async finish() {
+      // A script that stopped reading must not leave the transfer waiting on a full pipe.
+      fifo.dispose()
+      await transfer.catch(() => {})
+      job.progress = undefined
+      if (transferError) throw transferError instanceof JobError ? transferError : new JobError(transferError.message)
+    },
+  }
+}

@@ -1,0 +1,140 @@
+// Streaming mode (BACKUP_STREAM / RESTORE_STREAM) with agent-side compression, encryption and
+// checksums, against the real S3 server.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, generateKeyPairSync } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { startAgent, type Agent } from '../helpers/agent.ts'
+import { DB_PASSWORD, managerBackupBody, managerId, managerRestoreBody, s3Destination } from '../helpers/bodies.ts'
+import { s3Lab, uniqueName } from '../helpers/storage.ts'
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
+const PASSPHRASE = 'stream-passphrase-V5'
+
+describe('streaming mode', () => {
+  const s3 = s3Lab()
+  const bucket = uniqueName('agent-stream')
+  const target = { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
+  let agent: Agent
+  let streamingRestore: Agent
+
+  before(async () => {
+    await s3.createBucket(bucket)
+    const scripts = {
+      // writes SIZE_KIB of data (half random, half zeros: compressible) to the stream and a copy to ORIGINAL
+      backup: [
+        '{ head -c "$(( ${SIZE_KIB:-64} * 512 ))" /dev/urandom; head -c "$(( ${SIZE_KIB:-64} * 512 ))" /dev/zero; } | tee "$ORIGINAL" > "$BACKUP_STREAM"',
+        'if [ "$FAIL_AFTER_STREAM" = 1 ]; then echo "dump failed halfway" >&2; exit 7; fi',
+      ].join('\n'),
+      // file contract: the decoded dump is "$5"
+      restore: 'sha256sum "$5" | cut -c1-64',
+    }
+    agent = await startAgent({ scripts })
+    streamingRestore = await startAgent({
+      env: { directory_backup: agent.backupDir },
+      scripts: { ...scripts, restore: 'sha256sum < "$RESTORE_STREAM" | cut -c1-64' },
+    })
+  })
+  after(async () => {
+    for (const a of [agent, streamingRestore]) {
+      a.assertNoSecrets([DB_PASSWORD, PASSPHRASE, s3.secretKey])
+      await a.stop()
+    }
+  })
+
+  async function streamedBackup(encryptionKey: string | null, parameters: Record<string, unknown>) {
+    const id = managerId()
+    const original = join(agent.root, `original-${id}`)
+    const body = managerBackupBody(id, s3Destination(target), { parameters: { ORIGINAL: original, ...parameters } })
+    body.compression = true
+    body.encryption_key = encryptionKey
+    assert.equal((await agent.request('POST', '/backup', body)).status, 201)
+    return { id, original, done: await agent.waitFor('backup', id, 120_000) }
+  }
+
+  async function restore(via: Agent, filename: string, encryptionKey: string | null) {
+    const id = managerId()
+    const body = managerRestoreBody(id, s3Destination(target, { filename }))
+    body.encryption_key = encryptionKey
+    await via.request('PUT', '/restore', body)
+    return via.waitFor('restore', id, 120_000)
+  }
+
+  it('uploads what the script writes to BACKUP_STREAM as a compressed, encrypted .osb object, no temp file', async () => {
+    const { done, original } = await streamedBackup(PASSPHRASE, { SIZE_KIB: 24 * 1024 })
+    assert.equal(done.status, 'SUCCEEDED', done.error_message)
+    assert.match(done.filename, /^\d{4}_\d\d_\d\d_\d\d_\d\d_10\.0\.0\.12_orders\.osb$/)
+    const data = readFileSync(original)
+    const head = await s3.headObject(bucket, `backups/${done.filename}`)
+    assert.equal(head.ContentLength, done.filesize.size)
+    assert.ok(done.filesize.size < data.length * 0.75, 'the zero half compressed')
+    assert.equal(head.Metadata?.sha256, done.checksum.value)
+    assert.equal(head.Metadata?.format, 'osb1')
+    assert.equal(head.Metadata?.encryption, 'passphrase')
+    const stored = await s3.getObject(bucket, `backups/${done.filename}`)
+    assert.equal(sha256(stored), done.checksum.value)
+    assert.ok(!stored.includes(data.subarray(0, 64)), 'the object is not plaintext')
+
+    const viaFile = await restore(agent, done.filename, PASSPHRASE)
+    assert.equal(viaFile.status, 'SUCCEEDED', viaFile.error_message)
+    assert.equal(viaFile.checksum_verified, true)
+    assert.equal(viaFile.restore_log.trim(), sha256(data))
+
+    const viaStream = await restore(streamingRestore, done.filename, PASSPHRASE)
+    assert.equal(viaStream.status, 'SUCCEEDED', viaStream.error_message)
+    assert.equal(viaStream.restore_log.trim(), sha256(data))
+    assert.equal(viaStream.checksum_verified, true)
+  })
+
+  it('encrypts for an X25519 public key and restores with the private key; the wrong key fails cleanly', async () => {
+    const pair = generateKeyPairSync('x25519')
+    const publicPem = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString()
+    const privatePem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+    const { done, original } = await streamedBackup(publicPem, { SIZE_KIB: 256 })
+    assert.equal(done.status, 'SUCCEEDED', done.error_message)
+    const restored = await restore(streamingRestore, done.filename, privatePem)
+    assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
+    assert.equal(restored.restore_log.trim(), sha256(readFileSync(original)))
+
+    const other = generateKeyPairSync('x25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+    const wrong = await restore(agent, done.filename, other)
+    assert.equal(wrong.status, 'FAILED')
+    assert.match(wrong.error_message, /wrong key/)
+    const missing = await restore(agent, done.filename, null)
+    assert.equal(missing.status, 'FAILED')
+    assert.match(missing.error_message, /encrypted but the restore request has no encryption_key/)
+  })
+
+  it('refuses a private key for a backup', async () => {
+    const privatePem = generateKeyPairSync('x25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+    const { done } = await streamedBackup(privatePem, {})
+    assert.equal(done.status, 'FAILED')
+    assert.match(done.error_message, /is a private key/)
+  })
+
+  it('a streaming script that fails halfway leaves no object and no multipart upload behind', async () => {
+    const before = await s3.keys(bucket)
+    const { done } = await streamedBackup(null, { SIZE_KIB: 20 * 1024, FAIL_AFTER_STREAM: 1 })
+    assert.equal(done.status, 'FAILED')
+    assert.match(done.error_message, /backup script failed with exit code 7/)
+    assert.deepEqual(await s3.keys(bucket), before)
+    const uploads = await s3.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))
+    assert.deepEqual(uploads.Uploads ?? [], [])
+  })
+
+  it('a tampered streamed object is refused: checksum mismatch (file) or failed authentication (stream)', async () => {
+    const { done } = await streamedBackup(PASSPHRASE, { SIZE_KIB: 128 })
+    const key = `backups/${done.filename}`
+    const stored = await s3.getObject(bucket, key)
+    stored[stored.length - 40] = (stored[stored.length - 40] as number) ^ 0xff
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stored, Metadata: { sha256: done.checksum.value } }))
+    const viaFile = await restore(agent, done.filename, PASSPHRASE)
+    assert.equal(viaFile.status, 'FAILED')
+    assert.match(viaFile.error_message, /^checksum mismatch/)
+    const viaStream = await restore(streamingRestore, done.filename, PASSPHRASE)
+    assert.equal(viaStream.status, 'FAILED')
+    assert.match(viaStream.error_message, /failed authentication|checksum mismatch/)
+  })
+})
