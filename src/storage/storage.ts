@@ -3,7 +3,7 @@
 import type { Config } from '../config.ts'
 import type { StorageDestination } from '../jobs/request.ts'
 import { S3Storage } from './s3.ts'
-import { JobError } from '../errors.ts'
+import { SwiftStorage } from './swift.ts'
 
 /** The agent settings a backend may use (src/config.ts). */
 export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes' | 'storageRetries'>
@@ -63,6 +63,6 @@ export function storageFor(destination: StorageDestination & { filenamePrefix: s
     case 'S3':
       return new S3Storage(destination, destination.filenamePrefix, settings)
     case 'SWIFT':
-      throw new JobError('SWIFT destinations are not supported by this agent build yet')
+      return new SwiftStorage(destination, settings)
   }
 }

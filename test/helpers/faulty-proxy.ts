@@ -24,6 +24,8 @@ export interface FaultyProxy {
 export async function startFaultyProxy(targetPort: number, initial: Fault = { kind: 'pass' }): Promise<FaultyProxy> {
   let fault = initial
   let faults = 0
+  /** Connections picked to be cut (decided when they open: several may open at once). */
+  let planned = 0
   const sockets = new Set<net.Socket>()
   const server = net.createServer((client) => {
     sockets.add(client)
@@ -36,7 +38,8 @@ export async function startFaultyProxy(targetPort: number, initial: Fault = { ki
     upstream.on('error', () => client.destroy())
     client.on('error', () => upstream.destroy())
     const current = fault
-    const cuts = current.kind === 'cut-all' || (current.kind === 'cut' && faults < current.times)
+    const cuts = current.kind === 'cut-all' || (current.kind === 'cut' && planned < current.times)
+    if (cuts) planned++
     let sent = 0
     client.on('data', (chunk: Buffer) => {
       sent += chunk.length
@@ -60,6 +63,8 @@ export async function startFaultyProxy(targetPort: number, initial: Fault = { ki
     faults: () => faults,
     setFault: (f) => {
       fault = f
+      planned = 0
+      faults = 0
     },
     close: async () => {
       for (const s of sockets) s.destroy()

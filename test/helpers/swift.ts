@@ -1,7 +1,11 @@
-// The real Swift and Keystone of test/servers/storage-up.sh, seen from a test: trigger
-// destinations, direct access to the two Swift accounts (to create containers and look at what
-// the agent wrote), token revocation, and a TCP proxy that breaks connections on purpose.
+// Swift for the tests. The real Swift and Keystone of test/servers/storage-up.sh, seen from a
+// test: trigger destinations, direct access to the two Swift accounts (to create containers and
+// look at what the agent wrote), token revocation, and a TCP proxy that breaks a connection on
+// purpose. And FakeSwift, an in-memory stand-in for the unit tests of faults the real one never
+// shows on request.
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import http from 'node:http'
 import net from 'node:net'
 import { labEnv } from './storage.ts'
 
@@ -243,4 +247,244 @@ export class CuttingProxy {
     for (const s of this.#sockets) s.destroy()
     await new Promise((resolve) => this.#server.close(resolve))
   }
+}
+
+/**
+ * A small in-memory Swift with v1 auth, for unit tests of what the real one never does on
+ * request: a wrong ETag, corrupt bytes, a token that dies mid-transfer, a 503, a body cut off.
+ * Only what the agent uses: containers, objects, SLO manifests, listings by prefix.
+ */
+export class FakeSwift {
+  readonly #server: http.Server
+  readonly #tombstones = new Map<string, number>()
+  readonly containers = new Map<string, Map<string, FakeObject>>()
+  readonly tokens = new Set<string>()
+  logins = 0
+  /** Every request after auth, as `METHOD path?query`. */
+  readonly log: string[] = []
+  /** Return a (wrong) ETag for PUTs whose object name matches. */
+  wrongEtagFor: RegExp | undefined
+  /** Flip a byte of GET bodies. */
+  corruptDownloads = false
+  /** Answer this status (once per entry) to PUTs whose object name matches. */
+  readonly failPuts: { match: RegExp; status: number }[] = []
+  /** Send half of the next GET body, then cut the connection. */
+  cutNextDownload = false
+  /** Bodies of PUTs that were answered 401 before the body was read (Expect: 100-continue). */
+  refusedBeforeBody = 0
+  /** Slow each PUT down by this many ms (to cancel mid-upload). */
+  putDelayMs = 0
+  /** Revoke every token when a request `METHOD /path` matches, once (before checking its token). */
+  revokeOnce: RegExp | undefined
+  /** Sees every request as `METHOD /path?query` when it arrives. */
+  onArrival: ((line: string) => void) | undefined
+
+  private constructor(server: http.Server) {
+    this.#server = server
+  }
+
+  static async start(): Promise<FakeSwift> {
+    const server = http.createServer()
+    const fake = new FakeSwift(server)
+    // Decide on 100-continue like Swift's proxy: auth first, then ask for the body.
+    server.on('checkContinue', (req, res) => {
+      fake.#maybeRevoke(req)
+      if (!fake.#authorized(req)) {
+        fake.refusedBeforeBody++
+        res.writeHead(401, { 'content-type': 'text/html' }).end('<html><h1>Unauthorized</h1></html>')
+        return
+      }
+      res.writeContinue()
+      fake.#serve(req, res)
+    })
+    server.on('request', (req, res) => {
+      fake.#maybeRevoke(req)
+      fake.#serve(req, res)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    return fake
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.#server.address() as net.AddressInfo).port}`
+  }
+
+  get authUrl(): string {
+    return `${this.url}/auth/v1.0`
+  }
+
+  /** Every token given so far stops working (expired or revoked). */
+  revokeTokens(): void {
+    this.tokens.clear()
+  }
+
+  object(container: string, name: string): FakeObject | undefined {
+    return this.containers.get(container)?.get(name)
+  }
+
+  names(container: string): string[] {
+    return [...(this.containers.get(container)?.keys() ?? [])].sort()
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeAllConnections()
+    await new Promise((resolve) => this.#server.close(resolve))
+  }
+
+  #maybeRevoke(req: http.IncomingMessage): void {
+    this.onArrival?.(`${req.method} ${req.url}`)
+    if (this.revokeOnce?.test(`${req.method} ${decodeURIComponent(new URL(req.url ?? '/', this.url).pathname)}`)) {
+      this.revokeOnce = undefined
+      this.revokeTokens()
+    }
+  }
+
+  #authorized(req: http.IncomingMessage): boolean {
+    return this.tokens.has(String(req.headers['x-auth-token']))
+  }
+
+  /** A client that goes away mid-request (aborted, cut) just ends that request. */
+  #serve(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.#handle(req, res).catch(() => res.destroy())
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // Like Swift's X-Timestamp: taken when the request arrives. A PUT that finishes after a
+    // later DELETE of the same name loses (Swift's object servers answer it 409).
+    const arrived = performance.now()
+    const url = new URL(req.url ?? '/', this.url)
+    if (url.pathname === '/auth/v1.0') {
+      if (req.headers['x-auth-user'] !== 'fake:user' || req.headers['x-auth-key'] !== 'fake-key') return void res.writeHead(401).end('Unauthorized')
+      const token = `tk${++this.logins}`
+      this.tokens.add(token)
+      return void res.writeHead(200, { 'x-auth-token': token, 'x-storage-url': `${this.url}/v1/AUTH_fake`, 'x-auth-token-expires': '3600' }).end()
+    }
+    if (!this.#authorized(req)) {
+      await drainRequest(req)
+      return void res.writeHead(401).end('Unauthorized')
+    }
+    const match = /^\/v1\/AUTH_fake\/([^/]+)(?:\/(.+))?$/.exec(url.pathname)
+    if (!match) return void res.writeHead(404).end()
+    const container = decodeURIComponent(match[1] as string)
+    const name = match[2] === undefined ? undefined : decodeURIComponent(match[2])
+    this.log.push(`${req.method} ${container}${name === undefined ? '' : `/${name}`}${url.search}`)
+    const objects = this.containers.get(container)
+    if (name === undefined) return this.#container(req, res, container, objects, url)
+    if (!objects) {
+      await drainRequest(req)
+      return void res.writeHead(404).end('<html><h1>Not Found</h1></html>')
+    }
+    switch (req.method) {
+      case 'PUT': {
+        const body = await readRequest(req)
+        if (this.putDelayMs) await new Promise((resolve) => setTimeout(resolve, this.putDelayMs))
+        const failure = this.failPuts.findIndex((f) => f.match.test(name))
+        if (failure >= 0) {
+          const { status } = this.failPuts.splice(failure, 1)[0] as { status: number }
+          return void res.writeHead(status).end('Service Unavailable')
+        }
+        if (url.searchParams.get('multipart-manifest') === 'put') {
+          const entries = JSON.parse(body.toString()) as { path: string; etag: string; size_bytes: number }[]
+          const parts = entries.map((e) => {
+            const [, segContainer, ...rest] = e.path.split('/')
+            const segment = this.object(segContainer as string, rest.join('/'))
+            return segment?.etag === e.etag ? segment : undefined
+          })
+          if (parts.some((p) => p === undefined)) return void res.writeHead(400).end('Bad manifest: a segment is missing or differs')
+          const etag = md5(parts.map((p) => p!.etag).join(''))
+          objects.set(name, {
+            data: Buffer.concat(parts.map((p) => p!.data)),
+            etag,
+            manifest: entries.map((e) => ({ name: e.path, bytes: e.size_bytes, hash: e.etag })),
+            metadata: objectMetadata(req),
+          })
+          return void res.writeHead(201, { etag: `"${etag}"` }).end()
+        }
+        if ((this.#tombstones.get(`${container}/${name}`) ?? -1) > arrived) return void res.writeHead(409).end('Conflict')
+        const etag = md5(body)
+        objects.set(name, { data: body, etag, metadata: objectMetadata(req) })
+        return void res.writeHead(201, { etag: this.wrongEtagFor?.test(name) ? md5('something else') : etag }).end()
+      }
+      case 'GET':
+      case 'HEAD': {
+        const object = objects.get(name)
+        if (!object) return void res.writeHead(404).end()
+        const slo = { ...object.metadata, ...(object.manifest ? { 'x-static-large-object': 'True' } : {}) }
+        if (url.searchParams.get('multipart-manifest') === 'get' && object.manifest) {
+          return void res.writeHead(200, { 'content-type': 'application/json', ...slo }).end(JSON.stringify(object.manifest))
+        }
+        const etag = object.manifest ? `"${object.etag}"` : object.etag
+        let data = object.data
+        if (this.corruptDownloads && data.length > 0) {
+          data = Buffer.from(data)
+          data[0] = (data[0] as number) ^ 0xff
+        }
+        const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''))
+        if (range) {
+          if (req.headers['if-match'] !== `"${object.etag}"`) return void res.writeHead(412).end()
+          const start = Number(range[1])
+          res.writeHead(206, { etag, 'content-length': data.length - start, 'content-range': `bytes ${start}-${data.length - 1}/${data.length}`, ...slo })
+          return void res.end(req.method === 'HEAD' ? undefined : data.subarray(start))
+        }
+        res.writeHead(200, { etag, 'content-length': data.length, ...slo })
+        if (req.method === 'HEAD') return void res.end()
+        if (this.cutNextDownload) {
+          this.cutNextDownload = false
+          res.write(data.subarray(0, Math.floor(data.length / 2)), () => setTimeout(() => res.socket?.destroy(), 20))
+          return
+        }
+        return void res.end(data)
+      }
+      case 'DELETE':
+        this.#tombstones.set(`${container}/${name}`, arrived)
+        return void res.writeHead(objects.delete(name) ? 204 : 404).end()
+    }
+    res.writeHead(405).end()
+  }
+
+  async #container(req: http.IncomingMessage, res: http.ServerResponse, container: string, objects: Map<string, FakeObject> | undefined, url: URL) {
+    await drainRequest(req)
+    switch (req.method) {
+      case 'HEAD':
+        return void res.writeHead(objects ? 204 : 404).end()
+      case 'PUT':
+        if (objects) return void res.writeHead(202).end()
+        this.containers.set(container, new Map())
+        return void res.writeHead(201).end()
+      case 'GET': {
+        if (!objects) return void res.writeHead(404).end()
+        const prefix = url.searchParams.get('prefix') ?? ''
+        const marker = url.searchParams.get('marker') ?? ''
+        const names = [...objects.keys()].sort().filter((n) => n.startsWith(prefix) && n > marker)
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(names.map((n) => ({ name: n }))))
+      }
+    }
+    res.writeHead(405).end()
+  }
+}
+
+export interface FakeObject {
+  data: Buffer
+  etag: string
+  /** x-object-meta-* headers as sent */
+  metadata?: Record<string, string>
+  manifest?: { name: string; bytes: number; hash: string }[]
+}
+
+function objectMetadata(req: http.IncomingMessage): Record<string, string> {
+  return Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith('x-object-meta-')).map(([k, v]) => [k, String(v)]))
+}
+
+function md5(data: Buffer | string): string {
+  return createHash('md5').update(data).digest('hex')
+}
+
+async function readRequest(req: http.IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of req) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
+}
+
+async function drainRequest(req: http.IncomingMessage): Promise<void> {
+  for await (const _ of req);
 }

@@ -2,7 +2,7 @@
 // test/servers/storage-up.sh. Nothing here is skipped: without the servers these tests fail.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -89,11 +89,13 @@ describe('Swift storage', () => {
   }
 
   it('stores a file above the threshold as a Static Large Object and restores it byte-exact', async () => {
-    const { filename } = await roundTrip('v3', 23 * MiB)
+    const { filename, source } = await roundTrip('v3', 23 * MiB)
     const head = await accounts.v3.head(containers.v3, filename)
     assert.equal(head.status, 200)
     assert.equal(head.headers.get('x-static-large-object'), 'True')
     assert.equal(Number(head.headers.get('content-length')), 23 * MiB)
+    // the SHA-256 of the whole file travels with the manifest, for the restore to check
+    assert.equal(head.headers.get('x-object-meta-sha256'), createHash('sha256').update(source.data).digest('hex'))
     const segments = await accounts.v3.list(`${containers.v3}_segments`, `${filename}/slo/`)
     assert.equal(segments.length, 5, `segments: ${segments.join(', ')}`)
   })
@@ -175,17 +177,25 @@ describe('Swift storage', () => {
     assert.deepEqual(await accounts.v1.list(container), [])
   })
 
-  it('renews a v1 token revoked between two jobs', async () => {
-    await roundTrip('v1', 2000)
-    await flushMemcached() // tempauth keeps its tokens there: the agent's cached token is now unknown
-    await roundTrip('v1', 2000)
-  })
+  /** One backup job that must succeed; the object is checked in the account. */
+  async function backupSucceeds(auth: SwiftAuth): Promise<void> {
+    const source = await sourceFile(2000)
+    const body = await backup(agent, lab.destination(auth, containers[auth]), source.path)
+    assert.equal(body.status, 'SUCCEEDED', body.error_message)
+    assert.ok((await accounts[auth].get(containers[auth], body.filename)).equals(source.data))
+  }
 
   it('renews a Keystone token revoked between two jobs', async () => {
-    await roundTrip('v3', 2000)
+    await backupSucceeds('v3') // the agent holds a token now
     await revokeKeystoneUserTokens(env)
     await new Promise((resolve) => setTimeout(resolve, 1100)) // Keystone revokes by the second
-    await roundTrip('v3', 2000)
+    await backupSucceeds('v3') // 401 with the cached token, one new login, done
+  })
+
+  it('renews a v1 token revoked between two jobs', async () => {
+    await backupSucceeds('v1')
+    await flushMemcached() // tempauth keeps its tokens there: the agent's cached token is now unknown
+    await backupSucceeds('v1')
   })
 
   // Segments 1-4 (20 MiB) go up together; the cut falls into the last one, after they are stored.
@@ -204,16 +214,20 @@ describe('Swift storage', () => {
   })
 
   it('deletes the segments it wrote when an SLO upload breaks off for good', async () => {
+    const container = uniqueName('osb-cut') // its own: the job before may have used the same file name
+    await accounts.v1.createContainer(container)
+    cleanups.push(() => accounts.v1.removeContainer(container), () => accounts.v1.removeContainer(`${container}_segments`))
     const proxy = await CuttingProxy.start({ host: '127.0.0.1', port: Number(new URL(env.SWIFT_V1_AUTH_URL as string).port) }, CUT_AT)
     const strict = await startAgent({ env: { ...SMALL_SEGMENTS, storage_retries: '0' }, scripts: SCRIPTS })
     try {
-      const destination = lab.destination('v1', containers.v1, { authUrl: `http://127.0.0.1:${proxy.port}/auth/v1.0` })
+      const destination = lab.destination('v1', container, { authUrl: `http://127.0.0.1:${proxy.port}/auth/v1.0` })
       const body = await backup(strict, destination, (await sourceFile(23 * MiB)).path)
       assert.equal(body.status, 'FAILED')
       assert.equal(proxy.cuts, 1)
       assert.match(body.error_message, /upload of \S+ \(segment \d of 5\) failed: the connection to http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_test broke off/)
-      assert.deepEqual(await accounts.v1.list(`${containers.v1}_segments`, `${body.filename}/slo/`), [])
-      assert.equal((await accounts.v1.head(containers.v1, body.filename)).status, 404)
+      assert.equal((await accounts.v1.head(`${container}_segments`)).status, 204, 'the segments container was created')
+      assert.deepEqual(await accounts.v1.list(`${container}_segments`), [])
+      assert.deepEqual(await accounts.v1.list(container), [])
       strict.assertNoSecrets([env.SWIFT_V1_KEY as string])
     } finally {
       await strict.stop()
