@@ -24,6 +24,7 @@ import type { S3Destination } from '../jobs/request.ts'
 import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from './storage.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
 import { FileSink } from './file-sink.ts'
+import { growingPartSize, parts } from './parts.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
 const MAX_PARTS = 10_000
@@ -321,41 +322,5 @@ function backoff(attempt: number): Promise<void> {
 
 const MAX_SINGLE_COPY_BYTES = 5 * 1024 * 1024 * 1024
 const COPY_PART_BYTES = 1024 * 1024 * 1024
-const PART_GROWTH_EVERY = 1000
-const MAX_PART_BYTES = 4 * 1024 * 1024 * 1024
-
-function partSizeFor(partNumber: number): number {
-  return Math.min(MAX_PART_BYTES, MIN_PART_BYTES * 2 ** Math.floor((partNumber - 1) / PART_GROWTH_EVERY))
-}
-
-/** Cuts a stream into parts of the given sizes; the last one is marked (read one chunk ahead). */
-async function* parts(source: AsyncIterable<Buffer>, sizeOf: (n: number) => number): AsyncGenerator<{ number: number; data: Buffer; last: boolean }> {
-  let number = 1
-  let part = Buffer.allocUnsafe(sizeOf(number))
-  let filled = 0
-  let held: Buffer | undefined
-  for await (const chunk of source) {
-    let offset = 0
-    while (offset < chunk.length) {
-      if (held) {
-        yield { number: number - 1, data: held, last: false }
-        held = undefined
-      }
-      const n = Math.min(part.length - filled, chunk.length - offset)
-      chunk.copy(part, filled, offset, offset + n)
-      filled += n
-      offset += n
-      if (filled === part.length) {
-        held = part
-        number++
-        part = Buffer.allocUnsafe(sizeOf(number))
-        filled = 0
-      }
-    }
-  }
-  if (held && filled === 0) yield { number: number - 1, data: held, last: true }
-  else {
-    if (held) yield { number: number - 1, data: held, last: false }
-    yield { number, data: part.subarray(0, filled), last: true }
-  }
-}
+/** 8 MiB × 1000, 16 MiB × 1000 … up to 4 GiB parts: 10,000 parts reach S3's own 5 TiB limit. */
+const partSizeFor = growingPartSize(MIN_PART_BYTES, 1000, 4 * 1024 * 1024 * 1024)

@@ -5,7 +5,7 @@ import { tokenCache, type LoginOptions, type SwiftCredentials, type SwiftSession
 import { backoff, drain, isTransientError, isTransientStatus, send, type HttpRequest, type HttpResponse } from './swift-http.ts'
 
 export interface SwiftCall {
-  method: 'GET' | 'HEAD' | 'PUT' | 'DELETE'
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE'
   container: string
   object?: string
   /** Already encoded, without `?`. */

@@ -9,7 +9,8 @@ import { pipeline, Readable, Transform } from 'node:stream'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
 import type { SwiftDestination } from '../jobs/request.ts'
-import type { Downloaded, Storage, StorageSettings, TransferOptions } from './storage.ts'
+import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from './storage.ts'
+import { growingPartSize, parts } from './parts.ts'
 import { FileSink } from './file-sink.ts'
 import type { TokenCache } from './keystone.ts'
 import { SwiftClient } from './swift-client.ts'
@@ -152,6 +153,147 @@ export class SwiftStorage implements Storage {
   }
 
   /**
+   * A stream of unknown length: one PUT when it fits in the first segment, else a Static Large
+   * Object of segments buffered in memory (16 MiB, doubling every 500 segments, so a retry can
+   * resend one) with SEGMENT_CONCURRENCY in flight. On any failure or abort every segment written
+   * is deleted and no object is left.
+   */
+  async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
+    const ctx = this.#context(`upload of ${filename}`, this.#d.containerName)
+    const { signal } = options
+    this.#client.onRequest = options.onRequest
+    const container = this.#d.containerName
+    const segContainer = segmentsContainer(container)
+    const metadata = objectMetadata(options.metadata ?? {})
+    const progress = new UploadProgress(options.onProgress)
+    const prefix = `${filename}/slo/stream-${Date.now()}/`
+    const written: string[] = []
+    const entries: ManifestEntry[] = []
+    const inFlight = new Set<Promise<void>>()
+    let failure: unknown
+    let size = 0
+    let manifest = false
+    try {
+      await this.#requireContainer(ctx, signal)
+      for await (const part of parts(source, streamSegmentSize)) {
+        if (failure !== undefined) throw failure
+        size += part.data.length
+        if (part.number === 1 && part.last) {
+          await this.#putVerified(ctx, container, filename, part.data, { signal, metadata, progress: progress.part(0) })
+          return { size }
+        }
+        if (part.number === 1) await this.#ensureContainer(this.#context(ctx.what, segContainer), signal)
+        const name = segmentName(prefix, part.number - 1)
+        const index = part.number - 1
+        written.push(name)
+        const segCtx = this.#context(`${ctx.what} (segment ${part.number})`, segContainer)
+        const sending: Promise<void> = this.#putVerified(segCtx, segContainer, name, part.data, { signal, metadata: {}, progress: progress.part(index) })
+          .then((etag) => {
+            entries[index] = { path: `/${segContainer}/${name}`, etag, size_bytes: part.data.length }
+          })
+          .catch((error: unknown) => {
+            failure ??= error
+          })
+          .finally(() => inFlight.delete(sending))
+        inFlight.add(sending)
+        if (inFlight.size >= SEGMENT_CONCURRENCY) await Promise.race(inFlight)
+      }
+      await Promise.all(inFlight)
+      if (failure !== undefined) throw failure
+      manifest = true
+      const res = await this.#client.request({
+        method: 'PUT',
+        container,
+        object: filename,
+        query: 'multipart-manifest=put',
+        headers: { 'content-type': 'application/octet-stream', ...metadata },
+        body: JSON.stringify(entries),
+      })
+      const text = await readText(res, 64 * 1024)
+      if (res.status !== 201) throw swiftStatusError(this.#context(`${ctx.what} (manifest)`, container), res.status, text, 'container')
+      if (signal?.aborted) throw new JobError(String(signal.reason))
+      return { size }
+    } catch (error) {
+      await Promise.allSettled(inFlight)
+      if (manifest) await this.#deleteQuietly(container, filename)
+      await this.#deleteAll(segContainer, written)
+      if (signal?.aborted) throw new JobError(String(signal.reason), { cause: error })
+      throw swiftFailure(ctx, error)
+    }
+  }
+
+  /** Swift sets metadata with a POST (no copy of the data); a POST replaces all of it. */
+  async storeChecksum(filename: string, sha256: string, metadata: Record<string, string>): Promise<void> {
+    const ctx = this.#context(`recording the checksum of ${filename}`, this.#d.containerName)
+    try {
+      const res = await this.#client.request({
+        method: 'POST',
+        container: this.#d.containerName,
+        object: filename,
+        headers: objectMetadata({ ...metadata, sha256 }),
+      })
+      const text = await readText(res, 64 * 1024)
+      if (res.status < 200 || res.status > 299) throw swiftStatusError(ctx, res.status, text, 'container')
+    } catch (error) {
+      throw swiftFailure(ctx, error)
+    }
+  }
+
+  /**
+   * Opens the object as a stream (streamed restores), resuming a broken body with a ranged GET
+   * pinned to the same object. The caller checks the SHA-256.
+   */
+  async read(filename: string, options: TransferOptions = {}): Promise<ObjectReader> {
+    const ctx = this.#context(`download of ${filename}`, this.#d.containerName)
+    const { signal } = options
+    this.#client.onRequest = options.onRequest
+    const client = this.#client
+    const container = this.#d.containerName
+    const retries = this.#settings.storageRetries
+    let first: HttpResponse
+    try {
+      first = await client.request({ method: 'GET', container, object: filename, signal })
+      if (first.status === 404) {
+        await drain(first)
+        throw await this.#whatIsMissing(ctx, filename, signal)
+      }
+      if (first.status !== 200) throw swiftStatusError(ctx, first.status, await readText(first))
+    } catch (error) {
+      if (signal?.aborted) throw new JobError(String(signal.reason), { cause: error })
+      throw swiftFailure(ctx, error)
+    }
+    const etag = unquote(first.headers.etag)
+    const length = Number(first.headers['content-length'])
+    const size = Number.isFinite(length) ? length : undefined
+    const metadata: Record<string, string> = {}
+    for (const [name, value] of Object.entries(first.headers)) {
+      if (name.startsWith('x-object-meta-') && typeof value === 'string') metadata[name.slice('x-object-meta-'.length)] = value
+    }
+    async function* chunks(): AsyncGenerator<Buffer> {
+      let res = first
+      let passed = 0
+      for (let resume = 0; ; ) {
+        try {
+          for await (const chunk of res.body as AsyncIterable<Buffer>) {
+            passed += chunk.length
+            options.onProgress?.(passed)
+            yield chunk
+          }
+          if (size !== undefined && passed !== size) throw new JobError(`${ctx.what} was cut short: got ${passed} of ${size} bytes`)
+          return
+        } catch (error) {
+          if (signal?.aborted) throw new JobError(String(signal.reason), { cause: error })
+          if (error instanceof JobError || !isTransientError(error) || resume >= retries) throw swiftFailure(ctx, error)
+          await backoff(resume++, signal)
+          res = await client.request({ method: 'GET', container, object: filename, headers: { range: `bytes=${passed}-`, 'if-match': `"${etag}"` }, signal })
+          if (res.status !== 206) throw swiftStatusError(ctx, res.status, await readText(res))
+        }
+      }
+    }
+    return { sha256: metadata.sha256, size, metadata, chunks: chunks() }
+  }
+
+  /**
    * After an agent restart: deletes the segments an interrupted upload of `filename` left in the
    * segments container. Segments the current object (if any) refers to are kept; a plain upload
    * leaves nothing (Swift stores no partial objects).
@@ -209,19 +351,20 @@ export class SwiftStorage implements Storage {
    * PUTs a byte range of the file as one object and checks the MD5 Swift computed against the
    * one of the bytes sent; a mismatching object is deleted. Returns the MD5.
    */
-  async #putVerified(ctx: SwiftContext, container: string, object: string, range: FileRange, options: PutOptions): Promise<string> {
+  async #putVerified(ctx: SwiftContext, container: string, object: string, source: FileRange | Buffer, options: PutOptions): Promise<string> {
     let md5: Hash | undefined
     const body: StreamedBody = {
-      length: range.length,
+      length: Buffer.isBuffer(source) ? source.length : source.length,
       // Opened for every try: the hash and the progress start again with the bytes.
       open: () => {
         const hash = createHash('md5')
         md5 = hash
         options.progress.restart()
-        return fileRange(range, (chunk) => {
+        const counted = (chunk: Buffer) => {
           hash.update(chunk)
           options.progress.add(chunk.length)
-        })
+        }
+        return Buffer.isBuffer(source) ? bufferSource(source, counted) : fileRange(source, counted)
       },
     }
     const res = await this.#client.request({
@@ -486,6 +629,28 @@ class UploadProgress {
       },
     }
   }
+}
+
+/** Stream segments: 16 MiB × 500, 32 MiB × 500 … at most 1 GiB (Swift's default limit is 1000 segments per manifest). */
+const streamSegmentSize = growingPartSize(16 * 1024 * 1024, 500, 1024 * 1024 * 1024)
+
+/** User metadata as X-Object-Meta-* headers. */
+function objectMetadata(metadata: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(metadata).map(([k, v]) => [`x-object-meta-${k}`, v]))
+}
+
+function bufferSource(data: Buffer, onChunk: (chunk: Buffer) => void): Readable {
+  const CHUNK = 256 * 1024
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < data.length; i += CHUNK) {
+        const chunk = data.subarray(i, i + CHUNK)
+        onChunk(chunk)
+        yield chunk
+      }
+    })(),
+    { objectMode: false },
+  )
 }
 
 function headerValue(res: HttpResponse, name: string): string | undefined {

@@ -9,6 +9,7 @@ import { ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s
 import { startAgent, type Agent } from '../helpers/agent.ts'
 import { DB_PASSWORD, managerBackupBody, managerId, managerRestoreBody, s3Destination } from '../helpers/bodies.ts'
 import { s3Lab, uniqueName } from '../helpers/storage.ts'
+import { swiftLab, type SwiftAccount } from '../helpers/swift.ts'
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 const PASSPHRASE = 'stream-passphrase-V5'
@@ -136,5 +137,71 @@ describe('streaming mode', () => {
     const viaStream = await restore(streamingRestore, done.filename, PASSPHRASE)
     assert.equal(viaStream.status, 'FAILED')
     assert.match(viaStream.error_message, /failed authentication|checksum mismatch/)
+  })
+})
+
+describe('streaming mode to Swift', () => {
+  const lab = swiftLab()
+  const container = uniqueName('agent-stream')
+  let account: SwiftAccount
+  let agent: Agent
+
+  before(async () => {
+    account = await lab.account('v3')
+    await account.createContainer(container)
+    agent = await startAgent({
+      scripts: {
+        backup: [
+          '{ head -c "$(( ${SIZE_KIB:-64} * 1024 ))" /dev/urandom; } | tee "$ORIGINAL" > "$BACKUP_STREAM"',
+          'if [ "$FAIL_AFTER_STREAM" = 1 ]; then exit 7; fi',
+        ].join('\n'),
+        restore: 'sha256sum < "$RESTORE_STREAM" | cut -c1-64',
+      },
+    })
+  })
+  after(async () => {
+    agent.assertNoSecrets([DB_PASSWORD, PASSPHRASE, lab.env.KEYSTONE_PASSWORD as string])
+    await agent.stop()
+    await account.removeContainer(`${container}_segments`).catch(() => {})
+    await account.removeContainer(container).catch(() => {})
+  })
+
+  async function backup(parameters: Record<string, unknown>) {
+    const id = managerId()
+    const original = join(agent.root, `original-${id}`)
+    const body = managerBackupBody(id, lab.destination('v3', container), { parameters: { ORIGINAL: original, ...parameters } })
+    body.compression = true
+    body.encryption_key = PASSPHRASE
+    await agent.request('POST', '/backup', body)
+    return { original, done: await agent.waitFor('backup', id, 120_000) }
+  }
+
+  it('streams a large backup into segments with its checksum as object metadata, and streams it back', async () => {
+    const { done, original } = await backup({ SIZE_KIB: 40 * 1024 })
+    assert.equal(done.status, 'SUCCEEDED', done.error_message)
+    assert.match(done.filename, /\.osb$/)
+    const head = await account.head(container, done.filename)
+    assert.equal(head.headers.get('x-static-large-object'), 'True')
+    assert.equal(head.headers.get('x-object-meta-sha256'), done.checksum.value)
+    assert.equal(head.headers.get('x-object-meta-format'), 'osb1')
+    assert.equal(sha256(await account.get(container, done.filename)), done.checksum.value)
+
+    const id = managerId()
+    const body = managerRestoreBody(id, lab.destination('v3', container, { filename: done.filename }))
+    body.encryption_key = PASSPHRASE
+    await agent.request('PUT', '/restore', body)
+    const restored = await agent.waitFor('restore', id, 120_000)
+    assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
+    assert.equal(restored.restore_log.trim(), sha256(readFileSync(original)))
+    assert.equal(restored.checksum_verified, true)
+  })
+
+  it('a streaming script that fails halfway leaves no object and no segments', async () => {
+    const objects = await account.list(container)
+    const segments = await account.list(`${container}_segments`)
+    const { done } = await backup({ SIZE_KIB: 40 * 1024, FAIL_AFTER_STREAM: 1 })
+    assert.equal(done.status, 'FAILED')
+    assert.deepEqual(await account.list(container), objects)
+    assert.deepEqual(await account.list(`${container}_segments`), segments)
   })
 })
