@@ -115,10 +115,14 @@ export class JobRegistry {
 
   /** Publishes the final state and gives the slot back; called once per job by the runner. */
   finish(job: Job): void {
-    this.publish(job)
     const entry = this.#jobs[job.kind].get(job.id)
-    if (entry?.live?.job === job) delete entry.live
-    this.#running--
+    try {
+      this.publish(job)
+    } finally {
+      // The slot comes back even if the store refused the write (a full disk, say).
+      if (entry?.live?.job === job) delete entry.live
+      this.#running--
+    }
   }
 
   /** Removes a finished job; a running one stays ('running'). */
