@@ -1,6 +1,8 @@
 // Entry point: wiring and signals only.
 import { mkdir } from 'node:fs/promises'
-import { ConfigError, loadConfig, type Config } from './config.ts'
+import { join } from 'node:path'
+import { ConfigError, DEMO_DIRECTORY, loadConfig, type Config } from './config.ts'
+import { ensureCredentials } from './credentials-file.ts'
 import { buildApp } from './http/app.ts'
 import { finishRecovery, markInterrupted } from './jobs/recovery.ts'
 import { JobRegistry } from './jobs/registry.ts'
@@ -25,6 +27,15 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel)
   for (const warning of warnings) log.warn(warning)
 
+  if (config.demo) {
+    // Say where the credentials are, never what they are.
+    const file = join(process.cwd(), DEMO_DIRECTORY, 'credentials')
+    const { credentials, created } = await ensureCredentials(file)
+    config.clientUsername = credentials.username
+    config.clientPassword = credentials.password
+    log.warn({ credentialsFile: file, created, localStorageRoot: config.localStorageRoot }, 'demo start: no SPEC §6 variable is set, so the agent listens on 127.0.0.1 only, keeps everything under ./var and uses the credentials in credentialsFile; set the variables for a real deployment')
+  }
+
   trustCertificates(config.caFile)
   for (const dir of [config.directoryBackup, config.directoryRestore]) await mkdir(dir, { recursive: true, mode: 0o750 })
 
@@ -40,7 +51,7 @@ async function main(): Promise<void> {
   await app.listen({ host: config.clientHost, port: config.clientPort })
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.clientPort
-  log.info({ host: config.clientHost, port, scriptsPath: config.scriptsPath, interrupted: interrupted.length, pruned }, 'agent listening')
+  log.info({ host: config.clientHost, port, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length, pruned }, 'agent listening')
   const recovery = finishRecovery(interrupted, deps)
 
   let stopping = false

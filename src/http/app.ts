@@ -21,12 +21,23 @@ export interface AppDeps {
 
 /** Paths and the methods they answer, for 405s (Fastify itself only knows 404). */
 const ROUTES: [RegExp, string[]][] = [
-  [/^\/status$/, ['GET', 'HEAD']],
-  [/^\/backup$/, ['POST', 'DELETE']],
-  [/^\/restore$/, ['PUT', 'DELETE']],
+  [/^\/(status|healthz)$/, ['GET', 'HEAD']],
+  [/^\/backup$/, ['GET', 'HEAD', 'POST', 'DELETE']],
+  [/^\/restore$/, ['GET', 'HEAD', 'PUT', 'DELETE']],
   [/^\/(backup|restore)\/[^/]*$/, ['GET', 'HEAD']],
   [/^\/(backup|restore)\/[^/]*\/cancel$/, ['POST']],
 ]
+
+/** Route config: `public` routes need no credentials; `metrics` ones only when metrics_public. */
+export interface RouteAccess {
+  public?: boolean
+  metrics?: boolean
+}
+
+function isPublic(routeConfig: unknown, config: Config): boolean {
+  const access = routeConfig as RouteAccess | undefined
+  return access?.public === true || (access?.metrics === true && config.metricsPublic)
+}
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
@@ -49,6 +60,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   const authorised = basicAuthChecker(deps.config.clientUsername, deps.config.clientPassword)
   app.addHook('onRequest', async (req, reply) => {
+    if (isPublic(req.routeOptions.config, deps.config)) return
     if (authorised(req.headers.authorization)) return
     req.log.warn({ method: req.method, url: req.url, ip: req.ip }, 'login failed')
     return reply.code(401).header('www-authenticate', 'Basic realm="osb-backup-agent"').send({ message: 'Unauthorised.' })
@@ -79,7 +91,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return reply.code(404).send({ message: 'no such route' })
   })
 
-  registerStatusRoutes(app)
+  registerStatusRoutes(app, deps.registry)
   registerJobRoutes(app, 'backup', deps)
   registerJobRoutes(app, 'restore', deps)
   return app

@@ -52,6 +52,11 @@ export class JobRegistry {
     return this.#jobs[kind].get(id)
   }
 
+  /** True once close() was called: the agent is shutting down. */
+  get closing(): boolean {
+    return this.#closing
+  }
+
   /** From now on no job starts (shutdown); polls are still answered. */
   close(): void {
     this.#closing = true
