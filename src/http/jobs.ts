@@ -7,6 +7,7 @@ import { runJob } from '../jobs/runner.ts'
 import { logFields } from '../jobs/stages.ts'
 import type { AppDeps } from './app.ts'
 import { InvalidJson } from './body.ts'
+import { encodeCursor, parseListingQuery } from './listing.ts'
 import { idProblem, parseDelete, parseTrigger, triggerId } from './trigger.ts'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
@@ -61,6 +62,13 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
       void runJob(job, deps.runner)
       return reply.code(201).send()
     },
+  })
+
+  app.get<{ Querystring: Record<string, unknown> }>(`/${kind}`, async (req, reply) => {
+    const query = parseListingQuery(req.query)
+    if (!query.ok) return reply.code(400).send({ message: `invalid query: ${query.errors.join('; ')}` })
+    const page = registry.list(kind, query.value)
+    return { jobs: page.jobs, next_cursor: page.next ? encodeCursor(page.next) : null }
   })
 
   // The manager's hot path: auth, an id check and a lookup of an already-serialised body.
