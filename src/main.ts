@@ -8,6 +8,7 @@ import { finishRecovery, markInterrupted } from './jobs/recovery.ts'
 import { JobRegistry } from './jobs/registry.ts'
 import { JobStore } from './jobs/store.ts'
 import { createLogger } from './log.ts'
+import { AgentMetrics } from './metrics.ts'
 import { trustCertificates } from './tls.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
@@ -46,8 +47,9 @@ async function main(): Promise<void> {
   const pruned = prune()
   setInterval(prune, PRUNE_EVERY_MS).unref()
 
-  const deps = { config, registry, log, agentEnv: process.env }
-  const app = buildApp({ config, registry, log, runner: deps })
+  const metrics = new AgentMetrics(registry)
+  const deps = { config, registry, log, agentEnv: process.env, observer: metrics }
+  const app = await buildApp({ config, registry, log, runner: deps, metrics })
   await app.listen({ host: config.clientHost, port: config.clientPort })
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.clientPort
