@@ -42,12 +42,15 @@ async function main(): Promise<void> {
 
   const store = new JobStore(config.directoryState)
   const registry = new JobRegistry(config.maxJobNumber, store)
-  const interrupted = markInterrupted(registry.load(), registry)
+  const stored = registry.load()
+  const metrics = new AgentMetrics(registry)
+  // a job a killed agent left running ends here, FAILED: it counts as finished now
+  for (const row of stored) if (row.status === 'RUNNING') metrics.jobInterrupted(row.kind)
+  const interrupted = markInterrupted(stored, registry)
   const prune = () => registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
   const pruned = prune()
   setInterval(prune, PRUNE_EVERY_MS).unref()
 
-  const metrics = new AgentMetrics(registry)
   const deps = { config, registry, log, agentEnv: process.env, observer: metrics }
   const app = await buildApp({ config, registry, log, runner: deps, metrics })
   await app.listen({ host: config.clientHost, port: config.clientPort })

@@ -6,6 +6,7 @@ import type { JobError } from './errors.ts'
 import type { Job } from './jobs/job.ts'
 import type { FailureReason, JobObserver } from './jobs/observer.ts'
 import type { JobRegistry } from './jobs/registry.ts'
+import type { JobKind } from './jobs/request.ts'
 import type { Stage } from './jobs/stages.ts'
 
 const PREFIX = 'osb_backup_agent_'
@@ -53,7 +54,7 @@ export class AgentMetrics implements JobObserver {
     })
     this.#failures = new Counter({
       name: `${PREFIX}job_failures_total`,
-      help: 'Failed jobs by kind and reason (cancelled, timeout, script, storage, setup)',
+      help: 'Failed jobs by kind and reason (cancelled, timeout, script, storage, setup, interrupted by an agent restart)',
       labelNames: ['kind', 'reason'],
       registers,
     })
@@ -69,6 +70,12 @@ export class AgentMetrics implements JobObserver {
     const labels = { backend: job.request.destination.type.toLowerCase(), direction: job.kind === 'backup' ? 'upload' : 'download' }
     this.#bytes.inc(labels, job.filesize)
     this.#transferSeconds.observe(labels, seconds)
+  }
+
+  /** A job a killed agent left RUNNING, marked FAILED at this start. */
+  jobInterrupted(kind: JobKind): void {
+    this.#finished.inc({ kind, status: 'FAILED' })
+    this.#failures.inc({ kind, reason: 'interrupted' })
   }
 
   jobFinished(job: Job, reason: FailureReason | undefined): void {
