@@ -78,14 +78,15 @@ describe('docs page and metrics on a running agent', () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`)
     const doc = (await agent.request('GET', '/openapi.json')).json()
     const profile = await mkdtemp(join(tmpdir(), 'osb-chromium-'))
-    // a fresh profile (--user-data-dir) per run
-    const browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    })
+    let browser: Awaited<ReturnType<typeof chromium.launchPersistentContext>> | undefined
     try {
+      // a fresh profile (--user-data-dir) per run
+      browser = await chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM,
+        headless: true,
+        viewport: { width: 1280, height: 900 },
+        args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      })
       const page = await browser.newPage()
       await page.goto(`${agent.url}/docs`)
       assert.equal(await page.title(), doc.info.title)
@@ -101,7 +102,7 @@ describe('docs page and metrics on a running agent', () => {
         }
       }
     } finally {
-      await browser.close()
+      await browser?.close()
       await rm(profile, { recursive: true, force: true })
     }
   })
