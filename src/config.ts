@@ -6,6 +6,7 @@
 // an optional setting must not turn into an outage.
 
 import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 export interface Config {
   clientUsername: string
@@ -35,6 +36,10 @@ export interface Config {
   shutdownGraceSeconds: number
   requireChecksum: boolean
   streamCompression: 'zstd' | 'gzip'
+  localStorageRoot: string
+  metricsPublic: boolean
+  /** True when no SPEC §6 variable was set: the zero-configuration demo start. */
+  demo: boolean
 }
 
 export class ConfigError extends Error {
@@ -111,7 +116,46 @@ export const SETTINGS = [
   setting('shutdownGraceSeconds', 'shutdown_grace_seconds', 60, integer(0, 86_400)),
   setting('requireChecksum', 'require_checksum', false, flag),
   setting('streamCompression', 'stream_compression', 'zstd' as const, (raw) => (raw === 'zstd' || raw === 'gzip' ? raw : undefined)),
+  setting('localStorageRoot', 'local_storage_root', './var/storage', text),
+  setting('metricsPublic', 'metrics_public', false, flag),
 ]
+
+/**
+ * The variables of SPEC §6. While none of them is set the agent starts as a demo (see
+ * demoDefaults); as soon as one is, SPEC §6 holds in full: a drop-in replacement must never
+ * come up loopback-only or with generated credentials by surprise.
+ */
+export const SPEC_VARIABLES: readonly string[] = [
+  'client_username', 'client_password', 'client_port', 'client_host', 'directory_backup', 'directory_restore',
+  'scripts_path', 'allowed_to_delete_files', 'skip_storage', 'default_s3_endpoint', 'max_job_number',
+  'script_env_passthrough', 'script_log_max_bytes', 'log_level',
+]
+
+/** The folder the demo keeps everything in, relative to the working directory. */
+export const DEMO_DIRECTORY = 'var'
+/** The package's own demo scripts (the repository's or the release's examples/scripts/demo). */
+const DEMO_SCRIPTS = fileURLToPath(new URL('../examples/scripts/demo', import.meta.url))
+
+/**
+ * Settings of the demo start. The credentials are placeholders here: main generates them into
+ * var/credentials (src/demo.ts), since reading the environment must not touch the disk.
+ */
+function demoDefaults(cwd: string): Env {
+  const dir = join(cwd, DEMO_DIRECTORY)
+  return {
+    client_username: 'demo',
+    client_password: 'generated-at-start',
+    client_host: '127.0.0.1',
+    directory_backup: join(dir, 'backup'),
+    directory_restore: join(dir, 'restore'),
+    directory_state: join(dir, 'state'),
+    scripts_path: DEMO_SCRIPTS,
+  }
+}
+
+export function isDemoEnvironment(env: Env): boolean {
+  return SPEC_VARIABLES.every((name) => env[name] === undefined)
+}
 
 /** Settings that may be absent without a default (no start-up error). */
 const OPTIONAL: ReadonlySet<keyof Config> = new Set(['caFile', 'swiftRegion'])
@@ -121,7 +165,10 @@ export interface LoadedConfig {
   warnings: string[]
 }
 
-export function loadConfig(env: Env): LoadedConfig {
+export function loadConfig(given: Env, cwd = process.cwd()): LoadedConfig {
+  const demo = isDemoEnvironment(given)
+  // Demo values only fill in what the environment leaves out (directory_state, … may be given).
+  const env = demo ? { ...demoDefaults(cwd), ...definedOnly(given) } : given
   const values: Record<string, unknown> = {}
   const warnings: string[] = []
   const missing: string[] = []
@@ -144,6 +191,12 @@ export function loadConfig(env: Env): LoadedConfig {
     throw new ConfigError(`missing required setting(s): ${missing.join(', ')} (set them as environment variables)`)
   }
   const config = values as unknown as Config
+  config.demo = demo
   if (config.directoryState === '') config.directoryState = join(dirname(resolve(config.directoryBackup)), 'state')
+  config.localStorageRoot = resolve(cwd, config.localStorageRoot)
   return { config, warnings }
+}
+
+function definedOnly(env: Env): Env {
+  return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined))
 }

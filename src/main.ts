@@ -1,11 +1,14 @@
 // Entry point: wiring and signals only.
 import { mkdir } from 'node:fs/promises'
-import { ConfigError, loadConfig, type Config } from './config.ts'
+import { join } from 'node:path'
+import { ConfigError, DEMO_DIRECTORY, loadConfig, type Config } from './config.ts'
+import { ensureCredentials } from './credentials-file.ts'
 import { buildApp } from './http/app.ts'
 import { finishRecovery, markInterrupted } from './jobs/recovery.ts'
 import { JobRegistry } from './jobs/registry.ts'
 import { JobStore } from './jobs/store.ts'
 import { createLogger } from './log.ts'
+import { AgentMetrics } from './metrics.ts'
 import { trustCertificates } from './tls.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
@@ -25,22 +28,35 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel)
   for (const warning of warnings) log.warn(warning)
 
+  if (config.demo) {
+    // Say where the credentials are, never what they are.
+    const file = join(process.cwd(), DEMO_DIRECTORY, 'credentials')
+    const { credentials, created } = await ensureCredentials(file)
+    config.clientUsername = credentials.username
+    config.clientPassword = credentials.password
+    log.warn({ credentialsFile: file, created, localStorageRoot: config.localStorageRoot }, 'demo start: no SPEC §6 variable is set, so the agent listens on 127.0.0.1 only, keeps everything under ./var and uses the credentials in credentialsFile; set the variables for a real deployment')
+  }
+
   trustCertificates(config.caFile)
   for (const dir of [config.directoryBackup, config.directoryRestore]) await mkdir(dir, { recursive: true, mode: 0o750 })
 
   const store = new JobStore(config.directoryState)
   const registry = new JobRegistry(config.maxJobNumber, store)
-  const interrupted = markInterrupted(registry.load(), registry)
+  const stored = registry.load()
+  const metrics = new AgentMetrics(registry)
+  // a job a killed agent left running ends here, FAILED: it counts as finished now
+  for (const row of stored) if (row.status === 'RUNNING') metrics.jobInterrupted(row.kind)
+  const interrupted = markInterrupted(stored, registry)
   const prune = () => registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
   const pruned = prune()
   setInterval(prune, PRUNE_EVERY_MS).unref()
 
-  const deps = { config, registry, log, agentEnv: process.env }
-  const app = buildApp({ config, registry, log, runner: deps })
+  const deps = { config, registry, log, agentEnv: process.env, observer: metrics }
+  const app = await buildApp({ config, registry, log, runner: deps, metrics })
   await app.listen({ host: config.clientHost, port: config.clientPort })
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.clientPort
-  log.info({ host: config.clientHost, port, scriptsPath: config.scriptsPath, interrupted: interrupted.length, pruned }, 'agent listening')
+  log.info({ host: config.clientHost, port, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length, pruned }, 'agent listening')
   const recovery = finishRecovery(interrupted, deps)
 
   let stopping = false

@@ -1,52 +1,62 @@
 // TypeBox schemas of the trigger bodies (SPEC §3). They fix each documented key's canonical
 // spelling and type; src/http/trigger.ts matches keys case-insensitively against them and adds
 // the rules a schema cannot say (which fields a destination type needs, reserved names, …).
+// Their descriptions are the request part of the OpenAPI document.
 import Type, { type Static, type TSchema } from 'typebox'
 
-const Nullable = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]))
-const Text = Nullable(Type.String())
-const Flag = Nullable(Type.Boolean())
+const Nullable = <T extends TSchema>(schema: T, description: string) => Type.Optional(Type.Union([schema, Type.Null()], { description }))
+const Text = (description: string) => Nullable(Type.String(), description)
+const Flag = (description: string) => Nullable(Type.Boolean(), description)
 
-export const DestinationSchema = Type.Object({
-  type: Text,
-  skipStorage: Flag,
-  filenamePrefix: Text,
-  filename: Text,
-  // S3
-  bucket: Text,
-  endpoint: Text,
-  region: Text,
-  authKey: Text,
-  authSecret: Text,
-  useSSL: Flag,
-  skipSSL: Flag,
-  // Swift
-  authUrl: Text,
-  domain: Text,
-  project_name: Text,
-  container_name: Text,
-  username: Text,
-  password: Text,
-})
+export const DestinationSchema = Type.Object(
+  {
+    type: Text('S3, SWIFT or LOCAL (objects under the agent\'s local_storage_root)'),
+    skipStorage: Flag('the scripts move the file themselves; they get the destination as S3_* / SWIFT_* variables'),
+    filenamePrefix: Text('S3 key prefix or LOCAL folder, ending in /; echoed in the polling body'),
+    filename: Text('restore: the object to fetch, without the prefix (a plain file name)'),
+    // S3
+    bucket: Text('S3: bucket'),
+    endpoint: Text('S3: host[:port], optionally with http:// or https:// (default: default_s3_endpoint)'),
+    region: Text('S3: region (default: discovered)'),
+    authKey: Text('S3: access key'),
+    authSecret: Text('S3: secret key (never logged or echoed)'),
+    useSSL: Flag('S3: HTTPS (default true unless the endpoint says http://)'),
+    skipSSL: Flag('S3: the opposite of useSSL (older managers)'),
+    // Swift
+    authUrl: Text('SWIFT: Keystone (…/v3) or Swift v1 auth URL'),
+    domain: Text('SWIFT: Keystone domain'),
+    project_name: Text('SWIFT: Keystone project'),
+    container_name: Text('SWIFT: container'),
+    username: Text('SWIFT: user'),
+    password: Text('SWIFT: password (never logged or echoed)'),
+  },
+  { description: 'where the backup goes or the restore comes from' },
+)
 
-export const DatabaseSchema = Type.Object({
-  host: Text,
-  username: Text,
-  password: Text,
-  database: Text,
-  /** A list of one-key objects, a plain object, or null; its keys are taken as they are. */
-  parameters: Type.Optional(Type.Unknown()),
-})
+export const DatabaseSchema = Type.Object(
+  {
+    host: Text('database host (script argument)'),
+    username: Text('database user (script argument)'),
+    password: Text('database password (script argument; never logged or echoed; may be "")'),
+    database: Text('database name (script argument)'),
+    /** A list of one-key objects, a plain object, or null; its keys are taken as they are. */
+    parameters: Type.Optional(Type.Unknown({ description: 'extra variables for the scripts: [{"NAME": value}, …] or {"NAME": value}; names [A-Za-z_][A-Za-z0-9_]*, reserved names refused' })),
+  },
+  { description: 'the database the scripts work on' },
+)
 
-export const TriggerSchema = Type.Object({
-  id: Text,
-  compression: Flag,
-  encryption_key: Text,
-  destination: Nullable(DestinationSchema),
-  backup: Nullable(DatabaseSchema),
-  restore: Nullable(DatabaseSchema),
-})
+export const TriggerSchema = Type.Object(
+  {
+    id: Text('job id: 1-128 of A-Z a-z 0-9 . _ -, not . or ..; a known id answers 409'),
+    compression: Flag('passed to the scripts'),
+    encryption_key: Text('passed to the scripts; never logged or echoed'),
+    destination: Nullable(DestinationSchema, 'where the file goes or comes from'),
+    backup: Nullable(DatabaseSchema, 'POST /backup: the database to back up'),
+    restore: Nullable(DatabaseSchema, 'PUT /restore: the database to restore into'),
+  },
+  { description: 'keys are matched case-insensitively; unknown keys are ignored' },
+)
 export type TriggerBody = Static<typeof TriggerSchema>
 
-export const DeleteSchema = Type.Object({ id: Text })
+export const DeleteSchema = Type.Object({ id: Text('the job to forget') })
 export type DeleteBody = Static<typeof DeleteSchema>

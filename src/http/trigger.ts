@@ -16,7 +16,9 @@ const PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 const STORAGE_FIELDS: Record<StorageDestination['type'], readonly string[]> = {
   S3: ['bucket', 'authKey', 'authSecret'],
   SWIFT: ['authUrl', 'username', 'password', 'container_name'],
+  LOCAL: [],
 }
+const DESTINATION_TYPES = Object.keys(STORAGE_FIELDS) as StorageDestination['type'][]
 const DATABASE_FIELDS = ['host', 'username', 'database'] as const
 
 const triggerValidator = Compile(TriggerSchema)
@@ -73,9 +75,10 @@ type RawDestination = NonNullable<TriggerBody['destination']>
 type RawDatabase = NonNullable<TriggerBody['backup']>
 
 function parseDestination(kind: JobKind, d: RawDestination, config: Config, errors: string[]): Destination | undefined {
-  const type = d.type
-  if (type !== 'S3' && type !== 'SWIFT') {
-    errors.push(type ? `destination.type must be S3 or SWIFT, not ${JSON.stringify(type)}` : 'destination.type is required (S3 or SWIFT)')
+  const type = DESTINATION_TYPES.find((t) => t === d.type)
+  if (type === undefined) {
+    const choices = DESTINATION_TYPES.join(', ')
+    errors.push(d.type ? `destination.type must be one of ${choices}, not ${JSON.stringify(d.type)}` : `destination.type is required (${choices})`)
     return undefined
   }
   const skipStorage = config.skipStorage || (d.skipStorage ?? false)
@@ -94,6 +97,13 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     }
   }
   const common = { skipStorage, filenamePrefix, filename }
+  if (type === 'LOCAL') {
+    // The prefix becomes folders under local_storage_root: it must stay inside it.
+    if (filenamePrefix !== '' && !isPlainRelativePath(filenamePrefix.slice(0, -1))) {
+      errors.push('destination.filenamePrefix for LOCAL must be relative folder names (no leading /, no . or .., no empty parts)')
+    }
+    return { type, ...common }
+  }
   if (type === 'S3') {
     const endpoint = d.endpoint || config.defaultS3Endpoint
     const url = s3EndpointUrl(endpoint, d.useSSL, d.skipSSL, errors)
@@ -130,6 +140,11 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     password: d.password ?? '',
     ...common,
   }
+}
+
+/** `a/b/c` with no empty, `.` or `..` part: a path that cannot leave the folder it is joined to. */
+export function isPlainRelativePath(path: string): boolean {
+  return path.split('/').every((part) => part !== '' && part !== '.' && part !== '..')
 }
 
 /**

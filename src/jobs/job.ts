@@ -94,7 +94,7 @@ export function pollingBody(job: Job): Record<string, unknown> {
     putIfSet(body, 'endpoint', destination.endpoint)
     putIfSet(body, 'bucket', destination.bucket)
     putIfSet(body, 'region', destination.region)
-  } else {
+  } else if (destination.type === 'SWIFT') {
     const useSSL = destination.authUrl.toLowerCase().startsWith('https:')
     body.useSSL = useSSL
     body.skipSSL = !useSSL

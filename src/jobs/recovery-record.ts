@@ -38,7 +38,8 @@ export function storedRequest(request: JobRequest, keepRecoverySecrets: boolean)
   const strippedDestination =
     keepRecoverySecrets ? destination
     : destination.type === 'S3' ? { ...destination, authSecret: '' }
-    : { ...destination, password: '' }
+    : destination.type === 'SWIFT' ? { ...destination, password: '' }
+    : destination
   return {
     ...request,
     encryptionKey: '',

@@ -8,6 +8,7 @@ import { pollingBody } from './job.ts'
 import type { JobKind } from './request.ts'
 import { recoveryRecord } from './recovery-record.ts'
 import type { JobStore, StoredJob } from './store.ts'
+import { jobSummary, type JobSummary } from './summary.ts'
 
 export interface JobEntry {
   kind: JobKind
@@ -16,8 +17,17 @@ export interface JobEntry {
   /** JSON of the polling body, refreshed by publish(). */
   body: string
   endedAt: number | null
+  startedAt: number
+  /** The listing's view of the job, refreshed with the body. */
+  summary: JobSummary
   /** Present while this process runs the job. */
   live?: { job: Job; cancel: AbortController }
+}
+
+/** Where a listing page ended: the last job shown. */
+export interface JobCursor {
+  startedAt: number
+  id: string
 }
 
 export type StartRefusal = 'exists' | 'full' | 'closing'
@@ -42,7 +52,7 @@ export class JobRegistry {
   load(): StoredJob[] {
     const interrupted: StoredJob[] = []
     for (const row of this.#store.all()) {
-      this.#jobs[row.kind].set(row.id, { kind: row.kind, id: row.id, status: row.status, body: row.body, endedAt: row.endedAt })
+      this.#jobs[row.kind].set(row.id, this.#entryOf(row))
       if (row.status === 'RUNNING') interrupted.push(row)
     }
     return interrupted
@@ -50,6 +60,11 @@ export class JobRegistry {
 
   get(kind: JobKind, id: string): JobEntry | undefined {
     return this.#jobs[kind].get(id)
+  }
+
+  /** True once close() was called: the agent is shutting down. */
+  get closing(): boolean {
+    return this.#closing
   }
 
   /** From now on no job starts (shutdown); polls are still answered. */
@@ -80,7 +95,16 @@ export class JobRegistry {
     if (jobs.has(job.id)) return 'exists'
     if (this.#closing) return 'closing'
     if (this.#running >= this.#maxRunning) return 'full'
-    const entry: JobEntry = { kind: job.kind, id: job.id, status: job.status, body: '', endedAt: null, live: { job, cancel: new AbortController() } }
+    const entry: JobEntry = {
+      kind: job.kind,
+      id: job.id,
+      status: job.status,
+      body: '',
+      endedAt: null,
+      startedAt: job.startedAt.getTime(),
+      summary: jobSummary(job.id, {}),
+      live: { job, cancel: new AbortController() },
+    }
     this.publish(job, entry)
     jobs.set(job.id, entry)
     this.#running++
@@ -90,7 +114,8 @@ export class JobRegistry {
   /** Writes the job's current state to the store, then makes it visible to polls. */
   publish(job: Job, entry = this.#jobs[job.kind].get(job.id)): void {
     if (!entry || (entry.live && entry.live.job !== job)) return
-    const body = JSON.stringify(pollingBody(job))
+    const polling = pollingBody(job)
+    const body = JSON.stringify(polling)
     const endedAt = job.endedAt?.getTime() ?? null
     this.#store.save({
       kind: job.kind,
@@ -104,13 +129,36 @@ export class JobRegistry {
     entry.status = job.status
     entry.body = body
     entry.endedAt = endedAt
+    entry.summary = jobSummary(job.id, polling)
   }
 
   /** Stores a row as it is (recovery of a job this process does not run). */
   replace(row: StoredJob): void {
     this.#store.save(row)
     const entry = this.#jobs[row.kind].get(row.id)
-    if (entry) Object.assign(entry, { status: row.status, body: row.body, endedAt: row.endedAt })
+    if (entry) Object.assign(entry, this.#entryOf(row), { live: entry.live })
+  }
+
+  #entryOf(row: StoredJob): JobEntry {
+    const summary = jobSummary(row.id, JSON.parse(row.body) as Record<string, unknown>)
+    return { kind: row.kind, id: row.id, status: row.status, body: row.body, endedAt: row.endedAt, startedAt: row.startedAt, summary }
+  }
+
+  /**
+   * One page of a kind's jobs, newest first (by start, then id), optionally of one status,
+   * starting after the job a cursor names. Jobs are few (max_job_records), so a sort per call
+   * costs less than keeping an index in step with every change.
+   */
+  list(kind: JobKind, query: { status?: JobStatus | undefined; limit: number; after?: JobCursor | undefined }): { jobs: JobSummary[]; next: JobCursor | undefined } {
+    const newestFirst = [...this.#jobs[kind].values()]
+      .filter((e) => query.status === undefined || e.status === query.status)
+      .sort((a, b) => b.startedAt - a.startedAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+    const { after } = query
+    const from = after === undefined ? 0 : newestFirst.findIndex((e) => e.startedAt < after.startedAt || (e.startedAt === after.startedAt && e.id < after.id))
+    const page = from < 0 ? [] : newestFirst.slice(from, from + query.limit)
+    const last = page.at(-1)
+    const more = from >= 0 && from + query.limit < newestFirst.length
+    return { jobs: page.map((e) => e.summary), next: more && last ? { startedAt: last.startedAt, id: last.id } : undefined }
   }
 
   /** Publishes the final state and gives the slot back; called once per job by the runner. */

@@ -27,7 +27,12 @@ export interface SwiftDestination {
   password: string
 }
 
-export type StorageDestination = S3Destination | SwiftDestination
+/** Objects in a folder of this machine (local_storage_root): the demo, and tests without a cloud. */
+export interface LocalDestination {
+  type: 'LOCAL'
+}
+
+export type StorageDestination = S3Destination | SwiftDestination | LocalDestination
 
 export type Destination = StorageDestination & {
   skipStorage: boolean
@@ -72,7 +77,7 @@ export function requestSecrets(request: JobRequest): string[] {
   const secrets = [
     request.database.password,
     request.encryptionKey === 'none' ? '' : request.encryptionKey,
-    d.type === 'S3' ? d.authSecret : d.password,
+    d.type === 'S3' ? d.authSecret : d.type === 'SWIFT' ? d.password : '',
   ]
   for (const [key, value] of Object.entries(request.database.parameters)) {
     if (isSecretParameter(key)) secrets.push(value)

@@ -10,6 +10,7 @@ import { scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
 import { utcFileStamp } from '../util/time.ts'
 import type { Job } from './job.ts'
+import { failureReason, type FailureReason, type JobObserver } from './observer.ts'
 import type { JobRegistry } from './registry.ts'
 import { requestSecrets } from './request.ts'
 import { restoreScriptStreams, STREAM_SUFFIX } from './streaming.ts'
@@ -22,6 +23,8 @@ export interface RunnerDeps {
   log: Logger
   /** The agent's own environment, source of the passthrough variables. */
   agentEnv: Record<string, string | undefined>
+  /** Told about every job and stage (metrics). */
+  observer?: JobObserver | undefined
 }
 
 /** Characters allowed in a generated file name; everything else becomes `_`. */
@@ -61,7 +64,11 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     job.streamRestore = !request.destination.skipStorage && request.destination.filename.endsWith(STREAM_SUFFIX) && (await restoreScriptStreams(config.scriptsPath))
   }
 
+  const { observer } = deps
+  observer?.jobStarted(job)
   let failure: JobError | undefined
+  let reason: FailureReason | undefined
+  let stageStarted = 0
   try {
     await prepareDirectory(job, directory)
     failure = await runStages(STAGES[job.kind], ctx, cancel, {
@@ -70,22 +77,28 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
         job.attempted.push(stage.name)
         registry.publish(job)
         log.info({ stage: stage.name }, 'stage started')
+        stageStarted = performance.now()
       },
       left(stage, error) {
         registry.publish(job)
         if (error) log.warn({ stage: stage.name, error: error.message }, 'stage failed')
         else log.info({ stage: stage.name }, 'stage finished')
+        observer?.stageFinished(job, stage, (performance.now() - stageStarted) / 1000, error)
+        // the first failure is the job's reason
+        if (error && reason === undefined) reason = failureReason(stage, error, cancel?.aborted === true)
       },
     })
   } catch (error) {
     failure = asJobError(error)
   }
+  if (failure && reason === undefined) reason = failureReason(undefined, failure, cancel?.aborted === true)
 
   job.endedAt = new Date()
   job.state = 'finished'
   job.status = failure ? 'FAILED' : 'SUCCEEDED'
   job.errorMessage = failure?.message ?? ''
   registry.finish(job)
+  observer?.jobFinished(job, failure ? reason : undefined)
   log.info({ status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: failure?.message }, 'job finished')
   registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
 }

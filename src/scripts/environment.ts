@@ -16,6 +16,7 @@ function storageVariables(d: Destination): Record<string, string> {
       S3_FILENAMEPREFIX: d.filenamePrefix,
     }
   }
+  if (d.type === 'LOCAL') return {}
   return {
     SWIFT_AUTHURL: d.authUrl,
     SWIFT_DOMAIN: d.domain,

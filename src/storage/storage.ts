@@ -2,11 +2,12 @@
 // code knows a backend's protocol.
 import type { Config } from '../config.ts'
 import type { StorageDestination } from '../jobs/request.ts'
+import { LocalStorage } from './local.ts'
 import { S3Storage } from './s3.ts'
 import { SwiftStorage } from './swift.ts'
 
 /** The agent settings a backend may use (src/config.ts). */
-export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes' | 'storageRetries'>
+export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes' | 'storageRetries' | 'localStorageRoot'>
 
 export interface TransferOptions {
   /** Aborts the transfer (a cancelled job); the backend removes what it wrote. */
@@ -62,6 +63,8 @@ export function storageFor(destination: StorageDestination & { filenamePrefix: s
   switch (destination.type) {
     case 'S3':
       return new S3Storage(destination, destination.filenamePrefix, settings)
+    case 'LOCAL':
+      return new LocalStorage(settings.localStorageRoot, destination.filenamePrefix)
     case 'SWIFT':
       return new SwiftStorage(destination, settings)
   }

@@ -105,7 +105,8 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     scripts_path: scriptsDir,
     ...options.env,
   }
-  const child = spawn(process.execPath, [ENTRY], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  // The agent works in its root: relative settings (local_storage_root) land there.
+  const child = spawn(process.execPath, [ENTRY], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.on('data', (c: Buffer) => (output += c.toString()))
   child.stderr.on('data', (c: Buffer) => (output += c.toString()))

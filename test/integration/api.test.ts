@@ -124,7 +124,7 @@ describe('HTTP API', () => {
   it('rejects an unsupported destination type', async () => {
     const res = await agent.request('POST', '/backup', managerBackupBody(managerId(), { ...skipDestination, type: 'FTP' }))
     assert.equal(res.status, 400)
-    assert.match(res.json().error_message, /destination\.type must be S3 or SWIFT/)
+    assert.match(res.json().error_message, /destination\.type must be one of S3, SWIFT, LOCAL/)
   })
 
   it('matches documented keys case-insensitively, but never inside parameters', async () => {

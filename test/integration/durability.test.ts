@@ -87,6 +87,8 @@ describe('a killed agent', () => {
       assert.equal(after.state, 'finished')
       assert.match(after.error_message, new RegExp(`^interrupted by agent restart during ${stage}`))
       assert.match(after.end_time, /\+00:00$/)
+      const metrics = (await agent.request('GET', '/metrics')).text
+      assert.match(metrics, new RegExp(`^osb_backup_agent_job_failures_total\\{kind="${kind}",reason="interrupted"\\} 1$`, 'm'))
       const ran = await waitForStages(agent, id, expected)
       assert.deepEqual(ran, expected)
       await new Promise((r) => setTimeout(r, 300))

@@ -22,7 +22,7 @@ describe('loadConfig', () => {
   })
 
   it('names every missing required setting in one error', () => {
-    assert.throws(() => loadConfig({}), (e: Error) => e instanceof ConfigError && /client_username, client_password, directory_backup, directory_restore/.test(e.message))
+    assert.throws(() => loadConfig({ log_level: 'info' }), (e: Error) => e instanceof ConfigError && /client_username, client_password, directory_backup, directory_restore/.test(e.message))
   })
 
   it('parses values and falls back to the default, with a warning that does not echo the value', () => {
@@ -41,5 +41,30 @@ describe('loadConfig', () => {
     assert.equal(config.clientPort, 8000)
     assert.equal(config.maxJobNumber, 10)
     assert.equal(warnings.length, 2)
+  })
+})
+
+describe('demo start', () => {
+  it('with no SPEC §6 variable: loopback, everything under ./var, the demo scripts', () => {
+    const { config } = loadConfig({ PATH: '/usr/bin', local_storage_root: 'store' }, '/tmp/try')
+    assert.equal(config.demo, true)
+    assert.equal(config.clientHost, '127.0.0.1')
+    assert.equal(config.directoryBackup, '/tmp/try/var/backup')
+    assert.equal(config.directoryRestore, '/tmp/try/var/restore')
+    assert.equal(config.directoryState, '/tmp/try/var/state')
+    assert.match(config.scriptsPath, /examples\/scripts\/demo$/)
+    assert.equal(config.localStorageRoot, '/tmp/try/store')
+  })
+
+  it('as soon as any SPEC §6 variable is set, SPEC §6 holds in full', () => {
+    for (const name of ['log_level', 'client_port', 'client_username', 'skip_storage']) {
+      assert.throws(() => loadConfig({ [name]: 'x' }, '/tmp/try'), ConfigError, name)
+    }
+    // even set to an empty value: no surprise demo
+    assert.throws(() => loadConfig({ client_host: '' }, '/tmp/try'), ConfigError)
+    const { config } = loadConfig(required, '/tmp/try')
+    assert.equal(config.demo, false)
+    assert.equal(config.clientHost, '0.0.0.0')
+    assert.equal(config.localStorageRoot, '/tmp/try/var/storage')
   })
 })

@@ -22,7 +22,7 @@ describe('SwiftStorage', () => {
   let fake: FakeSwift
   let dir: string
   let tokens: TokenCache
-  const settings: StorageSettings = { swiftRegion: undefined, swiftSegmentBytes: MiB, swiftSegmentThresholdBytes: MiB, storageRetries: 2 }
+  const settings: StorageSettings = { swiftRegion: undefined, swiftSegmentBytes: MiB, swiftSegmentThresholdBytes: MiB, storageRetries: 2, localStorageRoot: '' }
 
   before(async () => {
     fake = await FakeSwift.start()

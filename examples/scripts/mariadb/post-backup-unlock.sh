@@ -1,0 +1,3 @@
+#!/bin/bash
+# post-backup-unlock <database>: nothing was locked.
+echo "nothing to unlock (database $1)"

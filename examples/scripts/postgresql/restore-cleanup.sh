@@ -1,0 +1,3 @@
+#!/bin/bash
+# restore-cleanup <job_id>: remove the downloaded (and decrypted) dump.
+rm -f -- ./*.dump ./*.dump.enc

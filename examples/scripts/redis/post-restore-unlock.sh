@@ -1,0 +1,3 @@
+#!/bin/bash
+# post-restore-unlock: nothing was locked.
+echo "nothing to unlock"

@@ -1,0 +1,3 @@
+#!/bin/bash
+# pre-backup-check <database>: there is room for the snapshot (the server is checked by backup).
+df -h . | tail -1

@@ -1,0 +1,21 @@
+// What the runner tells whoever watches jobs (the metrics, src/metrics.ts). The job engine knows
+// nothing of Prometheus; it reports events with the job and the stage.
+import type { JobError } from '../errors.ts'
+import type { Job } from './job.ts'
+import type { Stage } from './stages.ts'
+
+/** Why a job failed, in few enough kinds to be a metric label. */
+export type FailureReason = 'cancelled' | 'timeout' | 'script' | 'storage' | 'setup'
+
+export interface JobObserver {
+  jobStarted(job: Job): void
+  stageFinished(job: Job, stage: Stage, seconds: number, error: JobError | undefined): void
+  jobFinished(job: Job, reason: FailureReason | undefined): void
+}
+
+export function failureReason(stage: Stage | undefined, error: JobError, cancelled: boolean): FailureReason {
+  if (cancelled) return 'cancelled'
+  if (!stage) return 'setup'
+  if (stage.kind === 'transfer') return 'storage'
+  return / timed out after /.test(error.message) ? 'timeout' : 'script'
+}

@@ -1,0 +1,31 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { triggerBody } from '../../../src/cli/body.ts'
+import { CliError } from '../../../src/cli/client.ts'
+import { progressLine } from '../../../src/cli/progress.ts'
+
+describe('CLI trigger bodies', () => {
+  it('builds a LOCAL backup from flags, secrets only from the environment', async () => {
+    const body = await triggerBody('backup', { database: 'shop', prefix: 'pg/', param: ['PGPORT=5433', 'X=a=b'] }, { OSB_DB_PASSWORD: 'pw', OSB_ENCRYPTION_KEY: 'k' })
+    assert.match(body.id, /^cli-\d{14}-[0-9a-f]{6}$/)
+    assert.deepEqual(body.destination, { type: 'LOCAL', filenamePrefix: 'pg/' })
+    assert.deepEqual(body.backup, { host: 'localhost', username: 'demo', password: 'pw', database: 'shop', parameters: [{ PGPORT: '5433' }, { X: 'a=b' }] })
+    assert.equal(body.encryption_key, 'k')
+  })
+
+  it('a restore needs a file name; a bad --param is a usage error', async () => {
+    await assert.rejects(triggerBody('restore', {}, {}), (e: Error) => e instanceof CliError && e.exitCode === 2)
+    await assert.rejects(triggerBody('backup', { param: ['NOEQUALS'] }, {}), CliError)
+    const restore = await triggerBody('restore', { filename: 'f.txt', id: 'r1' }, {})
+    assert.equal(restore.destination.filename, 'f.txt')
+    assert.equal(restore.id, 'r1')
+  })
+})
+
+describe('progress line', () => {
+  it('shows the stage and how far the job is', () => {
+    assert.equal(progressLine('backup', { status: 'RUNNING', state: 'backup', skip_storage: false }), '[########----------------] 3/6 backup')
+    assert.equal(progressLine('backup', { status: 'RUNNING', state: 'backup', skip_storage: true }), '[##########--------------] 3/5 backup')
+    assert.equal(progressLine('restore', { status: 'FAILED', state: 'finished' }), '[########################] FAILED')
+  })
+})
