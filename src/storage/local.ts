@@ -4,11 +4,11 @@
 // No path from a request may leave the root: the prefix and the file name are checked as plain
 // relative names (src/http/trigger.ts), and here again after symlinks are resolved.
 import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, realpath, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
-import type { Storage, TransferOptions } from './storage.ts'
+import type { Downloaded, ObjectReader, Storage, TransferOptions } from './storage.ts'
 
 export class LocalStorage implements Storage {
   readonly location: string
@@ -53,21 +53,86 @@ export class LocalStorage implements Storage {
       // Written beside the object and renamed at the end: a reader never sees half an object.
       await pipeline(createReadStream(path), createWriteStream(partial, { mode: 0o600 }), { signal: options.signal })
       await rename(partial, target)
+      await this.#writeMetadata(target, options.sha256 ? { sha256: options.sha256 } : {})
     } catch (error) {
       await rm(partial, { force: true })
       throw this.#explain(error, `upload of ${this.#prefix}${filename}`, options.signal)
     }
   }
 
-  async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<{ size: number }> {
+  async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
+    const target = this.#path(filename)
+    const partial = this.#partial(target)
+    let size = 0
+    try {
+      await this.#folder(target, true)
+      options.onRequest?.()
+      const counted = async function* () {
+        for await (const chunk of source) {
+          size += chunk.length
+          options.onProgress?.(size)
+          yield chunk
+        }
+      }
+      await pipeline(counted(), createWriteStream(partial, { mode: 0o600 }), { signal: options.signal })
+      await rename(partial, target)
+      await this.#writeMetadata(target, options.metadata ?? {})
+      return { size }
+    } catch (error) {
+      await rm(partial, { force: true })
+      throw this.#explain(error, `upload of ${this.#prefix}${filename}`, options.signal)
+    }
+  }
+
+  async storeChecksum(filename: string, sha256: string, metadata: Record<string, string>): Promise<void> {
+    await this.#writeMetadata(this.#path(filename), { ...metadata, sha256 })
+  }
+
+  async read(filename: string, options: TransferOptions = {}): Promise<ObjectReader> {
     const source = this.#path(filename)
     try {
       await this.#folder(source, false)
       options.onRequest?.()
       const info = await stat(source)
       if (!info.isFile()) throw new JobError(`${source} is not a file`)
-      await pipeline(createReadStream(source), createWriteStream(targetPath), { signal: options.signal })
-      return { size: info.size }
+      const metadata = await this.#readMetadata(source)
+      return { sha256: metadata.sha256, size: info.size, metadata, chunks: createReadStream(source, { signal: options.signal }) }
+    } catch (error) {
+      throw this.#explain(error, `download of ${this.#prefix}${filename}`, options.signal)
+    }
+  }
+
+  /** Object metadata (the SHA-256 and the stream format) in a hidden file beside the object. */
+  #metadataPath(target: string): string {
+    return join(dirname(target), `.${target.slice(dirname(target).length + 1)}.meta.json`)
+  }
+
+  async #writeMetadata(target: string, metadata: Record<string, string>): Promise<void> {
+    await writeFile(this.#metadataPath(target), JSON.stringify(metadata), { mode: 0o600 })
+  }
+
+  async #readMetadata(target: string): Promise<Record<string, string>> {
+    try {
+      return JSON.parse(await readFile(this.#metadataPath(target), 'utf8')) as Record<string, string>
+    } catch {
+      return {} // an object written before metadata existed, or by hand
+    }
+  }
+
+  async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<Downloaded> {
+    const object = await this.read(filename, options)
+    let size = 0
+    try {
+      const tapped = async function* () {
+        for await (const chunk of object.chunks) {
+          size += chunk.length
+          options.onChunk?.(chunk)
+          options.onProgress?.(size)
+          yield chunk
+        }
+      }
+      await pipeline(tapped(), createWriteStream(targetPath), { signal: options.signal })
+      return { size, sha256: object.sha256 }
     } catch (error) {
       throw this.#explain(error, `download of ${this.#prefix}${filename}`, options.signal)
     }

@@ -31,6 +31,8 @@ describe('LOCAL destination', () => {
     const restore = await agent.waitFor('restore', rid)
     assert.equal(restore.status, 'SUCCEEDED', restore.error_message)
     assert.equal(restore.restore_log, 'rows of orders\n')
+    assert.equal(restore.checksum_verified, true)
+    assert.deepEqual(restore.checksum, backup.checksum)
   })
 
   it('rejects prefixes and file names that would leave the root', async () => {
