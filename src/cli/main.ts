@@ -6,6 +6,7 @@ import { AgentClient, CliError, EXIT, refused, type Kind } from './client.ts'
 import { triggerBody, type BodyFlags } from './body.ts'
 import { resolveConnection, DEFAULT_URL, DEFAULT_CREDENTIALS_FILE } from './connection.ts'
 import { progressLine } from './progress.ts'
+import { decrypt } from './decrypt.ts'
 
 type Options = NonNullable<ParseArgsConfig['options']>
 type Values = Record<string, string | boolean | string[] | undefined>
@@ -158,6 +159,26 @@ const COMMANDS: Record<string, Command> = {
       }
       if (reply.body.jobs.length === 0) io.out(`no ${kind} jobs`)
       if (reply.body.next_cursor) io.out(`more: osb-backup-agent list --kind ${kind} --cursor ${reply.body.next_cursor}`)
+      return EXIT.ok
+    },
+  },
+  decrypt: {
+    summary: 'decode a streamed (.osb) backup by hand: authenticate, decrypt, decompress (no agent needed)',
+    usage: 'osb-backup-agent decrypt [FILE|-] [--out FILE] [--key-file FILE]',
+    help: [
+      'FILE                 the .osb object (default: standard input)',
+      '--out FILE           where the dump goes (default: standard output)',
+      '--key-file FILE      the passphrase or PEM private key (else env OSB_ENCRYPTION_KEY)',
+    ],
+    options: { out: { type: 'string' }, 'key-file': { type: 'string' } },
+    client: false,
+    async run(values, args, io) {
+      if (args.length > 1) throw new CliError('give at most one input file', EXIT.usage)
+      try {
+        await decrypt({ input: args[0], output: values.out as string | undefined, keyFile: values['key-file'] as string | undefined, env: io.env, stdin: process.stdin, stdout: process.stdout })
+      } catch (error) {
+        throw new CliError(`decrypt failed: ${(error as Error).message}`, EXIT.failed)
+      }
       return EXIT.ok
     },
   },

@@ -3,7 +3,8 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, generateKeyPairSync } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { startAgent, type Agent } from '../helpers/agent.ts'
@@ -87,6 +88,27 @@ describe('streaming mode', () => {
     assert.equal(viaStream.status, 'SUCCEEDED', viaStream.error_message)
     assert.equal(viaStream.restore_log.trim(), sha256(data))
     assert.equal(viaStream.checksum_verified, true)
+  })
+
+  it('an operator decodes a streamed backup downloaded with awscli using `osb-backup-agent decrypt`', async () => {
+    const pair = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const publicPem = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString()
+    const privatePem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+    const { done, original } = await streamedBackup(publicPem, { SIZE_KIB: 3 * 1024 })
+    assert.equal(done.status, 'SUCCEEDED', done.error_message)
+    const downloaded = join(agent.root, 'by-hand.osb')
+    const env: Record<string, string | undefined> = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_DEFAULT_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' }
+    delete env.AWS_CA_BUNDLE
+    execFileSync('/usr/bin/aws', ['--endpoint-url', s3.endpoint, 's3', 'cp', '--no-progress', `s3://${bucket}/backups/${done.filename}`, downloaded], { env, stdio: 'pipe' })
+    const keyFile = join(agent.root, 'private.pem')
+    writeFileSync(keyFile, privatePem, { mode: 0o600 })
+    const cli = new URL('../../bin/osb-backup-agent', import.meta.url).pathname
+    const decoded = execFileSync(cli, ['decrypt', downloaded, '--key-file', keyFile], { maxBuffer: 64 * 1024 * 1024 })
+    assert.equal(sha256(decoded), sha256(readFileSync(original)))
+    // a wrong key: a clear message and exit code 1
+    const wrong = spawnSync(cli, ['decrypt', downloaded], { env: { ...process.env, OSB_ENCRYPTION_KEY: 'not the key' } })
+    assert.equal(wrong.status, 1)
+    assert.match(wrong.stderr.toString(), /decrypt failed: .*private key/)
   })
 
   it('encrypts for an X25519 public key and restores with the private key; the wrong key fails cleanly', async () => {
