@@ -1,7 +1,6 @@
 // Walks a job's stage table: the first failure skips the remaining main stages, cleanup runs once
 // the main stage has started, unlock runs whenever lock was attempted. Every change is published
 // to the registry, so polls see it; nothing thrown here escapes as a crash.
-import { mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
@@ -9,6 +8,7 @@ import { JobError } from '../errors.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
 import { utcFileStamp } from '../util/time.ts'
+import { prepareJobDirectory } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobRegistry } from './registry.ts'
 import { requestSecrets } from './request.ts'
@@ -20,6 +20,8 @@ export interface RunnerDeps {
   log: Logger
   /** The agent's own environment, source of the passthrough variables. */
   agentEnv: Record<string, string | undefined>
+  /** The job_group setting, resolved at start; undefined: the agent's own group. */
+  jobGid?: number | undefined
 }
 
 /** Characters allowed in a generated file name; everything else becomes `_`. */
@@ -44,6 +46,8 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     secrets: requestSecrets(request),
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: config.allowedToDeleteFiles,
+    scriptSecretArgs: config.scriptSecretArgs,
+    jobGid: deps.jobGid,
     storage: () => (storage ??= storageFor(request.destination, config)),
     signal: new AbortController().signal,
   }
@@ -51,7 +55,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
 
   let failure: JobError | undefined
   try {
-    await prepareDirectory(job, directory)
+    await prepareJobDirectory(directory, { empty: job.kind === 'backup', gid: deps.jobGid })
     failure = await runStages(STAGES[job.kind], ctx, (stage) => {
       job.state = stage.name
       registry.publish(job)
@@ -106,21 +110,6 @@ function shouldRun(stage: Stage, failure: JobError | undefined, attempted: Reado
       return attempted.has('main') || attempted.has('transfer')
     case 'lockAttempted':
       return attempted.has('lock')
-  }
-}
-
-/**
- * The job's working directory, created fresh: files left by an earlier job with the same id
- * (after a DELETE) must not be mistaken for this job's backup.
- */
-async function prepareDirectory(job: Job, directory: string): Promise<void> {
-  try {
-    await mkdir(directory, { recursive: true, mode: 0o750 })
-    if (job.kind === 'backup') {
-      for (const name of await readdir(directory)) await rm(join(directory, name), { recursive: true, force: true })
-    }
-  } catch (error) {
-    throw new JobError(`cannot prepare the job directory ${directory}: ${(error as Error).message}`, { cause: error })
   }
 }
 

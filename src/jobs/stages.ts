@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { runScript } from '../scripts/run.ts'
 import type { Storage } from '../storage/storage.ts'
+import { protectJobFile } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
 
@@ -29,6 +30,10 @@ export interface StageContext {
   secrets: readonly string[]
   logMaxBytes: number
   allowedToDeleteFiles: boolean
+  /** false: the database password and encryption key go in the environment, not in argv. */
+  scriptSecretArgs: boolean
+  /** Group for the files the agent writes (job_group). */
+  jobGid: number | undefined
   storage: () => Storage
   signal: AbortSignal
 }
@@ -44,12 +49,19 @@ export interface Stage {
   run: (ctx: StageContext) => Promise<void>
 }
 
+interface ScriptStageExtras {
+  /** Variables added to the script's environment for this stage. */
+  env?: (ctx: StageContext) => Record<string, string>
+  /** Runs after the script succeeded. */
+  after?: (ctx: StageContext) => Promise<void>
+}
+
 function scriptStage(
   name: string,
   kind: StageKind,
   runIf: RunIf,
   args: (ctx: StageContext) => string[],
-  after?: (ctx: StageContext) => Promise<void>,
+  { env, after }: ScriptStageExtras = {},
 ): Stage {
   const logField = name.replaceAll('-', '_')
   return {
@@ -63,7 +75,7 @@ function scriptStage(
         scriptsPath: ctx.scriptsPath,
         args: args(ctx),
         cwd: ctx.directory,
-        env: ctx.scriptEnv,
+        env: env ? { ...ctx.scriptEnv, ...env(ctx) } : ctx.scriptEnv,
         secrets: ctx.secrets,
         logMaxBytes: ctx.logMaxBytes,
         signal: ctx.signal,
@@ -79,7 +91,17 @@ function scriptStage(
 const usesStorage = (job: Job) => !job.request.destination.skipStorage
 
 const db = (ctx: StageContext) => ctx.job.request.database
-const scriptOptions = (ctx: StageContext) => [ctx.job.id, String(ctx.job.request.compression), ctx.job.request.encryptionKey]
+
+/**
+ * The database password and the encryption key. Positional arguments are world-readable in
+ * /proc/<pid>/cmdline, a process's environment is not: with script_secret_args=false they are
+ * passed as empty arguments (so positions stay the same) and as DB_PASSWORD / ENCRYPTION_KEY.
+ */
+const secretArg = (ctx: StageContext, value: string) => (ctx.scriptSecretArgs ? value : '')
+const secretEnv = (ctx: StageContext): Record<string, string> =>
+  ctx.scriptSecretArgs ? {} : { DB_PASSWORD: db(ctx).password, ENCRYPTION_KEY: ctx.job.request.encryptionKey }
+
+const scriptOptions = (ctx: StageContext) => [ctx.job.id, String(ctx.job.request.compression), secretArg(ctx, ctx.job.request.encryptionKey)]
 
 export const BACKUP_STAGES: readonly Stage[] = [
   scriptStage('pre-backup-lock', 'lock', 'ok', (c) => [db(c).database]),
@@ -88,8 +110,8 @@ export const BACKUP_STAGES: readonly Stage[] = [
     'backup',
     'main',
     'ok',
-    (c) => [db(c).host, db(c).username, db(c).password, db(c).database, c.fileBase, ...scriptOptions(c)],
-    recordBackupFile,
+    (c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, c.fileBase, ...scriptOptions(c)],
+    { env: secretEnv, after: recordBackupFile },
   ),
   { name: 'upload', kind: 'transfer', runIf: 'ok', applies: usesStorage, run: uploadBackupFile },
   scriptStage('backup-cleanup', 'cleanup', 'mainStarted', (c) => [db(c).database, c.job.id]),
@@ -99,14 +121,13 @@ export const BACKUP_STAGES: readonly Stage[] = [
 export const RESTORE_STAGES: readonly Stage[] = [
   scriptStage('pre-restore-lock', 'lock', 'ok', (c) => [c.job.id]),
   { name: 'download', kind: 'transfer', runIf: 'ok', applies: usesStorage, run: downloadRestoreFile },
-  scriptStage('restore', 'main', 'ok', (c) => [
-    db(c).host,
-    db(c).username,
-    db(c).password,
-    db(c).database,
-    c.job.request.destination.filename,
-    ...scriptOptions(c),
-  ]),
+  scriptStage(
+    'restore',
+    'main',
+    'ok',
+    (c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, c.job.request.destination.filename, ...scriptOptions(c)],
+    { env: secretEnv },
+  ),
   scriptStage('restore-cleanup', 'cleanup', 'mainStarted', (c) => [c.job.id]),
   scriptStage('post-restore-unlock', 'unlock', 'lockAttempted', () => []),
 ]
@@ -154,6 +175,7 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   const partial = join(ctx.directory, `.${filename}.download`)
   try {
     const { size } = await ctx.storage().download(filename, partial)
+    await protectJobFile(partial, ctx.jobGid)
     await rename(partial, target)
     ctx.job.filename = filename
     ctx.job.filesize = size

@@ -249,6 +249,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     ...options.env,
   }
   const child = spawn(process.execPath, [ENTRY], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const closed = new Promise((r) => child.once('close', r))
   let output = ''
   child.stdout.on('data', (c: Buffer) => (output += c.toString()))
   child.stderr.on('data', (c: Buffer) => (output += c.toString()))
@@ -318,12 +319,13 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     stop() {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {
-          const exited = new Promise((r) => child.once('exit', r))
           process.kill(child.pid as number, 'SIGTERM')
           const timer = setTimeout(() => child.exitCode === null && process.kill(child.pid as number, 'SIGKILL'), 5000)
-          await exited
+          await closed
           clearTimeout(timer)
         }
+        // 'close' (not 'exit'): every line the agent wrote has arrived before the audit.
+        await closed
         await rm(root, { recursive: true, force: true })
         agent.assertNoSecrets()
       })()
