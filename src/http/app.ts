@@ -1,6 +1,7 @@
 // The Fastify app: server limits, login throttling, body parsing, auth, one JSON error shape,
 // the routes. Buildable without listening, so tests can inject requests.
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import type { JobRegistry } from '../jobs/registry.ts'
@@ -52,7 +53,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // JSON whatever the Content-Type (the old agent never looked at it). Invalid JSON is not an
   // error here: each route answers it in its own body shape.
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, parseJsonBody(body as string)))
+  // Bytes, not a string: decoding is parseJsonBody's, which refuses invalid UTF-8 in the route's
+  // own error shape (Fastify's string mode would answer a generic length mismatch instead).
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, parseJsonBody(body as Buffer)))
 
   /** Requests answered by a limit rather than a route: logged at debug, since a flood makes many. */
   const limited = new WeakSet<FastifyRequest>()
@@ -100,6 +103,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const allowed = ROUTES.find(([pattern]) => pattern.test(path))?.[1]
     if (allowed) return reply.code(405).header('allow', allowed.join(', ')).send({ message: `method ${req.method} is not allowed here; use ${allowed.join(' or ')}` })
     return reply.code(404).send({ message: 'no such route' })
+  })
+
+  // Node ends a CONNECT request's socket without a word when nothing listens for it; answer it
+  // like any other method the API does not have.
+  app.server.on('connect', (_req: unknown, socket: Socket) => {
+    const body = JSON.stringify({ message: 'method CONNECT is not allowed' })
+    socket.on('error', () => socket.destroy()) // a client gone already is no error of ours
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   })
 
   registerStatusRoutes(app)

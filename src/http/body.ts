@@ -15,8 +15,17 @@ export class InvalidJson {
  */
 export const MAX_BODY_DEPTH = 64
 
+/** JSON is UTF-8 (RFC 8259); a byte sequence that is not is refused rather than patched up. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
 /** The parsed body, or InvalidJson. */
-export function parseJsonBody(text: string): unknown {
+export function parseJsonBody(body: Buffer | string): unknown {
+  let text: string
+  try {
+    text = typeof body === 'string' ? body : UTF8.decode(body)
+  } catch {
+    return new InvalidJson('it is not valid UTF-8')
+  }
   let value: unknown
   try {
     value = JSON.parse(text)

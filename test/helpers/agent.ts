@@ -34,6 +34,8 @@ export interface Agent {
   username: string
   password: string
   output: () => string
+  /** Waits until the agent's output matches (log lines arrive a little after the answer). */
+  waitForOutput: (pattern: RegExp, timeoutMs?: number) => Promise<void>
   request: (method: string, path: string, body?: unknown, init?: RequestInit) => Promise<Reply>
   waitFor: (kind: 'backup' | 'restore', id: string, timeoutMs?: number) => Promise<any>
   trace: () => Promise<string[]>
@@ -264,7 +266,10 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const request: Agent['request'] = async (method, path, body, init = {}) => {
     const headers: Record<string, string | string[]> = { ...init.headers }
     if (init.auth !== null) headers.authorization = init.auth ?? basic
-    if (typeof headers.authorization === 'string') addSecrets(secretsOfAuthorization(headers.authorization))
+    for (const name of Object.keys(headers).filter((h) => h.toLowerCase() === 'authorization')) {
+      const value = headers[name] as string | string[]
+      for (const v of Array.isArray(value) ? value : [value]) addSecrets(secretsOfAuthorization(v))
+    }
     let payload: string | Buffer | undefined = init.raw
     if (payload === undefined && body !== undefined) {
       payload = JSON.stringify(body)
@@ -287,6 +292,13 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     username,
     password,
     output: () => output,
+    async waitForOutput(pattern, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs
+      while (!pattern.test(output)) {
+        if (Date.now() > deadline) assert.fail(`no ${pattern} in the agent's output within ${timeoutMs} ms:\n${output.slice(-2000)}`)
+        await new Promise((r) => setTimeout(r, 20))
+      }
+    },
     request,
     async waitFor(kind, id, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs

@@ -67,6 +67,14 @@ describe('server limits', () => {
     assert.equal((await agent.request('GET', '/status')).status, 200)
   })
 
+  it('answers CONNECT with a JSON 405 instead of dropping the connection', async () => {
+    const socket = await connect(port)
+    const reply = await exchange(socket, 'CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n')
+    socket.destroy()
+    assert.match(reply.head, /^HTTP\/1\.1 405/)
+    assert.ok(JSON.parse(reply.body).message)
+  })
+
   it(`answers 429 with Connection: close on connections beyond ${MAX_CONNECTIONS}, not a reset, and recovers`, async () => {
     const sockets: net.Socket[] = []
     try {

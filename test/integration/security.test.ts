@@ -33,9 +33,9 @@ describe('login throttling', () => {
       const retryAfter = Number(res.headers.get('retry-after'))
       assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${res.headers.get('retry-after')}`)
     }
+    await agent.waitForOutput(/address locked out for a minute/)
     const output = agent.output()
     assert.equal(output.split('\n').filter((l) => l.includes('login failed') && l.includes(from)).length, 3, 'a locked-out request is not a login attempt')
-    assert.match(output, /address locked out for a minute/)
   })
 
   it('does not lock out other addresses', async () => {
@@ -209,9 +209,8 @@ describe('signals and the secret audit', () => {
     const agent = await startAgent()
     try {
       agent.signal('SIGHUP')
-      await new Promise((r) => setTimeout(r, 300))
+      await agent.waitForOutput(/SIGHUP: nothing to reload/)
       assert.equal((await agent.request('GET', '/status')).status, 200)
-      assert.match(agent.output(), /SIGHUP: nothing to reload/)
     } finally {
       await agent.stop()
     }
@@ -224,7 +223,7 @@ describe('signals and the secret audit', () => {
       // The agent logs the URL of a 404: a secret put in a path lands in its output.
       agent.addSecrets(['leaky-secret-value'])
       await agent.request('GET', '/no-such-route/leaky-secret-value')
-      while (!agent.output().includes('no-such-route')) await new Promise((r) => setTimeout(r, 20))
+      await agent.waitForOutput(/no-such-route/)
       assert.throws(() => agent.assertNoSecrets(), /contains the secret "leaky-secret-value"/)
       await assert.rejects(agent.stop(), /contains the secret "leaky-secret-value"/)
       stopped = true

@@ -35,13 +35,6 @@ function presentedFingerprint(agent: Agent): Promise<string> {
 }
 const fingerprint = (pem: Buffer) => new X509Certificate(pem).fingerprint256
 
-async function waitForOutput(agent: Agent, pattern: RegExp): Promise<void> {
-  const deadline = Date.now() + 5000
-  while (!pattern.test(agent.output())) {
-    if (Date.now() > deadline) assert.fail(`no ${pattern} in the agent's output:\n${agent.output()}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
 
 describe('TLS', () => {
   let agent: Agent
@@ -77,13 +70,13 @@ describe('TLS', () => {
     await copyFile(certs.rotated.certFile, live.certFile)
     await copyFile(certs.rotated.keyFile, live.keyFile)
     agent.signal('SIGHUP')
-    await waitForOutput(agent, /SIGHUP: TLS certificates reloaded/)
+    await agent.waitForOutput(/SIGHUP: TLS certificates reloaded/)
     assert.equal(await presentedFingerprint(agent), fingerprint(certs.rotated.cert))
     assert.equal((await agent.request('GET', '/status')).status, 200)
 
     await writeFile(live.certFile, 'not a certificate')
     agent.signal('SIGHUP')
-    await waitForOutput(agent, /SIGHUP: TLS files not reloaded/)
+    await agent.waitForOutput(/SIGHUP: TLS files not reloaded/)
     assert.equal(await presentedFingerprint(agent), fingerprint(certs.rotated.cert))
     assert.equal((await agent.request('GET', '/status')).status, 200)
     assert.ok(!agent.output().includes(certs.rotated.key.toString().split('\n')[1] as string), 'no key material in the log')

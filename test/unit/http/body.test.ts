@@ -9,6 +9,16 @@ describe('parseJsonBody', () => {
     assert.ok(parseJsonBody('') instanceof InvalidJson)
   })
 
+  it('decodes bytes as UTF-8 and refuses invalid UTF-8 and a byte order mark', () => {
+    assert.deepEqual(parseJsonBody(Buffer.from('{"name":"ünï"}')), { name: 'ünï' })
+    for (const bytes of [[0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d], [0x22, 0xed, 0xa0, 0x80, 0x22], [0x22, 0xc0, 0x80, 0x22]]) {
+      const parsed = parseJsonBody(Buffer.from(bytes))
+      assert.ok(parsed instanceof InvalidJson)
+      assert.match(parsed.reason, /not valid UTF-8/)
+    }
+    assert.ok(parseJsonBody(Buffer.from('\ufeff{}')) instanceof InvalidJson)
+  })
+
   it('refuses nesting deeper than MAX_BODY_DEPTH, however deep, without overflowing the stack', () => {
     const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth)
     assert.ok(!(parseJsonBody(nested(MAX_BODY_DEPTH)) instanceof InvalidJson))
