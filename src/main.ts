@@ -1,9 +1,9 @@
 // Entry point: wiring and signals only.
-import { mkdir } from 'node:fs/promises'
-import { ConfigError, loadConfig } from './config.ts'
 import type { Server as TlsServer } from 'node:tls'
+import { ConfigError, loadConfig } from './config.ts'
 import { buildApp } from './http/app.ts'
 import { applyTlsMaterial, loadTlsMaterial } from './http/tls.ts'
+import { prepareJobRoot } from './jobs/directory.ts'
 import { JobRegistry } from './jobs/registry.ts'
 import { createLogger } from './log.ts'
 import { trustCertificates } from './tls.ts'
@@ -25,7 +25,6 @@ async function main(): Promise<void> {
   for (const warning of warnings) log.warn(warning)
 
   trustCertificates(config.caFile)
-  for (const dir of [config.directoryBackup, config.directoryRestore]) await mkdir(dir, { recursive: true, mode: 0o750 })
 
   // A job_group that does not exist falls back to none, like any unusable setting (SPEC §6).
   let jobGid: number | undefined
@@ -34,6 +33,7 @@ async function main(): Promise<void> {
     if (group.ok) jobGid = group.gid
     else log.warn(`job_group: cannot use the value given (${group.error}); job directories keep the agent's own group`)
   }
+  for (const dir of [config.directoryBackup, config.directoryRestore]) await prepareJobRoot(dir, jobGid)
 
   // Unusable certificates stop the start: serving plain HTTP instead would be a silent downgrade.
   const tls = await loadTlsMaterial(config)

@@ -13,6 +13,16 @@ export const JOB_FILE_MODE = 0o640
 const SAME_OWNER = -1
 
 /**
+ * directory_backup or directory_restore: created 0750 when missing, and given job_group (the
+ * group must be able to pass through it to reach a job directory). An existing directory keeps
+ * the mode the operator gave it.
+ */
+export async function prepareJobRoot(directory: string, gid: number | undefined): Promise<void> {
+  await mkdir(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
+  if (gid !== undefined) await chown(directory, SAME_OWNER, gid)
+}
+
+/**
  * Creates the job's directory (or takes over an existing one) with the job mode and group, and
  * empties it when `empty`: files left by an earlier job with the same id (after a DELETE) must
  * not be mistaken for this job's backup.

@@ -168,12 +168,17 @@ describe('file modes and job_group', () => {
   })
   after(() => agent.stop())
 
-  it('creates job directories 0750 and restore files 0640, in job_group', async () => {
+  it('creates job directories 0750 and restore files 0640, in job_group (and the directories above)', async () => {
     const gid = Number(execFileSync('getent', ['group', 'backup'], { encoding: 'utf8' }).split(':')[2])
     const id = managerId()
     await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target)))
     const backup = await agent.waitFor('backup', id)
     assert.equal(backup.status, 'SUCCEEDED', backup.error_message)
+    for (const root of [agent.backupDir, agent.restoreDir]) {
+      const info = await stat(root)
+      assert.equal(info.mode & 0o7777, 0o750, root)
+      assert.equal(info.gid, gid, `${root} lets the group through`)
+    }
     const dir = await stat(join(agent.backupDir, id))
     assert.equal(dir.mode & 0o7777, 0o750)
     assert.equal(dir.gid, gid)
