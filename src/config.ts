@@ -1,9 +1,11 @@
 // Reads the agent's settings from the environment once, with the old agent's variable names.
 // Everything else receives the typed Config and never looks at process.env itself.
 //
-// Two kinds of problems: a missing required setting stops the start (ConfigError), while a value
-// that cannot be parsed falls back to its default with a warning, as the old agent did: a typo in
-// an optional setting must not turn into an outage.
+// Two kinds of problems: a missing required setting (or half a TLS setup) stops the start
+// (ConfigError), while a value that cannot be parsed falls back to its default with a warning, as
+// the old agent did: a typo in an optional setting must not turn into an outage.
+
+import { isIP } from 'node:net'
 
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -40,6 +42,19 @@ export interface Config {
   metricsPublic: boolean
   /** True when no SPEC §6 variable was set: the zero-configuration demo start. */
   demo: boolean
+  /** PEM files that switch the API to HTTPS; both or neither (checked by loadConfig). */
+  tlsCertFile: string | undefined
+  tlsKeyFile: string | undefined
+  /** PEM CA bundle: when set, clients must present a certificate it signed. */
+  tlsClientCaFile: string | undefined
+  /** Pass the database password and encryption key as positional arguments (old scripts). */
+  scriptSecretArgs: boolean
+  /** Failed logins per address per minute before it is locked out; 0 turns throttling off. */
+  authMaxFailures: number
+  /** Addresses (or CIDR ranges) never locked out: the manager. */
+  authThrottleExempt: string[]
+  /** Group name or gid given to job directories and the files the agent writes. */
+  jobGroup: string | undefined
 }
 
 export class ConfigError extends Error {
@@ -70,6 +85,19 @@ const integer = (min: number, max: number) => (raw: string): number | undefined 
 }
 const list = (raw: string): string[] | undefined =>
   raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+/** A list of IP addresses or CIDR ranges; one bad entry rejects the whole value. */
+const addresses = (raw: string): string[] | undefined => {
+  const entries = list(raw) ?? []
+  return entries.every(isAddressOrRange) ? entries : undefined
+}
+function isAddressOrRange(entry: string): boolean {
+  const [address, bits, extra] = entry.split('/')
+  if (extra !== undefined || address === undefined) return false
+  const family = isIP(address)
+  if (family === 0) return false
+  if (bits === undefined) return true
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
+}
 const GiB = 1024 * 1024 * 1024
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 const logLevel = (raw: string): string | undefined => {
@@ -118,6 +146,13 @@ export const SETTINGS = [
   setting('streamCompression', 'stream_compression', 'zstd' as const, (raw) => (raw === 'zstd' || raw === 'gzip' ? raw : undefined)),
   setting('localStorageRoot', 'local_storage_root', './var/storage', text),
   setting('metricsPublic', 'metrics_public', false, flag),
+  setting('tlsCertFile', 'tls_cert_file', undefined as string | undefined, text),
+  setting('tlsKeyFile', 'tls_key_file', undefined as string | undefined, text),
+  setting('tlsClientCaFile', 'tls_client_ca_file', undefined as string | undefined, text),
+  setting('scriptSecretArgs', 'script_secret_args', true, flag),
+  setting('authMaxFailures', 'auth_max_failures', 10, integer(0, 1000)),
+  setting('authThrottleExempt', 'auth_throttle_exempt', [] as string[], addresses),
+  setting('jobGroup', 'job_group', undefined as string | undefined, text),
 ]
 
 /**
@@ -158,7 +193,7 @@ export function isDemoEnvironment(env: Env): boolean {
 }
 
 /** Settings that may be absent without a default (no start-up error). */
-const OPTIONAL: ReadonlySet<keyof Config> = new Set(['caFile', 'swiftRegion'])
+const OPTIONAL: ReadonlySet<keyof Config> = new Set(['caFile', 'swiftRegion', 'tlsCertFile', 'tlsKeyFile', 'tlsClientCaFile', 'jobGroup'])
 
 export interface LoadedConfig {
   config: Config
@@ -194,6 +229,14 @@ export function loadConfig(given: Env, cwd = process.cwd()): LoadedConfig {
   config.demo = demo
   if (config.directoryState === '') config.directoryState = join(dirname(resolve(config.directoryBackup)), 'state')
   config.localStorageRoot = resolve(cwd, config.localStorageRoot)
+  // Half a TLS setup stops the start: falling back to plain HTTP would quietly drop the
+  // protection the operator asked for.
+  if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined)) {
+    throw new ConfigError('tls_cert_file and tls_key_file must be set together (or neither, for plain HTTP)')
+  }
+  if (config.tlsClientCaFile !== undefined && config.tlsCertFile === undefined) {
+    throw new ConfigError('tls_client_ca_file needs tls_cert_file and tls_key_file (client certificates only exist with TLS)')
+  }
   return { config, warnings }
 }
 

@@ -1,15 +1,18 @@
 // Entry point: wiring and signals only.
-import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Server as TlsServer } from 'node:tls'
 import { ConfigError, DEMO_DIRECTORY, loadConfig, type Config } from './config.ts'
 import { ensureCredentials } from './credentials-file.ts'
 import { buildApp } from './http/app.ts'
+import { applyTlsMaterial, loadTlsMaterial } from './http/tls.ts'
+import { prepareJobRoot } from './jobs/directory.ts'
 import { finishRecovery, markInterrupted } from './jobs/recovery.ts'
 import { JobRegistry } from './jobs/registry.ts'
 import { JobStore } from './jobs/store.ts'
 import { createLogger } from './log.ts'
 import { AgentMetrics } from './metrics.ts'
 import { trustCertificates } from './tls.ts'
+import { resolveGroup } from './util/group.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
 
@@ -38,7 +41,22 @@ async function main(): Promise<void> {
   }
 
   trustCertificates(config.caFile)
-  for (const dir of [config.directoryBackup, config.directoryRestore]) await mkdir(dir, { recursive: true, mode: 0o750 })
+
+  // A job_group that does not exist falls back to none, like any unusable setting (SPEC §6).
+  let jobGid: number | undefined
+  if (config.jobGroup !== undefined) {
+    const group = await resolveGroup(config.jobGroup)
+    if (group.ok) jobGid = group.gid
+    else log.warn(`job_group: cannot use the value given (${group.error}); job directories keep the agent's own group`)
+  }
+  for (const dir of [config.directoryBackup, config.directoryRestore]) await prepareJobRoot(dir, jobGid)
+
+  // Unusable certificates stop the start: serving plain HTTP instead would be a silent downgrade.
+  const tls = await loadTlsMaterial(config)
+  if (tls && !tls.ok) {
+    process.stderr.write(`osb-backup-agent: not started: ${tls.error}\n`)
+    process.exit(2)
+  }
 
   const store = new JobStore(config.directoryState)
   const registry = new JobRegistry(config.maxJobNumber, store)
@@ -51,13 +69,27 @@ async function main(): Promise<void> {
   const pruned = prune()
   setInterval(prune, PRUNE_EVERY_MS).unref()
 
-  const deps = { config, registry, log, agentEnv: process.env, observer: metrics }
-  const app = await buildApp({ config, registry, log, runner: deps, metrics })
+  const deps = { config, registry, log, agentEnv: process.env, observer: metrics, jobGid }
+  const app = await buildApp({ config, registry, log, runner: deps, metrics, tls: tls?.material })
   await app.listen({ host: config.clientHost, port: config.clientPort })
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.clientPort
-  log.info({ host: config.clientHost, port, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length, pruned }, 'agent listening')
+  log.info(
+    { host: config.clientHost, port, tls: tls !== undefined, clientCertificates: config.tlsClientCaFile !== undefined, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length, pruned },
+    'agent listening',
+  )
   const recovery = finishRecovery(interrupted, deps)
+
+  // SIGHUP re-reads the TLS files (certificate rotation). Handled even without TLS: its default
+  // action would end the agent, and every running job with it.
+  process.on('SIGHUP', () => {
+    if (!tls) return log.info('SIGHUP: nothing to reload (plain HTTP)')
+    loadTlsMaterial(config).then((reloaded) => {
+      if (!reloaded?.ok) return log.error({ error: reloaded?.error }, 'SIGHUP: TLS files not reloaded; the certificates in use stay')
+      applyTlsMaterial(app.server as unknown as TlsServer, reloaded.material)
+      log.info('SIGHUP: TLS certificates reloaded')
+    }, (error: unknown) => log.error({ error: (error as Error).message }, 'SIGHUP: TLS reload failed'))
+  })
 
   let stopping = false
   const stop = (signal: string) => {

@@ -13,10 +13,13 @@ export function basicAuthChecker(username: string, password: string): (header: s
   return (header) => {
     if (header === undefined) return false
     if (timingSafeEqual(digest(header), expectedHeader)) return true
-    // Other spellings of the same credentials (scheme case, padding, spaces).
-    const match = /^\s*basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header)
-    if (!match?.[1]) return false
-    const decoded = Buffer.from(match[1], 'base64').toString('utf8')
+    // Other spellings of the same credentials (scheme case, no padding, spaces). Only well-formed
+    // base64: Node's decoder stops at the first '=' and drops a lone last character, so
+    // `<right token>==AAAA` or `<right token>A` would pass otherwise.
+    const match = /^\s*basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(header)
+    const token = match?.[1]
+    if (!token || token.length % 4 === 1 || (token.endsWith('=') && token.length % 4 !== 0)) return false
+    const decoded = Buffer.from(token, 'base64').toString('utf8')
     const colon = decoded.indexOf(':')
     if (colon < 0) return false
     // Both comparisons always run: the time taken does not tell which part was wrong.

@@ -1,7 +1,51 @@
+// Request bodies: JSON whatever the Content-Type, and what a route gets when that fails.
+
 /** A request body that was not valid JSON; routes answer it in their own error shape. */
 export class InvalidJson {
   readonly reason: string
   constructor(reason: string) {
     this.reason = reason
   }
+}
+
+/**
+ * Deeper nesting than any trigger body needs (a few levels). JSON.parse copes with any depth, but
+ * recursive code after it (JSON.stringify, comparisons) would overflow the stack on a body of a
+ * million brackets, so such a body is refused as invalid before any route sees it.
+ */
+export const MAX_BODY_DEPTH = 64
+
+/** JSON is UTF-8 (RFC 8259); a byte sequence that is not is refused rather than patched up. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+/** The parsed body, or InvalidJson. */
+export function parseJsonBody(body: Buffer | string): unknown {
+  let text: string
+  try {
+    text = typeof body === 'string' ? body : UTF8.decode(body)
+  } catch {
+    return new InvalidJson('it is not valid UTF-8')
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    return new InvalidJson((error as Error).message)
+  }
+  if (nestedDeeperThan(value, MAX_BODY_DEPTH)) return new InvalidJson(`it is nested deeper than ${MAX_BODY_DEPTH} levels`)
+  return value
+}
+
+/** Iterative (a recursive walk would itself overflow on the bodies this is meant to catch). */
+function nestedDeeperThan(root: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[root, 0]]
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop() as [unknown, number]
+    if (typeof value !== 'object' || value === null) continue
+    if (depth >= max) return true
+    for (const child of Array.isArray(value) ? value : Object.values(value)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+    }
+  }
+  return false
 }

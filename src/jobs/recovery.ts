@@ -22,6 +22,7 @@ export interface RecoveryDeps {
   registry: JobRegistry
   log: Logger
   agentEnv: Record<string, string | undefined>
+  jobGid?: number | undefined
 }
 
 interface Interrupted {
@@ -144,6 +145,8 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: false,
     requireChecksum: false,
+    scriptSecretArgs: config.scriptSecretArgs,
+    jobGid: deps.jobGid,
     storage: () => {
       throw new JobError('no storage during recovery')
     },

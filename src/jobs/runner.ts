@@ -1,7 +1,6 @@
 // Walks a job's stage table: the first failure skips the remaining main stages, cleanup runs once
 // the main stage has started, unlock runs whenever lock was attempted. Every change is published
 // to the registry, so polls see it; nothing thrown here escapes as a crash.
-import { mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
@@ -9,6 +8,7 @@ import { JobError } from '../errors.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
 import { utcFileStamp } from '../util/time.ts'
+import { prepareJobDirectory } from './directory.ts'
 import type { Job } from './job.ts'
 import { failureReason, type FailureReason, type JobObserver } from './observer.ts'
 import type { JobRegistry } from './registry.ts'
@@ -25,6 +25,8 @@ export interface RunnerDeps {
   agentEnv: Record<string, string | undefined>
   /** Told about every job and stage (metrics). */
   observer?: JobObserver | undefined
+  /** The job_group setting, resolved at start; undefined: the agent's own group. */
+  jobGid?: number | undefined
 }
 
 /** Characters allowed in a generated file name; everything else becomes `_`. */
@@ -51,6 +53,8 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: config.allowedToDeleteFiles,
     requireChecksum: config.requireChecksum,
+    scriptSecretArgs: config.scriptSecretArgs,
+    jobGid: deps.jobGid,
     storage: () => (storage ??= storageFor(request.destination, config)),
     signal: cancel,
     scriptTimeoutMs: config.scriptTimeoutSeconds * 1000,
@@ -70,7 +74,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   let reason: FailureReason | undefined
   let stageStarted = 0
   try {
-    await prepareDirectory(job, directory)
+    await prepareJobDirectory(directory, { empty: job.kind === 'backup', gid: deps.jobGid })
     failure = await runStages(STAGES[job.kind], ctx, cancel, {
       entered(stage) {
         job.state = stage.name
@@ -130,21 +134,6 @@ async function runStages(table: readonly Stage[], ctx: StageContext, cancel: Abo
     events.left(stage, error)
   }
   return failure
-}
-
-/**
- * The job's working directory, created fresh: files left by an earlier job with the same id
- * (after a DELETE) must not be mistaken for this job's backup.
- */
-async function prepareDirectory(job: Job, directory: string): Promise<void> {
-  try {
-    await mkdir(directory, { recursive: true, mode: 0o750 })
-    if (job.kind === 'backup') {
-      for (const name of await readdir(directory)) await rm(join(directory, name), { recursive: true, force: true })
-    }
-  } catch (error) {
-    throw new JobError(`cannot prepare the job directory ${directory}: ${(error as Error).message}`, { cause: error })
-  }
 }
 
 function asJobError(error: unknown, stage?: string): JobError {

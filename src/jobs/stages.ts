@@ -12,6 +12,7 @@ import type { Storage, TransferOptions } from '../storage/storage.ts'
 import { createDecoder } from '../integrity/codec.ts'
 import type { Compression } from '../integrity/format.ts'
 import { openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
+import { protectJobFile } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
 
@@ -38,6 +39,10 @@ export interface StageContext {
   allowedToDeleteFiles: boolean
   /** Refuse to restore an object that has no stored checksum. */
   requireChecksum: boolean
+  /** false: the database password and encryption key go in the environment, not in argv. */
+  scriptSecretArgs: boolean
+  /** Group for the files the agent writes (job_group). */
+  jobGid: number | undefined
   storage: () => Storage
   /** Aborted when the job is cancelled; cleanup and unlock stages get one that never aborts. */
   signal: AbortSignal | undefined
@@ -63,12 +68,21 @@ export interface Stage {
   run: (ctx: StageContext) => Promise<void>
 }
 
+interface ScriptStageExtras {
+  /** Variables added to the script's environment for this stage. */
+  env?: (ctx: StageContext) => Record<string, string>
+  /** Runs after the script succeeded. */
+  after?: (ctx: StageContext) => Promise<void>
+  /** A stream beside the script (BACKUP_STREAM, RESTORE_STREAM). */
+  stream?: (ctx: StageContext) => ScriptStream | undefined
+}
+
 function scriptStage(
   name: string,
   kind: StageKind,
   runIf: RunIf,
   args: (ctx: StageContext) => string[],
-  options: { after?: (ctx: StageContext) => Promise<void>; stream?: (ctx: StageContext) => ScriptStream | undefined } = {},
+  options: ScriptStageExtras = {},
 ): Stage {
   const logField = name.replaceAll('-', '_')
   return {
@@ -84,7 +98,7 @@ function scriptStage(
         scriptsPath: ctx.scriptsPath,
         args: args(ctx),
         cwd: ctx.directory,
-        env: stream ? { ...ctx.scriptEnv, ...stream.env } : ctx.scriptEnv,
+        env: { ...ctx.scriptEnv, ...options.env?.(ctx), ...stream?.env },
         secrets: ctx.secrets,
         logMaxBytes: ctx.logMaxBytes,
         signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
@@ -109,7 +123,17 @@ function scriptStage(
 const usesStorage = (job: Job) => !job.request.destination.skipStorage
 
 const db = (ctx: StageContext) => ctx.job.request.database
-const scriptOptions = (ctx: StageContext) => [ctx.job.id, String(ctx.job.request.compression), ctx.job.request.encryptionKey]
+
+/**
+ * The database password and the encryption key. Positional arguments are world-readable in
+ * /proc/<pid>/cmdline, a process's environment is not: with script_secret_args=false they are
+ * passed as empty arguments (so positions stay the same) and as DB_PASSWORD / ENCRYPTION_KEY.
+ */
+const secretArg = (ctx: StageContext, value: string) => (ctx.scriptSecretArgs ? value : '')
+const secretEnv = (ctx: StageContext): Record<string, string> =>
+  ctx.scriptSecretArgs ? {} : { DB_PASSWORD: db(ctx).password, ENCRYPTION_KEY: ctx.job.request.encryptionKey }
+
+const scriptOptions = (ctx: StageContext) => [ctx.job.id, String(ctx.job.request.compression), secretArg(ctx, ctx.job.request.encryptionKey)]
 
 export const BACKUP_STAGES: readonly Stage[] = [
   scriptStage('pre-backup-lock', 'lock', 'ok', (c) => [db(c).database]),
@@ -118,8 +142,8 @@ export const BACKUP_STAGES: readonly Stage[] = [
     'backup',
     'main',
     'ok',
-    (c) => [db(c).host, db(c).username, db(c).password, db(c).database, c.fileBase, ...scriptOptions(c)],
-    { after: recordBackupFile, stream: openBackupStream },
+    (c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, c.fileBase, ...scriptOptions(c)],
+    { env: secretEnv, after: recordBackupFile, stream: openBackupStream },
   ),
   { name: 'upload', kind: 'transfer', runIf: 'ok', applies: (job) => usesStorage(job) && !job.streamed, run: uploadBackupFile },
   scriptStage('backup-cleanup', 'cleanup', 'mainStarted', (c) => [db(c).database, c.job.id]),
@@ -133,8 +157,8 @@ export const RESTORE_STAGES: readonly Stage[] = [
     'restore',
     'main',
     'ok',
-    (c) => [db(c).host, db(c).username, db(c).password, db(c).database, restoreFileArgument(c.job), ...scriptOptions(c)],
-    { stream: openRestoreStream },
+    (c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, restoreFileArgument(c.job), ...scriptOptions(c)],
+    { env: secretEnv, stream: openRestoreStream },
   ),
   scriptStage('restore-cleanup', 'cleanup', 'mainStarted', (c) => [c.job.id]),
   scriptStage('post-restore-unlock', 'unlock', 'lockAttempted', () => []),
@@ -242,8 +266,12 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     } else {
       ctx.job.checksumVerified = true
     }
-    if (isStreamedObject(filename)) await decodeInto(partial, join(ctx.directory, restoreFileArgument(ctx.job)), ctx.job.request.encryptionKey)
-    else await rename(partial, target)
+    if (isStreamedObject(filename)) {
+      await decodeInto(partial, join(ctx.directory, restoreFileArgument(ctx.job)), ctx.job.request.encryptionKey, ctx.jobGid)
+    } else {
+      await protectJobFile(partial, ctx.jobGid)
+      await rename(partial, target)
+    }
   } finally {
     ctx.job.progress = undefined
     await rm(partial, { force: true })
@@ -262,10 +290,11 @@ function restoreFileArgument(job: Job): string {
 }
 
 /** Decodes a verified `.osb` download into the file the restore script reads. */
-async function decodeInto(encoded: string, target: string, encryptionKey: string): Promise<void> {
+async function decodeInto(encoded: string, target: string, encryptionKey: string, gid: number | undefined): Promise<void> {
   const partial = `${target}.decoding`
   try {
     await pipeline(createReadStream(encoded, { highWaterMark: 1024 * 1024 }), createDecoder(encryptionKey), createWriteStream(partial, { mode: 0o640 }))
+    await protectJobFile(partial, gid)
     await rename(partial, target)
   } finally {
     await rm(partial, { force: true })

@@ -34,13 +34,25 @@ const AGENT_SET = [
 ]
 /** Names that change how bash or the dynamic loader behave: a parameter must never set them. */
 const SHELL_AND_LOADER = ['BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'GLOBIGNORE']
-const RESERVED_PREFIXES = ['AGENT_', 'LD_', 'BASH_FUNC_']
+/**
+ * The same danger one step further: variables with which the C library loads code or reads
+ * attacker-chosen files (the ones glibc drops for setuid programs), and the start-up hooks of the
+ * interpreters a script may call (perl, python, node, ruby, java). Scripts run as root; any of
+ * these set from a request could run commands as BASH_ENV did.
+ */
+const LIBRARY_AND_INTERPRETER = [
+  'GCONV_PATH', 'GETCONF_DIR', 'GLIBC_TUNABLES', 'HOSTALIASES', 'LOCALDOMAIN', 'LOCPATH', 'NIS_PATH', 'NLSPATH', 'RESOLV_HOST_CONF', 'RES_OPTIONS', 'TZDIR',
+  'PERL5OPT', 'PERL5LIB', 'PERLLIB', 'PERL5DB', 'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'PYTHONINSPECT', 'PYTHONWARNINGS',
+  'NODE_OPTIONS', 'NODE_PATH', 'RUBYOPT', 'RUBYLIB', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS',
+]
+const RESERVED_PREFIXES = ['AGENT_', 'LD_', 'BASH_FUNC_', 'MALLOC_']
 
 /** Why a parameter name may not be used, or undefined when it may. */
 export function reservedNameReason(name: string, passthrough: readonly string[]): string | undefined {
   if (AGENT_SET.includes(name)) return 'is set by the agent'
   if (passthrough.includes(name)) return 'is passed through from the agent (script_env_passthrough)'
   if (SHELL_AND_LOADER.includes(name)) return 'changes how the shell behaves'
+  if (LIBRARY_AND_INTERPRETER.includes(name)) return 'makes the C library or an interpreter load code'
   const prefix = RESERVED_PREFIXES.find((p) => name.startsWith(p))
   if (prefix) return `starts with the reserved prefix ${prefix}`
   return undefined

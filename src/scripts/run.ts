@@ -5,6 +5,7 @@ import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { TailCapture } from './capture.ts'
+import { scriptProblem } from './safety.ts'
 import { signalGroup } from './process-group.ts'
 
 export interface ScriptRun {
@@ -48,6 +49,8 @@ export async function findScript(scriptsPath: string, stage: string): Promise<st
 
 export async function runScript(run: ScriptRun): Promise<ScriptResult> {
   const script = await findScript(run.scriptsPath, run.stage)
+  const unsafe = await scriptProblem(script)
+  if (unsafe) throw new JobError(unsafe)
   const stdout = new TailCapture(run.logMaxBytes, run.secrets)
   const stderr = new TailCapture(run.logMaxBytes, run.secrets)
 

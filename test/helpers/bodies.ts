@@ -61,3 +61,8 @@ export function managerRestoreBody(id: string, destination: Record<string, unkno
   delete body.backup
   return body
 }
+
+/** An S3 destination with skipStorage: no server needed, the fields go to the scripts. */
+export function skipStorageDestination(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'ak', authSecret: 'storage-secret-S5', endpoint: '127.0.0.1:1', filenamePrefix: 'backups/', ...extra }
+}

@@ -28,10 +28,8 @@ describe('S3 storage', () => {
       },
     })
   })
-  after(async () => {
-    agent.assertNoSecrets([DB_PASSWORD, ENCRYPTION_KEY, s3.secretKey, 'wrong-secret-Z9'])
-    await agent.stop()
-  })
+  // stop() also audits the agent's output for every secret these tests sent
+  after(() => agent.stop())
 
   it('backs up to filenamePrefix + filename and restores byte-exact (multipart)', async () => {
     const id = managerId()

@@ -19,6 +19,48 @@ describe('loadConfig', () => {
     assert.equal(config.scriptLogMaxBytes, 65536)
     assert.equal(config.logLevel, 'info')
     assert.equal(config.caFile, undefined)
+    assert.equal(config.tlsCertFile, undefined)
+    assert.equal(config.tlsKeyFile, undefined)
+    assert.equal(config.tlsClientCaFile, undefined)
+    assert.equal(config.scriptSecretArgs, true)
+    assert.equal(config.authMaxFailures, 10)
+    assert.deepEqual(config.authThrottleExempt, [])
+    assert.equal(config.jobGroup, undefined)
+  })
+
+  it('reads the security settings of SPEC §7', () => {
+    const { config, warnings } = loadConfig({
+      ...required,
+      tls_cert_file: '/c.pem',
+      tls_key_file: '/k.pem',
+      tls_client_ca_file: '/ca.pem',
+      script_secret_args: 'false',
+      auth_max_failures: '0',
+      auth_throttle_exempt: '10.0.0.5, 192.168.0.0/16,::1',
+      job_group: 'vcap',
+    })
+    assert.deepEqual(warnings, [])
+    assert.equal(config.tlsCertFile, '/c.pem')
+    assert.equal(config.tlsKeyFile, '/k.pem')
+    assert.equal(config.tlsClientCaFile, '/ca.pem')
+    assert.equal(config.scriptSecretArgs, false)
+    assert.equal(config.authMaxFailures, 0)
+    assert.deepEqual(config.authThrottleExempt, ['10.0.0.5', '192.168.0.0/16', '::1'])
+    assert.equal(config.jobGroup, 'vcap')
+  })
+
+  it('falls back to no exemption when an address cannot be read', () => {
+    for (const value of ['manager.local', '10.0.0.5,nope', '10.0.0.0/33', '10.0.0.1/8/2']) {
+      const { config, warnings } = loadConfig({ ...required, auth_throttle_exempt: value })
+      assert.deepEqual(config.authThrottleExempt, [], value)
+      assert.equal(warnings.length, 1, value)
+    }
+  })
+
+  it('refuses half a TLS setup rather than serving plain HTTP', () => {
+    assert.throws(() => loadConfig({ ...required, tls_cert_file: '/c.pem' }), (e: Error) => e instanceof ConfigError && /tls_cert_file and tls_key_file must be set together/.test(e.message))
+    assert.throws(() => loadConfig({ ...required, tls_key_file: '/k.pem' }), ConfigError)
+    assert.throws(() => loadConfig({ ...required, tls_client_ca_file: '/ca.pem' }), (e: Error) => /tls_client_ca_file needs/.test(e.message))
   })
 
   it('names every missing required setting in one error', () => {

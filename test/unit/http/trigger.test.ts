@@ -98,3 +98,13 @@ describe('parseTrigger', () => {
     assert.equal(triggerId([]), undefined)
   })
 })
+
+describe('parseTrigger: parameters that would load code', () => {
+  it('rejects the C library and interpreter hooks like the shell ones', () => {
+    for (const name of ['GCONV_PATH', 'GLIBC_TUNABLES', 'LOCPATH', 'MALLOC_CHECK_', 'PERL5OPT', 'PERL5DB', 'PYTHONPATH', 'PYTHONSTARTUP', 'NODE_OPTIONS', 'RUBYOPT', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS']) {
+      const parsed = parseTrigger('backup', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: { [name]: 'x' } } }, config)
+      assert.equal(parsed.ok, false, name)
+      if (!parsed.ok) assert.match(parsed.errors.join(), new RegExp(`backup\\.parameters\\.${name} is reserved`))
+    }
+  })
+})

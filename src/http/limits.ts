@@ -1,0 +1,51 @@
+// Server limits against clients that hold connections open (slowloris) or open too many.
+//
+// Timeouts: the headers of a request must arrive within HEADERS_TIMEOUT_MS and the whole request
+// (a body is at most 1 MiB) within REQUEST_TIMEOUT_MS; a TLS handshake within
+// HANDSHAKE_TIMEOUT_MS; a connection that sends nothing at all is closed after IDLE_TIMEOUT_MS
+// (Node's header timeout only starts with the first byte). Connections: up to MAX_CONNECTIONS are served normally; the ones beyond
+// are still accepted, and every request on them is answered 429 with `Connection: close`, so a
+// legitimate burst sees an answer it understands instead of a reset. Only past
+// HARD_MAX_CONNECTIONS does Node drop new sockets outright, to keep file descriptors for the jobs.
+import type { Server, Socket } from 'node:net'
+
+export const HEADERS_TIMEOUT_MS = 10_000
+export const REQUEST_TIMEOUT_MS = 30_000
+export const HANDSHAKE_TIMEOUT_MS = 10_000
+/** Inactivity before a request is complete (between requests, the keep-alive timeout applies). */
+export const IDLE_TIMEOUT_MS = 10_000
+/** How often Node looks for requests past those timeouts (its default, 30 s, would triple them). */
+export const TIMEOUT_CHECK_INTERVAL_MS = 1_000
+/** Idle keep-alive connections: Fastify's default, longer than any manager's poll interval. */
+export const KEEP_ALIVE_TIMEOUT_MS = 72_000
+export const MAX_CONNECTIONS = 1024
+export const HARD_MAX_CONNECTIONS = 4 * MAX_CONNECTIONS
+
+const OVER_LIMIT = Symbol('connection over the limit')
+
+type MarkedSocket = Socket & { [OVER_LIMIT]?: true }
+
+export interface ConnectionLimit {
+  /** True for a request on a connection that was opened beyond MAX_CONNECTIONS. */
+  overLimit: (socket: Socket) => boolean
+  /** Connections open now. */
+  open: () => number
+}
+
+/**
+ * Counts the server's connections and marks those opened beyond `max`. `event` is
+ * 'secureConnection' for TLS, so the socket marked is the one requests arrive on.
+ */
+export function limitConnections(server: Server, event: 'connection' | 'secureConnection', max = MAX_CONNECTIONS, hardMax = HARD_MAX_CONNECTIONS): ConnectionLimit {
+  let open = 0
+  server.maxConnections = hardMax
+  server.on(event, (socket: MarkedSocket) => {
+    open++
+    if (open > max) socket[OVER_LIMIT] = true
+    socket.once('close', () => open--)
+  })
+  return {
+    overLimit: (socket) => (socket as MarkedSocket)[OVER_LIMIT] === true,
+    open: () => open,
+  }
+}

@@ -1,0 +1,50 @@
+// A job's working directory and the files the agent writes into it: never readable by others.
+// Directories are 0750 and files 0640; with job_group they belong to that group, so scripts that
+// drop privileges to the database user (a member of it) can still read a restore file or write
+// their dump. The modes are set explicitly (chmod), whatever the process umask.
+import { chmod, chown, lstat, mkdir, readdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { JobError } from '../errors.ts'
+
+export const JOB_DIRECTORY_MODE = 0o750
+export const JOB_FILE_MODE = 0o640
+
+/** Owner unchanged in chown. */
+const SAME_OWNER = -1
+
+/**
+ * directory_backup or directory_restore: created 0750 when missing, and given job_group (the
+ * group must be able to pass through it to reach a job directory). An existing directory keeps
+ * the mode the operator gave it.
+ */
+export async function prepareJobRoot(directory: string, gid: number | undefined): Promise<void> {
+  await mkdir(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
+  if (gid !== undefined) await chown(directory, SAME_OWNER, gid)
+}
+
+/**
+ * Creates the job's directory (or takes over an existing one) with the job mode and group, and
+ * empties it when `empty`: files left by an earlier job with the same id (after a DELETE) must
+ * not be mistaken for this job's backup.
+ */
+export async function prepareJobDirectory(directory: string, options: { empty: boolean; gid: number | undefined }): Promise<void> {
+  try {
+    await mkdir(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
+    // A symlink planted under the job's name would send the agent's chmod, chown and rm elsewhere.
+    const info = await lstat(directory)
+    if (!info.isDirectory()) throw new Error('it is not a directory (a symlink?)')
+    await chmod(directory, JOB_DIRECTORY_MODE)
+    if (options.gid !== undefined) await chown(directory, SAME_OWNER, options.gid)
+    if (options.empty) {
+      for (const name of await readdir(directory)) await rm(join(directory, name), { recursive: true, force: true })
+    }
+  } catch (error) {
+    throw new JobError(`cannot prepare the job directory ${directory}: ${(error as Error).message}`, { cause: error })
+  }
+}
+
+/** Gives a file the agent wrote the job file mode and group. */
+export async function protectJobFile(path: string, gid: number | undefined): Promise<void> {
+  await chmod(path, JOB_FILE_MODE)
+  if (gid !== undefined) await chown(path, SAME_OWNER, gid)
+}
