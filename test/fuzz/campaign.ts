@@ -822,6 +822,8 @@ async function finalChecks(target: FuzzTarget, ctx: Context): Promise<void> {
   const allowed = (path: string): boolean => {
     const rel = relative(target.sandbox, path)
     if (['a', 'a/b', 'a/b/c', 'a/b/c/d', 'markers', 'evil.sh'].includes(rel)) return true
+    // the job store (directory_state defaults to a `state` folder beside directory_backup)
+    if (rel === 'a/b/c/d/state' || /^a\/b\/c\/d\/state\/jobs\.sqlite(-wal|-shm)?$/.test(rel)) return true
     for (const kind of ['backup', 'restore'] as const) {
       const base = join(deep, kind)
       if (path === base) return true

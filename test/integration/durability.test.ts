@@ -168,7 +168,7 @@ describe('timeouts and cancel', () => {
     })
   }
 
-  it('cancel during a restore stage, 404 for an unknown job', async () => {
+  it('cancel during a restore stage, 404 for an unknown job, 400 for an invalid id', async () => {
     const id = managerId()
     await agent.request('PUT', '/restore', managerRestoreBody(id, skip, { parameters: { JOB: id, SLEEP_IN: 'restore', SLEEP_SECS: 1000 } }))
     await waitForState(agent, 'restore', id, 'restore')
@@ -177,7 +177,7 @@ describe('timeouts and cancel', () => {
     assert.equal(done.error_message, 'cancelled')
     assert.deepEqual(await agent.stagesRun(id), RESTORE_STAGES)
     assert.equal((await agent.request('POST', '/restore/nope/cancel')).status, 404)
-    assert.equal((await agent.request('POST', '/backup/../cancel')).status, 404)
+    assert.equal((await agent.request('POST', '/backup/../cancel')).status, 400, 'a traversal id is no job')
   })
 })
 
