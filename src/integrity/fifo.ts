@@ -1,9 +1,14 @@
 // Named pipes between the agent and a lifecycle script (BACKUP_STREAM, RESTORE_STREAM).
 //
 // Opened non-blocking and read or written through libuv (a net.Socket on the fd), so a script
-// that never touches the pipe ties up no thread. The agent holds the other end open itself
-// ("keeper"), so the pipe neither reports end-of-stream before the script opens it nor fails
-// writes before the script reads; dropping the keeper lets the real end arrive.
+// that never touches the pipe ties up no thread.
+// - The script writes (BACKUP_STREAM): the agent also holds a write end ("keeper"), so the pipe
+//   does not report end-of-stream before the script has opened it; dropping the keeper after
+//   the script exited lets the real end arrive.
+// - The script reads (RESTORE_STREAM): the agent opens its write end only once the script has
+//   opened the pipe for reading. Writing earlier into a pipe held open by a keeper could fit a
+//   small stream entirely into the pipe buffer and close it before the script opens it; its
+//   open would then wait for a writer forever.
 import { execFileSync } from 'node:child_process'
 import { closeSync, constants, openSync, rmSync } from 'node:fs'
 import net from 'node:net'
@@ -22,13 +27,13 @@ export interface FifoEnd {
   dispose(): void
 }
 
-function openFifo(path: string, direction: 'read' | 'write'): FifoEnd {
+/** A pipe the script writes to (BACKUP_STREAM). */
+export function openFifoForReading(path: string): FifoEnd {
   mkfifo(path)
-  const read = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
+  const mine = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
   // Opening for writing succeeds without blocking once a reader exists (ours).
-  const write = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
-  const [mine, keeper] = direction === 'read' ? [read, write] : [write, read]
-  const socket = new net.Socket({ fd: mine, readable: direction === 'read', writable: direction === 'write' })
+  const keeper = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
+  const socket = new net.Socket({ fd: mine, readable: true, writable: false })
   socket.on('error', () => {}) // reported through the stream pipeline that uses it
   let keeperOpen = true
   const releaseKeeper = () => {
@@ -48,7 +53,42 @@ function openFifo(path: string, direction: 'read' | 'write'): FifoEnd {
   }
 }
 
-/** A pipe the script writes to (BACKUP_STREAM). */
-export const openFifoForReading = (path: string) => openFifo(path, 'read')
+export interface FifoWriter {
+  path: string
+  /** The write end, once the script has opened the pipe for reading. */
+  connected: Promise<net.Socket>
+  /** Stops waiting, closes the write end and removes the pipe. */
+  dispose(): void
+}
+
+const CONNECT_POLL_MS = 20
+
 /** A pipe the script reads from (RESTORE_STREAM). */
-export const openFifoForWriting = (path: string) => openFifo(path, 'write')
+export function openFifoForWriting(path: string): FifoWriter {
+  mkfifo(path)
+  let disposed = false
+  let socket: net.Socket | undefined
+  const connected = (async () => {
+    // O_WRONLY|O_NONBLOCK fails with ENXIO until a reader has the pipe open.
+    for (;;) {
+      if (disposed) throw new Error('the restore script never opened RESTORE_STREAM')
+      try {
+        socket = new net.Socket({ fd: openSync(path, constants.O_WRONLY | constants.O_NONBLOCK), readable: false, writable: true })
+        return socket
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ENXIO') throw error
+      }
+      await new Promise((resolve) => setTimeout(resolve, CONNECT_POLL_MS))
+    }
+  })()
+  connected.catch(() => {}) // the transfer that awaits it reports the failure
+  return {
+    path,
+    connected,
+    dispose() {
+      disposed = true
+      socket?.destroy()
+      rmSync(path, { force: true })
+    },
+  }
+}

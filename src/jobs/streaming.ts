@@ -121,9 +121,10 @@ export function openRestoreStream(ctx: StageContext): ScriptStream | undefined {
   const fifo = openFifoForWriting(join(ctx.directory, '.restore.stream'))
   const stop = new AbortController()
   const transfer = (async () => {
+    const reader = await fifo.connected
     const object = await storage.read!(filename, { ...ctx.transferOptions(null), signal: ctx.signal })
     const hash = createHash('sha256')
-    await pipeline(tap(object.chunks, (c) => hash.update(c)), createDecoder(job.request.encryptionKey), fifo.socket)
+    await pipeline(tap(object.chunks, (c) => hash.update(c)), createDecoder(job.request.encryptionKey), reader)
     const actual = hash.digest('hex')
     job.checksum = object.sha256
     job.checksumVerified = object.sha256 === actual

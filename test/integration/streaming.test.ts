@@ -36,7 +36,7 @@ describe('streaming mode', () => {
     agent = await startAgent({ scripts })
     streamingRestore = await startAgent({
       env: { directory_backup: agent.backupDir },
-      scripts: { ...scripts, restore: 'sha256sum < "$RESTORE_STREAM" | cut -c1-64' },
+      scripts: { ...scripts, restore: 'sleep "${DELAY:-0}"; sha256sum < "$RESTORE_STREAM" | cut -c1-64' },
     })
   })
   after(async () => {
@@ -56,9 +56,9 @@ describe('streaming mode', () => {
     return { id, original, done: await agent.waitFor('backup', id, 120_000) }
   }
 
-  async function restore(via: Agent, filename: string, encryptionKey: string | null) {
+  async function restore(via: Agent, filename: string, encryptionKey: string | null, parameters: Record<string, unknown> = {}) {
     const id = managerId()
-    const body = managerRestoreBody(id, s3Destination(target, { filename }))
+    const body = managerRestoreBody(id, s3Destination(target, { filename }), { parameters })
     body.encryption_key = encryptionKey
     await via.request('PUT', '/restore', body)
     return via.waitFor('restore', id, 120_000)
@@ -128,6 +128,16 @@ describe('streaming mode', () => {
     const missing = await restore(agent, done.filename, null)
     assert.equal(missing.status, 'FAILED')
     assert.match(missing.error_message, /encrypted but the restore request has no encryption_key/)
+  })
+
+  it('streams a small backup to a restore script that opens RESTORE_STREAM late', async () => {
+    // the whole stream fits into the pipe's buffer: it must not be written (and the pipe closed)
+    // before the script has opened it
+    const { done, original } = await streamedBackup(null, { SIZE_KIB: 2 })
+    assert.equal(done.status, 'SUCCEEDED', done.error_message)
+    const restored = await restore(streamingRestore, done.filename, null, { DELAY: 1 })
+    assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
+    assert.equal(restored.restore_log.trim(), sha256(readFileSync(original)))
   })
 
   it('refuses a private key for a backup', async () => {
