@@ -15,6 +15,8 @@ export interface JobEntry {
   status: JobStatus
   /** JSON of the polling body, refreshed by publish(). */
   body: string
+  /** The UTF-8 bytes of `body`, encoded on the first poll after a change (see pollingBytes). */
+  bytes?: Buffer | undefined
   endedAt: number | null
   /** Present while this process runs the job. */
   live?: { job: Job; cancel: AbortController }
@@ -50,6 +52,16 @@ export class JobRegistry {
 
   get(kind: JobKind, id: string): JobEntry | undefined {
     return this.#jobs[kind].get(id)
+  }
+
+  /**
+   * The polling body as bytes, encoded once per change. Node writes a large string response
+   * about ten times slower than the same bytes as a Buffer (measured with bench/: 0.7 MB bodies,
+   * 250 against 2,700 answers a second), and a body with full logs is that large.
+   */
+  pollingBytes(entry: JobEntry): Buffer {
+    entry.bytes ??= Buffer.from(entry.body, 'utf8')
+    return entry.bytes
   }
 
   /** From now on no job starts (shutdown); polls are still answered. */
@@ -103,6 +115,7 @@ export class JobRegistry {
     })
     entry.status = job.status
     entry.body = body
+    entry.bytes = undefined
     entry.endedAt = endedAt
   }
 
@@ -110,7 +123,7 @@ export class JobRegistry {
   replace(row: StoredJob): void {
     this.#store.save(row)
     const entry = this.#jobs[row.kind].get(row.id)
-    if (entry) Object.assign(entry, { status: row.status, body: row.body, endedAt: row.endedAt })
+    if (entry) Object.assign(entry, { status: row.status, body: row.body, bytes: undefined, endedAt: row.endedAt })
   }
 
   /** Publishes the final state and gives the slot back; called once per job by the runner. */
