@@ -10,6 +10,8 @@ import { join } from 'node:path'
 export const ROOT = new URL('..', import.meta.url).pathname
 export const ENTRY = join(ROOT, 'src/main.ts')
 export const NODE = process.execPath
+/** Extra node flags for the agents the figures start (investigation: `--cpu-prof --cpu-prof-dir=…`). */
+const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
 export const WORK = process.env.BENCH_DIR ?? '/tmp/osb-bench'
 export const LAB_DIR = process.env.LAB_DIR ?? '/tmp/osb-storage'
 export const MiB = 1024 * 1024
@@ -249,7 +251,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const password = `bench-${Math.random().toString(36).slice(2)}`
   const logFile = join(root, 'agent.log')
   const out = openSync(logFile, 'a')
-  const child = spawn(NODE, [ENTRY], {
+  const child = spawn(NODE, [...AGENT_NODE_ARGS, ENTRY], {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: root,
