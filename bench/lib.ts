@@ -8,7 +8,8 @@ import net from 'node:net'
 import { join } from 'node:path'
 
 export const ROOT = new URL('..', import.meta.url).pathname
-export const ENTRY = join(ROOT, 'src/main.ts')
+/** The agent under test; BENCH_ENTRY points at another checkout's src/main.ts for a before/after comparison. */
+export const ENTRY = process.env.BENCH_ENTRY ?? join(ROOT, 'src/main.ts')
 export const NODE = process.execPath
 /** Extra node flags for the agents the figures start (investigation: `--cpu-prof --cpu-prof-dir=…`). */
 const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
