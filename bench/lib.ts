@@ -13,7 +13,8 @@ export const ENTRY = process.env.BENCH_ENTRY ?? join(ROOT, 'src/main.ts')
 export const NODE = process.execPath
 /** Extra node flags for the agents the figures start (investigation: `--cpu-prof --cpu-prof-dir=…`). */
 const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
-export const WORK = process.env.BENCH_DIR ?? '/tmp/osb-bench'
+/** This run's files (agents, source files); per process, so two runs never remove each other's. */
+export const WORK = join(process.env.BENCH_DIR ?? '/tmp/osb-bench', `run-${process.pid}`)
 export const LAB_DIR = process.env.LAB_DIR ?? '/tmp/osb-storage'
 export const MiB = 1024 * 1024
 export const GiB = 1024 * MiB
