@@ -71,7 +71,8 @@ export async function swiftDelete(lab: Record<string, string>, name: string): Pr
 
 /** Removes the bench containers with everything in them, then creates the container again. */
 export async function emptyContainer(lab: Record<string, string>): Promise<void> {
-  for (const container of [CONTAINER, `${CONTAINER}_segments`]) {
+  // The agent puts segments in `<c>_segments`, the swift CLI (4.x) in `<c>+segments`.
+  for (const container of [CONTAINER, `${CONTAINER}_segments`, `${CONTAINER}+segments`]) {
     await run('/usr/bin/swift', swiftArgs(lab, 'delete', container), { env: swiftEnv })
   }
   await ensureContainer(lab)
