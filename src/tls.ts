@@ -1,12 +1,24 @@
 // Trust for outgoing TLS: Node's bundled CAs, the system store (BOSH installs trusted
-// certificates there) and an optional ca_file. Set once at start, before any connection.
+// certificates there) and an optional ca_file. The ca_file is read at start (an unreadable one
+// stops the start); the list is installed before the first storage connection (applyTrust, from
+// storageFor): reading and installing the system store cost about a tenth of the start-up time.
 import { readFileSync } from 'node:fs'
 import tls from 'node:tls'
 
+/** Certificates of ca_file, once trustCertificates ran; undefined before (tests: Node's defaults). */
+let extra: string[] | undefined
+let applied = false
+
 export function trustCertificates(caFile: string | undefined): void {
-  const certificates = [...tls.getCACertificates('bundled'), ...tls.getCACertificates('system')]
-  if (caFile !== undefined) certificates.push(...splitPem(readFileSync(caFile, 'utf8')))
-  tls.setDefaultCACertificates(certificates)
+  extra = caFile === undefined ? [] : splitPem(readFileSync(caFile, 'utf8'))
+  applied = false
+}
+
+/** Installs the trusted list; idempotent, called before any outgoing storage connection. */
+export function applyTrust(): void {
+  if (applied || extra === undefined) return
+  tls.setDefaultCACertificates([...tls.getCACertificates('bundled'), ...tls.getCACertificates('system'), ...extra])
+  applied = true
 }
 
 function splitPem(pem: string): string[] {

@@ -32,7 +32,7 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
     execution_time_ms: 0,
     ...emptyLogs,
   })
-  const sendPollingBody = (reply: FastifyReply, status: number, body: string) => reply.code(status).header('content-type', JSON_TYPE).send(body)
+  const sendPollingBody = (reply: FastifyReply, status: number, body: string | Buffer) => reply.code(status).header('content-type', JSON_TYPE).send(body)
   const tags = [kind]
   const polling = pollingBodySchema(kind)
   const conflict = { ...polling, description: `a job with this id exists: its polling body` }
@@ -113,7 +113,7 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
     if (idProblem(id)) return reply.code(400).send({ message: 'invalid id: 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..' })
     const entry = registry.get(kind, id)
     if (!entry) return reply.code(404).send()
-    return sendPollingBody(reply, 200, entry.body)
+    return sendPollingBody(reply, 200, registry.pollingBytes(entry))
   })
 
   const cancelSchema = {

@@ -1,8 +1,15 @@
 // A writable stream into a file at a position that reports each chunk only once it is on disk.
 // A download that breaks mid-body resumes from exactly the bytes written, and a hash fed from
 // here covers exactly the file's content (fs.WriteStream may drop queued chunks on an error).
+//
+// Chunks that queue up while a write is in flight go to disk together with one writev: a
+// download arrives in chunks of 16-64 KiB, and one thread-pool round trip per chunk was what
+// held the network reads back (bench/, docs/PERFORMANCE.md).
 import { Writable } from 'node:stream'
 import type { FileHandle } from 'node:fs/promises'
+
+/** At most this many buffers per writev (Linux's IOV_MAX is 1024). */
+const MAX_IOV = 1024
 
 export class FileSink extends Writable {
   readonly #file: FileHandle
@@ -17,13 +24,34 @@ export class FileSink extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#file.write(chunk, 0, chunk.length, this.#position).then(
-      () => {
-        this.#position += chunk.length
-        this.#written(chunk)
-        callback()
-      },
-      (error: Error) => callback(error),
-    )
+    this.#writeAll([chunk]).then(() => callback(), callback)
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    this.#writeAll(chunks.map((c) => c.chunk)).then(() => callback(), callback)
+  }
+
+  /** Writes the chunks in order (a short write is continued) and reports each one once it is on disk. */
+  async #writeAll(chunks: Buffer[]): Promise<void> {
+    let next = 0 // the first chunk not yet wholly on disk
+    let offset = 0 // bytes of chunks[next] already on disk
+    while (next < chunks.length) {
+      if ((chunks[next] as Buffer).length === 0) {
+        this.#written(chunks[next++] as Buffer)
+        continue
+      }
+      const batch = chunks.slice(next, next + MAX_IOV)
+      batch[0] = (batch[0] as Buffer).subarray(offset)
+      const { bytesWritten } = batch.length === 1 ? await this.#file.write(batch[0], 0, batch[0].length, this.#position) : await this.#file.writev(batch, this.#position)
+      if (bytesWritten === 0) throw new Error('the file took no bytes')
+      this.#position += bytesWritten
+      let left = bytesWritten + offset
+      while (next < chunks.length && left >= (chunks[next] as Buffer).length) {
+        left -= (chunks[next] as Buffer).length
+        this.#written(chunks[next] as Buffer)
+        next++
+      }
+      offset = left
+    }
   }
 }

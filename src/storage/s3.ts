@@ -1,6 +1,5 @@
 // S3 (AWS or any S3-compatible server): streaming multipart upload from disk, streaming download.
-import { createReadStream } from 'node:fs'
-import { open, stat } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import {
@@ -17,7 +16,6 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3'
-import { Upload } from '@aws-sdk/lib-storage'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { JobError } from '../errors.ts'
 import type { S3Destination } from '../jobs/request.ts'
@@ -25,6 +23,7 @@ import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOption
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
 import { FileSink } from './file-sink.ts'
 import { growingPartSize, parts } from './parts.ts'
+import { OffThreadSha256 } from './sha256.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
 const MAX_PARTS = 10_000
@@ -61,6 +60,8 @@ export class S3Storage implements Storage {
       // (Swift's s3api among them) reject with 501; send checksums only where S3 requires them.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // SigV4 hashes every part; this keeps those hashes off the event loop (src/storage/sha256.ts).
+      sha256: OffThreadSha256,
       requestHandler: new NodeHttpHandler({
         httpAgent,
         httpsAgent,
@@ -86,34 +87,19 @@ export class S3Storage implements Storage {
     return this.#prefix + filename
   }
 
+  /**
+   * A multipart upload read straight from the file: each part is read into its own buffer (no
+   * copy through a stream and no concatenation), up to UPLOAD_CONCURRENCY parts in flight, each
+   * retried by the SDK from that buffer. A file up to one part is a single PUT.
+   */
   async upload(path: string, filename: string, options: TransferOptions = {}): Promise<void> {
-    const key = this.#key(filename)
-    this.#onRequest = options.onRequest
-    const { size } = await stat(path)
-    const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
-    const upload = new Upload({
-      client: this.#client,
-      params: {
-        Bucket: this.#d.bucket,
-        Key: key,
-        Body: createReadStream(path, { highWaterMark: 1024 * 1024 }),
-        ...(options.sha256 ? { Metadata: { sha256: options.sha256 } } : {}),
-      },
-      partSize,
-      queueSize: UPLOAD_CONCURRENCY,
-      leavePartsOnError: false, // abort the multipart upload: no orphaned parts
-    })
-    upload.on('httpUploadProgress', (p) => p.loaded !== undefined && options.onProgress?.(p.loaded))
-    const cancel = () => void upload.abort()
-    options.signal?.addEventListener('abort', cancel, { once: true })
+    const file = await open(path, 'r')
     try {
-      if (options.signal?.aborted) throw new JobError(String(options.signal.reason))
-      await upload.done()
-    } catch (error) {
-      if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
-      throw this.#explain(error, `upload of ${key}`)
+      const { size } = await file.stat()
+      const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
+      await this.#putParts(fileParts(file, path, size, partSize), filename, { ...options, metadata: options.sha256 ? { sha256: options.sha256 } : undefined })
     } finally {
-      options.signal?.removeEventListener('abort', cancel)
+      await file.close()
     }
   }
 
@@ -188,6 +174,15 @@ export class S3Storage implements Storage {
    * than one part is a single PUT.
    */
   async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
+    return this.#putParts(parts(source, partSizeFor), filename, options)
+  }
+
+  /** Uploads numbered parts (the last one marked) as one object; on any failure or abort nothing is left. */
+  async #putParts(
+    source: AsyncIterable<{ number: number; data: Buffer; last: boolean }>,
+    filename: string,
+    options: TransferOptions & { metadata?: Record<string, string> | undefined },
+  ): Promise<{ size: number }> {
     const key = this.#key(filename)
     const bucket = this.#d.bucket
     this.#onRequest = options.onRequest
@@ -199,8 +194,9 @@ export class S3Storage implements Storage {
     let size = 0
     let uploaded = 0
     try {
-      for await (const part of parts(source, partSizeFor)) {
+      for await (const part of source) {
         if (failure !== undefined) throw failure
+        if (options.signal?.aborted) throw new JobError(String(options.signal.reason))
         size += part.data.length
         if (part.number === 1 && part.last) {
           await this.#client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: part.data, Metadata: options.metadata }), send)
@@ -311,6 +307,25 @@ export class S3Storage implements Storage {
     }
     const message = error instanceof Error ? error.message : String(error)
     return new JobError(`${what} failed at ${d.endpointUrl}: ${message}`, { cause: error })
+  }
+}
+
+/**
+ * The file cut into parts of `partSize`, each read into its own buffer. A file that ends early
+ * (something still writes it) fails the upload rather than storing a short object.
+ */
+async function* fileParts(file: FileHandle, path: string, size: number, partSize: number): AsyncGenerator<{ number: number; data: Buffer; last: boolean }> {
+  for (let number = 1, start = 0; ; number++) {
+    const length = Math.min(partSize, size - start)
+    const data = Buffer.allocUnsafe(length)
+    for (let filled = 0; filled < length; ) {
+      const { bytesRead } = await file.read(data, filled, length - filled, start + filled)
+      if (bytesRead === 0) throw new JobError(`${path} changed while it was uploaded: it ends at byte ${start + filled}, not ${size} (is something still writing it?)`)
+      filled += bytesRead
+    }
+    start += length
+    yield { number, data, last: start >= size }
+    if (start >= size) return
   }
 }
 

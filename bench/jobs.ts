@@ -1,0 +1,90 @@
+// Figures 4 and 5 of issue 8: the agent's own overhead per job (200 sequential no-op backups
+// with skipStorage, POST to the 10 ms poll that sees SUCCEEDED) and its start-up time (spawning
+// `node src/main.ts` to the first 200 on /status, with a store of 1000 job records).
+import { spawn } from 'node:child_process'
+import { mkdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { JobStore } from '../src/jobs/store.ts'
+import { BenchError, ENTRY, freePort, jobId, log, median, NODE, now, percentile, round, runJobToEnd, s3Destination, sleep, startAgent, stopChild, triggerBody, WORK, type Row } from './lib.ts'
+
+const DUMMY_LAB = { S3_ENDPOINT: 'http://127.0.0.1:9', S3_REGION: 'us-east-1', S3_ACCESS_KEY: 'k', S3_SECRET_KEY: 's' }
+
+export async function overhead(): Promise<Row[]> {
+  const agent = await startAgent()
+  const times: number[] = []
+  try {
+    const body = () => triggerBody(jobId(), s3Destination(DUMMY_LAB, 'none', { skipStorage: true }))
+    for (let i = 0; i < 5; i++) await runJobToEnd(agent, 'backup', body(), 10) // warm-up, not counted
+    const jobs = Number(process.env.BENCH_OVERHEAD_JOBS ?? 200)
+    for (let i = 0; i < jobs; i++) times.push((await runJobToEnd(agent, 'backup', body(), 10)).ms)
+  } finally {
+    await agent.stop()
+  }
+  const p50 = median(times)
+  const p99 = percentile(times, 99)
+  log(`overhead: median ${round(p50, 1)} ms, p99 ${round(p99, 1)} ms`)
+  return [
+    { figure: 'job overhead, no-op backup, median (ms)', unit: 'ms', ours: round(p50, 1), peer: null, ratio: round(p50 / 50), target: '≤ 50 ms', pass: p50 <= 50, detail: { p99_ms: round(p99, 1), min_ms: round(Math.min(...times), 1), max_ms: round(Math.max(...times), 1) } },
+    { figure: 'job overhead, no-op backup, p99 (ms)', unit: 'ms', ours: round(p99, 1), peer: null, ratio: null, target: 'reported', pass: true },
+  ]
+}
+
+export async function startup(): Promise<Row[]> {
+  // A real finished job's stored row, copied to 1000 records.
+  const root = join(WORK, `startup-${process.pid}`)
+  rmSync(root, { recursive: true, force: true })
+  mkdirSync(root, { recursive: true })
+  const seed = await startAgent({ root, scripts: { backup: 'echo "dumped 1234 rows"; echo "pg_dump: warning: something" >&2' } })
+  try {
+    await runJobToEnd(seed, 'backup', triggerBody(jobId(), s3Destination(DUMMY_LAB, 'none', { skipStorage: true })))
+  } finally {
+    await seed.stop()
+  }
+  const state = join(root, 'state')
+  const store = new JobStore(state)
+  const [row] = store.all()
+  if (!row) throw new BenchError('the seed job was not stored')
+  const base = Date.now() - 3_600_000
+  for (let i = 0; i < 999; i++) store.save({ ...row, id: jobId() + i, startedAt: base + i * 1000, endedAt: base + i * 1000 + 500 })
+  const count = store.all().length
+  store.close()
+  if (count !== 1000) throw new BenchError(`the store holds ${count} records, not 1000`)
+
+  await fetch('http://127.0.0.1:9/').catch(() => {}) // the bench's own fetch is warm before timing
+  const times: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const port = await freePort()
+    const auth = `Basic ${Buffer.from('manager:startup-pw').toString('base64')}`
+    const started = now()
+    const child = spawn(NODE, [ENTRY], {
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: root,
+        client_username: 'manager',
+        client_password: 'startup-pw',
+        client_host: '127.0.0.1',
+        client_port: String(port),
+        directory_backup: join(root, 'backup'),
+        directory_restore: join(root, 'restore'),
+        scripts_path: join(root, 'scripts'),
+      },
+      stdio: ['ignore', 'ignore', 'ignore'],
+    })
+    try {
+      for (;;) {
+        const ok = await fetch(`http://127.0.0.1:${port}/status`, { headers: { authorization: auth } }).then((r) => r.status === 200, () => false)
+        if (ok) break
+        if (child.exitCode !== null) throw new BenchError(`the agent exited with ${child.exitCode} during start-up`)
+        if (now() - started > 30_000) throw new BenchError('the agent did not answer /status within 30 s')
+        await sleep(5)
+      }
+      times.push(now() - started)
+    } finally {
+      await stopChild(child)
+    }
+  }
+  rmSync(root, { recursive: true, force: true })
+  const p50 = median(times)
+  log(`start-up: ${times.map((t) => round(t, 0)).join(', ')} ms`)
+  return [{ figure: 'start-up to first 200 on /status, 1000 records (ms)', unit: 'ms', ours: round(p50, 0), peer: null, ratio: round(p50 / 1000), target: '≤ 1000 ms', pass: p50 <= 1000, detail: { runs_ms: times.map((t) => round(t, 0)) } }]
+}

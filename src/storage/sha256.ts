@@ -1,0 +1,57 @@
+// The SHA-256 the AWS SDK signs requests with (SigV4 hashes every request body), computed off
+// the event loop. The SDK's default hashes an 8 MiB upload part synchronously on the main
+// thread, which then neither reads the next part nor answers polls; WebCrypto's digest runs in
+// libuv's thread pool. Small bodies and the signing HMACs stay synchronous: there a thread-pool
+// round trip costs more than the hash.
+import { createHash, createHmac, webcrypto, type Hash, type Hmac } from 'node:crypto'
+
+/** Bodies at least this large are hashed in the thread pool. */
+const OFF_THREAD_BYTES = 256 * 1024
+
+type SourceData = string | ArrayBuffer | ArrayBufferView
+
+function bytes(data: SourceData, encoding?: BufferEncoding): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, encoding ?? 'utf8')
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  return Buffer.from(data)
+}
+
+/** A drop-in for the SDK's `sha256` hash constructor (update, digest, reset; an HMAC with a secret). */
+export class OffThreadSha256 {
+  readonly #secret: SourceData | undefined
+  #hmac: Hmac | undefined
+  #chunks: Buffer[] = []
+  #size = 0
+
+  constructor(secret?: SourceData) {
+    this.#secret = secret
+    this.reset()
+  }
+
+  update(data: SourceData, encoding?: BufferEncoding): void {
+    if (this.#hmac) {
+      this.#hmac.update(bytes(data, encoding))
+      return
+    }
+    const chunk = bytes(data, encoding)
+    this.#chunks.push(chunk)
+    this.#size += chunk.length
+  }
+
+  async digest(): Promise<Uint8Array> {
+    if (this.#hmac) return this.#hmac.digest()
+    if (this.#size < OFF_THREAD_BYTES) {
+      const hash: Hash = createHash('sha256')
+      for (const chunk of this.#chunks) hash.update(chunk)
+      return hash.digest()
+    }
+    const data = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#size)
+    return new Uint8Array(await webcrypto.subtle.digest('SHA-256', data))
+  }
+
+  reset(): void {
+    this.#hmac = !this.#secret ? undefined : createHmac('sha256', bytes(this.#secret))
+    this.#chunks = []
+    this.#size = 0
+  }
+}
