@@ -12,6 +12,7 @@ import { InvalidJson } from './body.ts'
 import { encodeCursor, parseListingQuery } from './listing.ts'
 import { idProblem, parseDelete, parseTrigger, triggerId } from './trigger.ts'
 
+const INVALID_ID = { message: 'invalid id: 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..' }
 const JSON_TYPE = 'application/json; charset=utf-8'
 
 export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: AppDeps): void {
@@ -110,7 +111,7 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
   }
   app.get<{ Params: { id: string } }>(`/${kind}/:id`, { schema: pollSchema }, async (req, reply) => {
     const { id } = req.params
-    if (idProblem(id)) return reply.code(400).send({ message: 'invalid id: 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..' })
+    if (idProblem(id)) return reply.code(400).send(INVALID_ID)
     const entry = registry.get(kind, id)
     if (!entry) return reply.code(404).send()
     return sendPollingBody(reply, 200, registry.pollingBytes(entry))
@@ -130,7 +131,7 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
   }
   app.post<{ Params: { id: string } }>(`/${kind}/:id/cancel`, { schema: cancelSchema }, async (req, reply) => {
     const { id } = req.params
-    if (idProblem(id)) return reply.code(400).send({ message: 'invalid id: 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..' })
+    if (idProblem(id)) return reply.code(400).send(INVALID_ID)
     switch (registry.cancel(kind, id)) {
       case 'cancelled':
         req.log.info({ job: id, kind }, 'job cancelled')

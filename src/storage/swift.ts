@@ -201,16 +201,7 @@ export class SwiftStorage implements Storage {
       await Promise.all(inFlight)
       if (failure !== undefined) throw failure
       manifest = true
-      const res = await this.#client.request({
-        method: 'PUT',
-        container,
-        object: filename,
-        query: 'multipart-manifest=put',
-        headers: { 'content-type': 'application/octet-stream', ...metadata },
-        body: JSON.stringify(entries),
-      })
-      const text = await readText(res, 64 * 1024)
-      if (res.status !== 201) throw swiftStatusError(this.#context(`${ctx.what} (manifest)`, container), res.status, text, 'container')
+      await this.#putManifest(ctx, filename, entries, metadata)
       if (signal?.aborted) throw new JobError(String(signal.reason))
       return { size }
     } catch (error) {
@@ -425,18 +416,8 @@ export class SwiftStorage implements Storage {
       manifest = 'unknown'
       // Not aborted by a cancel: a manifest PUT cut off after its body may still be stored, and
       // one that finishes is removed below like any other failed upload.
-      const res = await this.#client.request({
-        method: 'PUT',
-        container,
-        object: filename,
-        query: 'multipart-manifest=put',
-        headers: { 'content-type': 'application/octet-stream', ...metadata },
-        body: JSON.stringify(entries),
-      })
-      const text = await readText(res, 64 * 1024)
-      manifest = res.status === 201 ? 'written' : 'not sent'
-      if (res.status !== 201) throw swiftStatusError(this.#context(`${ctx.what} (manifest)`, container), res.status, text, 'container')
-      const stored = unquote(res.headers.etag)
+      const stored = await this.#putManifest(ctx, filename, entries, metadata)
+      manifest = 'written'
       if (stored !== sloEtag(etags)) {
         throw new JobError(`${ctx.what} failed verification: Swift reports ETag ${stored || '(none)'} for the large object, the segments sent give ${sloEtag(etags)}`)
       }
@@ -452,6 +433,22 @@ export class SwiftStorage implements Storage {
         cause: error,
       })
     }
+  }
+
+  /** PUTs a Static Large Object's manifest; returns the ETag Swift computed for the whole. */
+  async #putManifest(ctx: SwiftContext, filename: string, entries: ManifestEntry[], metadata: Record<string, string>): Promise<string> {
+    const container = this.#d.containerName
+    const res = await this.#client.request({
+      method: 'PUT',
+      container,
+      object: filename,
+      query: 'multipart-manifest=put',
+      headers: { 'content-type': 'application/octet-stream', ...metadata },
+      body: JSON.stringify(entries),
+    })
+    const text = await readText(res, 64 * 1024)
+    if (res.status !== 201) throw swiftStatusError(this.#context(`${ctx.what} (manifest)`, container), res.status, text, 'container')
+    return unquote(res.headers.etag)
   }
 
   /** Deletes objects (404 counts as deleted); returns how many are still there. */
