@@ -10,12 +10,14 @@ export const GENERATOR = join(ROOT, 'bench/generator.ts')
 const TARGET_BYTES = 150 * 1e6
 
 export async function memory(lab: Record<string, string>): Promise<Row[]> {
-  const sizes = [100 * MiB, GiB, 4 * GiB]
+  // BENCH_MEMORY_SIZES (MiB, comma-separated) and BENCH_MEMORY_MODES (file,stream) narrow it for investigation.
+  const sizes = (process.env.BENCH_MEMORY_SIZES ?? '100,1024,4096').split(',').map((m) => Number(m) * MiB)
+  const modes = (process.env.BENCH_MEMORY_MODES ?? 'file,stream').split(',') as ('file' | 'stream')[]
   // The 4 GiB source file, the 4 GiB object in the lab's Swift (same disk here), and a margin.
-  requireFreeDisk(WORK, 10 * GiB, 'the memory figure (4 GiB source file + 4 GiB object)')
+  requireFreeDisk(WORK, 2 * Math.max(...sizes) + 2 * GiB, 'the memory figure (4 GiB source file + 4 GiB object)')
   await ensureBucket(lab)
   const rows: Row[] = []
-  for (const mode of ['file', 'stream'] as const) {
+  for (const mode of modes) {
     const peaks: number[] = []
     for (const size of sizes) {
       const src = mode === 'file' ? sourceFile(size) : ''

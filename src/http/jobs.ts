@@ -6,14 +6,20 @@ import type { JobKind } from '../jobs/request.ts'
 import { runJob } from '../jobs/runner.ts'
 import { logFields } from '../jobs/stages.ts'
 import type { AppDeps } from './app.ts'
-import { Empty, IdParamsSchema, ListingQuerySchema, ListingSchema, MessageSchema, RefusedSchema, pollingBodySchema, rejectedSchema } from './api-schemas.ts'
-import { DeleteSchema, TriggerSchema } from './schemas.ts'
 import { InvalidJson } from './body.ts'
 import { encodeCursor, parseListingQuery } from './listing.ts'
-import { idProblem, parseDelete, parseTrigger, triggerId } from './trigger.ts'
+import { idProblem, triggerId } from './ids.ts'
 
 const INVALID_ID = { message: 'invalid id: 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..' }
 const JSON_TYPE = 'application/json; charset=utf-8'
+
+/**
+ * The body checks (TypeBox's schema compiler, a large module graph), loaded on the first trigger
+ * or DELETE: start-up and polls never wait for them. The OpenAPI schemas of these routes live in
+ * src/http/route-schemas.ts, loaded only for /openapi.json and /docs.
+ */
+let checks: Promise<typeof import('./trigger.ts')> | undefined
+const bodyChecks = () => (checks ??= import('./trigger.ts'))
 
 export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: AppDeps): void {
   const { registry, config } = deps
@@ -34,30 +40,9 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
     ...emptyLogs,
   })
   const sendPollingBody = (reply: FastifyReply, status: number, body: string | Buffer) => reply.code(status).header('content-type', JSON_TYPE).send(body)
-  const tags = [kind]
-  const polling = pollingBodySchema(kind)
-  const conflict = { ...polling, description: `a job with this id exists: its polling body` }
-
   app.route<{ Body: unknown }>({
     method: kind === 'backup' ? 'POST' : 'PUT',
     url: `/${kind}`,
-    schema: {
-      tags,
-      summary: `start a ${kind}`,
-      description:
-        kind === 'backup'
-          ? 'Registers the job and answers at once; the stages run in the background (lock, check, backup, upload, cleanup, unlock). Poll GET /backup/{id}.'
-          : 'Registers the job and answers at once; the stages run in the background (lock, download, restore, cleanup, unlock). Needs destination.filename unless skipStorage. Poll GET /restore/{id}.',
-      body: TriggerSchema,
-      response: {
-        201: Empty('started; empty body'),
-        400: rejectedSchema(kind),
-        409: conflict,
-        413: { ...MessageSchema, description: 'the body is larger than 1 MiB' },
-        429: { ...RefusedSchema, description: 'max_job_number jobs are running' },
-        503: { ...RefusedSchema, description: 'the agent is shutting down' },
-      },
-    },
     handler: async (req, reply) => {
       if (req.body instanceof InvalidJson) return reply.code(400).send(rejected('Body Deserialization', `the body is not valid JSON: ${req.body.reason}`))
       // A known id answers 409 with that job, before any other check (as the old agent did).
@@ -65,7 +50,7 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
       const existing = id === undefined ? undefined : registry.get(kind, id)
       if (existing) return sendPollingBody(reply, 409, existing.body)
 
-      const parsed = parseTrigger(kind, req.body, config)
+      const parsed = (await bodyChecks()).parseTrigger(kind, req.body, config)
       if (!parsed.ok) return reply.code(400).send(rejected('Body Deserialization', `invalid request: ${parsed.errors.join('; ')}`))
 
       const job = newJob(parsed.value, logFields(kind))
@@ -87,14 +72,7 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
     },
   })
 
-  const listingSchema = {
-    tags,
-    summary: `list ${kind} jobs`,
-    description: 'Summaries of the known jobs, newest first, a page at a time.',
-    querystring: ListingQuerySchema,
-    response: { 200: ListingSchema, 400: { ...MessageSchema, description: 'invalid query' } },
-  }
-  app.get<{ Querystring: Record<string, unknown> }>(`/${kind}`, { schema: listingSchema }, async (req, reply) => {
+  app.get<{ Querystring: Record<string, unknown> }>(`/${kind}`, async (req, reply) => {
     const query = parseListingQuery(req.query)
     if (!query.ok) return reply.code(400).send({ message: `invalid query: ${query.errors.join('; ')}` })
     const page = registry.list(kind, query.value)
@@ -102,14 +80,7 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
   })
 
   // The manager's hot path: auth, an id check and a lookup of an already-serialised body.
-  const pollSchema = {
-    tags,
-    summary: `poll a ${kind} job`,
-    description: 'The manager polls this every few seconds while the job runs, and once more at the end.',
-    params: IdParamsSchema,
-    response: { 200: polling, 400: { ...MessageSchema, description: 'invalid id' }, 404: Empty('no such job; empty body') },
-  }
-  app.get<{ Params: { id: string } }>(`/${kind}/:id`, { schema: pollSchema }, async (req, reply) => {
+  app.get<{ Params: { id: string } }>(`/${kind}/:id`, async (req, reply) => {
     const { id } = req.params
     if (idProblem(id)) return reply.code(400).send(INVALID_ID)
     const entry = registry.get(kind, id)
@@ -117,19 +88,7 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
     return sendPollingBody(reply, 200, registry.pollingBytes(entry))
   })
 
-  const cancelSchema = {
-    tags,
-    summary: `cancel a running ${kind}`,
-    description: 'Stops the running stage (script group or transfer); the job fails "cancelled"; cleanup and unlock still run.',
-    params: IdParamsSchema,
-    response: {
-      202: { ...MessageSchema, description: 'being cancelled' },
-      400: { ...MessageSchema, description: 'invalid id' },
-      404: { ...MessageSchema, description: 'no such job' },
-      409: { ...polling, description: 'not running: its polling body' },
-    },
-  }
-  app.post<{ Params: { id: string } }>(`/${kind}/:id/cancel`, { schema: cancelSchema }, async (req, reply) => {
+  app.post<{ Params: { id: string } }>(`/${kind}/:id/cancel`, async (req, reply) => {
     const { id } = req.params
     if (idProblem(id)) return reply.code(400).send(INVALID_ID)
     switch (registry.cancel(kind, id)) {
@@ -143,21 +102,9 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
     }
   })
 
-  const deleteSchema = {
-    tags,
-    summary: `forget a finished ${kind}`,
-    description: 'Removes the job record (not the stored object).',
-    body: DeleteSchema,
-    response: {
-      200: Empty('forgotten; empty body'),
-      400: { ...MessageSchema, description: 'invalid body or id' },
-      409: { ...polling, description: 'still running: its polling body' },
-      410: Empty('no such job; empty body'),
-    },
-  }
-  app.delete<{ Body: unknown }>(`/${kind}`, { schema: deleteSchema }, async (req, reply) => {
+  app.delete<{ Body: unknown }>(`/${kind}`, async (req, reply) => {
     if (req.body instanceof InvalidJson) return reply.code(400).send({ message: `the body is not valid JSON: ${req.body.reason}` })
-    const parsed = parseDelete(req.body)
+    const parsed = (await bodyChecks()).parseDelete(req.body)
     if (!parsed.ok) return reply.code(400).send({ message: `invalid request: ${parsed.errors.join('; ')}` })
     switch (registry.delete(kind, parsed.value)) {
       case 'deleted':

@@ -1,4 +1,6 @@
 // Turns a trigger body into a JobRequest, or into the list of every bad field (SPEC §3).
+// Loaded on the first trigger or DELETE (src/http/jobs.ts): the schema compiler is a large
+// module graph that start-up and polls do not need.
 //
 // Documented keys are matched case-insensitively (the old agent did so), keys inside
 // `parameters` and unknown subtrees are left as they are, unknown keys are ignored.
@@ -7,11 +9,11 @@ import { Compile } from 'typebox/compile'
 import type { Config } from '../config.ts'
 import type { Destination, DatabaseTarget, JobKind, JobRequest, StorageDestination } from '../jobs/request.ts'
 import { reservedNameReason } from '../scripts/environment.ts'
+import { idProblem } from './ids.ts'
 import { DeleteSchema, TriggerSchema, type DeleteBody, type TriggerBody } from './schemas.ts'
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; errors: string[] }
 
-const ID = /^[A-Za-z0-9._-]{1,128}$/
 const PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 const STORAGE_FIELDS: Record<StorageDestination['type'], readonly string[]> = {
   S3: ['bucket', 'authKey', 'authSecret'],
@@ -23,20 +25,6 @@ const DATABASE_FIELDS = ['host', 'username', 'database'] as const
 
 const triggerValidator = Compile(TriggerSchema)
 const deleteValidator = Compile(DeleteSchema)
-
-/** Why an id cannot name a job (it becomes a directory name), or undefined. */
-export function idProblem(id: unknown): string | undefined {
-  if (typeof id !== 'string' || id === '') return 'id is required'
-  if (!ID.test(id) || id === '.' || id === '..') return 'id must be 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..'
-  return undefined
-}
-
-/** The id of a trigger body before any other check: a known id answers 409 whatever the rest says. */
-export function triggerId(body: unknown): string | undefined {
-  if (!isPlainObject(body)) return undefined
-  for (const [key, value] of Object.entries(body)) if (key.toLowerCase() === 'id' && typeof value === 'string') return value
-  return undefined
-}
 
 export function parseDelete(body: unknown): Checked<string> {
   const { value, errors } = shape<DeleteBody>(body, DeleteSchema, deleteValidator)

@@ -9,9 +9,8 @@ import { JobError } from '../errors.ts'
 import { processStartTime } from '../scripts/process-group.ts'
 import { runScript } from '../scripts/run.ts'
 import type { Storage, TransferOptions } from '../storage/storage.ts'
-import { createDecoder } from '../integrity/codec.ts'
 import type { Compression } from '../integrity/format.ts'
-import { openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
+import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
 import { protectJobFile } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
@@ -292,6 +291,7 @@ function restoreFileArgument(job: Job): string {
 /** Decodes a verified `.osb` download into the file the restore script reads. */
 async function decodeInto(encoded: string, target: string, encryptionKey: string, gid: number | undefined): Promise<void> {
   const partial = `${target}.decoding`
+  const { createDecoder } = await loadCodec()
   try {
     await pipeline(createReadStream(encoded, { highWaterMark: 1024 * 1024 }), createDecoder(encryptionKey), createWriteStream(partial, { mode: 0o640 }))
     await protectJobFile(partial, gid)

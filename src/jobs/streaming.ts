@@ -9,13 +9,15 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
-import { createDecoder, createEncoder } from '../integrity/codec.ts'
 import { openFifoForReading, openFifoForWriting } from '../integrity/fifo.ts'
 import type { StreamHeader } from '../integrity/format.ts'
 import { findScript } from '../scripts/run.ts'
 import type { StageContext } from './stages.ts'
 
 export const STREAM_SUFFIX = '.osb'
+
+/** The .osb codec (zlib, zstd, encryption), loaded with the first stream rather than at start-up. */
+export const loadCodec = () => import('../integrity/codec.ts')
 
 /** What a script stage needs from a stream that runs beside its script. */
 export interface ScriptStream {
@@ -62,7 +64,7 @@ export function openBackupStream(ctx: StageContext): ScriptStream | undefined {
     const first = await input.next()
     if (first.done) return undefined // the script used the file contract
     const filename = `${ctx.fileBase}${STREAM_SUFFIX}`
-    const { header, encode } = createEncoder({
+    const { header, encode } = (await loadCodec()).createEncoder({
       compression: job.request.compression ? ctx.streamCompression : 'none',
       encryptionKey: job.request.encryptionKey,
     })
@@ -122,6 +124,7 @@ export function openRestoreStream(ctx: StageContext): ScriptStream | undefined {
   const stop = new AbortController()
   const transfer = (async () => {
     const reader = await fifo.connected
+    const { createDecoder } = await loadCodec()
     const object = await storage.read!(filename, { ...ctx.transferOptions(null), signal: ctx.signal })
     const hash = createHash('sha256')
     await pipeline(tap(object.chunks, (c) => hash.update(c)), createDecoder(job.request.encryptionKey), reader)

@@ -1,11 +1,9 @@
 // The one interface every storage backend implements. No backend knows about jobs, and no job
 // code knows a backend's protocol.
+import { join, resolve } from 'node:path'
 import type { Config } from '../config.ts'
-import type { S3Destination, StorageDestination } from '../jobs/request.ts'
-import { LocalStorage } from './local.ts'
-import type { S3Storage } from './s3.ts'
+import type { StorageDestination } from '../jobs/request.ts'
 import { applyTrust } from '../tls.ts'
-import { SwiftStorage } from './swift.ts'
 
 /** The agent settings a backend may use (src/config.ts). */
 export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes' | 'storageRetries' | 'localStorageRoot'>
@@ -62,31 +60,33 @@ export interface Storage {
 
 export function storageFor(destination: StorageDestination & { filenamePrefix: string }, settings: StorageSettings): Storage {
   applyTrust()
+  const prefix = destination.filenamePrefix
   switch (destination.type) {
     case 'S3':
-      return new LazyS3Storage(destination, destination.filenamePrefix, settings)
+      return new LazyStorage(`s3://${destination.bucket}/${prefix} at ${destination.endpointUrl}`, () =>
+        import('./s3.ts').then((m) => new m.S3Storage(destination, prefix, settings)),
+      )
     case 'LOCAL':
-      return new LocalStorage(settings.localStorageRoot, destination.filenamePrefix)
+      return new LazyStorage(`local folder ${join(resolve(settings.localStorageRoot), prefix)}`, () => import('./local.ts').then((m) => new m.LocalStorage(settings.localStorageRoot, prefix)))
     case 'SWIFT':
-      return new SwiftStorage(destination, settings)
+      return new LazyStorage(`swift container ${destination.containerName} at ${destination.authUrl}`, () => import('./swift.ts').then((m) => new m.SwiftStorage(destination, settings)))
   }
 }
 
 /**
- * S3 through the AWS SDK, loaded on the first S3 request of the process. The SDK is the largest
- * part of the agent's code: loading it at start cost about a third of the start-up time and
- * 10-15 MB of memory on agents that only ever talk to Swift (or skip storage). Each method
- * waits for the module, then does exactly what S3Storage does.
+ * A backend whose module is loaded on its first request. The backends are most of the agent's
+ * code (the AWS SDK alone is the largest part of it): loading them at start cost a third of the
+ * start-up time and tens of MB on agents that never talk to one of them. `location` is worded
+ * as the backend words it, so messages read the same before it is loaded.
  */
-class LazyS3Storage implements Storage {
+class LazyStorage implements Required<Storage> {
   readonly location: string
-  readonly #open: () => Promise<S3Storage>
+  readonly #open: () => Promise<Required<Storage>>
 
-  constructor(destination: S3Destination, prefix: string, settings: StorageSettings) {
-    // As S3Storage words it (messages name the location before the SDK is loaded).
-    this.location = `s3://${destination.bucket}/${prefix} at ${destination.endpointUrl}`
-    let loaded: Promise<S3Storage> | undefined
-    this.#open = () => (loaded ??= import('./s3.ts').then((m) => new m.S3Storage(destination, prefix, settings)))
+  constructor(location: string, load: () => Promise<Required<Storage>>) {
+    this.location = location
+    let loaded: Promise<Required<Storage>> | undefined
+    this.#open = () => (loaded ??= load())
   }
 
   async upload(path: string, filename: string, options?: TransferOptions): Promise<void> {

@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { loadConfig } from '../../../src/config.ts'
-import { parseTrigger, triggerId } from '../../../src/http/trigger.ts'
+import { triggerId } from '../../../src/http/ids.ts'
+import { parseTrigger } from '../../../src/http/trigger.ts'
 
 const { config } = loadConfig({ client_username: 'u', client_password: 'p', directory_backup: '/b', directory_restore: '/r' })
 
