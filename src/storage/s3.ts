@@ -22,7 +22,7 @@ import type { S3Destination } from '../jobs/request.ts'
 import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from './storage.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
 import { FileSink } from './file-sink.ts'
-import { growingPartSize, parts } from './parts.ts'
+import { growingPartSize, PartBuffers, parts, type Part } from './parts.ts'
 import { OffThreadSha256 } from './sha256.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
@@ -179,7 +179,7 @@ export class S3Storage implements Storage {
 
   /** Uploads numbered parts (the last one marked) as one object; on any failure or abort nothing is left. */
   async #putParts(
-    source: AsyncIterable<{ number: number; data: Buffer; last: boolean }>,
+    source: AsyncIterable<Part>,
     filename: string,
     options: TransferOptions & { metadata?: Record<string, string> | undefined },
   ): Promise<{ size: number }> {
@@ -199,7 +199,11 @@ export class S3Storage implements Storage {
         if (options.signal?.aborted) throw new JobError(String(options.signal.reason))
         size += part.data.length
         if (part.number === 1 && part.last) {
-          await this.#client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: part.data, Metadata: options.metadata }), send)
+          try {
+            await this.#client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: part.data, Metadata: options.metadata }), send)
+          } finally {
+            part.release?.()
+          }
           options.onProgress?.(size)
           return { size }
         }
@@ -215,7 +219,10 @@ export class S3Storage implements Storage {
           .catch((error: unknown) => {
             failure ??= error
           })
-          .finally(() => inFlight.delete(sending))
+          .finally(() => {
+            inFlight.delete(sending)
+            part.release?.() // settled, retries included: the buffer is free for a later part
+          })
         inFlight.add(sending)
         if (inFlight.size >= UPLOAD_CONCURRENCY) await Promise.race(inFlight)
       }
@@ -314,17 +321,19 @@ export class S3Storage implements Storage {
  * The file cut into parts of `partSize`, each read into its own buffer. A file that ends early
  * (something still writes it) fails the upload rather than storing a short object.
  */
-async function* fileParts(file: FileHandle, path: string, size: number, partSize: number): AsyncGenerator<{ number: number; data: Buffer; last: boolean }> {
+async function* fileParts(file: FileHandle, path: string, size: number, partSize: number): AsyncGenerator<Part> {
+  const buffers = new PartBuffers()
   for (let number = 1, start = 0; ; number++) {
     const length = Math.min(partSize, size - start)
-    const data = Buffer.allocUnsafe(length)
+    const buffer = buffers.take(partSize)
+    const data = buffer.subarray(0, length)
     for (let filled = 0; filled < length; ) {
       const { bytesRead } = await file.read(data, filled, length - filled, start + filled)
       if (bytesRead === 0) throw new JobError(`${path} changed while it was uploaded: it ends at byte ${start + filled}, not ${size} (is something still writing it?)`)
       filled += bytesRead
     }
     start += length
-    yield { number, data, last: start >= size }
+    yield { number, data, last: start >= size, release: () => buffers.give(buffer) }
     if (start >= size) return
   }
 }
