@@ -5,7 +5,7 @@
 // Knobs: BENCH_SECONDS (wrk window, 10), BENCH_ROUNDS (transfer rounds, 3), BENCH_DIR (/tmp/osb-bench).
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { BenchError, ensureLab, ensureTools, log, machine, ROOT, running, WORK, type Row } from './lib.ts'
+import { BenchError, buildRelease, ENTRY, ensureLab, ensureTools, log, machine, ROOT, running, WORK, type Row } from './lib.ts'
 import { memory } from './memory.ts'
 import { overhead, startup } from './jobs.ts'
 import { polling } from './polling.ts'
@@ -45,6 +45,8 @@ async function main(): Promise<number> {
   ensureTools()
   const lab = ensureLab()
   mkdirSync(WORK, { recursive: true })
+  buildRelease()
+  log(`agent under test: node ${ENTRY}`)
   const rows: Row[] = []
   const failures: string[] = []
   const attempt = async (name: string, work: () => Promise<Row[]>) => {
@@ -77,6 +79,7 @@ async function main(): Promise<number> {
     finished: new Date().toISOString(),
     figures: [...figures],
     machine: { ...before, loadavg_at_start: before.loadavg, loadavg_at_end: machine().loadavg },
+    agent_entry: ENTRY,
     note: 'shared 2-core machine: other test runs compete for CPU; compare ratios measured in the same run',
     pass: rows.every((r) => r.pass),
     rows,
