@@ -6,7 +6,6 @@ import { AgentClient, CliError, EXIT, refused, type Kind } from './client.ts'
 import { triggerBody, type BodyFlags } from './body.ts'
 import { resolveConnection, DEFAULT_URL, DEFAULT_CREDENTIALS_FILE } from './connection.ts'
 import { progressLine } from './progress.ts'
-import { decrypt } from './decrypt.ts'
 
 type Options = NonNullable<ParseArgsConfig['options']>
 type Values = Record<string, string | boolean | string[] | undefined>
@@ -175,6 +174,8 @@ const COMMANDS: Record<string, Command> = {
     async run(values, args, io) {
       if (args.length > 1) throw new CliError('give at most one input file', EXIT.usage)
       try {
+        // loaded here: the codec is not needed by `serve` or the client commands
+        const { decrypt } = await import('./decrypt.ts')
         await decrypt({ input: args[0], output: values.out as string | undefined, keyFile: values['key-file'] as string | undefined, env: io.env, stdin: process.stdin, stdout: process.stdout })
       } catch (error) {
         throw new CliError(`decrypt failed: ${(error as Error).message}`, EXIT.failed)
