@@ -29,15 +29,24 @@ export async function prepareJobRoot(directory: string, gid: number | undefined)
  */
 export async function prepareJobDirectory(directory: string, options: { empty: boolean; gid: number | undefined }): Promise<void> {
   try {
-    await mkdir(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
+    // undefined when the directory was there already; a path when this call created it
+    const created = await mkdir(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
     // A symlink planted under the job's name would send the agent's chmod, chown and rm elsewhere.
     const info = await lstat(directory)
     if (!info.isDirectory()) throw new Error('it is not a directory (a symlink?)')
-    await chmod(directory, JOB_DIRECTORY_MODE)
-    if (options.gid !== undefined) await chown(directory, SAME_OWNER, options.gid)
-    if (options.empty) {
-      for (const name of await readdir(directory)) await rm(join(directory, name), { recursive: true, force: true })
-    }
+    // Mode, group and emptying are independent once the lstat passed: done together (each is a
+    // thread-pool round trip, and this is on every job's path). A directory this call just
+    // created is empty, so it is not listed.
+    await Promise.all([
+      (async () => {
+        await chmod(directory, JOB_DIRECTORY_MODE)
+        if (options.gid !== undefined) await chown(directory, SAME_OWNER, options.gid)
+      })(),
+      (async () => {
+        if (!options.empty || created !== undefined) return
+        await Promise.all((await readdir(directory)).map((name) => rm(join(directory, name), { recursive: true, force: true })))
+      })(),
+    ])
   } catch (error) {
     throw new JobError(`cannot prepare the job directory ${directory}: ${(error as Error).message}`, { cause: error })
   }

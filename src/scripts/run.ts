@@ -39,10 +39,11 @@ export const KILL_GRACE_MS = 10_000
 const PIPE_DRAIN_MS = 500
 
 export async function findScript(scriptsPath: string, stage: string): Promise<string> {
-  for (const name of [stage, `${stage}.sh`]) {
-    const path = join(scriptsPath, name)
-    const info = await stat(path).catch(() => undefined)
-    if (info?.isFile()) return path
+  // Both names are looked at together (one thread-pool round trip); `<stage>` still wins.
+  const paths = [join(scriptsPath, stage), join(scriptsPath, `${stage}.sh`)]
+  const infos = await Promise.all(paths.map((path) => stat(path).catch(() => undefined)))
+  for (const [i, path] of paths.entries()) {
+    if (infos[i]?.isFile()) return path
   }
   throw new JobError(`no ${stage} script: neither ${stage} nor ${stage}.sh exists in ${scriptsPath} (scripts_path)`)
 }
