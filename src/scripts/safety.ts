@@ -6,8 +6,14 @@
 // parent lets its writers swap the whole scripts directory. A sticky directory such as /tmp is
 // fine: others may add entries there, but not rename or delete ours. Both the script's own path
 // and its target (when it is a symlink) are checked.
-import type { Stats } from 'node:fs'
-import { realpath, stat } from 'node:fs/promises'
+//
+// The checks are synchronous on purpose. They are a dozen metadata calls (realpath, stat) on the
+// scripts directory and its parents, microseconds each once the inodes are cached, and the spawn()
+// they guard blocks the event loop for far longer (fork and exec). Through the thread pool each
+// call was a round trip (a wake-up of a worker, then of the main thread), one after the other,
+// before every script: ~1-2 ms apiece on a busy machine, the largest part of a job's fixed cost
+// after the processes themselves (docs/PERFORMANCE.md, job overhead).
+import { realpathSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 
 const GROUP_OR_OTHER_WRITE = 0o022
@@ -15,40 +21,28 @@ const STICKY = 0o1000
 
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8)}`
 
-/**
- * Why the script at `path` must not be run, or undefined when it is safe.
- *
- * The checks are the same as one stat after the other would make, in the same order (the first
- * problem found is the one reported, a failed stat throws as before), but the file system calls
- * run concurrently: the two realpaths together, then the script and every directory together.
- * Each call is a thread-pool round trip, and this runs before every lifecycle script, so eleven
- * round trips one after the other were a measurable part of a job's fixed cost (docs/PERFORMANCE.md).
- */
-export async function scriptProblem(path: string): Promise<string | undefined> {
+/** Why the script at `path` must not be run, or undefined when it is safe. */
+export function scriptProblem(path: string): string | undefined {
   let target: string
   let scriptsDir: string
   try {
-    ;[target, scriptsDir] = await Promise.all([realpath(path), realpath(dirname(path))])
+    target = realpathSync.native(path)
+    scriptsDir = realpathSync.native(dirname(path))
   } catch (error) {
     return `cannot resolve ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`
   }
-  const dirs: string[] = []
+  const file = statSync(target)
+  if ((file.mode & GROUP_OR_OTHER_WRITE) !== 0) {
+    return `refusing to run ${path}: it is writable by its group or by others (mode ${octal(file.mode)}); remove that with chmod go-w`
+  }
+  const checked = new Set<string>()
   for (const start of [dirname(target), scriptsDir]) {
-    for (let dir = start; !dirs.includes(dir); dir = dirname(dir)) dirs.push(dir)
-  }
-  const [file, ...infos] = await Promise.allSettled([stat(target), ...dirs.map((dir) => stat(dir))])
-  const mode = (result: PromiseSettledResult<Stats> | undefined): number => {
-    if (result?.status !== 'fulfilled') throw result?.reason
-    return result.value.mode
-  }
-  const fileMode = mode(file)
-  if ((fileMode & GROUP_OR_OTHER_WRITE) !== 0) {
-    return `refusing to run ${path}: it is writable by its group or by others (mode ${octal(fileMode)}); remove that with chmod go-w`
-  }
-  for (const [i, dir] of dirs.entries()) {
-    const dirMode = mode(infos[i])
-    if ((dirMode & GROUP_OR_OTHER_WRITE) !== 0 && (dirMode & STICKY) === 0) {
-      return `refusing to run ${path}: the directory ${dir} is writable by its group or by others and not sticky (mode ${octal(dirMode)}), so they could replace the script; remove that with chmod go-w`
+    for (let dir = start; !checked.has(dir); dir = dirname(dir)) {
+      checked.add(dir)
+      const info = statSync(dir)
+      if ((info.mode & GROUP_OR_OTHER_WRITE) !== 0 && (info.mode & STICKY) === 0) {
+        return `refusing to run ${path}: the directory ${dir} is writable by its group or by others and not sticky (mode ${octal(info.mode)}), so they could replace the script; remove that with chmod go-w`
+      }
     }
   }
   return undefined
