@@ -84,7 +84,10 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
         stageStarted = performance.now()
       },
       left(stage, error) {
-        registry.publish(job)
+        // No publish here: the next stage's entered() (or registry.finish) publishes in the same
+        // synchronous run, before any poll or other I/O callback can run, and that write holds
+        // everything this one would have (the logs, the script record cleared). The store never
+        // misses a state a poll could have seen; one SQLite write and serialisation per stage less.
         if (error) log.warn({ stage: stage.name, error: error.message }, 'stage failed')
         else log.info({ stage: stage.name }, 'stage finished')
         observer?.stageFinished(job, stage, (performance.now() - stageStarted) / 1000, error)

@@ -1,8 +1,8 @@
 // The stages of a backup and of a restore, as data (SPEC §5). The runner walks a table; what a
 // stage does lives here, when it runs is its `runIf`.
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { readdir, rename, rm, stat, lstat } from 'node:fs/promises'
+import { createReadStream, createWriteStream, lstatSync, readdirSync } from 'node:fs'
+import { rename, rm, stat } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
@@ -198,9 +198,11 @@ export function logFields(kind: JobKind): string[] {
  */
 async function recordBackupFile(ctx: StageContext): Promise<void> {
   if (ctx.job.streamed) return
-  const names = (await readdir(ctx.directory)).sort()
+  // Synchronous, like the job directory's preparation (src/jobs/directory.ts): a listing and a
+  // stat or two of the agent's own directory, cheaper than two thread-pool round trips.
+  const names = readdirSync(ctx.directory).sort()
   for (const name of names) {
-    const info = await lstat(join(ctx.directory, name))
+    const info = lstatSync(join(ctx.directory, name))
     if (info.isFile()) {
       ctx.job.filename = name
       ctx.job.filesize = info.size

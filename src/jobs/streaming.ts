@@ -108,7 +108,7 @@ export function openBackupStream(ctx: StageContext): ScriptStream | undefined {
 /** Whether the restore script asked for the stream (it mentions RESTORE_STREAM). */
 export async function restoreScriptStreams(scriptsPath: string): Promise<boolean> {
   try {
-    return (await readFile(await findScript(scriptsPath, 'restore'), 'utf8')).includes('RESTORE_STREAM')
+    return (await readFile(findScript(scriptsPath, 'restore'), 'utf8')).includes('RESTORE_STREAM')
   } catch {
     return false
   }

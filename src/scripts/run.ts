@@ -1,7 +1,7 @@
 // Runs one lifecycle script: `bash <script> args…`, never through a shell command line, stdin
 // empty, in its own process group so that everything it started can be stopped together.
 import { spawn } from 'node:child_process'
-import { stat } from 'node:fs/promises'
+import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { TailCapture } from './capture.ts'
@@ -38,18 +38,24 @@ export const KILL_GRACE_MS = 10_000
 /** How long output may still arrive after the script exited. */
 const PIPE_DRAIN_MS = 500
 
-export async function findScript(scriptsPath: string, stage: string): Promise<string> {
+/** The stage's script in scripts_path: `<stage>`, else `<stage>.sh`. Synchronous, see safety.ts. */
+export function findScript(scriptsPath: string, stage: string): string {
   for (const name of [stage, `${stage}.sh`]) {
     const path = join(scriptsPath, name)
-    const info = await stat(path).catch(() => undefined)
-    if (info?.isFile()) return path
+    let isFile = false
+    try {
+      isFile = statSync(path, { throwIfNoEntry: false })?.isFile() === true
+    } catch {
+      // missing or unreadable: try the next name
+    }
+    if (isFile) return path
   }
   throw new JobError(`no ${stage} script: neither ${stage} nor ${stage}.sh exists in ${scriptsPath} (scripts_path)`)
 }
 
 export async function runScript(run: ScriptRun): Promise<ScriptResult> {
-  const script = await findScript(run.scriptsPath, run.stage)
-  const unsafe = await scriptProblem(script)
+  const script = findScript(run.scriptsPath, run.stage)
+  const unsafe = scriptProblem(script)
   if (unsafe) throw new JobError(unsafe)
   const stdout = new TailCapture(run.logMaxBytes, run.secrets)
   const stderr = new TailCapture(run.logMaxBytes, run.secrets)
