@@ -3,35 +3,58 @@
 // Every process started here is stopped by its pid; nothing listens beyond 127.0.0.1.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, statSync, symlinkSync, writeSync } from 'node:fs'
+import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, statSync, symlinkSync, writeSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 
 export const ROOT = new URL('..', import.meta.url).pathname
 /** This run's files (agents, source files); per process, so two runs never remove each other's. */
 export const WORK = join(process.env.BENCH_DIR ?? '/tmp/osb-bench', `run-${process.pid}`)
-/** The TypeScript entry point (`npm start` in a checkout). */
+/** The TypeScript entry point (`node src/main.ts` in a checkout). */
 export const SOURCE_ENTRY = join(ROOT, 'src/main.ts')
-/**
- * The agent under test: by default the JavaScript `npm run release` ships (tsc output of this
- * checkout, built by buildRelease() at the start of a run), which is what operators run; Node's
- * type stripping costs about 0.4 s of CPU and 25 MB at start that a release never pays.
- * BENCH_ENTRY: another entry (this or another checkout's src/main.ts, for before/after runs).
- */
-export let ENTRY = process.env.BENCH_ENTRY ?? join(WORK, 'release/dist/main.js')
 
-/** Compiles src/ as the release does (tsconfig.release.json) into WORK/release, unless BENCH_ENTRY is set. */
+/** How a figure starts the agent: the command and its arguments. */
+export interface AgentCommand {
+  command: string
+  args: string[]
+  /** Extra environment (investigation flags as NODE_OPTIONS for the launcher). */
+  env?: Record<string, string>
+}
+
+/**
+ * The agent under test: by default as operators run it, the release's launcher
+ * `bin/osb-backup-agent serve` (which `exec`s Node on the compiled JavaScript with its memory
+ * settings) in a release layout built from this checkout by buildRelease() at the start of a
+ * run. BENCH_ENTRY=<path to a .ts or .js entry>: `node <entry>` instead (this or another
+ * checkout's src/main.ts, for before/after runs).
+ */
+export let AGENT: AgentCommand = process.env.BENCH_ENTRY ? { command: process.execPath, args: [process.env.BENCH_ENTRY] } : { command: 'unbuilt', args: [] }
+
+/** The agent's command with the investigation flags of BENCH_AGENT_NODE_ARGS. */
+export function agentCommand(): AgentCommand {
+  if (AGENT.command === process.execPath) return { ...AGENT, args: [...AGENT_NODE_ARGS, ...AGENT.args] }
+  return AGENT_NODE_ARGS.length > 0 ? { ...AGENT, env: { NODE_OPTIONS: AGENT_NODE_ARGS.join(' ') } } : AGENT
+}
+
+export const describeAgent = () => [AGENT.command, ...AGENT.args].join(' ')
+
+/**
+ * The release layout `npm run release` packs, without the tarball: bin/, dist/ (tsc with
+ * tsconfig.release.json), node/bin/node (this Node), package.json and node_modules (a link to
+ * the checkout's). Skipped when BENCH_ENTRY is set.
+ */
 export function buildRelease(): void {
   if (process.env.BENCH_ENTRY) return
   const release = join(WORK, 'release')
   rmSync(release, { recursive: true, force: true })
-  mkdirSync(release, { recursive: true })
+  mkdirSync(join(release, 'node/bin'), { recursive: true })
   const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.release.json'), '--outDir', join(release, 'dist')], { stdio: 'inherit' })
   if (tsc.status !== 0) throw new BenchError('tsc -p tsconfig.release.json failed')
-  // As in the release tarball: package.json and node_modules beside dist/.
+  cpSync(join(ROOT, 'bin'), join(release, 'bin'), { recursive: true })
   copyFileSync(join(ROOT, 'package.json'), join(release, 'package.json'))
   symlinkSync(join(ROOT, 'node_modules'), join(release, 'node_modules'))
-  ENTRY = join(release, 'dist/main.js')
+  symlinkSync(process.execPath, join(release, 'node/bin/node'))
+  AGENT = { command: join(release, 'bin/osb-backup-agent'), args: ['serve'] }
 }
 export const NODE = process.execPath
 /** Extra node flags for the agents the figures start (investigation: `--cpu-prof --cpu-prof-dir=…`). */
@@ -274,8 +297,10 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const password = `bench-${Math.random().toString(36).slice(2)}`
   const logFile = join(root, 'agent.log')
   const out = openSync(logFile, 'a')
-  const child = spawn(NODE, [...AGENT_NODE_ARGS, ENTRY], {
+  const command = agentCommand()
+  const child = spawn(command.command, command.args, {
     env: {
+      ...command.env,
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: root,
       client_username: username,

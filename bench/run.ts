@@ -5,7 +5,7 @@
 // Knobs: BENCH_SECONDS (wrk window, 10), BENCH_ROUNDS (transfer rounds, 3), BENCH_DIR (/tmp/osb-bench).
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { BenchError, buildRelease, ENTRY, ensureLab, ensureTools, log, machine, ROOT, running, WORK, type Row } from './lib.ts'
+import { BenchError, buildRelease, describeAgent, ensureLab, ensureTools, log, machine, ROOT, running, WORK, type Row } from './lib.ts'
 import { memory } from './memory.ts'
 import { overhead, startup } from './jobs.ts'
 import { polling } from './polling.ts'
@@ -46,7 +46,7 @@ async function main(): Promise<number> {
   const lab = ensureLab()
   mkdirSync(WORK, { recursive: true })
   buildRelease()
-  log(`agent under test: node ${ENTRY}`)
+  log(`agent under test: ${describeAgent()}`)
   const rows: Row[] = []
   const failures: string[] = []
   const attempt = async (name: string, work: () => Promise<Row[]>) => {
@@ -79,7 +79,7 @@ async function main(): Promise<number> {
     finished: new Date().toISOString(),
     figures: [...figures],
     machine: { ...before, loadavg_at_start: before.loadavg, loadavg_at_end: machine().loadavg },
-    agent_entry: ENTRY,
+    agent_command: describeAgent(),
     note: 'shared 2-core machine: other test runs compete for CPU; compare ratios measured in the same run',
     pass: rows.every((r) => r.pass),
     rows,
