@@ -25,7 +25,7 @@ export interface TransferOptions {
 
 export interface Downloaded {
   size: number
-  /** The SHA-256 stored with the object, if it has one (older backups do not). */
+  /** The SHA-256 stored with the object, if it has one (older backups do not); the caller checks it. */
   sha256?: string | undefined
 }
 
@@ -42,7 +42,13 @@ export interface Storage {
   readonly location: string
   /** Streams the file at `path` to the object for `filename`; memory does not grow with size. */
   upload(path: string, filename: string, options?: TransferOptions): Promise<void>
-  /** Streams the object for `filename` into the file at `targetPath` (created or truncated). */
+  /**
+   * Streams the object for `filename` into the file at `targetPath` (created or truncated).
+   * When the object has a stored SHA-256 (`Downloaded.sha256`) the caller must compare it with
+   * the digest of the chunks it got through `onChunk`: that check covers the whole object end to
+   * end, so a backend need not check the bytes again against its own digests (Swift's MD5s).
+   * Objects without one are checked by the backend where the store gives it a digest.
+   */
   download(filename: string, targetPath: string, options?: TransferOptions): Promise<Downloaded>
   /**
    * Removes what an interrupted upload of `filename` left behind (an unfinished multipart

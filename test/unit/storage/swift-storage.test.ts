@@ -186,6 +186,19 @@ describe('SwiftStorage', () => {
     await assert.rejects(s.download('slo.sql', join(dir, 'y')), /download of slo\.sql failed verification: the segments received give ETag/)
   })
 
+  it('leaves the check of an object with a stored SHA-256 to the caller: no MD5s, no manifest GET', async () => {
+    const s = storage()
+    const source = await file(2 * MiB + 1)
+    const sha256 = createHash('sha256').update(source.data).digest('hex')
+    await s.upload(source.path, 'slo.sql', { sha256 })
+    fake.corruptDownloads = true
+    fake.log.length = 0
+    const chunks: Buffer[] = []
+    assert.deepEqual(await s.download('slo.sql', join(dir, 'z'), { onChunk: (c) => chunks.push(c) }), { size: source.data.length, sha256 })
+    assert.notEqual(createHash('sha256').update(Buffer.concat(chunks)).digest('hex'), sha256, 'what the caller hashes shows the corruption')
+    assert.deepEqual(fake.log, ['GET backups/slo.sql'])
+  })
+
   it('resumes a download cut in half with a ranged GET of the same object', async () => {
     const s = storage()
     const source = await file(2 * MiB + 3)
