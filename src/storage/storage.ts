@@ -17,8 +17,13 @@ export interface TransferOptions {
   onRequest?: () => void
   /** Called as bytes move, with the total so far (the polling body's `progress`). */
   onProgress?: (bytesDone: number) => void
-  /** Upload: the SHA-256 (hex) of the whole object, stored with it (S3 `sha256` metadata, Swift `X-Object-Meta-Sha256`). */
-  sha256?: string
+  /**
+   * Upload: the SHA-256 (hex) of the whole object, stored with it (S3 `sha256` metadata, Swift
+   * `X-Object-Meta-Sha256`). A promise while it is still being computed: a backend that stores
+   * it last (a Swift Static Large Object, on its manifest) sends the data meanwhile, the others
+   * wait for it before they start. A rejection fails the upload (and leaves nothing behind).
+   */
+  sha256?: string | Promise<string>
   /** Download: every chunk as it is written, in order (to hash what arrives). */
   onChunk?: (chunk: Buffer) => void
 }

@@ -98,6 +98,38 @@ describe('SwiftStorage', () => {
     assert.equal(fake.names('backups_segments').every((n) => fake.object('backups_segments', n)?.metadata?.['x-object-meta-sha256'] === undefined), true)
   })
 
+  it('sends the segments of an SLO while its SHA-256 is still being computed; the manifest carries it', async () => {
+    const s = storage()
+    const source = await file(3 * MiB)
+    const sha256 = createHash('sha256').update(source.data).digest('hex')
+    let computed!: (digest: string) => void
+    const late = new Promise<string>((resolve) => (computed = resolve))
+    let early = false
+    fake.onArrival = (line) => {
+      if (line.includes('?multipart-manifest=put')) early = true
+    }
+    const uploading = s.upload(source.path, 'late.sql', { sha256: late })
+    while (fake.names('backups_segments').length < 3) await new Promise((r) => setTimeout(r, 5))
+    await new Promise((r) => setTimeout(r, 20))
+    fake.onArrival = undefined
+    assert.equal(early, false, 'no manifest before the digest')
+    computed(sha256)
+    await uploading
+    assert.equal(fake.object('backups', 'late.sql')?.metadata?.['x-object-meta-sha256'], sha256)
+    // a single PUT carries it in its headers: it waits for it
+    await s.upload((await file(10)).path, 'small.sql', { sha256: Promise.resolve('ab'.repeat(32)) })
+    assert.equal(fake.object('backups', 'small.sql')?.metadata?.['x-object-meta-sha256'], 'ab'.repeat(32))
+  })
+
+  it('fails an SLO whose SHA-256 could not be computed and leaves nothing behind', async () => {
+    const source = await file(3 * MiB)
+    const failed = Promise.reject(new Error('EIO: the disk broke'))
+    failed.catch(() => {})
+    await assert.rejects(storage().upload(source.path, 'unhashed.sql', { sha256: failed }), /^JobError: upload of unhashed\.sql failed.*: EIO: the disk broke$/)
+    assert.deepEqual(fake.names('backups_segments'), [])
+    assert.equal(fake.object('backups', 'unhashed.sql'), undefined)
+  })
+
   it('logs in again when the token dies between two jobs', async () => {
     const s = storage()
     await s.upload((await file(10)).path, 'warm-up') // token cached
