@@ -42,6 +42,8 @@ interface Reply {
   digest?: string
   bytes?: number
   error?: { message: string; code?: string }
+  /** Not from the worker: the request's signal aborted, with this reason. */
+  cancelled?: string
 }
 
 /** A worker doing one task at a time; ended on abort (a synchronous read loop cannot be interrupted). */
@@ -72,7 +74,7 @@ class DigestWorker {
     if (request.signal?.aborted) return task.reject(new JobError(String(request.signal.reason)))
     this.#task = task
     this.#onAbort = () => {
-      this.#settle({ error: { message: String(request.signal?.reason) } }, true)
+      this.#settle({ cancelled: String(request.signal?.reason) }, true)
       void this.#worker.terminate()
     }
     request.signal?.addEventListener('abort', this.#onAbort, { once: true })
@@ -86,12 +88,17 @@ class DigestWorker {
 
   #settle(reply: Reply, failed = false): void {
     const task = this.#task
-    if (task === undefined) return
+    if (task === undefined) {
+      if (failed) this.done(this, true) // died while idle: the pool must not hand it work
+      return
+    }
     this.#task = undefined
     this.#worker.unref()
     task.request.signal?.removeEventListener('abort', this.#onAbort as () => void)
     const { range, path } = task.request
-    if (reply.error) {
+    if (reply.cancelled !== undefined) {
+      task.reject(new JobError(reply.cancelled)) // as every cancelled transfer says it
+    } else if (reply.error) {
       task.reject(Object.assign(new Error(reply.error.message), reply.error.code ? { code: reply.error.code } : {}))
     } else if (range !== undefined && reply.bytes !== range.length) {
       task.reject(new JobError(`${path} changed while it was uploaded: read ${reply.bytes} of ${range.length} bytes (is something still writing it?)`))

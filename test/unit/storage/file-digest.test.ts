@@ -54,7 +54,7 @@ describe('digestFile', () => {
     const abort = new AbortController()
     const running = digestFile({ path, algorithm: 'sha256', signal: abort.signal })
     abort.abort('cancelled later')
-    await assert.rejects(running, /cancelled later/)
+    await assert.rejects(running, (error: Error) => error instanceof JobError && error.message === 'cancelled later')
     assert.equal(await digestFile({ path, algorithm: 'md5' }), hex('md5', data))
   })
 })
