@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { processStartTime } from '../scripts/process-group.ts'
 import { runScript } from '../scripts/run.ts'
+import { digestFile } from '../storage/file-digest.ts'
 import type { Storage, TransferOptions } from '../storage/storage.ts'
 import type { Compression } from '../integrity/format.ts'
 import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
@@ -217,24 +218,22 @@ async function recordBackupFile(ctx: StageContext): Promise<void> {
 async function uploadBackupFile(ctx: StageContext): Promise<void> {
   const { filename } = ctx.job
   const path = join(ctx.directory, filename)
-  // S3 fixes an object's metadata when the upload starts, so the digest is taken first (the
-  // file was just written and is usually still in the page cache). See docs/INTEGRITY.md.
-  ctx.job.checksum = await sha256File(path)
   // recorded first: a restarted agent removes what an interrupted upload left behind
   ctx.job.uploading = filename
   ctx.changed()
+  // Hashed by a worker thread while the upload runs: the backend awaits the digest when it
+  // needs it (S3 before it starts, a Swift SLO only for its manifest). See docs/INTEGRITY.md.
+  const stop = new AbortController()
+  const checksum = digestFile({ path, algorithm: 'sha256', signal: ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal })
+  checksum.catch(() => {}) // the backend may fail before it awaits the digest
   try {
-    await ctx.storage().upload(path, filename, { ...ctx.transferOptions(ctx.job.filesize), sha256: ctx.job.checksum })
+    await ctx.storage().upload(path, filename, { ...ctx.transferOptions(ctx.job.filesize), sha256: checksum })
+    ctx.job.checksum = await checksum
   } finally {
+    stop.abort('the upload has ended') // a backend that failed early leaves the read unfinished
     ctx.job.uploading = undefined
     ctx.job.progress = undefined
   }
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256')
-  await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hash)
-  return hash.digest('hex')
 }
 
 async function downloadRestoreFile(ctx: StageContext): Promise<void> {

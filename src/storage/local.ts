@@ -52,8 +52,9 @@ export class LocalStorage implements Storage {
       options.onRequest?.()
       // Written beside the object and renamed at the end: a reader never sees half an object.
       await pipeline(createReadStream(path), createWriteStream(partial, { mode: 0o600 }), { signal: options.signal })
+      const sha256 = await options.sha256
       await rename(partial, target)
-      await this.#writeMetadata(target, options.sha256 ? { sha256: options.sha256 } : {})
+      await this.#writeMetadata(target, sha256 ? { sha256 } : {})
     } catch (error) {
       await rm(partial, { force: true })
       throw this.#explain(error, `upload of ${this.#prefix}${filename}`, options.signal)

@@ -93,11 +93,13 @@ export class S3Storage implements Storage {
    * retried by the SDK from that buffer. A file up to one part is a single PUT.
    */
   async upload(path: string, filename: string, options: TransferOptions = {}): Promise<void> {
+    // S3 fixes an object's metadata when its (multipart) upload is created: the digest first.
+    const sha256 = await options.sha256
     const file = await open(path, 'r')
     try {
       const { size } = await file.stat()
       const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
-      await this.#putParts(fileParts(file, path, size, partSize), filename, { ...options, metadata: options.sha256 ? { sha256: options.sha256 } : undefined })
+      await this.#putParts(fileParts(file, path, size, partSize), filename, { ...options, metadata: sha256 ? { sha256 } : undefined })
     } finally {
       await file.close()
     }

@@ -15,15 +15,20 @@ export interface TransferOptions {
   onRequest?: () => void
   /** Called as bytes move, with the total so far (the polling body's `progress`). */
   onProgress?: (bytesDone: number) => void
-  /** Upload: the SHA-256 (hex) of the whole object, stored with it (S3 `sha256` metadata, Swift `X-Object-Meta-Sha256`). */
-  sha256?: string
+  /**
+   * Upload: the SHA-256 (hex) of the whole object, stored with it (S3 `sha256` metadata, Swift
+   * `X-Object-Meta-Sha256`). A promise while it is still being computed: a backend that stores
+   * it last (a Swift Static Large Object, on its manifest) sends the data meanwhile, the others
+   * wait for it before they start. A rejection fails the upload (and leaves nothing behind).
+   */
+  sha256?: string | Promise<string>
   /** Download: every chunk as it is written, in order (to hash what arrives). */
   onChunk?: (chunk: Buffer) => void
 }
 
 export interface Downloaded {
   size: number
-  /** The SHA-256 stored with the object, if it has one (older backups do not). */
+  /** The SHA-256 stored with the object, if it has one (older backups do not); the caller checks it. */
   sha256?: string | undefined
 }
 
@@ -40,7 +45,13 @@ export interface Storage {
   readonly location: string
   /** Streams the file at `path` to the object for `filename`; memory does not grow with size. */
   upload(path: string, filename: string, options?: TransferOptions): Promise<void>
-  /** Streams the object for `filename` into the file at `targetPath` (created or truncated). */
+  /**
+   * Streams the object for `filename` into the file at `targetPath` (created or truncated).
+   * When the object has a stored SHA-256 (`Downloaded.sha256`) the caller must compare it with
+   * the digest of the chunks it got through `onChunk`: that check covers the whole object end to
+   * end, so a backend need not check the bytes again against its own digests (Swift's MD5s).
+   * Objects without one are checked by the backend where the store gives it a digest.
+   */
   download(filename: string, targetPath: string, options?: TransferOptions): Promise<Downloaded>
   /**
    * Removes what an interrupted upload of `filename` left behind (an unfinished multipart

@@ -6,7 +6,6 @@
 // of a 1 GiB segment is sent (and can be sent again after a new login).
 import http from 'node:http'
 import https from 'node:https'
-import { pipeline, type Readable } from 'node:stream'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
 
 /** How long to wait for `100 Continue` before sending the body anyway (servers that ignore Expect). */
@@ -14,10 +13,16 @@ const CONTINUE_WAIT_MS = 1_000
 /** Error and JSON bodies we read into memory are small; anything beyond this is cut. */
 const TEXT_LIMIT_BYTES = 4 * 1024 * 1024
 
-/** A request body read from disk: opened only once the server is ready for it, reopened on a retry. */
+/**
+ * A request body read from disk: produced only once the server is ready for it, again on a retry.
+ * `send` passes the bytes in order to `write`, which resolves once the socket has taken the chunk
+ * (its buffer may be reused then: a file read into a few buffers it keeps costs no page faults,
+ * fresh buffers per read did, src/storage/file-range.ts) and rejects when the request failed.
+ * Any other rejection of `send` is the source's own failure (the file) and is passed on as it is.
+ */
 export interface StreamedBody {
   length: number
-  open: () => Readable
+  send: (write: (chunk: Buffer) => Promise<void>) => Promise<void>
 }
 
 export interface HttpRequest {
@@ -127,13 +132,31 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
       clearTimeout(continueTimer)
       if (bodyStarted || req.destroyed) return
       bodyStarted = true
-      // A failure of the source (the file) is ours, not the network's: passed on as it is.
-      let sourceError: Error | undefined
-      const source = body.open()
-      source.once('error', (error) => (sourceError = error))
-      pipeline(source, req, (error) => {
-        if (error) fail(sourceError ?? transportError(error, url))
-      })
+      const requestFailure = new Set<unknown>()
+      // Writes still waiting when the request closes fail (a callback never comes for one that
+      // was queued before the socket was there).
+      const waiting = new Set<(error: Error) => void>()
+      req.once('close', () => waiting.forEach((reject) => reject(new TransportError('ABORTED', `${url.origin}: the request closed`))))
+      const write = (chunk: Buffer) =>
+        new Promise<void>((resolve, reject) => {
+          const failed = (error: Error) => {
+            waiting.delete(failed)
+            requestFailure.add(error)
+            reject(error)
+          }
+          if (req.destroyed) return failed(new TransportError('ABORTED', `${url.origin}: the request closed`))
+          waiting.add(failed)
+          req.write(chunk, (error) => {
+            if (error) return failed(error)
+            waiting.delete(failed)
+            resolve()
+          })
+        })
+      body.send(write).then(
+        () => req.end(),
+        // A failure of the source (the file) is ours, not the network's: passed on as it is.
+        (error: Error) => fail(requestFailure.has(error) ? transportError(error, url) : error),
+      )
     }
     if (body.length === 0) return startBody()
     req.on('continue', startBody)

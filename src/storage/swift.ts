@@ -1,16 +1,17 @@
 // OpenStack Swift: the backup file becomes object `filename` in `container_name` (no prefix: the
 // manager deletes and restores Swift objects by that bare name). Up to the threshold one
 // streaming PUT; above it a Static Large Object whose segments go to `<container>_segments`.
-// Every PUT is checked against the MD5 Swift returns; downloads are checked the same way.
+// Every PUT is checked against the MD5 Swift returns; downloads of objects without a stored
+// SHA-256 are checked the same way (those with one are checked by the caller, over the whole).
 import { createHash, type Hash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { open, stat, type FileHandle } from 'node:fs/promises'
-import { pipeline, Readable, Transform } from 'node:stream'
 import { pipeline as pipelineAsync } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
 import type { SwiftDestination } from '../jobs/request.ts'
 import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from './storage.ts'
 import { growingPartSize, parts } from './parts.ts'
+import { digestFile } from './file-digest.ts'
+import { sendFileRange, type FileRange } from './file-range.ts'
 import { FileSink } from './file-sink.ts'
 import type { TokenCache } from './keystone.ts'
 import { SwiftClient } from './swift-client.ts'
@@ -32,7 +33,6 @@ import {
 const SEGMENT_CONCURRENCY = 4
 /** Segment deletions in flight at once during a cleanup. */
 const DELETE_CONCURRENCY = 4
-const READ_CHUNK_BYTES = 256 * 1024
 /** Swift's container listings return at most this many names per page. */
 const LISTING_PAGE = 10_000
 
@@ -62,8 +62,12 @@ export class SwiftStorage implements Storage {
     const ctx = this.#context(`upload of ${filename}`, this.#d.containerName)
     const { signal } = options
     this.#client.onRequest = options.onRequest
-    // Stored with the object (the manifest, for an SLO) and checked after a restore's download.
-    const metadata: Record<string, string> = options.sha256 ? { 'x-object-meta-sha256': options.sha256 } : {}
+    // Stored with the object and checked after a restore's download. An SLO needs it only for
+    // its manifest, at the end: a digest still being computed is awaited there.
+    const metadata = async (): Promise<Record<string, string>> => {
+      const sha256 = await options.sha256
+      return sha256 ? { 'x-object-meta-sha256': sha256 } : {}
+    }
     try {
       const { size } = await stat(path)
       const progress = new UploadProgress(options.onProgress)
@@ -75,7 +79,7 @@ export class SwiftStorage implements Storage {
       if (size > this.#settings.swiftSegmentThresholdBytes) {
         await this.#uploadLarge(ctx, path, filename, size, { signal, metadata, progress })
       } else {
-        await this.#putVerified(ctx, this.#d.containerName, filename, { path, start: 0, length: size }, { signal, metadata, progress: progress.part(0) })
+        await this.#putVerified(ctx, this.#d.containerName, filename, { path, start: 0, length: size }, { signal, metadata: await metadata(), progress: progress.part(0) })
       }
       // Best effort: the backup is stored; a segment that cannot be deleted now only wastes space.
       await this.#deleteAll(segmentsContainer(this.#d.containerName), [...replaced])
@@ -88,6 +92,7 @@ export class SwiftStorage implements Storage {
   /**
    * Streams the object to `targetPath`. A connection that breaks mid-body is resumed with a
    * ranged GET (If-Match: the same object) from the bytes already written, up to storage_retries.
+   * Checked against the ETag (MD5s) only when the object has no stored SHA-256.
    */
   async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<Downloaded> {
     const ctx = this.#context(`download of ${filename}`, this.#d.containerName)
@@ -109,11 +114,15 @@ export class SwiftStorage implements Storage {
             }
             if (res.status !== 200) throw swiftStatusError(ctx, res.status, await readText(res))
             const length = Number(res.headers['content-length'])
+            const sha256 = headerValue(res, 'x-object-meta-sha256')
             object = {
               etag: unquote(res.headers.etag),
               size: Number.isFinite(length) ? length : undefined,
-              sha256: headerValue(res, 'x-object-meta-sha256'),
-              check: await this.#downloadCheck(res, filename, signal),
+              sha256,
+              // The caller checks a stored SHA-256 over the whole file (Storage.download): a
+              // stronger end-to-end check than the MD5s, which would cost a second hash of every
+              // byte on this thread (1.5-2 s per GiB here, docs/PERFORMANCE.md).
+              check: sha256 !== undefined ? sizeOnly : await this.#downloadCheck(res, filename, signal),
             }
           } else if (res.status === 412) {
             await drain(res)
@@ -344,18 +353,24 @@ export class SwiftStorage implements Storage {
    */
   async #putVerified(ctx: SwiftContext, container: string, object: string, source: FileRange | Buffer, options: PutOptions): Promise<string> {
     let md5: Hash | undefined
+    // A file's range is hashed by a worker reading it beside the upload (src/storage/file-digest.ts),
+    // once for all tries; a buffer (a stream's segment) as it is sent.
+    const fileMd5 = Buffer.isBuffer(source)
+      ? undefined
+      : digestFile({ path: source.path, algorithm: 'md5', range: { start: source.start, length: source.length }, signal: options.signal })
+    fileMd5?.catch(() => {}) // awaited after the PUT, which may fail first
     const body: StreamedBody = {
       length: Buffer.isBuffer(source) ? source.length : source.length,
-      // Opened for every try: the hash and the progress start again with the bytes.
-      open: () => {
+      // Sent again for every try: the hash and the progress start again with the bytes.
+      send: (write) => {
+        options.progress.restart()
+        if (!Buffer.isBuffer(source)) return sendFileRange(source, write, (chunk) => options.progress.add(chunk.length))
         const hash = createHash('md5')
         md5 = hash
-        options.progress.restart()
-        const counted = (chunk: Buffer) => {
+        return sendBuffer(source, write, (chunk) => {
           hash.update(chunk)
           options.progress.add(chunk.length)
-        }
-        return Buffer.isBuffer(source) ? bufferSource(source, counted) : fileRange(source, counted)
+        })
       },
     }
     const res = await this.#client.request({
@@ -368,7 +383,7 @@ export class SwiftStorage implements Storage {
     })
     const text = await readText(res, 64 * 1024)
     if (res.status !== 201) throw swiftStatusError(ctx, res.status, text, 'container')
-    const sent = (md5 ?? createHash('md5')).digest('hex')
+    const sent = fileMd5 ? await fileMd5 : (md5 ?? createHash('md5')).digest('hex')
     const stored = unquote(res.headers.etag)
     if (stored !== sent) {
       await this.#deleteQuietly(container, object)
@@ -385,7 +400,7 @@ export class SwiftStorage implements Storage {
     path: string,
     filename: string,
     size: number,
-    { signal, metadata, progress }: { signal: AbortSignal | undefined; metadata: Record<string, string>; progress: UploadProgress },
+    { signal, metadata, progress }: { signal: AbortSignal | undefined; metadata: () => Promise<Record<string, string>>; progress: UploadProgress },
   ): Promise<void> {
     const container = this.#d.containerName
     const segmentBytes = segmentSizeFor(size, this.#settings.swiftSegmentBytes)
@@ -413,10 +428,11 @@ export class SwiftStorage implements Storage {
         etag: etags[i] as string,
         size_bytes: segment.length,
       }))
+      const headers = await metadata()
       manifest = 'unknown'
       // Not aborted by a cancel: a manifest PUT cut off after its body may still be stored, and
       // one that finishes is removed below like any other failed upload.
-      const stored = await this.#putManifest(ctx, filename, entries, metadata)
+      const stored = await this.#putManifest(ctx, filename, entries, headers)
       manifest = 'written'
       if (stored !== sloEtag(etags)) {
         throw new JobError(`${ctx.what} failed verification: Swift reports ETag ${stored || '(none)'} for the large object, the segments sent give ${sloEtag(etags)}`)
@@ -584,12 +600,6 @@ class SloDigest implements DownloadCheck {
   }
 }
 
-interface FileRange {
-  path: string
-  start: number
-  length: number
-}
-
 interface PutOptions {
   signal: AbortSignal | undefined
   /** X-Object-Meta-* headers. */
@@ -636,45 +646,19 @@ function objectMetadata(metadata: Record<string, string>): Record<string, string
   return Object.fromEntries(Object.entries(metadata).map(([k, v]) => [`x-object-meta-${k}`, v]))
 }
 
-function bufferSource(data: Buffer, onChunk: (chunk: Buffer) => void): Readable {
+/** A buffer as a request body, in chunks (progress moves as they go). */
+async function sendBuffer(data: Buffer, write: (chunk: Buffer) => Promise<void>, onChunk: (chunk: Buffer) => void): Promise<void> {
   const CHUNK = 256 * 1024
-  return Readable.from(
-    (function* () {
-      for (let i = 0; i < data.length; i += CHUNK) {
-        const chunk = data.subarray(i, i + CHUNK)
-        onChunk(chunk)
-        yield chunk
-      }
-    })(),
-    { objectMode: false },
-  )
+  for (let i = 0; i < data.length; i += CHUNK) {
+    const chunk = data.subarray(i, i + CHUNK)
+    onChunk(chunk)
+    await write(chunk)
+  }
 }
 
 function headerValue(res: HttpResponse, name: string): string | undefined {
   const value = res.headers[name]
   return Array.isArray(value) ? value[0] : value
-}
-
-/**
- * A byte range of a file as a stream, reporting each chunk (for the MD5) and failing when the file
- * holds fewer bytes than planned (it changed after it was measured): a short body would otherwise
- * leave Swift waiting for the rest.
- */
-function fileRange({ path, start, length }: FileRange, onChunk: (chunk: Buffer) => void): Readable {
-  if (length === 0) return Readable.from([])
-  const file = createReadStream(path, { start, end: start + length - 1, highWaterMark: READ_CHUNK_BYTES })
-  let seen = 0
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      seen += chunk.length
-      onChunk(chunk)
-      done(null, chunk)
-    },
-    flush(done) {
-      done(seen === length ? null : new JobError(`${path} changed while it was uploaded: read ${seen} of ${length} bytes (is something still writing it?)`))
-    },
-  })
-  return pipeline(file, counter, () => {})
 }
 
 /**

@@ -4,7 +4,6 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import net from 'node:net'
-import { Readable } from 'node:stream'
 import { readText, send, TransportError, type StreamedBody } from '../../../src/storage/swift-http.ts'
 import { closedPort } from '../../helpers/swift.ts'
 
@@ -12,9 +11,9 @@ function body(data: Buffer): StreamedBody & { opened: number } {
   const b = {
     length: data.length,
     opened: 0,
-    open: () => {
+    send: (write: (chunk: Buffer) => Promise<void>) => {
       b.opened++
-      return Readable.from([data])
+      return write(data)
     },
   }
   return b

@@ -98,6 +98,38 @@ describe('SwiftStorage', () => {
     assert.equal(fake.names('backups_segments').every((n) => fake.object('backups_segments', n)?.metadata?.['x-object-meta-sha256'] === undefined), true)
   })
 
+  it('sends the segments of an SLO while its SHA-256 is still being computed; the manifest carries it', async () => {
+    const s = storage()
+    const source = await file(3 * MiB)
+    const sha256 = createHash('sha256').update(source.data).digest('hex')
+    let computed!: (digest: string) => void
+    const late = new Promise<string>((resolve) => (computed = resolve))
+    let early = false
+    fake.onArrival = (line) => {
+      if (line.includes('?multipart-manifest=put')) early = true
+    }
+    const uploading = s.upload(source.path, 'late.sql', { sha256: late })
+    while (fake.names('backups_segments').length < 3) await new Promise((r) => setTimeout(r, 5))
+    await new Promise((r) => setTimeout(r, 20))
+    fake.onArrival = undefined
+    assert.equal(early, false, 'no manifest before the digest')
+    computed(sha256)
+    await uploading
+    assert.equal(fake.object('backups', 'late.sql')?.metadata?.['x-object-meta-sha256'], sha256)
+    // a single PUT carries it in its headers: it waits for it
+    await s.upload((await file(10)).path, 'small.sql', { sha256: Promise.resolve('ab'.repeat(32)) })
+    assert.equal(fake.object('backups', 'small.sql')?.metadata?.['x-object-meta-sha256'], 'ab'.repeat(32))
+  })
+
+  it('fails an SLO whose SHA-256 could not be computed and leaves nothing behind', async () => {
+    const source = await file(3 * MiB)
+    const failed = Promise.reject(new Error('EIO: the disk broke'))
+    failed.catch(() => {})
+    await assert.rejects(storage().upload(source.path, 'unhashed.sql', { sha256: failed }), /^JobError: upload of unhashed\.sql failed.*: EIO: the disk broke$/)
+    assert.deepEqual(fake.names('backups_segments'), [])
+    assert.equal(fake.object('backups', 'unhashed.sql'), undefined)
+  })
+
   it('logs in again when the token dies between two jobs', async () => {
     const s = storage()
     await s.upload((await file(10)).path, 'warm-up') // token cached
@@ -184,6 +216,19 @@ describe('SwiftStorage', () => {
     fake.corruptDownloads = true
     await assert.rejects(s.download('plain.sql', join(dir, 'x')), /^JobError: download of plain\.sql failed verification: the bytes received have MD5 [0-9a-f]{32}, Swift's ETag is [0-9a-f]{32}$/)
     await assert.rejects(s.download('slo.sql', join(dir, 'y')), /download of slo\.sql failed verification: the segments received give ETag/)
+  })
+
+  it('leaves the check of an object with a stored SHA-256 to the caller: no MD5s, no manifest GET', async () => {
+    const s = storage()
+    const source = await file(2 * MiB + 1)
+    const sha256 = createHash('sha256').update(source.data).digest('hex')
+    await s.upload(source.path, 'slo.sql', { sha256 })
+    fake.corruptDownloads = true
+    fake.log.length = 0
+    const chunks: Buffer[] = []
+    assert.deepEqual(await s.download('slo.sql', join(dir, 'z'), { onChunk: (c) => chunks.push(c) }), { size: source.data.length, sha256 })
+    assert.notEqual(createHash('sha256').update(Buffer.concat(chunks)).digest('hex'), sha256, 'what the caller hashes shows the corruption')
+    assert.deepEqual(fake.log, ['GET backups/slo.sql'])
   })
 
   it('resumes a download cut in half with a ranged GET of the same object', async () => {
