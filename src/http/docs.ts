@@ -16,12 +16,23 @@ export interface Route {
 export function registerDocsRoutes(app: FastifyInstance, routes: readonly Route[]): void {
   const publicRoute = { config: { public: true } }
   let doc: Promise<OpenApiDocument> | undefined
-  const openApi = () => (doc ??= import('./openapi.ts').then((m) => m.openApiDocument(routes)))
+  const openApi = () =>
+    (doc ??= import('./openapi.ts')
+      .then((m) => m.openApiDocument(routes))
+      .catch((error: unknown) => {
+        doc = undefined // answered 500 now; the next request tries again
+        throw error
+      }))
   app.get('/openapi.json', publicRoute, async () => openApi())
   let page: Promise<string> | undefined
   app.get('/docs', publicRoute, async (_req, reply) => {
     page ??= Promise.all([openApi(), import('./docs-page.ts')]).then(([d, { renderDocsPage }]) => renderDocsPage(d))
-    return reply.header('content-type', 'text/html; charset=utf-8').send(await page)
+    try {
+      return reply.header('content-type', 'text/html; charset=utf-8').send(await page)
+    } catch (error) {
+      page = undefined
+      throw error
+    }
   })
 }
 
