@@ -88,7 +88,7 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * A multipart upload read straight from the file: each part is read into its own buffer (no
+   * A multipart upload read straight from the file: each part is read into a buffer of its own (no
    * copy through a stream and no concatenation), up to UPLOAD_CONCURRENCY parts in flight, each
    * retried by the SDK from that buffer. A file up to one part is a single PUT.
    */
@@ -320,14 +320,15 @@ export class S3Storage implements Storage {
 }
 
 /**
- * The file cut into parts of `partSize`, each read into its own buffer. A file that ends early
+ * The file cut into parts of `partSize`, each read into a buffer that is reused once its part has
+ * been sent (PartBuffers). A file that ends early
  * (something still writes it) fails the upload rather than storing a short object.
  */
 async function* fileParts(file: FileHandle, path: string, size: number, partSize: number): AsyncGenerator<Part> {
   const buffers = new PartBuffers()
   for (let number = 1, start = 0; ; number++) {
     const length = Math.min(partSize, size - start)
-    const buffer = buffers.take(partSize)
+    const buffer = buffers.take(Math.min(partSize, size)) // a small file needs no whole part
     const data = buffer.subarray(0, length)
     for (let filled = 0; filled < length; ) {
       const { bytesRead } = await file.read(data, filled, length - filled, start + filled)
