@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { JobStore } from '../src/jobs/store.ts'
-import { agentCommand, BenchError, describeAgent, freePort, SOURCE_ENTRY, type AgentCommand, jobId, log, median, NODE, now, percentile, round, runJobToEnd, s3Destination, sleep, startAgent, stopChild, triggerBody, WORK, type Row } from './lib.ts'
+import { agentCommand, agentEnvironment, BenchError, describeAgent, freePort, SOURCE_ENTRY, type AgentCommand, jobId, log, median, NODE, now, percentile, round, runJobToEnd, s3Destination, sleep, startAgent, stopChild, triggerBody, WORK, type Row } from './lib.ts'
 
 const DUMMY_LAB = { S3_ENDPOINT: 'http://127.0.0.1:9', S3_REGION: 'us-east-1', S3_ACCESS_KEY: 'k', S3_SECRET_KEY: 's' }
 
@@ -75,18 +75,7 @@ async function startupTimes(agent: AgentCommand, root: string): Promise<number[]
     const auth = `Basic ${Buffer.from('manager:startup-pw').toString('base64')}`
     const started = now()
     const child = spawn(agent.command, agent.args, {
-      env: {
-        ...agent.env,
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: root,
-        client_username: 'manager',
-        client_password: 'startup-pw',
-        client_host: '127.0.0.1',
-        client_port: String(port),
-        directory_backup: join(root, 'backup'),
-        directory_restore: join(root, 'restore'),
-        scripts_path: join(root, 'scripts'),
-      },
+      env: { ...agent.env, ...agentEnvironment(root, port, 'manager', 'startup-pw') },
       stdio: ['ignore', 'ignore', 'ignore'],
     })
     try {

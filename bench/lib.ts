@@ -30,6 +30,21 @@ export interface AgentCommand {
  */
 export let AGENT: AgentCommand = process.env.BENCH_ENTRY ? { command: process.execPath, args: [process.env.BENCH_ENTRY] } : { command: 'unbuilt', args: [] }
 
+/** A bench agent's whole environment (nothing of the caller's but PATH): 127.0.0.1:`port`, folders under `root`. */
+export function agentEnvironment(root: string, port: number, username: string, password: string): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: root,
+    client_username: username,
+    client_password: password,
+    client_host: '127.0.0.1',
+    client_port: String(port),
+    directory_backup: join(root, 'backup'),
+    directory_restore: join(root, 'restore'),
+    scripts_path: join(root, 'scripts'),
+  }
+}
+
 /** The agent's command with the investigation flags of BENCH_AGENT_NODE_ARGS. */
 export function agentCommand(): AgentCommand {
   if (AGENT.command === process.execPath) return { ...AGENT, args: [...AGENT_NODE_ARGS, ...AGENT.args] }
@@ -299,19 +314,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const out = openSync(logFile, 'a')
   const command = agentCommand()
   const child = spawn(command.command, command.args, {
-    env: {
-      ...command.env,
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: root,
-      client_username: username,
-      client_password: password,
-      client_host: '127.0.0.1',
-      client_port: String(port),
-      directory_backup: backupDir,
-      directory_restore: restoreDir,
-      scripts_path: scriptsDir,
-      ...options.env,
-    },
+    env: { ...command.env, ...agentEnvironment(root, port, username, password), ...options.env },
     stdio: ['ignore', out, out],
   })
   closeSync(out)
