@@ -384,7 +384,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     logTail,
     async stop() {
       await stopChild(child, 'SIGTERM', 70_000)
-      if (!options.root) rmSync(root, { recursive: true, force: true })
+      if (!options.root && !process.env.BENCH_KEEP_FILES) rmSync(root, { recursive: true, force: true })
     },
   }
   running.add(agent)

@@ -12,7 +12,9 @@ export interface Part {
  * Part buffers, reused once the upload of their part has settled. A fresh 8 MiB buffer per part
  * counts as new external memory to V8, which then ran a full mark-compact every few parts: 93 of
  * them in one 1 GiB S3 upload, up to 110 ms each on the event loop that also answers polls.
- * Bounded by the caller: it takes a buffer only for a part it is about to send.
+ * Bounded by the caller: it takes a buffer only for a part it is about to send. The buffers
+ * live in SharedArrayBuffers, so the worker that hashes a part for its signature reads it where
+ * it is (src/storage/sha256.ts) instead of a copy made on the event loop.
  */
 export class PartBuffers {
   readonly #free: Buffer[] = []
@@ -23,7 +25,7 @@ export class PartBuffers {
     if (i < 0) {
       // Part sizes only grow: smaller free buffers will not be asked for again.
       this.#free.length = 0
-      return Buffer.allocUnsafe(size)
+      return Buffer.from(new SharedArrayBuffer(size))
     }
     return this.#free.splice(i, 1)[0] as Buffer
   }

@@ -1,11 +1,15 @@
 // The SHA-256 the AWS SDK signs requests with (SigV4 hashes every request body), computed off
 // the event loop. The SDK's default hashes an 8 MiB upload part synchronously on the main
-// thread, which then neither reads the next part nor answers polls; WebCrypto's digest runs in
-// libuv's thread pool. Small bodies and the signing HMACs stay synchronous: there a thread-pool
-// round trip costs more than the hash.
-import { createHash, createHmac, webcrypto, type Hash, type Hmac } from 'node:crypto'
+// thread, which then neither reads the next part nor answers polls. WebCrypto's digest, used
+// here before, is no better: Node copies the data on the calling thread first, 3-70 ms per
+// 8 MiB part on this VM, the event-loop stalls behind a polling p99 of 50-120 ms under an
+// upload (docs/PERFORMANCE.md). A digest worker hashes part buffers where they are (they live
+// in a SharedArrayBuffer, see PartBuffers). Small bodies and the signing HMACs stay
+// synchronous: there a round trip to the worker costs more than the hash.
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto'
+import { digestBytes } from './file-digest.ts'
 
-/** Bodies at least this large are hashed in the thread pool. */
+/** Bodies at least this large are hashed by a worker. */
 const OFF_THREAD_BYTES = 256 * 1024
 
 type SourceData = string | ArrayBuffer | ArrayBufferView
@@ -46,7 +50,7 @@ export class OffThreadSha256 {
       return hash.digest()
     }
     const data = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#size)
-    return new Uint8Array(await webcrypto.subtle.digest('SHA-256', data))
+    return digestBytes(data, 'sha256')
   }
 
   reset(): void {
