@@ -9,13 +9,20 @@
 //   opened the pipe for reading. Writing earlier into a pipe held open by a keeper could fit a
 //   small stream entirely into the pipe buffer and close it before the script opens it; its
 //   open would then wait for a writer forever.
-import { execFileSync } from 'node:child_process'
+//
+// Node has no mkfifo(3), so the mkfifo command makes the pipe. Awaited, not run synchronously:
+// execFileSync held the event loop until the command had exited, 30-70 ms under load on this
+// VM, and every poll waited with it (docs/PERFORMANCE.md).
+import { execFile } from 'node:child_process'
 import { closeSync, constants, openSync, rmSync } from 'node:fs'
 import net from 'node:net'
+import { promisify } from 'node:util'
 
-function mkfifo(path: string): void {
+const execFileAsync = promisify(execFile)
+
+async function mkfifo(path: string): Promise<void> {
   rmSync(path, { force: true })
-  execFileSync('mkfifo', ['-m', '600', path])
+  await execFileAsync('mkfifo', ['-m', '600', path])
 }
 
 export interface FifoEnd {
@@ -28,8 +35,8 @@ export interface FifoEnd {
 }
 
 /** A pipe the script writes to (BACKUP_STREAM). */
-export function openFifoForReading(path: string): FifoEnd {
-  mkfifo(path)
+export async function openFifoForReading(path: string): Promise<FifoEnd> {
+  await mkfifo(path)
   const mine = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
   // Opening for writing succeeds without blocking once a reader exists (ours).
   const keeper = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
@@ -64,8 +71,8 @@ export interface FifoWriter {
 const CONNECT_POLL_MS = 20
 
 /** A pipe the script reads from (RESTORE_STREAM). */
-export function openFifoForWriting(path: string): FifoWriter {
-  mkfifo(path)
+export async function openFifoForWriting(path: string): Promise<FifoWriter> {
+  await mkfifo(path)
   let disposed = false
   let socket: net.Socket | undefined
   const connected = (async () => {

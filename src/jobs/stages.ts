@@ -74,7 +74,7 @@ interface ScriptStageExtras {
   /** Runs after the script succeeded. */
   after?: (ctx: StageContext) => Promise<void>
   /** A stream beside the script (BACKUP_STREAM, RESTORE_STREAM). */
-  stream?: (ctx: StageContext) => ScriptStream | undefined
+  stream?: (ctx: StageContext) => Promise<ScriptStream | undefined>
 }
 
 function scriptStage(
@@ -91,7 +91,7 @@ function scriptStage(
     runIf,
     logField,
     async run(ctx) {
-      const stream = options.stream?.(ctx)
+      const stream = await options.stream?.(ctx)
       const signals = [ctx.signal, stream?.stopScript].filter((s) => s !== undefined)
       const result = await runScript({
         stage: name,

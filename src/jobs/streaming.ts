@@ -49,12 +49,12 @@ async function* tap(source: AsyncIterable<Buffer>, each: (chunk: Buffer) => void
   }
 }
 
-export function openBackupStream(ctx: StageContext): ScriptStream | undefined {
+export async function openBackupStream(ctx: StageContext): Promise<ScriptStream | undefined> {
   const { job } = ctx
   if (job.request.destination.skipStorage) return undefined
   const storage = ctx.storage()
   if (!storage.uploadStream || !storage.storeChecksum) return undefined
-  const fifo = openFifoForReading(join(ctx.directory, '.backup.stream'))
+  const fifo = await openFifoForReading(join(ctx.directory, '.backup.stream'))
   const stop = new AbortController()
   const upload = new AbortController()
   ctx.signal?.addEventListener('abort', () => upload.abort(ctx.signal?.reason), { once: true })
@@ -114,13 +114,13 @@ export async function restoreScriptStreams(scriptsPath: string): Promise<boolean
   }
 }
 
-export function openRestoreStream(ctx: StageContext): ScriptStream | undefined {
+export async function openRestoreStream(ctx: StageContext): Promise<ScriptStream | undefined> {
   const { job } = ctx
   const { filename } = job.request.destination
   if (!job.streamRestore) return undefined
   const storage = ctx.storage()
   if (!storage.read) throw new JobError('this storage backend cannot stream a restore; remove RESTORE_STREAM from the restore script to restore from a file')
-  const fifo = openFifoForWriting(join(ctx.directory, '.restore.stream'))
+  const fifo = await openFifoForWriting(join(ctx.directory, '.restore.stream'))
   const stop = new AbortController()
   const transfer = (async () => {
     const reader = await fifo.connected
