@@ -26,14 +26,6 @@ const BATCHES = 4
 const MIN_READ_BYTES = 64 * 1024
 /** The status line and headers must fit in this (Node's own limit is 16 KiB). */
 const MAX_HEAD_BYTES = 64 * 1024
-/** Batches kept between requests (two downloads' worth): no new external memory per GET. */
-const SPARE_BATCHES = 2 * BATCHES
-
-const spare: Buffer[] = []
-const takeBatch = () => spare.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES)
-const giveBack = (batch: Buffer) => {
-  if (spare.length < SPARE_BATCHES) spare.push(batch)
-}
 
 /**
  * Sends a GET (`request.body` must be empty) and resolves with the answer's head. The body is a
@@ -42,6 +34,7 @@ const giveBack = (batch: Buffer) => {
 export async function keptBufferGet(request: HttpRequest): Promise<HttpResponse> {
   if (request.method !== 'GET' || request.body !== undefined) throw new Error('keptBufferGet sends only GETs without a body')
   if (proxyConfigured(request.url)) return send(request)
+  if (request.signal?.aborted) throw new TransportError('ABORTED', `${request.url.origin}: aborted`)
   const answer = await new KeptBufferGet(request).response
   if (answer === 'unsupported') return send(request)
   return answer
@@ -68,7 +61,9 @@ class KeptBufferGet {
   readonly response: Promise<HttpResponse | 'unsupported'>
   readonly #url: URL
   readonly #socket: net.Socket
-  readonly #batches: Buffer[] = Array.from({ length: BATCHES }, takeBatch)
+  // Per request, not pooled: four allocations per download are nothing to the GC, and an idle
+  // agent keeps no download buffers.
+  readonly #batches: Buffer[] = Array.from({ length: BATCHES }, () => Buffer.allocUnsafeSlow(BATCH_BYTES))
   /** Per batch: free, being filled (the current one), or with the consumer (queued or in use). */
   readonly #state: ('free' | 'filling' | 'queued')[] = this.#batches.map((): 'free' => 'free')
   readonly #queue: Queued[] = []
@@ -278,14 +273,13 @@ class KeptBufferGet {
     }
   }
 
-  /** Closes the connection and gives the batches back (none is with a consumer then). */
+  /** Closes the connection; what was not handed to the consumer is dropped. */
   #finish(): void {
     if (this.#finished) return
     this.#finished = true
-    this.#queue.length = 0 // views of batches that go back to the spare list
+    this.#queue.length = 0
     this.#socket.destroy()
     for (const cleanup of this.#cleanups) cleanup()
-    for (const batch of this.#batches) giveBack(batch)
   }
 
   /** KeptBufferBody.pipeTo. */
@@ -373,19 +367,27 @@ export class KeptBufferBody implements AsyncIterable<Buffer> {
         wake?.()
       },
     )
-    for (;;) {
-      const chunk = chunks.shift()
-      if (chunk !== undefined) {
-        const next = taken
-        taken = undefined
-        next?.()
-        yield chunk
-        continue
+    try {
+      for (;;) {
+        const chunk = chunks.shift()
+        if (chunk !== undefined) {
+          const next = taken
+          taken = undefined
+          next?.()
+          yield chunk
+          continue
+        }
+        if (failure) throw failure.error
+        if (done) return
+        await new Promise<void>((resolve) => (wake = resolve))
+        wake = undefined
       }
-      if (failure) throw failure.error
-      if (done) return
-      await new Promise<void>((resolve) => (wake = resolve))
-      wake = undefined
+    } finally {
+      // Left early (a break): the rest of the body is not wanted.
+      if (!done && !failure) {
+        this.destroy()
+        taken?.()
+      }
     }
   }
 }

@@ -89,7 +89,7 @@ describe('keptBufferGet', () => {
     assert.equal(headers.host, url.host)
   })
 
-  it('reads the same bytes as fast as they come, and again on the next request (batches reused)', async () => {
+  it('reads the same bytes as fast as they come, request after request', async () => {
     for (let i = 0; i < 3; i++) {
       const { data: got } = await collect(await keptBufferGet({ method: 'GET', url }))
       assert.ok(got.equals(data))
@@ -101,6 +101,30 @@ describe('keptBufferGet', () => {
     assert.equal(res.status, 404)
     assert.ok(res.body instanceof KeptBufferBody)
     assert.equal(await readText(res), 'no such object')
+  })
+
+  it('closes the connection when an iteration stops early', async () => {
+    // Sends 2 of the 8 MiB it announces and waits: only the client can end this connection.
+    const body = randomBytes(2 * MiB)
+    let closed!: Promise<void>
+    const raw = rawServer((socket) => {
+      closed = new Promise((resolve) => socket.once('close', () => resolve()))
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${8 * MiB}\r\n\r\n`)
+      socket.write(body)
+    })
+    const rawUrl = await listen(raw)
+    try {
+      const res = await keptBufferGet({ method: 'GET', url: rawUrl })
+      let first: Buffer | undefined
+      for await (const chunk of res.body as KeptBufferBody) {
+        first = chunk
+        break
+      }
+      assert.ok(first !== undefined && first.equals(body.subarray(0, first.length)))
+      await closed // the server sees the connection go (else this test times out)
+    } finally {
+      await close(raw)
+    }
   })
 
   it('leaves a chunked answer to node:http (the same request again)', async () => {
