@@ -2,7 +2,8 @@
 // (token expired or revoked before its time) gets one new login and one more try; transient
 // failures (network, 5xx, throttling) are tried again with backoff, up to `retries` times.
 import { tokenCache, type LoginOptions, type SwiftCredentials, type SwiftSession, type TokenCache } from './keystone.ts'
-import { backoff, drain, isTransientError, isTransientStatus, send, type HttpRequest, type HttpResponse } from './swift-http.ts'
+import { keptBufferGet } from './kept-buffer-get.ts'
+import { backoff, drain, isTransientError, isTransientStatus, send as sendRequest, type HttpRequest, type HttpResponse } from './swift-http.ts'
 
 export interface SwiftCall {
   method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE'
@@ -14,6 +15,11 @@ export interface SwiftCall {
   /** A streamed body is reopened for every try. */
   body?: HttpRequest['body']
   signal?: AbortSignal | undefined
+  /**
+   * A GET whose body is large and read once, in order (a download's data): its body is read
+   * from the socket into kept buffers (kept-buffer-get.ts) instead of through node:http.
+   */
+  keptBuffers?: boolean
 }
 
 export interface SwiftClientOptions {
@@ -76,6 +82,7 @@ export class SwiftClient {
 
   async #authorized(call: SwiftCall): Promise<HttpResponse> {
     const session = await this.session()
+    const send = call.keptBuffers ? keptBufferGet : sendRequest
     this.#onRequest?.()
     const first = await send(this.#build(session, call))
     if (first.status !== 401) return first

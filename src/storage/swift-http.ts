@@ -7,6 +7,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
+import type { KeptBufferBody } from './kept-buffer-get.ts'
 
 /** How long to wait for `100 Continue` before sending the body anyway (servers that ignore Expect). */
 const CONTINUE_WAIT_MS = 1_000
@@ -39,8 +40,11 @@ export interface HttpRequest {
 export interface HttpResponse {
   status: number
   headers: http.IncomingHttpHeaders
-  /** Must be consumed (readText, drain or piped) so the connection can be reused. */
-  body: http.IncomingMessage
+  /**
+   * Must be consumed (readText, drain or piped) so the connection can be reused (or closed).
+   * A KeptBufferBody when the request went through keptBufferGet (kept-buffer-get.ts).
+   */
+  body: http.IncomingMessage | KeptBufferBody
 }
 
 /** The request never got an HTTP answer: refused, reset, timed out, aborted. */

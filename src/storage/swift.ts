@@ -13,6 +13,7 @@ import { growingPartSize, parts } from './parts.ts'
 import { digestFile } from './file-digest.ts'
 import { sendFileRange, type FileRange } from './file-range.ts'
 import { FileSink } from './file-sink.ts'
+import { KeptBufferBody } from './kept-buffer-get.ts'
 import type { TokenCache } from './keystone.ts'
 import { SwiftClient } from './swift-client.ts'
 import { containerMissing, swiftFailure, swiftStatusError, type SwiftContext } from './swift-errors.ts'
@@ -106,7 +107,7 @@ export class SwiftStorage implements Storage {
       for (let resume = 0; ; resume++) {
         try {
           const headers: Record<string, string> = object ? { range: `bytes=${written}-`, 'if-match': `"${object.etag}"` } : {}
-          const res = await this.#client.request({ method: 'GET', container: this.#d.containerName, object: filename, headers, signal })
+          const res = await this.#client.request({ method: 'GET', container: this.#d.containerName, object: filename, headers, signal, keptBuffers: true })
           if (!object) {
             if (res.status === 404) {
               await drain(res)
@@ -131,16 +132,30 @@ export class SwiftStorage implements Storage {
             throw swiftStatusError(ctx, res.status, await readText(res))
           }
           const { check } = object
-          // Only bytes that reached the file are counted and hashed: a resume continues exactly there.
-          await pipelineAsync(
-            res.body,
-            new FileSink(file, written, (chunk) => {
-              written += chunk.length
-              check.update(chunk)
-              options.onChunk?.(chunk)
+          // Only bytes that reached the file are counted: a resume continues exactly there.
+          const body = res.body
+          if (body instanceof KeptBufferBody) {
+            await body.pipeTo(async (batch) => {
+              const writing = writeAt(file as FileHandle, batch, written)
+              // Hashed while the thread pool writes it (both only read the batch). A write that
+              // fails ends the download (no resume), so nothing hashed here is left unwritten.
+              check.update(batch)
+              options.onChunk?.(batch)
+              await writing
+              written += batch.length
               options.onProgress?.(written)
-            }),
-          )
+            })
+          } else {
+            await pipelineAsync(
+              body,
+              new FileSink(file, written, (chunk) => {
+                written += chunk.length
+                check.update(chunk)
+                options.onChunk?.(chunk)
+                options.onProgress?.(written)
+              }),
+            )
+          }
           break
         } catch (error) {
           const midBody = object !== undefined && !(error instanceof JobError) && isTransientError(error)
@@ -653,6 +668,15 @@ async function sendBuffer(data: Buffer, write: (chunk: Buffer) => Promise<void>,
     const chunk = data.subarray(i, i + CHUNK)
     onChunk(chunk)
     await write(chunk)
+  }
+}
+
+/** Writes all of `data` at `position` (a short write is continued). */
+async function writeAt(file: FileHandle, data: Buffer, position: number): Promise<void> {
+  for (let offset = 0; offset < data.length; ) {
+    const { bytesWritten } = await file.write(data, offset, data.length - offset, position + offset)
+    if (bytesWritten === 0) throw new Error('the file took no bytes')
+    offset += bytesWritten
   }
 }
 

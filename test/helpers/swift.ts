@@ -193,8 +193,9 @@ export async function closedPort(): Promise<number> {
 
 /**
  * A TCP proxy on 127.0.0.1 in front of a real server that cuts one connection on purpose: the one
- * on which the bytes sent towards the server pass `cutAfterBytes` in total. Everything before and
- * after passes untouched (so a client's cleanup after the cut reaches the server).
+ * on which the bytes sent towards the server (or with `towards: 'client'`, towards the client: a
+ * download) pass `cutAfterBytes` in total. Everything before and after passes untouched (so a
+ * client's cleanup or resume after the cut reaches the server).
  */
 export class CuttingProxy {
   readonly #server: net.Server
@@ -206,7 +207,7 @@ export class CuttingProxy {
     this.#server = server
   }
 
-  static async start(target: { host: string; port: number }, cutAfterBytes: number): Promise<CuttingProxy> {
+  static async start(target: { host: string; port: number }, cutAfterBytes: number, towards: 'server' | 'client' = 'server'): Promise<CuttingProxy> {
     const server = net.createServer()
     const proxy = new CuttingProxy(server)
     server.on('connection', (client) => {
@@ -216,19 +217,23 @@ export class CuttingProxy {
         s.on('close', () => proxy.#sockets.delete(s))
         s.on('error', () => undefined)
       }
-      client.on('data', (chunk: Buffer) => {
+      /** Counts bytes going one way; true when this chunk is the one to cut at (the connection is then gone). */
+      const cutHere = (chunk: Buffer): boolean => {
         const before = proxy.#forwarded
         proxy.#forwarded += chunk.length
-        if (proxy.cuts === 0 && before < cutAfterBytes && proxy.#forwarded >= cutAfterBytes) {
-          proxy.cuts++
-          client.resetAndDestroy()
-          upstream.destroy()
-          return
-        }
+        if (proxy.cuts > 0 || before >= cutAfterBytes || proxy.#forwarded < cutAfterBytes) return false
+        proxy.cuts++
+        client.resetAndDestroy()
+        upstream.destroy()
+        return true
+      }
+      client.on('data', (chunk: Buffer) => {
+        if (towards === 'server' && cutHere(chunk)) return
         if (!upstream.write(chunk)) client.pause()
       })
       upstream.on('drain', () => client.resume())
       upstream.on('data', (chunk: Buffer) => {
+        if (towards === 'client' && cutHere(chunk)) return
         if (!client.write(chunk)) upstream.pause()
       })
       client.on('drain', () => upstream.resume())

@@ -213,6 +213,22 @@ describe('Swift storage', () => {
     }
   })
 
+  it('resumes a restore whose connection is cut mid-body, and the file is byte-exact and verified', async () => {
+    const { filename, source } = await roundTrip('v1', 12 * MiB + 3)
+    // Cut 7 MiB into what the proxy sends back: in the body of the restore's GET (the login's answer is small).
+    const proxy = await CuttingProxy.start({ host: '127.0.0.1', port: Number(new URL(env.SWIFT_V1_AUTH_URL as string).port) }, 7 * MiB, 'client')
+    try {
+      const destination = lab.destination('v1', containers.v1, { authUrl: `http://127.0.0.1:${proxy.port}/auth/v1.0` })
+      const restored = await restore(agent, destination, filename)
+      assert.equal(restored.body.status, 'SUCCEEDED', restored.body.error_message)
+      assert.equal(restored.body.checksum_verified, true)
+      assert.equal(proxy.cuts, 1)
+      assert.ok((await readFile(restored.target)).equals(source.data), 'the restored file differs from the backup')
+    } finally {
+      await proxy.close()
+    }
+  })
+
   it('deletes the segments it wrote when an SLO upload breaks off for good', async () => {
     const container = uniqueName('osb-cut') // its own: the job before may have used the same file name
     await accounts.v1.createContainer(container)
