@@ -22,7 +22,11 @@ export interface TransferOptions {
    * wait for it before they start. A rejection fails the upload (and leaves nothing behind).
    */
   sha256?: string | Promise<string>
-  /** Download: every chunk as it is written, in order (to hash what arrives). */
+  /**
+   * Download: every chunk as it is written, in order (to hash what arrives). The chunk may be a
+   * view of a buffer the backend reuses (Swift, src/storage/kept-buffer-get.ts): use it during
+   * the call, copy what must outlive it.
+   */
   onChunk?: (chunk: Buffer) => void
 }
 
