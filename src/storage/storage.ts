@@ -65,7 +65,11 @@ export interface Storage {
   uploadStream?(source: AsyncIterable<Buffer>, filename: string, options?: TransferOptions & { metadata?: Record<string, string> }): Promise<{ size: number }>
   /** Opens the object for reading as a stream (streamed restores). */
   read?(filename: string, options?: TransferOptions): Promise<ObjectReader>
-  /** Stores the whole-object SHA-256 (and metadata) with an object uploaded as a stream. */
+  /**
+   * After a streamed upload: stores its SHA-256 (for a version-2 `.osb` object the value of its
+   * trailer) and metadata where that is cheap (Swift: a POST; LOCAL: the sidecar file). S3 does
+   * nothing: changing metadata there copies the object, and the trailer carries the digest.
+   */
   storeChecksum?(filename: string, sha256: string, metadata: Record<string, string>): Promise<void>
 }
 
