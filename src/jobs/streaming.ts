@@ -61,13 +61,20 @@ export function openBackupStream(ctx: StageContext): ScriptStream | undefined {
   const stop = new AbortController()
   const upload = new AbortController()
   ctx.signal?.addEventListener('abort', () => upload.abort(ctx.signal?.reason), { once: true })
+  // Loaded while the script starts up rather than after its first byte: until they are, the
+  // agent does not read the pipe and the script waits (a second or more for the AWS SDK under
+  // load). A script that keeps the file contract just loaded them a little earlier.
+  const codec = loadCodec()
+  const backend = storage.prepare?.()
+  backend?.catch(() => {}) // a load failure is reported by the upload that needs it
 
   const transfer = (async () => {
     const input = fifo.socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>
     const first = await input.next()
     if (first.done) return undefined // the script used the file contract
     const filename = `${ctx.fileBase}${STREAM_SUFFIX}`
-    const { header, encode, sha256 } = (await loadCodec()).createEncoder({
+    await backend
+    const { header, encode, sha256 } = (await codec).createEncoder({
       compression: job.request.compression ? ctx.streamCompression : 'none',
       encryptionKey: job.request.encryptionKey,
     })

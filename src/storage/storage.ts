@@ -43,6 +43,11 @@ export interface ObjectReader {
 export interface Storage {
   /** Where objects go, for messages: `s3://bucket/prefix` or `swift container`. */
   readonly location: string
+  /**
+   * Loads the backend's code ahead of its first request (LazyStorage): a streamed backup calls it
+   * when the pipe opens, so the script's first bytes do not wait for the AWS SDK to load.
+   */
+  prepare?(): Promise<void>
   /** Streams the file at `path` to the object for `filename`; memory does not grow with size. */
   upload(path: string, filename: string, options?: TransferOptions): Promise<void>
   /**
@@ -96,12 +101,16 @@ export function storageFor(destination: StorageDestination & { filenamePrefix: s
  */
 class LazyStorage implements Required<Storage> {
   readonly location: string
-  readonly #open: () => Promise<Required<Storage>>
+  readonly #open: () => Promise<Required<Omit<Storage, 'prepare'>>>
 
-  constructor(location: string, load: () => Promise<Required<Storage>>) {
+  constructor(location: string, load: () => Promise<Required<Omit<Storage, 'prepare'>>>) {
     this.location = location
-    let loaded: Promise<Required<Storage>> | undefined
+    let loaded: Promise<Required<Omit<Storage, 'prepare'>>> | undefined
     this.#open = () => (loaded ??= load())
+  }
+
+  async prepare(): Promise<void> {
+    await this.#open()
   }
 
   async upload(path: string, filename: string, options?: TransferOptions): Promise<void> {
