@@ -1,8 +1,9 @@
 // `osb-backup-agent decrypt`: decodes a streamed (`.osb`) backup by hand, with no agent running:
-// checks the header, authenticates and decrypts every frame, decompresses. The key is the same
-// string a restore request would carry (a passphrase, or the PEM private key of the key pair).
+// checks the header, authenticates and decrypts every frame, decompresses, and checks the
+// SHA-256 trailer (version 2) before it ends. The key is the same string a restore request would
+// carry (a passphrase, or the PEM private key of the key pair).
 import { createReadStream, createWriteStream } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createDecoder } from '../integrity/codec.ts'
@@ -22,6 +23,13 @@ export interface DecryptInput {
 export async function decrypt(options: DecryptInput): Promise<void> {
   const key = options.keyFile ? (await readFile(options.keyFile, 'utf8')).replace(/\r?\n$/, '') : (options.env.OSB_ENCRYPTION_KEY ?? '')
   const source = options.input && options.input !== '-' ? createReadStream(options.input) : options.stdin
-  const target = options.output && options.output !== '-' ? createWriteStream(options.output, { mode: 0o600 }) : options.stdout
-  await pipeline(source, createDecoder(key), target)
+  const toFile = options.output !== undefined && options.output !== '-'
+  const target = toFile ? createWriteStream(options.output!, { mode: 0o600 }) : options.stdout
+  try {
+    await pipeline(source, createDecoder(key, { what: options.input && options.input !== '-' ? options.input : 'standard input' }), target)
+  } catch (error) {
+    // No unverified dump is left behind under the name the operator asked for.
+    if (toFile) await rm(options.output!, { force: true })
+    throw error
+  }
 }

@@ -162,7 +162,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   decrypt: {
-    summary: 'decode a streamed (.osb) backup by hand: authenticate, decrypt, decompress (no agent needed)',
+    summary: 'decode a streamed (.osb) backup by hand: authenticate, decrypt, decompress, check its SHA-256 trailer (no agent needed)',
     usage: 'osb-backup-agent decrypt [FILE|-] [--out FILE] [--key-file FILE]',
     help: [
       'FILE                 the .osb object (default: standard input)',

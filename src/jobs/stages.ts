@@ -1,6 +1,5 @@
 // The stages of a backup and of a restore, as data (SPEC §5). The runner walks a table; what a
 // stage does lives here, when it runs is its `runIf`.
-import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream, lstatSync, readdirSync } from 'node:fs'
 import { rename, rm, stat } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
@@ -10,7 +9,8 @@ import { processStartTime } from '../scripts/process-group.ts'
 import { runScript } from '../scripts/run.ts'
 import { digestFile } from '../storage/file-digest.ts'
 import type { Storage, TransferOptions } from '../storage/storage.ts'
-import type { Compression } from '../integrity/format.ts'
+import { hasTrailer, readFileHeader, type Compression, type StreamHeader } from '../integrity/format.ts'
+import { TrailerDigest, verifiedTrailer, type ObjectDigest } from '../integrity/trailer.ts'
 import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
 import { protectJobFile } from './directory.ts'
 import type { Job } from './job.ts'
@@ -247,26 +247,22 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   // Download beside the target and rename once verified: the restore script never sees a
   // partial or corrupt file under the name it reads.
   const partial = join(ctx.directory, `.${filename}.download`)
-  const hash = createHash('sha256')
+  // One pass gives both the whole-object digest and, holding back the last 32 bytes, the one a
+  // version-2 `.osb` trailer must match (src/integrity/trailer.ts).
+  const digest = new TrailerDigest()
   try {
     const downloaded = await ctx.storage().download(filename, partial, {
       ...ctx.transferOptions(null),
-      onChunk: (chunk) => hash.update(chunk),
+      onChunk: (chunk) => digest.update(chunk),
     })
-    const actual = hash.digest('hex')
     ctx.job.filename = filename
     ctx.job.filesize = downloaded.size
-    ctx.job.checksum = downloaded.sha256
-    if (downloaded.sha256 === undefined) {
-      ctx.job.checksumVerified = false
-      if (ctx.requireChecksum) throw new JobError(`${filename} has no stored checksum and require_checksum is true`)
-    } else if (downloaded.sha256.toLowerCase() !== actual) {
-      ctx.job.checksumVerified = false
-      throw new JobError(`checksum mismatch: ${filename} should have SHA-256 ${downloaded.sha256} but the downloaded bytes have ${actual}; the file was deleted`)
-    } else {
-      ctx.job.checksumVerified = true
-    }
-    if (isStreamedObject(filename)) {
+    const streamed = isStreamedObject(filename)
+    // An unreadable header is checked like a version-1 object (the stored digest, if any); the
+    // decoder then reports what is wrong with it.
+    const header = streamed ? await readFileHeader(partial).catch(() => undefined) : undefined
+    verifyDownload(ctx, filename, digest.digest(), downloaded.sha256, header)
+    if (streamed) {
       await decodeInto(partial, join(ctx.directory, restoreFileArgument(ctx.job)), ctx.job.request.encryptionKey, ctx.jobGid)
     } else {
       await protectJobFile(partial, ctx.jobGid)
@@ -275,6 +271,30 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   } finally {
     ctx.job.progress = undefined
     await rm(partial, { force: true })
+  }
+}
+
+/**
+ * Before the restore script sees anything: a version-2 `.osb` object must match its own trailer
+ * (and the stored digest, when there is one); any other object its stored digest, when it has
+ * one. Sets the job's `checksum` and `checksum_verified`; throws "checksum mismatch" (the caller
+ * deletes the download) or, without a digest and with require_checksum, refuses.
+ */
+function verifyDownload(ctx: StageContext, filename: string, digest: ObjectDigest, stored: string | undefined, header: StreamHeader | undefined): void {
+  const { job } = ctx
+  job.checksumVerified = false
+  job.checksum = stored // what a failure reports
+  if (header && hasTrailer(header)) {
+    job.checksum = verifiedTrailer(digest, filename, stored)
+    job.checksumVerified = true
+    return
+  }
+  if (stored === undefined) {
+    if (ctx.requireChecksum) throw new JobError(`${filename} has no stored checksum and require_checksum is true`)
+  } else if (stored.toLowerCase() !== digest.whole) {
+    throw new JobError(`checksum mismatch: ${filename} should have SHA-256 ${stored} but the downloaded bytes have ${digest.whole}; the file was deleted`)
+  } else {
+    job.checksumVerified = true
   }
 }
 
@@ -289,12 +309,12 @@ function restoreFileArgument(job: Job): string {
   return isStreamedObject(filename) && !job.streamRestore ? filename.slice(0, -STREAM_SUFFIX.length) : filename
 }
 
-/** Decodes a verified `.osb` download into the file the restore script reads. */
+/** Decodes a verified `.osb` download into the file the restore script reads (its digest was checked: not hashed again). */
 async function decodeInto(encoded: string, target: string, encryptionKey: string, gid: number | undefined): Promise<void> {
   const partial = `${target}.decoding`
   const { createDecoder } = await loadCodec()
   try {
-    await pipeline(createReadStream(encoded, { highWaterMark: 1024 * 1024 }), createDecoder(encryptionKey), createWriteStream(partial, { mode: 0o640 }))
+    await pipeline(createReadStream(encoded, { highWaterMark: 1024 * 1024 }), createDecoder(encryptionKey, { verify: false }), createWriteStream(partial, { mode: 0o640 }))
     await protectJobFile(partial, gid)
     await rename(partial, target)
   } finally {

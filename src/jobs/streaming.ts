@@ -1,16 +1,17 @@
 // Streaming mode, opt-in per script (docs/INTEGRITY.md):
 // - BACKUP_STREAM: a named pipe the backup script may write its dump to. The first byte starts
-//   the upload of `<file_name_without_type>.osb` (compressed, encrypted, hashed on the way) while
-//   the script still runs; no temp file. A script that ignores the pipe keeps the file contract.
+//   the upload of `<file_name_without_type>.osb` (compressed, encrypted, hashed on the way, its
+//   SHA-256 appended as the trailer) while the script still runs; no temp file. A script that
+//   ignores the pipe keeps the file contract.
 // - RESTORE_STREAM: for a restore script that mentions it, the agent downloads, authenticates,
 //   decrypts and decompresses the object into a named pipe the script reads.
-import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
 import { openFifoForReading, openFifoForWriting } from '../integrity/fifo.ts'
-import type { StreamHeader } from '../integrity/format.ts'
+import { hasTrailer, type StreamHeader } from '../integrity/format.ts'
+import { DIGEST_LOCATION, requireDigestWhereMetadataSays } from '../integrity/trailer.ts'
 import { findScript } from '../scripts/run.ts'
 import type { StageContext } from './stages.ts'
 
@@ -28,9 +29,18 @@ export interface ScriptStream {
   finish(scriptSucceeded: boolean): Promise<void>
 }
 
-/** Object metadata that says what a streamed object is (also in its header). */
+/**
+ * Object metadata that says what a streamed object is (also in its header), and where its digest
+ * is: `sha256-location: trailer` (S3 can set metadata only when an upload starts, before the
+ * digest exists; backends that can add it afterwards cheaply also store `sha256`).
+ */
 function formatMetadata(header: StreamHeader): Record<string, string> {
-  return { format: `osb${header.version}`, compression: header.compression, encryption: header.encryption.mode }
+  return {
+    format: `osb${header.version}`,
+    compression: header.compression,
+    encryption: header.encryption.mode,
+    ...(hasTrailer(header) ? { [DIGEST_LOCATION]: 'trailer' } : {}),
+  }
 }
 
 async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
@@ -39,13 +49,6 @@ async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenera
     const next = await rest.next()
     if (next.done) return
     yield next.value
-  }
-}
-
-async function* tap(source: AsyncIterable<Buffer>, each: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
-  for await (const chunk of source) {
-    each(chunk)
-    yield chunk
   }
 }
 
@@ -58,26 +61,32 @@ export async function openBackupStream(ctx: StageContext): Promise<ScriptStream 
   const stop = new AbortController()
   const upload = new AbortController()
   ctx.signal?.addEventListener('abort', () => upload.abort(ctx.signal?.reason), { once: true })
+  // Loaded while the script starts up rather than after its first byte: until they are, the
+  // agent does not read the pipe and the script waits (a second or more for the AWS SDK under
+  // load). A script that keeps the file contract just loaded them a little earlier.
+  const codec = loadCodec()
+  const backend = storage.prepare?.()
+  backend?.catch(() => {}) // a load failure is reported by the upload that needs it
 
   const transfer = (async () => {
     const input = fifo.socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>
     const first = await input.next()
     if (first.done) return undefined // the script used the file contract
     const filename = `${ctx.fileBase}${STREAM_SUFFIX}`
-    const { header, encode } = (await loadCodec()).createEncoder({
+    await backend
+    const { header, encode, sha256 } = (await codec).createEncoder({
       compression: job.request.compression ? ctx.streamCompression : 'none',
       encryptionKey: job.request.encryptionKey,
     })
     job.filename = filename
     job.uploading = filename
     ctx.changed()
-    const hash = createHash('sha256')
-    const { size } = await storage.uploadStream!(tap(encode(prepend(first.value, input)), (c) => hash.update(c)), filename, {
+    const { size } = await storage.uploadStream!(encode(prepend(first.value, input)), filename, {
       ...ctx.transferOptions(null),
       signal: upload.signal,
       metadata: formatMetadata(header),
     })
-    return { filename, size, sha256: hash.digest('hex'), header }
+    return { filename, size, sha256: sha256(), header }
   })()
   transfer.catch((error: Error) => stop.abort(error.message))
 
@@ -90,6 +99,7 @@ export async function openBackupStream(ctx: StageContext): Promise<ScriptStream 
       try {
         const streamed = await transfer
         if (!streamed || !scriptSucceeded) return
+        // Swift (a POST) and LOCAL (a sidecar file) also keep it as metadata; S3 needs no step.
         await storage.storeChecksum!(streamed.filename, streamed.sha256, formatMetadata(streamed.header))
         job.streamed = true
         job.filesize = streamed.size
@@ -126,15 +136,22 @@ export async function openRestoreStream(ctx: StageContext): Promise<ScriptStream
     const reader = await fifo.connected
     const { createDecoder } = await loadCodec()
     const object = await storage.read!(filename, { ...ctx.transferOptions(null), signal: ctx.signal })
-    const hash = createHash('sha256')
-    await pipeline(tap(object.chunks, (c) => hash.update(c)), createDecoder(job.request.encryptionKey), reader)
-    const actual = hash.digest('hex')
-    job.checksum = object.sha256
-    job.checksumVerified = object.sha256 === actual
-    // Encrypted frames were each authenticated before the script got them; for the rest this is
-    // the first moment the whole digest is known (the script may have read the data already).
-    if (object.sha256 !== undefined && object.sha256 !== actual) throw new JobError(`checksum mismatch: ${filename} should have SHA-256 ${object.sha256} but the streamed bytes have ${actual}`)
-    if (object.sha256 === undefined && ctx.requireChecksum) throw new JobError(`${filename} has no stored checksum and require_checksum is true`)
+    let verified: { checksum: string; trailer: boolean } | undefined
+    // The decoder checks the digest (the trailer, and the stored one) when the input ends, before
+    // the script sees the end of the stream. Encrypted frames were each authenticated before the
+    // script got them; for the rest this is the first moment the whole digest is known (the
+    // script may have read the data already): a mismatch then fails the job and stops the script.
+    const decoder = createDecoder(job.request.encryptionKey, {
+      what: filename,
+      storedSha256: object.sha256,
+      onHeader: (header) => requireDigestWhereMetadataSays(header, object.metadata, filename),
+      onVerified: ({ checksum, header }) => (verified = { checksum, trailer: hasTrailer(header) }),
+    })
+    await pipeline(object.chunks, decoder, reader)
+    if (!verified) throw new JobError(`${filename}: the streamed restore ended before its checksum was verified`)
+    job.checksum = verified.trailer ? verified.checksum : object.sha256
+    job.checksumVerified = verified.trailer || object.sha256 !== undefined
+    if (!job.checksumVerified && ctx.requireChecksum) throw new JobError(`${filename} has no stored checksum and require_checksum is true`)
   })()
   let transferError: Error | undefined
   transfer.catch((error: Error) => {

@@ -5,16 +5,13 @@ import type { Readable } from 'node:stream'
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
-  CopyObjectCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
-  HeadObjectCommand,
   ListMultipartUploadsCommand,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
   UploadPartCommand,
-  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { JobError } from '../errors.ts'
@@ -242,38 +239,12 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * S3 fixes metadata when an upload starts, before a stream's digest exists: a server-side copy
-   * onto itself with replaced metadata records it afterwards (a multipart copy above 5 GiB, the
-   * limit of a single copy).
+   * Nothing to store: S3 fixes metadata when an upload starts, before a stream's digest exists,
+   * and changing it afterwards means copying the whole object. A streamed (`.osb` version 2)
+   * object carries its SHA-256 as its trailer instead, and its metadata (set at the start:
+   * `sha256-location: trailer`) says so (docs/STREAM_FORMAT.md).
    */
-  async storeChecksum(filename: string, sha256: string, metadata: Record<string, string>): Promise<void> {
-    const key = this.#key(filename)
-    const Bucket = this.#d.bucket
-    const CopySource = `${Bucket}/${key.split('/').map(encodeURIComponent).join('/')}`
-    const Metadata = { ...metadata, sha256 }
-    try {
-      const { ContentLength: size = 0 } = await this.#client.send(new HeadObjectCommand({ Bucket, Key: key }))
-      if (size <= MAX_SINGLE_COPY_BYTES) {
-        await this.#client.send(new CopyObjectCommand({ Bucket, Key: key, CopySource, MetadataDirective: 'REPLACE', Metadata }))
-        return
-      }
-      const { UploadId } = await this.#client.send(new CreateMultipartUploadCommand({ Bucket, Key: key, Metadata }))
-      try {
-        const Parts: { PartNumber: number; ETag: string }[] = []
-        for (let from = 0, PartNumber = 1; from < size; from += COPY_PART_BYTES, PartNumber++) {
-          const to = Math.min(size, from + COPY_PART_BYTES) - 1
-          const part = await this.#client.send(new UploadPartCopyCommand({ Bucket, Key: key, UploadId, PartNumber, CopySource, CopySourceRange: `bytes=${from}-${to}` }))
-          Parts.push({ PartNumber, ETag: part.CopyPartResult?.ETag as string })
-        }
-        await this.#client.send(new CompleteMultipartUploadCommand({ Bucket, Key: key, UploadId, MultipartUpload: { Parts } }))
-      } catch (error) {
-        await this.#client.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId })).catch(() => {})
-        throw error
-      }
-    } catch (error) {
-      throw this.#explain(error, `recording the checksum of ${key}`)
-    }
-  }
+  async storeChecksum(): Promise<void> {}
 
   async abandon(filename: string): Promise<void> {
     const key = this.#key(filename)
@@ -347,7 +318,5 @@ function backoff(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling))
 }
 
-const MAX_SINGLE_COPY_BYTES = 5 * 1024 * 1024 * 1024
-const COPY_PART_BYTES = 1024 * 1024 * 1024
 /** 8 MiB × 1000, 16 MiB × 1000 … up to 4 GiB parts: 10,000 parts reach S3's own 5 TiB limit. */
 const partSizeFor = growingPartSize(MIN_PART_BYTES, 1000, 4 * 1024 * 1024 * 1024)

@@ -47,6 +47,11 @@ export interface ObjectReader {
 export interface Storage {
   /** Where objects go, for messages: `s3://bucket/prefix` or `swift container`. */
   readonly location: string
+  /**
+   * Loads the backend's code ahead of its first request (LazyStorage): a streamed backup calls it
+   * when the pipe opens, so the script's first bytes do not wait for the AWS SDK to load.
+   */
+  prepare?(): Promise<void>
   /** Streams the file at `path` to the object for `filename`; memory does not grow with size. */
   upload(path: string, filename: string, options?: TransferOptions): Promise<void>
   /**
@@ -69,7 +74,11 @@ export interface Storage {
   uploadStream?(source: AsyncIterable<Buffer>, filename: string, options?: TransferOptions & { metadata?: Record<string, string> }): Promise<{ size: number }>
   /** Opens the object for reading as a stream (streamed restores). */
   read?(filename: string, options?: TransferOptions): Promise<ObjectReader>
-  /** Stores the whole-object SHA-256 (and metadata) with an object uploaded as a stream. */
+  /**
+   * After a streamed upload: stores its SHA-256 (for a version-2 `.osb` object the value of its
+   * trailer) and metadata where that is cheap (Swift: a POST; LOCAL: the sidecar file). S3 does
+   * nothing: changing metadata there copies the object, and the trailer carries the digest.
+   */
   storeChecksum?(filename: string, sha256: string, metadata: Record<string, string>): Promise<void>
 }
 
@@ -96,12 +105,16 @@ export function storageFor(destination: StorageDestination & { filenamePrefix: s
  */
 class LazyStorage implements Required<Storage> {
   readonly location: string
-  readonly #open: () => Promise<Required<Storage>>
+  readonly #open: () => Promise<Required<Omit<Storage, 'prepare'>>>
 
-  constructor(location: string, load: () => Promise<Required<Storage>>) {
+  constructor(location: string, load: () => Promise<Required<Omit<Storage, 'prepare'>>>) {
     this.location = location
-    let loaded: Promise<Required<Storage>> | undefined
+    let loaded: Promise<Required<Omit<Storage, 'prepare'>>> | undefined
     this.#open = () => (loaded ??= load())
+  }
+
+  async prepare(): Promise<void> {
+    await this.#open()
   }
 
   async upload(path: string, filename: string, options?: TransferOptions): Promise<void> {

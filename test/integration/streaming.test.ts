@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, generateKeyPairSync } from 'node:crypto'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { startAgent, type Agent } from '../helpers/agent.ts'
@@ -72,22 +72,43 @@ describe('streaming mode', () => {
     const head = await s3.headObject(bucket, `backups/${done.filename}`)
     assert.equal(head.ContentLength, done.filesize.size)
     assert.ok(done.filesize.size < data.length * 0.75, 'the zero half compressed')
-    assert.equal(head.Metadata?.sha256, done.checksum.value)
-    assert.equal(head.Metadata?.format, 'osb1')
+    // the digest travels in the object's trailer: S3 metadata says where, and holds no copy of it
+    // (storing it would have taken a server-side copy of the whole object)
+    assert.equal(head.Metadata?.sha256, undefined)
+    assert.equal(head.Metadata?.['sha256-location'], 'trailer')
+    assert.equal(head.Metadata?.format, 'osb2')
     assert.equal(head.Metadata?.encryption, 'passphrase')
+    assert.equal(head.Metadata?.compression, 'zstd')
     const stored = await s3.getObject(bucket, `backups/${done.filename}`)
-    assert.equal(sha256(stored), done.checksum.value)
+    assert.equal(stored.subarray(stored.length - 32).toString('hex'), done.checksum.value)
+    assert.equal(sha256(stored.subarray(0, stored.length - 32)), done.checksum.value)
     assert.ok(!stored.includes(data.subarray(0, 64)), 'the object is not plaintext')
 
     const viaFile = await restore(agent, done.filename, PASSPHRASE)
     assert.equal(viaFile.status, 'SUCCEEDED', viaFile.error_message)
     assert.equal(viaFile.checksum_verified, true)
+    assert.deepEqual(viaFile.checksum, done.checksum)
     assert.equal(viaFile.restore_log.trim(), sha256(data))
 
     const viaStream = await restore(streamingRestore, done.filename, PASSPHRASE)
     assert.equal(viaStream.status, 'SUCCEEDED', viaStream.error_message)
     assert.equal(viaStream.restore_log.trim(), sha256(data))
     assert.equal(viaStream.checksum_verified, true)
+    assert.deepEqual(viaStream.checksum, done.checksum)
+  })
+
+  it('require_checksum is satisfied by a verified trailer (no sha256 metadata on S3)', async () => {
+    const strict = await startAgent({ env: { directory_backup: agent.backupDir, require_checksum: 'true' }, scripts: { restore: 'sha256sum "$5" | cut -c1-64' } })
+    try {
+      const { done, original } = await streamedBackup(null, { SIZE_KIB: 64 })
+      assert.equal(done.status, 'SUCCEEDED', done.error_message)
+      const restored = await restore(strict, done.filename, null)
+      assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
+      assert.equal(restored.checksum_verified, true)
+      assert.equal(restored.restore_log.trim(), sha256(readFileSync(original)))
+    } finally {
+      await strict.stop()
+    }
   })
 
   it('an operator decodes a streamed backup downloaded with awscli using `osb-backup-agent decrypt`', async () => {
@@ -105,6 +126,15 @@ describe('streaming mode', () => {
     const cli = new URL('../../bin/osb-backup-agent', import.meta.url).pathname
     const decoded = execFileSync(cli, ['decrypt', downloaded, '--key-file', keyFile], { maxBuffer: 64 * 1024 * 1024 })
     assert.equal(sha256(decoded), sha256(readFileSync(original)))
+    // a changed trailer: the CLI fails loudly and leaves no output file behind
+    const tampered = readFileSync(downloaded)
+    tampered[tampered.length - 1] = (tampered[tampered.length - 1] as number) ^ 1
+    writeFileSync(downloaded, tampered)
+    const out = join(agent.root, 'by-hand.dump')
+    const refused = spawnSync(cli, ['decrypt', downloaded, '--key-file', keyFile, '--out', out])
+    assert.equal(refused.status, 1)
+    assert.match(refused.stderr.toString(), /decrypt failed: checksum mismatch: .*trailer/)
+    assert.equal(existsSync(out), false)
     // a wrong key: a clear message and exit code 1
     const wrong = spawnSync(cli, ['decrypt', downloaded], { env: { ...process.env, OSB_ENCRYPTION_KEY: 'not the key' } })
     assert.equal(wrong.status, 1)
@@ -162,13 +192,44 @@ describe('streaming mode', () => {
     const key = `backups/${done.filename}`
     const stored = await s3.getObject(bucket, key)
     stored[stored.length - 40] = (stored[stored.length - 40] as number) ^ 0xff
-    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stored, Metadata: { sha256: done.checksum.value } }))
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stored, Metadata: { 'sha256-location': 'trailer' } }))
     const viaFile = await restore(agent, done.filename, PASSPHRASE)
     assert.equal(viaFile.status, 'FAILED')
     assert.match(viaFile.error_message, /^checksum mismatch/)
     const viaStream = await restore(streamingRestore, done.filename, PASSPHRASE)
     assert.equal(viaStream.status, 'FAILED')
     assert.match(viaStream.error_message, /failed authentication|checksum mismatch/)
+  })
+
+  it('an unencrypted streamed object with a changed byte is refused both ways, also when its trailer is rewritten to match and the metadata says otherwise', async () => {
+    const { done } = await streamedBackup(null, { SIZE_KIB: 256 })
+    assert.equal(done.status, 'SUCCEEDED', done.error_message)
+    const key = `backups/${done.filename}`
+    const stored = await s3.getObject(bucket, key)
+    const changed = Buffer.from(stored)
+    changed[changed.length - 1000] = (changed[changed.length - 1000] as number) ^ 1
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: changed, Metadata: { 'sha256-location': 'trailer' } }))
+    for (const via of [agent, streamingRestore]) {
+      const refused = await restore(via, done.filename, null)
+      assert.equal(refused.status, 'FAILED')
+      assert.match(refused.error_message, /^checksum mismatch: .*trailer/)
+    }
+    // cut short inside the trailer
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stored.subarray(0, stored.length - 7), Metadata: { 'sha256-location': 'trailer' } }))
+    for (const via of [agent, streamingRestore]) {
+      const refused = await restore(via, done.filename, null)
+      assert.equal(refused.status, 'FAILED')
+      assert.match(refused.error_message, /^checksum mismatch/)
+    }
+    // a consistent trailer over the changed bytes, but Swift/LOCAL-style metadata with the original digest
+    const body = changed.subarray(0, changed.length - 32)
+    const resealed = Buffer.concat([body, createHash('sha256').update(body).digest()])
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: resealed, Metadata: { 'sha256-location': 'trailer', sha256: done.checksum.value } }))
+    for (const via of [agent, streamingRestore]) {
+      const refused = await restore(via, done.filename, null)
+      assert.equal(refused.status, 'FAILED')
+      assert.match(refused.error_message, /^checksum mismatch: .*stored metadata/)
+    }
   })
 })
 
@@ -214,9 +275,13 @@ describe('streaming mode to Swift', () => {
     assert.match(done.filename, /\.osb$/)
     const head = await account.head(container, done.filename)
     assert.equal(head.headers.get('x-static-large-object'), 'True')
+    // Swift stores the digest as metadata too (a cheap POST): the same value as the trailer
     assert.equal(head.headers.get('x-object-meta-sha256'), done.checksum.value)
-    assert.equal(head.headers.get('x-object-meta-format'), 'osb1')
-    assert.equal(sha256(await account.get(container, done.filename)), done.checksum.value)
+    assert.equal(head.headers.get('x-object-meta-sha256-location'), 'trailer')
+    assert.equal(head.headers.get('x-object-meta-format'), 'osb2')
+    const stored = await account.get(container, done.filename)
+    assert.equal(stored.subarray(stored.length - 32).toString('hex'), done.checksum.value)
+    assert.equal(sha256(stored.subarray(0, stored.length - 32)), done.checksum.value)
 
     const id = managerId()
     const body = managerRestoreBody(id, lab.destination('v3', container, { filename: done.filename }))
@@ -226,6 +291,7 @@ describe('streaming mode to Swift', () => {
     assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
     assert.equal(restored.restore_log.trim(), sha256(readFileSync(original)))
     assert.equal(restored.checksum_verified, true)
+    assert.deepEqual(restored.checksum, done.checksum)
   })
 
   it('a streaming script that fails halfway leaves no object and no segments', async () => {
