@@ -185,7 +185,7 @@ export class S3Storage implements Storage {
    * than one part is a single PUT.
    */
   async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
-    return this.#putParts(bufferedParts(parts(source, partSizeFor)), filename, options)
+    return this.#putParts(bufferedParts(parts(source, partSizeFor, undefined, { sha256: true })), filename, options)
   }
 
   /** Uploads numbered parts (the last one marked) as one object; on any failure or abort nothing is left. */
@@ -265,8 +265,8 @@ export class S3Storage implements Storage {
     signal: AbortSignal | undefined,
     send: (body: Buffer | Readable, sha256: string | undefined, abortSignal: AbortSignal | undefined) => Promise<T>,
   ): Promise<T> {
-    if (Buffer.isBuffer(part.body)) return send(part.body, undefined, signal)
     const sha256 = await part.sha256
+    if (Buffer.isBuffer(part.body)) return send(part.body, sha256, signal)
     for (let attempt = 0; ; attempt++) {
       const body = part.body()
       // The SDK pipes the body into the request, and pipe() does not pass a read error on: the
@@ -380,9 +380,11 @@ interface UploadPart {
   release?: () => void
 }
 
-/** A streamed upload's parts: buffers filled from the stream (parts.ts), sent as they are. */
+/** A streamed upload's parts: buffers filled from the stream (parts.ts) and hashed as they filled, sent as they are. */
 async function* bufferedParts(source: AsyncIterable<Part>): AsyncGenerator<UploadPart> {
-  for await (const { number, data, last, release } of source) yield { number, size: data.length, last, body: data, release }
+  for await (const { number, data, last, sha256, release } of source) {
+    yield { number, size: data.length, last, body: data, sha256: sha256 === undefined ? undefined : Promise.resolve(sha256), release }
+  }
 }
 
 /**

@@ -4,8 +4,7 @@
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { truncate } from 'node:fs/promises'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
@@ -71,6 +70,20 @@ describe('S3Storage file uploads', () => {
     await storage().upload(path, 'small.bin', { onRequest: () => attempts++ })
     assert.equal(sha256(await s3.getObject(bucket, 'unit/small.bin')), sha256(data))
     assert.equal(attempts, 1)
+  })
+
+  it('uploads a stream in parts hashed as they filled, and the SDK resends a part cut mid-body', async () => {
+    proxy.setFault({ kind: 'cut', afterBytes: 3 * MiB, times: 1 })
+    const data = randomBytes(20 * MiB + 5)
+    async function* source(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < data.length; i += 100_000) yield data.subarray(i, i + 100_000)
+    }
+    let attempts = 0
+    const { size } = await storage().uploadStream(source(), 'streamed.bin', { onRequest: () => attempts++ })
+    assert.equal(size, data.length)
+    assert.equal(proxy.faults(), 1)
+    assert.equal(attempts, 6, 'create, 3 parts, 1 part again, complete')
+    assert.equal(sha256(await s3.getObject(bucket, 'unit/streamed.bin')), sha256(data))
   })
 
   it('sends a part cut mid-body again from a fresh stream of the file', async () => {
