@@ -30,7 +30,7 @@ import { OffThreadSha256 } from './sha256.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
 const MAX_PARTS = 10_000
-/** Parts in flight at once: memory is about partSize × this. */
+/** Parts in flight at once (a streamed upload holds about partSize × (this + 2) in memory; a file's parts are read from disk). */
 const UPLOAD_CONCURRENCY = 4
 const AWS_ENDPOINT = /^(https?:\/\/)?s3([.-][a-z0-9-]+)?\.amazonaws\.com(\.cn)?\/?$/i
 
