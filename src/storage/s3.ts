@@ -18,13 +18,16 @@ import { JobError } from '../errors.ts'
 import type { S3Destination } from '../jobs/request.ts'
 import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from './storage.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
+import { FileRangeBody, ReadBuffers } from './file-body.ts'
+import { digestFile } from './file-digest.ts'
 import { FileSink } from './file-sink.ts'
-import { growingPartSize, PartBuffers, parts, type Part } from './parts.ts'
+import { growingPartSize, parts, type Part } from './parts.ts'
+import { isTransientS3Error } from './s3-transient.ts'
 import { OffThreadSha256 } from './sha256.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
 const MAX_PARTS = 10_000
-/** Parts in flight at once: memory is about partSize × this. */
+/** Parts in flight at once (a streamed upload holds about partSize × (this + 2) in memory; a file's parts are read from disk). */
 const UPLOAD_CONCURRENCY = 4
 const AWS_ENDPOINT = /^(https?:\/\/)?s3([.-][a-z0-9-]+)?\.amazonaws\.com(\.cn)?\/?$/i
 
@@ -69,6 +72,10 @@ export class S3Storage implements Storage {
       // 429/503 throttling) are retried per request, and so per part, with exponential backoff
       // and jitter; permanent ones (403, 404, a missing bucket) fail at once.
       maxAttempts: settings.storageRetries + 1,
+      // The SDK warns on the console when a request with a stream body fails (it cannot retry
+      // those); the part loop retries them itself. Everything else as with the SDK's default
+      // logger: its other warnings on the console, its request logs (inputs, errors) dropped.
+      logger: QUIET_SDK_LOGGER,
     })
     // Runs inside the retry loop, so it sees every attempt.
     this.#client.middlewareStack.add(
@@ -85,9 +92,11 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * A multipart upload read straight from the file: each part is read into a buffer of its own (no
-   * copy through a stream and no concatenation), up to UPLOAD_CONCURRENCY parts in flight, each
-   * retried by the SDK from that buffer. A file up to one part is a single PUT.
+   * A multipart upload streamed from the file: each part's SHA-256 (which SigV4 signs) is computed
+   * beforehand by a digest worker reading the file, then the part is sent as a stream of the file
+   * range, so no part is held in memory (8 MiB buffers and WebCrypto's copy of each, ~60 MB with 4
+   * parts in flight). Up to UPLOAD_CONCURRENCY parts in flight, each retried with a fresh stream.
+   * A file up to one part is a single PUT.
    */
   async upload(path: string, filename: string, options: TransferOptions = {}): Promise<void> {
     // S3 fixes an object's metadata when its (multipart) upload is created: the digest first.
@@ -96,7 +105,7 @@ export class S3Storage implements Storage {
     try {
       const { size } = await file.stat()
       const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
-      await this.#putParts(fileParts(file, path, size, partSize), filename, { ...options, metadata: sha256 ? { sha256 } : undefined })
+      await this.#putParts(fileParts(file, path, size, partSize, options.signal), filename, { ...options, metadata: sha256 ? { sha256 } : undefined })
     } finally {
       await file.close()
     }
@@ -173,12 +182,12 @@ export class S3Storage implements Storage {
    * than one part is a single PUT.
    */
   async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
-    return this.#putParts(parts(source, partSizeFor), filename, options)
+    return this.#putParts(bufferedParts(parts(source, partSizeFor, undefined, { sha256: true })), filename, options)
   }
 
   /** Uploads numbered parts (the last one marked) as one object; on any failure or abort nothing is left. */
   async #putParts(
-    source: AsyncIterable<Part>,
+    source: AsyncIterable<UploadPart> | Iterable<UploadPart>,
     filename: string,
     options: TransferOptions & { metadata?: Record<string, string> | undefined },
   ): Promise<{ size: number }> {
@@ -196,10 +205,12 @@ export class S3Storage implements Storage {
       for await (const part of source) {
         if (failure !== undefined) throw failure
         if (options.signal?.aborted) throw new JobError(String(options.signal.reason))
-        size += part.data.length
+        size += part.size
         if (part.number === 1 && part.last) {
           try {
-            await this.#client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: part.data, Metadata: options.metadata }), send)
+            await this.#sendBody(part, options.signal, (Body, sha256, abortSignal) =>
+              this.#client.send(withPayloadHash(new PutObjectCommand({ Bucket: bucket, Key: key, Body, ContentLength: part.size, Metadata: options.metadata }), sha256), { abortSignal }),
+            )
           } finally {
             part.release?.()
           }
@@ -207,12 +218,14 @@ export class S3Storage implements Storage {
           return { size }
         }
         uploadId ??= (await this.#client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: options.metadata }), send)).UploadId
-        const { number, data } = part
-        const sending: Promise<void> = this.#client
-          .send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: number, Body: data }), send)
+        const { number } = part
+        const partUpload = { Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: number, ContentLength: part.size }
+        const sending: Promise<void> = this.#sendBody(part, options.signal, (Body, sha256, abortSignal) =>
+          this.#client.send(withPayloadHash(new UploadPartCommand({ ...partUpload, Body }), sha256), { abortSignal }),
+        )
           .then((r) => {
             done.push({ PartNumber: number, ETag: r.ETag as string })
-            uploaded += data.length
+            uploaded += part.size
             options.onProgress?.(uploaded)
           })
           .catch((error: unknown) => {
@@ -235,6 +248,41 @@ export class S3Storage implements Storage {
       if (uploadId) await this.#client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => {})
       if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
       throw this.#explain(error, `upload of ${key}`)
+    }
+  }
+
+  /**
+   * Sends a part's body: a buffer as it is (the SDK hashes it for the signature and retries with
+   * it), a stream with its SHA-256 known beforehand, a fresh stream per attempt. The SDK does not
+   * retry a request with a stream body, so the attempts are counted here, with the SDK's backoff
+   * and its choice of which failures are worth another one.
+   */
+  async #sendBody<T>(
+    part: UploadPart,
+    signal: AbortSignal | undefined,
+    send: (body: Buffer | Readable, sha256: string | undefined, abortSignal: AbortSignal | undefined) => Promise<T>,
+  ): Promise<T> {
+    const sha256 = await part.sha256
+    if (Buffer.isBuffer(part.body)) return send(part.body, sha256, signal)
+    for (let attempt = 0; ; attempt++) {
+      const body = part.body()
+      // The SDK pipes the body into the request, and pipe() does not pass a read error on: the
+      // request would wait for the missing bytes. A body that fails aborts its request instead.
+      const bodyFailed = new AbortController()
+      let bodyError: unknown
+      body.on('error', (error) => {
+        bodyError = error
+        bodyFailed.abort(error)
+      })
+      try {
+        return await send(body, sha256, signal ? AbortSignal.any([signal, bodyFailed.signal]) : bodyFailed.signal)
+      } catch (error) {
+        if (bodyError !== undefined) throw bodyError
+        if (signal?.aborted || attempt >= this.#retries || !isTransientS3Error(error)) throw error
+      } finally {
+        body.destroy() // a failed attempt may leave it half read
+      }
+      await backoff(attempt)
     }
   }
 
@@ -290,26 +338,81 @@ export class S3Storage implements Storage {
   }
 }
 
+/** One part of an upload as the part loop sends it. */
+interface UploadPart {
+  number: number
+  size: number
+  last: boolean
+  /** The bytes in memory (a streamed upload's part), or a fresh stream of them per attempt. */
+  body: Buffer | (() => Readable)
+  /** A stream body's SHA-256 (hex), for the signature. */
+  sha256?: Promise<string>
+  /** Hands a buffer back for a later part once the part has settled, retries included. */
+  release?: () => void
+}
+
+/** A streamed upload's parts: buffers filled from the stream (parts.ts) and hashed as they filled, sent as they are. */
+async function* bufferedParts(source: AsyncIterable<Part>): AsyncGenerator<UploadPart> {
+  for await (const { number, data, last, sha256, release } of source) {
+    yield { number, size: data.length, last, body: data, sha256: sha256 === undefined ? undefined : Promise.resolve(sha256), release }
+  }
+}
+
 /**
- * The file cut into parts of `partSize`, each read into a buffer that is reused once its part has
- * been sent (PartBuffers). A file that ends early
- * (something still writes it) fails the upload rather than storing a short object.
+ * The file cut into parts of `partSize`, each sent as a stream of its range. Their SHA-256s are
+ * taken one at a time by a digest worker (one worker's memory, not two), one part ahead of the
+ * part loop, so a part's hash is ready by the time a slot frees. A file that ends early (something
+ * still writes it) fails the upload rather than storing a short object: the digest reads fewer
+ * bytes than planned, or the body stream does.
  */
-async function* fileParts(file: FileHandle, path: string, size: number, partSize: number): AsyncGenerator<Part> {
-  const buffers = new PartBuffers()
+function* fileParts(file: FileHandle, path: string, size: number, partSize: number, signal: AbortSignal | undefined): Generator<UploadPart> {
+  const buffers = new ReadBuffers()
+  let hashed: Promise<unknown> = Promise.resolve()
+  const hash = (start: number): Promise<string> => {
+    const length = Math.min(partSize, size - start)
+    const digest = hashed.then(() => digestFile({ path, algorithm: 'sha256', range: { start, length }, signal }))
+    hashed = digest.catch(() => {}) // the next hash waits for this one, not for its success
+    return digest
+  }
+  let next = hash(0)
   for (let number = 1, start = 0; ; number++) {
     const length = Math.min(partSize, size - start)
-    const buffer = buffers.take(Math.min(partSize, size)) // a small file needs no whole part
-    const data = buffer.subarray(0, length)
-    for (let filled = 0; filled < length; ) {
-      const { bytesRead } = await file.read(data, filled, length - filled, start + filled)
-      if (bytesRead === 0) throw new JobError(`${path} changed while it was uploaded: it ends at byte ${start + filled}, not ${size} (is something still writing it?)`)
-      filled += bytesRead
-    }
-    start += length
-    yield { number, data, last: start >= size, release: () => buffers.give(buffer) }
-    if (start >= size) return
+    const sha256 = next
+    sha256.catch(() => {}) // seen by the part loop when it sends the part; unobserved if it stopped first
+    const end = start + length
+    if (end < size) next = hash(end)
+    const from = start
+    yield { number, size: length, last: end >= size, body: () => new FileRangeBody(file, path, from, length, buffers), sha256 }
+    if (end >= size) return
+    start = end
   }
+}
+
+/** Sets the SigV4 payload hash of a request whose body is a stream: the SDK signs it instead of hashing the body. */
+function withPayloadHash<C extends { middlewareStack: { add: (...args: never[]) => void } }>(command: C, sha256: string | undefined): C {
+  if (sha256 === undefined) return command
+  const add = command.middlewareStack.add as (
+    middleware: (next: (args: { request: unknown }) => Promise<unknown>) => (args: { request: unknown }) => Promise<unknown>,
+    options: { step: 'build'; name: string },
+  ) => void
+  add(
+    (next) => async (args) => {
+      ;(args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = sha256
+      return next(args)
+    },
+    { step: 'build', name: 'presetPayloadHash' },
+  )
+  return command
+}
+
+const QUIET_SDK_LOGGER = {
+  trace: () => {},
+  debug: () => {},
+  info: () => {},
+  warn: (message: unknown) => {
+    if (!String(message).includes('non-retryable streaming request')) console.warn(message)
+  },
+  error: () => {},
 }
 
 /** Exponential backoff with full jitter: up to 0.2 s, 0.4 s, 0.8 s … capped at 20 s. */

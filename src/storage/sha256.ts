@@ -1,11 +1,11 @@
-// The SHA-256 the AWS SDK signs requests with (SigV4 hashes every request body), computed off
-// the event loop. The SDK's default hashes an 8 MiB upload part synchronously on the main
-// thread, which then neither reads the next part nor answers polls. WebCrypto's digest, used
-// here before, is no better: Node copies the data on the calling thread first, 3-70 ms per
-// 8 MiB part on this VM, the event-loop stalls behind a polling p99 of 50-120 ms under an
-// upload (docs/PERFORMANCE.md). A digest worker hashes part buffers where they are (they live
-// in a SharedArrayBuffer, see PartBuffers). Small bodies and the signing HMACs stay
-// synchronous: there a round trip to the worker costs more than the hash.
+// The SHA-256 the AWS SDK signs requests with (SigV4 hashes every request body), kept off the
+// event loop. Upload parts normally arrive with their hash already taken (a digest worker for
+// file parts, hashing as the bytes arrive for streamed ones: src/storage/s3.ts), and the SDK
+// signs that; this class is for whatever else the SDK hashes. WebCrypto's digest, used here
+// before, copied its input on the calling thread first: 3-70 ms per 8 MiB part on this VM,
+// the event-loop stalls behind a polling p99 of 50-120 ms under an upload (docs/PERFORMANCE.md).
+// Large bodies go to a digest worker (in place when they live in a SharedArrayBuffer, else as a
+// copy); small bodies and the signing HMACs stay synchronous, where a round trip costs more.
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto'
 import { digestBytes } from './file-digest.ts'
 

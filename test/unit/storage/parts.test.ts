@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { PartBuffers, parts } from '../../../src/storage/parts.ts'
 
 async function* chunks(total: number, size: number): AsyncGenerator<Buffer> {
@@ -32,6 +33,20 @@ describe('parts', () => {
     }
     // one part held back (to know which is last) and one being filled: two buffers in all
     assert.ok(used.size <= 2, `${used.size} buffers for 10 parts`)
+  })
+
+  it('hashes each part as its bytes arrive, when asked, chunks straddling part boundaries included', async () => {
+    const hex = (data: Buffer) => createHash('sha256').update(data).digest('hex')
+    for (const total of [30, 25]) {
+      const seen: { sha256: string | undefined; actual: string }[] = []
+      for await (const part of parts(chunks(total, 7), () => 10, undefined, { sha256: true })) {
+        seen.push({ sha256: part.sha256, actual: hex(part.data) })
+        part.release?.()
+      }
+      assert.equal(seen.length, 3)
+      for (const { sha256, actual } of seen) assert.equal(sha256, actual)
+    }
+    for await (const part of parts(chunks(25, 7), () => 10)) assert.equal(part.sha256, undefined)
   })
 
   it('never hands out a buffer that is still in use', async () => {
