@@ -478,10 +478,14 @@ export async function runJobToEnd(agent: Agent, kind: 'backup' | 'restore', body
   return { ms: result.at - started, body: result.body, stages }
 }
 
-/** Milliseconds between entering `from` and entering `to`, as seen by the polls of runJobToEnd. */
+/**
+ * Milliseconds between entering `from` and entering `to`, as seen by the polls of runJobToEnd;
+ * when `to` went by between two polls, until the first state seen after `from` instead.
+ */
 export function stageMs(stages: Record<string, number>, from: string, to: string): number {
-  const a = stages[from]
-  const b = stages[to]
-  if (a === undefined || b === undefined) throw new BenchError(`stages ${from} → ${to} not both seen: ${JSON.stringify(stages)}`)
-  return b - a
+  const seen = Object.entries(stages) // in the order the polls saw them
+  const i = seen.findIndex(([state]) => state === from)
+  const end = stages[to] ?? seen[i + 1]?.[1]
+  if (i < 0 || end === undefined) throw new BenchError(`stages ${from} → ${to} not both seen: ${JSON.stringify(stages)}`)
+  return end - (seen[i] as [string, number])[1]
 }

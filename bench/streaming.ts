@@ -38,7 +38,10 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
       await agent.stop()
     }
   }
-  const generation = (size / rate) * 1000
+  const nominalGeneration = (size / rate) * 1000
+  // The dump's generation as measured: file mode's backup stage, the generator paced at `rate`
+  // writing the file (its process start and pacing included, which the streaming job pays too).
+  const generations: number[] = []
   for (let r = 1; r <= rounds; r++) {
     // File mode: generate into the file, then upload it.
     {
@@ -46,8 +49,9 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
       try {
         const job = await runJobToEnd(agent, 'backup', triggerBody(jobId(), s3Destination(lab, BUCKET), params('file', rate)))
         uploads.push(stageMs(job.stages, 'upload', 'backup-cleanup'))
+        generations.push(stageMs(job.stages, 'backup', 'upload'))
         fileWall.push(job.ms)
-        log(`streaming round ${r}: file mode ${round(job.ms / 1000)} s (generation ${round(stageMs(job.stages, 'backup', 'upload') / 1000)} s, upload ${round(uploads.at(-1)! / 1000)} s)`)
+        log(`streaming round ${r}: file mode ${round(job.ms / 1000)} s (generation ${round(generations.at(-1)! / 1000)} s, upload ${round(uploads.at(-1)! / 1000)} s)`)
       } finally {
         await agent.stop()
         await emptyBucket(lab)
@@ -69,6 +73,7 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
     }
   }
   const upload = median(uploads)
+  const generation = median(generations)
   const bound = Math.max(generation, upload)
   const wall = median(streamWall)
   const peak = Math.max(...streamPeak)
@@ -81,7 +86,7 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
       ratio: round(wall / bound),
       target: '≤ 1.1× max(generation, upload)',
       pass: wall <= 1.1 * bound,
-      detail: { generation_s: round(generation / 1000), upload_s: round(upload / 1000), upload_rounds_ms: uploads.map((u) => round(u, 0)), stream_ms: streamWall.map((w) => round(w, 0)), file_ms: fileWall.map((w) => round(w, 0)), rate_MBps: round(rate / 1e6, 1) },
+      detail: { generation_s: round(generation / 1000), nominal_generation_s: round(nominalGeneration / 1000), upload_s: round(upload / 1000), upload_rounds_ms: uploads.map((u) => round(u, 0)), stream_ms: streamWall.map((w) => round(w, 0)), file_ms: fileWall.map((w) => round(w, 0)), rate_MBps: round(rate / 1e6, 1) },
     },
     { figure: 'streaming 1 GiB, peak RSS (MB)', unit: 'MB', ours: round(peak / 1e6, 1), peer: null, ratio: round(peak / 150e6), target: '≤ 150 MB', pass: peak <= 150e6 },
   ]
