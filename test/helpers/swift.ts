@@ -123,7 +123,25 @@ export class SwiftAccount {
   }
 }
 
+/**
+ * A project-scoped token. A 401 is tried again for up to three seconds: another test file may be
+ * revoking the user's tokens at that moment (revokeKeystoneUserTokens disables the user briefly,
+ * and Keystone refuses logins in the same second), and the files run in parallel.
+ */
 async function keystoneToken(env: Record<string, string>, user: string, password: string, domain: string, project: string): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await keystoneLogin(env, user, password, domain, project)
+    } catch (error) {
+      if (!(error instanceof KeystoneRefused) || attempt >= 7) throw error
+      await new Promise((resolve) => setTimeout(resolve, 500))
+    }
+  }
+}
+
+class KeystoneRefused extends Error {}
+
+async function keystoneLogin(env: Record<string, string>, user: string, password: string, domain: string, project: string): Promise<string> {
   const res = await fetch(`${env.KEYSTONE_AUTH_URL}/auth/tokens`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -134,6 +152,7 @@ async function keystoneToken(env: Record<string, string>, user: string, password
       },
     }),
   })
+  if (res.status === 401) throw new KeystoneRefused(`Keystone login of ${user} answered 401`)
   if (res.status !== 201) throw new Error(`Keystone login of ${user} answered ${res.status}`)
   return res.headers.get('x-subject-token') as string
 }
