@@ -65,6 +65,7 @@ export async function openBackupStream(ctx: StageContext): Promise<ScriptStream 
   // agent does not read the pipe and the script waits (a second or more for the AWS SDK under
   // load). A script that keeps the file contract just loaded them a little earlier.
   const codec = loadCodec()
+  codec.catch(() => {}) // awaited only once the script writes; the upload reports a failure
   const backend = storage.prepare?.()
   backend?.catch(() => {}) // a load failure is reported by the upload that needs it
 

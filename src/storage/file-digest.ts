@@ -1,6 +1,5 @@
 // Digests of a file, or of a byte range of it, computed by worker threads that read the file
-// themselves; and digests of bytes in memory (upload parts), which the workers see without a
-// copy when the bytes live in a SharedArrayBuffer (PartBuffers allocates them there). On the main thread a 1 GiB file's SHA-256 took ~1 s and the MD5s of its Swift
+// themselves. On the main thread a 1 GiB file's SHA-256 took ~1 s and the MD5s of its Swift
 // segments ~2 s, while that thread also had to read, send and answer polls: in a worker the
 // hash runs beside the transfer, on another core (docs/PERFORMANCE.md). Each worker reads into
 // one buffer it keeps: fresh buffers per read cost a page fault per 4 KiB, a second of system
@@ -25,17 +24,6 @@ export function digestFile(request: DigestRequest): Promise<string> {
   return pool.run(request)
 }
 
-/**
- * Digest of bytes in memory, by a worker. Bytes in a SharedArrayBuffer are hashed where they
- * are (the caller must not change them until the promise settles); any other bytes are copied
- * to the worker first, a memcpy on this thread.
- */
-export async function digestBytes(data: Uint8Array, algorithm: DigestAlgorithm): Promise<Buffer> {
-  return Buffer.from(await pool.run({ data, algorithm }), 'hex')
-}
-
-type WorkRequest = DigestRequest | { data: Uint8Array; algorithm: DigestAlgorithm; signal?: undefined; range?: undefined; path?: undefined }
-
 /** Workers at most: more than the cores only share them. */
 const MAX_WORKERS = Math.max(1, Math.min(2, availableParallelism()))
 /**
@@ -45,7 +33,7 @@ const MAX_WORKERS = Math.max(1, Math.min(2, availableParallelism()))
 const IDLE_MS = 1_000
 
 interface Task {
-  request: WorkRequest
+  request: DigestRequest
   resolve: (digest: string) => void
   reject: (error: unknown) => void
 }
@@ -91,8 +79,7 @@ class DigestWorker {
     }
     request.signal?.addEventListener('abort', this.#onAbort, { once: true })
     this.#worker.ref()
-    if ('data' in request) this.#worker.postMessage({ data: request.data, algorithm: request.algorithm })
-    else this.#worker.postMessage({ path: request.path, algorithm: request.algorithm, start: request.range?.start ?? 0, length: request.range?.length ?? -1 })
+    this.#worker.postMessage({ path: request.path, algorithm: request.algorithm, start: request.range?.start ?? 0, length: request.range?.length ?? -1 })
   }
 
   end(): void {
@@ -128,7 +115,7 @@ class DigestPool {
   readonly #queue: Task[] = []
   #idleTimer: NodeJS.Timeout | undefined
 
-  run(request: WorkRequest): Promise<string> {
+  run(request: DigestRequest): Promise<string> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ request, resolve, reject })
       this.#next()
@@ -172,11 +159,7 @@ function workerMain(): void {
   const { closeSync, openSync, readSync } = require('node:fs') as typeof import('node:fs')
   const { createHash } = require('node:crypto') as typeof import('node:crypto')
   const buffer = Buffer.allocUnsafeSlow(1024 * 1024)
-  parentPort?.on('message', ({ path, algorithm, start, length, data }: { path: string; algorithm: string; start: number; length: number; data?: Uint8Array }) => {
-    if (data !== undefined) {
-      parentPort?.postMessage({ digest: createHash(algorithm).update(data).digest('hex'), bytes: data.length })
-      return
-    }
+  parentPort?.on('message', ({ path, algorithm, start, length }: { path: string; algorithm: string; start: number; length: number }) => {
     let fd: number | undefined
     try {
       fd = openSync(path, 'r')

@@ -23,11 +23,10 @@ import { digestFile } from './file-digest.ts'
 import { FileSink } from './file-sink.ts'
 import { growingPartSize, parts, type Part } from './parts.ts'
 import { isTransientS3Error } from './s3-transient.ts'
-import { OffThreadSha256 } from './sha256.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
 const MAX_PARTS = 10_000
-/** Parts in flight at once (a streamed upload holds about partSize × (this + 2) in memory; a file's parts are read from disk). */
+/** Parts in flight at once (a streamed upload holds about partSize × (this + 1) in memory; a file's parts are read from disk). */
 const UPLOAD_CONCURRENCY = 4
 const AWS_ENDPOINT = /^(https?:\/\/)?s3([.-][a-z0-9-]+)?\.amazonaws\.com(\.cn)?\/?$/i
 
@@ -60,8 +59,6 @@ export class S3Storage implements Storage {
       // (Swift's s3api among them) reject with 501; send checksums only where S3 requires them.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      // SigV4 hashes every part; this keeps those hashes off the event loop (src/storage/sha256.ts).
-      sha256: OffThreadSha256,
       requestHandler: new NodeHttpHandler({
         httpAgent,
         httpsAgent,
@@ -252,10 +249,11 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * Sends a part's body: a buffer as it is (the SDK hashes it for the signature and retries with
-   * it), a stream with its SHA-256 known beforehand, a fresh stream per attempt. The SDK does not
-   * retry a request with a stream body, so the attempts are counted here, with the SDK's backoff
-   * and its choice of which failures are worth another one.
+   * Sends a part's body with its SHA-256 known beforehand (`withPayloadHash`: the SDK signs it and
+   * hashes no part on the event loop): a buffer as it is (the SDK retries with it), a stream
+   * fresh for every attempt. The SDK does not retry a request with a stream body, so those
+   * attempts are counted here, with the SDK's backoff and its choice of which failures are worth
+   * another one.
    */
   async #sendBody<T>(
     part: UploadPart,
