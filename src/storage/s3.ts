@@ -323,6 +323,15 @@ export class S3Storage implements Storage {
       }
       return new JobError(`${what} failed: ${where} answered ${status ?? ''} ${error.name}: ${error.message}`.replace(/\s+/g, ' '), { cause: error })
     }
+    // An answer that is not S3's XML (an HTML page from a proxy, or from the server's own auth
+    // layer): the SDK cannot parse it, but its status still says what happened.
+    const status = (error as { $response?: { statusCode?: number } }).$response?.statusCode
+    if (status === 401 || status === 403) {
+      return new JobError(`${what} failed: ${where} refused the credentials of access key ${d.authKey} (HTTP ${status}); check authKey and authSecret`, { cause: error })
+    }
+    if (status !== undefined && status >= 300) {
+      return new JobError(`${what} failed: ${where} answered HTTP ${status} with a body that is not an S3 error document`, { cause: error })
+    }
     const code = (error as { code?: string }).code
     const name = (error as { name?: string }).name
     if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH' || code === 'ECONNRESET') {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import http from 'node:http'
 import { join } from 'node:path'
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
 import { JobError } from '../../../src/errors.ts'
@@ -133,5 +134,27 @@ describe('S3Storage file uploads', () => {
     assert.equal((await s3.keys(bucket)).includes('unit/shrinking.bin'), false)
     const open = await s3.client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'unit/shrinking.bin' }))
     assert.deepEqual(open.Uploads ?? [], [])
+  })
+
+  it('says the credentials were refused when the answer is an HTML page, not S3 XML', async () => {
+    // A proxy in front of S3 (or an auth layer) that answers with its own page: the SDK cannot
+    // parse it, the status still says what happened.
+    const html = '<html><head><meta charset="utf-8"><title>403 Forbidden</title></head><body>Forbidden</body></html>'
+    const server = http.createServer((req, res) => {
+      req.resume()
+      req.on('end', () => res.writeHead(403, { 'content-type': 'text/html' }).end(html))
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const { path } = await file(1024)
+      const port = (server.address() as { port: number }).port
+      await assert.rejects(storage(`127.0.0.1:${port}`).upload(path, 'html.bin', { sha256: sha256(Buffer.alloc(0)) }), (error: Error) => {
+        assert.ok(error instanceof JobError)
+        assert.ok(error.message.includes(`refused the credentials of access key ${s3.accessKey} (HTTP 403)`), error.message)
+        return true
+      })
+    } finally {
+      server.close()
+    }
   })
 })
