@@ -3,7 +3,7 @@
 // look at what the agent wrote), token revocation, and a TCP proxy that breaks a connection on
 // purpose. And FakeSwift, an in-memory stand-in for the unit tests of faults the real one never
 // shows on request.
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
@@ -123,25 +123,7 @@ export class SwiftAccount {
   }
 }
 
-/**
- * A project-scoped token. A 401 is tried again for up to three seconds: another test file may be
- * revoking the user's tokens at that moment (revokeKeystoneUserTokens disables the user briefly,
- * and Keystone refuses logins in the same second), and the files run in parallel.
- */
 async function keystoneToken(env: Record<string, string>, user: string, password: string, domain: string, project: string): Promise<string> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await keystoneLogin(env, user, password, domain, project)
-    } catch (error) {
-      if (!(error instanceof KeystoneRefused) || attempt >= 7) throw error
-      await new Promise((resolve) => setTimeout(resolve, 500))
-    }
-  }
-}
-
-class KeystoneRefused extends Error {}
-
-async function keystoneLogin(env: Record<string, string>, user: string, password: string, domain: string, project: string): Promise<string> {
   const res = await fetch(`${env.KEYSTONE_AUTH_URL}/auth/tokens`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -152,23 +134,70 @@ async function keystoneLogin(env: Record<string, string>, user: string, password
       },
     }),
   })
-  if (res.status === 401) throw new KeystoneRefused(`Keystone login of ${user} answered 401`)
   if (res.status !== 201) throw new Error(`Keystone login of ${user} answered ${res.status}`)
   return res.headers.get('x-subject-token') as string
 }
 
+/** A Keystone user of its own for a test that disturbs its user (member of the lab's project). */
+export interface TemporaryKeystoneUser {
+  username: string
+  password: string
+  remove(): Promise<void>
+}
+
 /**
- * Revokes every token of the lab's Keystone user, the way an operator's change would: disabling a
- * user revokes its tokens; it is enabled again at once. Swift's proxy caches validated tokens in
- * memcached, so that cache is flushed too. Keystone compares revocations by the second, so tokens
- * issued in the same second are revoked as well: wait a second before logging in again.
+ * Creates a user in the lab's domain with the member role on the lab's project. Tests that revoke
+ * a user's tokens use one: the test files run in parallel, and disabling the shared lab user made
+ * every other Keystone login of that moment fail with 401.
  */
-export async function revokeKeystoneUserTokens(env: Record<string, string>): Promise<void> {
-  const adminToken = await keystoneToken(env, 'admin', env.KEYSTONE_ADMIN_PASSWORD as string, 'Default', 'admin')
-  const headers = { 'x-auth-token': adminToken, 'content-type': 'application/json' }
-  const users = await fetch(`${env.KEYSTONE_AUTH_URL}/users?name=${encodeURIComponent(env.KEYSTONE_USER as string)}`, { headers })
+export async function createKeystoneUser(env: Record<string, string>): Promise<TemporaryKeystoneUser> {
+  const admin = await keystoneAdmin(env)
+  const get = async <T>(path: string): Promise<T> => {
+    const res = await fetch(`${env.KEYSTONE_AUTH_URL}${path}`, { headers: admin.headers })
+    if (res.status !== 200) throw new Error(`Keystone GET ${path} answered ${res.status}`)
+    return (await res.json()) as T
+  }
+  const [domain] = (await get<{ domains: { id: string }[] }>(`/domains?name=${encodeURIComponent(env.KEYSTONE_DOMAIN as string)}`)).domains
+  const [role] = (await get<{ roles: { id: string }[] }>('/roles?name=member')).roles
+  if (!domain || !role) throw new Error('the lab has no Keystone domain or member role: run `npm run servers:up`')
+  const username = `test-user-${randomUUID().slice(0, 8)}`
+  const password = randomUUID()
+  const created = await fetch(`${env.KEYSTONE_AUTH_URL}/users`, {
+    method: 'POST',
+    headers: admin.headers,
+    body: JSON.stringify({ user: { name: username, password, domain_id: domain.id, enabled: true } }),
+  })
+  if (created.status !== 201) throw new Error(`creating a Keystone user answered ${created.status}`)
+  const { user } = (await created.json()) as { user: { id: string } }
+  const granted = await fetch(`${env.KEYSTONE_AUTH_URL}/projects/${env.KEYSTONE_PROJECT_ID}/users/${user.id}/roles/${role.id}`, { method: 'PUT', headers: admin.headers })
+  if (granted.status !== 204) throw new Error(`granting the member role answered ${granted.status}`)
+  return {
+    username,
+    password,
+    async remove() {
+      const { headers } = await keystoneAdmin(env)
+      await (await fetch(`${env.KEYSTONE_AUTH_URL}/users/${user.id}`, { method: 'DELETE', headers })).arrayBuffer()
+    },
+  }
+}
+
+async function keystoneAdmin(env: Record<string, string>): Promise<{ headers: Record<string, string> }> {
+  const token = await keystoneToken(env, 'admin', env.KEYSTONE_ADMIN_PASSWORD as string, 'Default', 'admin')
+  return { headers: { 'x-auth-token': token, 'content-type': 'application/json' } }
+}
+
+/**
+ * Revokes every token of a Keystone user, the way an operator's change would: disabling a user
+ * revokes its tokens; it is enabled again at once. Swift's proxy caches validated tokens in
+ * memcached, so that cache is flushed too. Keystone compares revocations by the second, so tokens
+ * issued in the same second are revoked as well: wait a second before logging in again. Only for
+ * a user of the test's own (createKeystoneUser): logins of that user fail meanwhile.
+ */
+export async function revokeKeystoneUserTokens(env: Record<string, string>, username: string): Promise<void> {
+  const { headers } = await keystoneAdmin(env)
+  const users = await fetch(`${env.KEYSTONE_AUTH_URL}/users?name=${encodeURIComponent(username)}`, { headers })
   const user = ((await users.json()) as { users: { id: string; domain_id: string }[] }).users[0]
-  if (!user) throw new Error(`no Keystone user ${env.KEYSTONE_USER}`)
+  if (!user) throw new Error(`no Keystone user ${username}`)
   const patch = (enabled: boolean) =>
     fetch(`${env.KEYSTONE_AUTH_URL}/users/${user.id}`, { method: 'PATCH', headers, body: JSON.stringify({ user: { enabled } }) })
   try {
@@ -176,7 +205,7 @@ export async function revokeKeystoneUserTokens(env: Record<string, string>): Pro
     if (disabled.status !== 200) throw new Error(`disabling the Keystone user answered ${disabled.status}`)
   } finally {
     const enabled = await patch(true)
-    if (enabled.status !== 200) throw new Error(`enabling the Keystone user again answered ${enabled.status}: fix it by hand or re-run storage-up`)
+    if (enabled.status !== 200) throw new Error(`enabling the Keystone user again answered ${enabled.status}`)
   }
   await flushMemcached()
 }

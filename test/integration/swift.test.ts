@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { startAgent, type Agent } from '../helpers/agent.ts'
 import { managerBackupBody, managerId, managerRestoreBody } from '../helpers/bodies.ts'
 import { uniqueName } from '../helpers/storage.ts'
-import { closedPort, CuttingProxy, flushMemcached, revokeKeystoneUserTokens, swiftLab, type SwiftAccount, type SwiftAuth } from '../helpers/swift.ts'
+import { closedPort, createKeystoneUser, CuttingProxy, flushMemcached, revokeKeystoneUserTokens, swiftLab, type SwiftAccount, type SwiftAuth } from '../helpers/swift.ts'
 
 const MiB = 1024 * 1024
 /** The backup script copies the file named by the request parameter `source`; restore copies to `target`. */
@@ -178,18 +178,26 @@ describe('Swift storage', () => {
   })
 
   /** One backup job that must succeed; the object is checked in the account. */
-  async function backupSucceeds(auth: SwiftAuth): Promise<void> {
+  async function backupSucceeds(auth: SwiftAuth, credentials: Record<string, string> = {}): Promise<void> {
     const source = await sourceFile(2000)
-    const body = await backup(agent, lab.destination(auth, containers[auth]), source.path)
+    const body = await backup(agent, lab.destination(auth, containers[auth], credentials), source.path)
     assert.equal(body.status, 'SUCCEEDED', body.error_message)
     assert.ok((await accounts[auth].get(containers[auth], body.filename)).equals(source.data))
   }
 
   it('renews a Keystone token revoked between two jobs', async () => {
-    await backupSucceeds('v3') // the agent holds a token now
-    await revokeKeystoneUserTokens(env)
-    await new Promise((resolve) => setTimeout(resolve, 1100)) // Keystone revokes by the second
-    await backupSucceeds('v3') // 401 with the cached token, one new login, done
+    // A user of its own: revoking disables the user for a moment, and other test files log in
+    // as the lab user at the same time.
+    const user = await createKeystoneUser(env)
+    try {
+      const credentials = { username: user.username, password: user.password }
+      await backupSucceeds('v3', credentials) // the agent holds a token now
+      await revokeKeystoneUserTokens(env, user.username)
+      await new Promise((resolve) => setTimeout(resolve, 1100)) // Keystone revokes by the second
+      await backupSucceeds('v3', credentials) // 401 with the cached token, one new login, done
+    } finally {
+      await user.remove()
+    }
   })
 
   it('renews a v1 token revoked between two jobs', async () => {
