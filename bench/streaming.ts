@@ -2,9 +2,12 @@
 // speed, backed up in file mode (generate into a file, then upload) and in streaming mode
 // (generate into BACKUP_STREAM while the agent uploads) to S3. Target: the streaming job's wall
 // time ≤ 1.1 × max(generation time, upload time), and its peak RSS ≤ 150 MB.
-import { GiB, jobId, log, median, NODE, requireFreeDisk, round, runJobToEnd, s3Destination, sourceFile, stageMs, startAgent, triggerBody, WORK, type Row } from './lib.ts'
+import { GiB, jobId, log, median, NODE, requireFreeDisk, round, runJobToEnd, s3Destination, sleep, sourceFile, stageMs, startAgent, triggerBody, WORK, type Row } from './lib.ts'
 import { GENERATOR } from './memory.ts'
 import { BUCKET, emptyBucket, ensureBucket } from './storage.ts'
+
+/** Between a fresh agent's first 200 on /status and the streaming job's trigger. */
+const SETTLE_MS = 1000
 
 export async function streaming(lab: Record<string, string>, rounds = 2): Promise<Row[]> {
   const size = GiB
@@ -57,10 +60,13 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
         await emptyBucket(lab)
       }
     }
-    // Streaming mode, a fresh agent so the peak RSS is this job's.
+    // Streaming mode, a fresh agent so the peak RSS is this job's. It is given a moment to finish
+    // starting (the agent loads its body checks just after it listens): a manager triggers an
+    // agent that has been up for a while, and the figure is about overlap, not a process's start.
     {
       const agent = await startAgent({ scripts: { backup } })
       try {
+        await sleep(SETTLE_MS)
         const job = await runJobToEnd(agent, 'backup', triggerBody(jobId(), s3Destination(lab, BUCKET), params('stream', rate)))
         if (!String(job.body.filename).endsWith('.osb') || job.body.filesize.size < size) throw new Error(`the streaming job stored ${job.body.filename} of ${job.body.filesize.size} bytes`)
         streamWall.push(job.ms)

@@ -35,6 +35,11 @@ export class AgentMetrics implements JobObserver {
     return { contentType: registry.contentType, text: await registry.metrics() }
   }
 
+  /** Loads the metrics library ahead of the first job or scrape. */
+  preload(): Promise<unknown> {
+    return this.#load()
+  }
+
   #load(): Promise<PromMetrics> {
     this.#loading ??= import('prom-client').then((prom) => {
       const metrics = new PromMetrics(prom, this.#jobs)

@@ -21,6 +21,11 @@ const JSON_TYPE = 'application/json; charset=utf-8'
 let checks: Promise<typeof import('./trigger.ts')> | undefined
 const bodyChecks = () => (checks ??= import('./trigger.ts'))
 
+/** Loads the body checks ahead of the first trigger (main.ts, once the agent listens). */
+export function preloadBodyChecks(): Promise<unknown> {
+  return bodyChecks()
+}
+
 export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: AppDeps): void {
   const { registry, config } = deps
   const emptyLogs = Object.fromEntries(logFields(kind).map((f) => [f, '']))

@@ -21,6 +21,11 @@ export interface EncodeOptions {
 
 export interface Encoder {
   header: StreamHeader
+  /**
+   * Its source's chunks may be borrowed (each valid until the next is asked for, as the backup
+   * pipe gives them), and so may what it yields: without compression or encryption, those same
+   * chunks go on. Consumers copy what they keep.
+   */
   encode: Stage
   /** The object's SHA-256 (hex), also its trailer: known once `encode` has finished. */
   sha256(): string
@@ -51,7 +56,8 @@ export function createEncoder(options: EncodeOptions): Encoder {
     async *encode(source) {
       const hash = createHash('sha256').update(headerBytes)
       yield headerBytes
-      for await (const chunk of through(source, transforms)) {
+      // A compressor or cipher keeps its input beyond the next read: those get copies.
+      for await (const chunk of through(transforms.length > 0 ? copies(source) : source, transforms)) {
         hash.update(chunk)
         yield chunk
       }
@@ -164,6 +170,10 @@ async function* withoutTrailer(source: AsyncIterable<Buffer>, what: string): Asy
   }
   if (held.length < TRAILER_BYTES) throw new JobError(`checksum mismatch: ${what} ends inside its SHA-256 trailer: it was cut short`)
   if (held.length > TRAILER_BYTES) yield held.subarray(0, held.length - TRAILER_BYTES)
+}
+
+async function* copies(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  for await (const chunk of source) yield Buffer.from(chunk)
 }
 
 async function* through(source: AsyncIterable<Buffer>, transforms: Duplex[]): AsyncGenerator<Buffer> {

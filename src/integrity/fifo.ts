@@ -17,6 +17,7 @@ import { execFile } from 'node:child_process'
 import { closeSync, constants, openSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { promisify } from 'node:util'
+import { keptChunks } from './kept-chunks.ts'
 
 const execFileAsync = promisify(execFile)
 
@@ -27,7 +28,8 @@ async function mkfifo(path: string): Promise<void> {
 
 export interface FifoEnd {
   path: string
-  socket: net.Socket
+  /** What the script writes, as borrowed chunks (kept-chunks.ts): each valid until the next is asked for. */
+  chunks: AsyncIterator<Buffer>
   /** Closes the agent's own keeper end: a reader then sees EOF once the script's writers close. */
   releaseKeeper(): void
   /** Closes everything and removes the pipe. */
@@ -40,8 +42,7 @@ export async function openFifoForReading(path: string): Promise<FifoEnd> {
   const mine = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
   // Opening for writing succeeds without blocking once a reader exists (ours).
   const keeper = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
-  const socket = new net.Socket({ fd: mine, readable: true, writable: false })
-  socket.on('error', () => {}) // reported through the stream pipeline that uses it
+  const { socket, chunks } = keptChunks(mine) // a read error is reported to the consumer of `chunks`
   let keeperOpen = true
   const releaseKeeper = () => {
     if (!keeperOpen) return
@@ -50,7 +51,7 @@ export async function openFifoForReading(path: string): Promise<FifoEnd> {
   }
   return {
     path,
-    socket,
+    chunks,
     releaseKeeper,
     dispose() {
       releaseKeeper()

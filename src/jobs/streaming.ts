@@ -70,7 +70,7 @@ export async function openBackupStream(ctx: StageContext): Promise<ScriptStream 
   backend?.catch(() => {}) // a load failure is reported by the upload that needs it
 
   const transfer = (async () => {
-    const input = fifo.socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>
+    const input = fifo.chunks
     const first = await input.next()
     if (first.done) return undefined // the script used the file contract
     const filename = `${ctx.fileBase}${STREAM_SUFFIX}`

@@ -4,7 +4,7 @@
 // No path from a request may leave the root: the prefix and the file name are checked as plain
 // relative names (src/http/trigger.ts), and here again after symlinks are resolved.
 import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, open, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
@@ -68,14 +68,19 @@ export class LocalStorage implements Storage {
     try {
       await this.#folder(target, true)
       options.onRequest?.()
-      const counted = async function* () {
+      // One write at a time, each finished before the next chunk is asked for: the chunks are
+      // borrowed (a write stream would queue them and ask for more).
+      const file = await open(partial, 'w', 0o600)
+      try {
         for await (const chunk of source) {
+          if (options.signal?.aborted) throw new Error('aborted') // #explain names the reason
+          for (let written = 0; written < chunk.length; ) written += (await file.write(chunk, written)).bytesWritten
           size += chunk.length
           options.onProgress?.(size)
-          yield chunk
         }
+      } finally {
+        await file.close()
       }
-      await pipeline(counted(), createWriteStream(partial, { mode: 0o600 }), { signal: options.signal })
       await rename(partial, target)
       await this.#writeMetadata(target, options.metadata ?? {})
       return { size }

@@ -69,7 +69,8 @@ export interface Storage {
   abandon?(filename: string): Promise<void>
   /**
    * Uploads a stream of unknown length as the object for `filename` (part or segment sizes grow
-   * as it goes, memory stays bounded). On any failure or abort nothing is left behind.
+   * as it goes, memory stays bounded). On any failure or abort nothing is left behind. The
+   * source's chunks are borrowed: each is valid until the next is asked for (copy what you keep).
    */
   uploadStream?(source: AsyncIterable<Buffer>, filename: string, options?: TransferOptions & { metadata?: Record<string, string> }): Promise<{ size: number }>
   /** Opens the object for reading as a stream (streamed restores). */
