@@ -65,7 +65,7 @@ describe('streaming mode', () => {
   }
 
   it('uploads what the script writes to BACKUP_STREAM as a compressed, encrypted .osb object, no temp file', async () => {
-    const { done, original } = await streamedBackup(PASSPHRASE, { SIZE_KIB: 24 * 1024 })
+    const { done, original } = await streamedBackup(PASSPHRASE, { SIZE_KIB: 48 * 1024 })
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     assert.match(done.filename, /^\d{4}_\d\d_\d\d_\d\d_\d\d_10\.0\.0\.12_orders\.osb$/)
     const data = readFileSync(original)
@@ -179,7 +179,7 @@ describe('streaming mode', () => {
 
   it('a streaming script that fails halfway leaves no object and no multipart upload behind', async () => {
     const before = await s3.keys(bucket)
-    const { done } = await streamedBackup(null, { SIZE_KIB: 20 * 1024, FAIL_AFTER_STREAM: 1 })
+    const { done } = await streamedBackup(null, { SIZE_KIB: 48 * 1024, FAIL_AFTER_STREAM: 1 })
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /backup script failed with exit code 7/)
     assert.deepEqual(await s3.keys(bucket), before)
