@@ -102,8 +102,8 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
       rows.push({
         figure: 'polling p99 latency (ms, idle)',
         unit: 'ms',
-        ours: median(ours.map((o) => o.p99Ms)),
-        peer: median(peer.map((o) => o.p99Ms)),
+        ours: round(median(ours.map((o) => o.p99Ms))),
+        peer: round(median(peer.map((o) => o.p99Ms))),
         ratio: round(median(ours.map((o) => o.p99Ms)) / median(peer.map((o) => o.p99Ms))),
         target: 'reported',
         pass: true,
@@ -154,8 +154,8 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
       }
       await bare.stop()
       bare = undefined
-      const p99 = median(results.map((r) => r.p99Ms))
-      const bareP99 = median(bareResults.map((r) => r.p99Ms))
+      const p99 = round(median(results.map((r) => r.p99Ms)))
+      const bareP99 = round(median(bareResults.map((r) => r.p99Ms)))
       rows.push({
         figure: 'polling p99 under load (ms: 9 sleeping jobs + 1 GiB upload)',
         unit: 'ms',

@@ -62,7 +62,7 @@ async function main(): Promise<number> {
   }
   try {
     if (figures.has('polling') || figures.has('polling-load')) {
-      await attempt('polling', () => polling(lab, { seconds, rounds: 2, plain: figures.has('polling'), load: figures.has('polling-load') }))
+      await attempt('polling', () => polling(lab, { seconds, rounds: 3, plain: figures.has('polling'), load: figures.has('polling-load') }))
     }
     if (figures.has('s3')) await attempt('s3', () => transfers(lab, 's3', rounds))
     if (figures.has('swift')) await attempt('swift', () => transfers(lab, 'swift', rounds))
