@@ -55,3 +55,12 @@ export class FileSink extends Writable {
     }
   }
 }
+
+/** Writes all of `data` at `position` (a download's kept buffer: its bytes stay put meanwhile). */
+export async function writeAt(file: FileHandle, data: Buffer, position: number): Promise<void> {
+  for (let offset = 0; offset < data.length; ) {
+    const { bytesWritten } = await file.write(data, offset, data.length - offset, position + offset)
+    if (bytesWritten === 0) throw new Error('the file took no bytes')
+    offset += bytesWritten
+  }
+}

@@ -36,7 +36,10 @@ export async function keptBufferGet(request: HttpRequest): Promise<HttpResponse>
   if (proxyConfigured(request.url)) return send(request)
   if (request.signal?.aborted) throw new TransportError('ABORTED', `${request.url.origin}: aborted`)
   const answer = await new KeptBufferGet(request).response
-  if (answer === 'unsupported') return send(request)
+  // Framed otherwise (chunked): node:http reads it, also on a connection of its own. (From the
+  // shared pool, the GET of a missing S3 object sometimes got no answer at all, in the S3
+  // integration tests run in parallel; the cause was not found.)
+  if (answer === 'unsupported') return send({ ...request, ownConnection: true })
   return answer
 }
 

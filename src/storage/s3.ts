@@ -22,6 +22,7 @@ import { FileRangeBody, ReadBuffers } from './file-body.ts'
 import { digestFile } from './file-digest.ts'
 import { FileSink } from './file-sink.ts'
 import { growingPartSize, parts, type Part } from './parts.ts'
+import { downloadObject, isWrongRegion, S3AnswerError } from './s3-download.ts'
 import { isTransientS3Error } from './s3-transient.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
@@ -47,6 +48,8 @@ export class S3Storage implements Storage {
   readonly #client: S3Client
 
   readonly #retries: number
+  /** A custom endpoint, buckets addressed by path (AWS itself: virtual-hosted, through the SDK only). */
+  readonly #pathStyle: boolean
   /** Called by the attempt-counting middleware; set per transfer. */
   #onRequest: (() => void) | undefined
 
@@ -56,6 +59,7 @@ export class S3Storage implements Storage {
     this.#prefix = prefix
     this.location = `s3://${destination.bucket}/${prefix} at ${destination.endpointUrl}`
     const aws = AWS_ENDPOINT.test(destination.endpoint)
+    this.#pathStyle = !aws
     this.#client = new S3Client({
       // AWS itself: let the SDK pick the regional, virtual-hosted endpoint. Anything else is a
       // custom server, addressed path-style (no DNS per bucket needed).
@@ -118,8 +122,31 @@ export class S3Storage implements Storage {
     }
   }
 
-  /** Streams the object to disk (see read()). */
+  /**
+   * Streams the object to disk: from a custom endpoint with a GET of our own into kept buffers
+   * (s3-download.ts), from AWS (virtual-hosted buckets, regions to follow) through the SDK (see
+   * read()), and through the SDK too when the bucket turns out to be in another region.
+   */
   async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<Downloaded> {
+    if (this.#pathStyle) {
+      const file = await open(targetPath, 'w')
+      const region = this.#d.region ?? 'us-east-1'
+      const target = { endpointUrl: this.#d.endpointUrl, bucket: this.#d.bucket, key: this.#key(filename), region, credentials: { accessKeyId: this.#d.authKey, secretAccessKey: this.#d.authSecret } }
+      try {
+        return await downloadObject(target, file, this.#retries, options)
+      } catch (error) {
+        if (!isWrongRegion(error, region)) {
+          if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
+          throw this.#explain(error, `download of ${target.key}`)
+        }
+      } finally {
+        await file.close()
+      }
+    }
+    return this.#downloadWithSdk(filename, targetPath, options)
+  }
+
+  async #downloadWithSdk(filename: string, targetPath: string, options: TransferOptions): Promise<Downloaded> {
     const object = await this.read(filename, options)
     let size = 0
     const file = await open(targetPath, 'w')
@@ -317,7 +344,7 @@ export class S3Storage implements Storage {
     if (error instanceof JobError) return error
     const d = this.#d
     const where = `bucket ${d.bucket} at ${d.endpointUrl}`
-    if (error instanceof S3ServiceException) {
+    if (error instanceof S3ServiceException || (error instanceof S3AnswerError && error.$response === undefined)) {
       const status = error.$metadata.httpStatusCode
       switch (error.name) {
         case 'NoSuchBucket':
@@ -348,7 +375,7 @@ export class S3Storage implements Storage {
     if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH' || code === 'ECONNRESET') {
       return new JobError(`${what} failed: cannot reach the S3 endpoint ${d.endpointUrl} (${code})`, { cause: error })
     }
-    if (name === 'TimeoutError' || code === 'ETIMEDOUT') {
+    if (name === 'TimeoutError' || code === 'ETIMEDOUT' || code === 'CONNECT_TIMEOUT' || code === 'IDLE_TIMEOUT') {
       return new JobError(`${what} failed: the S3 endpoint ${d.endpointUrl} did not answer in time`, { cause: error })
     }
     const message = error instanceof Error ? error.message : String(error)

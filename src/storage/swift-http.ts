@@ -35,6 +35,8 @@ export interface HttpRequest {
   /** Defaults: CONNECT_TIMEOUT_MS and IDLE_TIMEOUT_MS of agents.ts. */
   connectTimeoutMs?: number
   idleTimeoutMs?: number
+  /** A connection of its own, closed after the answer, instead of one from the shared pools. */
+  ownConnection?: boolean
 }
 
 export interface HttpResponse {
@@ -81,7 +83,8 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
 
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new TransportError('ABORTED', `${url.origin}: aborted`))
-    const req = (secure ? https : http).request(url, { method: request.method, headers, agent: secure ? httpsAgent : httpAgent })
+    const agent = request.ownConnection ? false : secure ? httpsAgent : httpAgent
+    const req = (secure ? https : http).request(url, { method: request.method, headers, agent })
     let response: http.IncomingMessage | undefined
     let settled = false
     let bodyStarted = false

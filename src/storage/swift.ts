@@ -12,7 +12,7 @@ import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOption
 import { growingPartSize, parts } from './parts.ts'
 import { digestFile } from './file-digest.ts'
 import { sendFileRange, type FileRange } from './file-range.ts'
-import { FileSink } from './file-sink.ts'
+import { FileSink, writeAt } from './file-sink.ts'
 import { KeptBufferBody } from './kept-buffer-get.ts'
 import type { TokenCache } from './keystone.ts'
 import { SwiftClient } from './swift-client.ts'
@@ -672,14 +672,6 @@ async function sendBuffer(data: Buffer, write: (chunk: Buffer) => Promise<void>,
 }
 
 /** Writes all of `data` at `position` (a short write is continued). */
-async function writeAt(file: FileHandle, data: Buffer, position: number): Promise<void> {
-  for (let offset = 0; offset < data.length; ) {
-    const { bytesWritten } = await file.write(data, offset, data.length - offset, position + offset)
-    if (bytesWritten === 0) throw new Error('the file took no bytes')
-    offset += bytesWritten
-  }
-}
-
 function headerValue(res: HttpResponse, name: string): string | undefined {
   const value = res.headers[name]
   return Array.isArray(value) ? value[0] : value

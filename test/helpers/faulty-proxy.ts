@@ -7,6 +7,8 @@ export type Fault =
   | { kind: 'pass' }
   /** Resets the first `times` connections once `afterBytes` went upstream through each. */
   | { kind: 'cut'; afterBytes: number; times: number }
+  /** Resets the first `times` connections once `afterBytes` came back through each: a download cut mid-body. */
+  | { kind: 'cut-down'; afterBytes: number; times: number }
   /** Resets every connection once `afterBytes` went upstream (a permanent outage). */
   | { kind: 'cut-all'; afterBytes: number }
   /** Accepts connections and never forwards a byte. */
@@ -39,7 +41,8 @@ export async function startFaultyProxy(targetPort: number, initial: Fault = { ki
     client.on('error', () => upstream.destroy())
     const current = fault
     const cuts = current.kind === 'cut-all' || (current.kind === 'cut' && planned < current.times)
-    if (cuts) planned++
+    const cutsDown = current.kind === 'cut-down' && planned < current.times
+    if (cuts || cutsDown) planned++
     let sent = 0
     client.on('data', (chunk: Buffer) => {
       sent += chunk.length
@@ -52,7 +55,22 @@ export async function startFaultyProxy(targetPort: number, initial: Fault = { ki
       if (!upstream.write(chunk)) client.pause()
     })
     upstream.on('drain', () => client.resume())
-    upstream.pipe(client)
+    if (!cutsDown) upstream.pipe(client)
+    else {
+      let received = 0
+      upstream.on('data', (chunk: Buffer) => {
+        received += chunk.length
+        if (received > (current as { afterBytes: number }).afterBytes) {
+          faults++
+          client.resetAndDestroy()
+          upstream.destroy()
+          return
+        }
+        if (!client.write(chunk)) upstream.pause()
+      })
+      client.on('drain', () => upstream.resume())
+      upstream.on('end', () => client.end())
+    }
     client.on('end', () => upstream.end())
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -1,10 +1,11 @@
-// S3Storage's file uploads against the real S3 server (Swift's s3api), directly: parts streamed
+// S3Storage against the real S3 server (Swift's s3api), directly: file uploads with parts streamed
 // from the file with their SHA-256 computed beforehand, a part cut mid-body and sent again from a
-// fresh stream (through the misbehaving TCP proxy), and a file that shrinks while it is uploaded.
+// fresh stream (through the misbehaving TCP proxy), a file that shrinks while it is uploaded, and
+// a download cut mid-body and resumed.
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import http from 'node:http'
 import { join } from 'node:path'
@@ -75,7 +76,7 @@ describe('S3Storage file uploads', () => {
 
   it('uploads a stream in parts hashed as they filled, and the SDK resends a part cut mid-body', async () => {
     proxy.setFault({ kind: 'cut', afterBytes: 3 * MiB, times: 1 })
-    const data = randomBytes(20 * MiB + 5)
+    const data = randomBytes(30 * MiB + 5) // 12 + 12 + 6 MiB
     async function* source(): AsyncGenerator<Buffer> {
       for (let i = 0; i < data.length; i += 100_000) yield data.subarray(i, i + 100_000)
     }
@@ -134,6 +135,22 @@ describe('S3Storage file uploads', () => {
     assert.equal((await s3.keys(bucket)).includes('unit/shrinking.bin'), false)
     const open = await s3.client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'unit/shrinking.bin' }))
     assert.deepEqual(open.Uploads ?? [], [])
+  })
+
+  it('downloads with a GET of its own and resumes a body cut midway, pinned to the same object', async () => {
+    const { path, data } = await file(20 * MiB + 3)
+    await storage().upload(path, 'cut-download.bin', { sha256: Promise.resolve(sha256(data)) })
+    proxy.setFault({ kind: 'cut-down', afterBytes: 7 * MiB, times: 1 })
+    const target = join(dir, 'downloaded.bin')
+    let attempts = 0
+    const hash = createHash('sha256')
+    const downloaded = await storage().download('cut-download.bin', target, { onRequest: () => attempts++, onChunk: (chunk) => hash.update(chunk) })
+    assert.equal(proxy.faults(), 1)
+    assert.equal(attempts, 2, 'the GET, then a ranged GET from the bytes written')
+    assert.equal(downloaded.size, data.length)
+    assert.equal(downloaded.sha256, sha256(data))
+    assert.equal(hash.digest('hex'), sha256(data), 'every byte passed to onChunk once')
+    assert.equal(sha256(await readFile(target)), sha256(data))
   })
 
   it('says the credentials were refused when the answer is an HTML page, not S3 XML', async () => {
