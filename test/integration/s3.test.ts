@@ -115,7 +115,9 @@ describe('S3 storage', () => {
   it('replaces an existing restore file only when allowed_to_delete_files is true', async () => {
     const id = managerId()
     await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target)))
-    const { filename } = await agent.waitFor('backup', id)
+    const backup = await agent.waitFor('backup', id)
+    assert.equal(backup.status, 'SUCCEEDED', backup.error_message)
+    const { filename } = backup
     const rid = managerId()
     await mkdir(join(agent.restoreDir, rid), { recursive: true })
     await writeFile(join(agent.restoreDir, rid, filename), 'precious')
