@@ -141,6 +141,7 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
             await trigger(agent, 'backup', triggerBody(uploading, s3Destination(lab, BUCKET), { MODE: 'big', SRC: src }))
           }
         })()
+        loop.catch(() => {}) // a failed upload fails this figure at `await loop`, not the whole run
         await eventLoopLag(agent) // resets the agent's event-loop delay histogram
         const result = await wrk(agentUrl, agent.basic, { seconds: options.seconds })
         const loopLag = await eventLoopLag(agent)
