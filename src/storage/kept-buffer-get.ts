@@ -37,8 +37,9 @@ export async function keptBufferGet(request: HttpRequest): Promise<HttpResponse>
   if (request.signal?.aborted) throw new TransportError('ABORTED', `${request.url.origin}: aborted`)
   const answer = await new KeptBufferGet(request).response
   // Framed otherwise (chunked): node:http reads it, also on a connection of its own. (From the
-  // shared pool, the GET of a missing S3 object sometimes got no answer at all, in the S3
-  // integration tests run in parallel; the cause was not found.)
+  // shared pool, the GET of a missing S3 object once waited forever on a connection that a
+  // refused upload had left out of step with the server; s3.ts no longer returns such
+  // connections to the pool.)
   if (answer === 'unsupported') return send({ ...request, ownConnection: true })
   return answer
 }

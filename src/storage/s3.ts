@@ -88,11 +88,17 @@ export class S3Storage implements Storage {
       // logger: its other warnings on the console, its request logs (inputs, errors) dropped.
       logger: QUIET_SDK_LOGGER,
     })
-    // Runs inside the retry loop, so it sees every attempt.
+    // Runs inside the retry loop, so it sees every attempt, and gets the raw answer. A request
+    // with a body that was refused does not give its connection back to the pool: Swift's s3api
+    // (eventlet) may answer before it has read the body and then take the rest of the body for
+    // the next request on that connection, which then got a 400 that is not S3's XML.
     this.#client.middlewareStack.add(
       (next) => async (args) => {
         this.#onRequest?.()
-        return next(args)
+        const result = await next(args)
+        const answer = (result as { response?: RawAnswer }).response
+        if ((args.request as { body?: unknown }).body !== undefined && (answer?.statusCode ?? 0) >= 300 && answer?.body?.req) answer.body.req.shouldKeepAlive = false
+        return result
       },
       { step: 'deserialize', name: 'countAttempts' },
     )
@@ -448,6 +454,12 @@ function withPayloadHash<C extends { middlewareStack: { add: (...args: never[]) 
     { step: 'build', name: 'presetPayloadHash' },
   )
   return command
+}
+
+/** The SDK's raw answer as node:http gave it: `req.shouldKeepAlive = false` closes its connection once read. */
+interface RawAnswer {
+  statusCode?: number
+  body?: { req?: { shouldKeepAlive?: boolean } }
 }
 
 const QUIET_SDK_LOGGER = {
