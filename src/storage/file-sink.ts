@@ -5,8 +5,10 @@
 // Chunks that queue up while a write is in flight go to disk together with one writev: a
 // download arrives in chunks of 16-64 KiB, and one thread-pool round trip per chunk was what
 // held the network reads back (bench/, docs/PERFORMANCE.md).
-import { Writable } from 'node:stream'
+import { Writable, type Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import type { FileHandle } from 'node:fs/promises'
+import { KeptBufferBody } from './kept-buffer-get.ts'
 
 /** At most this many buffers per writev (Linux's IOV_MAX is 1024). */
 const MAX_IOV = 1024
@@ -63,4 +65,32 @@ export async function writeAt(file: FileHandle, data: Buffer, position: number):
     if (bytesWritten === 0) throw new Error('the file took no bytes')
     offset += bytesWritten
   }
+}
+
+/**
+ * Writes a download's body into `file` from `position`, in order. `seen` gets every chunk once
+ * (a kept batch while the thread pool writes it: both only read it), `written` the bytes on
+ * disk so far after each chunk, so that a resume continues exactly there. A write that fails
+ * ends the download (no resume), so nothing seen is left unwritten.
+ */
+export async function writeBody(body: KeptBufferBody | Readable, file: FileHandle, position: number, seen: (chunk: Buffer) => void, written: (total: number) => void): Promise<void> {
+  let total = position
+  if (body instanceof KeptBufferBody) {
+    await body.pipeTo(async (batch) => {
+      const writing = writeAt(file, batch, total)
+      seen(batch)
+      await writing
+      total += batch.length
+      written(total)
+    })
+    return
+  }
+  await pipeline(
+    body,
+    new FileSink(file, total, (chunk) => {
+      total += chunk.length
+      seen(chunk)
+      written(total)
+    }),
+  )
 }

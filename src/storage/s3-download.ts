@@ -4,10 +4,9 @@
 // another, most of a download's CPU (docs/PERFORMANCE.md). A connection that breaks, before or
 // during the body, is tried again from the bytes written, pinned to the same object (If-Match).
 import type { FileHandle } from 'node:fs/promises'
-import { pipeline } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
-import { FileSink, writeAt } from './file-sink.ts'
-import { KeptBufferBody, keptBufferGet } from './kept-buffer-get.ts'
+import { writeBody } from './file-sink.ts'
+import { keptBufferGet } from './kept-buffer-get.ts'
 import { isTransientS3Error } from './s3-transient.ts'
 import { signS3Request, uriEncode, type SigningCredentials } from './sigv4.ts'
 import type { Downloaded, TransferOptions } from './storage.ts'
@@ -74,25 +73,10 @@ export async function downloadObject(object: S3Object, file: FileHandle, retries
         throw await answerError(res)
       }
       // Only bytes that reached the file are counted: a retry continues exactly there.
-      const body = res.body
-      if (body instanceof KeptBufferBody) {
-        await body.pipeTo(async (batch) => {
-          const writing = writeAt(file, batch, written)
-          options.onChunk?.(batch) // hashed while the thread pool writes it: both only read it
-          await writing
-          written += batch.length
-          options.onProgress?.(written)
-        })
-      } else {
-        await pipeline(
-          body,
-          new FileSink(file, written, (chunk) => {
-            written += chunk.length
-            options.onChunk?.(chunk)
-            options.onProgress?.(written)
-          }),
-        )
-      }
+      await writeBody(res.body, file, written, (chunk) => options.onChunk?.(chunk), (total) => {
+        written = total
+        options.onProgress?.(total)
+      })
       if (head.size !== undefined && written !== head.size) throw new JobError(`download of ${object.key} was cut short: got ${written} of ${head.size} bytes`)
       return { size: written, sha256: head.sha256 }
     } catch (error) {

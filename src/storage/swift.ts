@@ -5,15 +5,13 @@
 // SHA-256 are checked the same way (those with one are checked by the caller, over the whole).
 import { createHash, type Hash } from 'node:crypto'
 import { open, stat, type FileHandle } from 'node:fs/promises'
-import { pipeline as pipelineAsync } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
 import type { SwiftDestination } from '../jobs/request.ts'
 import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from './storage.ts'
 import { growingPartSize, parts } from './parts.ts'
 import { digestFile } from './file-digest.ts'
 import { sendFileRange, type FileRange } from './file-range.ts'
-import { FileSink, writeAt } from './file-sink.ts'
-import { KeptBufferBody } from './kept-buffer-get.ts'
+import { writeBody } from './file-sink.ts'
 import type { TokenCache } from './keystone.ts'
 import { SwiftClient } from './swift-client.ts'
 import { containerMissing, swiftFailure, swiftStatusError, type SwiftContext } from './swift-errors.ts'
@@ -133,29 +131,19 @@ export class SwiftStorage implements Storage {
           }
           const { check } = object
           // Only bytes that reached the file are counted: a resume continues exactly there.
-          const body = res.body
-          if (body instanceof KeptBufferBody) {
-            await body.pipeTo(async (batch) => {
-              const writing = writeAt(file as FileHandle, batch, written)
-              // Hashed while the thread pool writes it (both only read the batch). A write that
-              // fails ends the download (no resume), so nothing hashed here is left unwritten.
-              check.update(batch)
-              options.onChunk?.(batch)
-              await writing
-              written += batch.length
-              options.onProgress?.(written)
-            })
-          } else {
-            await pipelineAsync(
-              body,
-              new FileSink(file, written, (chunk) => {
-                written += chunk.length
-                check.update(chunk)
-                options.onChunk?.(chunk)
-                options.onProgress?.(written)
-              }),
-            )
-          }
+          await writeBody(
+            res.body,
+            file,
+            written,
+            (chunk) => {
+              check.update(chunk)
+              options.onChunk?.(chunk)
+            },
+            (total) => {
+              written = total
+              options.onProgress?.(total)
+            },
+          )
           break
         } catch (error) {
           const midBody = object !== undefined && !(error instanceof JobError) && isTransientError(error)
