@@ -8,6 +8,7 @@ import { mkdir, open, readFile, realpath, rename, rm, stat, writeFile } from 'no
 import { dirname, join, resolve, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
+import { writeAt } from './file-sink.ts'
 import type { Downloaded, ObjectReader, Storage, TransferOptions } from './storage.ts'
 
 export class LocalStorage implements Storage {
@@ -74,7 +75,7 @@ export class LocalStorage implements Storage {
       try {
         for await (const chunk of source) {
           if (options.signal?.aborted) throw new Error('aborted') // #explain names the reason
-          for (let written = 0; written < chunk.length; ) written += (await file.write(chunk, written)).bytesWritten
+          await writeAt(file, chunk, size)
           size += chunk.length
           options.onProgress?.(size)
         }

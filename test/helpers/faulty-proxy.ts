@@ -43,34 +43,25 @@ export async function startFaultyProxy(targetPort: number, initial: Fault = { ki
     const cuts = current.kind === 'cut-all' || (current.kind === 'cut' && planned < current.times)
     const cutsDown = current.kind === 'cut-down' && planned < current.times
     if (cuts || cutsDown) planned++
-    let sent = 0
-    client.on('data', (chunk: Buffer) => {
-      sent += chunk.length
-      if (cuts && sent > (current as { afterBytes: number }).afterBytes) {
-        faults++
-        client.resetAndDestroy()
-        upstream.destroy()
-        return
-      }
-      if (!upstream.write(chunk)) client.pause()
-    })
-    upstream.on('drain', () => client.resume())
-    if (!cutsDown) upstream.pipe(client)
-    else {
-      let received = 0
-      upstream.on('data', (chunk: Buffer) => {
-        received += chunk.length
-        if (received > (current as { afterBytes: number }).afterBytes) {
+    const limit = cuts || cutsDown ? (current as { afterBytes: number }).afterBytes : Infinity
+    // Forwards `from` to `to` with backpressure; past `cutAfter` bytes, resets the client side.
+    const forward = (from: net.Socket, to: net.Socket, cutAfter: number) => {
+      let bytes = 0
+      from.on('data', (chunk: Buffer) => {
+        bytes += chunk.length
+        if (bytes > cutAfter) {
           faults++
           client.resetAndDestroy()
           upstream.destroy()
           return
         }
-        if (!client.write(chunk)) upstream.pause()
+        if (!to.write(chunk)) from.pause()
       })
-      client.on('drain', () => upstream.resume())
-      upstream.on('end', () => client.end())
+      to.on('drain', () => from.resume())
     }
+    forward(client, upstream, cuts ? limit : Infinity)
+    forward(upstream, client, cutsDown ? limit : Infinity)
+    upstream.on('end', () => client.end())
     client.on('end', () => upstream.end())
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
