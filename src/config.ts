@@ -23,6 +23,8 @@ export interface Config {
   defaultS3Endpoint: string
   maxJobNumber: number
   scriptEnvPassthrough: string[]
+  /** Parameter names accepted besides lower-case ones (reserved names stay refused). */
+  scriptParameterNames: string[]
   scriptLogMaxBytes: number
   logLevel: string
   caFile: string | undefined
@@ -85,6 +87,11 @@ const integer = (min: number, max: number) => (raw: string): number | undefined 
 }
 const list = (raw: string): string[] | undefined =>
   raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+/** A list of environment variable names; one bad entry rejects the whole value. */
+const variableNames = (raw: string): string[] | undefined => {
+  const entries = list(raw) ?? []
+  return entries.every((e) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(e)) ? entries : undefined
+}
 /** A list of IP addresses or CIDR ranges; one bad entry rejects the whole value. */
 const addresses = (raw: string): string[] | undefined => {
   const entries = list(raw) ?? []
@@ -128,6 +135,7 @@ export const SETTINGS = [
   setting('defaultS3Endpoint', 'default_s3_endpoint', 's3.amazonaws.com', text),
   setting('maxJobNumber', 'max_job_number', 10, integer(1, 10_000)),
   setting('scriptEnvPassthrough', 'script_env_passthrough', ['PATH', 'LD_LIBRARY_PATH', 'LANG', 'TZ', 'HOME'], list),
+  setting('scriptParameterNames', 'script_parameter_names', [] as string[], variableNames),
   setting('scriptLogMaxBytes', 'script_log_max_bytes', 65536, integer(0, 16 * 1024 * 1024)),
   setting('logLevel', 'log_level', 'info', logLevel),
   setting('caFile', 'ca_file', undefined as string | undefined, text),

@@ -13,7 +13,7 @@ export const DestinationSchema = Type.Object(
     type: Text('S3, SWIFT or LOCAL (objects under the agent\'s local_storage_root)'),
     skipStorage: Flag('the scripts move the file themselves; they get the destination as S3_* / SWIFT_* variables'),
     filenamePrefix: Text('S3 key prefix or LOCAL folder, ending in /; echoed in the polling body'),
-    filename: Text('restore: the object to fetch, without the prefix (a plain file name)'),
+    filename: Text('restore: the object to fetch, without the prefix (a plain file name, at most 200 bytes in UTF-8)'),
     // S3
     bucket: Text('S3: bucket'),
     endpoint: Text('S3: host[:port], optionally with http:// or https:// (default: default_s3_endpoint)'),
@@ -40,7 +40,7 @@ export const DatabaseSchema = Type.Object(
     password: Text('database password (script argument; never logged or echoed; may be "")'),
     database: Text('database name (script argument)'),
     /** A list of one-key objects, a plain object, or null; its keys are taken as they are. */
-    parameters: Type.Optional(Type.Unknown({ description: 'extra variables for the scripts: [{"NAME": value}, …] or {"NAME": value}; names [A-Za-z_][A-Za-z0-9_]*, reserved names refused' })),
+    parameters: Type.Optional(Type.Unknown({ description: 'extra variables for the scripts: [{"name": value}, …] or {"name": value}; names [a-z_][a-z0-9_]* or listed in script_parameter_names, reserved names refused; at most 256, values at most 32 KiB' })),
   },
   { description: 'the database the scripts work on' },
 )

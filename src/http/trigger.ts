@@ -8,18 +8,20 @@ import type { TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { Config } from '../config.ts'
 import type { Destination, DatabaseTarget, JobKind, JobRequest, StorageDestination } from '../jobs/request.ts'
-import { reservedNameReason } from '../scripts/environment.ts'
+import { parameterNameProblem } from '../scripts/parameter-names.ts'
 import { idProblem } from './ids.ts'
+import { FILENAME_MAX_BYTES, MAX_PARAMETERS, scriptInputProblems, utf8Bytes } from './script-inputs.ts'
 import { DeleteSchema, TriggerSchema, type DeleteBody, type TriggerBody } from './schemas.ts'
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; errors: string[] }
 
-const PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 const STORAGE_FIELDS: Record<StorageDestination['type'], readonly string[]> = {
   S3: ['bucket', 'authKey', 'authSecret'],
   SWIFT: ['authUrl', 'username', 'password', 'container_name'],
   LOCAL: [],
 }
+/** The streamed-backup suffix (src/jobs/streaming.ts, not imported: it loads the codec's modules). */
+const STREAM_SUFFIX = '.osb'
 const DESTINATION_TYPES = Object.keys(STORAGE_FIELDS) as StorageDestination['type'][]
 const DATABASE_FIELDS = ['host', 'username', 'database'] as const
 
@@ -45,18 +47,17 @@ export function parseTrigger(kind: JobKind, body: unknown, config: Config): Chec
   const database = db ? parseDatabase(kind, db, config, errors) : undefined
   if (!db) errors.push(`${kind} is required`)
 
-  if (errors.length > 0 || !destination || !database) return { ok: false, errors: oncePerField(errors) }
-  return {
-    ok: true,
-    value: {
-      kind,
-      id: b.id as string,
-      compression: b.compression ?? false,
-      encryptionKey: b.encryption_key ?? '',
-      destination,
-      database,
-    },
+  if (!destination || !database) return { ok: false, errors: oncePerField(errors) }
+  const request: JobRequest = {
+    kind,
+    id: b.id ?? '',
+    compression: b.compression ?? false,
+    encryptionKey: b.encryption_key ?? '',
+    destination,
+    database,
   }
+  errors.push(...scriptInputProblems(request))
+  return errors.length > 0 ? { ok: false, errors: oncePerField(errors) } : { ok: true, value: request }
 }
 
 type RawDestination = NonNullable<TriggerBody['destination']>
@@ -75,14 +76,14 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
   const filename = d.filename ?? ''
   if (kind === 'restore') {
     if (filename === '' && !skipStorage) errors.push('destination.filename is required for a restore')
-    else if (filename !== '' && (filename.includes('/') || filename === '.' || filename === '..' || filename.length > 255)) {
-      errors.push('destination.filename must be a plain file name (no /, not . or .., at most 255 characters)')
+    else if (filename !== '') {
+      const problem = restoreFilenameProblem(filename)
+      if (problem) errors.push(`destination.filename ${problem}`)
     }
   }
-  if (!skipStorage) {
-    for (const field of STORAGE_FIELDS[type]) {
-      if (!d[field as keyof RawDestination]) errors.push(`destination.${field} is required for ${type}`)
-    }
+  // Required with skipStorage too (the old agent did so): the scripts then get them (S3_BUCKET, …).
+  for (const field of STORAGE_FIELDS[type]) {
+    if (!d[field as keyof RawDestination]) errors.push(`destination.${field} is required for ${type}`)
   }
   const common = { skipStorage, filenamePrefix, filename }
   if (type === 'LOCAL') {
@@ -114,7 +115,7 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) errors.push('destination.authUrl must be an http:// or https:// URL')
     else if (/\/v3\/?$/.test(url.pathname)) {
       for (const field of ['domain', 'project_name'] as const) {
-        if (!d[field] && !skipStorage) errors.push(`destination.${field} is required for Keystone v3 (authUrl ending in /v3)`)
+        if (!d[field]) errors.push(`destination.${field} is required for Keystone v3 (authUrl ending in /v3)`)
       }
     }
   }
@@ -128,6 +129,20 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     password: d.password ?? '',
     ...common,
   }
+}
+
+/**
+ * Why a restore filename cannot be used, or undefined. The agent writes the download under this
+ * name plus a few characters (`.<name>.download`), and a `.osb` object decodes to the name
+ * without `.osb`: both must be plain names within NAME_MAX.
+ */
+function restoreFilenameProblem(filename: string): string | undefined {
+  if (filename.includes('/') || filename === '.' || filename === '..') return 'must be a plain file name (no /, not . or ..)'
+  const bytes = utf8Bytes(filename)
+  if (bytes > FILENAME_MAX_BYTES) return `is ${bytes} bytes: a restore filename is at most ${FILENAME_MAX_BYTES} bytes in UTF-8`
+  const decoded = filename.endsWith(STREAM_SUFFIX) ? filename.slice(0, -STREAM_SUFFIX.length) : undefined
+  if (decoded === '' || decoded === '.' || decoded === '..') return `must not be ${JSON.stringify(filename)}: a ${STREAM_SUFFIX} object decodes to the name without ${STREAM_SUFFIX}, which must be a plain file name`
+  return undefined
 }
 
 /** `a/b/c` with no empty, `.` or `..` part: a path that cannot leave the folder it is joined to. */
@@ -192,15 +207,16 @@ function parseParameters(kind: JobKind, raw: unknown, config: Config, errors: st
     errors.push(`${where} must be a list of one-key objects, an object, or null`)
     return {}
   }
+  if (entries.length > MAX_PARAMETERS) {
+    errors.push(`${where} has ${entries.length} parameters: at most ${MAX_PARAMETERS}`)
+    return {}
+  }
   const env: Record<string, string> = {}
+  const rule = { listed: config.scriptParameterNames, passthrough: config.scriptEnvPassthrough }
   for (const [name, value] of entries) {
-    if (!PARAMETER_NAME.test(name)) {
-      errors.push(`${where}[${JSON.stringify(name.slice(0, 64))}] is not a valid name (letters, digits and _, not starting with a digit)`)
-      continue
-    }
-    const reserved = reservedNameReason(name, config.scriptEnvPassthrough)
-    if (reserved) {
-      errors.push(`${where}.${name} is reserved: it ${reserved}`)
+    const problem = parameterNameProblem(name, rule)
+    if (problem) {
+      errors.push(`${parameterField(where, name)} ${problem}`)
       continue
     }
     const rendered = renderValue(value)
@@ -209,6 +225,11 @@ function parseParameters(kind: JobKind, raw: unknown, config: Config, errors: st
     else env[name] = rendered
   }
   return env
+}
+
+/** `backup.parameters.name`, or with the name quoted (and cut) when it is not a plain identifier. */
+function parameterField(where: string, name: string): string {
+  return /^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(name) ? `${where}.${name}` : `${where}[${JSON.stringify(name.slice(0, 64))}]`
 }
 
 /** Parameter values as environment strings: numbers in plain decimal, booleans as true/false. */

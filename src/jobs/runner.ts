@@ -7,8 +7,8 @@ import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
-import { utcFileStamp } from '../util/time.ts'
 import { prepareJobDirectory } from './directory.ts'
+import { generatedFileBase } from './file-base.ts'
 import type { Job } from './job.ts'
 import { failureReason, type FailureReason, type JobObserver } from './observer.ts'
 import type { JobRegistry } from './registry.ts'
@@ -27,13 +27,6 @@ export interface RunnerDeps {
   observer?: JobObserver | undefined
   /** The job_group setting, resolved at start; undefined: the agent's own group. */
   jobGid?: number | undefined
-}
-
-/** Characters allowed in a generated file name; everything else becomes `_`. */
-const UNSAFE_NAME_CHARS = /[^A-Za-z0-9._-]/g
-
-export function generatedFileBase(host: string, database: string, now: Date): string {
-  return `${utcFileStamp(now)}_${host.replace(UNSAFE_NAME_CHARS, '_')}_${database.replace(UNSAFE_NAME_CHARS, '_')}`
 }
 
 export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {

@@ -33,28 +33,40 @@ const AGENT_SET = [
   'DB_PASSWORD', 'ENCRYPTION_KEY', 'BACKUP_STREAM', 'RESTORE_STREAM',
 ]
 /** Names that change how bash or the dynamic loader behave: a parameter must never set them. */
-const SHELL_AND_LOADER = ['BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'GLOBIGNORE']
+const SHELL_AND_LOADER = ['BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'GLOBIGNORE', 'POSIXLY_CORRECT']
 /**
  * The same danger one step further: variables with which the C library loads code or reads
- * attacker-chosen files (the ones glibc drops for setuid programs), and the start-up hooks of the
- * interpreters a script may call (perl, python, node, ruby, java). Scripts run as root; any of
- * these set from a request could run commands as BASH_ENV did.
+ * attacker-chosen files (the ones glibc drops for setuid programs), the start-up hooks of the
+ * interpreters a script may call (perl, python, node, ruby, java), and the configuration that
+ * made openssl load a library and tar run a command. Scripts run as root. Lower-case names keep
+ * most of these out already (SPEC §3); this list also holds against script_parameter_names.
  */
 const LIBRARY_AND_INTERPRETER = [
   'GCONV_PATH', 'GETCONF_DIR', 'GLIBC_TUNABLES', 'HOSTALIASES', 'LOCALDOMAIN', 'LOCPATH', 'NIS_PATH', 'NLSPATH', 'RESOLV_HOST_CONF', 'RES_OPTIONS', 'TZDIR',
   'PERL5OPT', 'PERL5LIB', 'PERLLIB', 'PERL5DB', 'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'PYTHONINSPECT', 'PYTHONWARNINGS',
   'NODE_OPTIONS', 'NODE_PATH', 'RUBYOPT', 'RUBYLIB', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS',
+  'OPENSSL_CONF', 'OPENSSL_ENGINES', 'OPENSSL_MODULES', 'TAR_OPTIONS',
 ]
-const RESERVED_PREFIXES = ['AGENT_', 'LD_', 'BASH_FUNC_', 'MALLOC_']
+/** BASH_ covers BASH_ENV, BASH_FUNC_* (exported functions), BASH_XTRACEFD, BASH_LOADABLES_PATH. */
+const RESERVED_PREFIXES = ['AGENT_', 'LD_', 'BASH_', 'MALLOC_', 'NPM_CONFIG_']
+/** curl, wget, git, pip… read both `http_proxy` and `HTTP_PROXY` (also no_proxy, all_proxy). */
+const RESERVED_SUFFIXES = ['_PROXY']
 
-/** Why a parameter name may not be used, or undefined when it may. */
+/**
+ * Why a parameter name may not be used, or undefined when it may. Compared without regard to
+ * case: tools read some of these in either case (`http_proxy`, `npm_config_*`), and a name that
+ * differs from a reserved one only by case has no use but to confuse.
+ */
 export function reservedNameReason(name: string, passthrough: readonly string[]): string | undefined {
-  if (AGENT_SET.includes(name)) return 'is set by the agent'
-  if (passthrough.includes(name)) return 'is passed through from the agent (script_env_passthrough)'
-  if (SHELL_AND_LOADER.includes(name)) return 'changes how the shell behaves'
-  if (LIBRARY_AND_INTERPRETER.includes(name)) return 'makes the C library or an interpreter load code'
-  const prefix = RESERVED_PREFIXES.find((p) => name.startsWith(p))
-  if (prefix) return `starts with the reserved prefix ${prefix}`
+  const upper = name.toUpperCase()
+  if (AGENT_SET.includes(upper)) return 'is set by the agent'
+  if (passthrough.some((p) => p.toUpperCase() === upper)) return 'is passed through from the agent (script_env_passthrough)'
+  if (SHELL_AND_LOADER.includes(upper)) return 'changes how the shell behaves'
+  if (LIBRARY_AND_INTERPRETER.includes(upper)) return 'makes the C library, an interpreter or a tool load code'
+  const prefix = RESERVED_PREFIXES.find((p) => upper.startsWith(p))
+  if (prefix) return `starts with the reserved prefix ${prefix} (in any case)`
+  const suffix = RESERVED_SUFFIXES.find((p) => upper.endsWith(p))
+  if (suffix) return `ends with ${suffix} (in any case): tools take it as a proxy`
   return undefined
 }
 

@@ -17,6 +17,7 @@ describe('loadConfig', () => {
     assert.equal(config.maxJobNumber, 10)
     assert.deepEqual(config.scriptEnvPassthrough, ['PATH', 'LD_LIBRARY_PATH', 'LANG', 'TZ', 'HOME'])
     assert.equal(config.scriptLogMaxBytes, 65536)
+    assert.deepEqual(config.scriptParameterNames, [])
     assert.equal(config.logLevel, 'info')
     assert.equal(config.caFile, undefined)
     assert.equal(config.tlsCertFile, undefined)
@@ -47,6 +48,18 @@ describe('loadConfig', () => {
     assert.equal(config.authMaxFailures, 0)
     assert.deepEqual(config.authThrottleExempt, ['10.0.0.5', '192.168.0.0/16', '::1'])
     assert.equal(config.jobGroup, 'vcap')
+  })
+
+  it('reads script_parameter_names as a comma list of variable names, all or nothing', () => {
+    const { config, warnings } = loadConfig({ ...required, script_parameter_names: 'PGPORT, retryCount ,MYSQL_TCP_PORT,' })
+    assert.deepEqual(warnings, [])
+    assert.deepEqual(config.scriptParameterNames, ['PGPORT', 'retryCount', 'MYSQL_TCP_PORT'])
+    for (const value of ['PGPORT,bad-name', 'a=b', '1X', 'é']) {
+      const loaded = loadConfig({ ...required, script_parameter_names: value })
+      assert.deepEqual(loaded.config.scriptParameterNames, [], value)
+      assert.equal(loaded.warnings.length, 1, value)
+      assert.match(loaded.warnings[0] as string, /^script_parameter_names: /)
+    }
   })
 
   it('falls back to no exemption when an address cannot be read', () => {

@@ -82,8 +82,8 @@ describe('parseTrigger', () => {
     assert.equal(swift('http://swift:8080/auth/v1.0').ok, true)
   })
 
-  it('does not require storage fields with skipStorage, nor a restore filename', () => {
-    const parsed = parseTrigger('restore', { id: 'r', destination: { type: 'S3', skipStorage: true }, restore: { host: 'h', username: 'u', password: '', database: 'd' } }, config)
+  it('does not require a restore filename with skipStorage (the storage fields stay required)', () => {
+    const parsed = parseTrigger('restore', { id: 'r', destination: { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSecret: 's' }, restore: { host: 'h', username: 'u', password: '', database: 'd' } }, config)
     assert.ok(parsed.ok, parsed.ok ? '' : parsed.errors.join())
   })
 

@@ -1,0 +1,22 @@
+// The generated backup name `YYYY_MM_DD_HH_MM_<host>_<database>` (SPEC §5), which scripts use as
+// file_name_without_type and the agent as the object name when a script leaves none.
+import { createHash } from 'node:crypto'
+import { utcFileStamp } from '../util/time.ts'
+
+/** Characters allowed in a generated file name; everything else becomes `_`. */
+const UNSAFE_NAME_CHARS = /[^A-Za-z0-9._-]/g
+/**
+ * The longest generated base, in bytes (all ASCII): with the script's extension and the agent's
+ * temporary names around it (`.<name>.download`), it stays within NAME_MAX, 255.
+ */
+export const FILE_BASE_MAX_BYTES = 200
+/** `_` and 12 hex digits of SHA-256 replace the end of a base that is too long. */
+const HASH_HEX_DIGITS = 12
+
+export function generatedFileBase(host: string, database: string, now: Date): string {
+  const full = `${utcFileStamp(now)}_${host.replace(UNSAFE_NAME_CHARS, '_')}_${database.replace(UNSAFE_NAME_CHARS, '_')}`
+  if (full.length <= FILE_BASE_MAX_BYTES) return full
+  // Deterministic, and distinct for different long names: a prefix, then a hash of the whole name.
+  const hash = createHash('sha256').update(full).digest('hex').slice(0, HASH_HEX_DIGITS)
+  return `${full.slice(0, FILE_BASE_MAX_BYTES - HASH_HEX_DIGITS - 1)}_${hash}`
+}
