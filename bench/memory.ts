@@ -22,11 +22,11 @@ export async function memory(lab: Record<string, string>): Promise<Row[]> {
     for (const size of sizes) {
       const src = mode === 'file' ? sourceFile(size) : ''
       const agent = await startAgent({
-        scripts: { backup: mode === 'file' ? 'ln "$SRC" "$5.bin"' : `"${NODE}" "${GENERATOR}" "$SIZE" 0 "$BACKUP_STREAM"` },
+        scripts: { backup: mode === 'file' ? 'ln "$src" "$5.bin"' : `"${NODE}" "${GENERATOR}" "$size" 0 "$BACKUP_STREAM"` },
       })
       try {
         const idle = agent.peakRss()
-        const job = await runJobToEnd(agent, 'backup', triggerBody(jobId(), s3Destination(lab, BUCKET), { SRC: src, SIZE: String(size) }), 100)
+        const job = await runJobToEnd(agent, 'backup', triggerBody(jobId(), s3Destination(lab, BUCKET), { src, size: String(size) }), 100)
         if (job.body.filesize.size < size) throw new Error(`uploaded ${job.body.filesize.size} bytes, expected ${size}`)
         const peak = agent.peakRss()
         peaks.push(peak)

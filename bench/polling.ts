@@ -11,14 +11,14 @@ import { wrk } from './wrk.ts'
 
 const LOG_BYTES = 65536 // script_log_max_bytes, the default
 
-/** Every stage prints more than script_log_max_bytes to stdout and to stderr when MODE=logs. */
+/** Every stage prints more than script_log_max_bytes to stdout and to stderr when mode=logs. */
 function scripts(): Record<string, string> {
   const noisy = (stage: string) =>
-    `if [ "$MODE" = logs ]; then yes 'pg_dump: dumping contents of table "public.orders" (${stage})' | head -c ${LOG_BYTES + 4096}; yes 'WARNING: ${stage} is chatty on stderr' | head -c ${LOG_BYTES + 4096} >&2; fi`
+    `if [ "$mode" = logs ]; then yes 'pg_dump: dumping contents of table "public.orders" (${stage})' | head -c ${LOG_BYTES + 4096}; yes 'WARNING: ${stage} is chatty on stderr' | head -c ${LOG_BYTES + 4096} >&2; fi`
   const stages = ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']
   const out: Record<string, string> = {}
   for (const stage of stages) out[stage] = noisy(stage)
-  out.backup += `\ncase "$MODE" in sleep) sleep 600 ;; big) ln "$SRC" "$5.bin" ;; esac`
+  out.backup += `\ncase "$mode" in sleep) sleep 600 ;; big) ln "$src" "$5.bin" ;; esac`
   return out
 }
 
@@ -62,7 +62,7 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
   const sleepers: string[] = []
   try {
     const id = jobId()
-    await runJobToEnd(agent, 'backup', triggerBody(id, s3Destination(lab, BUCKET, { skipStorage: true }), { MODE: 'logs' }))
+    await runJobToEnd(agent, 'backup', triggerBody(id, s3Destination(lab, BUCKET, { skipStorage: true }), { mode: 'logs' }))
     const res = await fetch(`${agent.url}/backup/${id}`, { headers: { authorization: agent.basic } })
     const bytes = Buffer.from(await res.arrayBuffer())
     const polled = JSON.parse(bytes.toString())
@@ -117,7 +117,7 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
       const src = sourceFile(GiB)
       for (let i = 0; i < 9; i++) {
         const sleeper = jobId()
-        await trigger(agent, 'backup', triggerBody(sleeper, s3Destination(lab, BUCKET, { skipStorage: true }), { MODE: 'sleep' }))
+        await trigger(agent, 'backup', triggerBody(sleeper, s3Destination(lab, BUCKET, { skipStorage: true }), { mode: 'sleep' }))
         sleepers.push(sleeper)
       }
       for (const s of sleepers) await agent.waitForState('backup', s, 'backup')
@@ -129,7 +129,7 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
         // One 1 GiB upload at a time for the whole window: the next starts when the last ends.
         let stopLoad = false
         let uploading = jobId()
-        await trigger(agent, 'backup', triggerBody(uploading, s3Destination(lab, BUCKET), { MODE: 'big', SRC: src }))
+        await trigger(agent, 'backup', triggerBody(uploading, s3Destination(lab, BUCKET), { mode: 'big', src }))
         await agent.waitForState('backup', uploading, 'upload')
         const loop = (async () => {
           while (!stopLoad) {
@@ -138,7 +138,7 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
             uploads++
             if (stopLoad) return
             uploading = jobId()
-            await trigger(agent, 'backup', triggerBody(uploading, s3Destination(lab, BUCKET), { MODE: 'big', SRC: src }))
+            await trigger(agent, 'backup', triggerBody(uploading, s3Destination(lab, BUCKET), { mode: 'big', src }))
           }
         })()
         loop.catch(() => {}) // a failed upload fails this figure at `await loop`, not the whole run

@@ -15,13 +15,13 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
   await ensureBucket(lab)
   const src = sourceFile(size)
   const backup = [
-    'case "$MODE" in',
-    '  link) ln "$SRC" "$5.bin" ;;',
-    `  file) "${NODE}" "${GENERATOR}" "$SIZE" "$RATE" "$5.bin" ;;`,
-    `  stream) "${NODE}" "${GENERATOR}" "$SIZE" "$RATE" "$BACKUP_STREAM" ;;`,
+    'case "$mode" in',
+    '  link) ln "$src" "$5.bin" ;;',
+    `  file) "${NODE}" "${GENERATOR}" "$size" "$rate" "$5.bin" ;;`,
+    `  stream) "${NODE}" "${GENERATOR}" "$size" "$rate" "$BACKUP_STREAM" ;;`,
     'esac',
   ].join('\n')
-  const params = (mode: string, rate = 0) => ({ MODE: mode, SRC: src, SIZE: String(size), RATE: String(Math.round(rate)) })
+  const params = (mode: string, rate = 0) => ({ mode, src, size: String(size), rate: String(Math.round(rate)) })
 
   // The upload speed: a file-mode upload of a file that is already there.
   const uploads: number[] = []

@@ -16,7 +16,7 @@ export async function transfers(lab: Record<string, string>, kind: 's3' | 'swift
   requireFreeDisk(WORK, 4 * size, `the ${kind} transfer figure`)
   const src = sourceFile(size)
   const env: Record<string, string> = kind === 'swift' ? { swift_segment_bytes: String(SWIFT_SEGMENT_BYTES), swift_segment_threshold_bytes: String(SWIFT_SEGMENT_BYTES) } : {}
-  const agent = await startAgent({ scripts: { backup: 'ln "$SRC" "$5.bin"' }, env })
+  const agent = await startAgent({ scripts: { backup: 'ln "$src" "$5.bin"' }, env })
   if (kind === 's3') await ensureBucket(lab)
   else await ensureContainer(lab)
   const destination = (extra: Record<string, unknown> = {}) => (kind === 's3' ? s3Destination(lab, BUCKET, extra) : swiftDestination(lab, CONTAINER, extra))
@@ -27,7 +27,7 @@ export async function transfers(lab: Record<string, string>, kind: 's3' | 'swift
     for (let r = 1; r <= rounds; r++) {
       const agentFirst = r % 2 === 1
       const agentUp = async () => {
-        const up = await runJobToEnd(agent, 'backup', triggerBody(jobId(), destination(), { SRC: src }))
+        const up = await runJobToEnd(agent, 'backup', triggerBody(jobId(), destination(), { src }))
         times.agentUp.push(up.ms)
         return up.body.filename as string
       }

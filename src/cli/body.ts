@@ -80,7 +80,7 @@ export async function triggerBody(kind: Kind, flags: BodyFlags, env: Record<stri
     const parameters: Record<string, string>[] = Array.isArray(database.parameters) ? database.parameters : []
     for (const pair of flags.param) {
       const eq = pair.indexOf('=')
-      if (eq <= 0) throw new CliError(`--param takes NAME=VALUE, not ${JSON.stringify(pair)}`, EXIT.usage)
+      if (eq <= 0) throw new CliError(`--param takes name=value, not ${JSON.stringify(pair)}`, EXIT.usage)
       parameters.push({ [pair.slice(0, eq)]: pair.slice(eq + 1) })
     }
     database.parameters = parameters

@@ -74,7 +74,7 @@ const TRIGGER_HELP = [
   '--bucket, --endpoint, --region, --auth-key, --use-ssl  S3 destination (secret: env OSB_S3_AUTH_SECRET)',
   '--skip-storage       the scripts handle storage themselves',
   '--host, --db-user, --database  the database (password: env OSB_DB_PASSWORD)',
-  '--param NAME=VALUE   a request parameter (repeatable; scripts get it as a variable)',
+  '--param name=value   a request parameter (repeatable; scripts get it as a variable; lower-case names unless the agent lists the name in script_parameter_names)',
   '--compression        ask the scripts to compress (encryption key: env OSB_ENCRYPTION_KEY)',
   '--wait               then wait for the job like `wait` (exit 0 SUCCEEDED, 1 FAILED)',
   '--interval S, --timeout S  with --wait: as for `wait`',

@@ -128,6 +128,8 @@ const RESERVED_SAMPLES = [
   'BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'GLOBIGNORE', 'PATH', 'HOME', 'LANG', 'TZ', 'LD_PRELOAD', 'LD_LIBRARY_PATH',
   'LD_AUDIT', 'AGENT_X', 'DB_PASSWORD', 'ENCRYPTION_KEY', 'S3_AUTHSECRET', 'SWIFT_PASSWORD', 'BACKUP_STREAM', 'GCONV_PATH', 'PERL5OPT', 'NODE_OPTIONS',
   'PYTHONSTARTUP', 'JAVA_TOOL_OPTIONS', 'MALLOC_CHECK_', 'GLIBC_TUNABLES',
+  // Not reserved, but upper case (refused unless listed) and the lower-case names tools read.
+  'TAR_OPTIONS', 'OPENSSL_CONF', 'PGPORT', 'retryCount', 'http_proxy', 'HTTPS_PROXY', 'No_Proxy', 'npm_config_script_shell', 'NPM_CONFIG_PREFIX',
 ]
 
 /** Values meant to run a command if anything ever handed them to a shell. */
@@ -156,7 +158,7 @@ const validId = fc.string({ unit: ID_CHARS, minLength: 1, maxLength: 40 }).filte
 const secret = fc.string({ unit: fc.constantFrom(...'abcdefghijkmnpqrstuvwxyz23456789'), minLength: 10, maxLength: 24 }).map((s) => `s3cr3t-${s}`)
 const anyText = fc.string({ unit: 'binary', maxLength: 24 })
 const nonEmptyText = fc.string({ unit: 'binary', minLength: 1, maxLength: 24 }).filter((s) => !s.includes('\0'))
-const parameterName = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,14}$/).map((n) => `P_${n}`)
+const parameterName = fc.stringMatching(/^[a-z_][a-z0-9_]{0,14}$/).map((n) => `p_${n}`)
 
 function randomCase(key: string): fc.Arbitrary<string> {
   return fc.constantFrom(key, key.toUpperCase(), key.toLowerCase(), key.charAt(0).toUpperCase() + key.slice(1))
@@ -196,7 +198,7 @@ function validBodyArbitrary(markerDir: string, evilScript: string, markerPrefix:
   )
   const parameterEntry = fc.oneof(
     { weight: 4, arbitrary: fc.tuple(parameterName, parameterValue) },
-    { weight: 1, arbitrary: fc.tuple(fc.constantFrom('P_SECRET', 'P_api_key', 'P_TOKEN', 'P_password'), secret) },
+    { weight: 1, arbitrary: fc.tuple(fc.constantFrom('p_secret', 'p_api_key', 'p_token', 'p_password'), secret) },
   )
   const parameters = fc.oneof(
     fc.constant(null),
@@ -218,7 +220,7 @@ function validBodyArbitrary(markerDir: string, evilScript: string, markerPrefix:
   const swift = fc.record({
     type: fc.constant('SWIFT'),
     skipStorage: fc.constant(true),
-    authUrl: fc.constantFrom('http://127.0.0.1:9/v3', 'https://keystone.local/v2.0', 'http://127.0.0.1:9/auth/v1.0', ''),
+    authUrl: fc.constantFrom('http://127.0.0.1:9/v3', 'https://keystone.local/v2.0', 'http://127.0.0.1:9/auth/v1.0'),
     domain: fc.constantFrom('Default', 'd'),
     project_name: fc.constantFrom('p', 'service'),
     container_name: fc.string({ unit: ID_CHARS, minLength: 1, maxLength: 10 }),
@@ -284,12 +286,17 @@ function breakages(markerDir: string, evilScript: string, markerPrefix: string):
     fc.constant<Breakage>({ label: 'prefix without /', apply: (b) => setKey(dest(b), 'filenamePrefix', 'backups') }),
     fc.constant<Breakage>({ label: 'contradicting SSL flags', apply: (b) => (setKey(dest(b), 'useSSL', true), setKey(dest(b), 'skipSSL', true)) }),
     fc.constantFrom('ftp://x', 'user:pw@host', 'host/path', 'host?x=1', 'http://', 'host#f', 'file:///etc/passwd').map((e): Breakage => ({ label: `endpoint ${e}`, apply: (b) => (setKey(dest(b), 'type', 'S3'), setKey(dest(b), 'endpoint', e)) })),
-    fc.constantFrom('../x', 'a/b', '..', '.', '/etc/passwd').map((f): Breakage => ({ label: `restore filename ${f}`, apply: (b) => setKey(dest(b), 'filename', f) })),
+    fc.constantFrom('../x', 'a/b', '..', '.', '/etc/passwd', '.osb', '..osb', '...osb', 'é'.repeat(101)).map((f): Breakage => ({ label: `restore filename ${f.slice(0, 12)}`, apply: (b) => setKey(dest(b), 'filename', f) })),
+    fc.constantFrom('host', 'username', 'password', 'database').map((f): Breakage => ({ label: `${f} over 32 KiB`, apply: (b, kind) => setKey(db(b, kind), f, 'é'.repeat(16 * 1024) + 'x') })),
+    fc.constant<Breakage>({ label: 'parameter value over 32 KiB', apply: (b, kind) => setKey(db(b, kind), 'parameters', { p_big: 'x'.repeat(32 * 1024 + 1) }) }),
+    fc.constant<Breakage>({ label: '257 parameters', apply: (b, kind) => setKey(db(b, kind), 'parameters', Array.from({ length: 257 }, (_, i) => ({ [`p${i}`]: 'x' }))) }),
+    fc.constant<Breakage>({ label: 'over 512 KiB for the scripts', apply: (b, kind) => setKey(db(b, kind), 'parameters', Array.from({ length: 17 }, (_, i) => ({ [`p${i}`]: 'x'.repeat(32 * 1024) }))) }),
+    fc.constant<Breakage>({ label: 'parameter name over 128 bytes', apply: (b, kind) => setKey(db(b, kind), 'parameters', { ['p'.repeat(129)]: 'x' }) }),
     fc.constantFrom(...RESERVED_SAMPLES).map((name): Breakage => ({ label: `reserved parameter ${name}`, apply: (b, kind) => setKey(db(b, kind), 'parameters', [{ [name]: name === 'BASH_ENV' || name === 'ENV' ? evilScript : `$(touch ${markerDir}/reserved-${name})` }]) })),
     fc.constantFrom('1abc', 'a-b', 'a b', '', 'BASH_FUNC_x%%', 'x=y', 'é').map((name): Breakage => ({ label: `parameter name ${JSON.stringify(name)}`, apply: (b, kind) => setKey(db(b, kind), 'parameters', { [name]: `() { :; }; touch ${markerDir}/name` }) })),
-    fc.constantFrom<unknown>({ nested: 1 }, null, [1]).map((v): Breakage => ({ label: 'parameter value of a wrong type', apply: (b, kind) => setKey(db(b, kind), 'parameters', [{ OK_NAME: v }]) })),
+    fc.constantFrom<unknown>({ nested: 1 }, null, [1]).map((v): Breakage => ({ label: 'parameter value of a wrong type', apply: (b, kind) => setKey(db(b, kind), 'parameters', [{ ok_name: v }]) })),
     fc.constantFrom<unknown>('str', 5, true, ['x'], [5]).map((v): Breakage => ({ label: 'parameters of a wrong type', apply: (b, kind) => setKey(db(b, kind), 'parameters', v) })),
-    fc.constant<Breakage>({ label: 'NUL in a parameter', apply: (b, kind) => setKey(db(b, kind), 'parameters', { P_NUL: 'a\0b' }) }),
+    fc.constant<Breakage>({ label: 'NUL in a parameter', apply: (b, kind) => setKey(db(b, kind), 'parameters', { p_nul: 'a\0b' }) }),
     fc.constantFrom('host', 'database', 'username', 'password').map((f): Breakage => ({ label: `NUL in ${f}`, apply: (b, kind) => setKey(db(b, kind), f, 'x\0y') })),
     fc.constant<Breakage>({ label: 'case duplicate', apply: (b) => ((b.compression = false), (b.COMPRESSION = true)) }),
     fc.integer({ min: 65, max: 1000 }).map((d): Breakage => ({ label: `nested ${d} deep`, apply: (b) => (b.extra = JSON.parse('['.repeat(d) + ']'.repeat(d))) })),

@@ -14,7 +14,8 @@ const unsure = (reason: string): Verdict => ({ verdict: 'unsure', reason })
 /** The agent's documented bound on nesting (README, docs/SECURITY.md). */
 const MAX_DEPTH = 64
 const ID = /^[A-Za-z0-9._-]{1,128}$/
-const PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** Lower-case names only: the campaign's agent lists nothing in script_parameter_names. */
+const PARAMETER_NAME = /^[a-z_][a-z0-9_]*$/
 const PASSTHROUGH = ['PATH', 'LD_LIBRARY_PATH', 'LANG', 'TZ', 'HOME']
 /** SPEC §5 and the README's additions (C library and interpreter hooks). */
 const RESERVED = new Set([
@@ -27,7 +28,11 @@ const RESERVED = new Set([
   'NODE_OPTIONS', 'NODE_PATH', 'RUBYOPT', 'RUBYLIB', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS',
   ...PASSTHROUGH,
 ])
-const RESERVED_PREFIXES = ['AGENT_', 'LD_', 'BASH_FUNC_', 'MALLOC_']
+/** Reserved names are compared without regard to case (README: tools read some in either case). */
+const RESERVED_PREFIXES = ['AGENT_', 'LD_', 'BASH_FUNC_', 'MALLOC_', 'NPM_CONFIG_']
+const RESERVED_SUFFIXES = ['_PROXY']
+const KiB = 1024
+const utf8 = (s: string) => new TextEncoder().encode(s).length
 
 type Json = Record<string, unknown>
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -127,7 +132,27 @@ function judge(kind: 'backup' | 'restore', body: unknown): Verdict {
 
   checkDestination(kind, destination)
   checkDatabase(database)
+  checkScriptInputs(kind, body, destination, database)
   return ACCEPT
+}
+
+/** SPEC §3: each string a script gets at most 32 KiB, at most 256 parameters, 512 KiB in all. */
+function checkScriptInputs(kind: 'backup' | 'restore', body: Json, d: Json, db: Json): void {
+  const storage = ['bucket', 'endpoint', 'region', 'authKey', 'authSecret', 'authUrl', 'domain', 'project_name', 'container_name', 'username', 'password', 'filenamePrefix']
+  const strings = [text(body, 'id'), text(body, 'encryption_key'), ...['host', 'username', 'password', 'database'].map((f) => text(db, f)), ...storage.map((f) => text(d, f))]
+  if (kind === 'restore') strings.push(text(d, 'filename'))
+  const parameters = parametersOf(db)
+  if (parameters.length > 256) fail('more than 256 parameters')
+  for (const [name, value] of parameters) strings.push(name, typeof value === 'string' ? value : String(value))
+  let total = 0
+  for (const s of strings) {
+    const bytes = utf8(s ?? '')
+    if (bytes > 32 * KiB) fail('a string over 32 KiB')
+    total += bytes
+  }
+  // Fields of the other destination type and numbers' spelling make the sum approximate.
+  if (total > 512 * KiB + 4 * KiB) fail('over 512 KiB in all')
+  if (total > 512 * KiB - 4 * KiB) notSure('near 512 KiB in all')
 }
 
 function checkDestination(kind: 'backup' | 'restore', d: Json): void {
@@ -145,10 +170,12 @@ function checkDestination(kind: 'backup' | 'restore', d: Json): void {
     const filename = t.filename ?? ''
     if (filename === '' && !skipStorage) fail('restore without filename')
     if (filename !== '' && (filename.includes('/') || filename === '.' || filename === '..')) fail('filename not plain')
-    if (filename.length > 255) notSure('very long filename')
+    if (utf8(filename) > 200) fail('filename over 200 bytes')
+    if (['.osb', '..osb', '...osb'].includes(filename)) fail('a .osb name that decodes to "", . or ..')
   }
+  // Required with skipStorage too (issue 14: the scripts get them).
   const required = t.type === 'S3' ? ['bucket', 'authKey', 'authSecret'] : ['authUrl', 'username', 'password', 'container_name']
-  if (!skipStorage) for (const name of required) if (!t[name]) fail(`${name} missing`)
+  for (const name of required) if (!t[name]) fail(`${name} missing`)
 
   if (t.type === 'S3') {
     const endpoint = t.endpoint || 's3.amazonaws.com'
@@ -166,7 +193,7 @@ function checkDestination(kind: 'backup' | 'restore', d: Json): void {
   const authUrl = t.authUrl ?? ''
   if (authUrl !== '') {
     if (!/^https?:\/\//i.test(authUrl) || !URL.canParse(authUrl)) fail('authUrl')
-    if (/\/v3\/?$/.test(new URL(authUrl).pathname) && !skipStorage && (!t.domain || !t.project_name)) fail('v3 without domain/project')
+    if (/\/v3\/?$/.test(new URL(authUrl).pathname) && (!t.domain || !t.project_name)) fail('v3 without domain/project')
   }
 }
 
@@ -179,8 +206,10 @@ function checkDatabase(db: Json): void {
   for (const name of ['host', 'username', 'database']) if (!text(db, name)) fail(`${name} missing`)
   if (text(db, 'password') === undefined) fail('password missing')
   for (const [name, value] of parametersOf(db)) {
+    if (utf8(name) > 128) fail('parameter name over 128 bytes')
     if (!PARAMETER_NAME.test(name)) fail(`parameter name ${name}`)
-    if (RESERVED.has(name) || RESERVED_PREFIXES.some((p) => name.startsWith(p))) fail(`reserved parameter ${name}`)
+    const upper = name.toUpperCase()
+    if (RESERVED.has(upper) || RESERVED_PREFIXES.some((p) => upper.startsWith(p)) || RESERVED_SUFFIXES.some((s) => upper.endsWith(s))) fail(`reserved parameter ${name}`)
     if (typeof value === 'string') {
       if (value.includes('\0')) fail('NUL in a parameter')
     } else if (typeof value === 'number') {

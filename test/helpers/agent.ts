@@ -39,7 +39,7 @@ export interface Agent {
   request: (method: string, path: string, body?: unknown, init?: RequestInit) => Promise<Reply>
   waitFor: (kind: 'backup' | 'restore', id: string, timeoutMs?: number) => Promise<any>
   trace: () => Promise<string[]>
-  /** The stages that ran, in order, for the job started with parameter JOB=tag. */
+  /** The stages that ran, in order, for the job started with parameter job=tag. */
   stagesRun: (tag: string) => Promise<string[]>
   /** Adds values to the audit that did not travel in a request body (e.g. settings). */
   addSecrets: (secrets: Iterable<string>) => void
@@ -99,13 +99,13 @@ export const RESTORE_STAGES = ['pre-restore-lock', 'restore', 'restore-cleanup',
 
 /**
  * A script that records its stage and arguments, then runs `body`. A job started with the
- * parameter JOB also records `<stage>` under that tag (see Agent.stagesRun).
+ * parameter job also records `<stage>` under that tag (see Agent.stagesRun).
  */
 export function tracingScript(traceFile: string, stage: string, body = ''): string {
   return [
     '#!/bin/bash',
     `printf '%s\\n' "${stage} $*" >> '${traceFile}'`,
-    `if [ -n "$JOB" ]; then printf '%s\\n' "$JOB ${stage}" >> '${traceFile}.jobs'; fi`,
+    `if [ -n "$job" ]; then printf '%s\\n' "$job ${stage}" >> '${traceFile}.jobs'; fi`,
     body,
     '',
   ].join('\n')

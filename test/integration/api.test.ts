@@ -12,7 +12,7 @@ const skipDestination = { type: 'S3', skipStorage: true, bucket: 'b', authKey: '
 describe('HTTP API', () => {
   let agent: Agent
   before(async () => {
-    agent = await startAgent({ env: { max_job_number: '2' }, scripts: { backup: 'sleep "${SLEEP:-0}"; echo ok > "$5.sql"' } })
+    agent = await startAgent({ env: { max_job_number: '2' }, scripts: { backup: 'sleep "${sleep:-0}"; echo ok > "$5.sql"' } })
   })
   // stop() also audits the agent's output for every secret these tests sent
   after(() => agent.stop())
@@ -43,7 +43,7 @@ describe('HTTP API', () => {
 
   it('starts a backup: 201 with an empty body, and the job is RUNNING at once', async () => {
     const id = managerId()
-    const res = await agent.request('POST', '/backup', managerBackupBody(id, skipDestination, { parameters: [{ SLEEP: '0.5' }] }))
+    const res = await agent.request('POST', '/backup', managerBackupBody(id, skipDestination, { parameters: [{ sleep: '0.5' }] }))
     assert.equal(res.status, 201)
     assert.equal(res.text, '')
     const poll = await agent.request('GET', `/backup/${id}`)
@@ -227,7 +227,7 @@ describe('HTTP API', () => {
 
   it('DELETE answers 200 for a finished job, 410 for an unknown one, 409 for a running one, 400 for a bad body', async () => {
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipDestination, { parameters: { SLEEP: 1 } }))).status, 201)
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipDestination, { parameters: { sleep: 1 } }))).status, 201)
     const running = await agent.request('DELETE', '/backup', { id })
     assert.equal(running.status, 409)
     assert.equal(running.json().status, 'RUNNING')
@@ -246,8 +246,8 @@ describe('HTTP API', () => {
   it('answers 429 beyond max_job_number running jobs (backups and restores together) and frees the slot', async () => {
     const a = managerId()
     const b = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(a, skipDestination, { parameters: { SLEEP: 1 } }))).status, 201)
-    assert.equal((await agent.request('PUT', '/restore', managerRestoreBody(b, skipDestination, { parameters: { SLEEP: 1 } }))).status, 201)
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(a, skipDestination, { parameters: { sleep: 1 } }))).status, 201)
+    assert.equal((await agent.request('PUT', '/restore', managerRestoreBody(b, skipDestination, { parameters: { sleep: 1 } }))).status, 201)
     const c = managerId()
     const full = await agent.request('POST', '/backup', managerBackupBody(c, skipDestination))
     assert.equal(full.status, 429)

@@ -4,14 +4,14 @@ import assert from 'node:assert/strict'
 import { startAgent, type Agent } from '../helpers/agent.ts'
 import { runCli } from '../helpers/cli.ts'
 
-const failOn = (stage: string) => `if [ "$FAIL" = "${stage}" ]; then echo "${stage} failing" >&2; exit 3; fi`
+const failOn = (stage: string) => `if [ "$fail" = "${stage}" ]; then echo "${stage} failing" >&2; exit 3; fi`
 
 describe('osb-backup-agent CLI', () => {
   let agent: Agent
   let env: Record<string, string>
   before(async () => {
     agent = await startAgent({
-      scripts: { backup: `${failOn('backup')}; sleep "\${SLEEP:-0}"; echo "rows" > "$5.sql"`, restore: 'cat "$5"' },
+      scripts: { backup: `${failOn('backup')}; sleep "\${sleep:-0}"; echo "rows" > "$5.sql"`, restore: 'cat "$5"' },
     })
     env = { OSB_AGENT_URL: agent.url, OSB_AGENT_USERNAME: agent.username, OSB_AGENT_PASSWORD: agent.password }
   })
@@ -21,7 +21,7 @@ describe('osb-backup-agent CLI', () => {
   })
 
   it('backs up and restores through LOCAL; --json output parses; wait exits 0', async () => {
-    const started = await runCli(['backup', '--json', '--prefix', 'cli/', '--database', 'shop', '--param', 'SLEEP=0.3'], { env: { ...env, OSB_DB_PASSWORD: 'db-secret-C4' } })
+    const started = await runCli(['backup', '--json', '--prefix', 'cli/', '--database', 'shop', '--param', 'sleep=0.3'], { env: { ...env, OSB_DB_PASSWORD: 'db-secret-C4' } })
     assert.equal(started.code, 0, started.stderr)
     const { id, kind } = JSON.parse(started.stdout)
     assert.equal(kind, 'backup')
@@ -45,7 +45,7 @@ describe('osb-backup-agent CLI', () => {
   })
 
   it('wait on a failing job exits 1 and says why', async () => {
-    const started = await runCli(['backup', '--json', '--param', 'FAIL=backup'], { env })
+    const started = await runCli(['backup', '--json', '--param', 'fail=backup'], { env })
     const { id } = JSON.parse(started.stdout)
     const waited = await runCli(['wait', id, '--interval', '0.1'], { env })
     assert.equal(waited.code, 1)
@@ -55,7 +55,7 @@ describe('osb-backup-agent CLI', () => {
   })
 
   it('cancels a running job', async () => {
-    const started = await runCli(['backup', '--json', '--param', 'SLEEP=30'], { env })
+    const started = await runCli(['backup', '--json', '--param', 'sleep=30'], { env })
     const { id } = JSON.parse(started.stdout)
     const cancelled = await runCli(['cancel', id], { env })
     assert.equal(cancelled.code, 0, cancelled.stderr)

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { startAgent, type Agent } from '../helpers/agent.ts'
 import { managerBackupBody, managerId, skipStorageDestination } from '../helpers/bodies.ts'
 
-const WAIT_FOR_GATE = 'while [ ! -e "$GATE" ]; do sleep 0.05; done'
+const WAIT_FOR_GATE = 'while [ ! -e "$gate" ]; do sleep 0.05; done'
 
 const countBy = (statuses: number[]) => statuses.reduce<Record<number, number>>((acc, s) => ({ ...acc, [s]: (acc[s] ?? 0) + 1 }), {})
 
@@ -19,7 +19,7 @@ describe('contention', () => {
   })
   after(() => agent.stop())
 
-  const trigger = (id: string, gate: string) => agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { GATE: gate, JOB: id } }))
+  const trigger = (id: string, gate: string) => agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { gate, job: id } }))
 
   it('500 concurrent triggers with distinct ids and max_job_number 10: exactly 10 accepted, 490 answered 429', async () => {
     const gate = join(agent.root, 'gate-500')

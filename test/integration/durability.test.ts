@@ -13,9 +13,9 @@ const skip = { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSec
 function sleepyScripts(extra: Record<string, string> = {}): Record<string, string> {
   const scripts: Record<string, string> = {}
   for (const stage of [...BACKUP_STAGES, ...RESTORE_STAGES]) {
-    scripts[stage] = `if [ "$SLEEP_IN" = "${stage}" ]; then sleep "\${SLEEP_SECS:-30}"; fi`
+    scripts[stage] = `if [ "$sleep_in" = "${stage}" ]; then sleep "\${sleep_secs:-30}"; fi`
   }
-  scripts.backup += '\nhead -c "$(( ${SIZE_MIB:-0} * 1048576 + 16 ))" /dev/urandom > "$5.dump"'
+  scripts.backup += '\nhead -c "$(( ${size_mib:-0} * 1048576 + 16 ))" /dev/urandom > "$5.dump"'
   return { ...scripts, ...extra }
 }
 
@@ -74,7 +74,7 @@ describe('a killed agent', () => {
     it(`during ${stage}: the job reads FAILED after the restart, cleanup and unlock run exactly once`, async () => {
       const id = managerId()
       // hooks that are left running finish on their own (short sleep); main stages are stopped
-      const parameters = { JOB: id, SLEEP_IN: stage, SLEEP_SECS: /cleanup|unlock/.test(stage) ? 1 : 30 }
+      const parameters = { job: id, sleep_in: stage, sleep_secs: /cleanup|unlock/.test(stage) ? 1 : 30 }
       const body = kind === 'backup' ? managerBackupBody(id, skip, { parameters }) : managerRestoreBody(id, skip, { parameters })
       assert.equal((await agent.request(kind === 'backup' ? 'POST' : 'PUT', `/${kind}`, body)).status, 201)
       await waitForState(agent, kind, id, stage)
@@ -105,7 +105,7 @@ describe('a killed agent', () => {
 
   it('keeps the interruption message and the unlock output in the stored body across a second restart', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { JOB: id, SLEEP_IN: 'backup' } }))
+    await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { job: id, sleep_in: 'backup' } }))
     await waitForState(agent, 'backup', id, 'backup')
     await agent.kill('SIGKILL')
     agent = await startAgent(options)
@@ -123,7 +123,7 @@ describe('timeouts and cancel', () => {
   before(async () => {
     agent = await startAgent({
       env: { hook_timeout_seconds: '1', script_timeout_seconds: '2' },
-      scripts: sleepyScripts({ backup: 'if [ "$STUBBORN" = 1 ]; then trap "" TERM; fi\nif [ "$SLEEP_IN" = backup ]; then sleep 1000; fi\necho x > "$5.dump"' }),
+      scripts: sleepyScripts({ backup: 'if [ "$stubborn" = 1 ]; then trap "" TERM; fi\nif [ "$sleep_in" = backup ]; then sleep 1000; fi\necho x > "$5.dump"' }),
     })
   })
   after(async () => {
@@ -133,7 +133,7 @@ describe('timeouts and cancel', () => {
 
   it('a hook that sleeps forever ends at hook_timeout_seconds; unlock still runs', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { JOB: id, SLEEP_IN: 'pre-backup-check', SLEEP_SECS: 1000 } }))
+    await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { job: id, sleep_in: 'pre-backup-check', sleep_secs: 1000 } }))
     const done = await agent.waitFor('backup', id, 30_000)
     assert.equal(done.status, 'FAILED')
     assert.equal(done.error_message, 'pre-backup-check timed out after 1 s')
@@ -143,7 +143,7 @@ describe('timeouts and cancel', () => {
   it('a backup script that ignores SIGTERM is killed after its timeout and the grace period', async () => {
     const id = managerId()
     const started = Date.now()
-    await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { JOB: id, SLEEP_IN: 'backup', STUBBORN: 1 } }))
+    await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { job: id, sleep_in: 'backup', stubborn: 1 } }))
     const done = await agent.waitFor('backup', id, 60_000)
     assert.equal(done.status, 'FAILED')
     assert.equal(done.error_message, 'backup timed out after 2 s')
@@ -154,7 +154,7 @@ describe('timeouts and cancel', () => {
   for (const stage of ['pre-backup-lock', 'backup']) {
     it(`cancel during ${stage}: 202, FAILED "cancelled", cleanup and unlock as due`, async () => {
       const id = managerId()
-      await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { JOB: id, SLEEP_IN: stage, SLEEP_SECS: 1000 } }))
+      await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { job: id, sleep_in: stage, sleep_secs: 1000 } }))
       await waitForState(agent, 'backup', id, stage)
       const res = await agent.request('POST', `/backup/${id}/cancel`)
       assert.equal(res.status, 202)
@@ -170,7 +170,7 @@ describe('timeouts and cancel', () => {
 
   it('cancel during a restore stage, 404 for an unknown job, 400 for an invalid id', async () => {
     const id = managerId()
-    await agent.request('PUT', '/restore', managerRestoreBody(id, skip, { parameters: { JOB: id, SLEEP_IN: 'restore', SLEEP_SECS: 1000 } }))
+    await agent.request('PUT', '/restore', managerRestoreBody(id, skip, { parameters: { job: id, sleep_in: 'restore', sleep_secs: 1000 } }))
     await waitForState(agent, 'restore', id, 'restore')
     assert.equal((await agent.request('POST', `/restore/${id}/cancel`)).status, 202)
     const done = await agent.waitFor('restore', id, 30_000)
@@ -187,7 +187,7 @@ describe('graceful shutdown and retention', () => {
     const options = agent.restartOptions()
     try {
       const id = managerId()
-      await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { JOB: id, SLEEP_IN: 'backup', SLEEP_SECS: 1000 } }))
+      await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { job: id, sleep_in: 'backup', sleep_secs: 1000 } }))
       await waitForState(agent, 'backup', id, 'backup')
       const exited = agent.kill('SIGTERM')
       await new Promise((r) => setTimeout(r, 200))
@@ -242,7 +242,7 @@ describe('storage outages', () => {
     try {
       const target = { hostPort: proxy.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
       const id = managerId()
-      await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: { SIZE_MIB: 20 } }))
+      await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: { size_mib: 20 } }))
       const done = await agent.waitFor('backup', id, 120_000)
       assert.equal(done.status, 'SUCCEEDED', done.error_message)
       assert.equal(proxy.faults(), 2)
@@ -266,7 +266,7 @@ describe('storage outages', () => {
     try {
       const id = managerId()
       const target = { hostPort: proxy.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
-      await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: { JOB: id } }))
+      await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: { job: id } }))
       const done = await agent.waitFor('backup', id, 120_000)
       assert.equal(done.status, 'FAILED')
       assert.match(done.error_message, /upload of backups\/.* failed: cannot reach the S3 endpoint/)

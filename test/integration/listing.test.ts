@@ -8,11 +8,11 @@ describe('job listings', () => {
   let agent: Agent
   const ids: string[] = []
   before(async () => {
-    agent = await startAgent({ scripts: { backup: 'if [ "$FAIL" = 1 ]; then exit 1; fi; echo x > "$5.sql"' } })
+    agent = await startAgent({ scripts: { backup: 'if [ "$fail" = 1 ]; then exit 1; fi; echo x > "$5.sql"' } })
     for (let i = 0; i < 5; i++) {
       const id = `list-${i}`
       ids.push(id)
-      const parameters = i % 2 === 1 ? [{ FAIL: '1' }] : null
+      const parameters = i % 2 === 1 ? [{ fail: '1' }] : null
       assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, { type: 'LOCAL' }, { parameters }))).status, 201)
       await agent.waitFor('backup', id)
       await new Promise((r) => setTimeout(r, 5)) // distinct start times

@@ -10,7 +10,7 @@ describe('LOCAL destination', () => {
   let agent: Agent
   let storageRoot: string
   before(async () => {
-    agent = await startAgent({ env: { local_storage_root: 'objects' }, scripts: { backup: 'sleep "${SLEEP:-0}"; echo "rows of $4" > "$5.sql"' } })
+    agent = await startAgent({ env: { local_storage_root: 'objects' }, scripts: { backup: 'sleep "${sleep:-0}"; echo "rows of $4" > "$5.sql"' } })
     storageRoot = join(agent.root, 'objects') // relative to the agent's working directory
   })
   after(async () => {

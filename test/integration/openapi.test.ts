@@ -60,7 +60,7 @@ describe('OpenAPI document', () => {
 describe('docs page and metrics on a running agent', () => {
   let agent: Agent
   before(async () => {
-    agent = await startAgent({ scripts: { backup: 'if [ "$FAIL" = 1 ]; then exit 1; fi; echo rows > "$5.sql"' } })
+    agent = await startAgent({ scripts: { backup: 'if [ "$fail" = 1 ]; then exit 1; fi; echo rows > "$5.sql"' } })
   })
   after(async () => {
     await agent.stop()
@@ -114,7 +114,7 @@ describe('docs page and metrics on a running agent', () => {
     await agent.request('POST', '/backup', managerBackupBody(ok, { type: 'LOCAL' }))
     assert.equal((await agent.waitFor('backup', ok)).status, 'SUCCEEDED')
     const failed = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(failed, { type: 'LOCAL' }, { parameters: [{ FAIL: '1' }] }))
+    await agent.request('POST', '/backup', managerBackupBody(failed, { type: 'LOCAL' }, { parameters: [{ fail: '1' }] }))
     assert.equal((await agent.waitFor('backup', failed)).status, 'FAILED')
 
     const res = await agent.request('GET', '/metrics')

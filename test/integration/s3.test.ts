@@ -23,7 +23,7 @@ describe('S3 storage', () => {
     agent = await startAgent({
       scripts: {
         // SIZE_MIB of random bytes: above the 8 MiB part size, the upload is multipart
-        backup: 'head -c "$(( ${SIZE_MIB:-1} * 1048576 ))" /dev/urandom > "$5.dump"',
+        backup: 'head -c "$(( ${size_mib:-1} * 1048576 ))" /dev/urandom > "$5.dump"',
         restore: 'sha256sum "$5" | cut -c1-64',
       },
     })
@@ -33,7 +33,7 @@ describe('S3 storage', () => {
 
   it('backs up to filenamePrefix + filename and restores byte-exact (multipart)', async () => {
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: [{ SIZE_MIB: 20 }] }))).status, 201)
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: [{ size_mib: 20 }] }))).status, 201)
     const backup = await agent.waitFor('backup', id)
     assert.equal(backup.status, 'SUCCEEDED', backup.error_message)
     assert.equal(backup.filenamePrefix, 'backups/')
@@ -78,7 +78,7 @@ describe('S3 storage', () => {
 
   it('fails clearly when the bucket does not exist, and still cleans up and unlocks', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, s3Destination({ ...target, bucket: 'no-such-bucket-here' }), { parameters: { JOB: id } }))
+    await agent.request('POST', '/backup', managerBackupBody(id, s3Destination({ ...target, bucket: 'no-such-bucket-here' }), { parameters: { job: id } }))
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /bucket no-such-bucket-here at http:\/\/127\.0\.0\.1:\d+ does not exist/)
@@ -105,7 +105,7 @@ describe('S3 storage', () => {
 
   it('fails a restore of a missing object before the restore script runs', async () => {
     const id = managerId()
-    await agent.request('PUT', '/restore', managerRestoreBody(id, s3Destination(target, { filename: 'not-there.dump' }), { parameters: { JOB: id } }))
+    await agent.request('PUT', '/restore', managerRestoreBody(id, s3Destination(target, { filename: 'not-there.dump' }), { parameters: { job: id } }))
     const done = await agent.waitFor('restore', id)
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /download of backups\/not-there\.dump failed: the object does not exist/)
@@ -148,7 +148,7 @@ describe('S3 storage', () => {
     // rewritten behind the agent's back, the stored digest left as it was
     await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.alloc(1024, 1), Metadata: { sha256: backup.checksum.value } }))
     const rid = managerId()
-    await agent.request('PUT', '/restore', managerRestoreBody(rid, s3Destination(target, { filename: backup.filename }), { parameters: { JOB: rid } }))
+    await agent.request('PUT', '/restore', managerRestoreBody(rid, s3Destination(target, { filename: backup.filename }), { parameters: { job: rid } }))
     const done = await agent.waitFor('restore', rid)
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /^checksum mismatch: /)

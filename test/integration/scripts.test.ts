@@ -11,16 +11,16 @@ const STORAGE_SECRET = 'storage-secret-Q8'
 const PARAM_SECRET = 'param-token-W4'
 const skip = { type: 'S3', skipStorage: true, bucket: 'bkt', authKey: 'ak', authSecret: STORAGE_SECRET, endpoint: '127.0.0.1:9', region: 'eu-west-1', useSSL: false, filenamePrefix: 'p/' }
 
-/** Scripts that fail when their parameter FAIL names their stage. */
-const failOn = (stage: string) => `if [ "$FAIL" = "${stage}" ]; then echo "${stage} failing" >&2; exit 3; fi`
+/** Scripts that fail when their parameter fail names their stage. */
+const failOn = (stage: string) => `if [ "$fail" = "${stage}" ]; then echo "${stage} failing" >&2; exit 3; fi`
 
 describe('lifecycle scripts', () => {
   let agent: Agent
   before(async () => {
     const scripts: Record<string, string> = {}
     for (const stage of [...BACKUP_STAGES, ...RESTORE_STAGES]) scripts[stage] = failOn(stage)
-    scripts['pre-backup-lock'] += '\necho "lock-for $JOB" >&2'
-    scripts.backup += '\nif [ "$NOFILE" != 1 ]; then echo "dump" > "$5.sql"; fi'
+    scripts['pre-backup-lock'] += '\necho "lock-for $job" >&2'
+    scripts.backup += '\nif [ "$nofile" != 1 ]; then echo "dump" > "$5.sql"; fi'
     agent = await startAgent({ env: { LANG: 'C.UTF-8', client_secret_extra: 'never-to-scripts' }, scripts })
   })
   // stop() also audits the agent's output for every secret these tests sent
@@ -29,7 +29,7 @@ describe('lifecycle scripts', () => {
 
   it('runs the backup stages in order with the exact positional arguments', async () => {
     const id = managerId()
-    const res = await agent.request('POST', '/backup', managerBackupBody(id, skip, { database: 'orders', parameters: [{ JOB: id }] }))
+    const res = await agent.request('POST', '/backup', managerBackupBody(id, skip, { database: 'orders', parameters: [{ job: id }] }))
     assert.equal(res.status, 201)
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
@@ -52,7 +52,7 @@ describe('lifecycle scripts', () => {
 
   it('runs the restore stages in order with the exact positional arguments', async () => {
     const id = managerId()
-    const body = managerRestoreBody(id, { ...skip, filename: 'dump.sql' }, { parameters: [{ JOB: id }] })
+    const body = managerRestoreBody(id, { ...skip, filename: 'dump.sql' }, { parameters: [{ job: id }] })
     body.encryption_key = null
     body.compression = true
     assert.equal((await agent.request('PUT', '/restore', body)).status, 201)
@@ -71,7 +71,7 @@ describe('lifecycle scripts', () => {
   for (const failing of BACKUP_STAGES) {
     it(`a failing ${failing} fails the backup, skips the remaining main stages, and still cleans up and unlocks`, async () => {
       const id = managerId()
-      await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { JOB: id, FAIL: failing } }))
+      await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { job: id, fail: failing } }))
       const done = await agent.waitFor('backup', id)
       assert.equal(done.status, 'FAILED')
       assert.equal(done.message, 'backup failed')
@@ -91,7 +91,7 @@ describe('lifecycle scripts', () => {
   for (const failing of RESTORE_STAGES) {
     it(`a failing ${failing} fails the restore and still cleans up and unlocks`, async () => {
       const id = managerId()
-      await agent.request('PUT', '/restore', managerRestoreBody(id, skip, { parameters: { JOB: id, FAIL: failing } }))
+      await agent.request('PUT', '/restore', managerRestoreBody(id, skip, { parameters: { job: id, fail: failing } }))
       const done = await agent.waitFor('restore', id)
       assert.equal(done.status, 'FAILED')
       assert.equal(done.message, 'restore failed')
@@ -105,7 +105,7 @@ describe('lifecycle scripts', () => {
 
   it('fails a backup whose script leaves no file, and still cleans up and unlocks', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, { ...skip, skipStorage: false, endpoint: 'http://127.0.0.1:9', useSSL: null }, { parameters: { JOB: id, NOFILE: 1 } }))
+    await agent.request('POST', '/backup', managerBackupBody(id, { ...skip, skipStorage: false, endpoint: 'http://127.0.0.1:9', useSSL: null }, { parameters: { job: id, nofile: 1 } }))
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /the backup script left no file/)
@@ -114,7 +114,7 @@ describe('lifecycle scripts', () => {
 
   it('with skipStorage and no file: filename is the generated name and filesize 0', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, skip, { database: 'x', parameters: { JOB: id, NOFILE: 1 } }))
+    await agent.request('POST', '/backup', managerBackupBody(id, skip, { database: 'x', parameters: { job: id, nofile: 1 } }))
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     assert.match(done.filename, /^\d{4}_\d\d_\d\d_\d\d_\d\d_10\.0\.0\.12_x$/)
@@ -123,7 +123,7 @@ describe('lifecycle scripts', () => {
 
   it('a database name with ../ cannot move the generated name out of the job directory', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, skip, { host: '../../h', database: '../../../etc/evil', parameters: { JOB: id } }))
+    await agent.request('POST', '/backup', managerBackupBody(id, skip, { host: '../../h', database: '../../../etc/evil', parameters: { job: id } }))
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     assert.match(done.filename, /^\d{4}_\d\d_\d\d_\d\d_\d\d_\.\._\.\._h_\.\._\.\._\.\._etc_evil\.sql$/)
@@ -153,7 +153,7 @@ describe('script environment and output', () => {
       scripts: {
         backup: 'env | sort; echo "dump" > "$5.sql"',
         // set -x prints every command with its expanded arguments, secrets included
-        'pre-backup-check': 'set -x; echo "checking $1"; true "$SECRET_TOKEN"',
+        'pre-backup-check': 'set -x; echo "checking $1"; true "$secret_token"',
         restore: 'head -c 10000 /dev/zero | tr "\\0" "a"; echo; echo END',
       },
     })
@@ -207,7 +207,7 @@ describe('script environment and output', () => {
 
   it('masks the request secrets in captured output (a script run with set -x)', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { SECRET_TOKEN: PARAM_SECRET } }))
+    await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { secret_token: PARAM_SECRET } }))
     const done = await agent.waitFor('backup', id)
     const raw = JSON.stringify(done)
     for (const secret of [DB_PASSWORD, ENCRYPTION_KEY, STORAGE_SECRET, PARAM_SECRET]) assert.ok(!raw.includes(secret), `${secret} in the polling body`)

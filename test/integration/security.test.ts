@@ -60,7 +60,7 @@ describe('script permission check', () => {
 
   const backup = async () => {
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { JOB: id } }))).status, 201)
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { job: id } }))).status, 201)
     return { done: await agent.waitFor('backup', id), ran: await agent.stagesRun(id) }
   }
 
@@ -113,9 +113,9 @@ describe('script_secret_args=false', () => {
   let probe: string
   const probeScript = (stage: string) => [
     // argv as the whole machine sees it: /proc/<pid>/cmdline is world-readable
-    `tr '\\0' ' ' < /proc/$$/cmdline > "$PROBE/${stage}.argv"`,
-    `printf '%s' "$DB_PASSWORD" > "$PROBE/${stage}.db_password"`,
-    `printf '%s' "$ENCRYPTION_KEY" > "$PROBE/${stage}.encryption_key"`,
+    `tr '\\0' ' ' < /proc/$$/cmdline > "$probe/${stage}.argv"`,
+    `printf '%s' "$DB_PASSWORD" > "$probe/${stage}.db_password"`,
+    `printf '%s' "$ENCRYPTION_KEY" > "$probe/${stage}.encryption_key"`,
   ].join('\n')
   before(async () => {
     agent = await startAgent({
@@ -129,7 +129,7 @@ describe('script_secret_args=false', () => {
 
   it('passes the password and encryption key as empty arguments and as DB_PASSWORD / ENCRYPTION_KEY', async () => {
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { PROBE: probe } }))).status, 201)
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { probe } }))).status, 201)
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     const argv = await readFile(join(probe, 'backup.argv'), 'utf8')
@@ -147,7 +147,7 @@ describe('script_secret_args=false', () => {
 
   it('does the same for the restore script', async () => {
     const id = managerId()
-    assert.equal((await agent.request('PUT', '/restore', managerRestoreBody(id, skipStorageDestination({ filename: 'x.sql' }), { parameters: { PROBE: probe } }))).status, 201)
+    assert.equal((await agent.request('PUT', '/restore', managerRestoreBody(id, skipStorageDestination({ filename: 'x.sql' }), { parameters: { probe } }))).status, 201)
     const done = await agent.waitFor('restore', id)
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     const argv = await readFile(join(probe, 'restore.argv'), 'utf8')

@@ -25,10 +25,10 @@ describe('streaming mode', () => {
   before(async () => {
     await s3.createBucket(bucket)
     const scripts = {
-      // writes SIZE_KIB of data (half random, half zeros: compressible) to the stream and a copy to ORIGINAL
+      // writes size_kib KiB of data (half random, half zeros: compressible) to the stream and a copy to $original
       backup: [
-        '{ head -c "$(( ${SIZE_KIB:-64} * 512 ))" /dev/urandom; head -c "$(( ${SIZE_KIB:-64} * 512 ))" /dev/zero; } | tee "$ORIGINAL" > "$BACKUP_STREAM"',
-        'if [ "$FAIL_AFTER_STREAM" = 1 ]; then echo "dump failed halfway" >&2; exit 7; fi',
+        '{ head -c "$(( ${size_kib:-64} * 512 ))" /dev/urandom; head -c "$(( ${size_kib:-64} * 512 ))" /dev/zero; } | tee "$original" > "$BACKUP_STREAM"',
+        'if [ "$fail_after_stream" = 1 ]; then echo "dump failed halfway" >&2; exit 7; fi',
       ].join('\n'),
       // file contract: the decoded dump is "$5"
       restore: 'sha256sum "$5" | cut -c1-64',
@@ -36,7 +36,7 @@ describe('streaming mode', () => {
     agent = await startAgent({ scripts })
     streamingRestore = await startAgent({
       env: { directory_backup: agent.backupDir },
-      scripts: { ...scripts, restore: 'sleep "${DELAY:-0}"; sha256sum < "$RESTORE_STREAM" | cut -c1-64' },
+      scripts: { ...scripts, restore: 'sleep "${delay:-0}"; sha256sum < "$RESTORE_STREAM" | cut -c1-64' },
     })
   })
   after(async () => {
@@ -49,7 +49,7 @@ describe('streaming mode', () => {
   async function streamedBackup(encryptionKey: string | null, parameters: Record<string, unknown>) {
     const id = managerId()
     const original = join(agent.root, `original-${id}`)
-    const body = managerBackupBody(id, s3Destination(target), { parameters: { ORIGINAL: original, ...parameters } })
+    const body = managerBackupBody(id, s3Destination(target), { parameters: { original, ...parameters } })
     body.compression = true
     body.encryption_key = encryptionKey
     assert.equal((await agent.request('POST', '/backup', body)).status, 201)
@@ -65,7 +65,7 @@ describe('streaming mode', () => {
   }
 
   it('uploads what the script writes to BACKUP_STREAM as a compressed, encrypted .osb object, no temp file', async () => {
-    const { done, original } = await streamedBackup(PASSPHRASE, { SIZE_KIB: 48 * 1024 })
+    const { done, original } = await streamedBackup(PASSPHRASE, { size_kib: 48 * 1024 })
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     assert.match(done.filename, /^\d{4}_\d\d_\d\d_\d\d_\d\d_10\.0\.0\.12_orders\.osb$/)
     const data = readFileSync(original)
@@ -100,7 +100,7 @@ describe('streaming mode', () => {
   it('require_checksum is satisfied by a verified trailer (no sha256 metadata on S3)', async () => {
     const strict = await startAgent({ env: { directory_backup: agent.backupDir, require_checksum: 'true' }, scripts: { restore: 'sha256sum "$5" | cut -c1-64' } })
     try {
-      const { done, original } = await streamedBackup(null, { SIZE_KIB: 64 })
+      const { done, original } = await streamedBackup(null, { size_kib: 64 })
       assert.equal(done.status, 'SUCCEEDED', done.error_message)
       const restored = await restore(strict, done.filename, null)
       assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
@@ -115,7 +115,7 @@ describe('streaming mode', () => {
     const pair = generateKeyPairSync('rsa', { modulusLength: 2048 })
     const publicPem = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString()
     const privatePem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
-    const { done, original } = await streamedBackup(publicPem, { SIZE_KIB: 3 * 1024 })
+    const { done, original } = await streamedBackup(publicPem, { size_kib: 3 * 1024 })
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     const downloaded = join(agent.root, 'by-hand.osb')
     const env: Record<string, string | undefined> = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_DEFAULT_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' }
@@ -145,7 +145,7 @@ describe('streaming mode', () => {
     const pair = generateKeyPairSync('x25519')
     const publicPem = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString()
     const privatePem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
-    const { done, original } = await streamedBackup(publicPem, { SIZE_KIB: 256 })
+    const { done, original } = await streamedBackup(publicPem, { size_kib: 256 })
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     const restored = await restore(streamingRestore, done.filename, privatePem)
     assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
@@ -163,9 +163,9 @@ describe('streaming mode', () => {
   it('streams a small backup to a restore script that opens RESTORE_STREAM late', async () => {
     // the whole stream fits into the pipe's buffer: it must not be written (and the pipe closed)
     // before the script has opened it
-    const { done, original } = await streamedBackup(null, { SIZE_KIB: 2 })
+    const { done, original } = await streamedBackup(null, { size_kib: 2 })
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
-    const restored = await restore(streamingRestore, done.filename, null, { DELAY: 1 })
+    const restored = await restore(streamingRestore, done.filename, null, { delay: 1 })
     assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
     assert.equal(restored.restore_log.trim(), sha256(readFileSync(original)))
   })
@@ -179,7 +179,7 @@ describe('streaming mode', () => {
 
   it('a streaming script that fails halfway leaves no object and no multipart upload behind', async () => {
     const before = await s3.keys(bucket)
-    const { done } = await streamedBackup(null, { SIZE_KIB: 48 * 1024, FAIL_AFTER_STREAM: 1 })
+    const { done } = await streamedBackup(null, { size_kib: 48 * 1024, fail_after_stream: 1 })
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /backup script failed with exit code 7/)
     assert.deepEqual(await s3.keys(bucket), before)
@@ -188,7 +188,7 @@ describe('streaming mode', () => {
   })
 
   it('a tampered streamed object is refused: checksum mismatch (file) or failed authentication (stream)', async () => {
-    const { done } = await streamedBackup(PASSPHRASE, { SIZE_KIB: 128 })
+    const { done } = await streamedBackup(PASSPHRASE, { size_kib: 128 })
     const key = `backups/${done.filename}`
     const stored = await s3.getObject(bucket, key)
     stored[stored.length - 40] = (stored[stored.length - 40] as number) ^ 0xff
@@ -202,7 +202,7 @@ describe('streaming mode', () => {
   })
 
   it('an unencrypted streamed object with a changed byte is refused both ways, also when its trailer is rewritten to match and the metadata says otherwise', async () => {
-    const { done } = await streamedBackup(null, { SIZE_KIB: 256 })
+    const { done } = await streamedBackup(null, { size_kib: 256 })
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     const key = `backups/${done.filename}`
     const stored = await s3.getObject(bucket, key)
@@ -245,8 +245,8 @@ describe('streaming mode to Swift', () => {
     agent = await startAgent({
       scripts: {
         backup: [
-          '{ head -c "$(( ${SIZE_KIB:-64} * 1024 ))" /dev/urandom; } | tee "$ORIGINAL" > "$BACKUP_STREAM"',
-          'if [ "$FAIL_AFTER_STREAM" = 1 ]; then exit 7; fi',
+          '{ head -c "$(( ${size_kib:-64} * 1024 ))" /dev/urandom; } | tee "$original" > "$BACKUP_STREAM"',
+          'if [ "$fail_after_stream" = 1 ]; then exit 7; fi',
         ].join('\n'),
         restore: 'sha256sum < "$RESTORE_STREAM" | cut -c1-64',
       },
@@ -262,7 +262,7 @@ describe('streaming mode to Swift', () => {
   async function backup(parameters: Record<string, unknown>) {
     const id = managerId()
     const original = join(agent.root, `original-${id}`)
-    const body = managerBackupBody(id, lab.destination('v3', container), { parameters: { ORIGINAL: original, ...parameters } })
+    const body = managerBackupBody(id, lab.destination('v3', container), { parameters: { original, ...parameters } })
     body.compression = true
     body.encryption_key = PASSPHRASE
     await agent.request('POST', '/backup', body)
@@ -270,7 +270,7 @@ describe('streaming mode to Swift', () => {
   }
 
   it('streams a large backup into segments with its checksum as object metadata, and streams it back', async () => {
-    const { done, original } = await backup({ SIZE_KIB: 40 * 1024 })
+    const { done, original } = await backup({ size_kib: 40 * 1024 })
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     assert.match(done.filename, /\.osb$/)
     const head = await account.head(container, done.filename)
@@ -297,7 +297,7 @@ describe('streaming mode to Swift', () => {
   it('a streaming script that fails halfway leaves no object and no segments', async () => {
     const objects = await account.list(container)
     const segments = await account.list(`${container}_segments`)
-    const { done } = await backup({ SIZE_KIB: 40 * 1024, FAIL_AFTER_STREAM: 1 })
+    const { done } = await backup({ size_kib: 40 * 1024, fail_after_stream: 1 })
     assert.equal(done.status, 'FAILED')
     assert.deepEqual(await account.list(container), objects)
     assert.deepEqual(await account.list(`${container}_segments`), segments)

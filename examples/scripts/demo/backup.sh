@@ -2,9 +2,9 @@
 # Demo backup: writes a small text "dump" into the job directory (the working directory).
 # Arguments: host username password database file_name_without_type job_id compression encryption_key
 set -euo pipefail
-# Demo parameters: DEMO_FAIL=<stage> makes that stage fail, DEMO_SLEEP=<seconds> slows it down.
-if [ "${DEMO_FAIL:-}" = "$(basename "$0" .sh)" ]; then echo "failing because DEMO_FAIL asks so" >&2; exit 1; fi
-if [ -n "${DEMO_SLEEP:-}" ]; then sleep "$DEMO_SLEEP"; fi
+# Demo parameters: demo_fail=<stage> makes that stage fail, demo_sleep=<seconds> slows it down.
+if [ "${demo_fail:-}" = "$(basename "$0" .sh)" ]; then echo "failing because demo_fail asks so" >&2; exit 1; fi
+if [ -n "${demo_sleep:-}" ]; then sleep -- "$demo_sleep"; fi
 database=$4 file=$5.txt
 {
   echo "demo dump of database $database on $1"

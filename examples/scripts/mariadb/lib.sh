@@ -4,12 +4,20 @@
 set -euo pipefail
 umask 077
 
-# Client options in a file only this process can read: the password never shows in `ps`.
-# The port comes from the request parameter MYSQL_TCP_PORT (the clients read it), default 3306.
+# The request parameter `port` (default 3306). A request can preset any lower-case variable
+# of these scripts, so a value that reaches a tool is checked first.
+port=${port:-3306}
+[[ $port =~ ^[0-9]{1,5}$ ]] || { echo "the request parameter port must be a number" >&2; exit 1; }
+
+# Client options in a file only this process can read: the password never shows in `ps`. A line
+# break in a value would start an option of its own (plugin-dir=…): refused.
 client_options() {
+  case "$1$2$3" in *$'\n'* | *$'\r'*) echo "host, username and password must not contain line breaks" >&2; exit 1 ;; esac
+  local password=${3//\\/\\\\}
+  password=${password//\"/\\\"}
   options=$(mktemp)
   trap 'rm -f -- "$options"' EXIT
-  printf '[client]\nhost=%s\nuser=%s\npassword="%s"\nport=%s\n' "$1" "$2" "${3//\"/\\\"}" "${MYSQL_TCP_PORT:-3306}" > "$options"
+  printf '[client]\nhost=%s\nuser=%s\npassword="%s"\nport=%s\n' "$1" "$2" "$password" "$port" > "$options"
 }
 
 encrypting() { [ -n "${1:-}" ] && [ "$1" != none ]; }

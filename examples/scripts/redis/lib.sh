@@ -4,10 +4,15 @@
 set -euo pipefail
 umask 077
 
-# Host from the arguments, port from the request parameter REDIS_PORT (default 6379); the
-# password (argument 3, "" for none) goes through REDISCLI_AUTH, never the command line.
+# The request parameter `port` (default 6379). A request can preset any lower-case variable
+# of these scripts, so a value that reaches a tool is checked first.
+port=${port:-6379}
+[[ $port =~ ^[0-9]{1,5}$ ]] || { echo "the request parameter port must be a number" >&2; exit 1; }
+
+# Host from the arguments; the password (argument 3, "" for none) goes through REDISCLI_AUTH,
+# never the command line.
 connect() {
-  redis=(redis-cli -h "$1" -p "${REDIS_PORT:-6379}")
+  redis=(redis-cli -h "$1" -p "$port")
   if [ -n "${2:-}" ]; then export REDISCLI_AUTH=$2; fi
 }
 
