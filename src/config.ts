@@ -9,6 +9,7 @@ import { isIP } from 'node:net'
 
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { reservedNameReason } from './scripts/environment.ts'
 
 export interface Config {
   clientUsername: string
@@ -237,6 +238,10 @@ export function loadConfig(given: Env, cwd = process.cwd()): LoadedConfig {
   config.demo = demo
   if (config.directoryState === '') config.directoryState = join(dirname(resolve(config.directoryBackup)), 'state')
   config.localStorageRoot = resolve(cwd, config.localStorageRoot)
+  for (const name of config.scriptParameterNames) {
+    const reserved = reservedNameReason(name, config.scriptEnvPassthrough)
+    if (reserved) warnings.push(`script_parameter_names: ${name} stays refused: it ${reserved}`)
+  }
   // Half a TLS setup stops the start: falling back to plain HTTP would quietly drop the
   // protection the operator asked for.
   if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined)) {

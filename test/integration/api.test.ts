@@ -12,7 +12,7 @@ const skipDestination = { type: 'S3', skipStorage: true, bucket: 'b', authKey: '
 describe('HTTP API', () => {
   let agent: Agent
   before(async () => {
-    agent = await startAgent({ env: { max_job_number: '2' }, scripts: { backup: 'sleep "${sleep:-0}"; echo ok > "$5.sql"' } })
+    agent = await startAgent({ env: { max_job_number: '2', script_parameter_names: 'MixedCase' }, scripts: { backup: 'sleep "${sleep:-0}"; echo ok > "$5.sql"' } })
   })
   // stop() also audits the agent's output for every secret these tests sent
   after(() => agent.stop())

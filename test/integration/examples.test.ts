@@ -96,7 +96,7 @@ describe('example scripts: PostgreSQL', () => {
       psql('CREATE DATABASE shop', 'postgres')
       psql("CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL, qty int); INSERT INTO orders (item, qty) SELECT 'item-' || g, g FROM generate_series(1, 500) g; CREATE INDEX ON orders (item)")
       const before = psql('SELECT count(*), sum(qty), md5(string_agg(item, \',\' ORDER BY id)) FROM orders')
-      const parameters: Record<string, string> = { PGPORT: String(server.port), ...(options.stream ? { PG_STREAM: 'true' } : {}) }
+      const parameters: Record<string, string> = { port: String(server.port), ...(options.stream ? { stream: 'true' } : {}) }
       await roundTrip(agent, `pg-${options.name.replace(/[^a-z0-9]+/gi, '-')}`, 'shop', parameters, options, () => psql('DROP TABLE orders'))
       assert.equal(psql('SELECT count(*), sum(qty), md5(string_agg(item, \',\' ORDER BY id)) FROM orders'), before)
     })
@@ -121,7 +121,7 @@ describe('example scripts: MariaDB', () => {
       sql('DROP DATABASE IF EXISTS shop; CREATE DATABASE shop')
       sql("USE shop; CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, item VARCHAR(64) NOT NULL, qty INT) ENGINE=InnoDB; INSERT INTO shop.orders (item, qty) SELECT CONCAT('item-', seq), seq FROM seq_1_to_500")
       const before = sql("SELECT COUNT(*), SUM(qty), MD5(GROUP_CONCAT(item ORDER BY id SEPARATOR ',')) FROM shop.orders")
-      await roundTrip(agent, `maria-${options.encryption}`, 'shop', { MYSQL_TCP_PORT: String(server.port) }, options, () => sql('DROP DATABASE shop'))
+      await roundTrip(agent, `maria-${options.encryption}`, 'shop', { port: String(server.port) }, options, () => sql('DROP DATABASE shop'))
       assert.equal(sql("SELECT COUNT(*), SUM(qty), MD5(GROUP_CONCAT(item ORDER BY id SEPARATOR ',')) FROM shop.orders"), before)
     })
   }
@@ -148,7 +148,7 @@ describe('example scripts: Redis', () => {
       redis('RPUSH', 'queue', 'a', 'b', 'c')
       const snapshot = () => [redis('DBSIZE'), redis('GET', 'key:123'), redis('HGETALL', 'order:1'), redis('LRANGE', 'queue', '0', '-1')].join('|')
       const before = snapshot()
-      await roundTrip(agent, `redis-${options.encryption}`, '0', { REDIS_PORT: String(server.port) }, options, () => redis('FLUSHALL'))
+      await roundTrip(agent, `redis-${options.encryption}`, '0', { port: String(server.port) }, options, () => redis('FLUSHALL'))
       assert.equal(snapshot(), before)
     })
   }

@@ -54,6 +54,9 @@ describe('loadConfig', () => {
     const { config, warnings } = loadConfig({ ...required, script_parameter_names: 'PGPORT, retryCount ,MYSQL_TCP_PORT,' })
     assert.deepEqual(warnings, [])
     assert.deepEqual(config.scriptParameterNames, ['PGPORT', 'retryCount', 'MYSQL_TCP_PORT'])
+    const reserved = loadConfig({ ...required, script_parameter_names: 'PGPORT,TAR_OPTIONS,http_proxy' })
+    assert.deepEqual(reserved.config.scriptParameterNames, ['PGPORT', 'TAR_OPTIONS', 'http_proxy'])
+    assert.deepEqual(reserved.warnings.map((w) => w.split(' stays')[0]), ['script_parameter_names: TAR_OPTIONS', 'script_parameter_names: http_proxy'])
     for (const value of ['PGPORT,bad-name', 'a=b', '1X', 'é']) {
       const loaded = loadConfig({ ...required, script_parameter_names: value })
       assert.deepEqual(loaded.config.scriptParameterNames, [], value)

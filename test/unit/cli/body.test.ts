@@ -6,10 +6,10 @@ import { progressLine } from '../../../src/cli/progress.ts'
 
 describe('CLI trigger bodies', () => {
   it('builds a LOCAL backup from flags, secrets only from the environment', async () => {
-    const body = await triggerBody('backup', { database: 'shop', prefix: 'pg/', param: ['PGPORT=5433', 'X=a=b'] }, { OSB_DB_PASSWORD: 'pw', OSB_ENCRYPTION_KEY: 'k' })
+    const body = await triggerBody('backup', { database: 'shop', prefix: 'pg/', param: ['port=5433', 'x=a=b'] }, { OSB_DB_PASSWORD: 'pw', OSB_ENCRYPTION_KEY: 'k' })
     assert.match(body.id, /^cli-\d{14}-[0-9a-f]{6}$/)
     assert.deepEqual(body.destination, { type: 'LOCAL', filenamePrefix: 'pg/' })
-    assert.deepEqual(body.backup, { host: 'localhost', username: 'demo', password: 'pw', database: 'shop', parameters: [{ PGPORT: '5433' }, { X: 'a=b' }] })
+    assert.deepEqual(body.backup, { host: 'localhost', username: 'demo', password: 'pw', database: 'shop', parameters: [{ port: '5433' }, { x: 'a=b' }] })
     assert.equal(body.encryption_key, 'k')
   })
 
