@@ -24,6 +24,9 @@ export function parameterNameProblem(name: string, rule: NameRule): string | und
   if (Buffer.byteLength(name, 'utf8') > PARAMETER_NAME_MAX_BYTES) {
     return `is longer than ${PARAMETER_NAME_MAX_BYTES} bytes: a parameter name is at most ${PARAMETER_NAME_MAX_BYTES} bytes in UTF-8, listed in script_parameter_names or not`
   }
+  // JavaScript objects carry the request's parameters: this one name would set their prototype
+  // instead of a key, and the script would silently never get it.
+  if (name === '__proto__') return 'cannot be passed to a script (the name is special to the agent\'s JavaScript objects)'
   const reserved = reservedNameReason(name, rule.passthrough)
   if (reserved) return `is reserved: it ${reserved}, and is refused even when listed in script_parameter_names`
   if (LOWER_CASE_NAME.test(name) || rule.listed.includes(name)) return undefined

@@ -37,6 +37,7 @@ function oracleAccepts(name: string, listed: readonly string[]): boolean {
   if (RESERVED.some((r) => r.toLowerCase() === lower)) return false
   if (RESERVED_PREFIXES.some((p) => lower.startsWith(p))) return false
   if (lower.endsWith('_proxy')) return false
+  if (name === '__proto__') return false // would set a JavaScript object's prototype, not a key
   const chars = [...name]
   const plainLowerCase = chars.length > 0 && (isLowerLetter(chars[0] as string) || chars[0] === '_') && chars.every((c) => isLowerLetter(c) || isDigit(c) || c === '_')
   return plainLowerCase || listed.includes(name)
@@ -152,6 +153,14 @@ describe('parameter names: lower case, or listed in script_parameter_names; neve
       const parsed = parseTrigger('backup', body({ [name]: 'v' }), cfg)
       assert.equal(parsed.ok, false, name)
       assert.match(errorsOf(parsed), /script_env_passthrough/)
+    }
+  })
+
+  it('refuses __proto__, which a JavaScript object would swallow instead of passing on', () => {
+    for (const parameters of [JSON.parse('{"__proto__": "v"}'), JSON.parse('[{"__proto__": "v"}]')]) {
+      const parsed = parseTrigger('backup', body(parameters), configListing(['__proto__']))
+      assert.equal(parsed.ok, false)
+      assert.match(errorsOf(parsed), /__proto__/)
     }
   })
 
