@@ -10,10 +10,12 @@
 //   small stream entirely into the pipe buffer and close it before the script opens it; its
 //   open would then wait for a writer forever.
 //
-// The pipe is made exclusively (mkfifo fails on any existing name, a symlink included) and every
-// open is O_NOFOLLOW and checked (fstat) to be the very pipe the agent made, by device and inode:
-// a name swapped in between cannot redirect the agent. The identity also finds the processes
-// that still hold the pipe (src/scripts/process-group.ts) when a script left one behind.
+// The pipe is made exclusively (mkfifo fails on any existing name, a symlink included), then
+// pinned: an O_PATH|O_NOFOLLOW descriptor, checked (fstat) to be a FIFO, which neither reads nor
+// writes the pipe. Every later open goes through that descriptor (/proc/self/fd/<pin>), never
+// through the name again: a name swapped or removed meanwhile cannot redirect the agent, and the
+// pipe's device and inode stay its own (they also find the processes that still hold the pipe,
+// src/scripts/process-group.ts, when a script left one behind).
 //
 // Node has no mkfifo(3), so the mkfifo command makes the pipe. Awaited, not run synchronously:
 // execFileSync held the event loop until the command had exited, 30-70 ms under load on this
@@ -29,31 +31,43 @@ import { keptChunks } from './kept-chunks.ts'
 
 const execFileAsync = promisify(execFile)
 
+/** Linux's O_PATH (not in Node's constants): a descriptor that names a file without opening it. */
+const O_PATH = (constants as Record<string, number | undefined>).O_PATH ?? 0o10000000
+
+interface Pinned {
+  /** An O_PATH descriptor of the pipe. */
+  pin: number
+  identity: FileIdentity
+}
+
 /**
- * Makes the pipe at `path`. What an earlier job left under the name is removed first (rm removes
- * a link, never its target); mkfifo then creates the name or fails, also when something appeared
- * there meanwhile: the stage fails rather than use a name it did not make.
+ * Makes the pipe at `path` and pins it. What an earlier job left under the name is removed first
+ * (rm removes a link, never its target); mkfifo then creates the name or fails, also when
+ * something appeared there meanwhile: the stage fails rather than use a name it did not make.
  */
-async function mkfifo(path: string): Promise<FileIdentity> {
+async function mkfifo(path: string): Promise<Pinned> {
+  let pin: number | undefined
   try {
     rmSync(path, { force: true })
     await execFileAsync('mkfifo', ['-m', '600', path])
-    const info = lstatSync(path)
-    if (!info.isFIFO()) throw new Error('the name is not the pipe just made')
-    return { dev: info.dev, ino: info.ino }
+    pin = openSync(path, O_PATH | constants.O_NOFOLLOW)
+    const info = fstatSync(pin)
+    if (!info.isFIFO()) throw new Error('the name is no longer the pipe just made')
+    return { pin, identity: { dev: info.dev, ino: info.ino } }
   } catch (error) {
+    if (pin !== undefined) closeSync(pin)
     const detail = String((error as { stderr?: string }).stderr || (error as Error).message).trim()
     throw new JobError(`cannot create the named pipe ${basename(path)} in the job directory: ${detail}`, { cause: error })
   }
 }
 
-/** Opens the agent's pipe without following a link; anything else under the name is refused. */
-function openPipe(path: string, flags: number, pipe: FileIdentity): number {
-  const fd = openSync(path, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+/** Opens the pinned pipe itself (whatever its name has become since), non-blocking. */
+function openPinned(pinned: Pinned, flags: number): number {
+  const fd = openSync(`/proc/self/fd/${pinned.pin}`, flags | constants.O_NONBLOCK)
   const info = fstatSync(fd)
-  if (!info.isFIFO() || info.dev !== pipe.dev || info.ino !== pipe.ino) {
-    closeSync(fd)
-    throw new JobError(`${basename(path)} in the job directory was replaced by something other than the agent's named pipe`)
+  if (!info.isFIFO() || info.dev !== pinned.identity.dev || info.ino !== pinned.identity.ino) {
+    closeSync(fd) // cannot happen short of a broken /proc: checked all the same
+    throw new JobError('the agent\'s named pipe could not be reopened through /proc/self/fd')
   }
   return fd
 }
@@ -83,15 +97,16 @@ export interface FifoEnd {
 
 /** A pipe the script writes to (BACKUP_STREAM). */
 export async function openFifoForReading(path: string): Promise<FifoEnd> {
-  const identity = await mkfifo(path)
-  const mine = openPipe(path, constants.O_RDONLY, identity)
+  const pinned = await mkfifo(path)
+  const { identity } = pinned
+  let mine: number
   let keeper: number | undefined
   try {
+    mine = openPinned(pinned, constants.O_RDONLY)
     // Opening for writing succeeds without blocking once a reader exists (ours).
-    keeper = openPipe(path, constants.O_WRONLY, identity)
-  } catch (error) {
-    closeSync(mine)
-    throw error
+    keeper = openPinned(pinned, constants.O_WRONLY)
+  } finally {
+    closeSync(pinned.pin) // the open ends hold the pipe now
   }
   const { socket, chunks } = keptChunks(mine) // a read error is reported to the consumer of `chunks`
   const ended = new Promise<void>((resolve) => socket.once('end', resolve)) // never resolved by a destroy
@@ -139,26 +154,36 @@ const CONNECT_POLL_MS = 20
 
 /** A pipe the script reads from (RESTORE_STREAM). */
 export async function openFifoForWriting(path: string): Promise<FifoWriter> {
-  const identity = await mkfifo(path)
+  const pinned = await mkfifo(path)
+  let pinOpen = true
+  const unpin = () => {
+    if (!pinOpen) return
+    pinOpen = false
+    closeSync(pinned.pin)
+  }
   let disposed = false
   let socket: net.Socket | undefined
   const connected = (async () => {
-    // O_WRONLY|O_NONBLOCK fails with ENXIO until a reader has the pipe open.
-    for (;;) {
-      if (disposed) throw new JobError('the restore script never opened RESTORE_STREAM')
-      try {
-        socket = new net.Socket({ fd: openPipe(path, constants.O_WRONLY, identity), readable: false, writable: true })
-        return socket
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ENXIO') throw error
+    try {
+      // O_WRONLY|O_NONBLOCK fails with ENXIO until a reader has the pipe open.
+      for (;;) {
+        if (disposed) throw new JobError('the restore script never opened RESTORE_STREAM')
+        try {
+          socket = new net.Socket({ fd: openPinned(pinned, constants.O_WRONLY), readable: false, writable: true })
+          return socket
+        } catch (error) {
+          if ((error as { code?: string }).code !== 'ENXIO') throw error
+        }
+        await new Promise((resolve) => setTimeout(resolve, CONNECT_POLL_MS))
       }
-      await new Promise((resolve) => setTimeout(resolve, CONNECT_POLL_MS))
+    } finally {
+      unpin()
     }
   })()
   connected.catch(() => {}) // the transfer that awaits it reports the failure
   return {
     path,
-    identity,
+    identity: pinned.identity,
     connected,
     isConnected: () => socket !== undefined,
     unlink: () => unlinkPipe(path),

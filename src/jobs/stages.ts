@@ -97,7 +97,7 @@ function scriptStage(
         const stream = await options.stream?.(ctx)
         const signals = [limit.signal, stream?.stopScript].filter((s) => s !== undefined)
         let group: number | undefined
-        const result = await runScript({
+        const running = runScript({
           stage: name,
           scriptsPath: ctx.scriptsPath,
           args: args(ctx),
@@ -113,6 +113,11 @@ function scriptStage(
             if (startTime !== undefined) ctx.job.script = { pid, startTime, stage: name }
             ctx.changed()
           },
+        })
+        // A script that could not even start (missing, unsafe) must not leave its stream open.
+        const result = await running.catch(async (error: unknown) => {
+          await stream?.finish({ scriptSucceeded: false, group, stage: limit.signal })
+          throw error
         })
         ctx.job.script = undefined
         ctx.job.logs[`${logField}_log`] = result.stdout

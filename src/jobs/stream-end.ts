@@ -117,6 +117,6 @@ export function heldMessage(side: Pick<StreamSide, 'what' | 'variable'>, holders
   const done =
     outside.length === 0
       ? `${started.length === 1 ? 'it was' : 'they were'} stopped`
-      : `the agent stopped ${started.length > 0 ? 'those it started and ' : ''}using the stream (a process outside the script's group is not signalled)`
+      : `${started.length > 0 ? `${started.length === 1 ? 'the one' : 'those'} it started ${started.length === 1 ? 'was' : 'were'} stopped, ` : ''}the agent gave up on the stream (it does not signal a process outside the script's group)`
   return `the ${side.what} script exited but ${who.join(' and ')} kept ${side.variable} open for ${STREAM_GRACE_MS / 1000} s; ${done} and the ${side.what} is incomplete`
 }

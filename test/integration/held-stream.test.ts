@@ -50,6 +50,7 @@ function scripts(pids: string): Record<string, string> {
     restore: [
       'case "$4" in',
       `  held*) ${holder('< "$RESTORE_STREAM"')} ;;`,
+      `  escaped*) setsid sleep 1000 < "$RESTORE_STREAM" & echo $! > "${pids}/$4" ;;`,
       '  *) sha256sum < "$RESTORE_STREAM" | cut -c1-64 ;;',
       'esac',
     ].join('\n'),
@@ -179,27 +180,37 @@ describe('a held stream cannot hang a job', () => {
     process.kill(pid, 'SIGKILL')
   })
 
-  it('restore: a background child holding RESTORE_STREAM is stopped after the grace and the job fails, naming RESTORE_STREAM', async () => {
-    assert.ok(plainObject, 'the streamed backup of the first test succeeded')
-    const database = `held_${Date.now()}`
-    const id = managerId()
-    const started = Date.now()
-    await agent.request('PUT', '/restore', managerRestoreBody(id, { ...destination, filename: plainObject }, { database }))
-    const pid = await holderPid(database)
-    const done = await agent.waitFor('restore', id, 30_000)
-    const elapsed = (Date.now() - started) / 1000
-    assert.equal(done.status, 'FAILED')
-    assert.equal(
-      done.error_message,
-      `the restore script exited but a process it started (pid ${pid}) kept RESTORE_STREAM open for ${GRACE_S} s; it was stopped and the restore is incomplete`,
-    )
-    assert.ok(elapsed < GRACE_S + SLACK_S, `ended within the grace and a few seconds (${elapsed} s)`)
-    assert.equal(running(pid), false, `holder ${pid} was stopped`)
-    const trace = await agent.trace()
-    const cleanup = trace.lastIndexOf(`restore-cleanup ${id}`)
-    assert.ok(cleanup >= 0, 'restore-cleanup ran')
-    assert.ok(trace.slice(cleanup).includes('post-restore-unlock '), 'post-restore-unlock ran after it')
-  })
+  for (const variant of [
+    { name: 'held', what: 'a background child holding RESTORE_STREAM is stopped', inGroup: true },
+    { name: 'escaped', what: 'a reader outside the process group cannot keep the job waiting', inGroup: false },
+  ]) {
+    it(`restore: ${variant.what} after the grace and the job fails, naming RESTORE_STREAM`, async () => {
+      assert.ok(plainObject, 'the streamed backup of the first test succeeded')
+      const database = `${variant.name}_${Date.now()}`
+      const id = managerId()
+      const started = Date.now()
+      await agent.request('PUT', '/restore', managerRestoreBody(id, { ...destination, filename: plainObject }, { database }))
+      const pid = await holderPid(database)
+      const done = await agent.waitFor('restore', id, 30_000)
+      const elapsed = (Date.now() - started) / 1000
+      assert.equal(done.status, 'FAILED')
+      if (variant.inGroup) {
+        assert.equal(
+          done.error_message,
+          `the restore script exited but a process it started (pid ${pid}) kept RESTORE_STREAM open for ${GRACE_S} s; it was stopped and the restore is incomplete`,
+        )
+      } else {
+        assert.match(done.error_message, new RegExp(`^the restore script exited but a process outside its process group \\(pid ${pid}\\) kept RESTORE_STREAM open for ${GRACE_S} s; .*the restore is incomplete$`))
+      }
+      assert.ok(elapsed >= GRACE_S - 0.5, `the grace was waited (${elapsed} s)`)
+      assert.ok(elapsed < GRACE_S + SLACK_S, `ended within the grace and a few seconds (${elapsed} s)`)
+      assert.equal(running(pid), !variant.inGroup, variant.inGroup ? `holder ${pid} was stopped` : 'a process outside the group is left alone')
+      const trace = await agent.trace()
+      const cleanup = trace.lastIndexOf(`restore-cleanup ${id}`)
+      assert.ok(cleanup >= 0, 'restore-cleanup ran')
+      assert.ok(trace.slice(cleanup).includes('post-restore-unlock '), 'post-restore-unlock ran after it')
+    })
+  }
 
   it('cancel during the wait: 202, then FAILED "cancelled" at once, the holder stopped, cleanup and unlock run', async () => {
     const database = `subshell_cancel_${Date.now()}`
@@ -215,6 +226,23 @@ describe('a held stream cannot hang a job', () => {
     assert.equal(running(pid), false)
     assert.deepEqual(objectsOf(database), [])
     await assertCleanupAndUnlock(agent, id, database)
+  })
+
+  it('cancel while a restore waits on a held RESTORE_STREAM: FAILED "cancelled" at once, the holder stopped', async () => {
+    assert.ok(plainObject, 'the streamed backup of the first test succeeded')
+    const database = `held_cancel_${Date.now()}`
+    const id = managerId()
+    await agent.request('PUT', '/restore', managerRestoreBody(id, { ...destination, filename: plainObject }, { database }))
+    const pid = await holderPid(database)
+    await sleep(1000)
+    const asked = Date.now()
+    assert.equal((await agent.request('POST', `/restore/${id}/cancel`)).status, 202)
+    const done = await agent.waitFor('restore', id, 30_000)
+    assert.equal(done.status, 'FAILED')
+    assert.equal(done.error_message, 'cancelled')
+    assert.ok(Date.now() - asked < (GRACE_S - 1) * 1000, `the cancel ended the wait (${Date.now() - asked} ms)`)
+    assert.equal(running(pid), false)
+    assert.ok((await agent.trace()).includes(`restore-cleanup ${id}`))
   })
 
   it("a lock script's background process that holds stdout is still left running", async () => {
