@@ -21,7 +21,7 @@
 // execFileSync held the event loop until the command had exited, 30-70 ms under load on this
 // VM, and every poll waited with it (docs/PERFORMANCE.md).
 import { execFile } from 'node:child_process'
-import { closeSync, constants, fstatSync, lstatSync, openSync, rmSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { basename } from 'node:path'
 import { promisify } from 'node:util'
@@ -67,7 +67,7 @@ function openPinned(pinned: Pinned, flags: number): number {
   const info = fstatSync(fd)
   if (!info.isFIFO() || info.dev !== pinned.identity.dev || info.ino !== pinned.identity.ino) {
     closeSync(fd) // cannot happen short of a broken /proc: checked all the same
-    throw new JobError('the agent\'s named pipe could not be reopened through /proc/self/fd')
+    throw new JobError('the named pipe could not be reopened through /proc/self/fd')
   }
   return fd
 }
