@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { processStartTime } from '../scripts/process-group.ts'
-import { runScript } from '../scripts/run.ts'
+import { runScript, stageLimit } from '../scripts/run.ts'
 import { digestFile } from '../storage/file-digest.ts'
 import type { Storage, TransferOptions } from '../storage/storage.ts'
 import { hasTrailer, readFileHeader, type Compression, type StreamHeader } from '../integrity/format.ts'
@@ -91,31 +91,43 @@ function scriptStage(
     runIf,
     logField,
     async run(ctx) {
-      const stream = await options.stream?.(ctx)
-      const signals = [ctx.signal, stream?.stopScript].filter((s) => s !== undefined)
-      const result = await runScript({
-        stage: name,
-        scriptsPath: ctx.scriptsPath,
-        args: args(ctx),
-        cwd: ctx.directory,
-        env: { ...ctx.scriptEnv, ...options.env?.(ctx), ...stream?.env },
-        secrets: ctx.secrets,
-        logMaxBytes: ctx.logMaxBytes,
-        signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
-        timeoutMs: kind === 'main' ? ctx.scriptTimeoutMs : ctx.hookTimeoutMs,
-        onSpawn(pid) {
-          // recorded so that a restarted agent can find a group a killed one left running
-          const startTime = processStartTime(pid)
-          if (startTime !== undefined) ctx.job.script = { pid, startTime, stage: name }
-          ctx.changed()
-        },
-      })
-      ctx.job.script = undefined
-      ctx.job.logs[`${logField}_log`] = result.stdout
-      ctx.job.logs[`${logField}_errorlog`] = result.stderr
-      await stream?.finish(result.failure === undefined)
-      if (result.failure) throw result.failure
-      await options.after?.(ctx)
+      // One timeout and one cancel for the whole stage: the script, and a stream it leaves behind.
+      const limit = stageLimit(name, ctx.signal, kind === 'main' ? ctx.scriptTimeoutMs : ctx.hookTimeoutMs)
+      try {
+        const stream = await options.stream?.(ctx)
+        const signals = [limit.signal, stream?.stopScript].filter((s) => s !== undefined)
+        let group: number | undefined
+        const running = runScript({
+          stage: name,
+          scriptsPath: ctx.scriptsPath,
+          args: args(ctx),
+          cwd: ctx.directory,
+          env: { ...ctx.scriptEnv, ...options.env?.(ctx), ...stream?.env },
+          secrets: ctx.secrets,
+          logMaxBytes: ctx.logMaxBytes,
+          signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
+          onSpawn(pid) {
+            group = pid
+            // recorded so that a restarted agent can find a group a killed one left running
+            const startTime = processStartTime(pid)
+            if (startTime !== undefined) ctx.job.script = { pid, startTime, stage: name }
+            ctx.changed()
+          },
+        })
+        // A script that could not even start (missing, unsafe) must not leave its stream open.
+        const result = await running.catch(async (error: unknown) => {
+          await stream?.finish({ scriptSucceeded: false, group, stage: limit.signal })
+          throw error
+        })
+        ctx.job.script = undefined
+        ctx.job.logs[`${logField}_log`] = result.stdout
+        ctx.job.logs[`${logField}_errorlog`] = result.stderr
+        await stream?.finish({ scriptSucceeded: result.failure === undefined, group, stage: limit.signal })
+        if (result.failure) throw result.failure
+        await options.after?.(ctx)
+      } finally {
+        limit.clear()
+      }
     },
   }
 }

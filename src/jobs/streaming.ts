@@ -5,6 +5,7 @@
 //   ignores the pipe keeps the file contract.
 // - RESTORE_STREAM: for a restore script that mentions it, the agent downloads, authenticates,
 //   decrypts and decompresses the object into a named pipe the script reads.
+// Once the script exited, stream-end.ts decides how long its stream may stay open.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
@@ -14,6 +15,7 @@ import { hasTrailer, type StreamHeader } from '../integrity/format.ts'
 import { DIGEST_LOCATION, requireDigestWhereMetadataSays } from '../integrity/trailer.ts'
 import { findScript } from '../scripts/run.ts'
 import type { StageContext } from './stages.ts'
+import { streamAfterScript, type ScriptExit } from './stream-end.ts'
 
 export const STREAM_SUFFIX = '.osb'
 
@@ -25,8 +27,11 @@ export interface ScriptStream {
   env: Record<string, string>
   /** Aborted when the transfer fails while the script runs: the script is stopped. */
   stopScript: AbortSignal
-  /** After the script exited: completes (or, when the script failed, removes) the transfer. */
-  finish(scriptSucceeded: boolean): Promise<void>
+  /**
+   * After the script exited: completes (or, when the script failed, removes) the transfer, within
+   * the stage's limits; a stream the script left held fails the stage (stream-end.ts).
+   */
+  finish(exit: ScriptExit): Promise<void>
 }
 
 /**
@@ -94,20 +99,41 @@ export async function openBackupStream(ctx: StageContext): Promise<ScriptStream 
   return {
     env: { BACKUP_STREAM: fifo.path },
     stopScript: stop.signal,
-    async finish(scriptSucceeded) {
+    async finish(exit) {
+      // No process opens the pipe any more: a writer that came after the script would add to a
+      // stream whose script has ended.
+      fifo.unlink()
       fifo.releaseKeeper()
-      if (!scriptSucceeded) upload.abort('the backup script failed')
+      const giveUp = (reason: string) => {
+        upload.abort(reason)
+        fifo.abandon(reason)
+      }
+      // The stage's timeout and cancel also end the upload's last parts.
+      const onStageAbort = () => giveUp(String(exit.stage?.reason ?? 'cancelled'))
+      exit.stage?.addEventListener('abort', onStageAbort, { once: true })
       try {
-        const streamed = await transfer
-        if (!streamed || !scriptSucceeded) return
+        const failure = await streamAfterScript(
+          { what: 'backup', variable: 'BACKUP_STREAM', pipe: fifo.identity, settled: Promise.race([fifo.ended, transfer]), giveUp },
+          exit,
+        )
+        let streamed
+        try {
+          streamed = await transfer
+        } catch (error) {
+          if (failure) throw failure
+          if (!exit.scriptSucceeded) return // the script's failure is the stage's
+          if (exit.stage?.aborted) throw new JobError(String(exit.stage.reason))
+          throw error
+        }
+        if (failure) throw failure
+        if (!streamed || !exit.scriptSucceeded) return
         // Swift (a POST) and LOCAL (a sidecar file) also keep it as metadata; S3 needs no step.
         await storage.storeChecksum!(streamed.filename, streamed.sha256, formatMetadata(streamed.header))
         job.streamed = true
         job.filesize = streamed.size
         job.checksum = streamed.sha256
-      } catch (error) {
-        if (scriptSucceeded) throw error
       } finally {
+        exit.stage?.removeEventListener('abort', onStageAbort)
         job.uploading = undefined
         job.progress = undefined
         fifo.dispose()
@@ -162,12 +188,22 @@ export async function openRestoreStream(ctx: StageContext): Promise<ScriptStream
   return {
     env: { RESTORE_STREAM: fifo.path },
     stopScript: stop.signal,
-    async finish() {
-      // A script that stopped reading must not leave the transfer waiting on a full pipe.
+    async finish(exit) {
+      // The transfer failed while the script ran (and stopped it): that is the stage's failure.
+      const failedFirst = transferError !== undefined
+      // A reader that came after the script would take the rest of a restore whose script ended.
+      // Until one has connected, the name stays for a reader the script left starting up.
+      if (fifo.isConnected()) fifo.unlink()
+      const failure = await streamAfterScript(
+        // A script that stopped reading must not leave the transfer waiting on a full pipe.
+        { what: 'restore', variable: 'RESTORE_STREAM', pipe: fifo.identity, settled: transfer, whenUnheld: () => fifo.dispose(), giveUp: () => fifo.dispose() },
+        exit,
+      )
       fifo.dispose()
       await transfer.catch(() => {})
       job.progress = undefined
-      if (transferError) throw transferError instanceof JobError ? transferError : new JobError(transferError.message)
+      if (failure) throw failure
+      if (transferError && (exit.scriptSucceeded || failedFirst)) throw transferError instanceof JobError ? transferError : new JobError(transferError.message)
     },
   }
 }

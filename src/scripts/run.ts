@@ -38,6 +38,20 @@ export const KILL_GRACE_MS = 10_000
 /** How long output may still arrive after the script exited. */
 const PIPE_DRAIN_MS = 500
 
+const timedOut = (stage: string, ms: number) => `${stage} timed out after ${Math.round(ms / 1000)} s`
+
+/**
+ * One limit for a whole stage: aborted by `cancel` or once `timeoutMs` passed (0: no limit), with
+ * the failure message as its reason. Given to the script and to whatever the stage still waits for
+ * after the script exited (a stream, docs/INTEGRITY.md). clear() when the stage is over.
+ */
+export function stageLimit(stage: string, cancel: AbortSignal | undefined, timeoutMs: number): { signal: AbortSignal | undefined; clear: () => void } {
+  if (!timeoutMs) return { signal: cancel, clear: () => {} }
+  const deadline = new AbortController()
+  const timer = setTimeout(() => deadline.abort(timedOut(stage, timeoutMs)), timeoutMs)
+  return { signal: cancel ? AbortSignal.any([cancel, deadline.signal]) : deadline.signal, clear: () => clearTimeout(timer) }
+}
+
 /** The stage's script in scripts_path: `<stage>`, else `<stage>.sh`. Synchronous, see safety.ts. */
 export function findScript(scriptsPath: string, stage: string): string {
   for (const name of [stage, `${stage}.sh`]) {
@@ -79,7 +93,7 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
     const onAbort = () => stop(String(run.signal?.reason ?? 'cancelled'))
     run.signal?.addEventListener('abort', onAbort, { once: true })
     if (run.signal?.aborted) onAbort()
-    const timeout = run.timeoutMs ? setTimeout(() => stop(`${run.stage} timed out after ${Math.round((run.timeoutMs as number) / 1000)} s`), run.timeoutMs) : undefined
+    const timeout = run.timeoutMs ? setTimeout(() => stop(timedOut(run.stage, run.timeoutMs as number)), run.timeoutMs) : undefined
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
     child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
     child.on('error', (error) => resolve({ code: null, signal: null, error }))

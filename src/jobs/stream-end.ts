@@ -1,0 +1,122 @@
+// How a stream ends once its script has exited (BACKUP_STREAM, RESTORE_STREAM; docs/INTEGRITY.md).
+//
+// A script may leave a process behind that still holds the pipe: `(sleep 1000 >"$BACKUP_STREAM") &`,
+// or a daemon that inherited the descriptor. The end of the stream then never comes, and the
+// job would wait for it forever. So, after the script exited:
+// - the agent waits up to STREAM_GRACE_MS for the stream to end (the backup's end-of-file; the
+//   restore's transfer into the pipe to finish or its reader to close);
+// - then the processes other than the agent that still hold the pipe (found by its device and
+//   inode in /proc) are the reason: those in the stage's process group are stopped (SIGTERM,
+//   SIGKILL after HOLDER_KILL_GRACE_MS), the stream is given up whoever holds it, and the stage
+//   fails with a message that names them;
+// - when nobody holds it any more, what is left is the agent's own work (draining the pipe, the
+//   last parts of an upload): waited for, like everything else, only until the stage's timeout
+//   or cancel.
+// A stream that does not end cleanly (the script failed, or the stage timed out or was cancelled)
+// is given up at once, and its holders in the group are stopped too.
+import { JobError } from '../errors.ts'
+import { processesHolding, stopProcesses, type FileIdentity, type Holder } from '../scripts/process-group.ts'
+
+/** How long a stream may stay open after its script exited. */
+export const STREAM_GRACE_MS = 5_000
+/** Between SIGTERM and SIGKILL for a process that still holds a stream. */
+export const HOLDER_KILL_GRACE_MS = 2_000
+
+/** What a stream learns when its script has exited. */
+export interface ScriptExit {
+  scriptSucceeded: boolean
+  /** The script's process group (its pid), when it started. */
+  group: number | undefined
+  /** The whole stage's timeout and cancel: they end a wait for the stream too. */
+  stage: AbortSignal | undefined
+}
+
+export interface StreamSide {
+  what: 'backup' | 'restore'
+  variable: 'BACKUP_STREAM' | 'RESTORE_STREAM'
+  pipe: FileIdentity
+  /** Settles (either way) when the stream needs nothing more from the script's side. */
+  settled: Promise<unknown>
+  /** Called when nobody holds the pipe past the grace, before the rest is waited for. */
+  whenUnheld?: () => void
+  /**
+   * Gives up on the stream (`reason` is the stage's failure). Called before any holder is
+   * stopped: the end of the stream a killed writer leaves must not complete a cut backup.
+   */
+  giveUp: (reason: string) => void
+}
+
+type Outcome = 'settled' | 'grace' | 'aborted'
+
+/**
+ * Applies the rules above. Returns the stage's failure when the stream was given up while the
+ * script had succeeded (held past the grace, timed out, cancelled); undefined otherwise.
+ */
+export async function streamAfterScript(side: StreamSide, exit: ScriptExit): Promise<JobError | undefined> {
+  let done = false
+  const settled = side.settled.then(
+    () => (done = true),
+    () => (done = true),
+  )
+  let failure: JobError | undefined
+  if (exit.scriptSucceeded) {
+    let outcome = await firstOf(settled, exit.stage, STREAM_GRACE_MS)
+    if (outcome === 'grace') {
+      const holders = await processesHolding(side.pipe)
+      if (holders.length > 0) {
+        const held = new JobError(heldMessage(side, holders, exit.group))
+        side.giveUp(held.message)
+        await stopHolders(holders, exit.group)
+        return held
+      }
+      side.whenUnheld?.()
+      outcome = await firstOf(settled, exit.stage, undefined)
+    }
+    if (outcome === 'settled') return undefined
+    failure = new JobError(String(exit.stage?.reason ?? 'cancelled'))
+  }
+  const endedCleanly = done // before giving up: that settles the stream too
+  side.giveUp(failure?.message ?? `the ${side.what} script failed`)
+  if (!endedCleanly) await stopHolders(await processesHolding(side.pipe), exit.group)
+  return failure
+}
+
+async function stopHolders(holders: readonly Holder[], group: number | undefined): Promise<void> {
+  const inGroup = holders.filter((h) => group !== undefined && h.group === group)
+  if (inGroup.length > 0) await stopProcesses(inGroup, HOLDER_KILL_GRACE_MS)
+}
+
+/** Which comes first: the stream settling, the stage aborting, or `ms` passing (undefined: never). */
+function firstOf(settled: Promise<unknown>, stage: AbortSignal | undefined, ms: number | undefined): Promise<Outcome> {
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined
+    const finish = (outcome: Outcome) => {
+      clearTimeout(timer)
+      stage?.removeEventListener('abort', onAbort)
+      resolve(outcome)
+    }
+    const onAbort = () => finish('aborted')
+    settled.then(() => finish('settled'))
+    if (stage?.aborted) return queueMicrotask(onAbort) // a stream that settled already still wins
+    stage?.addEventListener('abort', onAbort, { once: true })
+    if (ms !== undefined) timer = setTimeout(() => finish('grace'), ms)
+  })
+}
+
+const pids = (list: readonly number[]) => `${list.length === 1 ? 'pid' : 'pids'} ${list.join(', ')}`
+const processes = (count: number) => (count === 1 ? 'a process' : 'processes')
+
+/** E.g. "the backup script exited but a process it started (pid 4242) kept BACKUP_STREAM open for 5 s; it was stopped and the backup is incomplete". */
+export function heldMessage(side: Pick<StreamSide, 'what' | 'variable'>, holders: readonly Holder[], group: number | undefined): string {
+  const started = holders.filter((h) => group !== undefined && h.group === group).map((h) => h.pid)
+  const outside = holders.filter((h) => group === undefined || h.group !== group).map((h) => h.pid)
+  const who = [
+    started.length > 0 ? `${processes(started.length)} it started (${pids(started)})` : '',
+    outside.length > 0 ? `${processes(outside.length)} outside its process group (${pids(outside)})` : '',
+  ].filter((s) => s !== '')
+  const done =
+    outside.length === 0
+      ? `${started.length === 1 ? 'it was' : 'they were'} stopped`
+      : `${started.length > 0 ? `${started.length === 1 ? 'the one' : 'those'} it started ${started.length === 1 ? 'was' : 'were'} stopped, ` : ''}the agent gave up on the stream (it does not signal a process outside the script's group)`
+  return `the ${side.what} script exited but ${who.join(' and ')} kept ${side.variable} open for ${STREAM_GRACE_MS / 1000} s; ${done} and the ${side.what} is incomplete`
+}
