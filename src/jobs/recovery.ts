@@ -15,6 +15,7 @@ import { scriptEnvironment } from '../scripts/environment.ts'
 import { processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
 import { KILL_GRACE_MS } from '../scripts/run.ts'
 import { storageFor } from '../storage/storage.ts'
+import { recreateMissingJobDirectory } from './directory.ts'
 import { pollingBody, type Job, type JobStatus } from './job.ts'
 import { bootId, recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
 import type { JobRegistry } from './registry.ts'
@@ -206,8 +207,9 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
   for (const stage of STAGES[job.kind]) {
     if (!todo.includes(stage.name)) continue
     if (!job.attempted.includes(stage.name)) job.attempted.push(stage.name)
-    // Stored with the stage still owed: a crash while it runs leaves it owed (its script, if
-    // recorded, is waited for at the next start).
+    recreateMissingJobDirectory(ctx.directory, deps.jobGid)
+    // Until done() below the stage is stored as owed: a crash while it runs leaves it owed (its
+    // script, if recorded, is waited for at the next start).
     try {
       await stage.run(ctx)
       log.info({ stage: stage.name }, 'recovery stage finished')

@@ -9,7 +9,7 @@ import { JobError } from '../errors.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
 import { utcFileStamp } from '../util/time.ts'
-import { prepareJobDirectory } from './directory.ts'
+import { prepareJobDirectory, recreateMissingJobDirectory } from './directory.ts'
 import type { Job } from './job.ts'
 import { failureReason, type FailureReason, type JobObserver } from './observer.ts'
 import type { JobRegistry } from './registry.ts'
@@ -86,6 +86,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
         job.state = stage.name
         job.attempted.push(stage.name)
         publish()
+        if (stage.kind === 'cleanup' || stage.kind === 'unlock') recreateMissingJobDirectory(directory, deps.jobGid)
         log.info({ stage: stage.name }, 'stage started')
         stageStarted = performance.now()
       },
