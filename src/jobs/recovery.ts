@@ -223,6 +223,7 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     job.errorMessage += `; during recovery: ${problems.join('; ')}`
     save(registry, job, todo)
   }
+  log.info({ problems: problems.length }, 'recovery finished')
 }
 
 /**
