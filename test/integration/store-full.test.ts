@@ -1,0 +1,139 @@
+// A job store that cannot be written (issue 14, item 4): directory_state on a small tmpfs this
+// test mounts, filled while a job runs. Cleanup and unlock still run, the job ends FAILED with a
+// message naming the store, new triggers get 503, /healthz stays 200 and says the store is
+// unwritable; once space is free the records are written (checked across a SIGKILL).
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { BACKUP_STAGES, startAgent, type Agent } from '../helpers/agent.ts'
+import { managerBackupBody, managerId } from '../helpers/bodies.ts'
+
+const run = promisify(execFile)
+const skip = { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSecret: 'full-disk-secret-P3', filenamePrefix: '' }
+
+function stepScripts(steps: string): Record<string, string> {
+  const scripts: Record<string, string> = {}
+  for (const stage of BACKUP_STAGES) {
+    scripts[stage] = [
+      `if [ "$sleep_in" = "${stage}" ]; then sleep "\${sleep_secs:-3}"; fi`,
+      `if [ -n "$tag" ]; then printf '%s\\n' "$tag ${stage}" >> '${steps}'; fi`,
+    ].join('\n')
+  }
+  return scripts
+}
+
+/** Fills the filesystem: dd stops at ENOSPC (its failure is the point). */
+async function fill(mount: string): Promise<void> {
+  for (const [name, bs] of [['filler', '64k'], ['filler-small', '4k'], ['filler-tiny', '512']]) {
+    await run('dd', ['if=/dev/zero', `of=${join(mount, name as string)}`, `bs=${bs}`]).catch(() => undefined)
+  }
+  const { stdout } = await run('df', ['--output=avail', '-B1', mount])
+  assert.equal(Number(stdout.trim().split('\n').at(-1)), 0, 'the filesystem is full')
+}
+
+async function free(mount: string): Promise<void> {
+  for (const name of ['filler', 'filler-small', 'filler-tiny']) await rm(join(mount, name), { force: true })
+}
+
+describe('a job store on a full filesystem', () => {
+  let dir: string
+  let mount: string
+  let steps: string
+  let mounted = false
+  let agent: Agent | undefined
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'osb-store-full-'))
+    mount = join(dir, 'state-fs')
+    steps = join(dir, 'steps.log')
+    await run('mkdir', [mount])
+    // needs root, as every test of this suite: a failure here fails the test loudly
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mount])
+    mounted = true
+  })
+  after(async () => {
+    await agent?.stop()
+    if (mounted) {
+      await run('umount', [mount]).catch(() => run('umount', ['-l', mount]))
+    }
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const stepsOf = async (id: string) => (await readFile(steps, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith(`${id} `)).map((l) => l.slice(id.length + 1))
+
+  it('runs cleanup and unlock, fails the job naming the store, refuses new jobs with 503, and writes the records once there is space', async () => {
+    agent = await startAgent({ scripts: stepScripts(steps), env: { directory_state: join(mount, 'state') } })
+    const options = agent.restartOptions()
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'backup', sleep_secs: 2 } }))).status, 201)
+    const deadline = Date.now() + 10_000
+    while ((await agent.request('GET', `/backup/${id}`)).json().state !== 'backup') {
+      assert.ok(Date.now() < deadline, 'the job never reached its backup stage')
+      await new Promise((r) => setTimeout(r, 25))
+    }
+    await fill(mount)
+
+    const done = await agent.waitFor('backup', id, 30_000)
+    assert.equal(done.status, 'FAILED')
+    assert.equal(done.state, 'finished')
+    assert.equal(done.error_message, 'the job store could not be written (disk full?)')
+    assert.deepEqual(await stepsOf(id), BACKUP_STAGES, 'cleanup and unlock ran')
+    assert.equal((await agent.request('POST', `/backup/${id}/cancel`)).status, 409, 'not running any more')
+
+    const refused = await agent.request('POST', '/backup', managerBackupBody(managerId(), skip))
+    assert.equal(refused.status, 503)
+    assert.match(refused.headers.get('content-type') ?? '', /application\/json/)
+    assert.match(refused.json().message, /job store could not be written/)
+    assert.ok(!refused.text.includes(mount), 'no path in the answer')
+    const health = await agent.request('GET', '/healthz', undefined, { auth: null })
+    assert.equal(health.status, 200)
+    assert.deepEqual(health.json(), { status: 'ok', store: 'unwritable' })
+    const listed = (await agent.request('GET', '/backup')).json()
+    assert.ok(listed.jobs.some((j: { id: string }) => j.id === id), 'listings answer from memory too')
+
+    // space again: the retry timer writes what waits, without any new request
+    await free(mount)
+    const writable = Date.now() + 45_000
+    while ((await agent.request('GET', '/healthz', undefined, { auth: null })).json().store !== undefined) {
+      assert.ok(Date.now() < writable, 'the store never became writable again')
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    await agent.waitForOutput(/the job store can be written again/)
+    const inMemory = (await agent.request('GET', `/backup/${id}`)).text
+
+    // SIGKILL: nothing is written at exit, so what the restarted agent shows was written before
+    await agent.kill('SIGKILL')
+    agent = await startAgent(options)
+    assert.equal((await agent.request('GET', `/backup/${id}`)).text, inMemory)
+    assert.deepEqual(await stepsOf(id), BACKUP_STAGES, 'nothing ran again: the final record was written')
+    const next = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(next, skip, { parameters: { tag: next } }))).status, 201)
+    assert.equal((await agent.waitFor('backup', next)).status, 'SUCCEEDED')
+    assert.ok(!agent.output().includes('full-disk-secret-P3'))
+  })
+
+  it('a trigger writes the waiting records first once there is space again (no need to wait for the timer)', async () => {
+    assert.ok(agent, 'the first test started the agent')
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'pre-backup-check', sleep_secs: 1 } }))).status, 201)
+    await new Promise((r) => setTimeout(r, 300))
+    await fill(mount)
+    const done = await agent.waitFor('backup', id, 30_000)
+    assert.equal(done.status, 'FAILED')
+    assert.match(done.error_message, /the job store could not be written \(disk full\?\)$/)
+    assert.deepEqual(await stepsOf(id), BACKUP_STAGES)
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(managerId(), skip))).status, 503)
+    await free(mount)
+    const next = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(next, skip))).status, 201, 'accepted at once')
+    assert.deepEqual((await agent.request('GET', '/healthz', undefined, { auth: null })).json(), { status: 'ok' })
+    assert.equal((await agent.waitFor('backup', next)).status, 'SUCCEEDED')
+    const body = (await agent.request('GET', `/backup/${id}`)).text
+    await agent.kill('SIGKILL')
+    agent = await startAgent({ ...agent.restartOptions() })
+    assert.equal((await agent.request('GET', `/backup/${id}`)).text, body)
+  })
+})
