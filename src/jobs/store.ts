@@ -65,7 +65,12 @@ export class JobStore {
     chmodSync(directory, 0o700)
     this.#path = join(directory, 'jobs.sqlite')
     this.#db = new DatabaseSync(this.#path)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    // Exclusive locking (set before WAL): the WAL index lives in the agent's memory, not in a
+    // -shm file. Creating and sizing that file fails on a full disk, so without it the agent
+    // still opens and reads its store there (writes wait, see JobRegistry) instead of failing
+    // to start in a loop. Nothing else opens the store; a second agent on the same
+    // directory_state finds it locked and does not start.
+    this.#db.exec('PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
     this.#migrate()
     this.#restrictFiles()
     this.#save = this.#db.prepare(

@@ -136,4 +136,48 @@ describe('a job store on a full filesystem', () => {
     agent = await startAgent({ ...agent.restartOptions() })
     assert.equal((await agent.request('GET', `/backup/${id}`)).text, body)
   })
+
+  it('killed while the disk is full: the agent starts anyway, recovery runs unlock (at least once) and its record is written once there is space', async () => {
+    assert.ok(agent, 'the first test started the agent')
+    const options = agent.restartOptions()
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'backup', sleep_secs: 30 } }))).status, 201)
+    const deadline = Date.now() + 10_000
+    while (!(await stepsOf(id)).includes('pre-backup-check') || (await agent.request('GET', `/backup/${id}`)).json().state !== 'backup') {
+      assert.ok(Date.now() < deadline, 'the job never reached its backup stage')
+      await new Promise((r) => setTimeout(r, 25))
+    }
+    await fill(mount)
+    await agent.kill('SIGKILL')
+
+    // a restart on the full disk: no restart loop, the stored state is served and recovered
+    agent = await startAgent(options)
+    const health = await agent.request('GET', '/healthz', undefined, { auth: null })
+    assert.equal(health.status, 200)
+    assert.deepEqual(health.json(), { status: 'ok', store: 'unwritable' }, 'recovery could not store the FAILED state')
+    const interrupted = (await agent.request('GET', `/backup/${id}`)).json()
+    assert.equal(interrupted.status, 'FAILED')
+    assert.match(interrupted.error_message, /^interrupted by agent restart during backup/)
+    const ran = Date.now() + 30_000
+    while (!(await stepsOf(id)).includes('post-backup-unlock')) {
+      assert.ok(Date.now() < ran, `unlock never ran: ${JSON.stringify(await stepsOf(id))}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    await agent.waitForOutput(new RegExp(`"job":"${id}".*"msg":"recovery finished"`), 10_000)
+    assert.equal((await agent.request('DELETE', '/backup', { id })).status, 200, 'nothing owed in memory: deletable, the removal waits too')
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(managerId(), skip))).status, 503)
+
+    await free(mount)
+    const writable = Date.now() + 45_000
+    while ((await agent.request('GET', '/healthz', undefined, { auth: null })).json().store !== undefined) {
+      assert.ok(Date.now() < writable, 'the store never became writable again')
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    await agent.kill('SIGKILL')
+    agent = await startAgent(options)
+    assert.equal((await agent.request('GET', `/backup/${id}`)).status, 404, 'the removal was written')
+    await new Promise((r) => setTimeout(r, 500))
+    // (the backup script records itself after its sleep: recovery stopped it first)
+    assert.deepEqual(await stepsOf(id), ['pre-backup-lock', 'pre-backup-check', 'backup-cleanup', 'post-backup-unlock'], 'cleanup and unlock once each; nothing ran again')
+  })
 })
