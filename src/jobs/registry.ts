@@ -253,7 +253,7 @@ export class JobRegistry {
     const first = this.#storeProblem === undefined
     this.#storeProblem = storeWriteProblem(error)
     if (first) this.#watch?.(this.#storeProblem, error)
-    if (this.#retry || this.#closing) return
+    if (this.#retry) return
     this.#retry = setTimeout(() => {
       this.#retry = undefined
       this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS)

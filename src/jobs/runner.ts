@@ -118,7 +118,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   }
   if (job.status === 'FAILED') reason ??= 'setup'
   observer?.jobFinished(job, job.status === 'FAILED' ? reason : undefined)
-  log.info({ status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: failure?.message }, 'job finished')
+  log.info({ status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: job.errorMessage || undefined }, 'job finished')
   registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
 }
 
