@@ -109,7 +109,11 @@ async function main(): Promise<void> {
         await app.close()
         const unwritten = registry.writeOut()
         if (unwritten > 0) log.error({ unwritten, problem: registry.storeProblem }, 'job records the store did not take are lost at exit')
-        store.close()
+        try {
+          store.close()
+        } catch (error) {
+          log.error({ error: (error as Error).message }, 'the job store did not close cleanly')
+        }
         log.info('stopped')
         process.exit(0)
       },

@@ -181,3 +181,60 @@ describe('a job store on a full filesystem', () => {
     assert.deepEqual(await stepsOf(id), ['pre-backup-lock', 'pre-backup-check', 'backup-cleanup', 'post-backup-unlock'], 'cleanup and unlock once each; nothing ran again')
   })
 })
+
+/** EXT4_IOC_SHUTDOWN (_IOR('X', 125, __u32)) with EXT4_GOING_FLAGS_NOLOGFLUSH: every later I/O fails with EIO. */
+const SHUT_DOWN = "import fcntl, os, struct, sys; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.ioctl(fd, 0x8004587D, struct.pack('I', 2))"
+
+describe('a job store on a filesystem that fails with EIO', () => {
+  let dir: string
+  let mount: string
+  let steps: string
+  let mounted = false
+  let agent: Agent | undefined
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'osb-store-eio-'))
+    mount = join(dir, 'state-fs')
+    steps = join(dir, 'steps.log')
+    const image = join(dir, 'state.img')
+    await run('truncate', ['-s', '16M', image])
+    await run('mkfs.ext4', ['-q', '-F', image])
+    await run('mkdir', [mount])
+    // a loop-mounted ext4 (needs root and loop devices): a failure here fails the test loudly
+    await run('mount', ['-o', 'loop', image, mount])
+    mounted = true
+  })
+  after(async () => {
+    await agent?.stop()
+    if (mounted) await run('umount', [mount]).catch(() => run('umount', ['-l', mount]))
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const stepsOf = async (id: string) => (await readFile(steps, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith(`${id} `)).map((l) => l.slice(id.length + 1))
+
+  it('runs cleanup and unlock, fails the job naming the store (I/O error), refuses new jobs with 503 and keeps /healthz at 200', async () => {
+    agent = await startAgent({ scripts: stepScripts(steps), env: { directory_state: join(mount, 'state') } })
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'backup', sleep_secs: 2 } }))).status, 201)
+    const deadline = Date.now() + 10_000
+    while ((await agent.request('GET', `/backup/${id}`)).json().state !== 'backup') {
+      assert.ok(Date.now() < deadline, 'the job never reached its backup stage')
+      await new Promise((r) => setTimeout(r, 25))
+    }
+    await run('python3', ['-c', SHUT_DOWN, mount])
+
+    const done = await agent.waitFor('backup', id, 30_000)
+    assert.equal(done.status, 'FAILED')
+    assert.equal(done.error_message, 'the job store could not be written (I/O error)')
+    assert.deepEqual(await stepsOf(id), BACKUP_STAGES, 'cleanup and unlock ran')
+    const refused = await agent.request('POST', '/backup', managerBackupBody(managerId(), skip))
+    assert.equal(refused.status, 503)
+    assert.match(refused.json().message, /job store could not be written/)
+    const health = await agent.request('GET', '/healthz', undefined, { auth: null })
+    assert.equal(health.status, 200)
+    assert.deepEqual(health.json(), { status: 'ok', store: 'unwritable' })
+    assert.equal((await agent.request('GET', `/backup/${id}`)).json().status, 'FAILED', 'polls answer from memory')
+    // a graceful stop still ends (the store cannot take the last write; that is logged)
+    assert.equal(await agent.kill('SIGTERM'), 0)
+    await agent.waitForOutput(/job records the store did not take are lost at exit/)
+  })
+})
