@@ -80,7 +80,8 @@ export class JobStore {
     )
     this.#remove = this.#db.prepare('DELETE FROM jobs WHERE kind = ? AND id = ?')
     // A finished job whose recovery still owes steps (record.pending) is kept like a running one.
-    const finished = `status != 'RUNNING' AND coalesce(json_array_length(record, '$.pending'), 0) = 0`
+    // (An unreadable record owes nothing: recovery could not read it either.)
+    const finished = `status != 'RUNNING' AND (NOT json_valid(record) OR coalesce(json_array_length(record, '$.pending'), 0) = 0)`
     this.#expired = this.#db.prepare(`SELECT kind, id FROM jobs WHERE ${finished} AND ended_at < ?`)
     this.#overflow = this.#db.prepare(`SELECT kind, id FROM jobs WHERE ${finished} ORDER BY ended_at DESC, rowid DESC LIMIT -1 OFFSET ?`)
   }
