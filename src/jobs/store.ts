@@ -52,6 +52,37 @@ export function storeWriteProblem(error: unknown): string {
   return `the job store could not be written (${cause})`
 }
 
+const PRAGMAS = 'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;'
+
+/**
+ * Opens the store in WAL mode, its index shared through a `-shm` file. Creating or sizing that
+ * file fails on a full disk: then the index is kept in memory instead (exclusive locking, no
+ * other process can open the store meanwhile), so the agent still starts and reads its store
+ * (writes wait, see JobRegistry) instead of failing to start in a loop.
+ */
+function openDatabase(path: string): DatabaseSync {
+  const open = (pragmas: string) => {
+    const db = new DatabaseSync(path)
+    try {
+      db.exec(pragmas)
+      db.prepare('PRAGMA user_version').get() // the first read maps the index
+      return db
+    } catch (error) {
+      db.close()
+      throw error
+    }
+  }
+  try {
+    return open(PRAGMAS)
+  } catch (error) {
+    try {
+      return open(`PRAGMA locking_mode = EXCLUSIVE; ${PRAGMAS}`)
+    } catch {
+      throw error
+    }
+  }
+}
+
 export class JobStore {
   readonly #db: DatabaseSync
   readonly #path: string
@@ -64,13 +95,7 @@ export class JobStore {
     mkdirSync(directory, { recursive: true, mode: 0o700 })
     chmodSync(directory, 0o700)
     this.#path = join(directory, 'jobs.sqlite')
-    this.#db = new DatabaseSync(this.#path)
-    // Exclusive locking (set before WAL): the WAL index lives in the agent's memory, not in a
-    // -shm file. Creating and sizing that file fails on a full disk, so without it the agent
-    // still opens and reads its store there (writes wait, see JobRegistry) instead of failing
-    // to start in a loop. Nothing else opens the store; a second agent on the same
-    // directory_state finds it locked and does not start.
-    this.#db.exec('PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    this.#db = openDatabase(this.#path)
     this.#migrate()
     this.#restrictFiles()
     this.#save = this.#db.prepare(

@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -179,6 +179,27 @@ describe('a job store on a full filesystem', () => {
     await new Promise((r) => setTimeout(r, 500))
     // (the backup script records itself after its sleep: recovery stopped it first)
     assert.deepEqual(await stepsOf(id), ['pre-backup-lock', 'pre-backup-check', 'backup-cleanup', 'post-backup-unlock'], 'cleanup and unlock once each; nothing ran again')
+  })
+
+  it('starts on a full disk after a clean stop (no -shm file to create): polls answer, triggers get 503 until there is space', async () => {
+    assert.ok(agent, 'the first test started the agent')
+    const options = agent.restartOptions()
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip))).status, 201)
+    assert.equal((await agent.waitFor('backup', id)).status, 'SUCCEEDED')
+    assert.equal(await agent.kill('SIGTERM'), 0)
+    assert.deepEqual((await readdir(join(mount, 'state'))).filter((n) => n.endsWith('-shm')), [], 'a clean stop leaves no -shm file')
+    await fill(mount)
+
+    agent = await startAgent(options)
+    assert.equal((await agent.request('GET', `/backup/${id}`)).json().status, 'SUCCEEDED')
+    const refused = await agent.request('POST', '/backup', managerBackupBody(managerId(), skip))
+    assert.equal(refused.status, 503, refused.text)
+    assert.deepEqual((await agent.request('GET', '/healthz', undefined, { auth: null })).json(), { status: 'ok', store: 'unwritable' })
+    await free(mount)
+    const next = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(next, skip))).status, 201)
+    assert.equal((await agent.waitFor('backup', next)).status, 'SUCCEEDED')
   })
 })
 
