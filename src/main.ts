@@ -63,7 +63,11 @@ async function main(): Promise<void> {
   }
 
   const store = new JobStore(config.directoryState)
-  const registry = new JobRegistry(config.maxJobNumber, store)
+  // A store that cannot be written is logged once when it starts and once when it ends.
+  const registry = new JobRegistry(config.maxJobNumber, store, (problem, error) => {
+    if (problem) log.error({ error: (error as Error | undefined)?.message }, `${problem}: job records are kept in memory and written when it can be; new jobs are refused (503)`)
+    else log.warn('the job store can be written again: every waiting job record is written')
+  })
   const stored = registry.load()
   const metrics = new AgentMetrics(registry)
   // a job a killed agent left running ends here, FAILED: it counts as finished now
@@ -103,7 +107,13 @@ async function main(): Promise<void> {
     shutDown(signal, config, registry, log, recovery).then(
       async () => {
         await app.close()
-        store.close()
+        const unwritten = registry.writeOut()
+        if (unwritten > 0) log.error({ unwritten, problem: registry.storeProblem }, 'job records the store did not take are lost at exit')
+        try {
+          store.close()
+        } catch (error) {
+          log.error({ error: (error as Error).message }, 'the job store did not close cleanly')
+        }
         log.info('stopped')
         process.exit(0)
       },

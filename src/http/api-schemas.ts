@@ -112,7 +112,10 @@ export function rejectedSchema(kind: JobKind): TSchema {
   )
 }
 
-export const HealthSchema = Type.Object({ status: Type.Union([Type.Literal('ok'), Type.Literal('stopping')]) }, { description: 'liveness' })
+export const HealthSchema = Type.Object(
+  { status: Type.Union([Type.Literal('ok'), Type.Literal('stopping')]), store: Type.Optional(Type.Literal('unwritable', { description: 'present while the job store cannot be written' })) },
+  { description: 'liveness' },
+)
 
 /** An answer without a body. */
 export const Empty = (description: string) => ({ description, type: 'null' })

@@ -64,6 +64,10 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
       if (entry === 'closing') {
         return reply.code(503).header('retry-after', '30').send({ message: `${kind} not started`, state: 'Job creation', error_message: 'the agent is shutting down; try again when it is back' })
       }
+      if (entry === 'store') {
+        const problem = registry.storeProblem ?? 'the job store could not be written'
+        return reply.code(503).header('retry-after', '30').send({ message: `${kind} not started: ${problem}; try again when it can be written`, state: 'Job creation', error_message: problem })
+      }
       if (entry === 'full') {
         return reply.code(429).send({
           message: `${kind} not started`,
@@ -117,6 +121,7 @@ export function registerJobRoutes(app: FastifyInstance, kind: JobKind, deps: App
       case 'unknown':
         return reply.code(410).send()
       case 'running':
+      case 'owed': // its recovery has not run cleanup or unlock yet
         return sendPollingBody(reply, 409, registry.get(kind, parsed.value)?.body ?? '{}')
     }
   })

@@ -18,7 +18,7 @@ export function routeSchemas(): Map<string, RouteSchema> {
   add('GET', '/healthz', {
     tags: ['agent'],
     summary: 'liveness, without credentials',
-    description: '200 while the agent serves, 503 while it shuts down; says nothing else.',
+    description: '200 while the agent serves (with "store":"unwritable" while the job store cannot be written), 503 while it shuts down; says nothing else.',
     security: [],
     response: { 200: { ...HealthSchema, description: 'serving' }, 503: { ...HealthSchema, description: 'shutting down' } },
   })
@@ -58,7 +58,7 @@ function jobRouteSchemas(kind: JobKind, add: (method: string, url: string, schem
       409: { ...polling, description: 'a job with this id exists: its polling body' },
       413: { ...MessageSchema, description: 'the body is larger than 1 MiB' },
       429: { ...RefusedSchema, description: 'max_job_number jobs are running' },
-      503: { ...RefusedSchema, description: 'the agent is shutting down' },
+      503: { ...RefusedSchema, description: 'the agent is shutting down, or the job store cannot be written' },
     },
   })
   add('GET', `/${kind}`, {
@@ -95,7 +95,7 @@ function jobRouteSchemas(kind: JobKind, add: (method: string, url: string, schem
     response: {
       200: Empty('forgotten; empty body'),
       400: { ...MessageSchema, description: 'invalid body or id' },
-      409: { ...polling, description: 'still running: its polling body' },
+      409: { ...polling, description: 'still running, or its recovery still owes cleanup or unlock: its polling body' },
       410: Empty('no such job; empty body'),
     },
   })

@@ -1,5 +1,7 @@
 // GET /status (the old agent's liveness check, authenticated) and GET /healthz (for load
-// balancers and service managers: unauthenticated, and it tells nothing but up or stopping).
+// balancers and service managers: unauthenticated, and it tells nothing but up or stopping, and
+// `"store":"unwritable"` while the job store cannot be written: still 200, since a restart
+// would not free a full disk and a service manager must not loop on it).
 import type { FastifyInstance } from 'fastify'
 import type { JobRegistry } from '../jobs/registry.ts'
 
@@ -7,6 +9,6 @@ export function registerStatusRoutes(app: FastifyInstance, registry: JobRegistry
   app.get('/status', async () => ({ message: 'Client is running' }))
   app.get('/healthz', { config: { public: true } }, async (_req, reply) => {
     if (registry.closing) return reply.code(503).send({ status: 'stopping' })
-    return { status: 'ok' }
+    return registry.storeProblem === undefined ? { status: 'ok' } : { status: 'ok', store: 'unwritable' }
   })
 }

@@ -54,3 +54,18 @@ export async function protectJobFile(path: string, gid: number | undefined): Pro
   await chmod(path, JOB_FILE_MODE)
   if (gid !== undefined) await chown(path, SAME_OWNER, gid)
 }
+
+/**
+ * Before a cleanup or unlock script: the job directory is its working directory, and no script
+ * can be started in a directory that is gone (an earlier script may have removed it). It is made
+ * again, empty, so that unlock still runs.
+ */
+export function recreateMissingJobDirectory(directory: string, gid: number | undefined): void {
+  try {
+    if (mkdirSync(directory, { recursive: true, mode: JOB_DIRECTORY_MODE }) === undefined) return
+    chmodSync(directory, JOB_DIRECTORY_MODE)
+    if (gid !== undefined) chownSync(directory, SAME_OWNER, gid)
+  } catch {
+    // the script's start then fails and its message says why
+  }
+}

@@ -2,6 +2,11 @@
 // agent restart during <stage>"); then, in the background, the agent stops the script group the
 // dead agent left running, removes a partial upload, and runs the cleanup and unlock scripts the
 // job still owes, recording their output in the job's log fields. Nothing stays locked.
+//
+// A step is owed until it has run: its script was started and exited (any status), or it is
+// missing. The steps still owed are stored with the job after each one, so a crash during
+// recovery resumes at the next start with what is left (a finished job with a non-empty
+// `pending` list). A step interrupted by the crash runs again: owed steps run at least once.
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
@@ -10,11 +15,13 @@ import { scriptEnvironment } from '../scripts/environment.ts'
 import { processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
 import { KILL_GRACE_MS } from '../scripts/run.ts'
 import { storageFor } from '../storage/storage.ts'
-import { pollingBody, type Job } from './job.ts'
-import { recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
+import { recreateMissingJobDirectory } from './directory.ts'
+import { pollingBody, type Job, type JobStatus } from './job.ts'
+import { bootId, recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
 import type { JobRegistry } from './registry.ts'
+import type { JobKind } from './request.ts'
 import { requestSecrets } from './request.ts'
-import { stagesStillDue, type StageContext } from './stages.ts'
+import { shouldRun, STAGES, type StageContext } from './stages.ts'
 import type { StoredJob } from './store.ts'
 
 export interface RecoveryDeps {
@@ -60,6 +67,11 @@ function restoreJob(row: StoredJob, record: RecoveryRecord): Job {
   }
 }
 
+/**
+ * Never throws: a store that cannot be written keeps the row in memory (JobRegistry), and
+ * recovery goes on with the next step. If the agent dies before the row is written, the steps
+ * since the last written row run again at the next start (at least once).
+ */
 function save(registry: JobRegistry, job: Job, pending: string[]): void {
   registry.replace({
     kind: job.kind,
@@ -73,27 +85,56 @@ function save(registry: JobRegistry, job: Job, pending: string[]): void {
 }
 
 /**
+ * The recovery steps a stored job still owes, in order.
+ *
+ * A job a killed agent left RUNNING owes:
+ * - 'orphan': the script group it recorded, which may still run (not after a reboot);
+ * - 'abandon': the partial upload it recorded;
+ * - each cleanup or unlock stage the stage rules make due (as after a failure) that has not run.
+ *   Stages run one after another, so every entered stage but the last has run. The last one
+ *   (the stage it was in) has run only if its recorded script exits: 'orphan' settles that.
+ *
+ * A finished job whose recovery was interrupted keeps the list its recovery stored, with
+ * 'orphan' when recovery had a script running.
+ */
+export function stepsStillDue(kind: JobKind, status: JobStatus, record: RecoveryRecord, sameBoot: boolean): string[] {
+  const orphan = record.script && sameBoot ? ['orphan'] : []
+  if (status !== 'RUNNING') return [...orphan, ...(record.pending ?? []).filter((step) => step !== 'orphan')]
+  const table = STAGES[kind]
+  const entered = record.attempted
+  const kinds = new Set(table.filter((s) => entered.includes(s.name)).map((s) => s.kind))
+  const unfinished = (name: string) => !entered.includes(name) || name === entered.at(-1)
+  const stages = table.filter((s) => s.runIf !== 'ok' && shouldRun(s, true, kinds) && unfinished(s.name)).map((s) => s.name)
+  return [...orphan, ...(record.uploading ? ['abandon'] : []), ...stages]
+}
+
+/** Whether a record was written in this boot (unknown counts as this one: a process crash). */
+function writtenThisBoot(record: RecoveryRecord): boolean {
+  const now = bootId()
+  return record.boot === undefined || now === undefined || record.boot === now
+}
+
+/**
  * Phase one, before the server listens: every interrupted job reads FAILED from the first poll.
- * Returns the jobs with recovery work left (also those a second crash interrupted mid-recovery).
+ * Returns the jobs with recovery work left: those a killed agent left RUNNING and those whose
+ * recovery a second crash interrupted.
  */
 export function markInterrupted(rows: readonly StoredJob[], registry: JobRegistry, now = new Date()): Interrupted[] {
   const out: Interrupted[] = []
   for (const row of rows) {
-    const record = JSON.parse(row.record) as RecoveryRecord
+    const stored = JSON.parse(row.record) as RecoveryRecord
+    const sameBoot = writtenThisBoot(stored)
+    // A script of another boot died with it; its pid may belong to anything now.
+    const record = sameBoot ? stored : { ...stored, script: undefined }
     const job = restoreJob(row, record)
-    let pending = record.pending ?? []
+    const pending = stepsStillDue(row.kind, row.status, stored, sameBoot)
     if (row.status === 'RUNNING') {
       job.status = 'FAILED'
       job.errorMessage = `interrupted by agent restart during ${record.state}`
       job.state = 'finished'
       job.endedAt = now
-      pending = [
-        ...(record.script ? ['orphan'] : []),
-        ...(record.uploading ? ['abandon'] : []),
-        ...stagesStillDue(job.kind, record.attempted).map((s) => s.name),
-      ]
-      save(registry, job, pending)
     }
+    save(registry, job, pending)
     if (pending.length > 0) out.push({ job, record, pending })
   }
   return out
@@ -121,8 +162,14 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
   }
   log.info({ steps: pending }, 'recovering interrupted job')
 
-  if (todo.includes('orphan') && record.script) {
-    await stopOrphan(record.script, config, log)
+  if (todo.includes('orphan')) {
+    if (record.script) {
+      await stopOrphan(record.script, config, log)
+      // Its script has exited now (on its own, or stopped at the hook timeout): a cleanup or
+      // unlock stage it belonged to has run.
+      const stage = todo.indexOf(record.script.stage)
+      if (stage >= 0) todo.splice(stage, 1)
+    }
     job.script = undefined
     done('orphan')
   }
@@ -157,9 +204,12 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     transferOptions: () => ({}),
     streamCompression: config.streamCompression,
   }
-  for (const stage of stagesStillDue(job.kind, job.attempted)) {
+  for (const stage of STAGES[job.kind]) {
     if (!todo.includes(stage.name)) continue
-    job.attempted.push(stage.name)
+    if (!job.attempted.includes(stage.name)) job.attempted.push(stage.name)
+    recreateMissingJobDirectory(ctx.directory, deps.jobGid)
+    // Until done() below the stage is stored as owed: a crash while it runs leaves it owed (its
+    // script, if recorded, is waited for at the next start).
     try {
       await stage.run(ctx)
       log.info({ stage: stage.name }, 'recovery stage finished')
@@ -173,12 +223,13 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     job.errorMessage += `; during recovery: ${problems.join('; ')}`
     save(registry, job, todo)
   }
+  log.info({ problems: problems.length }, 'recovery finished')
 }
 
 /**
  * A script group the killed agent left running: a lock, check, backup or restore script is
  * stopped (its job is over); a cleanup or unlock script is allowed to finish its work, within
- * the hook timeout.
+ * the hook timeout. A group that is gone (in this boot) has exited.
  */
 async function stopOrphan(script: NonNullable<RecoveryRecord['script']>, config: Config, log: Logger): Promise<void> {
   if (processStartTime(script.pid) !== script.startTime) return // gone, or the pid was reused

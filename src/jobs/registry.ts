@@ -2,12 +2,17 @@
 //
 // GET /backup/{id} is the manager's hot path (one thread polls every job every 5 s), so the
 // polling body is serialised once per change here and a poll only looks the string up. Each
-// change is written to the store first: what a poll shows survives a restart.
+// change is written to the store as it is made: what a poll shows survives a restart.
+//
+// A store that cannot be written (a full disk, EIO, a read-only filesystem) never stops a job:
+// no write throws out of here. The row stays in memory, polls answer from memory, and every
+// unwritten row is written on the next write or by a bounded retry timer once the store takes
+// writes again. While rows wait, new jobs are refused (503) and /healthz says so.
 import type { Job, JobStatus } from './job.ts'
 import { pollingBody } from './job.ts'
 import type { JobKind } from './request.ts'
-import { recoveryRecord } from './recovery-record.ts'
-import type { JobStore, StoredJob } from './store.ts'
+import { pendingSteps, recoveryRecord } from './recovery-record.ts'
+import { storeWriteProblem, type JobStore, type StoredJob } from './store.ts'
 import { jobSummary, type JobSummary } from './summary.ts'
 
 export interface JobEntry {
@@ -24,6 +29,11 @@ export interface JobEntry {
   summary: JobSummary
   /** Present while this process runs the job. */
   live?: { job: Job; cancel: AbortController }
+  /**
+   * Running, or its recovery still owes steps (cleanup, unlock): the id can be neither deleted,
+   * pruned nor reused until they have run.
+   */
+  owed: boolean
 }
 
 /** Where a listing page ended: the last job shown. */
@@ -32,7 +42,21 @@ export interface JobCursor {
   id: string
 }
 
-export type StartRefusal = 'exists' | 'full' | 'closing'
+export type StartRefusal = 'exists' | 'full' | 'closing' | 'store'
+
+/** Retries of unwritten rows: the first after 1 s, doubling up to every 30 s while any waits. */
+const RETRY_FIRST_MS = 1000
+const RETRY_MAX_MS = 30_000
+
+/** A removal the store has not taken yet. */
+interface Removal {
+  kind: JobKind
+  id: string
+  removed: true
+}
+
+/** Told when the store stops or starts taking writes again (main.ts logs it). */
+export type StoreWatcher = (problem: string | undefined, error?: unknown) => void
 
 export class JobRegistry {
   readonly #jobs: Record<JobKind, Map<string, JobEntry>> = { backup: new Map(), restore: new Map() }
@@ -40,24 +64,45 @@ export class JobRegistry {
   readonly #store: JobStore
   #running = 0
   #closing = false
+  /** Rows (and removals) the store has not taken yet, by `kind/id`; the newest state wins. */
+  readonly #unwritten = new Map<string, StoredJob | Removal>()
+  #storeProblem: string | undefined
+  #retry: NodeJS.Timeout | undefined
+  #retryMs = RETRY_FIRST_MS
+  readonly #watch: StoreWatcher | undefined
 
-  constructor(maxRunning: number, store: JobStore) {
+  constructor(maxRunning: number, store: JobStore, watch?: StoreWatcher) {
     this.#maxRunning = maxRunning
     this.#store = store
+    this.#watch = watch
+  }
+
+  /** While the store cannot be written: what went wrong, for the operator (no path). */
+  get storeProblem(): string | undefined {
+    return this.#storeProblem
+  }
+
+  /** Rows waiting to be written. */
+  get unwritten(): number {
+    return this.#unwritten.size
   }
 
   get running(): number {
     return this.#running
   }
 
-  /** Loads the stored jobs; returns those a killed agent left RUNNING, for recovery. */
+  /**
+   * Loads the stored jobs; returns those that still owe work, for recovery: the ones a killed
+   * agent left RUNNING and the finished ones whose recovery was itself interrupted.
+   */
   load(): StoredJob[] {
-    const interrupted: StoredJob[] = []
+    const owing: StoredJob[] = []
     for (const row of this.#store.all()) {
-      this.#jobs[row.kind].set(row.id, this.#entryOf(row))
-      if (row.status === 'RUNNING') interrupted.push(row)
+      const entry = this.#entryOf(row)
+      this.#jobs[row.kind].set(row.id, entry)
+      if (entry.owed) owing.push(row)
     }
-    return interrupted
+    return owing
   }
 
   get(kind: JobKind, id: string): JobEntry | undefined {
@@ -106,6 +151,8 @@ export class JobRegistry {
     const jobs = this.#jobs[job.kind]
     if (jobs.has(job.id)) return 'exists'
     if (this.#closing) return 'closing'
+    // A job whose record cannot be kept is not started: a crash would lose it, and its unlock.
+    if (this.#storeProblem !== undefined && !this.#flush()) return 'store'
     if (this.#running >= this.#maxRunning) return 'full'
     const entry: JobEntry = {
       kind: job.kind,
@@ -116,20 +163,33 @@ export class JobRegistry {
       startedAt: job.startedAt.getTime(),
       summary: jobSummary(job.id, {}),
       live: { job, cancel: new AbortController() },
+      owed: true,
     }
-    this.publish(job, entry)
+    if (!this.publish(job, entry)) {
+      this.#unwritten.delete(keyOf(job.kind, job.id))
+      return 'store'
+    }
     jobs.set(job.id, entry)
     this.#running++
     return entry
   }
 
-  /** Writes the job's current state to the store, then makes it visible to polls. */
-  publish(job: Job, entry = this.#jobs[job.kind].get(job.id)): void {
-    if (!entry || (entry.live && entry.live.job !== job)) return
+  /**
+   * Makes the job's current state visible to polls and writes it to the store. Never throws:
+   * false when the store did not take the write (the row waits in memory, see #flush).
+   */
+  publish(job: Job, entry = this.#jobs[job.kind].get(job.id)): boolean {
+    if (!entry || (entry.live && entry.live.job !== job)) return true
     const polling = pollingBody(job)
     const body = JSON.stringify(polling)
     const endedAt = job.endedAt?.getTime() ?? null
-    this.#store.save({
+    entry.status = job.status
+    entry.body = body
+    entry.bytes = undefined
+    entry.endedAt = endedAt
+    entry.summary = jobSummary(job.id, polling)
+    entry.owed = job.status === 'RUNNING'
+    return this.#write({
       kind: job.kind,
       id: job.id,
       status: job.status,
@@ -138,23 +198,79 @@ export class JobRegistry {
       startedAt: job.startedAt.getTime(),
       endedAt,
     })
-    entry.status = job.status
-    entry.body = body
-    entry.bytes = undefined
-    entry.endedAt = endedAt
-    entry.summary = jobSummary(job.id, polling)
   }
 
-  /** Stores a row as it is (recovery of a job this process does not run). */
-  replace(row: StoredJob): void {
-    this.#store.save(row)
-    const entry = this.#jobs[row.kind].get(row.id)
-    if (entry) Object.assign(entry, this.#entryOf(row), { live: entry.live, bytes: undefined })
+  /**
+   * Stores a row as it is (recovery of a job this process does not run); never throws, false
+   * when the store did not take it. A job this process runs owns its id: its entry is not
+   * replaced (an old job's recovery never writes over a new job).
+   */
+  replace(row: StoredJob): boolean {
+    const jobs = this.#jobs[row.kind]
+    const entry = jobs.get(row.id)
+    if (entry?.live) return false
+    jobs.set(row.id, this.#entryOf(row))
+    return this.#write(row)
   }
 
   #entryOf(row: StoredJob): JobEntry {
     const summary = jobSummary(row.id, JSON.parse(row.body) as Record<string, unknown>)
-    return { kind: row.kind, id: row.id, status: row.status, body: row.body, endedAt: row.endedAt, startedAt: row.startedAt, summary }
+    const owed = row.status === 'RUNNING' || pendingSteps(row.record).length > 0
+    return { kind: row.kind, id: row.id, status: row.status, body: row.body, endedAt: row.endedAt, startedAt: row.startedAt, summary, owed }
+  }
+
+  /** Queues the row (the newest state of its job wins) and writes every queued row. */
+  #write(item: StoredJob | Removal): boolean {
+    const key = keyOf(item.kind, item.id)
+    this.#unwritten.delete(key)
+    this.#unwritten.set(key, item)
+    return this.#flush()
+  }
+
+  /** Writes the queued rows in order; stops at the first failure. True when none is left. */
+  #flush(): boolean {
+    for (const [key, item] of this.#unwritten) {
+      try {
+        if ('removed' in item) this.#store.remove(item.kind, item.id)
+        else this.#store.save(item)
+      } catch (error) {
+        this.#failed(error)
+        return false
+      }
+      this.#unwritten.delete(key)
+    }
+    if (this.#storeProblem !== undefined) {
+      this.#storeProblem = undefined
+      clearTimeout(this.#retry)
+      this.#retry = undefined
+      this.#retryMs = RETRY_FIRST_MS
+      this.#watch?.(undefined)
+    }
+    return true
+  }
+
+  #failed(error: unknown): void {
+    const first = this.#storeProblem === undefined
+    this.#storeProblem = storeWriteProblem(error)
+    if (first) this.#watch?.(this.#storeProblem, error)
+    if (this.#retry) return
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined
+      this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS)
+      this.#flush()
+    }, this.#retryMs)
+    this.#retry.unref()
+  }
+
+  /**
+   * At shutdown: one last attempt to write the waiting rows, then no more retries. Returns how
+   * many rows the store still did not take (lost when the process exits).
+   */
+  writeOut(): number {
+    this.#flush()
+    clearTimeout(this.#retry)
+    this.#retry = undefined
+    return this.#unwritten.size
   }
 
   /**
@@ -174,32 +290,50 @@ export class JobRegistry {
     return { jobs: page.map((e) => e.summary), next: more && last ? { startedAt: last.startedAt, id: last.id } : undefined }
   }
 
-  /** Publishes the final state and gives the slot back; called once per job by the runner. */
-  finish(job: Job): void {
+  /**
+   * Publishes the final state and gives the slot back; called once per job by the runner.
+   * False when the store did not take the write (the row waits in memory).
+   */
+  finish(job: Job): boolean {
     const entry = this.#jobs[job.kind].get(job.id)
-    try {
-      this.publish(job)
-    } finally {
-      // The slot comes back even if the store refused the write (a full disk, say).
-      if (entry?.live?.job === job) delete entry.live
-      this.#running--
-    }
+    const written = this.publish(job)
+    if (entry?.live?.job === job) delete entry.live
+    this.#running--
+    return written
   }
 
-  /** Removes a finished job; a running one stays ('running'). */
-  delete(kind: JobKind, id: string): 'deleted' | 'running' | 'unknown' {
+  /**
+   * Removes a finished job. A running one stays ('running'), and so does one whose recovery
+   * still owes steps ('owed'): its id must not be reused before its unlock has run.
+   */
+  delete(kind: JobKind, id: string): 'deleted' | 'running' | 'owed' | 'unknown' {
     const entry = this.#jobs[kind].get(id)
     if (!entry) return 'unknown'
     if (entry.status === 'RUNNING') return 'running'
-    this.#store.remove(kind, id)
+    if (entry.owed) return 'owed'
     this.#jobs[kind].delete(id)
+    this.#write({ kind, id, removed: true })
     return 'deleted'
   }
 
-  /** Forgets finished jobs older than the retention or beyond the record limit, oldest first. */
+  /**
+   * Forgets finished jobs older than the retention or beyond the record limit, oldest first;
+   * never one that is running, owes steps or waits to be written.
+   */
   prune(now: number, retentionMs: number, maxRecords: number): number {
-    const doomed = this.#store.prunable(now - retentionMs, maxRecords)
-    for (const { kind, id } of doomed) this.delete(kind, id)
-    return doomed.length
+    let candidates: { kind: JobKind; id: string }[]
+    try {
+      candidates = this.#store.prunable(now - retentionMs, maxRecords)
+    } catch {
+      return 0 // an unreadable store prunes nothing; the next run tries again
+    }
+    let pruned = 0
+    for (const { kind, id } of candidates) {
+      if (this.#unwritten.has(keyOf(kind, id))) continue
+      if (this.delete(kind, id) === 'deleted') pruned++
+    }
+    return pruned
   }
 }
+
+const keyOf = (kind: JobKind, id: string) => `${kind}/${id}`

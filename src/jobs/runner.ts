@@ -1,13 +1,14 @@
 // Walks a job's stage table: the first failure skips the remaining main stages, cleanup runs once
 // the main stage has started, unlock runs whenever lock was attempted. Every change is published
-// to the registry, so polls see it; nothing thrown here escapes as a crash.
+// to the registry, so polls see it; nothing thrown here escapes as a crash. A store that cannot
+// be written changes no stage: the job runs on and ends FAILED, its message naming the store.
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
-import { prepareJobDirectory } from './directory.ts'
+import { prepareJobDirectory, recreateMissingJobDirectory } from './directory.ts'
 import { generatedFileBase } from './file-base.ts'
 import type { Job } from './job.ts'
 import { failureReason, type FailureReason, type JobObserver } from './observer.ts'
@@ -36,6 +37,11 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   const directory = join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
   const cancel = registry.get(job.kind, job.id)?.live?.cancel.signal
   let storage: Storage | undefined
+  // Set when a write of this job's record failed: a crash then would have lost its state.
+  let storeProblem: string | undefined
+  const publish = () => {
+    if (!registry.publish(job)) storeProblem ??= registry.storeProblem ?? UNWRITTEN
+  }
   const ctx: StageContext = {
     job,
     directory,
@@ -52,7 +58,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     signal: cancel,
     scriptTimeoutMs: config.scriptTimeoutSeconds * 1000,
     hookTimeoutMs: config.hookTimeoutSeconds * 1000,
-    changed: () => registry.publish(job),
+    changed: publish,
     transferOptions: (total) => transferOptions(job, ctx.changed, ctx.signal, total),
     streamCompression: config.streamCompression,
   }
@@ -72,7 +78,8 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
       entered(stage) {
         job.state = stage.name
         job.attempted.push(stage.name)
-        registry.publish(job)
+        publish()
+        if (stage.kind === 'cleanup' || stage.kind === 'unlock') recreateMissingJobDirectory(directory, deps.jobGid)
         log.info({ stage: stage.name }, 'stage started')
         stageStarted = performance.now()
       },
@@ -95,12 +102,26 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
 
   job.endedAt = new Date()
   job.state = 'finished'
-  job.status = failure ? 'FAILED' : 'SUCCEEDED'
-  job.errorMessage = failure?.message ?? ''
-  registry.finish(job)
-  observer?.jobFinished(job, failure ? reason : undefined)
-  log.info({ status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: failure?.message }, 'job finished')
+  storeProblem ??= registry.storeProblem
+  endJob(job, failure, storeProblem)
+  if (!registry.finish(job) && storeProblem === undefined) {
+    // The final write itself failed: the job still ends FAILED in memory, as polls see it.
+    endJob(job, failure, registry.storeProblem ?? UNWRITTEN)
+    registry.publish(job)
+  }
+  if (job.status === 'FAILED') reason ??= 'setup'
+  observer?.jobFinished(job, job.status === 'FAILED' ? reason : undefined)
+  log.info({ status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: job.errorMessage || undefined }, 'job finished')
   registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
+}
+
+const UNWRITTEN = 'the job store could not be written'
+
+/** The final status and message: any failure, then the store's problem, fail the job. */
+function endJob(job: Job, failure: JobError | undefined, storeProblem: string | undefined): void {
+  const problems = [failure?.message, storeProblem].filter((p) => p !== undefined && p !== '')
+  job.status = problems.length > 0 ? 'FAILED' : 'SUCCEEDED'
+  job.errorMessage = problems.join('; ')
 }
 
 interface StageEvents {

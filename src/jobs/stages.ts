@@ -190,16 +190,6 @@ export function shouldRun(stage: Stage, failed: boolean, attempted: ReadonlySet<
   }
 }
 
-/**
- * The stages a job interrupted by an agent restart still owes (cleanup, unlock): the same rules
- * as a failure, for the stages it never entered.
- */
-export function stagesStillDue(kind: JobKind, attemptedNames: readonly string[]): Stage[] {
-  const table = STAGES[kind]
-  const attempted = new Set(table.filter((s) => attemptedNames.includes(s.name)).map((s) => s.kind))
-  return table.filter((s) => !attemptedNames.includes(s.name) && s.runIf !== 'ok' && shouldRun(s, true, attempted))
-}
-
 /** Every `*_log` / `*_errorlog` field of a kind's polling body, in stage order. */
 export function logFields(kind: JobKind): string[] {
   return STAGES[kind].flatMap((s) => (s.logField ? [`${s.logField}_log`, `${s.logField}_errorlog`] : []))

@@ -36,6 +36,53 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX jobs_by_end ON jobs (ended_at);`,
 ]
 
+/**
+ * What an operator reads when a write failed: it names the store and a likely cause, never the
+ * path (polling bodies and 503 answers carry it). SQLite's primary result codes: 13 FULL, 8
+ * READONLY, 10 IOERR; the errno codes for failures outside SQLite.
+ */
+export function storeWriteProblem(error: unknown): string {
+  const { errcode, code } = (error ?? {}) as { errcode?: unknown; code?: unknown }
+  const primary = typeof errcode === 'number' ? errcode & 0xff : undefined
+  const cause =
+    primary === 13 || code === 'ENOSPC' ? 'disk full?'
+    : primary === 8 || code === 'EROFS' ? 'read-only filesystem?'
+    : primary === 10 || code === 'EIO' ? 'I/O error'
+    : 'see the agent log'
+  return `the job store could not be written (${cause})`
+}
+
+const PRAGMAS = 'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;'
+
+/**
+ * Opens the store in WAL mode, its index shared through a `-shm` file. Creating or sizing that
+ * file fails on a full disk: then the index is kept in memory instead (exclusive locking, no
+ * other process can open the store meanwhile), so the agent still starts and reads its store
+ * (writes wait, see JobRegistry) instead of failing to start in a loop.
+ */
+function openDatabase(path: string): DatabaseSync {
+  const open = (pragmas: string) => {
+    const db = new DatabaseSync(path)
+    try {
+      db.exec(pragmas)
+      db.prepare('PRAGMA user_version').get() // the first read maps the index
+      return db
+    } catch (error) {
+      db.close()
+      throw error
+    }
+  }
+  try {
+    return open(PRAGMAS)
+  } catch (error) {
+    try {
+      return open(`PRAGMA locking_mode = EXCLUSIVE; ${PRAGMAS}`)
+    } catch {
+      throw error
+    }
+  }
+}
+
 export class JobStore {
   readonly #db: DatabaseSync
   readonly #path: string
@@ -48,8 +95,7 @@ export class JobStore {
     mkdirSync(directory, { recursive: true, mode: 0o700 })
     chmodSync(directory, 0o700)
     this.#path = join(directory, 'jobs.sqlite')
-    this.#db = new DatabaseSync(this.#path)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    this.#db = openDatabase(this.#path)
     this.#migrate()
     this.#restrictFiles()
     this.#save = this.#db.prepare(
@@ -58,10 +104,11 @@ export class JobStore {
          started_at = excluded.started_at, ended_at = excluded.ended_at`,
     )
     this.#remove = this.#db.prepare('DELETE FROM jobs WHERE kind = ? AND id = ?')
-    this.#expired = this.#db.prepare(`SELECT kind, id FROM jobs WHERE status != 'RUNNING' AND ended_at < ?`)
-    this.#overflow = this.#db.prepare(
-      `SELECT kind, id FROM jobs WHERE status != 'RUNNING' ORDER BY ended_at DESC, rowid DESC LIMIT -1 OFFSET ?`,
-    )
+    // A finished job whose recovery still owes steps (record.pending) is kept like a running one.
+    // (An unreadable record owes nothing: recovery could not read it either.)
+    const finished = `status != 'RUNNING' AND (NOT json_valid(record) OR coalesce(json_array_length(record, '$.pending'), 0) = 0)`
+    this.#expired = this.#db.prepare(`SELECT kind, id FROM jobs WHERE ${finished} AND ended_at < ?`)
+    this.#overflow = this.#db.prepare(`SELECT kind, id FROM jobs WHERE ${finished} ORDER BY ended_at DESC, rowid DESC LIMIT -1 OFFSET ?`)
   }
 
   get schemaVersion(): number {
@@ -118,7 +165,10 @@ export class JobStore {
     this.#remove.run(kind, id)
   }
 
-  /** Finished jobs that ended before `endedBefore` or beyond the newest `keep`, to prune. */
+  /**
+   * Finished jobs that ended before `endedBefore` or beyond the newest `keep`, to prune; never a
+   * running job or one whose recovery still owes steps.
+   */
   prunable(endedBefore: number, keep: number): { kind: JobKind; id: string }[] {
     const seen = new Set<string>()
     const out: { kind: JobKind; id: string }[] = []

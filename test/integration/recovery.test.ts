@@ -1,0 +1,173 @@
+// Crash during recovery (issue 14, item 3): a second SIGKILL while recovery waits for an orphaned
+// cleanup or runs the unlock script loses no owed step; until the steps have run the id can be
+// neither deleted nor reused; a SIGTERM while recovery runs waits for it.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { BACKUP_STAGES, RESTORE_STAGES, startAgent, type Agent, type AgentOptions } from '../helpers/agent.ts'
+import { managerBackupBody, managerId } from '../helpers/bodies.ts'
+
+const skip = { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSecret: 'recovery-secret-Q7', filenamePrefix: '' }
+
+/**
+ * Each stage records `<tag> <stage> start` and `<tag> <stage> end` in `steps` (an end means the
+ * script ran to its end) and sleeps `sleep_secs` when `sleep_in` (a space-separated list) names it.
+ */
+function stepScripts(steps: string): Record<string, string> {
+  const scripts: Record<string, string> = {}
+  for (const stage of [...BACKUP_STAGES, ...RESTORE_STAGES]) {
+    scripts[stage] = [
+      `if [ -n "$tag" ]; then printf '%s\\n' "$tag ${stage} start" >> '${steps}'; fi`,
+      `if [[ " $sleep_in " == *" ${stage} "* ]]; then sleep "\${sleep_secs:-30}"; fi`,
+      `if [ -n "$tag" ]; then printf '%s\\n' "$tag ${stage} end" >> '${steps}'; fi`,
+      `echo '${stage} ran'`,
+    ].join('\n')
+  }
+  return scripts
+}
+
+describe('a crash during recovery', () => {
+  let dir: string
+  let steps: string
+  let agent: Agent
+  let options: AgentOptions
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'osb-recovery-'))
+    steps = join(dir, 'steps.log')
+    agent = await startAgent({ scripts: stepScripts(steps), env: { hook_timeout_seconds: '60' } })
+    options = agent.restartOptions()
+  })
+  after(async () => {
+    agent.assertNoSecrets(['recovery-secret-Q7'])
+    await agent.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  /** The lines the job's scripts recorded, without the tag. */
+  const stepsOf = async (id: string) => (await readFile(steps, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith(`${id} `)).map((l) => l.slice(id.length + 1))
+  const count = async (id: string, line: string) => (await stepsOf(id)).filter((l) => l === line).length
+
+  async function waitForStep(id: string, line: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!(await stepsOf(id)).includes(line)) {
+      assert.ok(Date.now() < deadline, `no "${line}" for ${id} within ${timeoutMs} ms: ${JSON.stringify(await stepsOf(id))}\n${agent.output().slice(-3000)}`)
+      await new Promise((r) => setTimeout(r, 25))
+    }
+  }
+
+  /** DELETE answers 409 while recovery owes steps; this waits until it does not (and deletes). */
+  async function deleteOnceNothingOwed(id: string): Promise<void> {
+    const deadline = Date.now() + 20_000
+    for (;;) {
+      const res = await agent.request('DELETE', '/backup', { id })
+      if (res.status === 200) return
+      assert.equal(res.status, 409, res.text)
+      assert.ok(Date.now() < deadline, `${id} still owes steps: ${res.text}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+
+  async function trigger(id: string, parameters: Record<string, string | number>): Promise<void> {
+    const res = await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, ...parameters } }))
+    assert.equal(res.status, 201, res.text)
+  }
+
+  it('killed again while recovery waits for the orphaned cleanup: the cleanup ends on its own, unlock runs once, then the id is free', async () => {
+    const id = managerId()
+    await trigger(id, { sleep_in: 'backup-cleanup', sleep_secs: 6 })
+    await waitForStep(id, 'backup-cleanup start')
+    await agent.kill('SIGKILL')
+
+    agent = await startAgent(options)
+    await agent.waitForOutput(new RegExp(`"job":"${id}".*"msg":"waiting for the interrupted script"`), 10_000)
+    // owed: the id is neither deleted nor reused, and a trigger sees the old job
+    const refused = await agent.request('DELETE', '/backup', { id })
+    assert.equal(refused.status, 409)
+    assert.equal(refused.json().status, 'FAILED')
+    const again = await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id } }))
+    assert.equal(again.status, 409)
+    assert.match(again.json().error_message, /^interrupted by agent restart during backup-cleanup/)
+    await agent.kill('SIGKILL')
+
+    agent = await startAgent(options)
+    assert.equal((await agent.request('DELETE', '/backup', { id })).status, 409, 'still owed after the second crash')
+    await waitForStep(id, 'post-backup-unlock end')
+    const body = (await agent.request('GET', `/backup/${id}`)).json()
+    assert.equal(body.status, 'FAILED')
+    assert.equal(body.state, 'finished')
+    assert.match(body.error_message, /^interrupted by agent restart during backup-cleanup/)
+    await deleteOnceNothingOwed(id)
+    assert.deepEqual(await stepsOf(id), [
+      'pre-backup-lock start', 'pre-backup-lock end', 'pre-backup-check start', 'pre-backup-check end', 'backup start', 'backup end',
+      'backup-cleanup start', 'backup-cleanup end', 'post-backup-unlock start', 'post-backup-unlock end',
+    ], 'every step once: the orphan was waited for, not run again')
+
+    // the id is free now; the new job is a new job
+    await trigger(id, {})
+    const fresh = await agent.waitFor('backup', id)
+    assert.equal(fresh.status, 'SUCCEEDED', fresh.error_message)
+    assert.equal(fresh.error_message, undefined)
+    assert.equal(await count(id, 'post-backup-unlock start'), 2, 'the old unlock once, the new job\'s once')
+  })
+
+  it('killed again while recovery runs the unlock script: the unlock is waited for and not lost', async () => {
+    const id = managerId()
+    await trigger(id, { sleep_in: 'backup post-backup-unlock', sleep_secs: 4 })
+    await waitForStep(id, 'backup start')
+    await agent.kill('SIGKILL')
+
+    agent = await startAgent(options)
+    await waitForStep(id, 'post-backup-unlock start')
+    await agent.kill('SIGKILL')
+
+    agent = await startAgent(options)
+    assert.equal((await agent.request('DELETE', '/backup', { id })).status, 409)
+    await waitForStep(id, 'post-backup-unlock end')
+    await deleteOnceNothingOwed(id)
+    assert.equal(await count(id, 'backup-cleanup end'), 1)
+    assert.ok((await count(id, 'post-backup-unlock end')) >= 1, 'unlock ran to its end at least once')
+    assert.equal(await count(id, 'post-backup-unlock start'), 1, 'exactly once: the store could be written')
+  })
+
+  it('the body the second crash left keeps what the first recovery did, and survives a later restart byte for byte', async () => {
+    const id = managerId()
+    await trigger(id, { sleep_in: 'backup post-backup-unlock', sleep_secs: 3 })
+    await waitForStep(id, 'backup start')
+    await agent.kill('SIGKILL')
+    agent = await startAgent(options)
+    await waitForStep(id, 'post-backup-unlock start')
+    await agent.kill('SIGKILL')
+
+    agent = await startAgent(options)
+    const early = (await agent.request('GET', `/backup/${id}`)).json()
+    assert.equal(early.status, 'FAILED')
+    assert.match(early.error_message, /^interrupted by agent restart during backup/)
+    assert.equal(early.backup_cleanup_log, 'backup-cleanup ran\n', 'the cleanup the first recovery ran was stored')
+    await agent.waitForOutput(new RegExp(`"job":"${id}".*"msg":"recovery finished"`), 20_000)
+    const settled = (await agent.request('GET', `/backup/${id}`)).text
+    await agent.kill('SIGTERM')
+    agent = await startAgent(options)
+    assert.equal((await agent.request('GET', `/backup/${id}`)).text, settled)
+    assert.equal((await agent.request('DELETE', '/backup', { id })).status, 200, 'nothing owed')
+    assert.equal(await count(id, 'post-backup-unlock start'), 1, 'nothing ran again after the restarts')
+    assert.equal(await count(id, 'post-backup-unlock end'), 1)
+  })
+
+  it('SIGTERM while recovery runs the unlock script: the agent waits for it, exits 0, and nothing is owed after', async () => {
+    const id = managerId()
+    await trigger(id, { sleep_in: 'backup post-backup-unlock', sleep_secs: 3 })
+    await waitForStep(id, 'backup start')
+    await agent.kill('SIGKILL')
+
+    agent = await startAgent(options)
+    await waitForStep(id, 'post-backup-unlock start')
+    assert.equal(await agent.kill('SIGTERM'), 0)
+    assert.equal(await count(id, 'post-backup-unlock end'), 1, 'the unlock ended before the agent did')
+
+    agent = await startAgent(options)
+    assert.equal((await agent.request('DELETE', '/backup', { id })).status, 200, 'nothing owed')
+    assert.equal(await count(id, 'post-backup-unlock start'), 1)
+  })
+})
