@@ -237,8 +237,10 @@ async function uploadBackupFile(ctx: StageContext): Promise<void> {
 }
 
 async function downloadRestoreFile(ctx: StageContext): Promise<void> {
+  // Checked here, where the agent writes them (the trigger checks the request's name too).
   const filename = jobFileName(ctx.job.request.destination.filename, 'the restore filename')
-  const target = join(ctx.directory, restoreFileArgument(ctx.job))
+  const name = restoreFileArgument(ctx.job)
+  const target = join(ctx.directory, name === filename ? name : jobFileName(name, `the decoded file's name (${filename} without ${STREAM_SUFFIX})`))
   await makeRoomFor(target, ctx.allowedToDeleteFiles)
   // Downloaded and decoded in a fresh directory of the agent's own (0700, a random name) and
   // moved into place once verified: the restore script never sees a partial or corrupt file
@@ -331,13 +333,12 @@ const isStreamedObject = (filename: string) => filename.endsWith(STREAM_SUFFIX)
 
 /**
  * The file the restore script gets: the object's name, or for a streamed object restored
- * through a file, the decoded dump beside it (the name without `.osb`), checked as a file name
- * once more after the suffix is gone (`..osb` would be `.`, `...osb` `..`).
+ * through a file, the decoded dump beside it (the name without `.osb`: `..osb` gives `.`, so the
+ * download checks it again as a file name).
  */
 function restoreFileArgument(job: Job): string {
   const { filename } = job.request.destination
-  if (!isStreamedObject(filename) || job.streamRestore) return jobFileName(filename, 'the restore filename')
-  return jobFileName(filename.slice(0, -STREAM_SUFFIX.length), `the decoded file's name (${filename} without ${STREAM_SUFFIX})`)
+  return isStreamedObject(filename) && !job.streamRestore ? filename.slice(0, -STREAM_SUFFIX.length) : filename
 }
 
 /** Decodes a verified `.osb` download into a new file the restore script reads (its digest was checked: not hashed again). */
