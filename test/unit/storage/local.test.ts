@@ -144,4 +144,21 @@ describe('LocalStorage', () => {
       await rm(dir, { recursive: true, force: true })
     }
   })
+
+  it('abandon removes exactly the temporary files an upload of that name leaves, nothing else', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'osb-local-'))
+    try {
+      const folder = join(dir, 'root', 'pg')
+      await mkdir(folder, { recursive: true })
+      const hex = '0123456789abcdef'
+      const leftOvers = [`.obj.partial-${hex}`, `.obj.meta.json.${hex}`, '.obj.partial']
+      const kept = ['obj', '.obj.meta.json', `obj.partial-${hex}`, `.obj.partial-${hex}x`, '.obj.partial-zzzzzzzzzzzzzzzz', `.obj2.partial-${hex}`, `.obj.x.partial-${hex}`]
+      for (const name of [...leftOvers, ...kept]) await writeFile(join(folder, name), name)
+      await new LocalStorage(join(dir, 'root'), 'pg/').abandon('obj')
+      assert.deepEqual((await readdir(folder)).sort(), [...kept].sort())
+      await new LocalStorage(join(dir, 'root'), 'missing/').abandon('obj') // no folder: nothing to do
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
 })
