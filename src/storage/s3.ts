@@ -1,4 +1,5 @@
 // S3 (AWS or any S3-compatible server): streaming multipart upload from disk, streaming download.
+import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
@@ -118,7 +119,7 @@ export class S3Storage implements Storage {
   async upload(path: string, filename: string, options: TransferOptions = {}): Promise<void> {
     // S3 fixes an object's metadata when its (multipart) upload is created: the digest first.
     const sha256 = await options.sha256
-    const file = await open(path, 'r')
+    const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW) // the job's file itself, never a link's target
     try {
       const { size } = await file.stat()
       const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
