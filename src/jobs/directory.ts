@@ -1,9 +1,15 @@
 // A job's working directory and the files the agent writes into it: never readable by others.
 // Directories are 0750 and files 0640; with job_group they belong to that group, so scripts that
 // drop privileges to the database user (a member of it) can still read a restore file or write
-// their dump. The modes are set explicitly (chmod), whatever the process umask.
-import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync } from 'node:fs'
-import { chmod, chown, mkdir, rm } from 'node:fs/promises'
+// their dump. The modes are set explicitly, whatever the process umask.
+//
+// Nothing here follows a symlink: the job directory is opened with O_NOFOLLOW and changed through
+// that handle, its entries are reached through the handle (/proc/self/fd/<fd>/<name>, Linux's
+// openat), and the agent's own files are created exclusively (O_EXCL|O_NOFOLLOW) with their mode
+// and group set on the open file. Scripts run as root in this directory and may chown it to the
+// database user: anything may be planted there.
+import { closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, readdirSync } from 'node:fs'
+import { chown, mkdir, open, rm, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 
@@ -12,6 +18,9 @@ export const JOB_FILE_MODE = 0o640
 
 /** Owner unchanged in chown. */
 const SAME_OWNER = -1
+
+/** A new file: created here or not at all, never through a link. */
+export const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
 
 /**
  * directory_backup or directory_restore: created 0750 when missing, and given job_group (the
@@ -24,35 +33,80 @@ export async function prepareJobRoot(directory: string, gid: number | undefined)
 }
 
 /**
- * Creates the job's directory (or takes over an existing one) with the job mode and group, and
- * empties it when `empty`: files left by an earlier job with the same id (after a DELETE) must
- * not be mistaken for this job's backup.
+ * What to do with a job directory that exists already (an earlier job with the same id left it):
+ * - empty: remove its entries (a backup: files left there must not be taken for this job's
+ *   backup; a restore with allowed_to_delete_files=true)
+ * - refuse: fail the job (a restore with allowed_to_delete_files=false: what is there is not
+ *   the agent's to delete, and anything planted there could redirect what the agent writes)
  */
-export async function prepareJobDirectory(directory: string, options: { empty: boolean; gid: number | undefined }): Promise<void> {
+export type ExistingDirectory = 'empty' | 'refuse'
+
+/** Creates the job's directory (or takes over an existing one) with the job mode and group. */
+export async function prepareJobDirectory(directory: string, options: { existing: ExistingDirectory; gid: number | undefined }): Promise<void> {
   try {
     // Synchronous metadata calls (as the script checks in src/scripts/safety.ts): microseconds each
     // on the agent's own directory, where each thread-pool round trip cost ~1-2 ms on a busy
     // machine, on every job's path. Emptying stays asynchronous: it may remove a large tree.
     // mkdirSync answers undefined when the directory was there already, a path when it created it.
     const created = mkdirSync(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
+    if (created === undefined && options.existing === 'refuse') {
+      throw new Error('it already exists and allowed_to_delete_files is false, so what it holds is not removed (an earlier job with this id left it): remove the directory, or set allowed_to_delete_files=true')
+    }
     // A symlink planted under the job's name would send the agent's chmod, chown and rm elsewhere.
-    const info = lstatSync(directory)
-    if (!info.isDirectory()) throw new Error('it is not a directory (a symlink?)')
-    chmodSync(directory, JOB_DIRECTORY_MODE)
-    if (options.gid !== undefined) chownSync(directory, SAME_OWNER, options.gid)
-    // A directory this call just created is empty: nothing to list.
-    if (options.empty && created === undefined) {
-      for (const name of readdirSync(directory)) await rm(join(directory, name), { recursive: true, force: true })
+    let fd: number
+    try {
+      fd = openSync(directory, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+    } catch (error) {
+      if (['ELOOP', 'ENOTDIR'].includes((error as { code?: string }).code ?? '')) throw new Error('it is not a directory (a symlink?)')
+      throw error
+    }
+    try {
+      fchmodSync(fd, JOB_DIRECTORY_MODE)
+      if (options.gid !== undefined) fchownSync(fd, SAME_OWNER, options.gid)
+      // A directory this call just created is empty: nothing to list. rm removes a symlink, never
+      // what it points to, and does not descend through one.
+      if (created === undefined) {
+        const here = `/proc/self/fd/${fd}`
+        for (const name of readdirSync(here)) await rm(join(here, name), { recursive: true, force: true })
+      }
+    } finally {
+      closeSync(fd)
     }
   } catch (error) {
     throw new JobError(`cannot prepare the job directory ${directory}: ${(error as Error).message}`, { cause: error })
   }
 }
 
-/** Gives a file the agent wrote the job file mode and group. */
-export async function protectJobFile(path: string, gid: number | undefined): Promise<void> {
-  await chmod(path, JOB_FILE_MODE)
-  if (gid !== undefined) await chown(path, SAME_OWNER, gid)
+/**
+ * A name the agent writes in a job directory, checked where it is used (after every change made
+ * to it, such as a `.osb` suffix removed): one plain path component that fits NAME_MAX.
+ */
+export function jobFileName(name: string, what: string): string {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || Buffer.byteLength(name) > 255) {
+    throw new JobError(`${what} is ${JSON.stringify(name)}, which is not a single file name the agent may write in the job directory`)
+  }
+  return name
+}
+
+/**
+ * Creates a file the agent writes (a download, a decoded dump) exclusively, never through a link,
+ * with the job file mode and group set on the open file before any byte is written.
+ */
+export async function createJobFile(path: string, gid: number | undefined): Promise<FileHandle> {
+  const file = await open(path, NEW_FILE, 0o600)
+  try {
+    await file.chmod(JOB_FILE_MODE)
+    if (gid !== undefined) await file.chown(SAME_OWNER, gid)
+    return file
+  } catch (error) {
+    await file.close()
+    throw error
+  }
+}
+
+/** Whether anything, a symlink or a dangling one included, is at `path`. */
+export function entryAt(path: string): ReturnType<typeof lstatSync> | undefined {
+  return lstatSync(path, { throwIfNoEntry: false })
 }
 
 /**

@@ -73,7 +73,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   let reason: FailureReason | undefined
   let stageStarted = 0
   try {
-    await prepareJobDirectory(directory, { empty: job.kind === 'backup', gid: deps.jobGid })
+    await prepareJobDirectory(directory, { existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse', gid: deps.jobGid })
     failure = await runStages(STAGES[job.kind], ctx, cancel, {
       entered(stage) {
         job.state = stage.name

@@ -1,18 +1,18 @@
 // The stages of a backup and of a restore, as data (SPEC §5). The runner walks a table; what a
 // stage does lives here, when it runs is its `runIf`.
-import { createReadStream, createWriteStream, lstatSync, readdirSync } from 'node:fs'
-import { rename, rm, stat } from 'node:fs/promises'
+import { createReadStream, lstatSync, readdirSync } from 'node:fs'
+import { link, mkdtemp, rename, rm } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { processStartTime } from '../scripts/process-group.ts'
 import { runScript, stageLimit } from '../scripts/run.ts'
 import { digestFile } from '../storage/file-digest.ts'
-import type { Storage, TransferOptions } from '../storage/storage.ts'
+import type { Downloaded, Storage, TransferOptions } from '../storage/storage.ts'
 import { hasTrailer, readFileHeader, type Compression, type StreamHeader } from '../integrity/format.ts'
 import { TrailerDigest, verifiedTrailer, type ObjectDigest } from '../integrity/trailer.ts'
 import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
-import { protectJobFile } from './directory.ts'
+import { createJobFile, entryAt, jobFileName } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
 
@@ -239,40 +239,71 @@ async function uploadBackupFile(ctx: StageContext): Promise<void> {
 }
 
 async function downloadRestoreFile(ctx: StageContext): Promise<void> {
-  const { filename } = ctx.job.request.destination
-  const target = join(ctx.directory, filename)
-  if (await stat(target).catch(() => undefined)) {
-    if (!ctx.allowedToDeleteFiles) {
-      throw new JobError(`${target} already exists and allowed_to_delete_files is false, so it is not replaced`)
-    }
-  }
-  // Download beside the target and rename once verified: the restore script never sees a
-  // partial or corrupt file under the name it reads.
-  const partial = join(ctx.directory, `.${filename}.download`)
+  // Checked here, where the agent writes them (the trigger checks the request's name too).
+  const filename = jobFileName(ctx.job.request.destination.filename, 'the restore filename')
+  const name = restoreFileArgument(ctx.job)
+  const target = join(ctx.directory, name === filename ? name : jobFileName(name, `the decoded file's name (${filename} without ${STREAM_SUFFIX})`))
+  await makeRoomFor(target, ctx.allowedToDeleteFiles)
+  // Downloaded and decoded in a fresh directory of the agent's own (0700, a random name) and
+  // moved into place once verified: the restore script never sees a partial or corrupt file
+  // under the name it reads, nothing planted in the job directory lies in the way of what the
+  // agent writes, and no name of the agent's can be the restore filename.
+  const work = await mkdtemp(join(ctx.directory, '.agent-download-'))
   // One pass gives both the whole-object digest and, holding back the last 32 bytes, the one a
   // version-2 `.osb` trailer must match (src/integrity/trailer.ts).
   const digest = new TrailerDigest()
   try {
-    const downloaded = await ctx.storage().download(filename, partial, {
-      ...ctx.transferOptions(null),
-      onChunk: (chunk) => digest.update(chunk),
-    })
+    const object = join(work, 'object')
+    const file = await createJobFile(object, ctx.jobGid)
+    let downloaded: Downloaded
+    try {
+      downloaded = await ctx.storage().download(filename, file, {
+        ...ctx.transferOptions(null),
+        onChunk: (chunk) => digest.update(chunk),
+      })
+    } finally {
+      await file.close()
+    }
     ctx.job.filename = filename
     ctx.job.filesize = downloaded.size
     const streamed = isStreamedObject(filename)
     // An unreadable header is checked like a version-1 object (the stored digest, if any); the
     // decoder then reports what is wrong with it.
-    const header = streamed ? await readFileHeader(partial).catch(() => undefined) : undefined
+    const header = streamed ? await readFileHeader(object).catch(() => undefined) : undefined
     verifyDownload(ctx, filename, digest.digest(), downloaded.sha256, header)
-    if (streamed) {
-      await decodeInto(partial, join(ctx.directory, restoreFileArgument(ctx.job)), ctx.job.request.encryptionKey, ctx.jobGid)
-    } else {
-      await protectJobFile(partial, ctx.jobGid)
-      await rename(partial, target)
-    }
+    const ready = streamed ? await decodeInto(object, join(work, 'decoded'), ctx.job.request.encryptionKey, ctx.jobGid) : object
+    await moveIntoPlace(ready, target, ctx.allowedToDeleteFiles)
   } finally {
     ctx.job.progress = undefined
-    await rm(partial, { force: true })
+    await rm(work, { recursive: true, force: true })
+  }
+}
+
+const notReplaced = (target: string) => new JobError(`${target} already exists and allowed_to_delete_files is false, so it is not replaced`)
+
+/**
+ * Before a download: whatever is at the restore file's name (a symlink counts, it is never
+ * followed) stays when allowed_to_delete_files is false (the job fails before it downloads), and
+ * a directory there is removed when it is true (a rename cannot replace one).
+ */
+async function makeRoomFor(target: string, allowedToDeleteFiles: boolean): Promise<void> {
+  const existing = entryAt(target)
+  if (existing === undefined) return
+  if (!allowedToDeleteFiles) throw notReplaced(target)
+  if (existing.isDirectory()) await rm(target, { recursive: true, force: true })
+}
+
+/**
+ * A rename replaces a symlink at the target, never writes through it. Without permission to
+ * replace, a hard link puts the file in place only if nothing took the name meanwhile (link(2)
+ * fails on any entry, a dangling symlink included).
+ */
+async function moveIntoPlace(ready: string, target: string, allowedToDeleteFiles: boolean): Promise<void> {
+  if (allowedToDeleteFiles) return rename(ready, target)
+  try {
+    await link(ready, target)
+  } catch (error) {
+    throw (error as { code?: string }).code === 'EEXIST' ? notReplaced(target) : error
   }
 }
 
@@ -304,22 +335,22 @@ const isStreamedObject = (filename: string) => filename.endsWith(STREAM_SUFFIX)
 
 /**
  * The file the restore script gets: the object's name, or for a streamed object restored
- * through a file, the decoded dump beside it (the name without `.osb`).
+ * through a file, the decoded dump beside it (the name without `.osb`: `..osb` gives `.`, so the
+ * download checks it again as a file name).
  */
 function restoreFileArgument(job: Job): string {
   const { filename } = job.request.destination
   return isStreamedObject(filename) && !job.streamRestore ? filename.slice(0, -STREAM_SUFFIX.length) : filename
 }
 
-/** Decodes a verified `.osb` download into the file the restore script reads (its digest was checked: not hashed again). */
-async function decodeInto(encoded: string, target: string, encryptionKey: string, gid: number | undefined): Promise<void> {
-  const partial = `${target}.decoding`
+/** Decodes a verified `.osb` download into a new file the restore script reads (its digest was checked: not hashed again). */
+async function decodeInto(encoded: string, target: string, encryptionKey: string, gid: number | undefined): Promise<string> {
   const { createDecoder } = await loadCodec()
+  const file = await createJobFile(target, gid)
   try {
-    await pipeline(createReadStream(encoded, { highWaterMark: 1024 * 1024 }), createDecoder(encryptionKey, { verify: false }), createWriteStream(partial, { mode: 0o640 }))
-    await protectJobFile(partial, gid)
-    await rename(partial, target)
+    await pipeline(createReadStream(encoded, { highWaterMark: 1024 * 1024 }), createDecoder(encryptionKey, { verify: false }), file.createWriteStream({ highWaterMark: 1024 * 1024 }))
   } finally {
-    await rm(partial, { force: true })
+    await file.close()
   }
+  return target
 }

@@ -156,13 +156,13 @@ const pool = new DigestPool()
  */
 function workerMain(): void {
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads')
-  const { closeSync, openSync, readSync } = require('node:fs') as typeof import('node:fs')
+  const { closeSync, constants, openSync, readSync } = require('node:fs') as typeof import('node:fs')
   const { createHash } = require('node:crypto') as typeof import('node:crypto')
   const buffer = Buffer.allocUnsafeSlow(1024 * 1024)
   parentPort?.on('message', ({ path, algorithm, start, length }: { path: string; algorithm: string; start: number; length: number }) => {
     let fd: number | undefined
     try {
-      fd = openSync(path, 'r')
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW) // the job's file itself, never a link's target
       const hash = createHash(algorithm)
       let bytes = 0
       for (;;) {

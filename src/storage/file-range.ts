@@ -3,6 +3,7 @@
 // allocates a fresh buffer for every read, and glibc hands that memory back to the kernel just as
 // often: a page fault per 4 KiB, ~0.6 s of system time per GiB read on the test machine
 // (docs/PERFORMANCE.md), against ~0.2 s with buffers that are kept.
+import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { JobError } from '../errors.ts'
 
@@ -23,7 +24,7 @@ const BUFFERS = 4
  */
 export async function sendFileRange({ path, start, length }: FileRange, write: (chunk: Buffer) => Promise<void>, onChunk: (chunk: Buffer) => void): Promise<void> {
   if (length === 0) return
-  const file = await open(path, 'r')
+  const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW) // the job's file itself, never a link's target
   const writes: Promise<void>[] = []
   try {
     const buffers: Buffer[] = []

@@ -1,4 +1,5 @@
 // S3 (AWS or any S3-compatible server): streaming multipart upload from disk, streaming download.
+import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
@@ -118,7 +119,7 @@ export class S3Storage implements Storage {
   async upload(path: string, filename: string, options: TransferOptions = {}): Promise<void> {
     // S3 fixes an object's metadata when its (multipart) upload is created: the digest first.
     const sha256 = await options.sha256
-    const file = await open(path, 'r')
+    const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW) // the job's file itself, never a link's target
     try {
       const { size } = await file.stat()
       const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
@@ -133,9 +134,8 @@ export class S3Storage implements Storage {
    * (s3-download.ts), from AWS (virtual-hosted buckets, regions to follow) through the SDK (see
    * read()), and through the SDK too when the bucket turns out to be in another region.
    */
-  async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<Downloaded> {
+  async download(filename: string, file: FileHandle, options: TransferOptions = {}): Promise<Downloaded> {
     if (this.#pathStyle) {
-      const file = await open(targetPath, 'w')
       const region = this.#d.region ?? 'us-east-1'
       const target = { endpointUrl: this.#d.endpointUrl, bucket: this.#d.bucket, key: this.#key(filename), region, credentials: { accessKeyId: this.#d.authKey, secretAccessKey: this.#d.authSecret } }
       try {
@@ -145,29 +145,23 @@ export class S3Storage implements Storage {
           if (options.signal?.aborted) throw new JobError(String(options.signal.reason), { cause: error })
           throw this.#explain(error, `download of ${target.key}`)
         }
-      } finally {
-        await file.close()
       }
+      await file.truncate(0) // the SDK's download starts over
     }
-    return this.#downloadWithSdk(filename, targetPath, options)
+    return this.#downloadWithSdk(filename, file, options)
   }
 
-  async #downloadWithSdk(filename: string, targetPath: string, options: TransferOptions): Promise<Downloaded> {
+  async #downloadWithSdk(filename: string, file: FileHandle, options: TransferOptions): Promise<Downloaded> {
     const object = await this.read(filename, options)
     let size = 0
-    const file = await open(targetPath, 'w')
-    try {
-      await pipeline(
-        object.chunks,
-        new FileSink(file, 0, (chunk) => {
-          size += chunk.length
-          options.onChunk?.(chunk)
-          options.onProgress?.(size)
-        }),
-      )
-    } finally {
-      await file.close()
-    }
+    await pipeline(
+      object.chunks,
+      new FileSink(file, 0, (chunk) => {
+        size += chunk.length
+        options.onChunk?.(chunk)
+        options.onProgress?.(size)
+      }),
+    )
     return { size, sha256: object.sha256 }
   }
 

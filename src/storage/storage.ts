@@ -1,5 +1,6 @@
 // The one interface every storage backend implements. No backend knows about jobs, and no job
 // code knows a backend's protocol.
+import type { FileHandle } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Config } from '../config.ts'
 import type { StorageDestination } from '../jobs/request.ts'
@@ -55,13 +56,15 @@ export interface Storage {
   /** Streams the file at `path` to the object for `filename`; memory does not grow with size. */
   upload(path: string, filename: string, options?: TransferOptions): Promise<void>
   /**
-   * Streams the object for `filename` into the file at `targetPath` (created or truncated).
+   * Streams the object for `filename` into `file` from its start. The caller creates the file
+   * (exclusively, never through a link: src/jobs/directory.ts) and closes it; no backend opens a
+   * download target by its path.
    * When the object has a stored SHA-256 (`Downloaded.sha256`) the caller must compare it with
    * the digest of the chunks it got through `onChunk`: that check covers the whole object end to
    * end, so a backend need not check the bytes again against its own digests (Swift's MD5s).
    * Objects without one are checked by the backend where the store gives it a digest.
    */
-  download(filename: string, targetPath: string, options?: TransferOptions): Promise<Downloaded>
+  download(filename: string, file: FileHandle, options?: TransferOptions): Promise<Downloaded>
   /**
    * Removes what an interrupted upload of `filename` left behind (an unfinished multipart
    * upload, orphaned segments), after an agent restart. Never touches a completed object.
@@ -122,8 +125,8 @@ class LazyStorage implements Required<Storage> {
     return (await this.#open()).upload(path, filename, options)
   }
 
-  async download(filename: string, targetPath: string, options?: TransferOptions): Promise<Downloaded> {
-    return (await this.#open()).download(filename, targetPath, options)
+  async download(filename: string, file: FileHandle, options?: TransferOptions): Promise<Downloaded> {
+    return (await this.#open()).download(filename, file, options)
   }
 
   async abandon(filename: string): Promise<void> {

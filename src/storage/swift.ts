@@ -89,17 +89,15 @@ export class SwiftStorage implements Storage {
   }
 
   /**
-   * Streams the object to `targetPath`. A connection that breaks mid-body is resumed with a
+   * Streams the object into `file`. A connection that breaks mid-body is resumed with a
    * ranged GET (If-Match: the same object) from the bytes already written, up to storage_retries.
    * Checked against the ETag (MD5s) only when the object has no stored SHA-256.
    */
-  async download(filename: string, targetPath: string, options: TransferOptions = {}): Promise<Downloaded> {
+  async download(filename: string, file: FileHandle, options: TransferOptions = {}): Promise<Downloaded> {
     const ctx = this.#context(`download of ${filename}`, this.#d.containerName)
     const { signal } = options
     this.#client.onRequest = options.onRequest
-    let file: FileHandle | undefined
     try {
-      file = await open(targetPath, 'w')
       let written = 0
       let object: { etag: string; size: number | undefined; sha256: string | undefined; check: DownloadCheck } | undefined
       for (let resume = 0; ; resume++) {
@@ -159,8 +157,6 @@ export class SwiftStorage implements Storage {
     } catch (error) {
       if (signal?.aborted) throw new JobError(String(signal.reason), { cause: error })
       throw swiftFailure(ctx, error)
-    } finally {
-      await file?.close()
     }
   }
 

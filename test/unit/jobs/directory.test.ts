@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { prepareJobDirectory } from '../../../src/jobs/directory.ts'
@@ -13,7 +13,7 @@ describe('prepareJobDirectory', () => {
     const dir = join(root(), 'backup', 'job-1')
     const umask = process.umask(0o077)
     try {
-      await prepareJobDirectory(dir, { empty: true, gid: undefined })
+      await prepareJobDirectory(dir, { existing: 'empty', gid: undefined })
     } finally {
       process.umask(umask)
     }
@@ -27,17 +27,50 @@ describe('prepareJobDirectory', () => {
     writeFileSync(join(dir, 'old-dump.sql'), 'x')
     writeFileSync(join(dir, 'nested', 'deeper', 'file'), 'y')
     chmodSync(dir, 0o777)
-    await prepareJobDirectory(dir, { empty: true, gid: undefined })
+    await prepareJobDirectory(dir, { existing: 'empty', gid: undefined })
     assert.deepEqual(readdirSync(dir), [])
     assert.equal(statSync(dir).mode & 0o7777, 0o750)
   })
 
-  it('keeps the contents when asked not to empty (restore)', async () => {
-    const dir = join(root(), 'job-3')
-    mkdirSync(dir)
-    writeFileSync(join(dir, 'restore.sql'), 'x')
-    await prepareJobDirectory(dir, { empty: false, gid: undefined })
-    assert.deepEqual(readdirSync(dir), ['restore.sql'])
+  it('refuses an existing directory, and leaves it as it was, when it may not be emptied (a restore without allowed_to_delete_files)', async () => {
+    for (const entries of [['restore.sql'], []]) {
+      const dir = join(root(), 'job-3')
+      mkdirSync(dir, { mode: 0o700 })
+      chmodSync(dir, 0o700)
+      for (const name of entries) writeFileSync(join(dir, name), 'x')
+      await assert.rejects(prepareJobDirectory(dir, { existing: 'refuse', gid: undefined }), (error: Error) => {
+        assert.ok(error instanceof JobError)
+        assert.match(error.message, /job-3: it already exists and allowed_to_delete_files is false, so what it holds is not removed .*set allowed_to_delete_files=true$/)
+        return true
+      })
+      assert.deepEqual(readdirSync(dir), entries)
+      assert.equal(statSync(dir).mode & 0o7777, 0o700)
+    }
+  })
+
+  it('creates a missing directory also when an existing one would be refused', async () => {
+    const dir = join(root(), 'job-3b')
+    await prepareJobDirectory(dir, { existing: 'refuse', gid: undefined })
+    assert.deepEqual(readdirSync(dir), [])
+  })
+
+  it('empties through symlinks without following them: their targets keep their contents', async () => {
+    const base = root()
+    const outside = join(base, 'outside')
+    mkdirSync(join(outside, 'sub'), { recursive: true })
+    writeFileSync(join(outside, 'precious'), 'keep')
+    writeFileSync(join(outside, 'sub', 'deep'), 'keep')
+    const dir = join(base, 'job-6')
+    mkdirSync(join(dir, 'nested'), { recursive: true })
+    symlinkSync(outside, join(dir, 'to-directory'))
+    symlinkSync(join(outside, 'precious'), join(dir, 'to-file'))
+    symlinkSync(outside, join(dir, 'nested', 'deeper-link'))
+    symlinkSync(join(base, 'missing'), join(dir, 'dangling'))
+    await prepareJobDirectory(dir, { existing: 'empty', gid: undefined })
+    assert.deepEqual(readdirSync(dir), [])
+    assert.deepEqual(readdirSync(outside).sort(), ['precious', 'sub'])
+    assert.equal(readFileSync(join(outside, 'sub', 'deep'), 'utf8'), 'keep')
+    assert.equal(readFileSync(join(outside, 'precious'), 'utf8'), 'keep')
   })
 
   it('refuses a symlink planted under the job name and leaves its target alone', async () => {
@@ -48,7 +81,7 @@ describe('prepareJobDirectory', () => {
     writeFileSync(join(elsewhere, 'precious'), 'x')
     const dir = join(base, 'job-4')
     symlinkSync(elsewhere, dir)
-    await assert.rejects(prepareJobDirectory(dir, { empty: true, gid: undefined }), (error: Error) => {
+    await assert.rejects(prepareJobDirectory(dir, { existing: 'empty', gid: undefined }), (error: Error) => {
       assert.ok(error instanceof JobError)
       assert.match(error.message, /^cannot prepare the job directory .*job-4: it is not a directory \(a symlink\?\)$/)
       return true
@@ -60,6 +93,6 @@ describe('prepareJobDirectory', () => {
   it('answers with a JobError when the directory cannot be made', async () => {
     const base = root()
     writeFileSync(join(base, 'file'), 'x')
-    await assert.rejects(prepareJobDirectory(join(base, 'file', 'job-5'), { empty: true, gid: undefined }), /^JobError: cannot prepare the job directory /)
+    await assert.rejects(prepareJobDirectory(join(base, 'file', 'job-5'), { existing: 'empty', gid: undefined }), /^JobError: cannot prepare the job directory /)
   })
 })

@@ -15,6 +15,7 @@ import type { S3Destination } from '../../../src/jobs/request.ts'
 import { S3Storage } from '../../../src/storage/s3.ts'
 import { startFaultyProxy, type FaultyProxy } from '../../helpers/faulty-proxy.ts'
 import { s3Lab, uniqueName } from '../../helpers/storage.ts'
+import { downloadTo } from '../../helpers/download.ts'
 
 const MiB = 1024 * 1024
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
@@ -144,7 +145,7 @@ describe('S3Storage file uploads', () => {
     const target = join(dir, 'downloaded.bin')
     let attempts = 0
     const hash = createHash('sha256')
-    const downloaded = await storage().download('cut-download.bin', target, { onRequest: () => attempts++, onChunk: (chunk) => hash.update(chunk) })
+    const downloaded = await downloadTo(storage(), 'cut-download.bin', target, { onRequest: () => attempts++, onChunk: (chunk) => hash.update(chunk) })
     assert.equal(proxy.faults(), 1)
     assert.equal(attempts, 2, 'the GET, then a ranged GET from the bytes written')
     assert.equal(downloaded.size, data.length)

@@ -14,6 +14,7 @@ import { TokenCache } from '../../../src/storage/keystone.ts'
 import { SwiftStorage } from '../../../src/storage/swift.ts'
 import type { StorageSettings } from '../../../src/storage/storage.ts'
 import { FakeSwift } from '../../helpers/swift.ts'
+import { downloadTo } from '../../helpers/download.ts'
 
 const MiB = 1024 * 1024
 const KEY = 'fake-key'
@@ -72,7 +73,7 @@ describe('SwiftStorage', () => {
     assert.equal(fake.names('backups_segments').length, 4)
     for (const [name, source] of [['small.sql', small], ['large.sql', large]] as const) {
       const target = join(dir, `out-${name}`)
-      assert.deepEqual(await s.download(name, target), { size: source.data.length, sha256: undefined })
+      assert.deepEqual(await downloadTo(s, name, target), { size: source.data.length, sha256: undefined })
       assert.ok((await readFile(target)).equals(source.data))
     }
     assert.equal(fake.logins, 1, 'one login for all of it')
@@ -90,7 +91,7 @@ describe('SwiftStorage', () => {
       assert.ok(sent.every((n, i) => i === 0 || n >= (sent[i - 1] as number)), 'progress only grows')
       const chunks: Buffer[] = []
       const received: number[] = []
-      const downloaded = await s.download(name, join(dir, `out-${name}`), { onChunk: (c) => chunks.push(c), onProgress: (done) => received.push(done) })
+      const downloaded = await downloadTo(s, name, join(dir, `out-${name}`), { onChunk: (c) => chunks.push(c), onProgress: (done) => received.push(done) })
       assert.deepEqual(downloaded, { size: bytes, sha256 })
       assert.ok(Buffer.concat(chunks).equals(source.data))
       assert.equal(received.at(-1), bytes)
@@ -214,8 +215,8 @@ describe('SwiftStorage', () => {
     await s.upload((await file(1000)).path, 'plain.sql')
     await s.upload((await file(2 * MiB + 1)).path, 'slo.sql')
     fake.corruptDownloads = true
-    await assert.rejects(s.download('plain.sql', join(dir, 'x')), /^JobError: download of plain\.sql failed verification: the bytes received have MD5 [0-9a-f]{32}, Swift's ETag is [0-9a-f]{32}$/)
-    await assert.rejects(s.download('slo.sql', join(dir, 'y')), /download of slo\.sql failed verification: the segments received give ETag/)
+    await assert.rejects(downloadTo(s, 'plain.sql', join(dir, 'x')), /^JobError: download of plain\.sql failed verification: the bytes received have MD5 [0-9a-f]{32}, Swift's ETag is [0-9a-f]{32}$/)
+    await assert.rejects(downloadTo(s, 'slo.sql', join(dir, 'y')), /download of slo\.sql failed verification: the segments received give ETag/)
   })
 
   it('leaves the check of an object with a stored SHA-256 to the caller: no MD5s, no manifest GET', async () => {
@@ -226,7 +227,7 @@ describe('SwiftStorage', () => {
     fake.corruptDownloads = true
     fake.log.length = 0
     const chunks: Buffer[] = []
-    assert.deepEqual(await s.download('slo.sql', join(dir, 'z'), { onChunk: (c) => chunks.push(c) }), { size: source.data.length, sha256 })
+    assert.deepEqual(await downloadTo(s, 'slo.sql', join(dir, 'z'), { onChunk: (c) => chunks.push(c) }), { size: source.data.length, sha256 })
     assert.notEqual(createHash('sha256').update(Buffer.concat(chunks)).digest('hex'), sha256, 'what the caller hashes shows the corruption')
     assert.deepEqual(fake.log, ['GET backups/slo.sql'])
   })
@@ -238,7 +239,7 @@ describe('SwiftStorage', () => {
     fake.cutNextDownload = true
     fake.log.length = 0
     const target = join(dir, 'resumed')
-    assert.deepEqual(await s.download('resume.sql', target), { size: source.data.length, sha256: undefined })
+    assert.deepEqual(await downloadTo(s, 'resume.sql', target), { size: source.data.length, sha256: undefined })
     assert.ok((await readFile(target)).equals(source.data))
     assert.equal(fake.log.filter((l) => l === 'GET backups/resume.sql').length, 2)
   })
@@ -299,9 +300,9 @@ describe('SwiftStorage', () => {
 
   it('says which is missing: the container or the object', async () => {
     const s = storage()
-    await assert.rejects(s.download('nope.sql', join(dir, 'n')), /object "nope\.sql" does not exist in container "backups" of Swift account http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_fake; check the filename/)
+    await assert.rejects(downloadTo(s, 'nope.sql', join(dir, 'n')), /object "nope\.sql" does not exist in container "backups" of Swift account http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_fake; check the filename/)
     fake.containers.delete('backups')
-    await assert.rejects(s.download('nope.sql', join(dir, 'n')), /container "backups" does not exist in Swift account/)
+    await assert.rejects(downloadTo(s, 'nope.sql', join(dir, 'n')), /container "backups" does not exist in Swift account/)
     await assert.rejects(s.upload((await file(10)).path, 'x.sql'), /^JobError: upload of x\.sql failed: container "backups" does not exist/)
   })
 })
