@@ -117,8 +117,13 @@ export function entryAt(path: string): ReturnType<typeof lstatSync> | undefined 
 export function recreateMissingJobDirectory(directory: string, gid: number | undefined): void {
   try {
     if (mkdirSync(directory, { recursive: true, mode: JOB_DIRECTORY_MODE }) === undefined) return
-    chmodSync(directory, JOB_DIRECTORY_MODE)
-    if (gid !== undefined) chownSync(directory, SAME_OWNER, gid)
+    const fd = openSync(directory, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+    try {
+      fchmodSync(fd, JOB_DIRECTORY_MODE)
+      if (gid !== undefined) fchownSync(fd, SAME_OWNER, gid)
+    } finally {
+      closeSync(fd)
+    }
   } catch {
     // the script's start then fails and its message says why
   }
