@@ -91,6 +91,14 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     if (filenamePrefix !== '' && !isPlainRelativePath(filenamePrefix.slice(0, -1))) {
       errors.push('destination.filenamePrefix for LOCAL must be relative folder names (no leading /, no . or .., no empty parts)')
     }
+    // Names starting with "." are LOCAL's own files (metadata, partial uploads): never objects.
+    if (!skipStorage) {
+      const reserved = (field: string, part: string) =>
+        errors.push(`destination.${field} for LOCAL must not start a name with "." (${JSON.stringify(part)}): such names are the agent's own files`)
+      const dottedFolder = filenamePrefix.split('/').find((part) => part.startsWith('.'))
+      if (dottedFolder !== undefined) reserved('filenamePrefix', dottedFolder)
+      if (kind === 'restore' && filename.startsWith('.')) reserved('filename', filename)
+    }
     return { type, ...common }
   }
   if (type === 'S3') {

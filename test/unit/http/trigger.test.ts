@@ -109,3 +109,26 @@ describe('parseTrigger: parameters that would load code', () => {
     }
   })
 })
+
+describe('parseTrigger: LOCAL names starting with "." are the agent\'s own files', () => {
+  const restore = (destination: Record<string, unknown>) =>
+    parseTrigger('restore', { id: 'job-1', destination: { type: 'LOCAL', ...destination }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } }, config)
+  const refused = ['.x.meta.json', '.dump.sql', '.x.partial-abc']
+  for (const filename of refused) {
+    it(`refuses a restore of ${filename}`, () => {
+      const parsed = restore({ filename })
+      assert.equal(parsed.ok, false)
+      if (!parsed.ok) assert.match(parsed.errors.join('; '), /destination\.filename for LOCAL/)
+    })
+  }
+  it('refuses a prefix folder starting with "." and accepts plain ones and dots inside names', () => {
+    const parsed = restore({ filename: 'a.sql', filenamePrefix: 'pg/.hidden/' })
+    assert.equal(parsed.ok, false)
+    if (!parsed.ok) assert.match(parsed.errors.join('; '), /filenamePrefix for LOCAL/)
+    assert.equal(restore({ filename: 'a.meta.json', filenamePrefix: 'pg/x.y/' }).ok, true)
+  })
+  it('leaves S3 object names alone (a dot-name is an ordinary S3 key)', () => {
+    const parsed = parseTrigger('restore', { id: 'job-1', destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', filename: '.x.sql' }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } }, config)
+    assert.equal(parsed.ok, true)
+  })
+})
