@@ -5,13 +5,10 @@ import pino, { type Logger } from 'pino'
 export const REDACT_PATHS = [
   'req.headers.authorization',
   'headers.authorization',
-  '*.password',
-  '*.authSecret',
-  '*.encryption_key',
-  '*.encryptionKey',
-  'password',
-  'authSecret',
-  'encryption_key',
+  '*.headers.authorization',
+  'authorization',
+  // request fields and the variables scripts get them in
+  ...['password', 'authSecret', 'encryption_key', 'encryptionKey', 'clientPassword', 'DB_PASSWORD', 'ENCRYPTION_KEY', 'S3_AUTHSECRET', 'SWIFT_PASSWORD'].flatMap((name) => [name, `*.${name}`]),
 ]
 
 export function createLogger(level: string): Logger {

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
+import { maskSecrets } from '../scripts/capture.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
 import { utcFileStamp } from '../util/time.ts'
@@ -88,7 +89,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
         // synchronous run, before any poll or other I/O callback can run, and that write holds
         // everything this one would have (the logs, the script record cleared). The store never
         // misses a state a poll could have seen; one SQLite write and serialisation per stage less.
-        if (error) log.warn({ stage: stage.name, error: error.message }, 'stage failed')
+        if (error) log.warn({ stage: stage.name, error: maskSecrets(error.message, ctx.secrets) }, 'stage failed')
         else log.info({ stage: stage.name }, 'stage finished')
         observer?.stageFinished(job, stage, (performance.now() - stageStarted) / 1000, error)
         // the first failure is the job's reason
@@ -103,10 +104,11 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   job.endedAt = new Date()
   job.state = 'finished'
   job.status = failure ? 'FAILED' : 'SUCCEEDED'
-  job.errorMessage = failure?.message ?? ''
+  // A message may quote what a script or a server said; it goes to polls and logs masked.
+  job.errorMessage = maskSecrets(failure?.message ?? '', ctx.secrets)
   registry.finish(job)
   observer?.jobFinished(job, failure ? reason : undefined)
-  log.info({ status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: failure?.message }, 'job finished')
+  log.info({ status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: failure ? job.errorMessage : undefined }, 'job finished')
   registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
 }
 
