@@ -24,8 +24,17 @@ interface Form {
   period: number
 }
 
+/** A job's secrets are one array for all its stages: its forms are made once. */
+const formsOf = new WeakMap<readonly string[], Form[]>()
+
 /** The forms of all secrets, longest first, deduplicated. */
 export function maskedForms(secrets: readonly string[]): Form[] {
+  let forms = formsOf.get(secrets)
+  if (forms === undefined) formsOf.set(secrets, (forms = makeForms(secrets)))
+  return forms
+}
+
+function makeForms(secrets: readonly string[]): Form[] {
   const all = new Set<string>()
   for (const secret of secrets) for (const form of secretForms(secret)) all.add(form)
   return [...all]

@@ -13,6 +13,21 @@ export const MIN_SECRET_CHARS = 4
 type Encode = (secret: string) => string
 
 const chars = (s: string) => [...s]
+
+/**
+ * An encoding that changes only the characters `pattern` matches (a global, Unicode-aware
+ * pattern), each as `encodeChar` says: the rest of a long secret is copied by the native replace.
+ */
+function perChar(pattern: RegExp, encodeChar: (ch: string) => string): Encode {
+  return (s) => {
+    const seen = new Map<string, string>()
+    return s.replace(pattern, (ch: string) => {
+      let out = seen.get(ch)
+      if (out === undefined) seen.set(ch, (out = encodeChar(ch)))
+      return out
+    })
+  }
+}
 const utf8Bytes = (ch: string) => [...Buffer.from(ch, 'utf8')]
 const hex = (n: number, digits: number, upper: boolean) => {
   const h = n.toString(16).padStart(digits, '0')
@@ -29,11 +44,9 @@ const posixSingleQuoted: Encode = (s) => s.replaceAll("'", `'"'"'`)
 /** Inside "…" (declare -p): \ " $ ` are escaped. */
 const doubleQuoted: Encode = (s) => s.replace(/[\\"$`]/g, '\\$&')
 /** What bash's printf %q escapes with a backslash (bash 5: sh_backslash_quote). */
-const BASH_BACKSLASHED = new Set(' !"$&\'()*,;<>?[\\]^`{|}'.split(''))
-const bashBackslashed: Encode = (s) =>
-  chars(s).map((ch, i) => (BASH_BACKSLASHED.has(ch) || (i === 0 && (ch === '~' || ch === '#')) ? `\\${ch}` : ch)).join('')
+const bashBackslashed: Encode = (s) => s.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]|^[~#]/g, '\\$&')
 /** Other shells' backslash quoting escapes more: every ASCII space and punctuation character. */
-const allBackslashed: Encode = (s) => chars(s).map((ch) => (/^[ -/:-@[-`{-~]$/.test(ch) ? `\\${ch}` : ch)).join('')
+const allBackslashed: Encode = (s) => s.replace(/[ -/:-@[-`{-~]/g, '\\$&')
 
 // --- C-style escapes: $'…' (bash), printf, Python repr --------------------------------------
 
@@ -82,19 +95,16 @@ function cEscaped(style: CStyle): Encode {
         return PYTHON_UNPRINTABLE.test(ch) ? codePointEscape(code) : ch
     }
   }
-  return (s) =>
-    chars(s)
-      .map((ch) => {
-        const code = ch.codePointAt(0) as number
-        if (ch === '\\') return '\\\\'
-        if (ch === "'") return style.escapeSingle ? "\\'" : ch
-        if (ch === '"') return style.escapeDouble ? '\\"' : ch
-        if (code >= 0x80) return nonAscii(ch, code)
-        const named = style.named[code]
-        if (named !== undefined) return `\\${named}`
-        return isAsciiControl(code) ? style.numeric(code) : ch
-      })
-      .join('')
+  return perChar(/[\\'"\x00-\x1f\x7f]|[^\x00-\x7f]/gu, (ch) => {
+    const code = ch.codePointAt(0) as number
+    if (ch === '\\') return '\\\\'
+    if (ch === "'") return style.escapeSingle ? "\\'" : ch
+    if (ch === '"') return style.escapeDouble ? '\\"' : ch
+    if (code >= 0x80) return nonAscii(ch, code)
+    const named = style.named[code]
+    if (named !== undefined) return `\\${named}`
+    return isAsciiControl(code) ? style.numeric(code) : ch
+  })
 }
 
 const C_STYLES: CStyle[] = [
@@ -135,20 +145,17 @@ const HTML_ESCAPED = new Set(['<', '>', '&', '\u2028', '\u2029'])
 function jsonEscaped(style: JsonStyle): Encode {
   const u = (unit: number) => `\\u${hex(unit, 4, style.upper)}`
   const units = (ch: string) => Array.from({ length: ch.length }, (_, i) => u(ch.charCodeAt(i))).join('')
-  return (s) =>
-    chars(s)
-      .map((ch) => {
-        const code = ch.codePointAt(0) as number
-        if (ch === '"' || ch === '\\') return `\\${ch}`
-        if (ch === '/' && style.slash) return '\\/'
-        if (style.html && HTML_ESCAPED.has(ch)) return units(ch)
-        if (code < 0x20) return style.named && JSON_NAMED[code] !== undefined ? `\\${JSON_NAMED[code]}` : u(code)
-        if (code === 0x7f && style.level !== 'min') return u(code)
-        if (code >= 0xd800 && code <= 0xdfff) return u(code) // a lone surrogate
-        if (code >= 0x80 && style.level === 'ascii') return units(ch) // a surrogate pair beyond U+FFFF
-        return ch
-      })
-      .join('')
+  return perChar(/["\\/<>&\x00-\x1f\x7f]|[^\x00-\x7f]/gu, (ch) => {
+    const code = ch.codePointAt(0) as number
+    if (ch === '"' || ch === '\\') return `\\${ch}`
+    if (ch === '/' && style.slash) return '\\/'
+    if (style.html && HTML_ESCAPED.has(ch)) return units(ch)
+    if (code < 0x20) return style.named && JSON_NAMED[code] !== undefined ? `\\${JSON_NAMED[code]}` : u(code)
+    if (code === 0x7f && style.level !== 'min') return u(code)
+    if (code >= 0xd800 && code <= 0xdfff) return u(code) // a lone surrogate
+    if (code >= 0x80 && style.level === 'ascii') return units(ch) // a surrogate pair beyond U+FFFF
+    return ch
+  })
 }
 
 const JSON_STYLES: JsonStyle[] = (['min', 'del', 'ascii'] as const).flatMap((level) =>
@@ -170,14 +177,11 @@ const URL_SAFE_SETS = [
 
 function urlEncoded(safe: string, plusForSpace: boolean, upper: boolean): Encode {
   const keep = new Set(safe.split(''))
-  return (s) =>
-    chars(s)
-      .map((ch) => {
-        if (/^[A-Za-z0-9]$/.test(ch) || keep.has(ch)) return ch
-        if (ch === ' ' && plusForSpace) return '+'
-        return utf8Bytes(ch).map((b) => `%${hex(b, 2, upper)}`).join('')
-      })
-      .join('')
+  return perChar(/[^A-Za-z0-9]/gu, (ch) => {
+    if (keep.has(ch)) return ch
+    if (ch === ' ' && plusForSpace) return '+'
+    return utf8Bytes(ch).map((b) => `%${hex(b, 2, upper)}`).join('')
+  })
 }
 
 const URL_ENCODINGS: Encode[] = URL_SAFE_SETS.flatMap((safe) => [false, true].flatMap((plus) => [true, false].map((upper) => urlEncoded(safe, plus, upper))))
