@@ -44,7 +44,8 @@ const posixSingleQuoted: Encode = (s) => s.replaceAll("'", `'"'"'`)
 /** Inside "…" (declare -p): \ " $ ` are escaped. */
 const doubleQuoted: Encode = (s) => s.replace(/[\\"$`]/g, '\\$&')
 /** What bash's printf %q escapes with a backslash (bash 5: sh_backslash_quote). */
-const bashBackslashed: Encode = (s) => s.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]|^[~#]/g, '\\$&')
+// A ~ that tilde expansion would see (first, or after = or :) and a leading # are escaped too.
+const bashBackslashed: Encode = (s) => s.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]|^[~#]|(?<=[=:])~/g, '\\$&')
 /** Other shells' backslash quoting escapes more: every ASCII space and punctuation character. */
 const allBackslashed: Encode = (s) => s.replace(/[ -/:-@[-`{-~]/g, '\\$&')
 

@@ -156,7 +156,7 @@ describe('secret forms, against the real tools', () => {
   })
 
   it('masks every rendering of generated secrets with shell and encoder specials', () => {
-    fc.assert(fc.property(fc.array(shellishSecrets, { minLength: 100, maxLength: 100 }), assertMasked), { numRuns: 3, endOnFailure: true })
+    fc.assert(fc.property(fc.array(shellishSecrets, { minLength: 200, maxLength: 200 }), assertMasked), { numRuns: 4, endOnFailure: true })
   })
 
   it('masks every rendering of arbitrary Unicode secrets', () => {
