@@ -108,11 +108,15 @@ function cEscaped(style: CStyle): Encode {
   })
 }
 
-const C_STYLES: CStyle[] = [
-  // bash's $'…' (xtrace, printf %q, declare -p, ${x@Q}) in a UTF-8 locale and in the C locale
+/** bash's $'…' (xtrace, printf %q, declare -p, ${x@Q}) in a UTF-8 locale and in the C locale. */
+const BASH_C_STYLES: CStyle[] = [
   { named: BASH_NAMED, numeric: octal, nonAscii: 'unprintable-bytes', unprintable: GLIBC_UNPRINTABLE, escapeSingle: true, escapeDouble: false },
   { named: BASH_NAMED, numeric: octal, nonAscii: 'bytes', escapeSingle: true, escapeDouble: false },
   { named: BASH_NAMED, numeric: octal, nonAscii: 'unprintable-bytes', unprintable: UNICODE_UNPRINTABLE, escapeSingle: true, escapeDouble: false },
+]
+
+const C_STYLES: CStyle[] = [
+  ...BASH_C_STYLES,
   // Python's repr of a str ('…' or "…") and of bytes
   ...[true, false].flatMap((escapeSingle) => [
     { named: SHORT_NAMED, numeric: hexLower, nonAscii: 'unprintable-codepoint' as const, escapeSingle, escapeDouble: false },
@@ -190,7 +194,7 @@ const URL_ENCODINGS: Encode[] = URL_SAFE_SETS.flatMap((safe) => [false, true].fl
 // --- All forms -----------------------------------------------------------------------------
 
 const SHELL_ENCODINGS: Encode[] = [bashSingleQuoted, posixSingleQuoted, doubleQuoted, bashBackslashed, allBackslashed]
-const BASH_C_ENCODINGS: Encode[] = C_STYLES.slice(0, 3).map(cEscaped)
+const BASH_C_ENCODINGS: Encode[] = BASH_C_STYLES.map(cEscaped)
 const ESCAPE_ENCODINGS: Encode[] = [...C_STYLES.map(cEscaped), ...JSON_STYLES.map(jsonEscaped), ...URL_ENCODINGS]
 
 /** True when a secret is long enough to be masked. */
