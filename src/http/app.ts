@@ -11,7 +11,7 @@ import { basicAuthChecker } from './auth.ts'
 import { parseJsonBody } from './body.ts'
 import { registerDocsRoutes, type Route } from './docs.ts'
 import { registerJobRoutes } from './jobs.ts'
-import { HEADERS_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, limitConnections, REQUEST_TIMEOUT_MS, TIMEOUT_CHECK_INTERVAL_MS } from './limits.ts'
+import { bodyStillArriving, drainAfterAnswer, HEADERS_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, limitConnections, REQUEST_TIMEOUT_MS, TIMEOUT_CHECK_INTERVAL_MS } from './limits.ts'
 import { registerMetricsRoutes } from './metrics.ts'
 import { registerStatusRoutes } from './status.ts'
 import { LoginThrottle } from './throttle.ts'
@@ -110,6 +110,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       req.log.warn({ ip: req.ip, failures: deps.config.authMaxFailures }, 'address locked out for a minute after repeated failed logins')
     }
     return reply.code(401).header('www-authenticate', 'Basic realm="osb-backup-agent"').send({ message: 'Unauthorised.' })
+  })
+
+  // An answer given while the body is still arriving (401, 429, 413): it closes the connection,
+  // but only after reading what the client is still sending, so the client gets to read it.
+  app.addHook('onSend', async (req, reply) => {
+    if (!bodyStillArriving(req.raw)) return
+    reply.header('connection', 'close')
+    drainAfterAnswer(req.raw)
   })
 
   // One line per request; successful polls (the manager's every-5-s loop) only at debug.

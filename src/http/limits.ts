@@ -7,6 +7,7 @@
 // are still accepted, and every request on them is answered 429 with `Connection: close`, so a
 // legitimate burst sees an answer it understands instead of a reset. Only past
 // HARD_MAX_CONNECTIONS does Node drop new sockets outright, to keep file descriptors for the jobs.
+import type { IncomingMessage } from 'node:http'
 import type { Server, Socket } from 'node:net'
 
 export const HEADERS_TIMEOUT_MS = 10_000
@@ -20,6 +21,10 @@ export const TIMEOUT_CHECK_INTERVAL_MS = 1_000
 export const KEEP_ALIVE_TIMEOUT_MS = 72_000
 export const MAX_CONNECTIONS = 1024
 export const HARD_MAX_CONNECTIONS = 4 * MAX_CONNECTIONS
+
+/** After an answer given while the body was still arriving: what is still read and discarded. */
+export const DRAIN_MAX_BYTES = 16 * 1024 * 1024
+export const DRAIN_MAX_MS = 5_000
 
 const OVER_LIMIT = Symbol('connection over the limit')
 
@@ -48,4 +53,43 @@ export function limitConnections(server: Server, event: 'connection' | 'secureCo
     overLimit: (socket) => (socket as MarkedSocket)[OVER_LIMIT] === true,
     open: () => open,
   }
+}
+
+/** True while the request's body is still arriving: an answer now is an early one. */
+export function bodyStillArriving(req: IncomingMessage): boolean {
+  const declared = req.headers['content-length']
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (declared !== undefined && declared !== '0')
+  // (=== false: an injected request, in tests, has no such flag and no socket)
+  return hasBody && req.complete === false
+}
+
+const draining = new WeakSet<Socket>()
+
+/**
+ * An answer given before the body has arrived (413, 401, 429…) must reach a client that is still
+ * sending. Node closes a `Connection: close` socket as soon as the answer is written; the unread
+ * body then makes the kernel reset the connection, and the client sees EPIPE or ECONNRESET
+ * instead of the answer. So the agent closes only its sending side, keeps reading and discarding
+ * the body up to `maxBytes` or `maxMs`, whichever comes first, then closes the connection.
+ * The answer itself must say `Connection: close` (the connection is not reused).
+ */
+export function drainAfterAnswer(req: IncomingMessage, maxBytes = DRAIN_MAX_BYTES, maxMs = DRAIN_MAX_MS): void {
+  const socket = req.socket
+  if (draining.has(socket)) return
+  draining.add(socket)
+  // Called by Node once the answer is written: end our side (FIN), do not destroy yet.
+  socket.destroySoon = function (this: Socket) {
+    if (this.writable) this.end()
+  }
+  const close = () => socket.destroy()
+  const timer = setTimeout(close, maxMs)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+  let received = 0
+  req.on('data', (chunk: Buffer) => {
+    received += chunk.length
+    if (received > maxBytes) close()
+  })
+  req.on('error', () => {}) // a client gone already is no error of ours
+  req.resume()
 }

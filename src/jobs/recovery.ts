@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
+import { maskSecrets } from '../scripts/capture.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
 import { processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
 import { KILL_GRACE_MS } from '../scripts/run.ts'
@@ -214,8 +215,9 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
       await stage.run(ctx)
       log.info({ stage: stage.name }, 'recovery stage finished')
     } catch (error) {
-      problems.push((error as Error).message)
-      log.warn({ stage: stage.name, error: (error as Error).message }, 'recovery stage failed')
+      const message = maskSecrets((error as Error).message, ctx.secrets)
+      problems.push(message)
+      log.warn({ stage: stage.name, error: message }, 'recovery stage failed')
     }
     done(stage.name)
   }

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
+import { maskSecrets } from '../scripts/capture.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
 import { prepareJobDirectory, recreateMissingJobDirectory } from './directory.ts'
@@ -88,7 +89,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
         // synchronous run, before any poll or other I/O callback can run, and that write holds
         // everything this one would have (the logs, the script record cleared). The store never
         // misses a state a poll could have seen; one SQLite write and serialisation per stage less.
-        if (error) log.warn({ stage: stage.name, error: error.message }, 'stage failed')
+        if (error) log.warn({ stage: stage.name, error: maskSecrets(error.message, ctx.secrets) }, 'stage failed')
         else log.info({ stage: stage.name }, 'stage finished')
         observer?.stageFinished(job, stage, (performance.now() - stageStarted) / 1000, error)
         // the first failure is the job's reason
@@ -103,10 +104,10 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   job.endedAt = new Date()
   job.state = 'finished'
   storeProblem ??= registry.storeProblem
-  endJob(job, failure, storeProblem)
+  endJob(job, failure, storeProblem, ctx.secrets)
   if (!registry.finish(job) && storeProblem === undefined) {
     // The final write itself failed: the job still ends FAILED in memory, as polls see it.
-    endJob(job, failure, registry.storeProblem ?? UNWRITTEN)
+    endJob(job, failure, registry.storeProblem ?? UNWRITTEN, ctx.secrets)
     registry.publish(job)
   }
   if (job.status === 'FAILED') reason ??= 'setup'
@@ -117,11 +118,14 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
 
 const UNWRITTEN = 'the job store could not be written'
 
-/** The final status and message: any failure, then the store's problem, fail the job. */
-function endJob(job: Job, failure: JobError | undefined, storeProblem: string | undefined): void {
+/**
+ * The final status and message: any failure, then the store's problem, fail the job. A message
+ * may quote what a script or a server said; it goes to polls and logs masked.
+ */
+function endJob(job: Job, failure: JobError | undefined, storeProblem: string | undefined, secrets: readonly string[]): void {
   const problems = [failure?.message, storeProblem].filter((p) => p !== undefined && p !== '')
   job.status = problems.length > 0 ? 'FAILED' : 'SUCCEEDED'
-  job.errorMessage = problems.join('; ')
+  job.errorMessage = maskSecrets(problems.join('; '), secrets)
 }
 
 interface StageEvents {
