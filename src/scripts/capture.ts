@@ -10,7 +10,7 @@
 //   whose beginning was dropped (they may be the end of a secret that began before it);
 // - the end, where reading stopped, is masked when it holds the start of a secret form (a process
 //   that was still printing it).
-import { secretForms } from './secret-forms.ts'
+import { secretByteForms, secretForms } from './secret-forms.ts'
 
 export const MASK = '******'
 const MASK_BYTES = Buffer.from(MASK)
@@ -35,10 +35,14 @@ export function maskedForms(secrets: readonly string[]): Form[] {
 }
 
 function makeForms(secrets: readonly string[]): Form[] {
-  const all = new Set<string>()
-  for (const secret of secrets) for (const form of secretForms(secret)) all.add(form)
-  return [...all]
-    .map((form) => Buffer.from(form))
+  // keyed by the bytes (as latin1, one character per byte): byte forms need not be UTF-8
+  const all = new Map<string, Buffer>()
+  const add = (bytes: Buffer) => all.set(bytes.toString('latin1'), bytes)
+  for (const secret of secrets) {
+    for (const form of secretForms(secret)) add(Buffer.from(form))
+    for (const form of secretByteForms(secret)) add(form)
+  }
+  return [...all.values()]
     .sort((a, b) => b.length - a.length)
     .map((bytes) => ({ bytes, period: smallestPeriod(bytes) }))
 }

@@ -191,6 +191,54 @@ function urlEncoded(safe: string, plusForSpace: boolean, upper: boolean): Encode
 
 const URL_ENCODINGS: Encode[] = URL_SAFE_SETS.flatMap((safe) => [false, true].flatMap((plus) => [true, false].map((upper) => urlEncoded(safe, plus, upper))))
 
+// --- Encodings of the bytes: base64, hex, Perl's quotemeta ----------------------------------
+
+/**
+ * base64 of the secret where it sits inside a longer input (`user:<password>` in a Basic auth
+ * header, a JSON document), in both alphabets: its offset in the input may be 0, 1 or 2 modulo
+ * 3, and for each the characters made only of the secret's bits are the same whatever surrounds
+ * it. Those are the form; the one or two characters at each edge mix in neighbouring bytes.
+ */
+function base64Forms(bytes: Buffer): Buffer[] {
+  const forms: Buffer[] = []
+  for (const offset of [0, 1, 2]) {
+    const encoded = Buffer.concat([Buffer.alloc(offset), bytes]).toString('base64')
+    const inner = encoded.slice(Math.ceil((8 * offset) / 6), Math.floor((8 * (offset + bytes.length)) / 6))
+    for (const text of [inner, inner.replaceAll('+', '-').replaceAll('/', '_')]) forms.push(Buffer.from(text))
+  }
+  return forms
+}
+
+const isWordByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x5f
+
+/**
+ * Perl's quotemeta: a backslash before every ASCII byte that is not [A-Za-z0-9_] (controls
+ * included) and, on a byte string, before each byte of a UTF-8 character too (a character
+ * string keeps those as they are).
+ */
+function quotemeta(bytes: Buffer, escapeNonAscii: boolean): Buffer {
+  const out: number[] = []
+  for (const byte of bytes) {
+    if (!isWordByte(byte) && (byte < 0x80 || escapeNonAscii)) out.push(0x5c)
+    out.push(byte)
+  }
+  return Buffer.from(out)
+}
+
+/**
+ * Forms made of the secret's UTF-8 bytes rather than its characters (some are not UTF-8 text):
+ * base64 (`base64 -w0`, jq's @base64, a Basic auth header), hex in either case (`xxd -p`,
+ * Python's bytes.hex()) and Perl's quotemeta. None for a secret shorter than MIN_SECRET_CHARS.
+ * A tool that wraps its output in lines (`base64` without -w0, `xxd -p`) breaks the form: not
+ * covered (docs/SECURITY.md).
+ */
+export function secretByteForms(secret: string): Buffer[] {
+  if (!isMaskable(secret)) return []
+  const bytes = Buffer.from(secret, 'utf8')
+  const hexForm = bytes.toString('hex')
+  return [...base64Forms(bytes), Buffer.from(hexForm), Buffer.from(hexForm.toUpperCase()), quotemeta(bytes, true), quotemeta(bytes, false)].filter((f) => f.length >= MIN_SECRET_CHARS)
+}
+
 // --- All forms -----------------------------------------------------------------------------
 
 const SHELL_ENCODINGS: Encode[] = [bashSingleQuoted, posixSingleQuoted, doubleQuoted, bashBackslashed, allBackslashed]

@@ -177,3 +177,81 @@ describe('secret forms, against the real tools', () => {
     assert.equal(capture.text(), 'abc abcd é日😀')
   })
 })
+
+/**
+ * The byte encodings tools print, each asked of the tool itself, NUL after each record: base64
+ * of the secret alone and after 1 and 2 other bytes (`user:` is 5 bytes: a Basic auth header),
+ * in both alphabets (coreutils base64 and basenc, Python, jq's @base64), hex (Python, xxd) and
+ * Perl's quotemeta of the bytes.
+ */
+const BYTE_RENDERERS: { name: string; command: string; args: string[]; prefix: string }[] = [
+  { name: 'base64 -w0', command: 'bash', args: ['-c', `while IFS= read -r -d '' s; do printf %s "$s" | base64 -w0; printf '\\0'; done < "$1"`, 'r'], prefix: '' },
+  { name: 'base64 of user:…', command: 'bash', args: ['-c', `while IFS= read -r -d '' s; do printf 'user:%s' "$s" | base64 -w0; printf '\\0'; done < "$1"`, 'r'], prefix: 'dXNlcj' },
+  { name: 'basenc --base64url of x…', command: 'bash', args: ['-c', `while IFS= read -r -d '' s; do printf 'x%s' "$s" | basenc --base64url -w0; printf '\\0'; done < "$1"`, 'r'], prefix: 'e' },
+  { name: 'jq @base64', command: 'bash', args: ['-c', `jq -Rsj 'split("\\u0000")[] | select(. != "") | (@base64 + "\\u0000")' "$1"`, 'r'], prefix: '' },
+  { name: 'xxd -p', command: 'bash', args: ['-c', `while IFS= read -r -d '' s; do printf %s "$s" | xxd -p | tr -d '\\n'; printf '\\0'; done < "$1"`, 'r'], prefix: '' },
+  { name: 'Python bytes.hex().upper()', command: 'python3', args: ['-c', `import sys
+for s in open(sys.argv[1], 'rb').read().split(b'\\0')[:-1]: sys.stdout.buffer.write(s.hex().upper().encode() + b'\\0')`], prefix: '' },
+  { name: 'Perl quotemeta', command: 'perl', args: ['-e', 'open(my $f, "<", $ARGV[0]) or die; local $/ = "\\0"; while (<$f>) { chomp; print quotemeta($_), "\\0" }'], prefix: '' },
+]
+
+describe('byte encodings of a secret, against the real tools', () => {
+  /** Each tool's rendering of each secret, as bytes. */
+  function rendered(secrets: readonly string[]): Map<string, Buffer[]> {
+    const dir = mkdtempSync(join(tmpdir(), 'secret-bytes-'))
+    try {
+      const file = join(dir, 'secrets')
+      writeFileSync(file, secrets.map((s) => `${s}\0`).join(''))
+      const out = new Map<string, Buffer[]>()
+      for (const { name, command, args } of BYTE_RENDERERS) {
+        const result = spawnSync(command, [...args, file], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8' }, maxBuffer: 64 * 1024 * 1024 })
+        assert.equal(result.status, 0, `${name} failed: ${result.error?.message ?? result.stderr?.toString()}`)
+        const records: Buffer[] = []
+        let at = 0
+        for (let nul = result.stdout.indexOf(0); nul >= 0; nul = result.stdout.indexOf(0, at)) {
+          records.push(result.stdout.subarray(at, nul))
+          at = nul + 1
+        }
+        assert.equal(records.length, secrets.length, `${name} rendered every secret`)
+        out.set(name, records)
+      }
+      return out
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+
+  function assertBytesMasked(secrets: readonly string[]): void {
+    const byTool = rendered(secrets)
+    secrets.forEach((secret, i) => {
+      for (const { name, prefix } of BYTE_RENDERERS) {
+        const rendering = (byTool.get(name) as Buffer[])[i] as Buffer
+        const capture = new TailCapture(1024 * 1024, [secret])
+        const raw = Buffer.concat([Buffer.from('before '), rendering, Buffer.from(' after\n')])
+        for (let at = 0; at < raw.length; at += 5) capture.push(raw.subarray(at, at + 5))
+        const masked = capture.text()
+        const middle = masked.slice('before '.length, -' after\n'.length)
+        if (!name.includes('base64')) {
+          assert.equal(middle, MASK, `${name} of ${JSON.stringify(secret)}: ${JSON.stringify(masked)}`)
+          continue
+        }
+        // base64: only the characters that mix in a neighbouring byte (or the padding) remain
+        const [head, tail, ...more] = middle.split(MASK)
+        assert.equal(more.length, 0, `${name} of ${JSON.stringify(secret)}: one mask in ${JSON.stringify(masked)}`)
+        assert.ok(head !== undefined && tail !== undefined && head.length <= prefix.length + 2 && tail.replace(/=+$/, '').length <= 2, `${name} of ${JSON.stringify(secret)}: ${JSON.stringify(masked)}`)
+      }
+    })
+  }
+
+  it('masks base64, hex and quotemeta of generated secrets', () => {
+    fc.assert(fc.property(fc.array(shellishSecrets, { minLength: 100, maxLength: 100 }), assertBytesMasked), { numRuns: 3, endOnFailure: true })
+  })
+
+  it('masks base64, hex and quotemeta of arbitrary Unicode secrets', () => {
+    fc.assert(fc.property(fc.array(unicodeSecrets, { minLength: 100, maxLength: 100 }), assertBytesMasked), { numRuns: 2, endOnFailure: true })
+  })
+
+  it('masks them for a long secret too', () => {
+    assertBytesMasked(['L0ng/secret+with=padding?' .repeat(200), "é'\\n$x".repeat(1000)])
+  })
+})
