@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { JobStatus } from './job.ts'
 import type { JobKind } from './request.ts'
+import { pendingSteps } from './recovery-record.ts'
 
 export interface StoredJob {
   kind: JobKind
@@ -52,7 +53,11 @@ export function storeWriteProblem(error: unknown): string {
   return `the job store could not be written (${cause})`
 }
 
-const PRAGMAS = 'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;'
+/**
+ * secure_delete: content a write replaces or frees is overwritten with zeros, so that the
+ * secrets a running job's record holds (docs/DURABILITY.md) do not outlive it in free space.
+ */
+const PRAGMAS = 'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;'
 
 /**
  * Opens the store in WAL mode, its index shared through a `-shm` file. Creating or sizing that
@@ -159,6 +164,21 @@ export class JobStore {
 
   save(job: StoredJob): void {
     this.#save.run(job.kind, job.id, job.status, job.body, job.record, job.startedAt, job.endedAt)
+    if (job.status !== 'RUNNING' && pendingSteps(job.record).length === 0) this.#dropOldFrames()
+  }
+
+  /**
+   * The record of a job that no longer owes anything holds no secret, but the WAL still holds
+   * its earlier versions: a truncating checkpoint copies the newest pages into the database
+   * (where secure_delete zeroed the old content) and empties the WAL. Once per finished job.
+   * A checkpoint that cannot run now (a full disk) is left to a later one.
+   */
+  #dropOldFrames(): void {
+    try {
+      this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
+    } catch {
+      // the row is written; its old frames go with the next checkpoint that succeeds
+    }
   }
 
   remove(kind: JobKind, id: string): void {

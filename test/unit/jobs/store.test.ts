@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { JobStore, type StoredJob } from '../../../src/jobs/store.ts'
@@ -39,5 +39,30 @@ describe('JobStore', () => {
     assert.deepEqual(store.prunable(150, 10).map((r) => r.id), ['old'])
     assert.deepEqual(store.prunable(0, 1).map((r) => r.id).sort(), ['mid', 'old'])
     store.close()
+  })
+
+  it('leaves no byte of a running job\'s record in its files once the job no longer owes anything', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'store-'))
+    const store = new JobStore(dir)
+    const secret = 'recovery-secret-Vq82'
+    // small and large records (overflow pages), written many times as a job runs
+    const running = (id: string, size: number, pending?: string[]) => ({
+      ...row(id, 'RUNNING', null),
+      record: JSON.stringify({ request: { authSecret: secret, padding: secret.repeat(size) }, ...(pending ? { pending } : {}) }),
+    })
+    const bytes = () => ['', '-wal'].map((suffix) => join(dir, `jobs.sqlite${suffix}`)).filter(existsSync).map((f) => readFileSync(f).toString('latin1')).join('')
+    for (let i = 0; i < 20; i++) {
+      store.save(running('small', 1))
+      store.save(running('large', 600))
+    }
+    store.save({ ...running('owed', 300, ['post-backup-unlock']), status: 'FAILED', endedAt: 3 })
+    assert.ok(bytes().includes(secret), 'the test sees what it looks for')
+    store.save({ ...row('small', 'FAILED', 4), record: '{"request":{"authSecret":""}}' })
+    store.save({ ...row('large', 'SUCCEEDED', 5), record: '{"request":{"authSecret":""}}' })
+    assert.ok(bytes().includes(secret), 'a job whose recovery still owes steps keeps what it needs')
+    store.save({ ...row('owed', 'FAILED', 3), record: '{"request":{"authSecret":""},"pending":[]}' })
+    assert.ok(!bytes().includes(secret), 'no byte of the secret is left in the database or its WAL')
+    store.close()
+    assert.deepEqual(new JobStore(dir).all().map((r) => r.status), ['FAILED', 'SUCCEEDED', 'FAILED'])
   })
 })
