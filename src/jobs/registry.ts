@@ -75,6 +75,8 @@ export class JobRegistry {
     this.#maxRunning = maxRunning
     this.#store = store
     this.#watch = watch
+    // A store that holds no job yet and could not be created (a full disk at the first start)
+    if (store.notCreated !== undefined) this.#failed(store.notCreated)
   }
 
   /** While the store cannot be written: what went wrong, for the operator (no path). */
@@ -229,6 +231,12 @@ export class JobRegistry {
 
   /** Writes the queued rows in order; stops at the first failure. True when none is left. */
   #flush(): boolean {
+    try {
+      this.#store.ensureOpen()
+    } catch (error) {
+      this.#failed(error)
+      return false
+    }
     for (const [key, item] of this.#unwritten) {
       try {
         if ('removed' in item) this.#store.remove(item.kind, item.id)

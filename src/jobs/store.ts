@@ -4,7 +4,7 @@
 // A row holds the polling body exactly as served and a small recovery record. WAL with
 // synchronous=NORMAL survives a killed process (the threat here); only a power cut may lose the
 // last transactions, which the manager's next poll then shows as the job's previous state.
-import { chmodSync, mkdirSync } from 'node:fs'
+import { chmodSync, mkdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { JobStatus } from './job.ts'
@@ -88,54 +88,90 @@ function openDatabase(path: string): DatabaseSync {
   }
 }
 
-export class JobStore {
-  readonly #db: DatabaseSync
-  readonly #path: string
-  readonly #save: StatementSync
-  readonly #remove: StatementSync
-  readonly #expired: StatementSync
-  readonly #overflow: StatementSync
+/** The open database and its statements. */
+interface Open {
+  db: DatabaseSync
+  save: StatementSync
+  remove: StatementSync
+  expired: StatementSync
+  overflow: StatementSync
+}
 
+/** A failure to create or write the store that more space or a writable filesystem would cure. */
+function isWriteProblem(error: unknown): boolean {
+  const { errcode, code } = (error ?? {}) as { errcode?: unknown; code?: unknown }
+  const primary = typeof errcode === 'number' ? errcode & 0xff : undefined
+  // SQLite: 13 FULL, 8 READONLY, 10 IOERR, 14 CANTOPEN (a file that cannot be created)
+  return (primary !== undefined && [13, 8, 10, 14].includes(primary)) || ['ENOSPC', 'EDQUOT', 'EROFS', 'EIO'].includes(String(code))
+}
+
+export class JobStore {
+  readonly #directory: string
+  readonly #path: string
+  #open: Open | undefined
+  #notCreated: unknown
+
+  /**
+   * Opens (or creates) the store. One that holds no job yet (no file, or an empty one) but
+   * cannot be created now (a full disk, a read-only filesystem) is created by the first write
+   * that can: until then it reads as empty and every write throws, as a full store does. A store
+   * that holds jobs and cannot be opened stops the start (recovery must read what is owed).
+   */
   constructor(directory: string) {
-    mkdirSync(directory, { recursive: true, mode: 0o700 })
-    chmodSync(directory, 0o700)
+    this.#directory = directory
     this.#path = join(directory, 'jobs.sqlite')
-    this.#db = openDatabase(this.#path)
-    this.#migrate()
-    this.#restrictFiles()
-    this.#save = this.#db.prepare(
-      `INSERT INTO jobs (kind, id, status, body, record, started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, body = excluded.body, record = excluded.record,
-         started_at = excluded.started_at, ended_at = excluded.ended_at`,
-    )
-    this.#remove = this.#db.prepare('DELETE FROM jobs WHERE kind = ? AND id = ?')
-    // A finished job whose recovery still owes steps (record.pending) is kept like a running one.
-    // (An unreadable record owes nothing: recovery could not read it either.)
-    const finished = `status != 'RUNNING' AND (NOT json_valid(record) OR coalesce(json_array_length(record, '$.pending'), 0) = 0)`
-    this.#expired = this.#db.prepare(`SELECT kind, id FROM jobs WHERE ${finished} AND ended_at < ?`)
-    this.#overflow = this.#db.prepare(`SELECT kind, id FROM jobs WHERE ${finished} ORDER BY ended_at DESC, rowid DESC LIMIT -1 OFFSET ?`)
+    try {
+      this.#open = this.#create()
+    } catch (error) {
+      if (!isWriteProblem(error) || holdsData(this.#path)) throw error
+      this.#notCreated = error
+    }
+  }
+
+  /** Why a store that holds no job yet could not be created at start; undefined once open. */
+  get notCreated(): unknown {
+    return this.#open ? undefined : this.#notCreated
+  }
+
+  /** Creates a store that could not be created at start; throws while it still cannot be. */
+  ensureOpen(): void {
+    this.#opened()
+  }
+
+  #opened(): Open {
+    this.#open ??= this.#create()
+    return this.#open
+  }
+
+  #create(): Open {
+    mkdirSync(this.#directory, { recursive: true, mode: 0o700 })
+    chmodSync(this.#directory, 0o700)
+    const db = openDatabase(this.#path)
+    try {
+      migrate(db, this.#path)
+      this.#restrictFiles()
+      // A finished job whose recovery still owes steps (record.pending) is kept like a running one.
+      // (An unreadable record owes nothing: recovery could not read it either.)
+      const finished = `status != 'RUNNING' AND (NOT json_valid(record) OR coalesce(json_array_length(record, '$.pending'), 0) = 0)`
+      return {
+        db,
+        save: db.prepare(
+          `INSERT INTO jobs (kind, id, status, body, record, started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, body = excluded.body, record = excluded.record,
+             started_at = excluded.started_at, ended_at = excluded.ended_at`,
+        ),
+        remove: db.prepare('DELETE FROM jobs WHERE kind = ? AND id = ?'),
+        expired: db.prepare(`SELECT kind, id FROM jobs WHERE ${finished} AND ended_at < ?`),
+        overflow: db.prepare(`SELECT kind, id FROM jobs WHERE ${finished} ORDER BY ended_at DESC, rowid DESC LIMIT -1 OFFSET ?`),
+      }
+    } catch (error) {
+      db.close()
+      throw error
+    }
   }
 
   get schemaVersion(): number {
-    return (this.#db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
-  }
-
-  #migrate(): void {
-    const from = this.schemaVersion
-    if (from > MIGRATIONS.length) {
-      throw new Error(`${this.#path} has schema version ${from}, newer than this agent knows (${MIGRATIONS.length}); use a newer agent`)
-    }
-    for (let version = from; version < MIGRATIONS.length; version++) {
-      this.#db.exec('BEGIN')
-      try {
-        this.#db.exec(MIGRATIONS[version] as string)
-        this.#db.exec(`PRAGMA user_version = ${version + 1}`)
-        this.#db.exec('COMMIT')
-      } catch (error) {
-        this.#db.exec('ROLLBACK')
-        throw error
-      }
-    }
+    return schemaVersion(this.#opened().db)
   }
 
   /** The database, its WAL and shared-memory files hold job records: owner only. */
@@ -150,7 +186,8 @@ export class JobStore {
   }
 
   all(): StoredJob[] {
-    const rows = this.#db.prepare('SELECT kind, id, status, body, record, started_at, ended_at FROM jobs ORDER BY started_at').all()
+    if (!this.#open) return [] // not created yet: holds no job
+    const rows = this.#open.db.prepare('SELECT kind, id, status, body, record, started_at, ended_at FROM jobs ORDER BY started_at').all()
     return rows.map((r) => ({
       kind: r.kind as JobKind,
       id: r.id as string,
@@ -163,7 +200,7 @@ export class JobStore {
   }
 
   save(job: StoredJob): void {
-    this.#save.run(job.kind, job.id, job.status, job.body, job.record, job.startedAt, job.endedAt)
+    this.#opened().save.run(job.kind, job.id, job.status, job.body, job.record, job.startedAt, job.endedAt)
     if (job.status !== 'RUNNING' && pendingSteps(job.record).length === 0) this.#dropOldFrames()
   }
 
@@ -175,14 +212,14 @@ export class JobStore {
    */
   #dropOldFrames(): void {
     try {
-      this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
+      this.#open?.db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
     } catch {
       // the row is written; its old frames go with the next checkpoint that succeeds
     }
   }
 
   remove(kind: JobKind, id: string): void {
-    this.#remove.run(kind, id)
+    this.#opened().remove.run(kind, id)
   }
 
   /**
@@ -192,7 +229,8 @@ export class JobStore {
   prunable(endedBefore: number, keep: number): { kind: JobKind; id: string }[] {
     const seen = new Set<string>()
     const out: { kind: JobKind; id: string }[] = []
-    for (const row of [...this.#expired.all(endedBefore), ...this.#overflow.all(keep)]) {
+    if (!this.#open) return []
+    for (const row of [...this.#open.expired.all(endedBefore), ...this.#open.overflow.all(keep)]) {
       const key = `${row.kind}/${row.id}`
       if (seen.has(key)) continue
       seen.add(key)
@@ -202,6 +240,37 @@ export class JobStore {
   }
 
   close(): void {
-    this.#db.close()
+    this.#open?.db.close()
+  }
+}
+
+/** Whether a store file with content is there (an empty or missing one holds no job). */
+function holdsData(path: string): boolean {
+  try {
+    return statSync(path).size > 0
+  } catch (error) {
+    return (error as { code?: string }).code !== 'ENOENT' // unreadable: assume it holds jobs
+  }
+}
+
+function schemaVersion(db: DatabaseSync): number {
+  return (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
+}
+
+function migrate(db: DatabaseSync, path: string): void {
+  const from = schemaVersion(db)
+  if (from > MIGRATIONS.length) {
+    throw new Error(`${path} has schema version ${from}, newer than this agent knows (${MIGRATIONS.length}); use a newer agent`)
+  }
+  for (let version = from; version < MIGRATIONS.length; version++) {
+    db.exec('BEGIN')
+    try {
+      db.exec(MIGRATIONS[version] as string)
+      db.exec(`PRAGMA user_version = ${version + 1}`)
+      db.exec('COMMIT')
+    } catch (error) {
+      db.exec('ROLLBACK')
+      throw error
+    }
   }
 }

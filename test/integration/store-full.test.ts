@@ -201,6 +201,28 @@ describe('a job store on a full filesystem', () => {
     assert.equal((await agent.request('POST', '/backup', managerBackupBody(next, skip))).status, 201)
     assert.equal((await agent.waitFor('backup', next)).status, 'SUCCEEDED')
   })
+
+  it('starts on a full disk with no store yet (a first start): triggers get 503 and /healthz says so until there is space, then the store is created', async () => {
+    await agent?.stop()
+    agent = undefined
+    await fill(mount)
+    const state = join(mount, 'first-start')
+    agent = await startAgent({ scripts: stepScripts(steps), env: { directory_state: state } })
+    assert.deepEqual((await agent.request('GET', '/healthz', undefined, { auth: null })).json(), { status: 'ok', store: 'unwritable' })
+    const refused = await agent.request('POST', '/backup', managerBackupBody(managerId(), skip))
+    assert.equal(refused.status, 503, refused.text)
+    assert.match(refused.json().message, /job store could not be written \(disk full\?\)/)
+    assert.deepEqual((await agent.request('GET', '/backup')).json().jobs, [])
+    await free(mount)
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip))).status, 201)
+    assert.equal((await agent.waitFor('backup', id)).status, 'SUCCEEDED')
+    assert.deepEqual((await agent.request('GET', '/healthz', undefined, { auth: null })).json(), { status: 'ok' })
+    const options = agent.restartOptions()
+    await agent.kill('SIGKILL')
+    agent = await startAgent(options)
+    assert.equal((await agent.request('GET', `/backup/${id}`)).json().status, 'SUCCEEDED', 'the record was written to the store created late')
+  })
 })
 
 /** EXT4_IOC_SHUTDOWN (_IOR('X', 125, __u32)) with EXT4_GOING_FLAGS_NOLOGFLUSH: every later I/O fails with EIO. */
