@@ -8,7 +8,7 @@
 // openat), and the agent's own files are created exclusively (O_EXCL|O_NOFOLLOW) with their mode
 // and group set on the open file. Scripts run as root in this directory and may chown it to the
 // database user: anything may be planted there.
-import { closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, readdirSync } from 'node:fs'
+import { closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, readdirSync, unlinkSync } from 'node:fs'
 import { chown, mkdir, open, rm, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
@@ -111,12 +111,17 @@ export function entryAt(path: string): ReturnType<typeof lstatSync> | undefined 
 
 /**
  * Before a cleanup or unlock script: the job directory is its working directory, and no script
- * can be started in a directory that is gone (an earlier script may have removed it). It is made
- * again, empty, so that unlock still runs.
+ * can be started in a directory that is gone (an earlier script may have removed it) or that is
+ * not a directory any more (a script replaced it with a file or a symlink, dangling or not). It
+ * is made again, empty (a file or link there is unlinked, never followed), so that unlock still
+ * runs.
  */
 export function recreateMissingJobDirectory(directory: string, gid: number | undefined): void {
   try {
-    if (mkdirSync(directory, { recursive: true, mode: JOB_DIRECTORY_MODE }) === undefined) return
+    const existing = entryAt(directory)
+    if (existing?.isDirectory()) return
+    if (existing) unlinkSync(directory)
+    mkdirSync(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
     const fd = openSync(directory, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
     try {
       fchmodSync(fd, JOB_DIRECTORY_MODE)

@@ -117,9 +117,20 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
   })
 
   let failure: JobError | undefined
-  if (exit.error) failure = new JobError(`${run.stage} script could not be started: ${exit.error.message}`)
+  if (exit.error) failure = new JobError(`${run.stage} script could not be started: ${startProblem(exit.error, run.cwd)}`)
   else if (stoppedBecause !== undefined) failure = new JobError(stoppedBecause)
   else if (exit.signal) failure = new JobError(`${run.stage} script was killed by ${exit.signal}`)
   else if (exit.code !== 0) failure = new JobError(`${run.stage} script failed with exit code ${exit.code}`)
   return { stdout: stdout.text(), stderr: stderr.text(), failure }
+}
+
+/** Node reports a working directory that is missing or not a directory as `spawn bash ENOENT`. */
+function startProblem(error: Error, cwd: string): string {
+  let isDirectory = false
+  try {
+    isDirectory = statSync(cwd).isDirectory()
+  } catch {
+    // missing, or a dangling link
+  }
+  return isDirectory ? error.message : `its working directory ${cwd} is missing or not a directory (${error.message})`
 }

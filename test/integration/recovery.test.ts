@@ -21,6 +21,8 @@ function stepScripts(steps: string): Record<string, string> {
     scripts[stage] = [
       `if [ -n "$tag" ]; then printf '%s\\n' "$tag ${stage} start" >> '${steps}'; fi`,
       `if [[ " $sleep_in " == *" ${stage} "* ]]; then sleep "\${sleep_secs:-30}"; fi`,
+      // replace_in: the stage replaces its working directory (the job directory) with a file or a link
+      `if [[ " $replace_in " == *" ${stage} "* ]]; then p=$PWD; cd /; rm -rf "$p"; if [ "$replace_with" = file ]; then echo x > "$p"; else ln -s /nonexistent/dir "$p"; fi; fi`,
       `if [ -n "$tag" ]; then printf '%s\\n' "$tag ${stage} end" >> '${steps}'; fi`,
       `echo '${stage} ran'`,
     ].join('\n')
@@ -170,4 +172,26 @@ describe('a crash during recovery', () => {
     assert.equal((await agent.request('DELETE', '/backup', { id })).status, 200, 'nothing owed')
     assert.equal(await count(id, 'post-backup-unlock start'), 1)
   })
+
+  for (const replaceWith of ['file', 'link']) {
+    it(`a cleanup script that replaces the job directory with a ${replaceWith}: unlock still runs, also in recovery after a crash`, async () => {
+      const id = managerId()
+      await trigger(id, { replace_in: 'backup-cleanup', replace_with: replaceWith })
+      const done = await agent.waitFor('backup', id)
+      assert.equal(done.status, 'SUCCEEDED', done.error_message)
+      assert.equal(await count(id, 'post-backup-unlock end'), 1)
+      assert.ok((await agent.request('DELETE', '/backup', { id })).status === 200)
+
+      const crashed = managerId()
+      await trigger(crashed, { sleep_in: 'backup-cleanup', sleep_secs: 2, replace_in: 'backup-cleanup', replace_with: replaceWith })
+      await waitForStep(crashed, 'backup-cleanup start')
+      await agent.kill('SIGKILL')
+      agent = await startAgent(options)
+      await waitForStep(crashed, 'post-backup-unlock end')
+      await deleteOnceNothingOwed(crashed)
+      assert.match((await agent.request('GET', `/backup/${crashed}`)).text, /^$/)
+      assert.equal(await count(crashed, 'backup-cleanup end'), 1)
+      assert.equal(await count(crashed, 'post-backup-unlock start'), 1)
+    })
+  }
 })
