@@ -148,7 +148,7 @@ export async function finishRecovery(interrupted: readonly Interrupted[], deps: 
     try {
       await recoverOne(item, deps, log)
     } catch (error) {
-      log.error({ error: (error as Error).message }, 'recovery failed')
+      log.error({ error: maskSecrets((error as Error).message, requestSecrets(item.job.request)) }, 'recovery failed')
     }
   }
 }
@@ -222,7 +222,8 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     done(stage.name)
   }
   if (problems.length > 0) {
-    job.errorMessage += `; during recovery: ${problems.join('; ')}`
+    // a storage server's answer may quote what it was sent
+    job.errorMessage += `; during recovery: ${maskSecrets(problems.join('; '), ctx.secrets)}`
     save(registry, job, todo)
   }
   log.info({ problems: problems.length }, 'recovery finished')

@@ -61,7 +61,12 @@ export interface JobRequest {
   database: DatabaseTarget
 }
 
-const SECRET_PARAMETER = /secret|password|token|key/i
+/**
+ * Names that say a value is secret, in any case and anywhere in the name: `db_pass`, `pgpassword`,
+ * `mysql_pwd`, `passphrase`, `api_key`, `redis_auth`, `credentials`, `private_pem`… Broad on
+ * purpose: a non-secret value masked costs a log some readability, a secret missed leaks.
+ */
+const SECRET_PARAMETER = /secret|pass|pwd|token|key|auth|cred|private/i
 
 /** Parameters whose name says they hold a secret are masked and never stored after a job. */
 export function isSecretParameter(name: string): boolean {

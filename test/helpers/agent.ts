@@ -121,11 +121,11 @@ export const MIN_AUDITED_LENGTH = 8
 /** Anywhere in a body: password, authSecret, backupPassword, a token… */
 const SECRET_FIELD = /password|secret|token|^encryption_?key$/i
 /** Inside `parameters` (SPEC §4 masks these). */
-const SECRET_PARAMETER = /secret|password|token|key/i
+const SECRET_PARAMETER = /secret|pass|pwd|token|key|auth|cred|private/i
 
 /**
  * The secrets of a request body: values of password/secret/token fields and `encryption_key`
- * anywhere, and of parameters whose name contains secret, password, token or key. `"none"` (the
+ * anywhere, and of parameters whose name contains secret, pass, pwd, token, key, auth, cred or private. `"none"` (the
  * manager's "no encryption") and values too short to audit are left out.
  */
 export function secretsOfBody(body: unknown): string[] {

@@ -1,0 +1,29 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { storedRequest } from '../../../src/jobs/recovery-record.ts'
+import { requestSecrets, type JobRequest } from '../../../src/jobs/request.ts'
+
+const SECRET_NAMED = ['db_pass', 'pgpassword', 'mysql_pwd', 'passphrase', 'api_key', 'redis_auth', 'credentials', 'private_pem', 'vault_token', 'client_secret', 'DB_PASS']
+const PLAIN = ['port', 'retries', 'database_name', 'tag', 'sleep_secs']
+
+function request(parameters: Record<string, string>): JobRequest {
+  return {
+    kind: 'backup', id: 'a'.repeat(24), compression: false, encryptionKey: '',
+    destination: { type: 'LOCAL', skipStorage: false, filenamePrefix: '', filename: '' },
+    database: { host: 'h', username: 'u', password: '', database: 'd', parameters },
+  }
+}
+
+describe('secret-named parameters', () => {
+  const parameters = Object.fromEntries([...SECRET_NAMED, ...PLAIN].map((name) => [name, `value-of-${name}`]))
+
+  it('are masked: every name that says secret, pass, pwd, token, key, auth, cred or private, and no other', () => {
+    assert.deepEqual(requestSecrets(request(parameters)).sort(), SECRET_NAMED.map((n) => `value-of-${n}`).sort())
+  })
+
+  it('are blanked in the stored record once the job owes nothing; the others are kept', () => {
+    const stored = storedRequest(request(parameters), false).database.parameters
+    for (const name of SECRET_NAMED) assert.equal(stored[name], '', name)
+    for (const name of PLAIN) assert.equal(stored[name], `value-of-${name}`, name)
+  })
+})
