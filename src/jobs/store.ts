@@ -4,8 +4,8 @@
 // A row holds the polling body exactly as served and a small recovery record. WAL with
 // synchronous=NORMAL survives a killed process (the threat here); only a power cut may lose the
 // last transactions, which the manager's next poll then shows as the job's previous state.
-import { chmodSync, mkdirSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { JobStatus } from './job.ts'
 import type { JobKind } from './request.ts'
@@ -144,7 +144,13 @@ export class JobStore {
   }
 
   #create(): Open {
-    mkdirSync(this.#directory, { recursive: true, mode: 0o700 })
+    try {
+      mkdirSync(this.#directory, { recursive: true, mode: 0o700 })
+    } catch (error) {
+      // A recursive mkdir on a read-only filesystem reports ENOENT: a plain one tells the cause.
+      if ((error as { code?: string }).code !== 'ENOENT' || !existsSync(dirname(this.#directory))) throw error
+      mkdirSync(this.#directory, { mode: 0o700 })
+    }
     chmodSync(this.#directory, 0o700)
     const db = openDatabase(this.#path)
     try {

@@ -281,3 +281,50 @@ describe('a job store on a filesystem that fails with EIO', () => {
     await agent.waitForOutput(/job records the store did not take are lost at exit/)
   })
 })
+
+describe('a job store on a read-only filesystem', () => {
+  let dir: string
+  let mount: string
+  let mounted = false
+  let agent: Agent | undefined
+  const remount = (mode: 'ro' | 'rw') => run('mount', ['-o', `remount,bind,${mode}`, mount])
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'osb-store-ro-'))
+    mount = join(dir, 'state-fs')
+    await run('mkdir', [join(dir, 'source'), mount])
+    // a bind mount remounted read-only (needs root): a failure here fails the test loudly
+    await run('mount', ['--bind', join(dir, 'source'), mount])
+    mounted = true
+  })
+  after(async () => {
+    await agent?.stop()
+    if (mounted) await run('umount', [mount]).catch(() => run('umount', ['-l', mount]))
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('a first start (no store yet) serves: 503 and store:unwritable until the filesystem is writable, then the store is created', async () => {
+    await remount('ro')
+    agent = await startAgent({ env: { directory_state: join(mount, 'state') } })
+    assert.deepEqual((await agent.request('GET', '/healthz', undefined, { auth: null })).json(), { status: 'ok', store: 'unwritable' })
+    const refused = await agent.request('POST', '/backup', managerBackupBody(managerId(), skip))
+    assert.equal(refused.status, 503, refused.text)
+    assert.match(refused.json().message, /job store could not be written \(read-only filesystem\?\)/)
+    await remount('rw')
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip))).status, 201)
+    assert.equal((await agent.waitFor('backup', id)).status, 'SUCCEEDED')
+    assert.deepEqual((await agent.request('GET', '/healthz', undefined, { auth: null })).json(), { status: 'ok' })
+  })
+
+  it('a store that holds jobs stops the start with a message (recovery must read what is owed first)', async () => {
+    assert.ok(agent, 'the first test started the agent')
+    const options = agent.restartOptions()
+    assert.equal(await agent.kill('SIGTERM'), 0)
+    agent = undefined
+    await remount('ro')
+    await assert.rejects(startAgent(options), /exited with 1 before listening[\s\S]*not started: .*read-only file system/)
+    await remount('rw')
+    agent = await startAgent(options)
+    assert.equal((await agent.request('GET', '/backup')).json().jobs.length, 1)
+  })
+})
