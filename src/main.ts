@@ -11,6 +11,7 @@ import { prepareJobRoot } from './jobs/directory.ts'
 import { finishRecovery, markInterrupted } from './jobs/recovery.ts'
 import { JobRegistry } from './jobs/registry.ts'
 import { JobStore } from './jobs/store.ts'
+import { useRecordKey } from './jobs/sealed-secrets.ts'
 import { createLogger } from './log.ts'
 import { AgentMetrics } from './metrics.ts'
 import { trustCertificates } from './tls.ts'
@@ -63,6 +64,9 @@ async function main(): Promise<void> {
   }
 
   const store = new JobStore(config.directoryState)
+  // the key that seals the secrets a running job's record keeps for recovery
+  const keyProblem = useRecordKey(config.directoryState)
+  if (keyProblem) log.warn(`${keyProblem}: records are sealed with a key of this process only; a job interrupted now is recovered without the secrets its scripts would get`)
   // A store that cannot be written is logged once when it starts and once when it ends.
   const registry = new JobRegistry(config.maxJobNumber, store, (problem, error) => {
     if (problem) log.error({ error: (error as Error | undefined)?.message }, `${problem}: job records are kept in memory and written when it can be; new jobs are refused (503)`)

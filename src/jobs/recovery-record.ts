@@ -1,12 +1,14 @@
 // What the store keeps beside a job's polling body so that a restarted agent can finish what a
 // killed one left: the stages entered, the running script, the object under upload, and the
 // request. Secrets are kept only while the job runs and only those recovery needs (the storage
-// credentials to remove a partial upload, the parameters the cleanup and unlock scripts get);
-// the database password and encryption key are never stored.
+// credentials to remove a partial upload, the parameters the cleanup and unlock scripts get),
+// sealed with the store's key, never as text; the database password and encryption key are
+// never stored.
 import { readFileSync } from 'node:fs'
 import type { Job } from './job.ts'
 import type { JobRequest } from './request.ts'
 import { isSecretParameter } from './request.ts'
+import { seal, unseal } from './sealed-secrets.ts'
 
 export interface RecoveryRecord {
   state: string
@@ -25,6 +27,17 @@ export interface RecoveryRecord {
    * killed by the reboot (it never exited), so its stage is still owed.
    */
   boot?: string | undefined
+  /**
+   * While the job runs or owes steps: the storage credentials and secret-named parameters the
+   * request held, sealed (src/jobs/sealed-secrets.ts); `request` holds them blanked.
+   */
+  sealed?: string | undefined
+}
+
+/** The secrets a record keeps for recovery (sealed). */
+interface KeptSecrets {
+  storage: string
+  parameters: Record<string, string>
 }
 
 export function recoveryRecord(job: Job, pending?: string[]): RecoveryRecord {
@@ -34,10 +47,37 @@ export function recoveryRecord(job: Job, pending?: string[]): RecoveryRecord {
     attempted: job.attempted,
     uploading: job.uploading,
     script: job.script,
-    request: storedRequest(job.request, keepSecrets),
+    request: storedRequest(job.request),
     ...(pending ? { pending } : {}),
     boot: bootId(),
+    ...(keepSecrets ? { sealed: seal(keptSecrets(job.request), sealedFor(job.request)) } : {}),
   }
+}
+
+const sealedFor = (request: JobRequest) => `${request.kind}/${request.id}`
+
+function keptSecrets(request: JobRequest): KeptSecrets {
+  const d = request.destination
+  return {
+    storage: d.type === 'S3' ? d.authSecret : d.type === 'SWIFT' ? d.password : '',
+    parameters: Object.fromEntries(Object.entries(request.database.parameters).filter(([k]) => isSecretParameter(k))),
+  }
+}
+
+/**
+ * A stored record with its sealed secrets put back into the request. A record whose seal cannot
+ * be opened (the key file was lost) keeps them blank: recovery still runs every owed step.
+ */
+export function readRecord(text: string): RecoveryRecord {
+  const record = JSON.parse(text) as RecoveryRecord
+  if (record.sealed === undefined) return record
+  const kept = unseal(record.sealed, sealedFor(record.request)) as KeptSecrets | undefined
+  if (!kept) return record
+  const d = record.request.destination
+  const destination = d.type === 'S3' ? { ...d, authSecret: kept.storage } : d.type === 'SWIFT' ? { ...d, password: kept.storage } : d
+  const parameters = { ...record.request.database.parameters }
+  for (const [name, value] of Object.entries(kept.parameters)) if (name in parameters) parameters[name] = value
+  return { ...record, request: { ...record.request, destination, database: { ...record.request.database, parameters } } }
 }
 
 /** The steps a stored record still owes (its `pending` list); none for an unreadable record. */
@@ -64,14 +104,12 @@ export function bootId(): string | undefined {
   return boot
 }
 
-export function storedRequest(request: JobRequest, keepRecoverySecrets: boolean): JobRequest {
+/** The request as a record stores it: every secret blanked (recovery's are sealed beside it). */
+export function storedRequest(request: JobRequest): JobRequest {
   const { destination, database } = request
-  const parameters = keepRecoverySecrets
-    ? database.parameters
-    : Object.fromEntries(Object.entries(database.parameters).map(([k, v]) => [k, isSecretParameter(k) ? '' : v]))
+  const parameters = Object.fromEntries(Object.entries(database.parameters).map(([k, v]) => [k, isSecretParameter(k) ? '' : v]))
   const strippedDestination =
-    keepRecoverySecrets ? destination
-    : destination.type === 'S3' ? { ...destination, authSecret: '' }
+    destination.type === 'S3' ? { ...destination, authSecret: '' }
     : destination.type === 'SWIFT' ? { ...destination, password: '' }
     : destination
   return {

@@ -18,7 +18,7 @@ import { KILL_GRACE_MS } from '../scripts/run.ts'
 import { storageFor } from '../storage/storage.ts'
 import { recreateMissingJobDirectory } from './directory.ts'
 import { pollingBody, type Job, type JobStatus } from './job.ts'
-import { bootId, recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
+import { bootId, readRecord, recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
 import type { JobRegistry } from './registry.ts'
 import type { JobKind } from './request.ts'
 import { requestSecrets } from './request.ts'
@@ -123,7 +123,7 @@ function writtenThisBoot(record: RecoveryRecord): boolean {
 export function markInterrupted(rows: readonly StoredJob[], registry: JobRegistry, now = new Date()): Interrupted[] {
   const out: Interrupted[] = []
   for (const row of rows) {
-    const stored = JSON.parse(row.record) as RecoveryRecord
+    const stored = readRecord(row.record)
     const sameBoot = writtenThisBoot(stored)
     // A script of another boot died with it; its pid may belong to anything now.
     const record = sameBoot ? stored : { ...stored, script: undefined }

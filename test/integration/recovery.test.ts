@@ -3,7 +3,7 @@
 // neither deleted nor reused; a SIGTERM while recovery runs waits for it.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BACKUP_STAGES, RESTORE_STAGES, startAgent, type Agent, type AgentOptions } from '../helpers/agent.ts'
@@ -24,6 +24,8 @@ function stepScripts(steps: string): Record<string, string> {
       // replace_in: the stage replaces its working directory (the job directory) with a file or a link
       `if [[ " $replace_in " == *" ${stage} "* ]]; then p=$PWD; cd /; rm -rf "$p"; if [ "$replace_with" = file ]; then echo x > "$p"; else ln -s /nonexistent/dir "$p"; fi; fi`,
       `if [ -n "$tag" ]; then printf '%s\\n' "$tag ${stage} end" >> '${steps}'; fi`,
+      // lengths only: what a recovered script got of the sealed secrets
+      `if [ -n "$tag" ] && [ -n "$count_secrets" ]; then printf '%s\\n' "$tag ${stage} secrets \${#api_token} \${#S3_AUTHSECRET}" >> '${steps}'; fi`,
       `echo '${stage} ran'`,
     ].join('\n')
   }
@@ -194,4 +196,24 @@ describe('a crash during recovery', () => {
       assert.equal(await count(crashed, 'post-backup-unlock start'), 1)
     })
   }
+
+  it('a crash mid-job leaves no secret as text in the store files; recovery still gives the unlock script the sealed ones', async () => {
+    const id = managerId()
+    const token = 'api-token-sealed-Zx81'
+    await trigger(id, { sleep_in: 'backup', sleep_secs: 30, api_token: token, count_secrets: 1 })
+    await waitForStep(id, 'backup start')
+    await agent.kill('SIGKILL')
+    const files = await readdir(join(agent.root, 'state'))
+    const stored = Buffer.concat(await Promise.all(files.filter((f) => f.startsWith('jobs.sqlite')).map((f) => readFile(join(agent.root, 'state', f))))).toString('latin1')
+    assert.ok(stored.includes(id), 'the test reads the store\'s files')
+    for (const secret of [token, skip.authSecret]) {
+      for (const form of [secret, Buffer.from(secret).toString('hex'), Buffer.from(secret).toString('base64').slice(0, 16)]) {
+        assert.ok(!stored.includes(form), `${form} is in the store after a crash mid-job`)
+      }
+    }
+    agent = await startAgent(options)
+    await waitForStep(id, 'post-backup-unlock end')
+    assert.ok((await stepsOf(id)).includes(`post-backup-unlock secrets ${token.length} ${skip.authSecret.length}`), JSON.stringify(await stepsOf(id)))
+    await deleteOnceNothingOwed(id)
+  })
 })

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { loadConfig } from '../../../src/config.ts'
 import { newJob, pollingBody } from '../../../src/jobs/job.ts'
-import { bootId, recoveryRecord, type RecoveryRecord } from '../../../src/jobs/recovery-record.ts'
+import { bootId, readRecord, recoveryRecord, type RecoveryRecord } from '../../../src/jobs/recovery-record.ts'
 import { finishRecovery, markInterrupted, stepsStillDue } from '../../../src/jobs/recovery.ts'
 import { JobRegistry } from '../../../src/jobs/registry.ts'
 import type { JobKind, JobRequest } from '../../../src/jobs/request.ts'
@@ -227,8 +227,10 @@ describe('markInterrupted and finishRecovery', () => {
     const { store, registry, deps, recordOf } = setUp({ 'backup-cleanup': '', 'post-backup-unlock': '' })
     store.save(runningRow('j5', ['pre-backup-lock', 'backup'], {}, { api_token: 'tok-secret-1', port: '5432' }))
     const items = markInterrupted(registry.load(), registry)
-    assert.equal(recordOf('j5').request.database.parameters.api_token, 'tok-secret-1')
+    assert.equal(readRecord(store.all().find((r) => r.id === 'j5')?.record ?? '').request.database.parameters.api_token, 'tok-secret-1')
+    assert.ok(!store.all().some((r) => r.record.includes('tok-secret-1')), 'kept sealed, never as text')
     await finishRecovery(items, deps)
     assert.deepEqual(recordOf('j5').request.database.parameters, { api_token: '', port: '5432' })
+    assert.equal(recordOf('j5').sealed, undefined, 'nothing kept once nothing is owed')
   })
 })

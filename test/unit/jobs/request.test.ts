@@ -21,8 +21,8 @@ describe('secret-named parameters', () => {
     assert.deepEqual(requestSecrets(request(parameters)).sort(), SECRET_NAMED.map((n) => `value-of-${n}`).sort())
   })
 
-  it('are blanked in the stored record once the job owes nothing; the others are kept', () => {
-    const stored = storedRequest(request(parameters), false).database.parameters
+  it('are blanked in the stored request (recovery\'s copy is sealed); the others are kept', () => {
+    const stored = storedRequest(request(parameters)).database.parameters
     for (const name of SECRET_NAMED) assert.equal(stored[name], '', name)
     for (const name of PLAIN) assert.equal(stored[name], `value-of-${name}`, name)
   })
