@@ -133,3 +133,27 @@ export function recreateMissingJobDirectory(directory: string, gid: number | und
     // the script's start then fails and its message says why
   }
 }
+
+/** The prefix of the private directory a download is written in (src/jobs/stages.ts). */
+export const DOWNLOAD_WORK_PREFIX = '.agent-download-'
+
+/**
+ * After a crash: the agent's own download directories in a job directory (a partial download,
+ * as large as the object) are removed. Reached through the job directory opened with
+ * O_NOFOLLOW; rm removes a link, never what it points to. A job directory that is gone, or is
+ * not a directory, holds none.
+ */
+export async function removeInterruptedDownloads(directory: string): Promise<void> {
+  let fd: number
+  try {
+    fd = openSync(directory, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  } catch {
+    return
+  }
+  try {
+    const here = `/proc/self/fd/${fd}`
+    for (const name of readdirSync(here)) if (name.startsWith(DOWNLOAD_WORK_PREFIX)) await rm(join(here, name), { recursive: true, force: true })
+  } finally {
+    closeSync(fd)
+  }
+}

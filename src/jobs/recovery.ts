@@ -1,6 +1,6 @@
 // Recovery at start: jobs a killed agent left RUNNING become FAILED at once ("interrupted by
 // agent restart during <stage>"); then, in the background, the agent stops the script group the
-// dead agent left running, removes a partial upload, and runs the cleanup and unlock scripts the
+// dead agent left running, removes a partial upload or download, and runs the cleanup and unlock scripts the
 // job still owes, recording their output in the job's log fields. Nothing stays locked.
 //
 // A step is owed until it has run: its script was started and exited (any status), or it is
@@ -16,7 +16,7 @@ import { scriptEnvironment } from '../scripts/environment.ts'
 import { processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
 import { KILL_GRACE_MS } from '../scripts/run.ts'
 import { storageFor } from '../storage/storage.ts'
-import { recreateMissingJobDirectory } from './directory.ts'
+import { recreateMissingJobDirectory, removeInterruptedDownloads } from './directory.ts'
 import { pollingBody, type Job, type JobStatus } from './job.ts'
 import { bootId, readRecord, recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
 import type { JobRegistry } from './registry.ts'
@@ -183,9 +183,17 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     job.uploading = undefined
     done('abandon')
   }
+  const directory = join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
+  if (job.attempted.includes('download')) {
+    try {
+      await removeInterruptedDownloads(directory)
+    } catch (error) {
+      problems.push(`the interrupted download could not be removed: ${(error as Error).message}`)
+    }
+  }
   const ctx: StageContext = {
     job,
-    directory: join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id),
+    directory,
     fileBase: '',
     scriptsPath: config.scriptsPath,
     scriptEnv: scriptEnvironment(job.request, config.scriptEnvPassthrough, deps.agentEnv),

@@ -12,7 +12,7 @@ import type { Downloaded, Storage, TransferOptions } from '../storage/storage.ts
 import { hasTrailer, readFileHeader, type Compression, type StreamHeader } from '../integrity/format.ts'
 import { TrailerDigest, verifiedTrailer, type ObjectDigest } from '../integrity/trailer.ts'
 import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
-import { createJobFile, entryAt, jobFileName } from './directory.ts'
+import { createJobFile, DOWNLOAD_WORK_PREFIX, entryAt, jobFileName } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
 
@@ -248,7 +248,7 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   // moved into place once verified: the restore script never sees a partial or corrupt file
   // under the name it reads, nothing planted in the job directory lies in the way of what the
   // agent writes, and no name of the agent's can be the restore filename.
-  const work = await mkdtemp(join(ctx.directory, '.agent-download-'))
+  const work = await mkdtemp(join(ctx.directory, DOWNLOAD_WORK_PREFIX))
   // One pass gives both the whole-object digest and, holding back the last 32 bytes, the one a
   // version-2 `.osb` trailer must match (src/integrity/trailer.ts).
   const digest = new TrailerDigest()

@@ -3,11 +3,11 @@
 // neither deleted nor reused; a SIGTERM while recovery runs waits for it.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BACKUP_STAGES, RESTORE_STAGES, startAgent, type Agent, type AgentOptions } from '../helpers/agent.ts'
-import { managerBackupBody, managerId } from '../helpers/bodies.ts'
+import { managerBackupBody, managerId, managerRestoreBody } from '../helpers/bodies.ts'
 
 const skip = { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSecret: 'recovery-secret-Q7', filenamePrefix: '' }
 
@@ -215,5 +215,30 @@ describe('a crash during recovery', () => {
     await waitForStep(id, 'post-backup-unlock end')
     assert.ok((await stepsOf(id)).includes(`post-backup-unlock secrets ${token.length} ${skip.authSecret.length}`), JSON.stringify(await stepsOf(id)))
     await deleteOnceNothingOwed(id)
+  })
+
+  it('a crash during a download: recovery removes the partial download (the agent\'s own directory) and runs cleanup and unlock', async () => {
+    const objects = join(agent.root, 'var', 'storage', 'big')
+    await mkdir(objects, { recursive: true })
+    await writeFile(join(objects, 'huge.sql'), '')
+    await truncate(join(objects, 'huge.sql'), 2 * 1024 ** 3)
+    const id = managerId()
+    const body = managerRestoreBody(id, { type: 'LOCAL', filenamePrefix: 'big/', filename: 'huge.sql' }, { parameters: { tag: id } })
+    assert.equal((await agent.request('PUT', '/restore', body)).status, 201)
+    const deadline = Date.now() + 20_000
+    for (;;) {
+      const polled = (await agent.request('GET', `/restore/${id}`)).json()
+      if (polled.state === 'download' && (polled.progress?.bytes_done ?? 0) > 0) break
+      assert.ok(polled.status === 'RUNNING' && Date.now() < deadline, JSON.stringify(polled))
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    await agent.kill('SIGKILL')
+    const jobDirectory = join(agent.restoreDir, id)
+    assert.ok((await readdir(jobDirectory)).some((n) => n.startsWith('.agent-download-')), 'the crash left the partial download')
+    agent = await startAgent(options)
+    await waitForStep(id, 'post-restore-unlock end')
+    assert.deepEqual(await readdir(jobDirectory), [])
+    assert.match((await agent.request('GET', `/restore/${id}`)).json().error_message, /^interrupted by agent restart during download/)
+    await rm(join(objects, 'huge.sql'))
   })
 })
