@@ -1,7 +1,8 @@
 // Recovery at start: jobs a killed agent left RUNNING become FAILED at once ("interrupted by
 // agent restart during <stage>"); then, in the background, the agent stops the script group the
-// dead agent left running, removes a partial upload or download, and runs the cleanup and unlock scripts the
-// job still owes, recording their output in the job's log fields. Nothing stays locked.
+// dead agent left running, removes a partial upload or download, and runs the cleanup and unlock
+// scripts the job still owes, recording their output in the job's log fields. Nothing stays
+// locked.
 //
 // A step is owed until it has run: its script was started and exited (any status), or it is
 // missing. The steps still owed are stored with the job after each one, so a crash during
