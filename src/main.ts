@@ -65,8 +65,12 @@ async function main(): Promise<void> {
 
   const store = new JobStore(config.directoryState)
   // the key that seals the secrets a running job's record keeps for recovery
-  const keyProblem = useRecordKey(config.directoryState)
-  if (keyProblem) log.warn(`${keyProblem}: records are sealed with a key of this process only; a job interrupted now is recovered without the secrets its scripts would get`)
+  try {
+    useRecordKey(store.recordKey())
+  } catch (error) {
+    useRecordKey(undefined)
+    log.warn({ error: (error as Error).message }, 'the job store has no record key and cannot make one now: records are sealed with a key of this process only; a job interrupted now is recovered without the secrets its scripts would get')
+  }
   // A store that cannot be written is logged once when it starts and once when it ends.
   const registry = new JobRegistry(config.maxJobNumber, store, (problem, error) => {
     if (problem) log.error({ error: (error as Error | undefined)?.message }, `${problem}: job records are kept in memory and written when it can be; new jobs are refused (503)`)

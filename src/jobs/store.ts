@@ -5,6 +5,7 @@
 // synchronous=NORMAL survives a killed process (the threat here); only a power cut may lose the
 // last transactions, which the manager's next poll then shows as the job's previous state.
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { JobStatus } from './job.ts'
@@ -35,6 +36,8 @@ const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (kind, id)
    );
    CREATE INDEX jobs_by_end ON jobs (ended_at);`,
+  // the key that seals the secrets a running job's record keeps (src/jobs/sealed-secrets.ts)
+  `CREATE TABLE record_key (key BLOB NOT NULL);`,
 ]
 
 /**
@@ -154,7 +157,13 @@ export class JobStore {
     chmodSync(this.#directory, 0o700)
     const db = openDatabase(this.#path)
     try {
-      migrate(db, this.#path)
+      try {
+        migrate(db, this.#path)
+      } catch (error) {
+        // A store that has its jobs table is read even when a later migration cannot be written
+        // now (a full disk): only writes wait, and the next start migrates.
+        if (!isWriteProblem(error) || schemaVersion(db) < 1) throw error
+      }
       this.#restrictFiles()
       // A finished job whose recovery still owes steps (record.pending) is kept like a running one.
       // (An unreadable record owes nothing: recovery could not read it either.)
@@ -178,6 +187,24 @@ export class JobStore {
 
   get schemaVersion(): number {
     return schemaVersion(this.#opened().db)
+  }
+
+  /**
+   * The key that seals the secrets of running jobs' records, made on first use. Kept in the
+   * store itself, so that it is there whenever the records are (a copy of the state folder, a
+   * restored backup of it). Throws when it can be neither read nor made (a store that cannot
+   * be written yet).
+   */
+  recordKey(): Buffer {
+    const { db } = this.#opened()
+    const read = () => (db.prepare('SELECT key FROM record_key LIMIT 1').get() as { key: Uint8Array } | undefined)?.key
+    let key = read()
+    if (key === undefined) {
+      db.prepare('INSERT INTO record_key (key) VALUES (?)').run(randomBytes(32))
+      key = read()
+    }
+    if (key?.length !== 32) throw new Error('the record key in the job store is damaged')
+    return Buffer.from(key)
   }
 
   /** The database, its WAL and shared-memory files hold job records: owner only. */
@@ -275,7 +302,12 @@ function migrate(db: DatabaseSync, path: string): void {
       db.exec(`PRAGMA user_version = ${version + 1}`)
       db.exec('COMMIT')
     } catch (error) {
-      db.exec('ROLLBACK')
+      // SQLite has rolled back already after some failures (a full disk): the cause is `error`
+      try {
+        db.exec('ROLLBACK')
+      } catch {
+        // no transaction left to roll back
+      }
       throw error
     }
   }

@@ -9,6 +9,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { DatabaseSync } from 'node:sqlite'
 import { BACKUP_STAGES, startAgent, type Agent } from '../helpers/agent.ts'
 import { managerBackupBody, managerId } from '../helpers/bodies.ts'
 
@@ -200,6 +201,35 @@ describe('a job store on a full filesystem', () => {
     const next = managerId()
     assert.equal((await agent.request('POST', '/backup', managerBackupBody(next, skip))).status, 201)
     assert.equal((await agent.waitFor('backup', next)).status, 'SUCCEEDED')
+  })
+
+  it('starts on a full disk with a store of an older schema (an upgrade): read as it is, migrated at a later start', async () => {
+    await agent?.stop()
+    agent = undefined
+    const state = join(mount, 'older')
+    await run('mkdir', ['-m', '0700', state])
+    const old = new DatabaseSync(join(state, 'jobs.sqlite'))
+    old.exec(`PRAGMA journal_mode = WAL;
+      CREATE TABLE jobs (kind TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, body TEXT NOT NULL, record TEXT NOT NULL,
+        started_at INTEGER NOT NULL, ended_at INTEGER, PRIMARY KEY (kind, id));
+      CREATE INDEX jobs_by_end ON jobs (ended_at);
+      PRAGMA user_version = 1;`)
+    const id = managerId()
+    old.prepare('INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)').run('backup', id, 'SUCCEEDED', '{"status":"SUCCEEDED","state":"finished"}', '{}', Date.now(), Date.now())
+    old.close()
+    await fill(mount)
+    agent = await startAgent({ scripts: stepScripts(steps), env: { directory_state: state } })
+    assert.equal((await agent.request('GET', `/backup/${id}`)).json().status, 'SUCCEEDED')
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(managerId(), skip))).status, 503)
+    await free(mount)
+    const options = agent.restartOptions()
+    await agent.kill('SIGTERM')
+    agent = await startAgent(options)
+    const next = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(next, skip))).status, 201)
+    assert.equal((await agent.waitFor('backup', next)).status, 'SUCCEEDED')
+    await agent.stop()
+    agent = undefined
   })
 
   it('starts on a full disk with no store yet (a first start): triggers get 503 and /healthz says so until there is space, then the store is created', async () => {

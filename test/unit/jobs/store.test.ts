@@ -13,7 +13,7 @@ describe('JobStore', () => {
   it('creates an owner-only folder and file at the current schema version', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'store-')), 'state')
     const store = new JobStore(dir)
-    assert.equal(store.schemaVersion, 1)
+    assert.equal(store.schemaVersion, 2)
     assert.equal(statSync(dir).mode & 0o777, 0o700)
     assert.equal(statSync(join(dir, 'jobs.sqlite')).mode & 0o777, 0o600)
     store.close()
@@ -64,5 +64,17 @@ describe('JobStore', () => {
     assert.ok(!bytes().includes(secret), 'no byte of the secret is left in the database or its WAL')
     store.close()
     assert.deepEqual(new JobStore(dir).all().map((r) => r.status), ['FAILED', 'SUCCEEDED', 'FAILED'])
+  })
+
+  it('keeps one record key, made on first use, across reopening', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'store-'))
+    const store = new JobStore(dir)
+    const key = store.recordKey()
+    assert.equal(key.length, 32)
+    assert.deepEqual(store.recordKey(), key)
+    store.close()
+    const again = new JobStore(dir)
+    assert.deepEqual(again.recordKey(), key)
+    again.close()
   })
 })
