@@ -9,6 +9,7 @@ import { Compile } from 'typebox/compile'
 import type { Config } from '../config.ts'
 import type { Destination, DatabaseTarget, JobKind, JobRequest, StorageDestination } from '../jobs/request.ts'
 import { parameterNameProblem } from '../scripts/parameter-names.ts'
+import { authVersion, type AuthVersion } from '../storage/keystone.ts'
 import { idProblem } from './ids.ts'
 import { FILENAME_MAX_BYTES, MAX_PARAMETERS, scriptInputProblems, utf8Bytes } from './script-inputs.ts'
 import { DeleteSchema, TriggerSchema, type DeleteBody, type TriggerBody } from './schemas.ts'
@@ -19,6 +20,12 @@ const STORAGE_FIELDS: Record<StorageDestination['type'], readonly string[]> = {
   S3: ['bucket', 'authKey', 'authSecret'],
   SWIFT: ['authUrl', 'username', 'password', 'container_name'],
   LOCAL: [],
+}
+/** What each Keystone version logs in with besides username and password (docs/SWIFT.md); v1 needs nothing more. */
+const KEYSTONE_FIELDS: Record<AuthVersion, readonly ('domain' | 'project_name')[]> = {
+  v3: ['domain', 'project_name'],
+  'v2.0': ['project_name'],
+  v1: [],
 }
 /** The streamed-backup suffix (src/jobs/streaming.ts, not imported: it loads the codec's modules). */
 const STREAM_SUFFIX = '.osb'
@@ -121,9 +128,13 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
   if (authUrl !== '') {
     const url = URL.parse(authUrl)
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) errors.push('destination.authUrl must be an http:// or https:// URL')
-    else if (/\/v3\/?$/.test(url.pathname)) {
-      for (const field of ['domain', 'project_name'] as const) {
-        if (!d[field]) errors.push(`destination.${field} is required for Keystone v3 (authUrl ending in /v3)`)
+    // The auth URL is echoed in polling bodies and named in log lines: no credentials in it.
+    else if (url.username !== '' || url.password !== '') errors.push('destination.authUrl must not contain a user or password (user@ or user:password@); use username and password')
+    else {
+      // The login's own rule (src/storage/keystone.ts) decides the version: the same URLs here.
+      const version = authVersion(authUrl)
+      for (const field of KEYSTONE_FIELDS[version]) {
+        if (!d[field]) errors.push(`destination.${field} is required for Keystone ${version} (authUrl ending in /${version === 'v3' ? 'v3' : 'v2.0 or /v2'})`)
       }
     }
   }

@@ -193,7 +193,12 @@ function checkDestination(kind: 'backup' | 'restore', d: Json): void {
   const authUrl = t.authUrl ?? ''
   if (authUrl !== '') {
     if (!/^https?:\/\//i.test(authUrl) || !URL.canParse(authUrl)) fail('authUrl')
-    if (/\/v3\/?$/.test(new URL(authUrl).pathname) && (!t.domain || !t.project_name)) fail('v3 without domain/project')
+    const url = new URL(authUrl)
+    if (url.username !== '' || url.password !== '') fail('credentials in authUrl')
+    // docs/SWIFT.md: the version is the path's last segment, trailing slashes aside
+    const path = url.pathname.replace(/\/+$/, '')
+    if (path.endsWith('/v3') && (!t.domain || !t.project_name)) fail('v3 without domain/project')
+    if ((path.endsWith('/v2.0') || path.endsWith('/v2')) && !t.project_name) fail('v2.0 without project (tenant)')
   }
 }
 

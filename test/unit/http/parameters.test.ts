@@ -156,6 +156,18 @@ describe('parameter names: lower case, or listed in script_parameter_names; neve
     }
   })
 
+  it('refuses PATH, HOME, LANG, TZ and LD_LIBRARY_PATH even when script_env_passthrough leaves them out and they are listed', () => {
+    // PATH from a request would pick the programs a root script runs (and the bash the agent starts).
+    const cfg = loadConfig({ ...required, script_env_passthrough: 'MY_TOOL_HOME', script_parameter_names: 'PATH,HOME,LANG,TZ,LD_LIBRARY_PATH,Path' }).config
+    assert.deepEqual(cfg.scriptEnvPassthrough, ['MY_TOOL_HOME'])
+    for (const name of ['PATH', 'HOME', 'LANG', 'TZ', 'LD_LIBRARY_PATH', 'Path', 'path', 'home', 'tz']) {
+      const parsed = parseTrigger('backup', body({ [name]: '/tmp/planted' }), cfg)
+      assert.equal(parsed.ok, false, name)
+      assert.match(errorsOf(parsed), /is reserved/)
+    }
+    assert.equal(parseTrigger('backup', body({ pathname: 'x', home_dir: 'y' }), cfg).ok, true)
+  })
+
   it('refuses __proto__, which a JavaScript object would swallow instead of passing on', () => {
     for (const parameters of [JSON.parse('{"__proto__": "v"}'), JSON.parse('[{"__proto__": "v"}]')]) {
       const parsed = parseTrigger('backup', body(parameters), configListing(['__proto__']))

@@ -1,8 +1,10 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import fc from 'fast-check'
 import { loadConfig } from '../../../src/config.ts'
 import { triggerId } from '../../../src/http/ids.ts'
 import { parseTrigger } from '../../../src/http/trigger.ts'
+import { authVersion } from '../../../src/storage/keystone.ts'
 
 const { config } = loadConfig({ client_username: 'u', client_password: 'p', directory_backup: '/b', directory_restore: '/r' })
 
@@ -130,5 +132,63 @@ describe('parseTrigger: LOCAL names starting with "." are the agent\'s own files
   it('leaves S3 object names alone (a dot-name is an ordinary S3 key)', () => {
     const parsed = parseTrigger('restore', { id: 'job-1', destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', filename: '.x.sql' }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } }, config)
     assert.equal(parsed.ok, true)
+  })
+})
+
+describe('parseTrigger: Swift auth URLs', () => {
+  const swift = (destination: Record<string, unknown>) =>
+    parseTrigger('backup', body({ type: 'SWIFT', username: 'u', password: 'p', container_name: 'c', skipStorage: true, ...destination }), config)
+
+  // Written from docs/SWIFT.md: the version is the URL path's last segment, trailing slashes aside.
+  const cases: [suffix: string, needs: string[]][] = [
+    ['/v3', ['domain', 'project_name']],
+    ['/v3/', ['domain', 'project_name']],
+    ['/v3//', ['domain', 'project_name']],
+    ['/identity/v3', ['domain', 'project_name']],
+    ['/v3?region=x', ['domain', 'project_name']],
+    ['/v3#x', ['domain', 'project_name']],
+    ['/v2.0', ['project_name']],
+    ['/v2.0/', ['project_name']],
+    ['/v2', ['project_name']],
+    ['/identity/v2.0//', ['project_name']],
+    ['/auth/v1.0', []],
+    ['/auth/v1.0/', []],
+    ['/V3', []],
+    ['/v30', []],
+    ['/v3/x', []],
+  ]
+  for (const [suffix, needs] of cases) {
+    it(`${suffix}: requires ${needs.join(' and ') || 'nothing more'}, as the login uses`, () => {
+      const authUrl = `http://ks:5000${suffix}`
+      const without = swift({ authUrl })
+      const missing = without.ok ? [] : without.errors.map((e) => /^destination\.(\w+) is required/.exec(e)?.[1])
+      assert.deepEqual(missing, needs, without.ok ? '' : without.errors.join('; '))
+      assert.equal(swift({ authUrl, domain: 'd', project_name: 'p' }).ok, true)
+    })
+  }
+
+  it('requires whatever the login of that URL uses, for generated paths', () => {
+    const segment = fc.constantFrom('v3', 'v2.0', 'v2', 'auth', 'v1.0', 'V3', 'identity', 'v3.0', '')
+    fc.assert(
+      fc.property(fc.array(segment, { maxLength: 4 }), fc.constantFrom('', '/', '//', '?a=1', '#f'), (segments, tail) => {
+        const authUrl = `https://ks${segments.length ? '/' : ''}${segments.join('/')}${tail}`
+        const version = authVersion(authUrl)
+        const parsed = swift({ authUrl })
+        const needed = version === 'v3' ? ['domain', 'project_name'] : version === 'v2.0' ? ['project_name'] : []
+        const missing = parsed.ok ? [] : parsed.errors.map((e) => /^destination\.(\w+) is required/.exec(e)?.[1])
+        assert.deepEqual(missing, needed, `${authUrl} (${version}): ${parsed.ok ? 'accepted' : parsed.errors.join('; ')}`)
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('refuses credentials in the auth URL (it is echoed in polling bodies and logs) without echoing them', () => {
+    for (const authUrl of ['http://admin:hunter2pw@ks:5000/v3', 'http://admin@ks:5000/v3', 'https://:hunter2pw@ks/auth/v1.0']) {
+      const parsed = swift({ authUrl, domain: 'd', project_name: 'p' })
+      assert.equal(parsed.ok, false, authUrl)
+      const message = parsed.ok ? '' : parsed.errors.join('; ')
+      assert.match(message, /destination\.authUrl must not contain a user or password/)
+      assert.doesNotMatch(message, /hunter2pw/)
+    }
   })
 })
