@@ -11,7 +11,7 @@ import type { Destination, DatabaseTarget, JobKind, JobRequest, StorageDestinati
 import { parameterNameProblem } from '../scripts/parameter-names.ts'
 import { authVersion, type AuthVersion } from '../storage/keystone.ts'
 import { idProblem } from './ids.ts'
-import { FILENAME_MAX_BYTES, MAX_PARAMETERS, scriptInputProblems, utf8Bytes } from './script-inputs.ts'
+import { FILENAME_MAX_BYTES, FILENAME_PREFIX_MAX_BYTES, FOLDER_NAME_MAX_BYTES, MAX_PARAMETERS, scriptInputProblems, utf8Bytes } from './script-inputs.ts'
 import { DeleteSchema, TriggerSchema, type DeleteBody, type TriggerBody } from './schemas.ts'
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; errors: string[] }
@@ -80,6 +80,12 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
   const skipStorage = config.skipStorage || (d.skipStorage ?? false)
   const filenamePrefix = d.filenamePrefix ?? ''
   if (filenamePrefix !== '' && !filenamePrefix.endsWith('/')) errors.push('destination.filenamePrefix must end with / when it is not empty')
+  // Where the agent stores under the prefix (S3 keys, LOCAL folders), a longer one would fail
+  // the upload after the scripts ran; elsewhere it is only echoed or passed to the scripts.
+  const prefixBytes = utf8Bytes(filenamePrefix)
+  if (!skipStorage && type !== 'SWIFT' && prefixBytes > FILENAME_PREFIX_MAX_BYTES) {
+    errors.push(`destination.filenamePrefix is ${prefixBytes} bytes: at most ${FILENAME_PREFIX_MAX_BYTES} in UTF-8 where the agent stores under it (an S3 key, prefix and file name, is at most 1024 bytes)`)
+  }
   const filename = d.filename ?? ''
   if (kind === 'restore') {
     if (filename === '' && !skipStorage) errors.push('destination.filename is required for a restore')
@@ -98,6 +104,8 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     if (filenamePrefix !== '' && !isPlainRelativePath(filenamePrefix.slice(0, -1))) {
       errors.push('destination.filenamePrefix for LOCAL must be relative folder names (no leading /, no . or .., no empty parts)')
     }
+    const longFolder = filenamePrefix.split('/').find((part) => utf8Bytes(part) > FOLDER_NAME_MAX_BYTES)
+    if (!skipStorage && longFolder !== undefined) errors.push(`destination.filenamePrefix for LOCAL has a folder name of ${utf8Bytes(longFolder)} bytes: at most ${FOLDER_NAME_MAX_BYTES} (NAME_MAX)`)
     // Names starting with "." are LOCAL's own files (metadata, partial uploads): never objects.
     if (!skipStorage) {
       const reserved = (field: string, part: string) =>

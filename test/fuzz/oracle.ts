@@ -166,6 +166,7 @@ function checkDestination(kind: 'backup' | 'restore', d: Json): void {
   if (t.type !== 'S3' && t.type !== 'SWIFT') fail('destination.type')
   const prefix = t.filenamePrefix ?? ''
   if (prefix !== '' && !prefix.endsWith('/')) fail('filenamePrefix without /')
+  if (t.type === 'S3' && !skipStorage && utf8(prefix) > 512) fail('an S3 prefix over 512 bytes')
   if (kind === 'restore') {
     const filename = t.filename ?? ''
     if (filename === '' && !skipStorage) fail('restore without filename')

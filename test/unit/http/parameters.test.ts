@@ -257,6 +257,55 @@ describe('bounds on every string that reaches a script', () => {
   })
 })
 
+// ------------------------------------------------------------------ prefixes the agent stores under
+
+describe('filenamePrefix where the agent stores under it', () => {
+  const KiB = 1024
+  /** `bytes` UTF-8 bytes of folders of `folder` bytes each (3-byte characters, ASCII to fill), ending in /. */
+  const prefixOf = (bytes: number, folder: number) => {
+    const parts: string[] = []
+    let left = bytes - 1 // the final /
+    while (left > 0) {
+      const size = Math.min(folder, left)
+      parts.push('€'.repeat(Math.floor(size / 3)) + 'p'.repeat(size % 3))
+      left -= size + 1 // a / between folders
+    }
+    const prefix = `${parts.join('/')}/`
+    return prefix
+  }
+  const backup = (destination: Record<string, unknown>) => parseTrigger('backup', { id: 'j', destination, backup: db(null) }, config)
+  const s3 = { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's' }
+
+  it('S3 and LOCAL: at most 512 bytes (an S3 key is at most 1024), counting UTF-8 bytes', () => {
+    for (const type of [s3, { type: 'LOCAL' }]) {
+      const atLimit = prefixOf(512, 200)
+      assert.equal(new TextEncoder().encode(atLimit).length, 512)
+      assert.equal(backup({ ...type, filenamePrefix: atLimit }).ok, true, errorsOf(backup({ ...type, filenamePrefix: atLimit })))
+      const over = backup({ ...type, filenamePrefix: `p${atLimit}` })
+      assert.equal(over.ok, false)
+      assert.match(errorsOf(over), /^destination\.filenamePrefix is 513 bytes/m)
+    }
+  })
+
+  it('LOCAL: each folder at most 255 bytes (NAME_MAX)', () => {
+    const atLimit = `${'€'.repeat(85)}/`
+    assert.equal(backup({ type: 'LOCAL', filenamePrefix: atLimit }).ok, true)
+    const over = backup({ type: 'LOCAL', filenamePrefix: `${'€'.repeat(85)}x/` })
+    assert.equal(over.ok, false)
+    assert.match(errorsOf(over), /folder name of 256 bytes/)
+    // S3 keys have no folders: a 256-byte part is fine there
+    assert.equal(backup({ ...s3, filenamePrefix: `${'€'.repeat(85)}x/` }).ok, true)
+  })
+
+  it('skipStorage and Swift only pass the prefix on (scripts, polling body): 32 KiB', () => {
+    const long = prefixOf(32 * KiB, 4000)
+    for (const destination of [{ ...s3, skipStorage: true }, { type: 'LOCAL', skipStorage: true }, { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: 'u', password: 'p', container_name: 'c' }]) {
+      const parsed = backup({ ...destination, filenamePrefix: long })
+      assert.equal(parsed.ok, true, `${destination.type}: ${errorsOf(parsed)}`)
+    }
+  })
+})
+
 // ------------------------------------------------------------------ restore filenames
 
 describe('restore filenames', () => {
