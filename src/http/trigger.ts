@@ -263,11 +263,24 @@ function parameterField(where: string, name: string): string {
 function renderValue(value: unknown): string | undefined {
   if (typeof value === 'string') return value
   if (typeof value === 'boolean') return String(value)
-  if (typeof value === 'number' && Number.isFinite(value)) {
-    const plain = String(value)
-    return /e/i.test(plain) ? value.toLocaleString('en-US', { useGrouping: false, maximumFractionDigits: 20 }) : plain
-  }
+  if (typeof value === 'number' && Number.isFinite(value)) return plainDecimal(String(value))
   return undefined
+}
+
+/**
+ * JavaScript's shortest spelling of a number with its exponent written out: `1e-21` is
+ * `0.000000000000000000001`, `1.5e+21` `1500000000000000000000`. The same digits, so the same
+ * number (toLocaleString rounded to 20 decimals: 1e-21 became 0).
+ */
+function plainDecimal(shortest: string): string {
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(shortest)
+  if (!m) return shortest
+  const [, sign, first, rest = '', exponent] = m
+  const digits = `${first}${rest}`
+  const point = 1 + Number(exponent) // digits before the decimal point
+  if (point <= 0) return `${sign}0.${'0'.repeat(-point)}${digits}`
+  if (point >= digits.length) return `${sign}${digits}${'0'.repeat(point - digits.length)}`
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`
 }
 
 /**

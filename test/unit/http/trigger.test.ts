@@ -192,3 +192,25 @@ describe('parseTrigger: Swift auth URLs', () => {
     }
   })
 })
+
+describe('parseTrigger: numbers in parameters', () => {
+  const rendered = (value: unknown) => {
+    const parsed = parseTrigger('backup', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: { n: value } } }, config)
+    if (!parsed.ok) throw new Error(parsed.errors.join('; '))
+    return parsed.value.database.parameters.n
+  }
+
+  it('are written in plain decimal that reads back as the same number, however large or small', () => {
+    fc.assert(
+      fc.property(fc.double({ noNaN: true, noDefaultInfinity: true }), (n) => {
+        const text = rendered(n) as string
+        assert.match(text, /^-?\d+(\.\d+)?$/, `${n} -> ${text}`)
+        assert.equal(Number(text), n, `${n} -> ${text}`)
+      }),
+      { numRuns: 2000 },
+    )
+    for (const [n, text] of [[1e-21, '0.000000000000000000001'], [1.5e21, '1500000000000000000000'], [-1e-7, '-0.0000001'], [2, '2'], [-0, '0'], [0.1, '0.1'], [5e-324, `0.${'0'.repeat(323)}5`]] as const) {
+      assert.equal(rendered(n), text)
+    }
+  })
+})
