@@ -249,6 +249,8 @@ function parseParameters(kind: JobKind, raw: unknown, config: Config, errors: st
     const rendered = renderValue(value)
     if (rendered === undefined) errors.push(`${where}.${name} must be a string, a finite number or a boolean`)
     else if (rendered.includes('\0')) errors.push(`${where}.${name} must not contain NUL characters`)
+    // A list can name a parameter twice: which value would the script get? (Values not echoed.)
+    else if (Object.hasOwn(env, name) && env[name] !== rendered) errors.push(`${where}.${name} is given twice with different values`)
     else env[name] = rendered
   }
   return env

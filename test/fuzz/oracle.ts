@@ -211,6 +211,8 @@ function checkDatabase(db: Json): void {
   checkDatabaseTypes(db)
   for (const name of ['host', 'username', 'database']) if (!text(db, name)) fail(`${name} missing`)
   if (text(db, 'password') === undefined) fail('password missing')
+  const seen = new Map<string, string>()
+  const numbers = new Set<string>()
   for (const [name, value] of parametersOf(db)) {
     if (utf8(name) > 128) fail('parameter name over 128 bytes')
     if (!PARAMETER_NAME.test(name)) fail(`parameter name ${name}`)
@@ -221,6 +223,14 @@ function checkDatabase(db: Json): void {
     } else if (typeof value === 'number') {
       if (!Number.isFinite(value)) fail('parameter not finite')
     } else if (typeof value !== 'boolean') fail(`parameter ${name} of a wrong type`)
+    // the same name twice in a list: only the same value is unambiguous (numbers: notSure of the spelling)
+    const earlier = seen.get(name)
+    if (earlier !== undefined && earlier !== String(value)) {
+      if (typeof value === 'number' || numbers.has(name)) notSure('a number named twice (its spelling)')
+      fail(`parameter ${name} twice with different values`)
+    }
+    seen.set(name, String(value))
+    if (typeof value === 'number') numbers.add(name)
   }
 }
 

@@ -214,3 +214,20 @@ describe('parseTrigger: numbers in parameters', () => {
     }
   })
 })
+
+describe('parseTrigger: a parameter named twice in a list', () => {
+  const parse = (parameters: unknown) => parseTrigger('backup', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters } }, config)
+  it('is a 400 with different values (which would the script get?), without echoing them', () => {
+    const parsed = parse([{ port: '5432' }, { retries: 2 }, { port: 'hunter2-secret' }])
+    assert.equal(parsed.ok, false)
+    if (!parsed.ok) {
+      assert.match(parsed.errors.join('; '), /backup\.parameters\.port is given twice with different values/)
+      assert.doesNotMatch(parsed.errors.join('; '), /hunter2/)
+    }
+  })
+  it('is accepted with the same value (as 2 and "2" are for the script)', () => {
+    const parsed = parse([{ port: 5432 }, { port: '5432' }])
+    assert.ok(parsed.ok)
+    if (parsed.ok) assert.deepEqual(parsed.value.database.parameters, { port: '5432' })
+  })
+})
