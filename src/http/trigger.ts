@@ -74,7 +74,7 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
   const type = DESTINATION_TYPES.find((t) => t === d.type)
   if (type === undefined) {
     const choices = DESTINATION_TYPES.join(', ')
-    errors.push(d.type ? `destination.type must be one of ${choices}, not ${JSON.stringify(d.type)}` : `destination.type is required (${choices})`)
+    errors.push(d.type ? `destination.type must be one of ${choices}, not ${JSON.stringify(d.type.slice(0, 32))}${d.type.length > 32 ? ' (cut)' : ''}` : `destination.type is required (${choices})`)
     return undefined
   }
   const skipStorage = config.skipStorage || (d.skipStorage ?? false)
@@ -109,7 +109,7 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     // Names starting with "." are LOCAL's own files (metadata, partial uploads): never objects.
     if (!skipStorage) {
       const reserved = (field: string, part: string) =>
-        errors.push(`destination.${field} for LOCAL must not start a name with "." (${JSON.stringify(part)}): such names are the agent's own files`)
+        errors.push(`destination.${field} for LOCAL must not start a name with "." (${JSON.stringify(part.slice(0, 64))}): such names are the agent's own files`)
       const dottedFolder = filenamePrefix.split('/').find((part) => part.startsWith('.'))
       if (dottedFolder !== undefined) reserved('filenamePrefix', dottedFolder)
       if (kind === 'restore' && filename.startsWith('.')) reserved('filename', filename)

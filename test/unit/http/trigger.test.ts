@@ -231,3 +231,15 @@ describe('parseTrigger: a parameter named twice in a list', () => {
     if (parsed.ok) assert.deepEqual(parsed.value.database.parameters, { port: '5432' })
   })
 })
+
+describe('parseTrigger: what a 400 repeats of a request', () => {
+  it('cuts a long wrong destination type and LOCAL dot-name (the manager stores the whole answer)', () => {
+    const long = `X${'y'.repeat(100_000)}`
+    const wrongType = parseTrigger('backup', body({ type: long }), config)
+    assert.equal(wrongType.ok, false)
+    if (!wrongType.ok) assert.ok(wrongType.errors.join('; ').length < 300, wrongType.errors.join('; ').slice(0, 300))
+    const dotted = parseTrigger('restore', { id: 'r', destination: { type: 'LOCAL', filenamePrefix: `.${'z'.repeat(30_000)}/`, filename: 'f' }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } }, config)
+    assert.equal(dotted.ok, false)
+    if (!dotted.ok) assert.ok(dotted.errors.join('; ').length < 1000, `${dotted.errors.join('; ').length} characters`)
+  })
+})
