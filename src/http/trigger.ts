@@ -248,7 +248,7 @@ function parseParameters(kind: JobKind, raw: unknown, config: Config, errors: st
     }
     const rendered = renderValue(value)
     if (rendered === undefined) errors.push(`${where}.${name} must be a string, a finite number or a boolean`)
-    else if (rendered.includes('\0')) errors.push(`${where}.${name} must not contain NUL characters`)
+    else if (unfitText(rendered)) errors.push(`${where}.${name} ${unfitText(rendered)}`)
     // A list can name a parameter twice: which value would the script get? (Values not echoed.)
     else if (Object.hasOwn(env, name) && env[name] !== rendered) errors.push(`${where}.${name} is given twice with different values`)
     else env[name] = rendered
@@ -299,8 +299,8 @@ function shape<T>(body: unknown, schema: TSchema, validator: Validator): { value
     errors.push(...describeSchemaErrors(raw))
     for (const e of raw) removePath(canonical, e.instancePath)
   }
-  const nul = findNul(canonical, '')
-  if (nul) errors.push(`${nul} must not contain NUL characters`)
+  const unfit = findUnfit(canonical, '')
+  if (unfit) errors.push(unfit)
   return { value: canonical as T, errors }
 }
 
@@ -384,12 +384,24 @@ function describeSchemaErrors(raw: Iterable<SchemaError>): string[] {
   return out
 }
 
-function findNul(value: unknown, path: string): string | undefined {
-  if (typeof value === 'string') return value.includes('\0') ? path.slice(0, -1) : undefined
+/** Why a string cannot reach a script or a file name: NUL ends it, an unpaired surrogate becomes U+FFFD. */
+function unfitText(text: string): string | undefined {
+  if (text.includes('\0')) return 'must not contain NUL characters'
+  // JSON can spell one (\ud800); it would reach the script and the disk as another character
+  // than the one the agent checked and masks.
+  if (!text.isWellFormed()) return 'must not contain unpaired UTF-16 surrogates (\\ud800…\\udfff alone)'
+  return undefined
+}
+
+function findUnfit(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') {
+    const problem = unfitText(value)
+    return problem && `${path.slice(0, -1)} ${problem}`
+  }
   if (!isPlainObject(value)) return undefined
   for (const [key, child] of Object.entries(value)) {
     if (key === 'parameters') continue // checked with the parameters, per value
-    const found = findNul(child, `${path}${key}.`)
+    const found = findUnfit(child, `${path}${key}.`)
     if (found) return found
   }
   return undefined

@@ -70,6 +70,7 @@ const text = (obj: Json, name: string): string | undefined => {
   if (v === undefined || v === null) return undefined
   if (typeof v !== 'string') fail(`${name} is not a string`)
   if ((v as string).includes('\0')) fail(`${name} contains NUL`)
+  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(v as string)) fail(`${name} has an unpaired surrogate`)
   return v as string
 }
 const flag = (obj: Json, name: string): boolean | undefined => {
@@ -220,6 +221,7 @@ function checkDatabase(db: Json): void {
     if (RESERVED.has(upper) || RESERVED_PREFIXES.some((p) => upper.startsWith(p)) || RESERVED_SUFFIXES.some((s) => upper.endsWith(s))) fail(`reserved parameter ${name}`)
     if (typeof value === 'string') {
       if (value.includes('\0')) fail('NUL in a parameter')
+      if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(value)) fail('an unpaired surrogate in a parameter')
     } else if (typeof value === 'number') {
       if (!Number.isFinite(value)) fail('parameter not finite')
     } else if (typeof value !== 'boolean') fail(`parameter ${name} of a wrong type`)

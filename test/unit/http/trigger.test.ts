@@ -243,3 +243,29 @@ describe('parseTrigger: what a 400 repeats of a request', () => {
     if (!dotted.ok) assert.ok(dotted.errors.join('; ').length < 1000, `${dotted.errors.join('; ').length} characters`)
   })
 })
+
+describe('parseTrigger: unpaired surrogates', () => {
+  // JSON.parse('"\ud800"') gives one: it would reach the script and the disk as U+FFFD, another
+  // string than the one the agent checked (file names) and masks (secrets).
+  const lone = JSON.parse('"a\\ud800b"') as string
+  const trailing = JSON.parse('"x\\udfff"') as string
+  it('are a 400 in any string that reaches a script or a file name, naming the field', () => {
+    const cases: [string, unknown][] = [
+      ['backup.password', { ...body({}), backup: { host: 'h', username: 'u', password: lone, database: 'd' } }],
+      ['backup.host', { ...body({}), backup: { host: trailing, username: 'u', password: 'p', database: 'd' } }],
+      ['encryption_key', { ...body({}), encryption_key: lone }],
+      ['destination.authSecret', body({ authSecret: lone })],
+      ['backup.parameters.note', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: [{ note: lone }] } }],
+    ]
+    for (const [field, request] of cases) {
+      const parsed = parseTrigger('backup', request, config)
+      assert.equal(parsed.ok, false, field)
+      if (!parsed.ok) assert.match(parsed.errors.join('; '), new RegExp(`${field.replaceAll('.', '\\.')} must not contain unpaired`))
+    }
+    const restore = parseTrigger('restore', { id: 'r', destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', filename: `${lone}.sql` }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } }, config)
+    assert.equal(restore.ok, false)
+  })
+  it('paired ones (emoji) are fine', () => {
+    assert.equal(parseTrigger('backup', { ...body({}), backup: { host: 'h😀', username: 'u', password: '😀', database: 'd', parameters: { note: '😀' } } }, config).ok, true)
+  })
+})
