@@ -295,8 +295,11 @@ function shape<T>(body: unknown, schema: TSchema, validator: Validator): { value
   const errors: string[] = []
   const canonical = canonicalKeys(body, schema, '', errors) as Record<string, unknown>
   if (!validator.Check(canonical)) {
+    // An object with a bad field also fails its `| null` alternative ("destination must be
+    // null"): only the field is reported. Everything that failed is removed, the object too (the
+    // validator may stop at its first bad field: the others must not reach the checks below).
     const raw = [...validator.Errors(canonical)]
-    errors.push(...describeSchemaErrors(raw))
+    errors.push(...describeSchemaErrors(raw.filter((e) => !raw.some((o) => o.instancePath.startsWith(`${e.instancePath}/`)))))
     for (const e of raw) removePath(canonical, e.instancePath)
   }
   const unfit = findUnfit(canonical, '')
@@ -323,7 +326,8 @@ function oncePerField(messages: string[]): string[] {
   const seen = new Set<string>()
   return messages.filter((m) => {
     const field = m.split(' ')[0] ?? m
-    if (seen.has(field)) return false
+    // nor "destination is required" once a field of it was reported (the bad object was removed)
+    if (seen.has(field) || [...seen].some((s) => s.startsWith(`${field}.`))) return false
     seen.add(field)
     return true
   })

@@ -269,3 +269,11 @@ describe('parseTrigger: unpaired surrogates', () => {
     assert.equal(parseTrigger('backup', { ...body({}), backup: { host: 'h😀', username: 'u', password: '😀', database: 'd', parameters: { note: '😀' } } }, config).ok, true)
   })
 })
+
+describe('parseTrigger: a field of the wrong type', () => {
+  it('is named, without blaming the object around it ("destination must be null", "destination is required")', () => {
+    const parsed = parseTrigger('backup', body({ bucket: 0 }), config)
+    assert.equal(parsed.ok, false)
+    if (!parsed.ok) assert.deepEqual(parsed.errors, ['destination.bucket must be string or null'])
+  })
+})
