@@ -164,6 +164,7 @@ function checkDestination(kind: 'backup' | 'restore', d: Json): void {
   const useSSL = flag(d, 'useSSL')
   const skipSSL = flag(d, 'skipSSL')
 
+  if (t.type === 'LOCAL') notSure('LOCAL (its prefix and dot-name rules are not modelled here)')
   if (t.type !== 'S3' && t.type !== 'SWIFT') fail('destination.type')
   const prefix = t.filenamePrefix ?? ''
   if (prefix !== '' && !prefix.endsWith('/')) fail('filenamePrefix without /')
