@@ -132,6 +132,10 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
       ...common,
     }
   }
+  // The container is a segment of the storage URL (% is encoded): URL parsing resolves `..` and a
+  // `/` adds segments, so either would leave the account the token is for.
+  const container = d.container_name ?? ''
+  if (container.includes('/') || container === '.' || container === '..') errors.push('destination.container_name must be a plain container name (no /, not . or ..)')
   const authUrl = d.authUrl ?? ''
   if (authUrl !== '') {
     const url = URL.parse(authUrl)

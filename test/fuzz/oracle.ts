@@ -193,6 +193,8 @@ function checkDestination(kind: 'backup' | 'restore', d: Json): void {
     if (rest === '' || /[@?#\s]/.test(rest) || /\/./.test(rest)) fail('endpoint is not host[:port]')
     notSure('unusual endpoint')
   }
+  const container = t.container_name ?? ''
+  if (container.includes('/') || container === '.' || container === '..') fail('container_name not one URL segment')
   const authUrl = t.authUrl ?? ''
   if (authUrl !== '') {
     if (!/^https?:\/\//i.test(authUrl) || !URL.canParse(authUrl)) fail('authUrl')

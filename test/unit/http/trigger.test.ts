@@ -277,3 +277,18 @@ describe('parseTrigger: a field of the wrong type', () => {
     if (!parsed.ok) assert.deepEqual(parsed.errors, ['destination.bucket must be string or null'])
   })
 })
+
+describe('parseTrigger: a Swift container is one segment of the storage URL', () => {
+  const swift = (container_name: string) =>
+    parseTrigger('backup', body({ type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: 'u', password: 'p', container_name }), config)
+  it('refuses names that URL parsing would resolve out of the account', () => {
+    for (const name of ['..', '.', 'a/../../other', 'a/b', '/']) {
+      const parsed = swift(name)
+      assert.equal(parsed.ok, false, name)
+      // the oracle: what a URL makes of it must stay one segment under the account
+      const url = new URL(`http://s/v1/AUTH_x/${encodeURIComponent(name).replaceAll('%2F', '/')}/obj`)
+      assert.ok(!url.pathname.startsWith('/v1/AUTH_x/') || url.pathname.split('/').length !== 5, `${name} -> ${url.pathname} would have been fine`)
+    }
+    for (const name of ['backups', 'a.b', '..x', 'x..', 'a%2fb', '%2e%2e']) assert.equal(swift(name).ok, true, name)
+  })
+})
