@@ -117,12 +117,17 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     return { type, ...common }
   }
   if (type === 'S3') {
+    // Path-style URLs carry the bucket and the key as path segments, and URL parsing resolves
+    // `.` and `..` there: such a name would address another object than the one named.
+    const bucket = d.bucket ?? ''
+    if (bucket === '.' || bucket === '..' || bucket.includes('/')) errors.push('destination.bucket must be a bucket name (no /, not . or ..)')
+    if (filenamePrefix.split('/').some((part) => part === '.' || part === '..')) errors.push('destination.filenamePrefix for S3 must not have a . or .. folder (a URL resolves them)')
     const endpoint = d.endpoint || config.defaultS3Endpoint
     const url = s3EndpointUrl(endpoint, d.useSSL, d.skipSSL, errors)
     if (url === undefined) return undefined
     return {
       type,
-      bucket: d.bucket ?? '',
+      bucket,
       endpoint,
       endpointUrl: url.href.replace(/\/$/, ''),
       useSSL: url.protocol === 'https:',

@@ -292,3 +292,24 @@ describe('parseTrigger: a Swift container is one segment of the storage URL', ()
     for (const name of ['backups', 'a.b', '..x', 'x..', 'a%2fb', '%2e%2e']) assert.equal(swift(name).ok, true, name)
   })
 })
+
+describe('parseTrigger: S3 names a path-style URL would resolve differently', () => {
+  const refused: [Record<string, unknown>, RegExp][] = [
+    [{ bucket: '..' }, /destination\.bucket/],
+    [{ bucket: '.' }, /destination\.bucket/],
+    [{ bucket: 'a/b' }, /destination\.bucket/],
+    [{ filenamePrefix: '../' }, /destination\.filenamePrefix/],
+    [{ filenamePrefix: 'pg/./' }, /destination\.filenamePrefix/],
+    [{ filenamePrefix: 'pg/../other/' }, /destination\.filenamePrefix/],
+  ]
+  for (const [destination, field] of refused) {
+    it(`refuses ${JSON.stringify(destination)}`, () => {
+      const parsed = parseTrigger('backup', body(destination), config)
+      assert.equal(parsed.ok, false)
+      if (!parsed.ok) assert.match(parsed.errors.join('; '), field)
+    })
+  }
+  it('accepts dots inside names', () => {
+    assert.equal(parseTrigger('backup', body({ bucket: 'my.bucket', filenamePrefix: 'pg/v1.2/...x/' }), config).ok, true)
+  })
+})
