@@ -8,7 +8,7 @@
 // openat), and the agent's own files are created exclusively (O_EXCL|O_NOFOLLOW) with their mode
 // and group set on the open file. Scripts run as root in this directory and may chown it to the
 // database user: anything may be planted there.
-import { closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, readdirSync } from 'node:fs'
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync } from 'node:fs'
 import { chown, mkdir, open, rm, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
@@ -41,8 +41,35 @@ export async function prepareJobRoot(directory: string, gid: number | undefined)
  */
 export type ExistingDirectory = 'empty' | 'refuse'
 
-/** Creates the job's directory (or takes over an existing one) with the job mode and group. */
-export async function prepareJobDirectory(directory: string, options: { existing: ExistingDirectory; gid: number | undefined }): Promise<void> {
+/**
+ * The job directory the agent prepared, held open for the whole job. A script runs as root in it
+ * and may rename or remove it and leave a symlink under its name (to /etc, say): the agent's own
+ * reads and writes (the backup file it uploads, a download, the stream pipes) go through the held
+ * descriptor, never through the name again, and fail when the name no longer leads to it.
+ */
+export interface JobDirectory {
+  /** The name scripts get (their working directory), as configured. */
+  path: string
+  /**
+   * The directory itself, whatever its name has become: /proc/<agent pid>/fd/<fd> (Linux's
+   * openat; the agent's pid rather than `self`, so that a command the agent runs, mkfifo,
+   * reaches it too). Checked first: throws when the name was replaced.
+   */
+  pinned: () => string
+  /**
+   * Where a script runs: for lock, check and the main script the name, checked to lead to the
+   * held directory (a script there must not be sent elsewhere); for cleanup and unlock (which must
+   * run) the name while it is a real directory (made again when it was gone, see
+   * recreateMissingJobDirectory), else the held directory itself, even when it was removed.
+   */
+  scriptDirectory: (finishing: boolean) => string
+  /** Closes the descriptor (the job has ended). */
+  close: () => void
+}
+
+/** Creates the job's directory (or takes over an existing one) with the job mode and group, and holds it open. */
+export async function prepareJobDirectory(directory: string, options: { existing: ExistingDirectory; gid: number | undefined }): Promise<JobDirectory> {
+  let fd: number | undefined
   try {
     // Synchronous metadata calls (as the script checks in src/scripts/safety.ts): microseconds each
     // on the agent's own directory, where each thread-pool round trip cost ~1-2 ms on a busy
@@ -53,26 +80,47 @@ export async function prepareJobDirectory(directory: string, options: { existing
       throw new Error('it already exists and allowed_to_delete_files is false, so what it holds is not removed (an earlier job with this id left it): remove the directory, or set allowed_to_delete_files=true')
     }
     // A symlink planted under the job's name would send the agent's chmod, chown and rm elsewhere.
-    let fd: number
     try {
       fd = openSync(directory, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
     } catch (error) {
       if (['ELOOP', 'ENOTDIR'].includes((error as { code?: string }).code ?? '')) throw new Error('it is not a directory (a symlink?)')
       throw error
     }
-    try {
-      fchmodSync(fd, JOB_DIRECTORY_MODE)
-      if (options.gid !== undefined) fchownSync(fd, SAME_OWNER, options.gid)
-      // A directory this call just created is empty: nothing to list. rm removes a symlink, never
-      // what it points to, and does not descend through one.
-      if (created === undefined) {
-        const here = `/proc/self/fd/${fd}`
-        for (const name of readdirSync(here)) await rm(join(here, name), { recursive: true, force: true })
+    fchmodSync(fd, JOB_DIRECTORY_MODE)
+    if (options.gid !== undefined) fchownSync(fd, SAME_OWNER, options.gid)
+    const here = `/proc/${process.pid}/fd/${fd}`
+    // A directory this call just created is empty: nothing to list. rm removes a symlink, never
+    // what it points to, and does not descend through one.
+    if (created === undefined) for (const name of readdirSync(here)) await rm(join(here, name), { recursive: true, force: true })
+    const held = fstatSync(fd)
+    const heldFd = fd
+    let open = true
+    const pinned = () => {
+      const now = lstatSync(directory, { throwIfNoEntry: false })
+      if (!open || now === undefined || !now.isDirectory() || now.dev !== held.dev || now.ino !== held.ino) {
+        throw new JobError(`the job directory ${directory} was replaced or removed while the job ran (${now?.isSymbolicLink() ? 'a symlink is there now' : now === undefined ? 'nothing is there now' : 'another entry is there now'}); the agent reads and writes only the directory it prepared`)
       }
-    } finally {
-      closeSync(fd)
+      return here
+    }
+    return {
+      path: directory,
+      pinned,
+      scriptDirectory(finishing) {
+        if (!finishing) {
+          pinned()
+          return directory
+        }
+        const now = lstatSync(directory, { throwIfNoEntry: false })
+        return now?.isDirectory() || !open ? directory : here
+      },
+      close() {
+        if (!open) return
+        open = false
+        closeSync(heldFd)
+      },
     }
   } catch (error) {
+    if (fd !== undefined) closeSync(fd)
     throw new JobError(`cannot prepare the job directory ${directory}: ${(error as Error).message}`, { cause: error })
   }
 }

@@ -186,6 +186,10 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
   const ctx: StageContext = {
     job,
     directory: join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id),
+    pinnedDirectory: () => {
+      throw new JobError('the agent writes nothing in a job directory during recovery')
+    },
+    scriptDirectory: () => join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id),
     fileBase: '',
     scriptsPath: config.scriptsPath,
     scriptEnv: scriptEnvironment(job.request, config.scriptEnvPassthrough, deps.agentEnv),
