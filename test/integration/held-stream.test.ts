@@ -43,6 +43,10 @@ function scripts(pids: string): Record<string, string> {
       `  stubborn*) head -c 100000 /dev/urandom > "$BACKUP_STREAM"; ${holder('> "$BACKUP_STREAM"', "trap '' TERM; ")} ;;`,
       // a holder that left the script's process group (and session)
       `  escaped*) head -c 100000 /dev/urandom > "$BACKUP_STREAM"; setsid sleep 1000 > "$BACKUP_STREAM" & echo $! > "${pids}/$4" ;;`,
+      // the script opens its own stream for reading, in a background process that outlives it
+      `  reader*) (exec sleep 1000) < "$BACKUP_STREAM" & echo $! > "${pids}/$4"; sleep 0.3; head -c 100000 /dev/urandom > "$BACKUP_STREAM" ;;`,
+      // a stream small enough to fit in the pipe's buffer
+      '  small*) echo "a small dump of $4" > "$BACKUP_STREAM" ;;',
       // a small dump in a file (the lock holder test)
       '  *) echo "dump of $4" > "$5.sql" ;;',
       'esac',
@@ -51,6 +55,8 @@ function scripts(pids: string): Record<string, string> {
       'case "$4" in',
       `  held*) ${holder('< "$RESTORE_STREAM"')} ;;`,
       `  escaped*) setsid sleep 1000 < "$RESTORE_STREAM" & echo $! > "${pids}/$4" ;;`,
+      // exits 0 while a background process still has the stream open, unread (it fit in the pipe)
+      `  unread*) sleep 1000 < "$RESTORE_STREAM" & echo $! > "${pids}/$4" ;;`,
       '  *) sha256sum < "$RESTORE_STREAM" | cut -c1-64 ;;',
       'esac',
     ].join('\n'),
@@ -211,6 +217,41 @@ describe('a held stream cannot hang a job', () => {
       assert.ok(trace.slice(cleanup).includes('post-restore-unlock '), 'post-restore-unlock ran after it')
     })
   }
+
+  it('backup: a process of the script that holds BACKUP_STREAM for reading after the stream ended is stopped and the job fails', async () => {
+    const database = `reader_${Date.now()}`
+    const { id, started } = await backup(agent, database)
+    const pid = await holderPid(database)
+    const done = await agent.waitFor('backup', id, 30_000)
+    const elapsed = (Date.now() - started) / 1000
+    assert.equal(done.status, 'FAILED')
+    assert.equal(
+      done.error_message,
+      `the backup script exited but a process it started (pid ${pid}) still had BACKUP_STREAM open ${GRACE_S} s later, after the stream had ended (a process reading it?); it was stopped and the backup may be incomplete`,
+    )
+    assert.ok(elapsed < GRACE_S + HOLDER_KILL_GRACE_S + SLACK_S, `ended within the grace and a few seconds (${elapsed} s)`)
+    assert.equal(running(pid), false, `holder ${pid} was stopped`)
+    await assertCleanupAndUnlock(agent, id, database)
+  })
+
+  it('restore: a script that exits 0 while its background process still has RESTORE_STREAM open (all of it in the pipe, unread) fails', async () => {
+    const small = `small_${Date.now()}`
+    const { id: bid } = await backup(agent, small)
+    const stored = await agent.waitFor('backup', bid)
+    assert.equal(stored.status, 'SUCCEEDED', stored.error_message)
+    const database = `unread_${Date.now()}`
+    const id = managerId()
+    await agent.request('PUT', '/restore', managerRestoreBody(id, { ...destination, filename: stored.filename }, { database }))
+    const pid = await holderPid(database)
+    const done = await agent.waitFor('restore', id, 30_000)
+    assert.equal(done.status, 'FAILED')
+    assert.equal(
+      done.error_message,
+      `the restore script exited but a process it started (pid ${pid}) still had RESTORE_STREAM open ${GRACE_S} s later, after the stream had ended (a process reading it?); it was stopped and the restore may be incomplete`,
+    )
+    assert.equal(running(pid), false, `holder ${pid} was stopped`)
+    assert.ok((await agent.trace()).includes(`restore-cleanup ${id}`))
+  })
 
   it('cancel during the wait: 202, then FAILED "cancelled" at once, the holder stopped, cleanup and unlock run', async () => {
     const database = `subshell_cancel_${Date.now()}`
