@@ -127,10 +127,15 @@ function scriptStage(
           await stream?.finish({ scriptSucceeded: false, group, stage: limit.signal })
           throw error
         })
-        ctx.job.script = undefined
         ctx.job.logs[`${logField}_log`] = result.stdout
         ctx.job.logs[`${logField}_errorlog`] = result.stderr
-        await stream?.finish({ scriptSucceeded: result.failure === undefined, group, stage: limit.signal })
+        try {
+          // The script stays recorded while the agent waits for its stream: a restarted agent
+          // then stops what its group left holding the stream (recovery.ts, stopOrphan).
+          await stream?.finish({ scriptSucceeded: result.failure === undefined, group, stage: limit.signal })
+        } finally {
+          ctx.job.script = undefined
+        }
         if (result.failure) throw result.failure
         await options.after?.(ctx)
       } finally {

@@ -318,6 +318,31 @@ describe('a held stream cannot hang a job', () => {
     })
   })
 
+  it('SIGKILL to the agent during the wait: the restarted agent stops what the script left holding the stream, then runs cleanup and unlock', async () => {
+    const killed = await startAgent({ env: { local_storage_root: 'objects' }, scripts: scripts(pids) })
+    let restarted: Agent | undefined
+    try {
+      const database = `stubborn_sigkill_${Date.now()}`
+      const { id } = await backup(killed, database)
+      const pid = await holderPid(database)
+      await sleep(1500) // the script has exited: the agent waits for the end of the stream
+      await killed.kill('SIGKILL')
+      assert.equal(running(pid), true, 'the holder outlived the killed agent')
+      restarted = await startAgent(killed.restartOptions())
+      const done = await restarted.waitFor('backup', id)
+      assert.equal(done.status, 'FAILED')
+      assert.match(done.error_message, /interrupted by agent restart during backup/)
+      const deadline = Date.now() + 20_000 // SIGTERM is ignored: SIGKILL after the recovery's grace
+      while (running(pid) && Date.now() < deadline) await sleep(200)
+      assert.equal(running(pid), false, `holder ${pid} was stopped by the restarted agent`)
+      await restarted.waitForOutput(/"job":"[^"]*","kind":"backup","problems":0,"msg":"recovery finished"/, 20_000)
+      await assertCleanupAndUnlock(restarted, id, database)
+    } finally {
+      await restarted?.stop()
+      await killed.stop()
+    }
+  })
+
   it('SIGTERM to the agent during the wait: the job is cancelled and recorded, the agent exits promptly', async () => {
     const stopping = await startAgent({ env: { local_storage_root: 'objects', shutdown_grace_seconds: '0' }, scripts: scripts(pids) })
     try {
