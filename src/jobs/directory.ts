@@ -75,7 +75,14 @@ export async function prepareJobDirectory(directory: string, options: { existing
     // on the agent's own directory, where each thread-pool round trip cost ~1-2 ms on a busy
     // machine, on every job's path. Emptying stays asynchronous: it may remove a large tree.
     // mkdirSync answers undefined when the directory was there already, a path when it created it.
-    const created = mkdirSync(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
+    let created: string | undefined
+    try {
+      created = mkdirSync(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
+    } catch (error) {
+      // mkdir(2) never follows a link: a dangling one, a file, a pipe or a device under the name stays
+      if (lstatSync(directory, { throwIfNoEntry: false }) !== undefined) throw new Error('something that is not a directory is there (a file, a pipe, a device or a dangling symlink); it is left as it is')
+      throw error
+    }
     if (created === undefined && options.existing === 'refuse') {
       throw new Error('it already exists and allowed_to_delete_files is false, so what it holds is not removed (an earlier job with this id left it): remove the directory, or set allowed_to_delete_files=true')
     }
@@ -149,6 +156,27 @@ export async function createJobFile(path: string, gid: number | undefined): Prom
   } catch (error) {
     await file.close()
     throw error
+  }
+}
+
+/**
+ * Opens a directory the agent just made with mkdtemp (0700) in the job directory, never through a
+ * link, and checks it is still that one: a process that can write the job directory (a script, or
+ * the database user a script gave it to) may rename it and leave a symlink in its place between
+ * the mkdtemp and any later use of its path. Everything in it is then reached through the handle.
+ */
+export async function openPrivateDirectory(path: string): Promise<FileHandle> {
+  let handle: FileHandle | undefined
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+    const info = await handle.stat()
+    if (info.uid !== process.getuid?.() || (info.mode & 0o777) !== 0o700) throw new Error('it is no longer the directory the agent made')
+    return handle
+  } catch (error) {
+    await handle?.close()
+    const code = (error as { code?: string }).code
+    const why = code === 'ELOOP' || code === 'ENOTDIR' ? 'a symlink or another entry replaced it' : (error as Error).message
+    throw new JobError(`the agent's working directory ${path} was replaced while it was used (${why}); nothing was written through it`, { cause: error })
   }
 }
 

@@ -1,7 +1,7 @@
 // The stages of a backup and of a restore, as data (SPEC §5). The runner walks a table; what a
 // stage does lives here, when it runs is its `runIf`.
 import { createReadStream, lstatSync, readdirSync } from 'node:fs'
-import { link, mkdtemp, rename, rm } from 'node:fs/promises'
+import { link, mkdtemp, readdir, rename, rm, type FileHandle } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
@@ -12,7 +12,7 @@ import type { Downloaded, Storage, TransferOptions } from '../storage/storage.ts
 import { hasTrailer, readFileHeader, type Compression, type StreamHeader } from '../integrity/format.ts'
 import { TrailerDigest, verifiedTrailer, type ObjectDigest } from '../integrity/trailer.ts'
 import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
-import { createJobFile, entryAt, jobFileName } from './directory.ts'
+import { createJobFile, entryAt, jobFileName, openPrivateDirectory } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
 
@@ -267,11 +267,15 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   // moved into place once verified: the restore script never sees a partial or corrupt file
   // under the name it reads, nothing planted in the job directory lies in the way of what the
   // agent writes, and no name of the agent's can be the restore filename.
-  const work = await mkdtemp(join(here, '.agent-download-'))
+  const workPath = await mkdtemp(join(here, '.agent-download-'))
+  let workHandle: FileHandle | undefined
   // One pass gives both the whole-object digest and, holding back the last 32 bytes, the one a
   // version-2 `.osb` trailer must match (src/integrity/trailer.ts).
   const digest = new TrailerDigest()
   try {
+    workHandle = await openPrivateDirectory(workPath)
+    // Through the handle: a symlink swapped in at the directory's name cannot redirect a write.
+    const work = `/proc/self/fd/${workHandle.fd}`
     const object = join(work, 'object')
     const file = await createJobFile(object, ctx.jobGid)
     let downloaded: Downloaded
@@ -294,7 +298,13 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     await moveIntoPlace(ready, target, shown, ctx.allowedToDeleteFiles)
   } finally {
     ctx.job.progress = undefined
-    await rm(work, { recursive: true, force: true })
+    if (workHandle) {
+      // through the handle: what the agent wrote goes, wherever its directory was moved
+      const work = `/proc/self/fd/${workHandle.fd}`
+      for (const entry of await readdir(work).catch(() => [])) await rm(join(work, entry), { recursive: true, force: true })
+      await workHandle.close()
+    }
+    await rm(workPath, { recursive: true, force: true })
   }
 }
 

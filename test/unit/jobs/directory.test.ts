@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { prepareJobDirectory } from '../../../src/jobs/directory.ts'
+import { openPrivateDirectory, prepareJobDirectory } from '../../../src/jobs/directory.ts'
 import { JobError } from '../../../src/errors.ts'
 
 const root = () => mkdtempSync(join(tmpdir(), 'jobdir-'))
@@ -94,5 +94,59 @@ describe('prepareJobDirectory', () => {
     const base = root()
     writeFileSync(join(base, 'file'), 'x')
     await assert.rejects(prepareJobDirectory(join(base, 'file', 'job-5'), { existing: 'empty', gid: undefined }), /^JobError: cannot prepare the job directory /)
+  })
+})
+
+describe('the job directory, held open for the job', () => {
+  it('is reached through its handle while its name leads to it; replaced (moved, removed, a symlink), it is refused, never followed', async () => {
+    for (const replace of ['move', 'remove', 'symlink to a directory', 'file']) {
+      const base = root()
+      const dir = join(base, 'job')
+      const outside = join(base, 'outside')
+      mkdirSync(outside)
+      const held = await prepareJobDirectory(dir, { existing: 'empty', gid: undefined })
+      try {
+        writeFileSync(join(held.pinned(), 'dump.sql'), 'mine')
+        assert.equal(held.scriptDirectory(false), dir)
+        if (replace === 'move') renameSync(dir, join(base, 'moved'))
+        else rmSync(dir, { recursive: true })
+        if (replace !== 'file') symlinkSync(outside, dir)
+        else writeFileSync(dir, 'x')
+        assert.throws(() => held.pinned(), (error: Error) => {
+          assert.ok(error instanceof JobError)
+          assert.match(error.message, new RegExp(`^the job directory ${dir} was replaced or removed while the job ran \\(.*\\); the agent reads and writes only the directory it prepared$`))
+          return true
+        }, replace)
+        assert.throws(() => held.scriptDirectory(false), /was replaced or removed/, 'lock, check and the main script do not run there')
+        assert.match(held.scriptDirectory(true), /^\/proc\/\d+\/fd\/\d+$/, `${replace}: cleanup and unlock run in the held directory`)
+        assert.deepEqual(readdirSync(outside), [], replace)
+      } finally {
+        held.close()
+      }
+    }
+  })
+})
+
+describe('openPrivateDirectory', () => {
+  it("opens the agent's own 0700 directory; refuses a symlink, a file, or a directory of another mode in its place", async () => {
+    const base = root()
+    const mine = join(base, 'mine')
+    mkdirSync(mine, { mode: 0o700 })
+    chmodSync(mine, 0o700)
+    await (await openPrivateDirectory(mine)).close()
+    const outside = join(base, 'outside')
+    mkdirSync(outside, { mode: 0o700 })
+    chmodSync(outside, 0o700)
+    symlinkSync(outside, join(base, 'link'))
+    writeFileSync(join(base, 'file'), '')
+    mkdirSync(join(base, 'open'), { mode: 0o777 })
+    chmodSync(join(base, 'open'), 0o777)
+    for (const name of ['link', 'file', 'open']) {
+      await assert.rejects(openPrivateDirectory(join(base, name)), (error: Error) => {
+        assert.ok(error instanceof JobError)
+        assert.match(error.message, new RegExp(`^the agent's working directory ${join(base, name)} was replaced while it was used \\(.*\\); nothing was written through it$`))
+        return true
+      }, name)
+    }
   })
 })
