@@ -8,8 +8,8 @@
 // openat), and the agent's own files are created exclusively (O_EXCL|O_NOFOLLOW) with their mode
 // and group set on the open file. Scripts run as root in this directory and may chown it to the
 // database user: anything may be planted there.
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync } from 'node:fs'
-import { chown, mkdir, open, rm, type FileHandle } from 'node:fs/promises'
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync } from 'node:fs'
+import { chown, mkdir, open, readdir, rmdir, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 
@@ -96,9 +96,8 @@ export async function prepareJobDirectory(directory: string, options: { existing
     fchmodSync(fd, JOB_DIRECTORY_MODE)
     if (options.gid !== undefined) fchownSync(fd, SAME_OWNER, options.gid)
     const here = `/proc/${process.pid}/fd/${fd}`
-    // A directory this call just created is empty: nothing to list. rm removes a symlink, never
-    // what it points to, and does not descend through one.
-    if (created === undefined) for (const name of readdirSync(here)) await rm(join(here, name), { recursive: true, force: true })
+    // A directory this call just created is empty: nothing to list.
+    if (created === undefined) await removeEntries(here)
     const held = fstatSync(fd)
     const heldFd = fd
     let open = true
@@ -130,6 +129,34 @@ export async function prepareJobDirectory(directory: string, options: { existing
     if (fd !== undefined) closeSync(fd)
     throw new JobError(`cannot prepare the job directory ${directory}: ${(error as Error).message}`, { cause: error })
   }
+}
+
+/**
+ * Removes everything in the directory at `folder` (a held directory, /proc/<pid>/fd/<fd>), never
+ * through a link: a symlink is removed, not what it points to, and each subdirectory is opened
+ * with O_NOFOLLOW and emptied through that handle. fs.rm walks by path: a subdirectory swapped
+ * for a symlink between its check and its listing would have it delete what the link points to.
+ */
+export async function removeEntries(folder: string): Promise<void> {
+  for (const name of await readdir(folder)) await removeEntry(join(folder, name))
+}
+
+/** Removes one entry (a file, a link, or a directory and what it holds) without following a link. */
+export async function removeEntry(path: string): Promise<void> {
+  try {
+    return await unlink(path)
+  } catch (error) {
+    const code = (error as { code?: string }).code
+    if (code === 'ENOENT') return
+    if (code !== 'EISDIR' && code !== 'EPERM') throw error
+  }
+  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  try {
+    await removeEntries(`/proc/self/fd/${handle.fd}`)
+  } finally {
+    await handle.close()
+  }
+  await rmdir(path)
 }
 
 /**

@@ -1,7 +1,7 @@
 // The stages of a backup and of a restore, as data (SPEC §5). The runner walks a table; what a
 // stage does lives here, when it runs is its `runIf`.
 import { createReadStream, lstatSync, readdirSync } from 'node:fs'
-import { link, mkdtemp, readdir, rename, rm, type FileHandle } from 'node:fs/promises'
+import { link, mkdtemp, rename, type FileHandle } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
@@ -12,7 +12,7 @@ import type { Downloaded, Storage, TransferOptions } from '../storage/storage.ts
 import { hasTrailer, readFileHeader, type Compression, type StreamHeader } from '../integrity/format.ts'
 import { TrailerDigest, verifiedTrailer, type ObjectDigest } from '../integrity/trailer.ts'
 import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
-import { createJobFile, entryAt, jobFileName, openPrivateDirectory } from './directory.ts'
+import { createJobFile, entryAt, jobFileName, openPrivateDirectory, removeEntries, removeEntry } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
 
@@ -301,10 +301,10 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     if (workHandle) {
       // through the handle: what the agent wrote goes, wherever its directory was moved
       const work = `/proc/self/fd/${workHandle.fd}`
-      for (const entry of await readdir(work).catch(() => [])) await rm(join(work, entry), { recursive: true, force: true })
+      await removeEntries(work).catch(() => {})
       await workHandle.close()
     }
-    await rm(workPath, { recursive: true, force: true })
+    await removeEntry(workPath)
   }
 }
 
@@ -319,7 +319,7 @@ async function makeRoomFor(target: string, shown: string, allowedToDeleteFiles: 
   const existing = entryAt(target)
   if (existing === undefined) return
   if (!allowedToDeleteFiles) throw notReplaced(shown)
-  if (existing.isDirectory()) await rm(target, { recursive: true, force: true })
+  if (existing.isDirectory()) await removeEntry(target)
 }
 
 /**

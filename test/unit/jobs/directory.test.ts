@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openPrivateDirectory, prepareJobDirectory } from '../../../src/jobs/directory.ts'
+import { openPrivateDirectory, prepareJobDirectory, removeEntries } from '../../../src/jobs/directory.ts'
 import { JobError } from '../../../src/errors.ts'
 
 const root = () => mkdtempSync(join(tmpdir(), 'jobdir-'))
@@ -148,5 +148,81 @@ describe('openPrivateDirectory', () => {
         return true
       }, name)
     }
+  })
+})
+
+const RACER = `
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+os.chdir(sys.argv[1])
+while True:
+    try:
+        os.makedirs('s/t', exist_ok=True)
+        for f in ('f1', 'f2', 'f3'): open('s/t/' + f, 'w').close()
+    except OSError: pass
+    try: os.symlink(sys.argv[2], 'l')
+    except OSError: pass
+    libc.renameat2(-100, b's', -100, b'l', 2)
+    libc.renameat2(-100, b's', -100, b'l', 2)
+`
+
+describe('removeEntries', () => {
+  it('removes a tree without following links: link targets (files, directories, missing paths) stay', async () => {
+    const base = root()
+    const outside = join(base, 'outside')
+    mkdirSync(join(outside, 'deep'), { recursive: true })
+    writeFileSync(join(outside, 'deep', 'kept'), 'kept')
+    const dir = join(base, 'dir')
+    mkdirSync(join(dir, 'a', 'b', 'c'), { recursive: true })
+    writeFileSync(join(dir, 'a', 'b', 'c', 'file'), 'x')
+    symlinkSync(outside, join(dir, 'a', 'to-dir'))
+    symlinkSync(join(outside, 'deep', 'kept'), join(dir, 'a', 'b', 'to-file'))
+    symlinkSync(join(base, 'missing'), join(dir, 'dangling'))
+    chmodSync(join(dir, 'a', 'b'), 0o500) // a directory the agent (root) can still empty
+    await removeEntries(dir)
+    assert.deepEqual(readdirSync(dir), [])
+    assert.equal(readFileSync(join(outside, 'deep', 'kept'), 'utf8'), 'kept')
+  })
+
+  it('works through a held directory: moved aside and replaced by a symlink, it is still the one emptied', async () => {
+    const base = root()
+    const outside = join(base, 'outside')
+    mkdirSync(outside)
+    writeFileSync(join(outside, 'kept'), 'kept')
+    const dir = join(base, 'dir')
+    mkdirSync(join(dir, 'sub'), { recursive: true })
+    writeFileSync(join(dir, 'sub', 'old'), 'x')
+    const { open } = await import('node:fs/promises')
+    const handle = await open(join(dir, 'sub'), 'r')
+    try {
+      renameSync(join(dir, 'sub'), join(dir, 'moved'))
+      symlinkSync(outside, join(dir, 'sub'))
+      await removeEntries(`/proc/self/fd/${handle.fd}`)
+    } finally {
+      await handle.close()
+    }
+    assert.deepEqual(readdirSync(join(dir, 'moved')), [])
+    assert.deepEqual(readdirSync(outside), ['kept'])
+  })
+
+  it('a racer swapping a subdirectory for a symlink to outside while the tree is removed never reaches outside', async () => {
+    const { spawn } = await import('node:child_process')
+    const base = root()
+    const outside = join(base, 'outside')
+    mkdirSync(outside)
+    for (let i = 0; i < 20; i++) writeFileSync(join(outside, `kept-${i}`), 'kept')
+    const dir = join(base, 'dir')
+    mkdirSync(dir)
+    // Keeps putting back a directory full of files at s, and swapping it atomically
+    // (renameat2 RENAME_EXCHANGE) with a symlink to outside. Node's fs.rm, walking by path,
+    // deleted everything outside within a second of this.
+    const racer = spawn('python3', ['-c', RACER, dir, outside], { stdio: 'ignore' })
+    try {
+      while (!existsSync(join(dir, 's'))) await new Promise((resolve) => setImmediate(resolve)) // the racer runs
+      for (let i = 0; i < 3000; i++) await removeEntries(dir).catch(() => {}) // a lost race may fail: never outside
+    } finally {
+      racer.kill('SIGKILL')
+    }
+    assert.equal(readdirSync(outside).length, 20, 'nothing outside was removed')
   })
 })
