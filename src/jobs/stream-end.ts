@@ -73,7 +73,7 @@ export async function streamAfterScript(side: StreamSide, exit: ScriptExit): Pro
       if (holders.length === 0) return undefined
       const held = new JobError(heldMessage(side, holders, exit.group, 'after its end'))
       side.giveUp(held.message)
-      await stopHolders(holders, exit.group)
+      await stopHolders(side.pipe, holders, exit.group)
       return held
     }
     if (outcome === 'grace') {
@@ -81,7 +81,7 @@ export async function streamAfterScript(side: StreamSide, exit: ScriptExit): Pro
       if (holders.length > 0) {
         const held = new JobError(heldMessage(side, holders, exit.group))
         side.giveUp(held.message)
-        await stopHolders(holders, exit.group)
+        await stopHolders(side.pipe, holders, exit.group)
         return held
       }
       side.whenUnheld?.()
@@ -92,7 +92,7 @@ export async function streamAfterScript(side: StreamSide, exit: ScriptExit): Pro
   }
   const endedCleanly = done // before giving up: that settles the stream too
   side.giveUp(failure?.message ?? `the ${side.what} script failed`)
-  if (!endedCleanly) await stopHolders(await processesHolding(side.pipe), exit.group)
+  if (!endedCleanly) await stopHolders(side.pipe, await processesHolding(side.pipe), exit.group)
   return failure
 }
 
@@ -111,9 +111,23 @@ async function groupStillHolding(pipe: FileIdentity, group: number | undefined, 
   }
 }
 
-async function stopHolders(holders: readonly Holder[], group: number | undefined): Promise<void> {
-  const inGroup = holders.filter((h) => group !== undefined && h.group === group)
-  if (inGroup.length > 0) await stopProcesses(inGroup, HOLDER_KILL_GRACE_MS)
+/** Rounds of stopping holders: a holder that keeps starting children (each inheriting the pipe) leaves new ones behind the first. */
+const STOP_ROUNDS = 4
+
+/**
+ * Stops the holders in the script's group, then looks again (until none is left, or
+ * STOP_ROUNDS): children started while the first ones were being stopped hold the pipe too.
+ */
+async function stopHolders(pipe: FileIdentity, holders: readonly Holder[], group: number | undefined): Promise<void> {
+  if (group === undefined) return
+  let found = holders
+  for (let round = 0; round < STOP_ROUNDS; round++) {
+    const inGroup = found.filter((h) => h.group === group)
+    if (inGroup.length === 0) return
+    await stopProcesses(inGroup, HOLDER_KILL_GRACE_MS)
+    if (!groupAlive(group)) return
+    found = await processesHolding(pipe)
+  }
 }
 
 /** Which comes first: the stream settling, the stage aborting, or `ms` passing (undefined: never). */
@@ -133,7 +147,10 @@ function firstOf(settled: Promise<unknown>, stage: AbortSignal | undefined, ms: 
   })
 }
 
-const pids = (list: readonly number[]) => `${list.length === 1 ? 'pid' : 'pids'} ${list.join(', ')}`
+/** At most this many pids are named in a message (a holder that keeps forking leaves hundreds). */
+const NAMED_PIDS = 10
+const pids = (list: readonly number[]) =>
+  `${list.length === 1 ? 'pid' : 'pids'} ${list.slice(0, NAMED_PIDS).join(', ')}${list.length > NAMED_PIDS ? ` and ${list.length - NAMED_PIDS} more` : ''}`
 const processes = (count: number) => (count === 1 ? 'a process' : 'processes')
 
 /** E.g. "the backup script exited but a process it started (pid 4242) kept BACKUP_STREAM open for 5 s; it was stopped and the backup is incomplete". */

@@ -47,6 +47,8 @@ function scripts(pids: string): Record<string, string> {
       `  reader*) (exec sleep 1000) < "$BACKUP_STREAM" & echo $! > "${pids}/$4"; sleep 0.3; head -c 100000 /dev/urandom > "$BACKUP_STREAM" ;;`,
       // a stream small enough to fit in the pipe's buffer
       '  small*) echo "a small dump of $4" > "$BACKUP_STREAM" ;;',
+      // a holder that ignores SIGTERM and keeps starting children that inherit the pipe
+      `  spawner*) (trap '' TERM; echo $BASHPID > "${pids}/$4"; while :; do sleep 1000 & sleep 0.01; done) > "$BACKUP_STREAM" & ;;`,
       // a small dump in a file (the lock holder test)
       '  *) echo "dump of $4" > "$5.sql" ;;',
       'esac',
@@ -71,6 +73,22 @@ function running(pid: number): boolean {
   } catch {
     return false
   }
+}
+
+/** The processes of a group that still run (zombies left aside). */
+function runningInGroup(group: number): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^[0-9]+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+        return Number(fields[2]) === group && fields[0] !== 'Z'
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
 }
 
 async function waitForFile(path: string, timeoutMs = 10_000): Promise<void> {
@@ -170,6 +188,28 @@ describe('a held stream cannot hang a job', () => {
       await assertCleanupAndUnlock(agent, id, database)
     })
   }
+
+  it('backup: a holder that keeps starting children holding the pipe: none of the group survives, the message names ten pids', async () => {
+    const database = `spawner_${Date.now()}`
+    const { id } = await backup(agent, database)
+    const pid = await holderPid(database)
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const group = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
+    assert.ok(group > 1)
+    try {
+      const done = await agent.waitFor('backup', id, 60_000)
+      assert.equal(done.status, 'FAILED')
+      assert.match(done.error_message, /^the backup script exited but processes it started \(pids (\d+, ){9}\d+ and \d+ more\) kept BACKUP_STREAM open for 5 s; they were stopped and the backup is incomplete$/)
+      assert.deepEqual(runningInGroup(group), [], 'nothing of the script group is left')
+      await assertCleanupAndUnlock(agent, id, database)
+    } finally {
+      try {
+        process.kill(-group, 'SIGKILL') // what a failed test left of this script's group
+      } catch {
+        // gone
+      }
+    }
+  })
 
   it('backup: a holder outside the process group is not signalled, but cannot keep the job waiting', async () => {
     const database = `escaped_${Date.now()}`
