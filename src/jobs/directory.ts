@@ -8,7 +8,7 @@
 // openat), and the agent's own files are created exclusively (O_EXCL|O_NOFOLLOW) with their mode
 // and group set on the open file. Scripts run as root in this directory and may chown it to the
 // database user: anything may be planted there.
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, unlinkSync } from 'node:fs'
 import { chown, mkdir, open, readdir, rmdir, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
@@ -215,10 +215,14 @@ export function entryAt(path: string): ReturnType<typeof lstatSync> | undefined 
 /**
  * Before a cleanup or unlock script: the job directory is its working directory, and no script
  * can be started in a directory that is gone (an earlier script may have removed it). It is made
- * again, empty, so that unlock still runs.
+ * again, empty, so that unlock still runs. Whatever else took the job's name (a symlink, to a
+ * file or anywhere, a file, a pipe) is removed first, never what it points to: the script would
+ * otherwise run through the link, or not start at all.
  */
 export function recreateMissingJobDirectory(directory: string, gid: number | undefined): void {
   try {
+    const existing = lstatSync(directory, { throwIfNoEntry: false })
+    if (existing !== undefined && !existing.isDirectory()) unlinkSync(directory)
     if (mkdirSync(directory, { recursive: true, mode: JOB_DIRECTORY_MODE }) === undefined) return
     const fd = openSync(directory, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
     try {

@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openPrivateDirectory, prepareJobDirectory, removeEntries } from '../../../src/jobs/directory.ts'
+import { openPrivateDirectory, prepareJobDirectory, recreateMissingJobDirectory, removeEntries } from '../../../src/jobs/directory.ts'
 import { JobError } from '../../../src/errors.ts'
 
 const root = () => mkdtempSync(join(tmpdir(), 'jobdir-'))
@@ -224,5 +224,29 @@ describe('removeEntries', () => {
       racer.kill('SIGKILL')
     }
     assert.equal(readdirSync(outside).length, 20, 'nothing outside was removed')
+  })
+})
+
+describe('recreateMissingJobDirectory', () => {
+  it('replaces whatever took the job name (a symlink to a directory or a file, a dangling one, a file) by a new directory; targets stay', () => {
+    for (const kind of ['link to a directory', 'link to a file', 'dangling link', 'file']) {
+      const base = root()
+      const outside = join(base, 'outside')
+      mkdirSync(outside)
+      writeFileSync(join(outside, 'kept'), 'kept')
+      const dir = join(base, 'job')
+      if (kind === 'link to a directory') symlinkSync(outside, dir)
+      else if (kind === 'link to a file') symlinkSync(join(outside, 'kept'), dir)
+      else if (kind === 'dangling link') symlinkSync(join(base, 'missing'), dir)
+      else writeFileSync(dir, 'x')
+      recreateMissingJobDirectory(dir, undefined)
+      const now = lstatSync(dir)
+      assert.ok(now.isDirectory() && !now.isSymbolicLink(), kind)
+      assert.equal(now.mode & 0o7777, 0o750, kind)
+      assert.deepEqual(readdirSync(dir), [], kind)
+      assert.deepEqual(readdirSync(outside), ['kept'], kind)
+      assert.equal(readFileSync(join(outside, 'kept'), 'utf8'), 'kept', kind)
+      assert.equal(existsSync(join(base, 'missing')), false, kind)
+    }
   })
 })
