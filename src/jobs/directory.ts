@@ -197,7 +197,8 @@ export async function openPrivateDirectory(path: string): Promise<FileHandle> {
   try {
     handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
     const info = await handle.stat()
-    if (info.uid !== process.getuid?.() || (info.mode & 0o777) !== 0o700) throw new Error('it is no longer the directory the agent made')
+    // mkdtemp makes it 0700 less the umask: the agent's, and nobody else's to write or list
+    if (!info.isDirectory() || info.uid !== process.getuid?.() || (info.mode & 0o077) !== 0) throw new Error('it is no longer the directory the agent made')
     return handle
   } catch (error) {
     await handle?.close()
