@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { JobError } from '../errors.ts'
-import { notAFile } from './file-range.ts'
+import { linkedFile, notAFile } from './file-range.ts'
 
 export type DigestAlgorithm = 'md5' | 'sha256'
 
@@ -101,6 +101,8 @@ class DigestWorker {
       task.reject(new JobError(reply.cancelled)) // as every cancelled transfer says it
     } else if (reply.error?.code === 'ENOTREG') {
       task.reject(notAFile(path))
+    } else if (reply.error?.code === 'ELINKED') {
+      task.reject(linkedFile(path, Number(reply.error.message)))
     } else if (reply.error) {
       task.reject(Object.assign(new Error(reply.error.message), reply.error.code ? { code: reply.error.code } : {}))
     } else if (range !== undefined && reply.bytes !== range.length) {
@@ -167,7 +169,9 @@ function workerMain(): void {
     try {
       // as BACKUP_FILE_FLAGS in file-range.ts: never a link's target, never blocked on a FIFO
       fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-      if (!fstatSync(fd).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' })
+      const info = fstatSync(fd)
+      if (!info.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' })
+      if (info.nlink > 1) throw Object.assign(new Error(String(info.nlink)), { code: 'ELINKED' })
       const hash = createHash(algorithm)
       let bytes = 0
       for (;;) {

@@ -16,12 +16,20 @@ import { JobError } from '../errors.ts'
 export const BACKUP_FILE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK
 
 export const notAFile = (path: string) => new JobError(`the backup file ${basename(path)} is no longer a regular file (a process replaced it while it was uploaded)`)
+export const linkedFile = (path: string, links: number) =>
+  new JobError(`the backup file ${basename(path)} now has ${links} hard links (a process replaced it with a link to another file while it was uploaded?); it is not uploaded`)
 
-/** Opens the backup file for an upload (BACKUP_FILE_FLAGS) and checks, on the open file, that it is a regular file. */
+/**
+ * Opens the backup file for an upload (BACKUP_FILE_FLAGS) and checks, on the open file, that it
+ * is a regular file with one link: the job chose it so (src/jobs/stages.ts), and a second link
+ * now means a file from elsewhere took its name.
+ */
 export async function openBackupFile(path: string): Promise<FileHandle> {
   const file = await open(path, BACKUP_FILE_FLAGS)
   try {
-    if (!(await file.stat()).isFile()) throw notAFile(path)
+    const info = await file.stat()
+    if (!info.isFile()) throw notAFile(path)
+    if (info.nlink > 1) throw linkedFile(path, info.nlink)
     return file
   } catch (error) {
     await file.close()

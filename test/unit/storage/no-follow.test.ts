@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { link, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { digestFile } from '../../../src/storage/file-digest.ts'
@@ -42,8 +42,24 @@ describe('reading a backup file for an upload', () => {
       await assert.rejects(digestFile({ path, algorithm: 'sha256' }), message)
       await assert.rejects(openBackupFile(path), message)
       await assert.rejects(sendFileRange({ path, start: 0, length: 4 }, async () => {}, () => {}), message)
-      await assert.rejects(new LocalStorage(join(dir, 'objects'), '').upload(path, 'dump.sql'), /not a file/)
+      await assert.rejects(new LocalStorage(join(dir, 'objects'), '').upload(path, 'dump.sql'), /the backup file dump\.sql is no longer a regular file/)
       await assert.rejects(digestFile({ path: '/dev/zero', algorithm: 'sha256' }), /the backup file zero is no longer a regular file/)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses a backup file that has a second hard link when it is opened (a link to a file outside swapped in)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'osb-nofollow-'))
+    try {
+      await writeFile(join(dir, 'secret'), 'outside')
+      await link(join(dir, 'secret'), join(dir, 'dump.sql'))
+      const path = join(dir, 'dump.sql')
+      const message = /^JobError: the backup file dump\.sql now has 2 hard links \(a process replaced it with a link to another file while it was uploaded\?\); it is not uploaded$/
+      await assert.rejects(digestFile({ path, algorithm: 'sha256' }), message)
+      await assert.rejects(openBackupFile(path), message)
+      await assert.rejects(sendFileRange({ path, start: 0, length: 4 }, async () => {}, () => {}), message)
+      await assert.rejects(new LocalStorage(join(dir, 'objects'), '').upload(path, 'dump.sql'), /now has 2 hard links/)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
