@@ -9,7 +9,7 @@ import { isIP } from 'node:net'
 
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { reservedNameReason } from './scripts/environment.ts'
+import { DEFAULT_PASSTHROUGH, reservedNameReason } from './scripts/environment.ts'
 
 export interface Config {
   clientUsername: string
@@ -135,7 +135,7 @@ export const SETTINGS = [
   setting('skipStorage', 'skip_storage', false, flag),
   setting('defaultS3Endpoint', 'default_s3_endpoint', 's3.amazonaws.com', text),
   setting('maxJobNumber', 'max_job_number', 10, integer(1, 10_000)),
-  setting('scriptEnvPassthrough', 'script_env_passthrough', ['PATH', 'LD_LIBRARY_PATH', 'LANG', 'TZ', 'HOME'], list),
+  setting('scriptEnvPassthrough', 'script_env_passthrough', [...DEFAULT_PASSTHROUGH], list),
   setting('scriptParameterNames', 'script_parameter_names', [] as string[], variableNames),
   setting('scriptLogMaxBytes', 'script_log_max_bytes', 65536, integer(0, 16 * 1024 * 1024)),
   setting('logLevel', 'log_level', 'info', logLevel),

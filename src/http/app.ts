@@ -57,7 +57,9 @@ export function registeredRoutes(app: FastifyInstance): { method: string; url: s
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
-  const serverOptions = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS }
+  // requireHostHeader: Node itself would answer an HTTP/1.1 request without Host with a bare 400
+  // (no JSON); the agent never looks at Host, so such a request gets the API's own answer.
+  const serverOptions = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS, requireHostHeader: false }
   const options: FastifyServerOptions & { https?: object; http?: object } = {
     loggerInstance: deps.log as FastifyBaseLogger,
     disableRequestLogging: true,

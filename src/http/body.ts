@@ -30,10 +30,21 @@ export function parseJsonBody(body: Buffer | string): unknown {
   try {
     value = JSON.parse(text)
   } catch (error) {
-    return new InvalidJson((error as Error).message)
+    return new InvalidJson(withoutSource((error as Error).message))
   }
   if (nestedDeeperThan(value, MAX_BODY_DEPTH)) return new InvalidJson(`it is nested deeper than ${MAX_BODY_DEPTH} levels`)
   return value
+}
+
+/**
+ * V8 quotes the body around the error in some messages (`Unexpected token 'x', "…","b":tru}" is
+ * not valid JSON`): a password next to a typo would come back in the 400, which the manager
+ * stores whole. Such a message is cut before its first quote (the token is the body's too); the
+ * others name only positions and V8's own punctuation, and are kept.
+ */
+function withoutSource(message: string): string {
+  if (!message.includes('"')) return message
+  return message.slice(0, message.search(/['"]/)).replace(/[\s,]+$/, '')
 }
 
 /** Iterative (a recursive walk would itself overflow on the bodies this is meant to catch). */

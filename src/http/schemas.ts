@@ -12,7 +12,7 @@ export const DestinationSchema = Type.Object(
   {
     type: Text('S3, SWIFT or LOCAL (objects under the agent\'s local_storage_root)'),
     skipStorage: Flag('the scripts move the file themselves; they get the destination as S3_* / SWIFT_* variables'),
-    filenamePrefix: Text('S3 key prefix or LOCAL folder, ending in /; echoed in the polling body'),
+    filenamePrefix: Text('S3 key prefix or LOCAL folder, ending in /; echoed in the polling body; at most 512 bytes where the agent stores under it, LOCAL folders 255'),
     filename: Text('restore: the object to fetch, without the prefix (a plain file name, at most 200 bytes in UTF-8)'),
     // S3
     bucket: Text('S3: bucket'),
@@ -23,7 +23,7 @@ export const DestinationSchema = Type.Object(
     useSSL: Flag('S3: HTTPS (default true unless the endpoint says http://)'),
     skipSSL: Flag('S3: the opposite of useSSL (older managers)'),
     // Swift
-    authUrl: Text('SWIFT: Keystone (…/v3) or Swift v1 auth URL'),
+    authUrl: Text('SWIFT: Keystone (…/v3, …/v2.0) or Swift v1 auth URL, without user:password@'),
     domain: Text('SWIFT: Keystone domain'),
     project_name: Text('SWIFT: Keystone project'),
     container_name: Text('SWIFT: container'),

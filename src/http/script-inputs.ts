@@ -11,6 +11,13 @@ export const SCRIPT_INPUTS_MAX_BYTES = 512 * 1024
 export const MAX_PARAMETERS = 256
 /** A restore filename: the names derived from it (`.<name>.download`, …) stay within NAME_MAX, 255. */
 export const FILENAME_MAX_BYTES = 200
+/**
+ * filenamePrefix: an S3 key is at most 1024 bytes, and prefix plus a 200-byte name plus an
+ * extension must fit, or the upload fails after the scripts ran. LOCAL makes folders of it.
+ */
+export const FILENAME_PREFIX_MAX_BYTES = 512
+/** A folder LOCAL makes from filenamePrefix: NAME_MAX. */
+export const FOLDER_NAME_MAX_BYTES = 255
 
 export const utf8Bytes = (text: string): number => Buffer.byteLength(text, 'utf8')
 

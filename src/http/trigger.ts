@@ -9,8 +9,9 @@ import { Compile } from 'typebox/compile'
 import type { Config } from '../config.ts'
 import type { Destination, DatabaseTarget, JobKind, JobRequest, StorageDestination } from '../jobs/request.ts'
 import { parameterNameProblem } from '../scripts/parameter-names.ts'
+import { authVersion, type AuthVersion } from '../storage/keystone.ts'
 import { idProblem } from './ids.ts'
-import { FILENAME_MAX_BYTES, MAX_PARAMETERS, scriptInputProblems, utf8Bytes } from './script-inputs.ts'
+import { FILENAME_MAX_BYTES, FILENAME_PREFIX_MAX_BYTES, FOLDER_NAME_MAX_BYTES, MAX_PARAMETERS, scriptInputProblems, utf8Bytes } from './script-inputs.ts'
 import { DeleteSchema, TriggerSchema, type DeleteBody, type TriggerBody } from './schemas.ts'
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; errors: string[] }
@@ -19,6 +20,12 @@ const STORAGE_FIELDS: Record<StorageDestination['type'], readonly string[]> = {
   S3: ['bucket', 'authKey', 'authSecret'],
   SWIFT: ['authUrl', 'username', 'password', 'container_name'],
   LOCAL: [],
+}
+/** What each Keystone version logs in with besides username and password (docs/SWIFT.md); v1 needs nothing more. */
+const KEYSTONE_FIELDS: Record<AuthVersion, readonly ('domain' | 'project_name')[]> = {
+  v3: ['domain', 'project_name'],
+  'v2.0': ['project_name'],
+  v1: [],
 }
 /** The streamed-backup suffix (src/jobs/streaming.ts, not imported: it loads the codec's modules). */
 const STREAM_SUFFIX = '.osb'
@@ -67,12 +74,18 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
   const type = DESTINATION_TYPES.find((t) => t === d.type)
   if (type === undefined) {
     const choices = DESTINATION_TYPES.join(', ')
-    errors.push(d.type ? `destination.type must be one of ${choices}, not ${JSON.stringify(d.type)}` : `destination.type is required (${choices})`)
+    errors.push(d.type ? `destination.type must be one of ${choices}, not ${JSON.stringify(d.type.slice(0, 32))}${d.type.length > 32 ? ' (cut)' : ''}` : `destination.type is required (${choices})`)
     return undefined
   }
   const skipStorage = config.skipStorage || (d.skipStorage ?? false)
   const filenamePrefix = d.filenamePrefix ?? ''
   if (filenamePrefix !== '' && !filenamePrefix.endsWith('/')) errors.push('destination.filenamePrefix must end with / when it is not empty')
+  // Where the agent stores under the prefix (S3 keys, LOCAL folders), a longer one would fail
+  // the upload after the scripts ran; elsewhere it is only echoed or passed to the scripts.
+  const prefixBytes = utf8Bytes(filenamePrefix)
+  if (!skipStorage && type !== 'SWIFT' && prefixBytes > FILENAME_PREFIX_MAX_BYTES) {
+    errors.push(`destination.filenamePrefix is ${prefixBytes} bytes: at most ${FILENAME_PREFIX_MAX_BYTES} in UTF-8 where the agent stores under it (an S3 key, prefix and file name, is at most 1024 bytes)`)
+  }
   const filename = d.filename ?? ''
   if (kind === 'restore') {
     if (filename === '' && !skipStorage) errors.push('destination.filename is required for a restore')
@@ -91,10 +104,12 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     if (filenamePrefix !== '' && !isPlainRelativePath(filenamePrefix.slice(0, -1))) {
       errors.push('destination.filenamePrefix for LOCAL must be relative folder names (no leading /, no . or .., no empty parts)')
     }
+    const longFolder = filenamePrefix.split('/').find((part) => utf8Bytes(part) > FOLDER_NAME_MAX_BYTES)
+    if (!skipStorage && longFolder !== undefined) errors.push(`destination.filenamePrefix for LOCAL has a folder name of ${utf8Bytes(longFolder)} bytes: at most ${FOLDER_NAME_MAX_BYTES} (NAME_MAX)`)
     // Names starting with "." are LOCAL's own files (metadata, partial uploads): never objects.
     if (!skipStorage) {
       const reserved = (field: string, part: string) =>
-        errors.push(`destination.${field} for LOCAL must not start a name with "." (${JSON.stringify(part)}): such names are the agent's own files`)
+        errors.push(`destination.${field} for LOCAL must not start a name with "." (${JSON.stringify(part.slice(0, 64))}): such names are the agent's own files`)
       const dottedFolder = filenamePrefix.split('/').find((part) => part.startsWith('.'))
       if (dottedFolder !== undefined) reserved('filenamePrefix', dottedFolder)
       if (kind === 'restore' && filename.startsWith('.')) reserved('filename', filename)
@@ -102,12 +117,17 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     return { type, ...common }
   }
   if (type === 'S3') {
+    // Path-style URLs carry the bucket and the key as path segments, and URL parsing resolves
+    // `.` and `..` there: such a name would address another object than the one named.
+    const bucket = d.bucket ?? ''
+    if (bucket === '.' || bucket === '..' || bucket.includes('/')) errors.push('destination.bucket must be a bucket name (no /, not . or ..)')
+    if (filenamePrefix.split('/').some((part) => part === '.' || part === '..')) errors.push('destination.filenamePrefix for S3 must not have a . or .. folder (a URL resolves them)')
     const endpoint = d.endpoint || config.defaultS3Endpoint
     const url = s3EndpointUrl(endpoint, d.useSSL, d.skipSSL, errors)
     if (url === undefined) return undefined
     return {
       type,
-      bucket: d.bucket ?? '',
+      bucket,
       endpoint,
       endpointUrl: url.href.replace(/\/$/, ''),
       useSSL: url.protocol === 'https:',
@@ -117,13 +137,21 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
       ...common,
     }
   }
+  // The container is a segment of the storage URL (% is encoded): URL parsing resolves `..` and a
+  // `/` adds segments, so either would leave the account the token is for.
+  const container = d.container_name ?? ''
+  if (container.includes('/') || container === '.' || container === '..') errors.push('destination.container_name must be a plain container name (no /, not . or ..)')
   const authUrl = d.authUrl ?? ''
   if (authUrl !== '') {
     const url = URL.parse(authUrl)
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) errors.push('destination.authUrl must be an http:// or https:// URL')
-    else if (/\/v3\/?$/.test(url.pathname)) {
-      for (const field of ['domain', 'project_name'] as const) {
-        if (!d[field]) errors.push(`destination.${field} is required for Keystone v3 (authUrl ending in /v3)`)
+    // The auth URL is echoed in polling bodies and named in log lines: no credentials in it.
+    else if (url.username !== '' || url.password !== '') errors.push('destination.authUrl must not contain a user or password (user@ or user:password@); use username and password')
+    else {
+      // The login's own rule (src/storage/keystone.ts) decides the version: the same URLs here.
+      const version = authVersion(authUrl)
+      for (const field of KEYSTONE_FIELDS[version]) {
+        if (!d[field]) errors.push(`destination.${field} is required for Keystone ${version} (authUrl ending in /${version === 'v3' ? 'v3' : 'v2.0 or /v2'})`)
       }
     }
   }
@@ -229,7 +257,9 @@ function parseParameters(kind: JobKind, raw: unknown, config: Config, errors: st
     }
     const rendered = renderValue(value)
     if (rendered === undefined) errors.push(`${where}.${name} must be a string, a finite number or a boolean`)
-    else if (rendered.includes('\0')) errors.push(`${where}.${name} must not contain NUL characters`)
+    else if (unfitText(rendered)) errors.push(`${where}.${name} ${unfitText(rendered)}`)
+    // A list can name a parameter twice: which value would the script get? (Values not echoed.)
+    else if (Object.hasOwn(env, name) && env[name] !== rendered) errors.push(`${where}.${name} is given twice with different values`)
     else env[name] = rendered
   }
   return env
@@ -244,11 +274,24 @@ function parameterField(where: string, name: string): string {
 function renderValue(value: unknown): string | undefined {
   if (typeof value === 'string') return value
   if (typeof value === 'boolean') return String(value)
-  if (typeof value === 'number' && Number.isFinite(value)) {
-    const plain = String(value)
-    return /e/i.test(plain) ? value.toLocaleString('en-US', { useGrouping: false, maximumFractionDigits: 20 }) : plain
-  }
+  if (typeof value === 'number' && Number.isFinite(value)) return plainDecimal(String(value))
   return undefined
+}
+
+/**
+ * JavaScript's shortest spelling of a number with its exponent written out: `1e-21` is
+ * `0.000000000000000000001`, `1.5e+21` `1500000000000000000000`. The same digits, so the same
+ * number (toLocaleString rounded to 20 decimals: 1e-21 became 0).
+ */
+function plainDecimal(shortest: string): string {
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(shortest)
+  if (!m) return shortest
+  const [, sign, first, rest = '', exponent] = m
+  const digits = `${first}${rest}`
+  const point = 1 + Number(exponent) // digits before the decimal point
+  if (point <= 0) return `${sign}0.${'0'.repeat(-point)}${digits}`
+  if (point >= digits.length) return `${sign}${digits}${'0'.repeat(point - digits.length)}`
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`
 }
 
 /**
@@ -261,12 +304,15 @@ function shape<T>(body: unknown, schema: TSchema, validator: Validator): { value
   const errors: string[] = []
   const canonical = canonicalKeys(body, schema, '', errors) as Record<string, unknown>
   if (!validator.Check(canonical)) {
+    // An object with a bad field also fails its `| null` alternative ("destination must be
+    // null"): only the field is reported. Everything that failed is removed, the object too (the
+    // validator may stop at its first bad field: the others must not reach the checks below).
     const raw = [...validator.Errors(canonical)]
-    errors.push(...describeSchemaErrors(raw))
+    errors.push(...describeSchemaErrors(raw.filter((e) => !raw.some((o) => o.instancePath.startsWith(`${e.instancePath}/`)))))
     for (const e of raw) removePath(canonical, e.instancePath)
   }
-  const nul = findNul(canonical, '')
-  if (nul) errors.push(`${nul} must not contain NUL characters`)
+  const unfit = findUnfit(canonical, '')
+  if (unfit) errors.push(unfit)
   return { value: canonical as T, errors }
 }
 
@@ -289,7 +335,8 @@ function oncePerField(messages: string[]): string[] {
   const seen = new Set<string>()
   return messages.filter((m) => {
     const field = m.split(' ')[0] ?? m
-    if (seen.has(field)) return false
+    // nor "destination is required" once a field of it was reported (the bad object was removed)
+    if (seen.has(field) || [...seen].some((s) => s.startsWith(`${field}.`))) return false
     seen.add(field)
     return true
   })
@@ -350,12 +397,24 @@ function describeSchemaErrors(raw: Iterable<SchemaError>): string[] {
   return out
 }
 
-function findNul(value: unknown, path: string): string | undefined {
-  if (typeof value === 'string') return value.includes('\0') ? path.slice(0, -1) : undefined
+/** Why a string cannot reach a script or a file name: NUL ends it, an unpaired surrogate becomes U+FFFD. */
+function unfitText(text: string): string | undefined {
+  if (text.includes('\0')) return 'must not contain NUL characters'
+  // JSON can spell one (\ud800); it would reach the script and the disk as another character
+  // than the one the agent checked and masks.
+  if (!text.isWellFormed()) return 'must not contain unpaired UTF-16 surrogates (\\ud800…\\udfff alone)'
+  return undefined
+}
+
+function findUnfit(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') {
+    const problem = unfitText(value)
+    return problem && `${path.slice(0, -1)} ${problem}`
+  }
   if (!isPlainObject(value)) return undefined
   for (const [key, child] of Object.entries(value)) {
     if (key === 'parameters') continue // checked with the parameters, per value
-    const found = findNul(child, `${path}${key}.`)
+    const found = findUnfit(child, `${path}${key}.`)
     if (found) return found
   }
   return undefined

@@ -78,6 +78,7 @@ function unlinkPipe(path: string): void {
 }
 
 export interface FifoEnd {
+  /** The name the script opens (the agent itself reaches the pipe through its pin or `path` given to open). */
   path: string
   /** The pipe's device and inode (its name may be gone). */
   identity: FileIdentity
@@ -95,8 +96,11 @@ export interface FifoEnd {
   dispose(): void
 }
 
-/** A pipe the script writes to (BACKUP_STREAM). */
-export async function openFifoForReading(path: string): Promise<FifoEnd> {
+/**
+ * A pipe the script writes to (BACKUP_STREAM). `path` is where the agent makes it (through the
+ * job directory it holds open), `shown` the name the script gets.
+ */
+export async function openFifoForReading(path: string, shown = path): Promise<FifoEnd> {
   const pinned = await mkfifo(path)
   const { identity } = pinned
   let mine: number
@@ -116,7 +120,7 @@ export async function openFifoForReading(path: string): Promise<FifoEnd> {
     keeper = undefined
   }
   return {
-    path,
+    path: shown,
     identity,
     chunks,
     ended,
@@ -137,6 +141,7 @@ export async function openFifoForReading(path: string): Promise<FifoEnd> {
 }
 
 export interface FifoWriter {
+  /** The name the script opens. */
   path: string
   /** The pipe's device and inode (its name may be gone). */
   identity: FileIdentity
@@ -152,8 +157,8 @@ export interface FifoWriter {
 
 const CONNECT_POLL_MS = 20
 
-/** A pipe the script reads from (RESTORE_STREAM). */
-export async function openFifoForWriting(path: string): Promise<FifoWriter> {
+/** A pipe the script reads from (RESTORE_STREAM); `path` and `shown` as for openFifoForReading. */
+export async function openFifoForWriting(path: string, shown = path): Promise<FifoWriter> {
   const pinned = await mkfifo(path)
   let pinOpen = true
   const unpin = () => {
@@ -182,7 +187,7 @@ export async function openFifoForWriting(path: string): Promise<FifoWriter> {
   })()
   connected.catch(() => {}) // the transfer that awaits it reports the failure
   return {
-    path,
+    path: shown,
     identity: pinned.identity,
     connected,
     isConnected: () => socket !== undefined,

@@ -14,7 +14,7 @@ import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
 import { maskSecrets } from '../scripts/capture.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
-import { processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
+import { groupAlive, processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
 import { KILL_GRACE_MS } from '../scripts/run.ts'
 import { storageFor } from '../storage/storage.ts'
 import { recreateMissingJobDirectory, removeInterruptedDownloads } from './directory.ts'
@@ -195,6 +195,10 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
   const ctx: StageContext = {
     job,
     directory,
+    pinnedDirectory: () => {
+      throw new JobError('the agent writes nothing in a job directory during recovery')
+    },
+    scriptDirectory: () => directory,
     fileBase: '',
     scriptsPath: config.scriptsPath,
     scriptEnv: scriptEnvironment(job.request, config.scriptEnvPassthrough, deps.agentEnv),
@@ -242,9 +246,21 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
  * A script group the killed agent left running: a lock, check, backup or restore script is
  * stopped (its job is over); a cleanup or unlock script is allowed to finish its work, within
  * the hook timeout. A group that is gone (in this boot) has exited.
+ *
+ * A backup or restore script that had exited while the agent waited for its stream is still
+ * recorded (src/jobs/stages.ts): what is left of its group (a process holding the stream) is
+ * stopped too. Its pid is then no process's, yet the group lives: the kernel does not hand out a
+ * pid that is still a process group's id, so that group is the script's.
  */
+const MAIN_STAGES = new Set(['backup', 'restore'])
+
 async function stopOrphan(script: NonNullable<RecoveryRecord['script']>, config: Config, log: Logger): Promise<void> {
-  if (processStartTime(script.pid) !== script.startTime) return // gone, or the pid was reused
+  const started = processStartTime(script.pid)
+  if (started === undefined && MAIN_STAGES.has(script.stage) && groupAlive(script.pid)) {
+    log.warn({ stage: script.stage, group: script.pid }, 'stopping what the interrupted script left in its process group')
+    return stopGroup(script.pid, KILL_GRACE_MS)
+  }
+  if (started !== script.startTime) return // gone, or the pid was reused
   const finishing = /cleanup|unlock/.test(script.stage)
   log.warn({ stage: script.stage, pid: script.pid }, finishing ? 'waiting for the interrupted script' : 'stopping the interrupted script')
   if (finishing && (await waitForGroupExit(script.pid, config.hookTimeoutSeconds * 1000))) return

@@ -9,7 +9,7 @@ import { JobError } from '../errors.ts'
 import { maskSecrets } from '../scripts/capture.ts'
 import { scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
-import { prepareJobDirectory, recreateMissingJobDirectory } from './directory.ts'
+import { prepareJobDirectory, recreateMissingJobDirectory, type JobDirectory } from './directory.ts'
 import { generatedFileBase } from './file-base.ts'
 import type { Job } from './job.ts'
 import { failureReason, type FailureReason, type JobObserver } from './observer.ts'
@@ -43,9 +43,16 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   const publish = () => {
     if (!registry.publish(job)) storeProblem ??= registry.storeProblem ?? UNWRITTEN
   }
+  // Set once the job directory is prepared (and held open) below.
+  let held: JobDirectory | undefined
   const ctx: StageContext = {
     job,
     directory,
+    pinnedDirectory: () => {
+      if (held === undefined) throw new JobError(`the job directory ${directory} was not prepared`)
+      return held.pinned()
+    },
+    scriptDirectory: (finishing) => held?.scriptDirectory(finishing) ?? directory,
     fileBase: generatedFileBase(request.database.host, request.database.database, job.startedAt),
     scriptsPath: config.scriptsPath,
     scriptEnv: scriptEnvironment(request, config.scriptEnvPassthrough, deps.agentEnv),
@@ -74,7 +81,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   let reason: FailureReason | undefined
   let stageStarted = 0
   try {
-    await prepareJobDirectory(directory, { existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse', gid: deps.jobGid })
+    held = await prepareJobDirectory(directory, { existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse', gid: deps.jobGid })
     failure = await runStages(STAGES[job.kind], ctx, cancel, {
       entered(stage) {
         job.state = stage.name
@@ -98,6 +105,8 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     })
   } catch (error) {
     failure = asJobError(error)
+  } finally {
+    held?.close()
   }
   if (failure && reason === undefined) reason = failureReason(undefined, failure, cancel?.aborted === true)
 

@@ -1,7 +1,7 @@
 // The stages of a backup and of a restore, as data (SPEC §5). The runner walks a table; what a
 // stage does lives here, when it runs is its `runIf`.
 import { createReadStream, lstatSync, readdirSync } from 'node:fs'
-import { link, mkdtemp, rename, rm } from 'node:fs/promises'
+import { link, mkdtemp, rename, type FileHandle } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import { join } from 'node:path'
 import { JobError } from '../errors.ts'
@@ -12,7 +12,7 @@ import type { Downloaded, Storage, TransferOptions } from '../storage/storage.ts
 import { hasTrailer, readFileHeader, type Compression, type StreamHeader } from '../integrity/format.ts'
 import { TrailerDigest, verifiedTrailer, type ObjectDigest } from '../integrity/trailer.ts'
 import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
-import { createJobFile, DOWNLOAD_WORK_PREFIX, entryAt, jobFileName } from './directory.ts'
+import { createJobFile, DOWNLOAD_WORK_PREFIX, entryAt, jobFileName, openPrivateDirectory, removeEntries, removeEntry } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
 
@@ -28,8 +28,15 @@ export type RunIf = 'ok' | 'mainStarted' | 'lockAttempted'
 
 export interface StageContext {
   job: Job
-  /** The job's working directory (directory_backup/<id> or directory_restore/<id>). */
+  /** The job's working directory (directory_backup/<id> or directory_restore/<id>): the scripts' cwd. */
   directory: string
+  /**
+   * Where the agent itself reads and writes: the directory it prepared, held open (JobDirectory
+   * in directory.ts). Throws when the name no longer leads to it.
+   */
+  pinnedDirectory: () => string
+  /** The scripts' working directory (JobDirectory.scriptDirectory); `finishing`: cleanup and unlock. */
+  scriptDirectory: (finishing: boolean) => string
   /** `YYYY_MM_DD_HH_MM_<host>_<database>`, sanitised, fixed when the job starts. */
   fileBase: string
   scriptsPath: string
@@ -94,6 +101,7 @@ function scriptStage(
       // One timeout and one cancel for the whole stage: the script, and a stream it leaves behind.
       const limit = stageLimit(name, ctx.signal, kind === 'main' ? ctx.scriptTimeoutMs : ctx.hookTimeoutMs)
       try {
+        const cwd = ctx.scriptDirectory(kind === 'cleanup' || kind === 'unlock')
         const stream = await options.stream?.(ctx)
         const signals = [limit.signal, stream?.stopScript].filter((s) => s !== undefined)
         let group: number | undefined
@@ -101,7 +109,7 @@ function scriptStage(
           stage: name,
           scriptsPath: ctx.scriptsPath,
           args: args(ctx),
-          cwd: ctx.directory,
+          cwd,
           env: { ...ctx.scriptEnv, ...options.env?.(ctx), ...stream?.env },
           secrets: ctx.secrets,
           logMaxBytes: ctx.logMaxBytes,
@@ -119,10 +127,15 @@ function scriptStage(
           await stream?.finish({ scriptSucceeded: false, group, stage: limit.signal })
           throw error
         })
-        ctx.job.script = undefined
         ctx.job.logs[`${logField}_log`] = result.stdout
         ctx.job.logs[`${logField}_errorlog`] = result.stderr
-        await stream?.finish({ scriptSucceeded: result.failure === undefined, group, stage: limit.signal })
+        try {
+          // The script stays recorded while the agent waits for its stream: a restarted agent
+          // then stops what its group left holding the stream (recovery.ts, stopOrphan).
+          await stream?.finish({ scriptSucceeded: result.failure === undefined, group, stage: limit.signal })
+        } finally {
+          ctx.job.script = undefined
+        }
         if (result.failure) throw result.failure
         await options.after?.(ctx)
       } finally {
@@ -203,10 +216,14 @@ async function recordBackupFile(ctx: StageContext): Promise<void> {
   if (ctx.job.streamed) return
   // Synchronous, like the job directory's preparation (src/jobs/directory.ts): a listing and a
   // stat or two of the agent's own directory, cheaper than two thread-pool round trips.
-  const names = readdirSync(ctx.directory).sort()
+  const here = ctx.pinnedDirectory()
+  const names = readdirSync(here).sort()
   for (const name of names) {
-    const info = lstatSync(join(ctx.directory, name))
+    const info = lstatSync(join(here, name))
     if (info.isFile()) {
+      // A second name of the file may be outside the job directory (`ln /etc/shadow dump.sql`):
+      // its content is not the job's to ship. A dump is written, not linked.
+      if (info.nlink > 1) throw new JobError(`the backup file ${name} has ${info.nlink} hard links, so it may be a file outside ${ctx.directory}; it is not uploaded (write the dump into the job directory rather than link it there)`)
       ctx.job.filename = name
       ctx.job.filesize = info.size
       return
@@ -219,7 +236,7 @@ async function recordBackupFile(ctx: StageContext): Promise<void> {
 
 async function uploadBackupFile(ctx: StageContext): Promise<void> {
   const { filename } = ctx.job
-  const path = join(ctx.directory, filename)
+  const path = join(ctx.pinnedDirectory(), filename)
   // recorded first: a restarted agent removes what an interrupted upload left behind
   ctx.job.uploading = filename
   ctx.changed()
@@ -242,17 +259,23 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   // Checked here, where the agent writes them (the trigger checks the request's name too).
   const filename = jobFileName(ctx.job.request.destination.filename, 'the restore filename')
   const name = restoreFileArgument(ctx.job)
-  const target = join(ctx.directory, name === filename ? name : jobFileName(name, `the decoded file's name (${filename} without ${STREAM_SUFFIX})`))
-  await makeRoomFor(target, ctx.allowedToDeleteFiles)
+  const here = ctx.pinnedDirectory()
+  const target = join(here, name === filename ? name : jobFileName(name, `the decoded file's name (${filename} without ${STREAM_SUFFIX})`))
+  const shown = join(ctx.directory, name) // messages name the file as configured, not the held descriptor
+  await makeRoomFor(target, shown, ctx.allowedToDeleteFiles)
   // Downloaded and decoded in a fresh directory of the agent's own (0700, a random name) and
   // moved into place once verified: the restore script never sees a partial or corrupt file
   // under the name it reads, nothing planted in the job directory lies in the way of what the
   // agent writes, and no name of the agent's can be the restore filename.
-  const work = await mkdtemp(join(ctx.directory, DOWNLOAD_WORK_PREFIX))
+  const workPath = await mkdtemp(join(here, DOWNLOAD_WORK_PREFIX))
+  let workHandle: FileHandle | undefined
   // One pass gives both the whole-object digest and, holding back the last 32 bytes, the one a
   // version-2 `.osb` trailer must match (src/integrity/trailer.ts).
   const digest = new TrailerDigest()
   try {
+    workHandle = await openPrivateDirectory(workPath)
+    // Through the handle: a symlink swapped in at the directory's name cannot redirect a write.
+    const work = `/proc/self/fd/${workHandle.fd}`
     const object = join(work, 'object')
     const file = await createJobFile(object, ctx.jobGid)
     let downloaded: Downloaded
@@ -272,10 +295,16 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     const header = streamed ? await readFileHeader(object).catch(() => undefined) : undefined
     verifyDownload(ctx, filename, digest.digest(), downloaded.sha256, header)
     const ready = streamed ? await decodeInto(object, join(work, 'decoded'), ctx.job.request.encryptionKey, ctx.jobGid) : object
-    await moveIntoPlace(ready, target, ctx.allowedToDeleteFiles)
+    await moveIntoPlace(ready, target, shown, ctx.allowedToDeleteFiles)
   } finally {
     ctx.job.progress = undefined
-    await rm(work, { recursive: true, force: true })
+    if (workHandle) {
+      // through the handle: what the agent wrote goes, wherever its directory was moved
+      const work = `/proc/self/fd/${workHandle.fd}`
+      await removeEntries(work).catch(() => {})
+      await workHandle.close()
+    }
+    await removeEntry(workPath)
   }
 }
 
@@ -286,11 +315,11 @@ const notReplaced = (target: string) => new JobError(`${target} already exists a
  * followed) stays when allowed_to_delete_files is false (the job fails before it downloads), and
  * a directory there is removed when it is true (a rename cannot replace one).
  */
-async function makeRoomFor(target: string, allowedToDeleteFiles: boolean): Promise<void> {
+async function makeRoomFor(target: string, shown: string, allowedToDeleteFiles: boolean): Promise<void> {
   const existing = entryAt(target)
   if (existing === undefined) return
-  if (!allowedToDeleteFiles) throw notReplaced(target)
-  if (existing.isDirectory()) await rm(target, { recursive: true, force: true })
+  if (!allowedToDeleteFiles) throw notReplaced(shown)
+  if (existing.isDirectory()) await removeEntry(target)
 }
 
 /**
@@ -298,12 +327,12 @@ async function makeRoomFor(target: string, allowedToDeleteFiles: boolean): Promi
  * replace, a hard link puts the file in place only if nothing took the name meanwhile (link(2)
  * fails on any entry, a dangling symlink included).
  */
-async function moveIntoPlace(ready: string, target: string, allowedToDeleteFiles: boolean): Promise<void> {
+async function moveIntoPlace(ready: string, target: string, shown: string, allowedToDeleteFiles: boolean): Promise<void> {
   if (allowedToDeleteFiles) return rename(ready, target)
   try {
     await link(ready, target)
   } catch (error) {
-    throw (error as { code?: string }).code === 'EEXIST' ? notReplaced(target) : error
+    throw (error as { code?: string }).code === 'EEXIST' ? notReplaced(shown) : error
   }
 }
 

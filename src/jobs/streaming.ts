@@ -62,7 +62,7 @@ export async function openBackupStream(ctx: StageContext): Promise<ScriptStream 
   if (job.request.destination.skipStorage) return undefined
   const storage = ctx.storage()
   if (!storage.uploadStream || !storage.storeChecksum) return undefined
-  const fifo = await openFifoForReading(join(ctx.directory, '.backup.stream'))
+  const fifo = await openFifoForReading(join(ctx.pinnedDirectory(), '.backup.stream'), join(ctx.directory, '.backup.stream'))
   const stop = new AbortController()
   const upload = new AbortController()
   ctx.signal?.addEventListener('abort', () => upload.abort(ctx.signal?.reason), { once: true })
@@ -157,7 +157,7 @@ export async function openRestoreStream(ctx: StageContext): Promise<ScriptStream
   if (!job.streamRestore) return undefined
   const storage = ctx.storage()
   if (!storage.read) throw new JobError('this storage backend cannot stream a restore; remove RESTORE_STREAM from the restore script to restore from a file')
-  const fifo = await openFifoForWriting(join(ctx.directory, '.restore.stream'))
+  const fifo = await openFifoForWriting(join(ctx.pinnedDirectory(), '.restore.stream'), join(ctx.directory, '.restore.stream'))
   const stop = new AbortController()
   const transfer = (async () => {
     const reader = await fifo.connected

@@ -32,6 +32,12 @@ const AGENT_SET = [
   'SWIFT_AUTHURL', 'SWIFT_DOMAIN', 'SWIFT_CONTAINERNAME', 'SWIFT_PROJECTNAME', 'SWIFT_USERNAME', 'SWIFT_PASSWORD',
   'DB_PASSWORD', 'ENCRYPTION_KEY', 'BACKUP_STREAM', 'RESTORE_STREAM',
 ]
+/**
+ * script_env_passthrough's default. Reserved whatever the setting says: PATH decides which
+ * programs a script runs (and which bash the agent starts), HOME where tools read their start-up
+ * files (.psqlrc, .my.cnf, .gitconfig), LANG and TZ name files the C library reads.
+ */
+export const DEFAULT_PASSTHROUGH: readonly string[] = ['PATH', 'LD_LIBRARY_PATH', 'LANG', 'TZ', 'HOME']
 /** Names that change how bash or the dynamic loader behave: a parameter must never set them. */
 const SHELL_AND_LOADER = ['BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'GLOBIGNORE', 'POSIXLY_CORRECT']
 /**
@@ -61,6 +67,7 @@ export function reservedNameReason(name: string, passthrough: readonly string[])
   const upper = name.toUpperCase()
   if (AGENT_SET.includes(upper)) return 'is set by the agent'
   if (passthrough.some((p) => p.toUpperCase() === upper)) return 'is passed through from the agent (script_env_passthrough)'
+  if (DEFAULT_PASSTHROUGH.includes(upper)) return 'is one of the agent\'s own variables scripts get by default (PATH, HOME, LANG, TZ, LD_LIBRARY_PATH)'
   if (SHELL_AND_LOADER.includes(upper)) return 'changes how the shell behaves'
   if (LIBRARY_AND_INTERPRETER.includes(upper)) return 'makes the C library, an interpreter or a tool load code'
   const prefix = RESERVED_PREFIXES.find((p) => upper.startsWith(p))

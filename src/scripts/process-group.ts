@@ -23,7 +23,8 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function groupAlive(pid: number): boolean {
+export function groupAlive(pid: number): boolean {
+  if (pid <= 1) return false // kill(-1) would mean every process
   try {
     process.kill(-pid, 0)
     return true

@@ -7,6 +7,7 @@
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { JobError } from '../errors.ts'
+import { linkedFile, notAFile } from './file-range.ts'
 
 export type DigestAlgorithm = 'md5' | 'sha256'
 
@@ -98,6 +99,10 @@ class DigestWorker {
     const { range, path } = task.request
     if (reply.cancelled !== undefined) {
       task.reject(new JobError(reply.cancelled)) // as every cancelled transfer says it
+    } else if (reply.error?.code === 'ENOTREG') {
+      task.reject(notAFile(path))
+    } else if (reply.error?.code === 'ELINKED') {
+      task.reject(linkedFile(path, Number(reply.error.message)))
     } else if (reply.error) {
       task.reject(Object.assign(new Error(reply.error.message), reply.error.code ? { code: reply.error.code } : {}))
     } else if (range !== undefined && reply.bytes !== range.length) {
@@ -156,13 +161,17 @@ const pool = new DigestPool()
  */
 function workerMain(): void {
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads')
-  const { closeSync, constants, openSync, readSync } = require('node:fs') as typeof import('node:fs')
+  const { closeSync, constants, fstatSync, openSync, readSync } = require('node:fs') as typeof import('node:fs')
   const { createHash } = require('node:crypto') as typeof import('node:crypto')
   const buffer = Buffer.allocUnsafeSlow(1024 * 1024)
   parentPort?.on('message', ({ path, algorithm, start, length }: { path: string; algorithm: string; start: number; length: number }) => {
     let fd: number | undefined
     try {
-      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW) // the job's file itself, never a link's target
+      // as BACKUP_FILE_FLAGS in file-range.ts: never a link's target, never blocked on a FIFO
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+      const info = fstatSync(fd)
+      if (!info.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' })
+      if (info.nlink > 1) throw Object.assign(new Error(String(info.nlink)), { code: 'ELINKED' })
       const hash = createHash(algorithm)
       let bytes = 0
       for (;;) {

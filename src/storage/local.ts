@@ -15,6 +15,7 @@ import { mkdir, open, readdir, readlink, realpath, rename, rm, type FileHandle }
 import { join, resolve, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
+import { openBackupFile } from './file-range.ts'
 import { FileSink, writeAt } from './file-sink.ts'
 import type { Downloaded, ObjectReader, Storage, TransferOptions } from './storage.ts'
 
@@ -274,12 +275,11 @@ export class LocalStorage implements Storage {
   }
 }
 
-/** A file read without following a link at its name (and without hanging on a FIFO). */
+/** The backup file read without following a link at its name, hanging on a FIFO, or taking a second link's file (openBackupFile). */
 function createReadStreamNoFollow(path: string): AsyncIterable<Buffer> {
   return (async function* () {
-    const file = await open(path, EXISTING_FILE)
+    const file = await openBackupFile(path)
     try {
-      if (!(await file.stat()).isFile()) throw new JobError(`${path} is not a file`)
       yield* file.createReadStream()
     } finally {
       await file.close()

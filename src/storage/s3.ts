@@ -1,5 +1,4 @@
 // S3 (AWS or any S3-compatible server): streaming multipart upload from disk, streaming download.
-import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
@@ -19,6 +18,7 @@ import { JobError } from '../errors.ts'
 import type { S3Destination } from '../jobs/request.ts'
 import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from './storage.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
+import { openBackupFile } from './file-range.ts'
 import { FileRangeBody, ReadBuffers } from './file-body.ts'
 import { digestFile } from './file-digest.ts'
 import { FileSink } from './file-sink.ts'
@@ -119,7 +119,7 @@ export class S3Storage implements Storage {
   async upload(path: string, filename: string, options: TransferOptions = {}): Promise<void> {
     // S3 fixes an object's metadata when its (multipart) upload is created: the digest first.
     const sha256 = await options.sha256
-    const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW) // the job's file itself, never a link's target
+    const file = await openBackupFile(path)
     try {
       const { size } = await file.stat()
       const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))

@@ -506,7 +506,9 @@ function oddRequestCase(method: string, path: string, body: Buffer | undefined, 
       if (kind && body !== undefined) return checkTrigger(ctx, kind, body, reply.status, `${method} ${path.slice(0, 40)} ${JSON.stringify(headers).slice(0, 60)}`)
       if (reply.status >= 500) violation(ctx, `${method} ${path.slice(0, 80)} answered ${reply.status}`)
       if (reply.status === 201) violation(ctx, `${method} ${path.slice(0, 80)} answered 201 (${validTrigger ? 'body valid for ' + validTrigger.kind : 'no trigger'})`)
-      if (method !== 'HEAD' && reply.text !== '' && !/^application\/json/.test(reply.headers.get('content-type') ?? '')) violation(ctx, `${method} ${path.slice(0, 80)} answered ${reply.status} with ${reply.headers.get('content-type')}, not JSON`)
+      // GET /metrics and /docs answer 200 in their own formats (Prometheus text, HTML); errors are JSON
+      const ownFormat = reply.status === 200 && /^\/(metrics|docs)$/.test(bare ?? '')
+      if (method !== 'HEAD' && reply.text !== '' && !ownFormat && !/^application\/json/.test(reply.headers.get('content-type') ?? '')) violation(ctx, `${method} ${path.slice(0, 80)} answered ${reply.status} with ${reply.headers.get('content-type')}, not JSON`)
     },
   }
 }

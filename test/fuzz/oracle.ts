@@ -70,6 +70,7 @@ const text = (obj: Json, name: string): string | undefined => {
   if (v === undefined || v === null) return undefined
   if (typeof v !== 'string') fail(`${name} is not a string`)
   if ((v as string).includes('\0')) fail(`${name} contains NUL`)
+  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(v as string)) fail(`${name} has an unpaired surrogate`)
   return v as string
 }
 const flag = (obj: Json, name: string): boolean | undefined => {
@@ -163,9 +164,11 @@ function checkDestination(kind: 'backup' | 'restore', d: Json): void {
   const useSSL = flag(d, 'useSSL')
   const skipSSL = flag(d, 'skipSSL')
 
+  if (t.type === 'LOCAL') notSure('LOCAL (its prefix and dot-name rules are not modelled here)')
   if (t.type !== 'S3' && t.type !== 'SWIFT') fail('destination.type')
   const prefix = t.filenamePrefix ?? ''
   if (prefix !== '' && !prefix.endsWith('/')) fail('filenamePrefix without /')
+  if (t.type === 'S3' && !skipStorage && utf8(prefix) > 512) fail('an S3 prefix over 512 bytes')
   if (kind === 'restore') {
     const filename = t.filename ?? ''
     if (filename === '' && !skipStorage) fail('restore without filename')
@@ -190,10 +193,17 @@ function checkDestination(kind: 'backup' | 'restore', d: Json): void {
     if (rest === '' || /[@?#\s]/.test(rest) || /\/./.test(rest)) fail('endpoint is not host[:port]')
     notSure('unusual endpoint')
   }
+  const container = t.container_name ?? ''
+  if (container.includes('/') || container === '.' || container === '..') fail('container_name not one URL segment')
   const authUrl = t.authUrl ?? ''
   if (authUrl !== '') {
     if (!/^https?:\/\//i.test(authUrl) || !URL.canParse(authUrl)) fail('authUrl')
-    if (/\/v3\/?$/.test(new URL(authUrl).pathname) && (!t.domain || !t.project_name)) fail('v3 without domain/project')
+    const url = new URL(authUrl)
+    if (url.username !== '' || url.password !== '') fail('credentials in authUrl')
+    // docs/SWIFT.md: the version is the path's last segment, trailing slashes aside
+    const path = url.pathname.replace(/\/+$/, '')
+    if (path.endsWith('/v3') && (!t.domain || !t.project_name)) fail('v3 without domain/project')
+    if ((path.endsWith('/v2.0') || path.endsWith('/v2')) && !t.project_name) fail('v2.0 without project (tenant)')
   }
 }
 
@@ -205,6 +215,8 @@ function checkDatabase(db: Json): void {
   checkDatabaseTypes(db)
   for (const name of ['host', 'username', 'database']) if (!text(db, name)) fail(`${name} missing`)
   if (text(db, 'password') === undefined) fail('password missing')
+  const seen = new Map<string, string>()
+  const numbers = new Set<string>()
   for (const [name, value] of parametersOf(db)) {
     if (utf8(name) > 128) fail('parameter name over 128 bytes')
     if (!PARAMETER_NAME.test(name)) fail(`parameter name ${name}`)
@@ -212,9 +224,18 @@ function checkDatabase(db: Json): void {
     if (RESERVED.has(upper) || RESERVED_PREFIXES.some((p) => upper.startsWith(p)) || RESERVED_SUFFIXES.some((s) => upper.endsWith(s))) fail(`reserved parameter ${name}`)
     if (typeof value === 'string') {
       if (value.includes('\0')) fail('NUL in a parameter')
+      if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(value)) fail('an unpaired surrogate in a parameter')
     } else if (typeof value === 'number') {
       if (!Number.isFinite(value)) fail('parameter not finite')
     } else if (typeof value !== 'boolean') fail(`parameter ${name} of a wrong type`)
+    // the same name twice in a list: only the same value is unambiguous (numbers: notSure of the spelling)
+    const earlier = seen.get(name)
+    if (earlier !== undefined && earlier !== String(value)) {
+      if (typeof value === 'number' || numbers.has(name)) notSure('a number named twice (its spelling)')
+      fail(`parameter ${name} twice with different values`)
+    }
+    seen.set(name, String(value))
+    if (typeof value === 'number') numbers.add(name)
   }
 }
 

@@ -43,6 +43,12 @@ function scripts(pids: string): Record<string, string> {
       `  stubborn*) head -c 100000 /dev/urandom > "$BACKUP_STREAM"; ${holder('> "$BACKUP_STREAM"', "trap '' TERM; ")} ;;`,
       // a holder that left the script's process group (and session)
       `  escaped*) head -c 100000 /dev/urandom > "$BACKUP_STREAM"; setsid sleep 1000 > "$BACKUP_STREAM" & echo $! > "${pids}/$4" ;;`,
+      // the script opens its own stream for reading, in a background process that outlives it
+      `  reader*) (exec sleep 1000) < "$BACKUP_STREAM" & echo $! > "${pids}/$4"; sleep 0.3; head -c 100000 /dev/urandom > "$BACKUP_STREAM" ;;`,
+      // a stream small enough to fit in the pipe's buffer
+      '  small*) echo "a small dump of $4" > "$BACKUP_STREAM" ;;',
+      // a holder that ignores SIGTERM and keeps starting children that inherit the pipe
+      `  spawner*) (trap '' TERM; echo $BASHPID > "${pids}/$4"; while :; do sleep 1000 & sleep 0.01; done) > "$BACKUP_STREAM" & ;;`,
       // a small dump in a file (the lock holder test)
       '  *) echo "dump of $4" > "$5.sql" ;;',
       'esac',
@@ -51,6 +57,8 @@ function scripts(pids: string): Record<string, string> {
       'case "$4" in',
       `  held*) ${holder('< "$RESTORE_STREAM"')} ;;`,
       `  escaped*) setsid sleep 1000 < "$RESTORE_STREAM" & echo $! > "${pids}/$4" ;;`,
+      // exits 0 while a background process still has the stream open, unread (it fit in the pipe)
+      `  unread*) sleep 1000 < "$RESTORE_STREAM" & echo $! > "${pids}/$4" ;;`,
       '  *) sha256sum < "$RESTORE_STREAM" | cut -c1-64 ;;',
       'esac',
     ].join('\n'),
@@ -65,6 +73,22 @@ function running(pid: number): boolean {
   } catch {
     return false
   }
+}
+
+/** The processes of a group that still run (zombies left aside). */
+function runningInGroup(group: number): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^[0-9]+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+        return Number(fields[2]) === group && fields[0] !== 'Z'
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
 }
 
 async function waitForFile(path: string, timeoutMs = 10_000): Promise<void> {
@@ -165,6 +189,28 @@ describe('a held stream cannot hang a job', () => {
     })
   }
 
+  it('backup: a holder that keeps starting children holding the pipe: none of the group survives, the message names ten pids', async () => {
+    const database = `spawner_${Date.now()}`
+    const { id } = await backup(agent, database)
+    const pid = await holderPid(database)
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const group = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
+    assert.ok(group > 1)
+    try {
+      const done = await agent.waitFor('backup', id, 60_000)
+      assert.equal(done.status, 'FAILED')
+      assert.match(done.error_message, /^the backup script exited but processes it started \(pids (\d+, ){9}\d+ and \d+ more\) kept BACKUP_STREAM open for 5 s; they were stopped and the backup is incomplete$/)
+      assert.deepEqual(runningInGroup(group), [], 'nothing of the script group is left')
+      await assertCleanupAndUnlock(agent, id, database)
+    } finally {
+      try {
+        process.kill(-group, 'SIGKILL') // what a failed test left of this script's group
+      } catch {
+        // gone
+      }
+    }
+  })
+
   it('backup: a holder outside the process group is not signalled, but cannot keep the job waiting', async () => {
     const database = `escaped_${Date.now()}`
     const { id, started } = await backup(agent, database)
@@ -211,6 +257,41 @@ describe('a held stream cannot hang a job', () => {
       assert.ok(trace.slice(cleanup).includes('post-restore-unlock '), 'post-restore-unlock ran after it')
     })
   }
+
+  it('backup: a process of the script that holds BACKUP_STREAM for reading after the stream ended is stopped and the job fails', async () => {
+    const database = `reader_${Date.now()}`
+    const { id, started } = await backup(agent, database)
+    const pid = await holderPid(database)
+    const done = await agent.waitFor('backup', id, 30_000)
+    const elapsed = (Date.now() - started) / 1000
+    assert.equal(done.status, 'FAILED')
+    assert.equal(
+      done.error_message,
+      `the backup script exited but a process it started (pid ${pid}) still had BACKUP_STREAM open ${GRACE_S} s later, after the stream had ended (a process reading it?); it was stopped and the backup may be incomplete`,
+    )
+    assert.ok(elapsed < GRACE_S + HOLDER_KILL_GRACE_S + SLACK_S, `ended within the grace and a few seconds (${elapsed} s)`)
+    assert.equal(running(pid), false, `holder ${pid} was stopped`)
+    await assertCleanupAndUnlock(agent, id, database)
+  })
+
+  it('restore: a script that exits 0 while its background process still has RESTORE_STREAM open (all of it in the pipe, unread) fails', async () => {
+    const small = `small_${Date.now()}`
+    const { id: bid } = await backup(agent, small)
+    const stored = await agent.waitFor('backup', bid)
+    assert.equal(stored.status, 'SUCCEEDED', stored.error_message)
+    const database = `unread_${Date.now()}`
+    const id = managerId()
+    await agent.request('PUT', '/restore', managerRestoreBody(id, { ...destination, filename: stored.filename }, { database }))
+    const pid = await holderPid(database)
+    const done = await agent.waitFor('restore', id, 30_000)
+    assert.equal(done.status, 'FAILED')
+    assert.equal(
+      done.error_message,
+      `the restore script exited but a process it started (pid ${pid}) still had RESTORE_STREAM open ${GRACE_S} s later, after the stream had ended (a process reading it?); it was stopped and the restore may be incomplete`,
+    )
+    assert.equal(running(pid), false, `holder ${pid} was stopped`)
+    assert.ok((await agent.trace()).includes(`restore-cleanup ${id}`))
+  })
 
   it('cancel during the wait: 202, then FAILED "cancelled" at once, the holder stopped, cleanup and unlock run', async () => {
     const database = `subshell_cancel_${Date.now()}`
@@ -275,6 +356,31 @@ describe('a held stream cannot hang a job', () => {
       assert.equal(running(pid), false, 'the holder in the group was stopped (SIGKILL after SIGTERM)')
       await assertCleanupAndUnlock(quick, id, database)
     })
+  })
+
+  it('SIGKILL to the agent during the wait: the restarted agent stops what the script left holding the stream, then runs cleanup and unlock', async () => {
+    const killed = await startAgent({ env: { local_storage_root: 'objects' }, scripts: scripts(pids) })
+    let restarted: Agent | undefined
+    try {
+      const database = `stubborn_sigkill_${Date.now()}`
+      const { id } = await backup(killed, database)
+      const pid = await holderPid(database)
+      await sleep(1500) // the script has exited: the agent waits for the end of the stream
+      await killed.kill('SIGKILL')
+      assert.equal(running(pid), true, 'the holder outlived the killed agent')
+      restarted = await startAgent(killed.restartOptions())
+      const done = await restarted.waitFor('backup', id)
+      assert.equal(done.status, 'FAILED')
+      assert.match(done.error_message, /interrupted by agent restart during backup/)
+      const deadline = Date.now() + 20_000 // SIGTERM is ignored: SIGKILL after the recovery's grace
+      while (running(pid) && Date.now() < deadline) await sleep(200)
+      assert.equal(running(pid), false, `holder ${pid} was stopped by the restarted agent`)
+      await restarted.waitForOutput(/"job":"[^"]*","kind":"backup","problems":0,"msg":"recovery finished"/, 20_000)
+      await assertCleanupAndUnlock(restarted, id, database)
+    } finally {
+      await restarted?.stop()
+      await killed.stop()
+    }
   })
 
   it('SIGTERM to the agent during the wait: the job is cancelled and recorded, the agent exits promptly', async () => {

@@ -23,18 +23,30 @@ const content = Buffer.from(ROW.repeat(Math.ceil(SIZE / ROW.length))).subarray(0
 const expectedHash = createHash('sha256').update(content).digest('hex')
 const destination = (extra: Record<string, unknown> = {}) => ({ type: 'LOCAL', filenamePrefix: 'sym/', ...extra })
 
+// The job directory itself replaced while the job runs: moved aside (or removed) and a symlink to
+// somewhere outside left under its name, as a lock script or a process of the database user could.
+const SWAP_JOB_DIRECTORY = [
+  'if [ -n "$swap" ]; then d=$PWD; cd / || exit 1',
+  '  if [ "$swap" = move ]; then mv -- "$d" "$d.moved"; else rm -rf -- "$d"; fi',
+  '  ln -s -- "$swap_target" "$d"',
+  'fi',
+].join('\n')
+
 const scripts = {
   // the same bytes through the file contract or through BACKUP_STREAM (a streamed .osb object)
   backup: [
     `rows() { yes '${ROW.trim()}' | head -c ${SIZE}; }`,
+    'if [ -n "$swap" ]; then exit 0; fi',
+    'if [ -n "$hardlink" ]; then ln -- "$hardlink" "$5.sql"; exit 0; fi',
     'if [ "$stream" = 1 ]; then rows > "$BACKUP_STREAM"; elif [ -n "$dot_name" ]; then rows > "$dot_name"; else rows > "$5.sql"; fi',
   ].join('\n'),
   // plants what a test asks for in the job directory (the script's working directory)
   'pre-restore-lock': [
     'if [ -n "$plant" ]; then mkdir -p -- "$(dirname -- "$plant")" && ln -s -- "$plant_target" "$plant"; fi',
     'if [ -n "$plant_file" ]; then printf mine > "$plant_file"; fi',
+    SWAP_JOB_DIRECTORY,
   ].join('\n'),
-  'pre-backup-lock': 'if [ -n "$plant" ]; then ln -s -- "$plant_target" "$plant"; fi',
+  'pre-backup-lock': ['if [ -n "$plant" ]; then ln -s -- "$plant_target" "$plant"; fi', SWAP_JOB_DIRECTORY].join('\n'),
   restore: 'sha256sum "$5" | cut -c1-64',
 }
 
@@ -227,6 +239,43 @@ describe('nothing a restore writes follows a symlink (LOCAL)', () => {
     assert.match(done.error_message, /"sym\/\.hidden\.sql" has a part that starts with "\.": in LOCAL storage such names are reserved for the agent's own files/)
     assert.equal(await readFile(metadata, 'utf8'), stored)
     assert.deepEqual((await readdir(join(base, 'objects', 'sym'))).filter((n) => n.includes('hidden')), [])
+  })
+
+  it('the job directory replaced by a symlink during the lock script: the agent neither reads nor writes through it', async () => {
+    const objects = async () => (await readdir(join(base, 'objects', 'sym'))).sort()
+    for (const swap of ['move', 'remove']) {
+      for (const [kind, target] of Object.entries(outside)) {
+        const what = `${swap}, a symlink to the ${kind} outside`
+        const before = await snapshot(outside)
+        const stored = await objects()
+        const bid = managerId()
+        await strict.request('POST', '/backup', managerBackupBody(bid, destination(), { parameters: { swap, swap_target: target, job: bid } }))
+        const backup = await strict.waitFor('backup', bid)
+        assert.equal(backup.status, 'FAILED', what)
+        assert.match(backup.error_message, /the job directory .* was replaced or removed while the job ran .*the agent reads and writes only the directory it prepared/, what)
+        assert.deepEqual(await objects(), stored, `${what}: nothing was uploaded (the file outside is not the backup)`)
+        assert.equal((await strict.stagesRun(bid)).at(-1), 'post-backup-unlock', `${what}: unlock ran`)
+        for (const [agent, filename] of [[strict, fileObject], [permissive, osbObject], [streaming, osbObject]] as const) {
+          const rid = managerId()
+          const { id, done } = await restore(agent, filename, { swap, swap_target: target, job: rid }, rid)
+          assert.equal(done.status, 'FAILED', what)
+          assert.match(done.error_message, /the job directory .* was replaced or removed while the job ran/, what)
+          assert.equal(done.restore_log, '', `${what}: the restore script did not run`)
+          assert.equal((await agent.stagesRun(id)).at(-1), 'post-restore-unlock', `${what}: unlock ran`)
+        }
+        assert.equal(await snapshot(outside), before, what)
+      }
+    }
+  })
+
+  it('a backup file with a second hard link (to a file outside, say) is not uploaded', async () => {
+    const stored = await readdir(join(base, 'objects', 'sym'))
+    const id = managerId()
+    await strict.request('POST', '/backup', managerBackupBody(id, destination(), { parameters: { hardlink: outside.file } }))
+    const done = await strict.waitFor('backup', id)
+    assert.equal(done.status, 'FAILED')
+    assert.match(done.error_message, /the backup file .*\.sql has 2 hard links, so it may be a file outside .*; it is not uploaded/)
+    assert.deepEqual(await readdir(join(base, 'objects', 'sym')), stored)
   })
 
   it('a backup: a symlink at any name it wrote in its job directory changes nothing outside', async () => {

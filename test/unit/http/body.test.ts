@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import fc from 'fast-check'
 import { InvalidJson, MAX_BODY_DEPTH, parseJsonBody } from '../../../src/http/body.ts'
 
 describe('parseJsonBody', () => {
@@ -28,5 +29,29 @@ describe('parseJsonBody', () => {
     assert.match(deep.reason, /nested deeper than 64 levels/)
     const objects = '{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000)
     assert.ok(parseJsonBody(objects) instanceof InvalidJson)
+  })
+
+  it('never quotes the body in its reason (a password beside a typo would come back in the 400)', () => {
+    const shapes = [
+      (x: string) => `{"id":"j","backup":{"password":"${x}","port":tru}}`,
+      (x: string) => `{"password":"${x}",}`,
+      (x: string) => `{"password":"${x}"}}`,
+      (x: string) => `{"password":"${x}" "x":1}`,
+      (x: string) => `{"password":${x}}`,
+      (x: string) => x,
+      (x: string) => `["${x}",]`,
+      (x: string) => `{"password":"${x}","n":-}`,
+      (x: string) => `{"password":"${x}\\q"}`,
+      (x: string) => `{"${x}"}`,
+    ]
+    fc.assert(
+      fc.property(fc.stringMatching(/^[a-z][a-z0-9]{9,40}$/), fc.constantFrom(...shapes), (secret, shape) => {
+        const parsed = parseJsonBody(shape(secret))
+        assert.ok(parsed instanceof InvalidJson, shape(secret))
+        // no 6 characters of the secret in a row: the reason is V8's words and positions only
+        for (let i = 0; i + 6 <= secret.length; i++) assert.ok(!parsed.reason.includes(secret.slice(i, i + 6)), `${parsed.reason} quotes ${secret}`)
+      }),
+      { numRuns: 500 },
+    )
   })
 })

@@ -156,6 +156,18 @@ describe('parameter names: lower case, or listed in script_parameter_names; neve
     }
   })
 
+  it('refuses PATH, HOME, LANG, TZ and LD_LIBRARY_PATH even when script_env_passthrough leaves them out and they are listed', () => {
+    // PATH from a request would pick the programs a root script runs (and the bash the agent starts).
+    const cfg = loadConfig({ ...required, script_env_passthrough: 'MY_TOOL_HOME', script_parameter_names: 'PATH,HOME,LANG,TZ,LD_LIBRARY_PATH,Path' }).config
+    assert.deepEqual(cfg.scriptEnvPassthrough, ['MY_TOOL_HOME'])
+    for (const name of ['PATH', 'HOME', 'LANG', 'TZ', 'LD_LIBRARY_PATH', 'Path', 'path', 'home', 'tz']) {
+      const parsed = parseTrigger('backup', body({ [name]: '/tmp/planted' }), cfg)
+      assert.equal(parsed.ok, false, name)
+      assert.match(errorsOf(parsed), /is reserved/)
+    }
+    assert.equal(parseTrigger('backup', body({ pathname: 'x', home_dir: 'y' }), cfg).ok, true)
+  })
+
   it('refuses __proto__, which a JavaScript object would swallow instead of passing on', () => {
     for (const parameters of [JSON.parse('{"__proto__": "v"}'), JSON.parse('[{"__proto__": "v"}]')]) {
       const parsed = parseTrigger('backup', body(parameters), configListing(['__proto__']))
@@ -242,6 +254,55 @@ describe('bounds on every string that reaches a script', () => {
     const over = parseTrigger('backup', body(params(lastAtLimit + 1)), config)
     assert.equal(over.ok, false)
     assert.match(errorsOf(over), /^backup: .*512 KiB/m)
+  })
+})
+
+// ------------------------------------------------------------------ prefixes the agent stores under
+
+describe('filenamePrefix where the agent stores under it', () => {
+  const KiB = 1024
+  /** `bytes` UTF-8 bytes of folders of `folder` bytes each (3-byte characters, ASCII to fill), ending in /. */
+  const prefixOf = (bytes: number, folder: number) => {
+    const parts: string[] = []
+    let left = bytes - 1 // the final /
+    while (left > 0) {
+      const size = Math.min(folder, left)
+      parts.push('€'.repeat(Math.floor(size / 3)) + 'p'.repeat(size % 3))
+      left -= size + 1 // a / between folders
+    }
+    const prefix = `${parts.join('/')}/`
+    return prefix
+  }
+  const backup = (destination: Record<string, unknown>) => parseTrigger('backup', { id: 'j', destination, backup: db(null) }, config)
+  const s3 = { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's' }
+
+  it('S3 and LOCAL: at most 512 bytes (an S3 key is at most 1024), counting UTF-8 bytes', () => {
+    for (const type of [s3, { type: 'LOCAL' }]) {
+      const atLimit = prefixOf(512, 200)
+      assert.equal(new TextEncoder().encode(atLimit).length, 512)
+      assert.equal(backup({ ...type, filenamePrefix: atLimit }).ok, true, errorsOf(backup({ ...type, filenamePrefix: atLimit })))
+      const over = backup({ ...type, filenamePrefix: `p${atLimit}` })
+      assert.equal(over.ok, false)
+      assert.match(errorsOf(over), /^destination\.filenamePrefix is 513 bytes/m)
+    }
+  })
+
+  it('LOCAL: each folder at most 255 bytes (NAME_MAX)', () => {
+    const atLimit = `${'€'.repeat(85)}/`
+    assert.equal(backup({ type: 'LOCAL', filenamePrefix: atLimit }).ok, true)
+    const over = backup({ type: 'LOCAL', filenamePrefix: `${'€'.repeat(85)}x/` })
+    assert.equal(over.ok, false)
+    assert.match(errorsOf(over), /folder name of 256 bytes/)
+    // S3 keys have no folders: a 256-byte part is fine there
+    assert.equal(backup({ ...s3, filenamePrefix: `${'€'.repeat(85)}x/` }).ok, true)
+  })
+
+  it('skipStorage and Swift only pass the prefix on (scripts, polling body): 32 KiB', () => {
+    const long = prefixOf(32 * KiB, 4000)
+    for (const destination of [{ ...s3, skipStorage: true }, { type: 'LOCAL', skipStorage: true }, { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: 'u', password: 'p', container_name: 'c' }]) {
+      const parsed = backup({ ...destination, filenamePrefix: long })
+      assert.equal(parsed.ok, true, `${destination.type}: ${errorsOf(parsed)}`)
+    }
   })
 })
 

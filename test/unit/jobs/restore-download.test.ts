@@ -4,7 +4,7 @@
 // allowed_to_delete_files.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -56,6 +56,8 @@ function context(directory: string, filename: string, options: { allowed?: boole
   return {
     job,
     directory,
+    pinnedDirectory: () => directory,
+    scriptDirectory: () => directory,
     allowedToDeleteFiles: options.allowed ?? false,
     requireChecksum: false,
     jobGid: options.gid,
@@ -160,6 +162,27 @@ describe('restore download stage', () => {
       }
       assert.equal(readFileSync(target, 'utf8'), 'beside')
       assert.deepEqual(readdirSync(directory), ['dump.sql'], 'no temporary entry is left')
+    }
+  })
+
+  it("the agent's working directory moved aside and a symlink left at its name while the download ran: nothing is written through it", async () => {
+    for (const filename of ['dump.sql', 'dump.osb']) {
+      const { root, directory } = layout()
+      const outside = join(root, 'outside')
+      mkdirSync(outside)
+      const storage = fakeStorage(
+        (name) => (name.endsWith('.osb') ? OSB : DATA),
+        () => {
+          const work = readdirSync(directory).find((n) => n.startsWith('.agent-download-'))
+          assert.ok(work, 'the download is written in a directory of the agent')
+          renameSync(join(directory, work), join(directory, 'moved'))
+          symlinkSync(outside, join(directory, work))
+        },
+      )
+      await download(context(directory, filename, { allowed: true, storage }))
+      assert.deepEqual(readdirSync(outside), [], `${filename}: nothing was written outside`)
+      assert.deepEqual(readFileSync(join(directory, filename === 'dump.osb' ? 'dump' : filename)), DATA, `${filename}: the restore file is in place`)
+      assert.deepEqual(readdirSync(join(directory, 'moved')), [], `${filename}: the temporary files were removed through the handle`)
     }
   })
 

@@ -28,6 +28,14 @@ describe('heldMessage', () => {
       "the backup script exited but a process it started (pid 42) and a process outside its process group (pid 99) kept BACKUP_STREAM open for 5 s; the one it started was stopped, the agent gave up on the stream (it does not signal a process outside the script's group) and the backup is incomplete",
     )
     assert.equal(
+      heldMessage(backup, Array.from({ length: 12 }, (_, i) => holder(100 + i, 7)), 7),
+      'the backup script exited but processes it started (pids 100, 101, 102, 103, 104, 105, 106, 107, 108, 109 and 2 more) kept BACKUP_STREAM open for 5 s; they were stopped and the backup is incomplete',
+    )
+    assert.equal(
+      heldMessage(restore, [holder(42, 7)], 7, 'after its end'),
+      'the restore script exited but a process it started (pid 42) still had RESTORE_STREAM open 5 s later, after the stream had ended (a process reading it?); it was stopped and the restore may be incomplete',
+    )
+    assert.equal(
       heldMessage(backup, [holder(99, 99)], undefined),
       "the backup script exited but a process outside its process group (pid 99) kept BACKUP_STREAM open for 5 s; the agent gave up on the stream (it does not signal a process outside the script's group) and the backup is incomplete",
     )
