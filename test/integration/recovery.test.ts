@@ -78,6 +78,15 @@ describe('a crash during recovery', () => {
     assert.equal(res.status, 201, res.text)
   }
 
+  /** A backup killed during its backup script; the restarted agent is left running its recovery's unlock. */
+  async function killDuringBackupThenRecoverToUnlock(id: string, unlockSecs: number): Promise<void> {
+    await trigger(id, { sleep_in: 'backup post-backup-unlock', sleep_secs: unlockSecs })
+    await waitForStep(id, 'backup start')
+    await agent.kill('SIGKILL')
+    agent = await startAgent(options)
+    await waitForStep(id, 'post-backup-unlock start')
+  }
+
   it('killed again while recovery waits for the orphaned cleanup: the cleanup ends on its own, unlock runs once, then the id is free', async () => {
     const id = managerId()
     await trigger(id, { sleep_in: 'backup-cleanup', sleep_secs: 6 })
@@ -118,12 +127,7 @@ describe('a crash during recovery', () => {
 
   it('killed again while recovery runs the unlock script: the unlock is waited for and not lost', async () => {
     const id = managerId()
-    await trigger(id, { sleep_in: 'backup post-backup-unlock', sleep_secs: 4 })
-    await waitForStep(id, 'backup start')
-    await agent.kill('SIGKILL')
-
-    agent = await startAgent(options)
-    await waitForStep(id, 'post-backup-unlock start')
+    await killDuringBackupThenRecoverToUnlock(id, 4)
     await agent.kill('SIGKILL')
 
     agent = await startAgent(options)
@@ -137,11 +141,7 @@ describe('a crash during recovery', () => {
 
   it('the body the second crash left keeps what the first recovery did, and survives a later restart byte for byte', async () => {
     const id = managerId()
-    await trigger(id, { sleep_in: 'backup post-backup-unlock', sleep_secs: 3 })
-    await waitForStep(id, 'backup start')
-    await agent.kill('SIGKILL')
-    agent = await startAgent(options)
-    await waitForStep(id, 'post-backup-unlock start')
+    await killDuringBackupThenRecoverToUnlock(id, 3)
     await agent.kill('SIGKILL')
 
     agent = await startAgent(options)
@@ -161,12 +161,7 @@ describe('a crash during recovery', () => {
 
   it('SIGTERM while recovery runs the unlock script: the agent waits for it, exits 0, and nothing is owed after', async () => {
     const id = managerId()
-    await trigger(id, { sleep_in: 'backup post-backup-unlock', sleep_secs: 3 })
-    await waitForStep(id, 'backup start')
-    await agent.kill('SIGKILL')
-
-    agent = await startAgent(options)
-    await waitForStep(id, 'post-backup-unlock start')
+    await killDuringBackupThenRecoverToUnlock(id, 3)
     assert.equal(await agent.kill('SIGTERM'), 0)
     assert.equal(await count(id, 'post-backup-unlock end'), 1, 'the unlock ended before the agent did')
 
