@@ -2,6 +2,7 @@
 // environment string over 128 KiB and the whole past about 2 MiB (spawn E2BIG): a request past
 // these limits is a 400 at the trigger, never a job whose every stage fails. Sizes count UTF-8
 // bytes, as the kernel and the file system do.
+import { BACKUP_FILENAME_MAX_BYTES } from '../jobs/file-base.ts'
 import type { Destination, JobRequest } from '../jobs/request.ts'
 
 /** Each string that reaches a script's argv or environment. */
@@ -9,8 +10,11 @@ export const SCRIPT_STRING_MAX_BYTES = 32 * 1024
 /** Everything a script receives from one request, parameter names included. */
 export const SCRIPT_INPUTS_MAX_BYTES = 512 * 1024
 export const MAX_PARAMETERS = 256
-/** A restore filename: the names derived from it (`.<name>.download`, …) stay within NAME_MAX, 255. */
-export const FILENAME_MAX_BYTES = 200
+/**
+ * A restore filename: the names derived from it (`.<name>.download`, …) stay within NAME_MAX, 255.
+ * The same bound as the names a backup reports, so every backup can be restored.
+ */
+export const FILENAME_MAX_BYTES = BACKUP_FILENAME_MAX_BYTES
 /**
  * filenamePrefix: an S3 key is at most 1024 bytes, and prefix plus a 200-byte name plus an
  * extension must fit, or the upload fails after the scripts ran. LOCAL makes folders of it.

@@ -6,10 +6,14 @@ import { utcFileStamp } from '../util/time.ts'
 /** Characters allowed in a generated file name; everything else becomes `_`. */
 const UNSAFE_NAME_CHARS = /[^A-Za-z0-9._-]/g
 /**
- * The longest generated base, in bytes (all ASCII): with the script's extension and the agent's
- * temporary names around it (`.<name>.download`), it stays within NAME_MAX, 255.
+ * The longest name a backup may report, in UTF-8 bytes: the most a restore accepts as
+ * `destination.filename` (src/http/script-inputs.ts), so the manager can always send it back.
  */
-export const FILE_BASE_MAX_BYTES = 200
+export const BACKUP_FILENAME_MAX_BYTES = 200
+/** Room left after a generated base for the extension the script adds (`.sql.gz.enc`, `.osb`). */
+const EXTENSION_ROOM_BYTES = 32
+/** The longest generated base, in bytes (all ASCII). */
+export const FILE_BASE_MAX_BYTES = BACKUP_FILENAME_MAX_BYTES - EXTENSION_ROOM_BYTES
 /** `_` and 12 hex digits of SHA-256 replace the end of a base that is too long. */
 const HASH_HEX_DIGITS = 12
 
