@@ -7,11 +7,12 @@
 import type { TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { Config } from '../config.ts'
+import { restoreFilenameProblem } from '../jobs/file-base.ts'
 import type { Destination, DatabaseTarget, JobKind, JobRequest, StorageDestination } from '../jobs/request.ts'
 import { parameterNameProblem } from '../scripts/parameter-names.ts'
 import { authVersion, type AuthVersion } from '../storage/keystone.ts'
 import { idProblem } from './ids.ts'
-import { FILENAME_MAX_BYTES, FILENAME_PREFIX_MAX_BYTES, FOLDER_NAME_MAX_BYTES, MAX_PARAMETERS, scriptInputProblems, utf8Bytes } from './script-inputs.ts'
+import { FILENAME_PREFIX_MAX_BYTES, FOLDER_NAME_MAX_BYTES, MAX_PARAMETERS, scriptInputProblems, utf8Bytes } from './script-inputs.ts'
 import { DeleteSchema, TriggerSchema, type DeleteBody, type TriggerBody } from './schemas.ts'
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; errors: string[] }
@@ -27,8 +28,6 @@ const KEYSTONE_FIELDS: Record<AuthVersion, readonly ('domain' | 'project_name')[
   'v2.0': ['project_name'],
   v1: [],
 }
-/** The streamed-backup suffix (src/jobs/streaming.ts, not imported: it loads the codec's modules). */
-const STREAM_SUFFIX = '.osb'
 const DESTINATION_TYPES = Object.keys(STORAGE_FIELDS) as StorageDestination['type'][]
 const DATABASE_FIELDS = ['host', 'username', 'database'] as const
 
@@ -165,20 +164,6 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     password: d.password ?? '',
     ...common,
   }
-}
-
-/**
- * Why a restore filename cannot be used, or undefined. The agent writes the download under this
- * name plus a few characters (`.<name>.download`), and a `.osb` object decodes to the name
- * without `.osb`: both must be plain names within NAME_MAX.
- */
-function restoreFilenameProblem(filename: string): string | undefined {
-  if (filename.includes('/') || filename === '.' || filename === '..') return 'must be a plain file name (no /, not . or ..)'
-  const bytes = utf8Bytes(filename)
-  if (bytes > FILENAME_MAX_BYTES) return `is ${bytes} bytes: a restore filename is at most ${FILENAME_MAX_BYTES} bytes in UTF-8`
-  const decoded = filename.endsWith(STREAM_SUFFIX) ? filename.slice(0, -STREAM_SUFFIX.length) : undefined
-  if (decoded === '' || decoded === '.' || decoded === '..') return `must not be ${JSON.stringify(filename)}: a ${STREAM_SUFFIX} object decodes to the name without ${STREAM_SUFFIX}, which must be a plain file name`
-  return undefined
 }
 
 /** `a/b/c` with no empty, `.` or `..` part: a path that cannot leave the folder it is joined to. */

@@ -10,6 +10,8 @@ const UNSAFE_NAME_CHARS = /[^A-Za-z0-9._-]/g
  * `destination.filename` (src/http/script-inputs.ts), so the manager can always send it back.
  */
 export const BACKUP_FILENAME_MAX_BYTES = 200
+/** The streamed-backup suffix (src/jobs/streaming.ts, not imported: it loads the codec's modules). */
+const STREAM_SUFFIX = '.osb'
 /** Room left after a generated base for the extension the script adds (`.sql.gz.enc`, `.osb`). */
 const EXTENSION_ROOM_BYTES = 32
 /** The longest generated base, in bytes (all ASCII). */
@@ -23,4 +25,19 @@ export function generatedFileBase(host: string, database: string, now: Date): st
   // Deterministic, and distinct for different long names: a prefix, then a hash of the whole name.
   const hash = createHash('sha256').update(full).digest('hex').slice(0, HASH_HEX_DIGITS)
   return `${full.slice(0, FILE_BASE_MAX_BYTES - HASH_HEX_DIGITS - 1)}_${hash}`
+}
+
+/**
+ * Why a restore filename cannot be used, or undefined (also checked on the name a backup reports,
+ * which the manager sends back). The agent writes the download under this
+ * name plus a few characters (`.<name>.download`), and a `.osb` object decodes to the name
+ * without `.osb`: both must be plain names within NAME_MAX.
+ */
+export function restoreFilenameProblem(filename: string): string | undefined {
+  if (filename.includes('/') || filename === '.' || filename === '..') return 'must be a plain file name (no /, not . or ..)'
+  const bytes = Buffer.byteLength(filename)
+  if (bytes > BACKUP_FILENAME_MAX_BYTES) return `is ${bytes} bytes: a restore filename is at most ${BACKUP_FILENAME_MAX_BYTES} bytes in UTF-8`
+  const decoded = filename.endsWith(STREAM_SUFFIX) ? filename.slice(0, -STREAM_SUFFIX.length) : undefined
+  if (decoded === '' || decoded === '.' || decoded === '..') return `must not be ${JSON.stringify(filename)}: a ${STREAM_SUFFIX} object decodes to the name without ${STREAM_SUFFIX}, which must be a plain file name`
+  return undefined
 }

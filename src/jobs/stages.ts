@@ -11,7 +11,7 @@ import { digestFile } from '../storage/file-digest.ts'
 import type { Downloaded, Storage, TransferOptions } from '../storage/storage.ts'
 import { hasTrailer, readFileHeader, type Compression, type StreamHeader } from '../integrity/format.ts'
 import { TrailerDigest, verifiedTrailer, type ObjectDigest } from '../integrity/trailer.ts'
-import { BACKUP_FILENAME_MAX_BYTES } from './file-base.ts'
+import { restoreFilenameProblem } from './file-base.ts'
 import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type ScriptStream } from './streaming.ts'
 import { createJobFile, DOWNLOAD_WORK_PREFIX, entryAt, jobFileName, openPrivateDirectory, removeEntries, removeEntry } from './directory.ts'
 import type { Job } from './job.ts'
@@ -225,9 +225,9 @@ async function recordBackupFile(ctx: StageContext): Promise<void> {
       // A second name of the file may be outside the job directory (`ln /etc/shadow dump.sql`):
       // its content is not the job's to ship. A dump is written, not linked.
       if (info.nlink > 1) throw new JobError(`the backup file ${name} has ${info.nlink} hard links, so it may be a file outside ${ctx.directory}; it is not uploaded (write the dump into the job directory rather than link it there)`)
-      const bytes = Buffer.byteLength(name)
       // A name the restore would refuse leaves the manager a backup it cannot restore.
-      if (bytes > BACKUP_FILENAME_MAX_BYTES) throw new JobError(`the backup file's name is ${bytes} bytes, and a restore accepts at most ${BACKUP_FILENAME_MAX_BYTES}: it is not uploaded (have the backup script write a shorter name, e.g. file_name_without_type plus an extension)`)
+      const problem = restoreFilenameProblem(name)
+      if (problem) throw new JobError(`the backup file's name ${problem}, so it could not be restored: it is not uploaded (have the backup script write file_name_without_type plus an extension)`)
       ctx.job.filename = name
       ctx.job.filesize = info.size
       return

@@ -25,7 +25,7 @@ describe('manager contract: a backup\'s filename round-trips into a restore', ()
   after(() => agent.stop())
 
   // A long host and database give a generated base that must be shortened with room to spare.
-  for (const [host, database] of [['h'.repeat(150), 'd'.repeat(150)], ['db-' + 'ü'.repeat(120), 'orders'], ['10.0.0.12', 'x'.repeat(190)]]) {
+  for (const [host, database] of [['h'.repeat(150), 'd'.repeat(150)], ['db-' + 'ü'.repeat(120), 'orders'], ['10.0.0.12', 'x'.repeat(190)]] as const) {
     it(`restores what it backed up for a ${host.length}-character host and a ${database.length}-character database`, async () => {
       const id = managerId()
       assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { host, database }))).status, 201)
@@ -44,15 +44,22 @@ describe('manager contract: a backup\'s filename round-trips into a restore', ()
   }
 
   it('fails a backup whose file name a restore would refuse, before uploading it (skipStorage too)', async () => {
-    const name = 'n'.repeat(201)
-    for (const destination of [s3Destination(target), skipStorageDestination()]) {
-      const id = managerId()
-      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination, { parameters: [{ name }] }))).status, 201)
-      const backup = await agent.waitFor('backup', id)
-      assert.equal(backup.status, 'FAILED')
-      assert.match(backup.error_message, /201 bytes, and a restore accepts at most 200/)
+    const refused: [name: string, reason: RegExp][] = [
+      ['n'.repeat(201), /is 201 bytes: a restore filename is at most 200/],
+      ['é'.repeat(101), /is 202 bytes/],
+      ['..osb', /decodes to the name without \.osb/],
+    ]
+    for (const [name, reason] of refused) {
+      for (const destination of [s3Destination(target), skipStorageDestination()]) {
+        const id = managerId()
+        assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination, { parameters: [{ name }] }))).status, 201)
+        const backup = await agent.waitFor('backup', id)
+        assert.equal(backup.status, 'FAILED')
+        assert.match(backup.error_message, reason)
+        assert.match(backup.error_message, /could not be restored: it is not uploaded/)
+      }
     }
-    assert.ok(!(await s3.keys(bucket)).some((key) => key.includes(name)), 'nothing uploaded')
+    assert.deepEqual(await s3.keys(bucket).then((keys) => keys.filter((key) => refused.some(([name]) => key.endsWith(name)))), [], 'nothing uploaded')
     // the bound is the restore's: 200 bytes round-trip
     const id = managerId()
     const fits = 'f'.repeat(200)
