@@ -22,6 +22,34 @@ describe('CLI trigger bodies', () => {
   })
 })
 
+describe('CLI errors about the body', () => {
+  it('never quote the body file or a --param value', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const dir = await mkdtemp(join(tmpdir(), 'osb-cli-body-'))
+    const secret = 'Sup3r-Secret-Pw-xyz'
+    try {
+      // each a different JSON.parse message; one of them quotes an excerpt of the text
+      for (const text of [`{"backup":{"password": ${secret}}}`, `{"password":"${secret}"} x`, `{"password":"${secret}`, `{"password":"${secret}\u0001"}`, `{"password": "${secret}", }`]) {
+        const file = join(dir, 'body.json')
+        await writeFile(file, text)
+        await assert.rejects(triggerBody('backup', { body: file }, {}), (e: Error) => {
+          assert.ok(e instanceof CliError && e.exitCode === 2)
+          assert.match(e.message, /is not valid JSON/)
+          for (let n = 4; n <= secret.length; n++) assert.ok(!e.message.includes(secret.slice(0, n)) && !e.message.includes(secret.slice(-n)), e.message)
+          assert.ok(!/'S'|"S"/.test(e.message), e.message)
+          return true
+        })
+      }
+    } finally {
+      await rm(dir, { recursive: true })
+    }
+    await assert.rejects(triggerBody('backup', { param: [`=${secret}`] }, {}), (e: Error) => !e.message.includes(secret.slice(0, 6)))
+    await assert.rejects(triggerBody('backup', { param: [secret] }, {}), (e: Error) => !e.message.includes(secret.slice(0, 6)))
+  })
+})
+
 describe('progress line', () => {
   it('shows the stage and how far the job is', () => {
     assert.equal(progressLine('backup', { status: 'RUNNING', state: 'backup', skip_storage: false }), '[########----------------] 3/6 backup')
