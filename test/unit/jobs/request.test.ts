@@ -36,7 +36,8 @@ describe('PEM keys among the secrets', () => {
     const r = request({ tls_key: pem, port: '1' })
     r.encryptionKey = pem
     const secrets = requestSecrets(r)
-    for (const piece of [pem, ...lines, lines.join('')]) assert.ok(secrets.includes(piece), piece)
+    // a last line shorter than 16 characters is not a secret of its own
+    for (const piece of [pem, ...lines.filter((l) => l.length >= 16), lines.join('')]) assert.ok(secrets.includes(piece), piece)
     // a passphrase that is not PEM stays one secret
     assert.deepEqual(requestSecrets({ ...request({}), encryptionKey: 'just-a-passphrase' }), ['just-a-passphrase'])
   })
