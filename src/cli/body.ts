@@ -83,7 +83,9 @@ export async function triggerBody(kind: Kind, flags: BodyFlags, env: Record<stri
   set(database, 'database', flags.database)
   database.database ??= 'demo'
   if (flags.param && flags.param.length > 0) {
-    const parameters: Record<string, string>[] = Array.isArray(database.parameters) ? database.parameters : []
+    // The body's own parameters stay, in either form the agent takes (a list, or one object).
+    const given = database.parameters
+    const parameters: unknown[] = Array.isArray(given) ? given : given && typeof given === 'object' ? Object.entries(given).map(([k, v]) => ({ [k]: v })) : []
     for (const pair of flags.param) {
       const eq = pair.indexOf('=')
       // not quoted back: what was typed may be a value, and values may be secrets

@@ -13,6 +13,22 @@ describe('CLI trigger bodies', () => {
     assert.equal(body.encryption_key, 'k')
   })
 
+  it('--param adds to the body file\'s parameters, given as a list or as one object', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const dir = await mkdtemp(join(tmpdir(), 'osb-cli-body-'))
+    try {
+      const file = join(dir, 'body.json')
+      await writeFile(file, JSON.stringify({ backup: { parameters: { retries: 3, db_pass: 'x' } } }))
+      assert.deepEqual((await triggerBody('backup', { body: file, param: ['port=1'] }, {})).backup.parameters, [{ retries: 3 }, { db_pass: 'x' }, { port: '1' }])
+      await writeFile(file, JSON.stringify({ backup: { parameters: [{ retries: 3 }] } }))
+      assert.deepEqual((await triggerBody('backup', { body: file, param: ['port=1'] }, {})).backup.parameters, [{ retries: 3 }, { port: '1' }])
+    } finally {
+      await rm(dir, { recursive: true })
+    }
+  })
+
   it('a restore needs a file name; a bad --param is a usage error', async () => {
     await assert.rejects(triggerBody('restore', {}, {}), (e: Error) => e instanceof CliError && e.exitCode === 2)
     await assert.rejects(triggerBody('backup', { param: ['NOEQUALS'] }, {}), CliError)
