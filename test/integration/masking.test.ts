@@ -104,3 +104,26 @@ describe('masking the pieces of a PEM key', () => {
   })
 })
 
+
+describe('masking the secret-named variables the agent passes through', () => {
+  const PG = 'pg-agent-Secret-77x'
+  let agent: Agent
+  before(async () => {
+    agent = await startAgent({
+      env: { script_env_passthrough: 'PATH,HOME,PGPASSWORD,RETRY_LIMIT', PGPASSWORD: PG, RETRY_LIMIT: 'retry-limit-plain-9' },
+      scripts: { backup: 'set -x; : "$PGPASSWORD" "$RETRY_LIMIT"; echo "$PGPASSWORD"; exit 1' },
+    })
+    agent.addSecrets([PG])
+  })
+  after(() => agent.stop())
+
+  it('masks PGPASSWORD from the agent\'s environment in the script output; a plain name is shown', async () => {
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination()))).status, 201)
+    const done = await agent.waitFor('backup', id)
+    const log = `${done.backup_log}\n${done.backup_errorlog}\n${done.error_message}`
+    assert.match(log, /retry-limit-plain-9/) // the variable reached the script, and only the secret is masked
+    assert.ok(!log.includes(PG), log)
+    assert.match(done.backup_log, /\*{6}/)
+  })
+})
