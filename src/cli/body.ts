@@ -36,10 +36,16 @@ export function newJobId(): string {
 export async function triggerBody(kind: Kind, flags: BodyFlags, env: Record<string, string | undefined>): Promise<Record<string, any>> {
   let body: Record<string, any> = {}
   if (flags.body !== undefined) {
+    let text: string
     try {
-      body = JSON.parse(await readFile(flags.body, 'utf8'))
+      text = await readFile(flags.body, 'utf8')
     } catch (error) {
       throw new CliError(`cannot read the JSON body ${flags.body}: ${(error as Error).message}`, EXIT.usage)
+    }
+    try {
+      body = JSON.parse(text)
+    } catch (error) {
+      throw new CliError(`${flags.body} is not valid JSON${syntaxPlace(error)}`, EXIT.usage)
     }
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new CliError(`${flags.body} must hold a JSON object`, EXIT.usage)
   }
@@ -77,13 +83,25 @@ export async function triggerBody(kind: Kind, flags: BodyFlags, env: Record<stri
   set(database, 'database', flags.database)
   database.database ??= 'demo'
   if (flags.param && flags.param.length > 0) {
-    const parameters: Record<string, string>[] = Array.isArray(database.parameters) ? database.parameters : []
+    // The body's own parameters stay, in either form the agent takes (a list, or one object).
+    const given = database.parameters
+    const parameters: unknown[] = Array.isArray(given) ? given : given && typeof given === 'object' ? Object.entries(given).map(([k, v]) => ({ [k]: v })) : []
     for (const pair of flags.param) {
       const eq = pair.indexOf('=')
-      if (eq <= 0) throw new CliError(`--param takes name=value, not ${JSON.stringify(pair)}`, EXIT.usage)
+      // not quoted back: what was typed may be a value, and values may be secrets
+      if (eq <= 0) throw new CliError(`--param takes name=value, with a name before the first =`, EXIT.usage)
       parameters.push({ [pair.slice(0, eq)]: pair.slice(eq + 1) })
     }
     database.parameters = parameters
   }
   return body
+}
+
+/**
+ * Where JSON.parse stopped, without its excerpt: the excerpt (and the token it names) are pieces
+ * of the file, which holds the passwords and keys.
+ */
+function syntaxPlace(error: unknown): string {
+  const place = /\(line \d+ column \d+\)/.exec((error as Error).message)?.[0]
+  return place ? ` ${place}` : ''
 }

@@ -1,5 +1,7 @@
 // The agent's HTTP API as the CLI uses it. Failures are values (CliError) with the exit code
 // the command ends with.
+import { isSecretParameter } from '../jobs/request.ts'
+import { maskSecrets } from '../scripts/capture.ts'
 import type { Connection } from './connection.ts'
 
 export type Kind = 'backup' | 'restore'
@@ -28,7 +30,9 @@ export class AgentClient {
   }
 
   async request(method: string, path: string, body?: unknown): Promise<AgentReply> {
-    const { url, credentials, source } = this.#connection
+    const { credentials, source } = this.#connection
+    const url = withoutUserinfo(this.#connection.url)
+    if (url !== this.#connection.url) throw new CliError(`the agent URL ${url} must not hold a user or password: use --username/--password or the credentials file`, EXIT.usage)
     const headers: Record<string, string> = {}
     if (credentials) headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`
     if (body !== undefined) headers['content-type'] = 'application/json'
@@ -47,6 +51,9 @@ export class AgentClient {
     } catch {
       parsed = text
     }
+    // Masked before anything is shown: what answers at --url may not be the agent, and a server
+    // (or proxy) that echoes the request would print the passwords it was sent.
+    parsed = masked(parsed, sentSecrets(credentials?.password, body), 0)
     return { status: res.status, body: parsed }
   }
 
@@ -59,6 +66,47 @@ export class AgentClient {
     }
     throw new CliError(`no ${kind ?? 'backup or restore'} job ${id} at this agent`, EXIT.failed)
   }
+}
+
+/** A URL as it may be printed: without user and password. */
+function withoutUserinfo(url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.username === '' && parsed.password === '') return url
+    parsed.username = ''
+    parsed.password = ''
+    return parsed.href.replace(/\/$/, '')
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//')
+  }
+}
+
+/** Every string in a reply, masked (strings only: a masked number would not be one). */
+function masked(value: unknown, secrets: readonly string[], depth: number): unknown {
+  if (typeof value === 'string') return maskSecrets(value, secrets)
+  if (typeof value !== 'object' || value === null || depth > 64) return value
+  if (Array.isArray(value)) return value.map((v) => masked(v, secrets, depth + 1))
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [maskSecrets(k, secrets), masked(v, secrets, depth + 1)]))
+}
+
+/** The secrets a request carried: the login password and those of a trigger body. */
+function sentSecrets(password: string | undefined, body: unknown): string[] {
+  const out = password ? [password] : []
+  const b = body as Record<string, any> | undefined
+  if (typeof b !== 'object' || b === null) return out
+  const strings = (...values: unknown[]) => {
+    for (const v of values) if (typeof v === 'string' || typeof v === 'number') out.push(String(v))
+  }
+  strings(b.encryption_key, b.destination?.authSecret, b.destination?.password)
+  for (const database of [b.backup, b.restore]) {
+    strings(database?.password)
+    const parameters = Array.isArray(database?.parameters) ? database.parameters : [database?.parameters]
+    for (const entry of parameters) {
+      if (typeof entry !== 'object' || entry === null) continue
+      for (const [name, value] of Object.entries(entry)) if (isSecretParameter(name)) strings(value)
+    }
+  }
+  return out.filter((s) => s !== '' && s !== 'none')
 }
 
 /** A reply the command did not expect, as an error with the agent's own words. */

@@ -49,6 +49,14 @@ function isPublic(routeConfig: unknown, config: Config): boolean {
   return access?.public === true || (access?.metrics === true && config.metricsPublic)
 }
 
+/**
+ * A request URL for the log: the query's names stay, their values do not. The API takes no secret
+ * in a query, but a client may still send one there (an access token, a password by mistake).
+ */
+export function loggedUrl(url: string): string {
+  return url.replace(/([?&][^=&#]*=)[^&#]*/g, '$1…').replace(/#.*/, '')
+}
+
 const registered = new WeakMap<FastifyInstance, { method: string; url: string }[]>()
 
 /** Every method and path the app registered (HEAD included), for tests and the docs check. */
@@ -107,7 +115,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return reply.code(429).header('retry-after', String(wait)).send({ message: `too many failed logins from this address; try again in ${wait} s` })
     }
     if (authorised(req.headers.authorization)) return
-    req.log.warn({ method: req.method, url: req.url, ip: req.ip }, 'login failed')
+    req.log.warn({ method: req.method, url: loggedUrl(req.url), ip: req.ip }, 'login failed')
     if (throttle.recordFailure(req.ip)) {
       req.log.warn({ ip: req.ip, failures: deps.config.authMaxFailures }, 'address locked out for a minute after repeated failed logins')
     }
@@ -127,7 +135,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const quiet = (req.method === 'GET' && reply.statusCode === 200) || limited.has(req)
     const level = quiet ? 'debug' : 'info'
     if (!deps.log.isLevelEnabled(level)) return
-    req.log[level]({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request')
+    req.log[level]({ method: req.method, url: loggedUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request')
   })
 
   app.setErrorHandler((error: FastifyError, req, reply) => {

@@ -13,7 +13,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
 import { maskSecrets } from '../scripts/capture.ts'
-import { scriptEnvironment } from '../scripts/environment.ts'
+import { passthroughSecrets, scriptEnvironment } from '../scripts/environment.ts'
 import { groupAlive, processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
 import { KILL_GRACE_MS } from '../scripts/run.ts'
 import { storageFor } from '../storage/storage.ts'
@@ -202,7 +202,7 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     fileBase: '',
     scriptsPath: config.scriptsPath,
     scriptEnv: scriptEnvironment(job.request, config.scriptEnvPassthrough, deps.agentEnv),
-    secrets: requestSecrets(job.request),
+    secrets: [...requestSecrets(job.request), ...passthroughSecrets(config.scriptEnvPassthrough, deps.agentEnv)],
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: false,
     requireChecksum: false,

@@ -87,5 +87,24 @@ export function requestSecrets(request: JobRequest): string[] {
   for (const [key, value] of Object.entries(request.database.parameters)) {
     if (isSecretParameter(key)) secrets.push(value)
   }
-  return secrets.filter((s) => s !== '')
+  return secrets.filter((s) => s !== '').flatMap((s) => [s, ...pemPieces(s)])
+}
+
+/** A PEM body line is 64 characters; shorter pieces (a key's last line) are still 16 or more. */
+const MIN_PEM_PIECE = 16
+
+/**
+ * The pieces of a PEM key (a private key as encryption_key, a TLS key in a parameter) that tools
+ * print on their own: each base64 line (`grep -v BEGIN`, `head -3`, an error quoting one line)
+ * and the body on one line (`base64 -w0`-style, a key pasted into JSON without its newlines).
+ * Each is key material; the key whole is masked as a secret of its own.
+ */
+export function pemPieces(secret: string): string[] {
+  const pieces: string[] = []
+  for (const block of secret.matchAll(/-----BEGIN [^-\r\n]+-----([\s\S]*?)-----END [^-\r\n]+-----/g)) {
+    const lines = (block[1] ?? '').split(/\r?\n/).map((l) => l.trim()).filter((l) => /^[A-Za-z0-9+/=]+$/.test(l))
+    pieces.push(...lines.filter((l) => l.length >= MIN_PEM_PIECE))
+    if (lines.length > 1) pieces.push(lines.join(''))
+  }
+  return pieces
 }

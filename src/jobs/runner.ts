@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
 import { maskSecrets } from '../scripts/capture.ts'
-import { scriptEnvironment } from '../scripts/environment.ts'
+import { passthroughSecrets, scriptEnvironment } from '../scripts/environment.ts'
 import { storageFor, type Storage } from '../storage/storage.ts'
 import { prepareJobDirectory, recreateMissingJobDirectory, type JobDirectory } from './directory.ts'
 import { generatedFileBase } from './file-base.ts'
@@ -56,7 +56,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
     fileBase: generatedFileBase(request.database.host, request.database.database, job.startedAt),
     scriptsPath: config.scriptsPath,
     scriptEnv: scriptEnvironment(request, config.scriptEnvPassthrough, deps.agentEnv),
-    secrets: requestSecrets(request),
+    secrets: [...requestSecrets(request), ...passthroughSecrets(config.scriptEnvPassthrough, deps.agentEnv)],
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: config.allowedToDeleteFiles,
     requireChecksum: config.requireChecksum,

@@ -1,7 +1,7 @@
 // The environment a lifecycle script gets (SPEC §5): the passthrough variables copied from the
 // agent's own environment, the request parameters, and with skipStorage the destination fields.
 // Nothing else of the agent's environment (it holds client_password) reaches a script.
-import type { Destination, JobRequest } from '../jobs/request.ts'
+import { isSecretParameter, type Destination, type JobRequest } from '../jobs/request.ts'
 
 /** Variables the agent sets for skipStorage jobs, by destination type. */
 function storageVariables(d: Destination): Record<string, string> {
@@ -90,4 +90,13 @@ export function scriptEnvironment(
   Object.assign(env, request.database.parameters)
   if (request.destination.skipStorage) Object.assign(env, storageVariables(request.destination))
   return env
+}
+
+/**
+ * The values of passed-through variables whose name says they are secret (PGPASSWORD,
+ * VAULT_TOKEN, MYSQL_PWD…: the same rule as parameters): scripts get them, so their output is
+ * masked for them like for the request's secrets.
+ */
+export function passthroughSecrets(passthrough: readonly string[], agentEnv: Record<string, string | undefined>): string[] {
+  return passthrough.filter(isSecretParameter).map((name) => agentEnv[name] ?? '').filter((value) => value !== '')
 }

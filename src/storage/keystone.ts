@@ -3,6 +3,7 @@
 // the catalog for Keystone, from X-Storage-Url for v1).
 import { createHash } from 'node:crypto'
 import { JobError } from '../errors.ts'
+import { maskSecrets } from '../scripts/capture.ts'
 import { backoff, isTransientError, isTransientStatus, readText, send, TransportError, type HttpResponse } from './swift-http.ts'
 
 export type AuthVersion = 'v3' | 'v2.0' | 'v1'
@@ -170,7 +171,7 @@ function refused(c: SwiftCredentials, version: AuthVersion, res: HttpResponse, t
         ? `user "${c.username}" (tenant "${c.projectName}")`
         : `user "${c.username}"`
   const server = version === 'v1' ? 'Swift auth' : `Keystone ${version}`
-  const answer = serverAnswer(res.status, text, c.password)
+  const answer = serverAnswer(res.status, text, [c.password])
   const hint =
     res.status === 401 || res.status === 403
       ? version === 'v1'
@@ -189,16 +190,19 @@ function unexpected(c: SwiftCredentials, version: AuthVersion, what: string): Sw
 
 /**
  * The server's answer in one short line: the status and Keystone's error message (JSON) or the
- * text of an HTML page. The password is masked in case a server ever echoes it.
+ * text of an HTML page. The secrets (the password, the tokens sent) are masked in case a server
+ * ever echoes them: in the raw text, before tags and spaces are taken out of it (which would
+ * change a secret holding them), again after JSON decoding, and before the cut (which would
+ * leave a piece of one at the edge).
  */
-export function serverAnswer(status: number, text: string, secret = ''): string {
-  const json = parseJson(text) as { error?: { message?: string; title?: string } } | undefined
+export function serverAnswer(status: number, text: string, secrets: readonly string[] = []): string {
+  const raw = maskSecrets(text, secrets)
+  const json = parseJson(raw) as { error?: { message?: string; title?: string } } | undefined
   const detail =
     json?.error?.message !== undefined
       ? `${json.error.title ?? ''}: ${json.error.message}`.replace(/^: /, '')
-      : text.replace(/<[^>]*>/g, ' ')
-  let line = `${status} ${detail}`.replace(/\s+/g, ' ').trim()
-  if (secret !== '') line = line.replaceAll(secret, '***')
+      : raw.replace(/<[^>]*>/g, ' ')
+  const line = maskSecrets(`${status} ${detail}`, secrets).replace(/\s+/g, ' ').trim()
   return line.length > 300 ? `${line.slice(0, 300)}…` : line
 }
 

@@ -37,6 +37,8 @@ export class SwiftClient {
   readonly #tokens: TokenCache
   #onRequest: (() => void) | undefined
   #storageUrl = ''
+  /** Every token this client sent: a server's error answer may echo one (see swift-errors.ts). */
+  readonly #sentTokens = new Set<string>()
 
   constructor(credentials: SwiftCredentials, options: SwiftClientOptions) {
     this.credentials = credentials
@@ -48,6 +50,11 @@ export class SwiftClient {
   /** The account URL of the last login, for messages ('' before the first request). */
   get storageUrl(): string {
     return this.#storageUrl
+  }
+
+  /** The tokens this client has sent, for masking them in messages. */
+  get sentTokens(): ReadonlySet<string> {
+    return this.#sentTokens
   }
 
   /** Who counts the requests of the current transfer. */
@@ -97,6 +104,7 @@ export class SwiftClient {
     let path = `${session.storageUrl}/${encodeName(call.container)}`
     if (call.object !== undefined) path += `/${encodeName(call.object)}`
     if (call.query) path += `?${call.query}`
+    this.#sentTokens.add(session.token)
     return {
       method: call.method,
       url: new URL(path),

@@ -1,6 +1,9 @@
 // Swift's answers and network failures, turned into messages an operator can act on: what failed,
-// where, as whom, what Swift said, and what to check. Never a password (it is not in here).
+// where, as whom, what Swift said, and what to check. Never a password (it is not in here), and
+// never a token: a server (or a proxy before it) that echoes the request in its error answer
+// would otherwise put the X-Auth-Token into the job's message, its log line and the store.
 import { JobError } from '../errors.ts'
+import { maskSecrets } from '../scripts/capture.ts'
 import { serverAnswer } from './keystone.ts'
 import { networkCode } from './swift-http.ts'
 
@@ -10,11 +13,17 @@ export interface SwiftContext {
   container: string
   username: string
   storageUrl: string
+  /** The tokens sent so far, masked in every message. */
+  tokens?: Iterable<string>
+}
+
+function withoutTokens(ctx: SwiftContext, text: string): string {
+  return ctx.tokens ? maskSecrets(text, [...ctx.tokens]) : text
 }
 
 /** A Swift answer that is not the one we needed. `subject` is 'container' or 'object' for a 404. */
 export function swiftStatusError(ctx: SwiftContext, status: number, text: string, subject: 'container' | 'object' = 'object'): JobError {
-  const answer = serverAnswer(status, text)
+  const answer = serverAnswer(status, text, ctx.tokens ? [...ctx.tokens] : [])
   const where = `Swift account ${ctx.storageUrl}`
   switch (status) {
     case 401:
@@ -52,14 +61,14 @@ export function swiftFailure(ctx: SwiftContext, error: unknown): JobError {
     case 'CONNECT_TIMEOUT':
     case 'IDLE_TIMEOUT':
     case 'ETIMEDOUT':
-      return new JobError(`${ctx.what} failed: ${where} did not answer in time (${(error as Error).message})`, { cause: error })
+      return new JobError(`${ctx.what} failed: ${where} did not answer in time (${withoutTokens(ctx, (error as Error).message)})`, { cause: error })
     case 'ECONNRESET':
     case 'EPIPE':
       return new JobError(`${ctx.what} failed: the connection to ${where} broke off (${code})`, { cause: error })
     default:
       return new JobError(`${ctx.what} failed: cannot reach ${where} (${code})`, { cause: error })
   }
-  const message = error instanceof Error ? error.message : String(error)
+  const message = withoutTokens(ctx, error instanceof Error ? error.message : String(error))
   // A local file problem (ENOSPC, EACCES …): the message names the file, Swift has no part in it.
   if ((error as { syscall?: string }).syscall !== undefined) return new JobError(`${ctx.what} failed: ${message}`, { cause: error })
   return new JobError(`${ctx.what} failed at ${where}: ${message}`, { cause: error })

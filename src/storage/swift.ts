@@ -320,6 +320,9 @@ export class SwiftStorage implements Storage {
       get storageUrl() {
         return client.storageUrl
       },
+      get tokens() {
+        return client.sentTokens
+      },
     }
   }
 

@@ -4,6 +4,7 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { startAgent, type Agent } from '../helpers/agent.ts'
 import { managerBackupBody, managerId, skipStorageDestination } from '../helpers/bodies.ts'
 
@@ -65,5 +66,64 @@ describe('masking in job logs', () => {
     for (const form of renderings(LONG_PASSWORD)) {
       for (let i = 0; i + 4 <= form.length; i++) assert.ok(!log.includes(form.slice(i, i + 4)) || form.slice(i, i + 4) === '****', form.slice(i, i + 4))
     }
+  })
+})
+
+// A PEM private key as encryption_key (a restore's key pair): tools print its lines one at a time.
+const PEM_PIECES = `
+k="\${ENCRYPTION_KEY:-\$8}"
+printf '%s\\n' "$k" | sed -n 2,3p
+printf '%s\\n' "$k" | grep -v -- ----- | tr -d '\\n'; echo
+echo "done" >&2
+exit 1
+`
+
+describe('masking the pieces of a PEM key', () => {
+  let agent: Agent
+  before(async () => {
+    agent = await startAgent({ env: { LANG: 'C.UTF-8' }, scripts: { backup: PEM_PIECES } })
+  })
+  after(() => agent.stop())
+
+  it('masks each base64 line of the key and its body on one line', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+    const lines = pem.split('\n').filter((l) => l !== '' && !l.startsWith('-----'))
+    const id = managerId()
+    const body = managerBackupBody(id, skipStorageDestination())
+    body.encryption_key = pem
+    const res = await agent.request('POST', '/backup', body)
+    assert.equal(res.status, 201, res.text)
+    const done = await agent.waitFor('backup', id)
+    assert.equal(done.status, 'FAILED')
+    assert.match(done.backup_errorlog, /done/)
+    const log = `${done.backup_log}\n${done.backup_errorlog}\n${done.error_message}`
+    assert.match(log, /\*{6}/)
+    for (const piece of [...lines.filter((l) => l.length >= 16), lines.join('')]) assert.ok(!log.includes(piece), `${piece} in\n${log}`)
+    agent.assertNoSecrets(lines.filter((l) => l.length >= 16))
+  })
+})
+
+
+describe('masking the secret-named variables the agent passes through', () => {
+  const PG = 'pg-agent-Secret-77x'
+  let agent: Agent
+  before(async () => {
+    agent = await startAgent({
+      env: { script_env_passthrough: 'PATH,HOME,PGPASSWORD,RETRY_LIMIT', PGPASSWORD: PG, RETRY_LIMIT: 'retry-limit-plain-9' },
+      scripts: { backup: 'set -x; : "$PGPASSWORD" "$RETRY_LIMIT"; echo "$PGPASSWORD"; exit 1' },
+    })
+    agent.addSecrets([PG])
+  })
+  after(() => agent.stop())
+
+  it('masks PGPASSWORD from the agent\'s environment in the script output; a plain name is shown', async () => {
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination()))).status, 201)
+    const done = await agent.waitFor('backup', id)
+    const log = `${done.backup_log}\n${done.backup_errorlog}\n${done.error_message}`
+    assert.match(log, /retry-limit-plain-9/) // the variable reached the script, and only the secret is masked
+    assert.ok(!log.includes(PG), log)
+    assert.match(done.backup_log, /\*{6}/)
   })
 })

@@ -38,6 +38,18 @@ describe('login throttling', () => {
     assert.equal(output.split('\n').filter((l) => l.includes('login failed') && l.includes(from)).length, 3, 'a locked-out request is not a login attempt')
   })
 
+  it('logs request URLs without the values of their query, also for a failed login', async () => {
+    const from = '127.0.0.4'
+    const value = 'query-secret-Vq81x'
+    const listing = await agent.request('GET', `/backup?access_token=${value}&cursor=${value}#${value}`, undefined, { from })
+    assert.equal(listing.status, 400) // unknown query names and a bad cursor, not quoted back
+    assert.ok(!listing.text.includes(value), listing.text)
+    assert.equal((await agent.request('GET', `/status?password=${value}`, undefined, { from, auth: basic('manager', 'wrong-guess-q-xyz') })).status, 401)
+    await agent.waitForOutput(/"url":"\/status\?password=…"[^\n]*login failed/)
+    await agent.waitForOutput(/"url":"\/backup\?access_token=…&cursor=…"/)
+    assert.ok(!agent.output().includes(value))
+  })
+
   it('does not lock out other addresses', async () => {
     assert.equal((await agent.request('GET', '/status', undefined, { from: '127.0.0.4' })).status, 200)
     assert.equal((await agent.request('GET', '/status')).status, 200)

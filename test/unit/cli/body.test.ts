@@ -13,12 +13,56 @@ describe('CLI trigger bodies', () => {
     assert.equal(body.encryption_key, 'k')
   })
 
+  it('--param adds to the body file\'s parameters, given as a list or as one object', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const dir = await mkdtemp(join(tmpdir(), 'osb-cli-body-'))
+    try {
+      const file = join(dir, 'body.json')
+      await writeFile(file, JSON.stringify({ backup: { parameters: { retries: 3, db_pass: 'x' } } }))
+      assert.deepEqual((await triggerBody('backup', { body: file, param: ['port=1'] }, {})).backup.parameters, [{ retries: 3 }, { db_pass: 'x' }, { port: '1' }])
+      await writeFile(file, JSON.stringify({ backup: { parameters: [{ retries: 3 }] } }))
+      assert.deepEqual((await triggerBody('backup', { body: file, param: ['port=1'] }, {})).backup.parameters, [{ retries: 3 }, { port: '1' }])
+    } finally {
+      await rm(dir, { recursive: true })
+    }
+  })
+
   it('a restore needs a file name; a bad --param is a usage error', async () => {
     await assert.rejects(triggerBody('restore', {}, {}), (e: Error) => e instanceof CliError && e.exitCode === 2)
     await assert.rejects(triggerBody('backup', { param: ['NOEQUALS'] }, {}), CliError)
     const restore = await triggerBody('restore', { filename: 'f.txt', id: 'r1' }, {})
     assert.equal(restore.destination.filename, 'f.txt')
     assert.equal(restore.id, 'r1')
+  })
+})
+
+describe('CLI errors about the body', () => {
+  it('never quote the body file or a --param value', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const dir = await mkdtemp(join(tmpdir(), 'osb-cli-body-'))
+    const secret = 'Sup3r-Secret-Pw-xyz'
+    try {
+      // each a different JSON.parse message; one of them quotes an excerpt of the text
+      for (const text of [`{"backup":{"password": ${secret}}}`, `{"password":"${secret}"} x`, `{"password":"${secret}`, `{"password":"${secret}\u0001"}`, `{"password": "${secret}", }`]) {
+        const file = join(dir, 'body.json')
+        await writeFile(file, text)
+        await assert.rejects(triggerBody('backup', { body: file }, {}), (e: Error) => {
+          assert.ok(e instanceof CliError && e.exitCode === 2)
+          assert.match(e.message, /is not valid JSON/)
+          for (let n = 4; n <= secret.length; n++) assert.ok(!e.message.includes(secret.slice(0, n)) && !e.message.includes(secret.slice(-n)), e.message)
+          assert.ok(!/'S'|"S"/.test(e.message), e.message)
+          return true
+        })
+      }
+    } finally {
+      await rm(dir, { recursive: true })
+    }
+    await assert.rejects(triggerBody('backup', { param: [`=${secret}`] }, {}), (e: Error) => !e.message.includes(secret.slice(0, 6)))
+    await assert.rejects(triggerBody('backup', { param: [secret] }, {}), (e: Error) => !e.message.includes(secret.slice(0, 6)))
   })
 })
 

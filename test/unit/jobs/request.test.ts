@@ -27,3 +27,18 @@ describe('secret-named parameters', () => {
     for (const name of PLAIN) assert.equal(stored[name], `value-of-${name}`, name)
   })
 })
+
+describe('PEM keys among the secrets', () => {
+  it('add each base64 line and the body on one line, for the key and for a key in a parameter', async () => {
+    const { generateKeyPairSync } = await import('node:crypto')
+    const pem = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString().replace(/\n/g, '\r\n')
+    const lines = pem.split('\r\n').filter((l) => l !== '' && !l.startsWith('-----'))
+    const r = request({ tls_key: pem, port: '1' })
+    r.encryptionKey = pem
+    const secrets = requestSecrets(r)
+    // a last line shorter than 16 characters is not a secret of its own
+    for (const piece of [pem, ...lines.filter((l) => l.length >= 16), lines.join('')]) assert.ok(secrets.includes(piece), piece)
+    // a passphrase that is not PEM stays one secret
+    assert.deepEqual(requestSecrets({ ...request({}), encryptionKey: 'just-a-passphrase' }), ['just-a-passphrase'])
+  })
+})

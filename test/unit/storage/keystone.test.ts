@@ -184,8 +184,20 @@ describe('serverAnswer', () => {
   it('keeps one short line of Keystone JSON or HTML and masks the secret', () => {
     assert.equal(serverAnswer(401, '{"error":{"message":"Nope.","title":"Unauthorized"}}'), '401 Unauthorized: Nope.')
     assert.equal(serverAnswer(404, '<html><h1>Not Found</h1><p>The resource could not be found.</p></html>'), '404 Not Found The resource could not be found.')
-    assert.equal(serverAnswer(400, `bad password ${PASSWORD}`, PASSWORD), '400 bad password ***')
+    assert.equal(serverAnswer(400, `bad password ${PASSWORD}`, [PASSWORD]), '400 bad password ******')
     assert.ok(serverAnswer(500, 'x'.repeat(1000)).length <= 301)
+  })
+
+  it('masks a secret before the cut, the tag stripping and the space folding would change it', () => {
+    const secret = 'tok  <b>en-Secret-0123456789'
+    const edge = secret.replace(/\s+/g, ' ')
+    for (let at = 270; at < 300; at++) {
+      const answer = serverAnswer(500, `${'x'.repeat(at)}${secret}`, [secret])
+      for (let n = 4; n <= edge.length; n++) assert.ok(!answer.includes(edge.slice(0, n)) || n < 6, `${at} ${answer}`)
+    }
+    const escaped = serverAnswer(401, JSON.stringify({ error: { message: `echo ${secret}`, title: 'Unauthorized' } }), [secret])
+    assert.equal(escaped, '401 Unauthorized: echo ******')
+    assert.equal(serverAnswer(500, `<p>${secret}</p>`, [secret]), '500 ******')
   })
 })
 
