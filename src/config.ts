@@ -238,6 +238,14 @@ export function loadConfig(given: Env, cwd = process.cwd()): LoadedConfig {
   config.demo = demo
   if (config.directoryState === '') config.directoryState = join(dirname(resolve(config.directoryBackup)), 'state')
   config.localStorageRoot = resolve(cwd, config.localStorageRoot)
+  // The agent's own settings (client_password, TLS key paths…) never reach a script, even when
+  // script_env_passthrough names them.
+  const own = new Set<string>(SETTINGS.map((s) => s.env))
+  const passedOwn = config.scriptEnvPassthrough.filter((name) => own.has(name))
+  if (passedOwn.length > 0) {
+    warnings.push(`script_env_passthrough: ${passedOwn.join(', ')} left out: the agent's own settings are never passed to scripts`)
+    config.scriptEnvPassthrough = config.scriptEnvPassthrough.filter((name) => !own.has(name))
+  }
   for (const name of config.scriptParameterNames) {
     const reserved = reservedNameReason(name, config.scriptEnvPassthrough)
     if (reserved) warnings.push(`script_parameter_names: ${name} stays refused: it ${reserved}`)

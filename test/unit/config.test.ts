@@ -100,6 +100,13 @@ describe('loadConfig', () => {
     assert.equal(config.maxJobNumber, 10)
     assert.equal(warnings.length, 2)
   })
+
+  it('never passes the agent\'s own settings to scripts, even when script_env_passthrough names them', () => {
+    const { config, warnings } = loadConfig({ ...required, script_env_passthrough: 'PATH,client_password,tls_key_file,PGPASSFILE' })
+    assert.deepEqual(config.scriptEnvPassthrough, ['PATH', 'PGPASSFILE'])
+    assert.equal(warnings.length, 1)
+    assert.match(warnings[0] as string, /client_password, tls_key_file left out/)
+  })
 })
 
 describe('demo start', () => {
