@@ -284,6 +284,8 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
         ...ctx.transferOptions(null),
         onChunk: (chunk) => digest.update(chunk),
       })
+    } catch (error) {
+      throw jobDirectoryWriteFailure(error, `download of ${filename}`, ctx.directory) ?? error
     } finally {
       await file.close()
     }
@@ -294,7 +296,11 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     // decoder then reports what is wrong with it.
     const header = streamed ? await readFileHeader(object).catch(() => undefined) : undefined
     verifyDownload(ctx, filename, digest.digest(), downloaded.sha256, header)
-    const ready = streamed ? await decodeInto(object, join(work, 'decoded'), ctx.job.request.encryptionKey, ctx.jobGid) : object
+    const ready = streamed
+      ? await decodeInto(object, join(work, 'decoded'), ctx.job.request.encryptionKey, ctx.jobGid).catch((error: unknown) => {
+          throw jobDirectoryWriteFailure(error, `decoding ${filename}`, ctx.directory) ?? error
+        })
+      : object
     await moveIntoPlace(ready, target, shown, ctx.allowedToDeleteFiles)
   } finally {
     ctx.job.progress = undefined
@@ -306,6 +312,30 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     }
     await removeEntry(workPath)
   }
+}
+
+// What more space or a writable filesystem would cure, by errno.
+const LOCAL_WRITE_PROBLEMS: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only filesystem',
+  EIO: 'I/O error',
+}
+
+/**
+ * A failed write of the agent's own file in the job directory, found anywhere in the cause chain
+ * (storage clients wrap it in a message that names the storage, which had no part in it): a
+ * message that names the job directory and the cause, or undefined for any other failure.
+ */
+function jobDirectoryWriteFailure(error: unknown, what: string, directory: string): JobError | undefined {
+  for (let e = error, depth = 0; e !== undefined && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, syscall } = e as { code?: unknown; syscall?: unknown }
+    const problem = typeof code === 'string' ? LOCAL_WRITE_PROBLEMS[code] : undefined
+    if (problem !== undefined && (syscall === 'write' || syscall === 'open' || syscall === 'fsync' || syscall === 'ftruncate')) {
+      return new JobError(`${what} failed: cannot write in the job directory ${directory}: ${problem} (${code}); the partial file was removed`, { cause: error })
+    }
+  }
+  return undefined
 }
 
 const notReplaced = (target: string) => new JobError(`${target} already exists and allowed_to_delete_files is false, so it is not replaced`)
