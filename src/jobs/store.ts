@@ -113,6 +113,10 @@ export class JobStore {
   readonly #path: string
   #open: Open | undefined
   #notCreated: unknown
+  /** The file the open database is, to notice when the path leads elsewhere (relocated). */
+  #file: { dev: number; ino: number } | undefined
+  /** The record key once read or made: a store made again at the path gets the same one. */
+  #key: Buffer | undefined
 
   /**
    * Opens (or creates) the store. One that holds no job yet (no file, or an empty one) but
@@ -165,6 +169,12 @@ export class JobStore {
         if (!isWriteProblem(error) || schemaVersion(db) < 1) throw error
       }
       this.#restrictFiles()
+      const { dev, ino } = statSync(this.#path)
+      this.#file = { dev, ino }
+      if (this.#key !== undefined && schemaVersion(db) >= 2 && db.prepare('SELECT 1 FROM record_key').get() === undefined) {
+        // made again after relocated(): the records written to it again are sealed with this key
+        db.prepare('INSERT INTO record_key (key) VALUES (?)').run(this.#key)
+      }
       // A finished job whose recovery still owes steps (record.pending) is kept like a running one.
       // (An unreadable record owes nothing: recovery could not read it either.)
       const finished = `status != 'RUNNING' AND (NOT json_valid(record) OR coalesce(json_array_length(record, '$.pending'), 0) = 0)`
@@ -204,7 +214,34 @@ export class JobStore {
       key = read()
     }
     if (key?.length !== 32) throw new Error('the record key in the job store is damaged')
-    return Buffer.from(key)
+    this.#key = Buffer.from(key)
+    return this.#key
+  }
+
+  /**
+   * True when jobs.sqlite at its path is no longer the file this store has open: directory_state
+   * was removed, moved, or replaced (a symlink elsewhere) while the agent ran. SQLite would go on
+   * writing to the unlinked files without an error, and every record would be gone at the next
+   * start. The handle is closed; the next write opens (or creates) the store at its path again,
+   * and the caller must write every row again.
+   */
+  relocated(): boolean {
+    if (this.#open === undefined || this.#file === undefined) return false
+    let now: { dev: number; ino: number } | undefined
+    try {
+      now = statSync(this.#path)
+    } catch {
+      now = undefined
+    }
+    if (now !== undefined && now.dev === this.#file.dev && now.ino === this.#file.ino) return false
+    try {
+      this.#open.db.close()
+    } catch {
+      // closing the orphaned files cannot fail in a way that matters
+    }
+    this.#open = undefined
+    this.#file = undefined
+    return true
   }
 
   /** The database, its WAL and shared-memory files hold job records: owner only. */
