@@ -113,8 +113,8 @@ export class JobStore {
   readonly #path: string
   #open: Open | undefined
   #notCreated: unknown
-  /** The file the open database is, to notice when the path leads elsewhere (relocated). */
-  #file: { dev: number; ino: number } | undefined
+  /** The files the open database writes (jobs.sqlite and its WAL), to notice when their paths lead elsewhere (relocated). */
+  #files: { path: string; dev: number; ino: number }[] | undefined
   /** The record key once read or made: a store made again at the path gets the same one. */
   #key: Buffer | undefined
 
@@ -169,8 +169,10 @@ export class JobStore {
         if (!isWriteProblem(error) || schemaVersion(db) < 1) throw error
       }
       this.#restrictFiles()
-      const { dev, ino } = statSync(this.#path)
-      this.#file = { dev, ino }
+      this.#files = [this.#path, `${this.#path}-wal`].flatMap((path) => {
+        const found = statSync(path, { throwIfNoEntry: false })
+        return found ? [{ path, dev: found.dev, ino: found.ino }] : []
+      })
       if (this.#key !== undefined && schemaVersion(db) >= 2 && db.prepare('SELECT 1 FROM record_key').get() === undefined) {
         // made again after relocated(): the records written to it again are sealed with this key
         db.prepare('INSERT INTO record_key (key) VALUES (?)').run(this.#key)
@@ -219,28 +221,30 @@ export class JobStore {
   }
 
   /**
-   * True when jobs.sqlite at its path is no longer the file this store has open: directory_state
-   * was removed, moved, or replaced (a symlink elsewhere) while the agent ran. SQLite would go on
+   * True when jobs.sqlite (or its WAL) at its path is no longer the file this store has open:
+   * directory_state was removed, moved, or replaced (a symlink elsewhere) while the agent ran. SQLite would go on
    * writing to the unlinked files without an error, and every record would be gone at the next
    * start. The handle is closed; the next write opens (or creates) the store at its path again,
    * and the caller must write every row again.
    */
   relocated(): boolean {
-    if (this.#open === undefined || this.#file === undefined) return false
-    let now: { dev: number; ino: number } | undefined
-    try {
-      now = statSync(this.#path)
-    } catch {
-      now = undefined
+    if (this.#open === undefined || this.#files === undefined) return false
+    const same = (file: { path: string; dev: number; ino: number }) => {
+      const now = statSync(file.path, { throwIfNoEntry: false })
+      return now !== undefined && now.dev === file.dev && now.ino === file.ino
     }
-    if (now !== undefined && now.dev === this.#file.dev && now.ino === this.#file.ino) return false
+    try {
+      if (this.#files.every(same)) return false
+    } catch {
+      // a path that cannot be looked at any more (EACCES, ELOOP): not the file this store has open
+    }
     try {
       this.#open.db.close()
     } catch {
       // closing the orphaned files cannot fail in a way that matters
     }
     this.#open = undefined
-    this.#file = undefined
+    this.#files = undefined
     return true
   }
 

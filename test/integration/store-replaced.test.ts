@@ -1,4 +1,5 @@
-// directory_state removed, or replaced by a symlink to another folder, while the agent runs.
+// directory_state removed, or replaced by a symlink to another folder, or the store's WAL file
+// removed, while the agent runs.
 // SQLite goes on writing to the unlinked files without an error, so without a check every record
 // (and the unlock a crash leaves owed) would be gone at the next start. The agent notices within
 // seconds, makes the store again at its path and writes every record to it.
@@ -12,7 +13,7 @@ import { managerBackupBody, managerId } from '../helpers/bodies.ts'
 const skip = { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSecret: 'replaced-store-secret-Q8', filenamePrefix: '' }
 
 describe('directory_state removed or replaced while the agent runs', () => {
-  for (const how of ['removed', 'moved away, a symlink to an empty folder at its name']) {
+  for (const how of ['removed', 'moved away, a symlink to an empty folder at its name', 'its WAL file removed']) {
     it(`${how}: earlier records survive a SIGKILL, and a job killed mid-stage is recovered (cleanup and unlock run)`, async () => {
       const scripts: Record<string, string> = {}
       for (const s of BACKUP_STAGES) scripts[s] = `if [ "$sleep_in" = "${s}" ]; then sleep "\${secs:-3}"; fi`
@@ -30,6 +31,7 @@ describe('directory_state removed or replaced while the agent runs', () => {
           await new Promise((r) => setTimeout(r, 25))
         }
         if (how === 'removed') await rm(state, { recursive: true })
+        else if (how === 'its WAL file removed') await rm(join(state, 'jobs.sqlite-wal'))
         else {
           await rename(state, `${state}.old`)
           await mkdir(join(agent.root, 'elsewhere'), { mode: 0o700 })
