@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { startAgent, type Agent } from '../helpers/agent.ts'
-import { managerBackupBody, managerId, managerRestoreBody } from '../helpers/bodies.ts'
+import { managerBackupBody, managerId, managerRestoreBody, s3Destination } from '../helpers/bodies.ts'
+import { s3Lab, uniqueName } from '../helpers/storage.ts'
 
 const run = promisify(execFile)
 
@@ -59,18 +60,25 @@ describe('job directories on a full filesystem', () => {
     assert.equal(ok.status, 'SUCCEEDED', JSON.stringify(ok))
   })
 
-  it('a download that fills directory_restore fails the job with a clear message and removes the partial download', async () => {
+  for (const kind of ['LOCAL', 'S3'] as const) it(`a ${kind} download that fills directory_restore fails the job with a clear message and removes the partial download`, async () => {
+    let destination: Record<string, unknown> = { type: 'LOCAL', filenamePrefix: 'p/' }
+    if (kind === 'S3') {
+      const s3 = s3Lab()
+      const bucket = uniqueName('jobdir-full')
+      await s3.createBucket(bucket)
+      destination = s3Destination({ hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket })
+    }
     await agent?.stop()
     agent = await startAgent({
       scripts: { backup: 'dd if=/dev/urandom of="$5.sql" bs=64k count=100 2>/dev/null' },
-      env: { directory_restore: join(mount, 'restore'), max_job_number: '1', local_storage_root: join(dir, 'local2'), log_level: 'debug' },
+      env: { directory_restore: join(mount, 'restore'), max_job_number: '1', local_storage_root: join(dir, `local-${kind}`), log_level: 'debug' },
     })
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: id } }))).status, 201)
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination, { parameters: { job: id } }))).status, 201)
     const b = await agent.waitFor('backup', id, 30_000)
     assert.equal(b.status, 'SUCCEEDED', JSON.stringify(b))
     const rid = managerId()
-    const res = await agent.request('PUT', '/restore', managerRestoreBody(rid, { type: 'LOCAL', filenamePrefix: 'p/', filename: b.filename }, { parameters: { job: rid } }))
+    const res = await agent.request('PUT', '/restore', managerRestoreBody(rid, { ...destination, filename: b.filename }, { parameters: { job: rid } }))
     assert.equal(res.status, 201, res.text)
     const done = await agent.waitFor('restore', rid, 30_000)
     assert.equal(done.status, 'FAILED')
