@@ -71,7 +71,7 @@ describe('job directories on a full filesystem', () => {
     await agent?.stop()
     agent = await startAgent({
       scripts: { backup: 'dd if=/dev/urandom of="$5.sql" bs=64k count=100 2>/dev/null' },
-      env: { directory_restore: join(mount, 'restore'), max_job_number: '1', local_storage_root: join(dir, `local-${kind}`), log_level: 'debug' },
+      env: { directory_restore: join(mount, `restore-${kind}`), max_job_number: '1', local_storage_root: join(dir, `local-${kind}`), log_level: 'debug' },
     })
     const id = managerId()
     assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination, { parameters: { job: id } }))).status, 201)
@@ -84,11 +84,11 @@ describe('job directories on a full filesystem', () => {
     assert.equal(done.status, 'FAILED')
     assert.equal(
       done.error_message,
-      `download of ${b.filename} failed: cannot write in the job directory ${join(mount, 'restore', rid)}: no space left on the device (ENOSPC); the partial file was removed`,
+      `download of ${b.filename} failed: cannot write in the job directory ${join(mount, `restore-${kind}`, rid)}: no space left on the device (ENOSPC); the partial file was removed`,
       'the message names the job directory, not the storage',
     )
     assert.deepEqual(await agent.stagesRun(rid), ['pre-restore-lock', 'restore-cleanup', 'post-restore-unlock'])
-    assert.deepEqual(await readdir(join(mount, 'restore'), { recursive: true }), [rid], 'the partial download is gone')
+    assert.deepEqual(await readdir(join(mount, `restore-${kind}`), { recursive: true }), [rid], 'the partial download is gone')
     const { stdout } = await run('df', ['--output=used', '-B1', mount])
     assert.ok(Number(stdout.trim().split('\n').at(-1)) < 256 * 1024, `its space is free (no deleted file held open): ${stdout}`)
     const next = managerId()
