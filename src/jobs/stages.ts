@@ -267,7 +267,9 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   // moved into place once verified: the restore script never sees a partial or corrupt file
   // under the name it reads, nothing planted in the job directory lies in the way of what the
   // agent writes, and no name of the agent's can be the restore filename.
-  const workPath = await mkdtemp(join(here, DOWNLOAD_WORK_PREFIX))
+  const workPath = await mkdtemp(join(here, DOWNLOAD_WORK_PREFIX)).catch((error: unknown) => {
+    throw jobDirectoryWriteFailure(error, `download of ${filename}`, ctx.directory) ?? error
+  })
   let workHandle: FileHandle | undefined
   // One pass gives both the whole-object digest and, holding back the last 32 bytes, the one a
   // version-2 `.osb` trailer must match (src/integrity/trailer.ts).
@@ -277,7 +279,9 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     // Through the handle: a symlink swapped in at the directory's name cannot redirect a write.
     const work = `/proc/self/fd/${workHandle.fd}`
     const object = join(work, 'object')
-    const file = await createJobFile(object, ctx.jobGid)
+    const file = await createJobFile(object, ctx.jobGid).catch((error: unknown) => {
+      throw jobDirectoryWriteFailure(error, `download of ${filename}`, ctx.directory) ?? error
+    })
     let downloaded: Downloaded
     try {
       downloaded = await ctx.storage().download(filename, file, {
@@ -322,6 +326,9 @@ const LOCAL_WRITE_PROBLEMS: Record<string, string> = {
   EIO: 'I/O error',
 }
 
+// The calls that write the agent's own files (a read of the storage's side never counts).
+const WRITING_CALLS = new Set(['write', 'open', 'mkdtemp', 'mkdir', 'fsync', 'ftruncate', 'fchmod', 'fchown'])
+
 /**
  * A failed write of the agent's own file in the job directory, found anywhere in the cause chain
  * (storage clients wrap it in a message that names the storage, which had no part in it): a
@@ -331,7 +338,7 @@ function jobDirectoryWriteFailure(error: unknown, what: string, directory: strin
   for (let e = error, depth = 0; e !== undefined && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
     const { code, syscall } = e as { code?: unknown; syscall?: unknown }
     const problem = typeof code === 'string' ? LOCAL_WRITE_PROBLEMS[code] : undefined
-    if (problem !== undefined && (syscall === 'write' || syscall === 'open' || syscall === 'fsync' || syscall === 'ftruncate')) {
+    if (problem !== undefined && typeof syscall === 'string' && WRITING_CALLS.has(syscall)) {
       return new JobError(`${what} failed: cannot write in the job directory ${directory}: ${problem} (${code}); the partial file was removed`, { cause: error })
     }
   }

@@ -97,3 +97,36 @@ describe('job directories on a full filesystem', () => {
     assert.equal((await agent.waitFor('backup', next, 30_000)).status, 'SUCCEEDED', 'the slot was free')
   })
 })
+
+describe('a job directory whose filesystem has no inode left', () => {
+  it('the download cannot make its private directory: the message names the job directory; cleanup and unlock run', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'osb-jobdir-inodes-'))
+    const mount = join(dir, 'fs')
+    await mkdir(mount)
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=8m,nr_inodes=64,mode=0755', 'tmpfs', mount])
+    let agent: Agent | undefined
+    try {
+      await mkdir(join(mount, 'fill'))
+      agent = await startAgent({
+        // the lock script takes every inode left, after the agent made the job directory
+        scripts: { 'pre-restore-lock': `i=0; while touch '${join(mount, 'fill')}/f'$i 2>/dev/null; do i=$((i+1)); done` },
+        env: { directory_restore: join(mount, 'restore'), max_job_number: '1', local_storage_root: join(dir, 'local') },
+      })
+      const id = managerId()
+      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: id } }))).status, 201)
+      const b = await agent.waitFor('backup', id, 30_000)
+      assert.equal(b.status, 'SUCCEEDED', JSON.stringify(b))
+      const rid = managerId()
+      assert.equal((await agent.request('PUT', '/restore', managerRestoreBody(rid, { type: 'LOCAL', filenamePrefix: 'p/', filename: b.filename }, { parameters: { job: rid } }))).status, 201)
+      const done = await agent.waitFor('restore', rid, 30_000)
+      assert.equal(done.status, 'FAILED')
+      assert.equal(done.error_message, `download of ${b.filename} failed: cannot write in the job directory ${join(mount, 'restore', rid)}: no space left on the device (ENOSPC); the partial file was removed`)
+      assert.deepEqual(await agent.stagesRun(rid), ['pre-restore-lock', 'restore-cleanup', 'post-restore-unlock'])
+      assert.deepEqual(await readdir(join(mount, 'restore', rid)), [])
+    } finally {
+      await agent?.stop()
+      await run('umount', [mount]).catch(() => run('umount', ['-l', mount]))
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
