@@ -71,6 +71,8 @@ export class JobRegistry {
   readonly #unwritten = new Map<string, StoredJob | Removal>()
   /** The newest row of every job, written or not: what is written again when the store is made again at its path (JobStore.relocated). */
   readonly #rows = new Map<string, StoredJob>()
+  /** Set when the store was found relocated, until every row is written to it again. */
+  #rewrite = false
   #storeProblem: string | undefined
   #retry: NodeJS.Timeout | undefined
   #retryMs = RETRY_FIRST_MS
@@ -243,17 +245,14 @@ export class JobRegistry {
     let relocated = false
     try {
       this.#store.ensureOpen()
-      if (this.#store.relocated()) {
-        // directory_state was removed or replaced: every row goes to the store made again there
-        relocated = true
-        const waiting = [...this.#unwritten]
+      // directory_state was removed or replaced: the store made again there gets every job's
+      // newest row (#rows holds the unwritten ones too) in one transaction, also when that waits
+      if (this.#store.relocated()) this.#rewrite = true
+      if (this.#rewrite) {
+        this.#store.replaceAll([...this.#rows.values()])
         this.#unwritten.clear()
-        for (const [key, row] of this.#rows) this.#unwritten.set(key, row)
-        for (const [key, item] of waiting) {
-          this.#unwritten.delete(key)
-          this.#unwritten.set(key, item)
-        }
-        this.#store.ensureOpen()
+        this.#rewrite = false
+        relocated = true
       }
     } catch (error) {
       this.#failed(error)

@@ -279,6 +279,30 @@ export class JobStore {
   }
 
   /**
+   * Makes the store hold exactly these rows, in one transaction with one checkpoint after it: the
+   * store made again after relocated() takes every job's row at once (one by one, a thousand rows
+   * blocked polls for seconds), and a store whose WAL was lost drops the rows removed since.
+   * All or nothing; throws as save() does.
+   */
+  replaceAll(rows: readonly StoredJob[]): void {
+    const open = this.#opened()
+    open.db.exec('BEGIN')
+    try {
+      open.db.exec('DELETE FROM jobs')
+      for (const job of rows) open.save.run(job.kind, job.id, job.status, job.body, job.record, job.startedAt, job.endedAt)
+      open.db.exec('COMMIT')
+    } catch (error) {
+      try {
+        open.db.exec('ROLLBACK')
+      } catch {
+        // SQLite rolled back already (a full disk)
+      }
+      throw error
+    }
+    this.#dropOldFrames()
+  }
+
+  /**
    * The record of a job that no longer owes anything holds no secret, but the WAL still holds
    * its earlier versions: a truncating checkpoint copies the newest pages into the database
    * (where secure_delete zeroed the old content) and empties the WAL. Once per finished job.

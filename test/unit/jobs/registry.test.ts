@@ -247,7 +247,8 @@ describe('JobRegistry', () => {
   })
 
   it('a store whose files were removed or moved while it ran is made again at its path and every row written to it', () => {
-    for (const move of [(d: string) => rmSync(d, { recursive: true }), (d: string) => renameSync(d, `${d}.old`)]) {
+    const moves = [(d: string) => rmSync(d, { recursive: true }), (d: string) => renameSync(d, `${d}.old`), (d: string) => rmSync(join(d, 'jobs.sqlite-wal'))]
+    for (const move of moves) {
       const directory = mkdtempSync(join(tmpdir(), 'registry-relocated-'))
       const own = new JobStore(directory)
       const registry = new JobRegistry(2, own)
@@ -257,6 +258,13 @@ describe('JobRegistry', () => {
       done.state = 'finished'
       done.endedAt = new Date(1_000_100)
       registry.finish(done)
+      const gone = job('gone')
+      assert.ok(typeof registry.start(gone) === 'object')
+      gone.status = 'FAILED'
+      gone.state = 'finished'
+      gone.endedAt = new Date(1_000_200)
+      registry.finish(gone)
+      assert.equal(registry.delete('backup', 'gone'), 'deleted')
       const running = job('running')
       assert.ok(typeof registry.start(running) === 'object')
       assert.equal(registry.replace(owingRow('owing', ['post-backup-unlock'])), true)
