@@ -22,6 +22,11 @@ class FailingStore extends JobStore {
     if (this.failure) throw this.failure
     super.save(job)
   }
+  override replaceAll(rows: readonly StoredJob[]): void {
+    this.writes++
+    if (this.failure) throw this.failure
+    super.replaceAll(rows)
+  }
   override remove(kind: StoredJob['kind'], id: string): void {
     this.writes++
     if (this.failure) throw this.failure
@@ -283,5 +288,26 @@ describe('JobRegistry', () => {
         reopened.close()
       }
     }
+  })
+
+  it('a relocated store that cannot take the rewrite at once gets every row once it can (not only the rows changed since)', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'registry-rewrite-'))
+    const own = new FailingStore(directory)
+    const registry = new JobRegistry(2, own)
+    const done = job('kept')
+    assert.ok(typeof registry.start(done) === 'object')
+    done.status = 'SUCCEEDED'
+    done.state = 'finished'
+    done.endedAt = new Date(1_000_100)
+    registry.finish(done)
+    rmSync(directory, { recursive: true })
+    own.failure = FULL()
+    registry.checkStore()
+    assert.equal(registry.storeProblem, 'the job store could not be written (disk full?)')
+    own.failure = undefined
+    assert.equal(registry.writeOut(), 0)
+    assert.equal(registry.storeProblem, undefined)
+    assert.equal(JSON.parse(stored(own, 'kept')?.body ?? '{}').status, 'SUCCEEDED', 'the row written before the relocation is there again')
+    own.close()
   })
 })
