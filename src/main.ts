@@ -9,7 +9,7 @@ import { preloadBodyChecks } from './http/jobs.ts'
 import { applyTlsMaterial, loadTlsMaterial } from './http/tls.ts'
 import { prepareJobRoot } from './jobs/directory.ts'
 import { finishRecovery, markInterrupted } from './jobs/recovery.ts'
-import { JobRegistry } from './jobs/registry.ts'
+import { JobRegistry, RELOCATED } from './jobs/registry.ts'
 import { JobStore } from './jobs/store.ts'
 import { useRecordKey } from './jobs/sealed-secrets.ts'
 import { createLogger } from './log.ts'
@@ -18,6 +18,8 @@ import { trustCertificates } from './tls.ts'
 import { resolveGroup } from './util/group.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
+/** How often the store is checked for having been removed or replaced (a stat of jobs.sqlite). */
+const STORE_CHECK_MS = 2000
 /** After listening: a health probe right after the start is answered before the warm-up. */
 const WARM_UP_DELAY_MS = 100
 
@@ -73,7 +75,8 @@ async function main(): Promise<void> {
   }
   // A store that cannot be written is logged once when it starts and once when it ends.
   const registry = new JobRegistry(config.maxJobNumber, store, (problem, error) => {
-    if (problem) log.error({ error: (error as Error | undefined)?.message }, `${problem}: job records are kept in memory and written when it can be; new jobs are refused (503)`)
+    if (error === RELOCATED) log.error(RELOCATED.message)
+    else if (problem) log.error({ error: (error as Error | undefined)?.message }, `${problem}: job records are kept in memory and written when it can be; new jobs are refused (503)`)
     else log.warn('the job store can be written again: every waiting job record is written')
   })
   const stored = registry.load()
@@ -84,6 +87,7 @@ async function main(): Promise<void> {
   const prune = () => registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
   const pruned = prune()
   setInterval(prune, PRUNE_EVERY_MS).unref()
+  setInterval(() => registry.checkStore(), STORE_CHECK_MS).unref()
 
   const deps = { config, registry, log, agentEnv: process.env, observer: metrics, jobGid }
   const app = await buildApp({ config, registry, log, runner: deps, metrics, tls: tls?.material })

@@ -58,6 +58,9 @@ interface Removal {
 /** Told when the store stops or starts taking writes again (main.ts logs it). */
 export type StoreWatcher = (problem: string | undefined, error?: unknown) => void
 
+/** Passed to the watcher when the store's files left directory_state while the agent ran. */
+export const RELOCATED = new Error('the job store was removed or replaced while the agent ran: it is made again and every job record written to it again')
+
 export class JobRegistry {
   readonly #jobs: Record<JobKind, Map<string, JobEntry>> = { backup: new Map(), restore: new Map() }
   readonly #maxRunning: number
@@ -66,6 +69,10 @@ export class JobRegistry {
   #closing = false
   /** Rows (and removals) the store has not taken yet, by `kind/id`; the newest state wins. */
   readonly #unwritten = new Map<string, StoredJob | Removal>()
+  /** The newest row of every job, written or not: what is written again when the store is made again at its path (JobStore.relocated). */
+  readonly #rows = new Map<string, StoredJob>()
+  /** Set when the store was found relocated, until every row is written to it again. */
+  #rewrite = false
   #storeProblem: string | undefined
   #retry: NodeJS.Timeout | undefined
   #retryMs = RETRY_FIRST_MS
@@ -102,6 +109,7 @@ export class JobRegistry {
     for (const row of this.#store.all()) {
       const entry = this.#entryOf(row)
       this.#jobs[row.kind].set(row.id, entry)
+      this.#rows.set(keyOf(row.kind, row.id), row)
       if (entry.owed) owing.push(row)
     }
     return owing
@@ -169,6 +177,7 @@ export class JobRegistry {
     }
     if (!this.publish(job, entry)) {
       this.#unwritten.delete(keyOf(job.kind, job.id))
+      this.#rows.delete(keyOf(job.kind, job.id))
       return 'store'
     }
     jobs.set(job.id, entry)
@@ -226,13 +235,25 @@ export class JobRegistry {
     const key = keyOf(item.kind, item.id)
     this.#unwritten.delete(key)
     this.#unwritten.set(key, item)
+    if ('removed' in item) this.#rows.delete(key)
+    else this.#rows.set(key, item)
     return this.#flush()
   }
 
   /** Writes the queued rows in order; stops at the first failure. True when none is left. */
   #flush(): boolean {
+    let relocated = false
     try {
       this.#store.ensureOpen()
+      // directory_state was removed or replaced: the store made again there gets every job's
+      // newest row (#rows holds the unwritten ones too) in one transaction, also when that waits
+      if (this.#store.relocated()) this.#rewrite = true
+      if (this.#rewrite) {
+        this.#store.replaceAll([...this.#rows.values()])
+        this.#unwritten.clear()
+        this.#rewrite = false
+        relocated = true
+      }
     } catch (error) {
       this.#failed(error)
       return false
@@ -247,6 +268,7 @@ export class JobRegistry {
       }
       this.#unwritten.delete(key)
     }
+    if (relocated) this.#watch?.(undefined, RELOCATED) // logged once written: a crash after it loses nothing
     if (this.#storeProblem !== undefined) {
       this.#storeProblem = undefined
       clearTimeout(this.#retry)
@@ -268,6 +290,14 @@ export class JobRegistry {
       this.#flush()
     }, this.#retryMs)
     this.#retry.unref()
+  }
+
+  /**
+   * Called every few seconds (main.ts): a store whose files were removed or replaced while no job
+   * changed is made again and written in full before a crash could lose what it held.
+   */
+  checkStore(): void {
+    if (this.#storeProblem === undefined) this.#flush()
   }
 
   /**

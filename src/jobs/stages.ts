@@ -271,7 +271,9 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
   // moved into place once verified: the restore script never sees a partial or corrupt file
   // under the name it reads, nothing planted in the job directory lies in the way of what the
   // agent writes, and no name of the agent's can be the restore filename.
-  const workPath = await mkdtemp(join(here, DOWNLOAD_WORK_PREFIX))
+  const workPath = await mkdtemp(join(here, DOWNLOAD_WORK_PREFIX)).catch((error: unknown) => {
+    throw jobDirectoryWriteFailure(error, `download of ${filename}`, ctx.directory) ?? error
+  })
   let workHandle: FileHandle | undefined
   // One pass gives both the whole-object digest and, holding back the last 32 bytes, the one a
   // version-2 `.osb` trailer must match (src/integrity/trailer.ts).
@@ -281,13 +283,17 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     // Through the handle: a symlink swapped in at the directory's name cannot redirect a write.
     const work = `/proc/self/fd/${workHandle.fd}`
     const object = join(work, 'object')
-    const file = await createJobFile(object, ctx.jobGid)
+    const file = await createJobFile(object, ctx.jobGid).catch((error: unknown) => {
+      throw jobDirectoryWriteFailure(error, `download of ${filename}`, ctx.directory) ?? error
+    })
     let downloaded: Downloaded
     try {
       downloaded = await ctx.storage().download(filename, file, {
         ...ctx.transferOptions(null),
         onChunk: (chunk) => digest.update(chunk),
       })
+    } catch (error) {
+      throw jobDirectoryWriteFailure(error, `download of ${filename}`, ctx.directory) ?? error
     } finally {
       await file.close()
     }
@@ -298,7 +304,11 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     // decoder then reports what is wrong with it.
     const header = streamed ? await readFileHeader(object).catch(() => undefined) : undefined
     verifyDownload(ctx, filename, digest.digest(), downloaded.sha256, header)
-    const ready = streamed ? await decodeInto(object, join(work, 'decoded'), ctx.job.request.encryptionKey, ctx.jobGid) : object
+    const ready = streamed
+      ? await decodeInto(object, join(work, 'decoded'), ctx.job.request.encryptionKey, ctx.jobGid).catch((error: unknown) => {
+          throw jobDirectoryWriteFailure(error, `decoding ${filename}`, ctx.directory) ?? error
+        })
+      : object
     await moveIntoPlace(ready, target, shown, ctx.allowedToDeleteFiles)
   } finally {
     ctx.job.progress = undefined
@@ -310,6 +320,33 @@ async function downloadRestoreFile(ctx: StageContext): Promise<void> {
     }
     await removeEntry(workPath)
   }
+}
+
+// What more space or a writable filesystem would cure, by errno.
+const LOCAL_WRITE_PROBLEMS: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only filesystem',
+  EIO: 'I/O error',
+}
+
+// The calls that write the agent's own files (a read of the storage's side never counts).
+const WRITING_CALLS = new Set(['write', 'open', 'mkdtemp', 'mkdir', 'fsync', 'ftruncate', 'fchmod', 'fchown'])
+
+/**
+ * A failed write of the agent's own file in the job directory, found anywhere in the cause chain
+ * (storage clients wrap it in a message that names the storage, which had no part in it): a
+ * message that names the job directory and the cause, or undefined for any other failure.
+ */
+function jobDirectoryWriteFailure(error: unknown, what: string, directory: string): JobError | undefined {
+  for (let e = error, depth = 0; e !== undefined && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, syscall } = e as { code?: unknown; syscall?: unknown }
+    const problem = typeof code === 'string' ? LOCAL_WRITE_PROBLEMS[code] : undefined
+    if (problem !== undefined && typeof syscall === 'string' && WRITING_CALLS.has(syscall)) {
+      return new JobError(`${what} failed: cannot write in the job directory ${directory}: ${problem} (${code}); the partial file was removed`, { cause: error })
+    }
+  }
+  return undefined
 }
 
 const notReplaced = (target: string) => new JobError(`${target} already exists and allowed_to_delete_files is false, so it is not replaced`)

@@ -113,6 +113,10 @@ export class JobStore {
   readonly #path: string
   #open: Open | undefined
   #notCreated: unknown
+  /** The files the open database writes (jobs.sqlite and its WAL), to notice when their paths lead elsewhere (relocated). */
+  #files: { path: string; dev: number; ino: number }[] | undefined
+  /** The record key once read or made: a store made again at the path gets the same one. */
+  #key: Buffer | undefined
 
   /**
    * Opens (or creates) the store. One that holds no job yet (no file, or an empty one) but
@@ -165,6 +169,14 @@ export class JobStore {
         if (!isWriteProblem(error) || schemaVersion(db) < 1) throw error
       }
       this.#restrictFiles()
+      this.#files = [this.#path, `${this.#path}-wal`].flatMap((path) => {
+        const found = statSync(path, { throwIfNoEntry: false })
+        return found ? [{ path, dev: found.dev, ino: found.ino }] : []
+      })
+      if (this.#key !== undefined && schemaVersion(db) >= 2 && db.prepare('SELECT 1 FROM record_key').get() === undefined) {
+        // made again after relocated(): the records written to it again are sealed with this key
+        db.prepare('INSERT INTO record_key (key) VALUES (?)').run(this.#key)
+      }
       // A finished job whose recovery still owes steps (record.pending) is kept like a running one.
       // (An unreadable record owes nothing: recovery could not read it either.)
       const finished = `status != 'RUNNING' AND (NOT json_valid(record) OR coalesce(json_array_length(record, '$.pending'), 0) = 0)`
@@ -204,7 +216,36 @@ export class JobStore {
       key = read()
     }
     if (key?.length !== 32) throw new Error('the record key in the job store is damaged')
-    return Buffer.from(key)
+    this.#key = Buffer.from(key)
+    return this.#key
+  }
+
+  /**
+   * True when jobs.sqlite (or its WAL) at its path is no longer the file this store has open:
+   * directory_state was removed, moved, or replaced (a symlink elsewhere) while the agent ran. SQLite would go on
+   * writing to the unlinked files without an error, and every record would be gone at the next
+   * start. The handle is closed; the next write opens (or creates) the store at its path again,
+   * and the caller must write every row again.
+   */
+  relocated(): boolean {
+    if (this.#open === undefined || this.#files === undefined) return false
+    const same = (file: { path: string; dev: number; ino: number }) => {
+      const now = statSync(file.path, { throwIfNoEntry: false })
+      return now !== undefined && now.dev === file.dev && now.ino === file.ino
+    }
+    try {
+      if (this.#files.every(same)) return false
+    } catch {
+      // a path that cannot be looked at any more (EACCES, ELOOP): not the file this store has open
+    }
+    try {
+      this.#open.db.close()
+    } catch {
+      // closing the orphaned files cannot fail in a way that matters
+    }
+    this.#open = undefined
+    this.#files = undefined
+    return true
   }
 
   /** The database, its WAL and shared-memory files hold job records: owner only. */
@@ -235,6 +276,30 @@ export class JobStore {
   save(job: StoredJob): void {
     this.#opened().save.run(job.kind, job.id, job.status, job.body, job.record, job.startedAt, job.endedAt)
     if (job.status !== 'RUNNING' && pendingSteps(job.record).length === 0) this.#dropOldFrames()
+  }
+
+  /**
+   * Makes the store hold exactly these rows, in one transaction with one checkpoint after it: the
+   * store made again after relocated() takes every job's row at once (one by one, a thousand rows
+   * blocked polls for seconds), and a store whose WAL was lost drops the rows removed since.
+   * All or nothing; throws as save() does.
+   */
+  replaceAll(rows: readonly StoredJob[]): void {
+    const open = this.#opened()
+    open.db.exec('BEGIN')
+    try {
+      open.db.exec('DELETE FROM jobs')
+      for (const job of rows) open.save.run(job.kind, job.id, job.status, job.body, job.record, job.startedAt, job.endedAt)
+      open.db.exec('COMMIT')
+    } catch (error) {
+      try {
+        open.db.exec('ROLLBACK')
+      } catch {
+        // SQLite rolled back already (a full disk)
+      }
+      throw error
+    }
+    this.#dropOldFrames()
   }
 
   /**

@@ -3,7 +3,7 @@
 // job still owes recovery steps.
 import { afterEach, beforeEach, describe, it, mock } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { newJob, pollingBody, type Job } from '../../../src/jobs/job.ts'
@@ -21,6 +21,11 @@ class FailingStore extends JobStore {
     this.writes++
     if (this.failure) throw this.failure
     super.save(job)
+  }
+  override replaceAll(rows: readonly StoredJob[]): void {
+    this.writes++
+    if (this.failure) throw this.failure
+    super.replaceAll(rows)
   }
   override remove(kind: StoredJob['kind'], id: string): void {
     this.writes++
@@ -244,5 +249,65 @@ describe('JobRegistry', () => {
     // the store still has the row, finished long ago; the newer state has not been written
     assert.equal(registry.prune(10_000_000, 0, 0), 0)
     assert.ok(registry.get('backup', 'w'))
+  })
+
+  it('a store whose files were removed or moved while it ran is made again at its path and every row written to it', () => {
+    const moves = [(d: string) => rmSync(d, { recursive: true }), (d: string) => renameSync(d, `${d}.old`), (d: string) => rmSync(join(d, 'jobs.sqlite-wal'))]
+    for (const move of moves) {
+      const directory = mkdtempSync(join(tmpdir(), 'registry-relocated-'))
+      const own = new JobStore(directory)
+      const registry = new JobRegistry(2, own)
+      const done = job('done')
+      assert.ok(typeof registry.start(done) === 'object')
+      done.status = 'SUCCEEDED'
+      done.state = 'finished'
+      done.endedAt = new Date(1_000_100)
+      registry.finish(done)
+      const gone = job('gone')
+      assert.ok(typeof registry.start(gone) === 'object')
+      gone.status = 'FAILED'
+      gone.state = 'finished'
+      gone.endedAt = new Date(1_000_200)
+      registry.finish(gone)
+      assert.equal(registry.delete('backup', 'gone'), 'deleted')
+      const running = job('running')
+      assert.ok(typeof registry.start(running) === 'object')
+      assert.equal(registry.replace(owingRow('owing', ['post-backup-unlock'])), true)
+      move(directory)
+      registry.checkStore()
+      own.close()
+      const reopened = new JobStore(directory)
+      try {
+        assert.deepEqual(reopened.all().map((r) => [r.id, r.status]).sort(), [['done', 'SUCCEEDED'], ['owing', 'FAILED'], ['running', 'RUNNING']])
+        const { sealed, ...record } = JSON.parse(stored(reopened, 'running')?.record ?? '{}')
+        const { sealed: _fresh, ...expected } = JSON.parse(JSON.stringify(recoveryRecord(running)))
+        assert.deepEqual(record, expected, 'the running job keeps its recovery record')
+        assert.equal(typeof sealed, 'string')
+        assert.deepEqual(JSON.parse(stored(reopened, 'owing')?.record ?? '{}').pending, ['post-backup-unlock'], 'still owed')
+      } finally {
+        reopened.close()
+      }
+    }
+  })
+
+  it('a relocated store that cannot take the rewrite at once gets every row once it can (not only the rows changed since)', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'registry-rewrite-'))
+    const own = new FailingStore(directory)
+    const registry = new JobRegistry(2, own)
+    const done = job('kept')
+    assert.ok(typeof registry.start(done) === 'object')
+    done.status = 'SUCCEEDED'
+    done.state = 'finished'
+    done.endedAt = new Date(1_000_100)
+    registry.finish(done)
+    rmSync(directory, { recursive: true })
+    own.failure = FULL()
+    registry.checkStore()
+    assert.equal(registry.storeProblem, 'the job store could not be written (disk full?)')
+    own.failure = undefined
+    assert.equal(registry.writeOut(), 0)
+    assert.equal(registry.storeProblem, undefined)
+    assert.equal(JSON.parse(stored(own, 'kept')?.body ?? '{}').status, 'SUCCEEDED', 'the row written before the relocation is there again')
+    own.close()
   })
 })
