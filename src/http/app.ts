@@ -124,10 +124,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // An answer given while the body is still arriving (401, 429, 413): it closes the connection,
   // but only after reading what the client is still sending, so the client gets to read it.
-  app.addHook('onSend', async (req, reply) => {
-    if (!bodyStillArriving(req.raw)) return
-    reply.header('connection', 'close')
-    drainAfterAnswer(req.raw)
+  // A callback hook, not an async one: it runs on every answer (each poll), where a promise per
+  // request is measurable.
+  app.addHook('onSend', (req, reply, payload, done) => {
+    if (bodyStillArriving(req.raw)) {
+      reply.header('connection', 'close')
+      drainAfterAnswer(req.raw)
+    }
+    done(null, payload)
   })
 
   // One line per request; successful polls (the manager's every-5-s loop) only at debug.
