@@ -9,6 +9,9 @@ import { join } from 'node:path'
 import { BACKUP_STAGES, RESTORE_STAGES, startAgent, type Agent, type AgentOptions } from '../helpers/agent.ts'
 import { managerBackupBody, managerId, managerRestoreBody } from '../helpers/bodies.ts'
 
+/** Longer than the agent takes to store a started script's pid, even on a loaded machine. */
+const RECORD_SETTLE_MS = 500
+
 const skip = { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSecret: 'recovery-secret-Q7', filenamePrefix: '' }
 
 /**
@@ -78,11 +81,21 @@ describe('a crash during recovery', () => {
     assert.equal(res.status, 201, res.text)
   }
 
+  /**
+   * SIGKILL once the agent has recorded the script that just wrote its `start` line: the agent
+   * stores the script's pid a moment after starting it, and a kill in between runs the step again
+   * (at least once, docs/DURABILITY.md), where these tests count exactly once.
+   */
+  async function killOnceScriptRecorded(): Promise<void> {
+    await new Promise((r) => setTimeout(r, RECORD_SETTLE_MS))
+    await agent.kill('SIGKILL')
+  }
+
   /** A backup killed during its backup script; the restarted agent is left running its recovery's unlock. */
   async function killDuringBackupThenRecoverToUnlock(id: string, unlockSecs: number): Promise<void> {
     await trigger(id, { sleep_in: 'backup post-backup-unlock', sleep_secs: unlockSecs })
     await waitForStep(id, 'backup start')
-    await agent.kill('SIGKILL')
+    await killOnceScriptRecorded()
     agent = await startAgent(options)
     await waitForStep(id, 'post-backup-unlock start')
   }
@@ -91,7 +104,7 @@ describe('a crash during recovery', () => {
     const id = managerId()
     await trigger(id, { sleep_in: 'backup-cleanup', sleep_secs: 6 })
     await waitForStep(id, 'backup-cleanup start')
-    await agent.kill('SIGKILL')
+    await killOnceScriptRecorded()
 
     agent = await startAgent(options)
     await agent.waitForOutput(new RegExp(`"job":"${id}".*"msg":"waiting for the interrupted script"`), 10_000)
@@ -128,7 +141,7 @@ describe('a crash during recovery', () => {
   it('killed again while recovery runs the unlock script: the unlock is waited for and not lost', async () => {
     const id = managerId()
     await killDuringBackupThenRecoverToUnlock(id, 4)
-    await agent.kill('SIGKILL')
+    await killOnceScriptRecorded()
 
     agent = await startAgent(options)
     assert.equal((await agent.request('DELETE', '/backup', { id })).status, 409)
@@ -142,7 +155,7 @@ describe('a crash during recovery', () => {
   it('the body the second crash left keeps what the first recovery did, and survives a later restart byte for byte', async () => {
     const id = managerId()
     await killDuringBackupThenRecoverToUnlock(id, 3)
-    await agent.kill('SIGKILL')
+    await killOnceScriptRecorded()
 
     agent = await startAgent(options)
     const early = (await agent.request('GET', `/backup/${id}`)).json()
@@ -182,7 +195,7 @@ describe('a crash during recovery', () => {
       const crashed = managerId()
       await trigger(crashed, { sleep_in: 'backup-cleanup', sleep_secs: 2, replace_in: 'backup-cleanup', replace_with: replaceWith })
       await waitForStep(crashed, 'backup-cleanup start')
-      await agent.kill('SIGKILL')
+      await killOnceScriptRecorded()
       agent = await startAgent(options)
       await waitForStep(crashed, 'post-backup-unlock end')
       await deleteOnceNothingOwed(crashed)
@@ -197,7 +210,7 @@ describe('a crash during recovery', () => {
     const token = 'api-token-sealed-Zx81'
     await trigger(id, { sleep_in: 'backup', sleep_secs: 30, api_token: token, count_secrets: 1 })
     await waitForStep(id, 'backup start')
-    await agent.kill('SIGKILL')
+    await killOnceScriptRecorded()
     const files = await readdir(join(agent.root, 'state'))
     const stored = Buffer.concat(await Promise.all(files.filter((f) => f.startsWith('jobs.sqlite')).map((f) => readFile(join(agent.root, 'state', f))))).toString('latin1')
     assert.ok(stored.includes(id), 'the test reads the store\'s files')
