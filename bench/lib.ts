@@ -83,10 +83,14 @@ export interface Row {
   unit: string
   ours: number
   peer: number | null
-  /** ours / peer (or ours / target for absolute targets); what `target` is compared with. */
+  /** ours / peer when there is a peer, else ours / target for absolute targets. */
   ratio: number | null
+  /** The range of the rounds behind the figure (of the ratio when there is one), "min–max". */
+  spread?: string
   target: string
   pass: boolean
+  /** A figure that needs the Go agent, which this run did not have (BENCH_GO_AGENT unset). */
+  skipped?: boolean
   /** Every round's values, and anything else worth keeping. */
   detail?: Record<string, unknown>
 }
@@ -102,6 +106,12 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = Math.floor(sorted.length / 2)
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+/** "min–max" of a figure's rounds (what "within noise" is judged against). */
+export function spread(values: readonly number[], digits = 2): string {
+  if (values.length === 0) return ''
+  return `${round(Math.min(...values), digits)}–${round(Math.max(...values), digits)}`
 }
 
 /** Nearest-rank percentile. */
@@ -275,11 +285,14 @@ export interface AgentOptions {
 }
 
 export interface Agent {
+  /** 'ours' (the Go agent's figures say 'go'). */
+  name: string
   url: string
   pid: number
   root: string
   backupDir: string
   restoreDir: string
+  scriptsDir: string
   basic: string
   username: string
   password: string
@@ -301,12 +314,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const backupDir = join(root, 'backup')
   const restoreDir = join(root, 'restore')
   const scriptsDir = join(root, 'scripts')
-  mkdirSync(scriptsDir, { recursive: true })
-  for (const stage of STAGES) {
-    const file = join(scriptsDir, `${stage}.sh`)
-    const body = options.scripts?.[stage] ?? ':'
-    writeFileExecutable(file, `#!/bin/bash\n${body}\n`)
-  }
+  writeScripts(scriptsDir, options.scripts)
   const port = await freePort()
   const username = 'manager'
   const password = `bench-${Math.random().toString(36).slice(2)}`
@@ -348,11 +356,13 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     return { status: res.status, text: await res.text() }
   }
   const agent: Agent = {
+    name: 'ours',
     url,
     pid: child.pid as number,
     root,
     backupDir,
     restoreDir,
+    scriptsDir,
     basic,
     username,
     password,
@@ -396,6 +406,12 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   return agent
 }
 
+/** `<stage>.sh` for every stage in `dir`: the body given, else a no-op. */
+export function writeScripts(dir: string, scripts: Record<string, string> = {}): void {
+  mkdirSync(dir, { recursive: true })
+  for (const stage of STAGES) writeFileExecutable(join(dir, `${stage}.sh`), `#!/bin/bash\n${scripts[stage] ?? ':'}\n`)
+}
+
 function writeFileExecutable(path: string, text: string): void {
   const fd = openSync(path, 'w')
   writeSync(fd, text)
@@ -403,8 +419,8 @@ function writeFileExecutable(path: string, text: string): void {
   chmodSync(path, 0o755)
 }
 
-/** Agents still running (stopped on the way out, whatever happened). */
-export const running = new Set<Agent>()
+/** Agents still running, ours and the Go agent (stopped on the way out, whatever happened). */
+export const running = new Set<{ stop: () => Promise<void> }>()
 
 // ---------------------------------------------------------------- trigger bodies
 
@@ -442,11 +458,11 @@ export function swiftDestination(lab: Record<string, string>, container: string,
   }
 }
 
-export function triggerBody(id: string, destination: Record<string, unknown>, parameters: Record<string, string> = {}, kind: 'backup' | 'restore' = 'backup'): Record<string, unknown> {
+export function triggerBody(id: string, destination: Record<string, unknown>, parameters: Record<string, string> = {}, kind: 'backup' | 'restore' = 'backup', encryptionKey: string | null = null): Record<string, unknown> {
   return {
     id,
     compression: false,
-    encryption_key: null,
+    encryption_key: encryptionKey,
     destination,
     [kind]: { host: '127.0.0.1', username: 'bench', password: 'bench-db-password', database: 'benchdb', parameters: [parameters] },
   }
