@@ -406,6 +406,17 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   return agent
 }
 
+/**
+ * How a backup script hands the agent the prepared source file `$src` as its dump: moved into
+ * the job directory (a rename, so the timed job copies nothing), and moved back by the cleanup
+ * script (SOURCE_BACK, which runs after the upload, in the job directory). A hard link was used
+ * before; the agent now refuses a backup file with a second name (it may be a file outside the
+ * job directory). A job that fails before its cleanup leaves the source gone, and sourceFile()
+ * makes it again.
+ */
+export const SOURCE_IN = 'mv -- "$src" "$5.bin"'
+export const SOURCE_BACK = 'if [ -n "$src" ] && [ ! -e "$src" ]; then shopt -s nullglob; for f in ./*.bin; do mv -- "$f" "$src"; done; fi'
+
 /** `<stage>.sh` for every stage in `dir`: the body given, else a no-op. */
 export function writeScripts(dir: string, scripts: Record<string, string> = {}): void {
   mkdirSync(dir, { recursive: true })

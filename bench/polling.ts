@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { HttpClient } from './client.ts'
 import { goAgentPath, GO_SKIPPED, startGoAgent, type GoAgent } from './go-agent.ts'
-import { BenchError, freePort, GiB, jobId, log, median, NODE, ROOT, round, runJobToEnd, s3Destination, sleep, sourceFile, spread, startAgent, stopChild, trigger, triggerBody, type Agent, type Row } from './lib.ts'
+import { BenchError, freePort, GiB, jobId, log, median, NODE, ROOT, round, runJobToEnd, s3Destination, sleep, SOURCE_BACK, SOURCE_IN, sourceFile, spread, startAgent, stopChild, trigger, triggerBody, type Agent, type Row } from './lib.ts'
 import { BUCKET, emptyBucket, ensureBucket } from './storage.ts'
 import { wrk, type WrkResult } from './wrk.ts'
 
@@ -22,7 +22,8 @@ function scripts(): Record<string, string> {
   const stages = ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']
   const out: Record<string, string> = {}
   for (const stage of stages) out[stage] = noisy(stage)
-  out.backup += `\ncase "$mode" in sleep) sleep 600 ;; big) ln "$src" "$5.bin" ;; esac`
+  out.backup += `\ncase "$mode" in sleep) sleep 600 ;; big) ${SOURCE_IN} ;; esac`
+  out['backup-cleanup'] += `\n${SOURCE_BACK}`
   return out
 }
 

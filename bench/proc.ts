@@ -59,8 +59,8 @@ function statusKb(pid: number, field: string): number | undefined {
 export interface TreeRss {
   /** Summed VmRSS of the counted processes. */
   bytes: number
-  /** The processes counted, with their VmRSS in bytes. */
-  counted: { pid: number; bytes: number }[]
+  /** The processes counted, with their VmRSS in bytes and command line. */
+  counted: { pid: number; bytes: number; command: string }[]
   /** Processes left out: lifecycle scripts (and what they started), children not yet exec'd. */
   excluded: number
 }
@@ -73,7 +73,7 @@ export interface TreeRss {
  *   its resident pages are the parent's, already counted.
  */
 export function treeRss(pid: number, scriptsDir?: string): TreeRss {
-  const counted: { pid: number; bytes: number }[] = []
+  const counted: TreeRss['counted'] = []
   const skip = new Set<number>()
   let excluded = 0
   const lines = new Map<number, string | undefined>()
@@ -96,7 +96,7 @@ export function treeRss(pid: number, scriptsDir?: string): TreeRss {
       continue
     }
     const kb = statusKb(p, 'VmRSS')
-    if (kb !== undefined) counted.push({ pid: p, bytes: kb * 1024 })
+    if (kb !== undefined) counted.push({ pid: p, bytes: kb * 1024, command: (line ?? '').split('\0').join(' ').trim().slice(0, 120) })
   }
   return { bytes: counted.reduce((sum, c) => sum + c.bytes, 0), counted, excluded }
 }
@@ -159,15 +159,17 @@ export function activityBetween(before: Activity, after: Activity): { switches: 
  * The tree's summed VmRSS sampled every `everyMs` while a job runs (the main process's VmHWM
  * catches its own peak between samples; a sample catches the helpers' share).
  */
-export function sampleTreeRss(pid: number, scriptsDir: string, everyMs = 50): { stop: () => { maxBytes: number; samples: number; maxProcesses: number } } {
+export function sampleTreeRss(pid: number, scriptsDir: string, everyMs = 50): { stop: () => { maxBytes: number; samples: number; maxProcesses: number; helpers: string[] } } {
   let maxBytes = 0
   let samples = 0
   let maxProcesses = 0
+  const helpers = new Set<string>()
   const take = () => {
     const rss = treeRss(pid, scriptsDir)
     samples++
     if (rss.bytes > maxBytes) maxBytes = rss.bytes
     if (rss.counted.length > maxProcesses) maxProcesses = rss.counted.length
+    for (const c of rss.counted.slice(1)) helpers.add(c.command)
   }
   take()
   const timer = setInterval(take, everyMs)
@@ -175,7 +177,7 @@ export function sampleTreeRss(pid: number, scriptsDir: string, everyMs = 50): { 
     stop: () => {
       clearInterval(timer)
       take()
-      return { maxBytes, samples, maxProcesses }
+      return { maxBytes, samples, maxProcesses, helpers: [...helpers] }
     },
   }
 }

@@ -2,7 +2,7 @@
 // speed, backed up in file mode (generate into a file, then upload) and in streaming mode
 // (generate into BACKUP_STREAM while the agent uploads) to S3. Target: the streaming job's wall
 // time ≤ 1.1 × max(generation time, upload time), and its peak RSS ≤ 150 MB.
-import { GiB, jobId, log, median, NODE, requireFreeDisk, round, runJobToEnd, s3Destination, sleep, sourceFile, stageMs, startAgent, triggerBody, WORK, type Row } from './lib.ts'
+import { GiB, jobId, log, median, NODE, requireFreeDisk, round, runJobToEnd, s3Destination, sleep, SOURCE_BACK, SOURCE_IN, sourceFile, stageMs, startAgent, triggerBody, WORK, type Row } from './lib.ts'
 import { GENERATOR } from './memory.ts'
 import { BUCKET, emptyBucket, ensureBucket } from './storage.ts'
 
@@ -16,7 +16,7 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
   const src = sourceFile(size)
   const backup = [
     'case "$mode" in',
-    '  link) ln "$src" "$5.bin" ;;',
+    `  link) ${SOURCE_IN} ;;`,
     `  file) "${NODE}" "${GENERATOR}" "$size" "$rate" "$5.bin" ;;`,
     `  stream) "${NODE}" "${GENERATOR}" "$size" "$rate" "$BACKUP_STREAM" ;;`,
     'esac',
@@ -30,7 +30,7 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
   const streamPeak: number[] = []
   let rate = 0
   {
-    const agent = await startAgent({ scripts: { backup } })
+    const agent = await startAgent({ scripts: { backup, 'backup-cleanup': SOURCE_BACK } })
     try {
       const job = await runJobToEnd(agent, 'backup', triggerBody(jobId(), s3Destination(lab, BUCKET), params('link')))
       uploads.push(stageMs(job.stages, 'upload', 'backup-cleanup'))

@@ -5,7 +5,7 @@
 // SUCCEEDED, with no-op scripts: what an operator waits for, checksums included.
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { GiB, jobId, log, median, MiB, requireFreeDisk, round, runJobToEnd, runOk, s3Destination, sourceFile, startAgent, swiftDestination, triggerBody, WORK, type Row } from './lib.ts'
+import { GiB, jobId, log, median, MiB, requireFreeDisk, round, runJobToEnd, runOk, s3Destination, SOURCE_BACK, SOURCE_IN, sourceFile, startAgent, swiftDestination, triggerBody, WORK, type Row } from './lib.ts'
 import { awsArgs, awsEnv, BUCKET, CONTAINER, emptyBucket, emptyContainer, ensureBucket, ensureContainer, swiftArgs, swiftEnv } from './storage.ts'
 
 /** Segment size for the Swift figure, the agent's and the swift CLI's (an SLO of 1 GiB / this). */
@@ -16,7 +16,7 @@ export async function transfers(lab: Record<string, string>, kind: 's3' | 'swift
   requireFreeDisk(WORK, 4 * size, `the ${kind} transfer figure`)
   const src = sourceFile(size)
   const env: Record<string, string> = kind === 'swift' ? { swift_segment_bytes: String(SWIFT_SEGMENT_BYTES), swift_segment_threshold_bytes: String(SWIFT_SEGMENT_BYTES) } : {}
-  const agent = await startAgent({ scripts: { backup: 'ln "$src" "$5.bin"' }, env })
+  const agent = await startAgent({ scripts: { backup: SOURCE_IN, 'backup-cleanup': SOURCE_BACK }, env })
   if (kind === 's3') await ensureBucket(lab)
   else await ensureContainer(lab)
   const destination = (extra: Record<string, unknown> = {}) => (kind === 's3' ? s3Destination(lab, BUCKET, extra) : swiftDestination(lab, CONTAINER, extra))
