@@ -247,8 +247,10 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
         let uploading = jobId()
         await trigger(agent, 'backup', triggerBody(uploading, s3Destination(lab, BUCKET), { mode: 'big', src }))
         await agent.waitForState('backup', uploading, 'upload')
+        // It returns only once the upload under way has ended (a stop that came while the next
+        // was being triggered left that one running, and the next round found no free job slot).
         const loop = (async () => {
-          while (!stopLoad) {
+          for (;;) {
             const { body } = await agent.waitFor('backup', uploading, { pollMs: 200 })
             if (body.status !== 'SUCCEEDED') throw new BenchError(`upload under load ${body.status}: ${body.error_message}`)
             uploads++

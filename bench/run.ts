@@ -36,6 +36,7 @@ import { BenchError, buildRelease, describeAgent, ensureLab, ensureTools, log, m
 import { memory } from './memory.ts'
 import { overhead, startup } from './jobs.ts'
 import { polling } from './polling.ts'
+import { removeRunStorage } from './storage.ts'
 import { streaming } from './streaming.ts'
 import { transfers } from './transfer.ts'
 
@@ -88,7 +89,7 @@ async function main(): Promise<number> {
       // One broken figure is reported (as a failed row) and the others still run.
       log(`${name} failed: ${(error as Error).stack ?? String(error)}`)
       failures.push(`${name}: ${(error as Error).message}`)
-      rows.push({ figure: `${name} (did not complete)`, unit: '', ours: NaN, peer: null, ratio: null, target: (error as Error).message.slice(0, 120), pass: false })
+      rows.push({ figure: `${name} (did not complete)`, unit: '', ours: NaN, peer: null, ratio: null, target: 'completes (see below)', pass: false, detail: { error: (error as Error).message } })
     }
   }
   try {
@@ -105,6 +106,7 @@ async function main(): Promise<number> {
     if (figures.has('streaming')) await attempt('streaming', () => streaming(lab))
   } finally {
     for (const agent of running) await agent.stop().catch(() => {})
+    await removeRunStorage(lab).catch((e: Error) => log(`could not remove this run's bucket: ${e.message}`))
     if (!process.env.BENCH_KEEP_FILES) rmSync(WORK, { recursive: true, force: true })
   }
   const result = {
@@ -123,7 +125,8 @@ async function main(): Promise<number> {
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`)
   const skipped = result.skipped.length > 0 ? ` (${result.skipped.length} figures ${GO_SKIPPED})` : ''
-  process.stdout.write(`\n${table(rows)}\n\n${result.pass ? 'all targets met' : 'some targets missed'}${skipped}; written to bench/results/latest.json\n`)
+  const failed = failures.map((f) => `did not complete: ${f.split('\n')[0]?.slice(0, 400)}\n`).join('')
+  process.stdout.write(`\n${table(rows)}\n\n${failed}${result.pass ? 'all targets met' : 'some targets missed'}${skipped}; written to bench/results/latest.json\n`)
   return result.pass ? 0 : 1
 }
 

@@ -1,10 +1,16 @@
 // The storage lab seen from the benchmarks: the bucket and containers they use, the peer tools'
 // command lines and environments, and removal of what a figure stored.
-import { CreateBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
+import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
 import { run, runOk } from './lib.ts'
 
-export const BUCKET = 'osb-bench'
-export const CONTAINER = 'osb-bench'
+/**
+ * This run's bucket and container (one name: s3api keeps a bucket as a container of the same
+ * account). Per run, because a bench run of another checkout at the same time empties its own
+ * bucket between rounds, and emptied a shared one under this run's restores. Removed at the end.
+ */
+export const BUCKET = `osb-bench-${process.pid}`
+export const CONTAINER = BUCKET
+let used = false
 
 export function s3Client(lab: Record<string, string>): S3Client {
   return new S3Client({
@@ -18,6 +24,7 @@ export function s3Client(lab: Record<string, string>): S3Client {
 }
 
 export async function ensureBucket(lab: Record<string, string>): Promise<void> {
+  used = true
   await s3Client(lab).send(new CreateBucketCommand({ Bucket: BUCKET })).catch((e: Error) => {
     if (e.name !== 'BucketAlreadyOwnedByYou' && e.name !== 'BucketAlreadyExists') throw e
   })
@@ -61,6 +68,7 @@ export function swiftArgs(lab: Record<string, string>, ...args: string[]): strin
 export const swiftEnv = { PATH: '/usr/bin:/bin', HOME: process.env.HOME ?? '/root' }
 
 export async function ensureContainer(lab: Record<string, string>): Promise<void> {
+  used = true
   await runOk('/usr/bin/swift', swiftArgs(lab, 'post', CONTAINER), { env: swiftEnv })
 }
 
@@ -76,4 +84,14 @@ export async function emptyContainer(lab: Record<string, string>): Promise<void>
     await run('/usr/bin/swift', swiftArgs(lab, 'delete', container), { env: swiftEnv })
   }
   await ensureContainer(lab)
+}
+
+/** Removes this run's bucket and containers with everything in them, if the run made them. */
+export async function removeRunStorage(lab: Record<string, string>): Promise<void> {
+  if (!used) return
+  await emptyBucket(lab).catch(() => {})
+  await s3Client(lab).send(new DeleteBucketCommand({ Bucket: BUCKET })).catch(() => {})
+  for (const container of [CONTAINER, `${CONTAINER}_segments`, `${CONTAINER}+segments`]) {
+    await run('/usr/bin/swift', swiftArgs(lab, 'delete', container), { env: swiftEnv })
+  }
 }
