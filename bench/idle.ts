@@ -72,7 +72,7 @@ export async function idle(): Promise<Row[]> {
     },
     {
       figure: `idle CPU in ${seconds} s, utime + stime (ticks of 10 ms)`,
-      unit: 'ticks',
+      unit: '',
       ours: o.ticks,
       peer: g ? g.ticks : null,
       ratio: g ? ratio(o.ticks, g.ticks) : null,
