@@ -148,6 +148,11 @@ export class JobRegistry {
     return 'cancelled'
   }
 
+  /** Jobs known, running and finished, of both kinds. */
+  get size(): number {
+    return this.#jobs.backup.size + this.#jobs.restore.size
+  }
+
   /** Running jobs of this process, for shutdown. */
   liveJobs(): JobEntry[] {
     return [...this.#jobs.backup.values(), ...this.#jobs.restore.values()].filter((e) => e.live)
