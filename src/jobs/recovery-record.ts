@@ -50,8 +50,22 @@ export function recoveryRecord(job: Job, pending?: string[]): RecoveryRecord {
     request: storedRequest(job.request),
     ...(pending ? { pending } : {}),
     boot: bootId(),
-    ...(keepSecrets ? { sealed: seal(keptSecrets(job.request), sealedFor(job.request)) } : {}),
+    ...(keepSecrets ? { sealed: sealedSecrets(job.request) } : {}),
   }
+}
+
+/**
+ * A request's secrets never change: sealed once per job, not at every write of its record (a
+ * cipher per stage and script start was measurable in a no-op job).
+ */
+const sealedByRequest = new WeakMap<JobRequest, string>()
+function sealedSecrets(request: JobRequest): string {
+  let sealed = sealedByRequest.get(request)
+  if (sealed === undefined) {
+    sealed = seal(keptSecrets(request), sealedFor(request))
+    sealedByRequest.set(request, sealed)
+  }
+  return sealed
 }
 
 const sealedFor = (request: JobRequest) => `${request.kind}/${request.id}`

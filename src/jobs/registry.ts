@@ -25,8 +25,11 @@ export interface JobEntry {
   bytes?: Buffer | undefined
   endedAt: number | null
   startedAt: number
-  /** The listing's view of the job, refreshed with the body. */
-  summary: JobSummary
+  /**
+   * The listing's view of the job, refreshed with the body; a stored job's is made from its body
+   * on the first listing (a start with a thousand records parses none of them).
+   */
+  summary?: JobSummary | undefined
   /** Present while this process runs the job. */
   live?: { job: Job; cancel: AbortController }
   /**
@@ -148,6 +151,11 @@ export class JobRegistry {
     return 'cancelled'
   }
 
+  /** Jobs known, running and finished, of both kinds. */
+  get size(): number {
+    return this.#jobs.backup.size + this.#jobs.restore.size
+  }
+
   /** Running jobs of this process, for shutdown. */
   liveJobs(): JobEntry[] {
     return [...this.#jobs.backup.values(), ...this.#jobs.restore.values()].filter((e) => e.live)
@@ -225,9 +233,11 @@ export class JobRegistry {
   }
 
   #entryOf(row: StoredJob): JobEntry {
-    const summary = jobSummary(row.id, JSON.parse(row.body) as Record<string, unknown>)
-    const owed = row.status === 'RUNNING' || pendingSteps(row.record).length > 0
-    return { kind: row.kind, id: row.id, status: row.status, body: row.body, endedAt: row.endedAt, startedAt: row.startedAt, summary, owed }
+    // A record owes steps only with a non-empty `pending` list, which JSON.stringify writes as
+    // `"pending":["`: other records are not parsed (a string holding those characters has its
+    // quotes escaped, and a match is only a reason to parse).
+    const owed = row.status === 'RUNNING' || (row.record.includes('"pending":["') && pendingSteps(row.record).length > 0)
+    return { kind: row.kind, id: row.id, status: row.status, body: row.body, endedAt: row.endedAt, startedAt: row.startedAt, owed }
   }
 
   /** Queues the row (the newest state of its job wins) and writes every queued row. */
@@ -325,7 +335,7 @@ export class JobRegistry {
     const page = from < 0 ? [] : newestFirst.slice(from, from + query.limit)
     const last = page.at(-1)
     const more = from >= 0 && from + query.limit < newestFirst.length
-    return { jobs: page.map((e) => e.summary), next: more && last ? { startedAt: last.startedAt, id: last.id } : undefined }
+    return { jobs: page.map((e) => (e.summary ??= jobSummary(e.id, JSON.parse(e.body) as Record<string, unknown>))), next: more && last ? { startedAt: last.startedAt, id: last.id } : undefined }
   }
 
   /**

@@ -60,6 +60,9 @@ export function storeWriteProblem(error: unknown): string {
  * secure_delete: content a write replaces or frees is overwritten with zeros, so that the
  * secrets a running job's record holds (docs/DURABILITY.md) do not outlive it in free space.
  */
+/** How long the WAL may keep a finished job's earlier record versions (docs/DURABILITY.md). */
+export const CHECKPOINT_DELAY_MS = 1000
+
 const PRAGMAS = 'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;'
 
 /**
@@ -117,6 +120,8 @@ export class JobStore {
   #files: { path: string; dev: number; ino: number }[] | undefined
   /** The record key once read or made: a store made again at the path gets the same one. */
   #key: Buffer | undefined
+  /** Set while a checkpoint is due (#dropOldFramesSoon). */
+  #checkpointTimer: NodeJS.Timeout | undefined
 
   /**
    * Opens (or creates) the store. One that holds no job yet (no file, or an empty one) but
@@ -129,6 +134,8 @@ export class JobStore {
     this.#path = join(directory, 'jobs.sqlite')
     try {
       this.#open = this.#create()
+      // a previous process may have stopped before its due checkpoint
+      this.#dropOldFramesSoon()
     } catch (error) {
       if (!isWriteProblem(error) || holdsData(this.#path)) throw error
       this.#notCreated = error
@@ -275,7 +282,7 @@ export class JobStore {
 
   save(job: StoredJob): void {
     this.#opened().save.run(job.kind, job.id, job.status, job.body, job.record, job.startedAt, job.endedAt)
-    if (job.status !== 'RUNNING' && pendingSteps(job.record).length === 0) this.#dropOldFrames()
+    if (job.status !== 'RUNNING' && pendingSteps(job.record).length === 0) this.#dropOldFramesSoon()
   }
 
   /**
@@ -303,12 +310,25 @@ export class JobStore {
   }
 
   /**
+   * The checkpoint of #dropOldFrames, at most CHECKPOINT_DELAY_MS after the write that made it
+   * due, for every job that ended meanwhile: it syncs both files (~1.3 ms on the bench VM), and
+   * once per job it was a tenth of a no-op backup's time. close() runs a due one at once.
+   */
+  #dropOldFramesSoon(): void {
+    if (this.#checkpointTimer !== undefined) return
+    this.#checkpointTimer = setTimeout(() => this.#dropOldFrames(), CHECKPOINT_DELAY_MS)
+    this.#checkpointTimer.unref()
+  }
+
+  /**
    * The record of a job that no longer owes anything holds no secret, but the WAL still holds
    * its earlier versions: a truncating checkpoint copies the newest pages into the database
-   * (where secure_delete zeroed the old content) and empties the WAL. Once per finished job.
-   * A checkpoint that cannot run now (a full disk) is left to a later one.
+   * (where secure_delete zeroed the old content) and empties the WAL. A checkpoint that cannot
+   * run now (a full disk) is left to a later one.
    */
   #dropOldFrames(): void {
+    clearTimeout(this.#checkpointTimer)
+    this.#checkpointTimer = undefined
     try {
       this.#open?.db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
     } catch {
@@ -338,6 +358,7 @@ export class JobStore {
   }
 
   close(): void {
+    if (this.#checkpointTimer !== undefined) this.#dropOldFrames()
     this.#open?.db.close()
   }
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { JobStore, type StoredJob } from '../../../src/jobs/store.ts'
+import { CHECKPOINT_DELAY_MS, JobStore, type StoredJob } from '../../../src/jobs/store.ts'
 
 const row = (id: string, status: StoredJob['status'], endedAt: number | null): StoredJob => ({
   kind: 'backup', id, status, body: `{"id":"${id}"}`, record: '{}', startedAt: 1, endedAt,
@@ -41,7 +41,7 @@ describe('JobStore', () => {
     store.close()
   })
 
-  it('leaves no byte of a running job\'s record in its files once the job no longer owes anything', () => {
+  it('leaves no byte of a running job\'s record in its files once the job no longer owes anything', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'store-'))
     const store = new JobStore(dir)
     const secret = 'recovery-secret-Vq82'
@@ -61,9 +61,24 @@ describe('JobStore', () => {
     store.save({ ...row('large', 'SUCCEEDED', 5), record: '{"request":{"authSecret":""}}' })
     assert.ok(bytes().includes(secret), 'a job whose recovery still owes steps keeps what it needs')
     store.save({ ...row('owed', 'FAILED', 3), record: '{"request":{"authSecret":""},"pending":[]}' })
+    // the checkpoint that drops the WAL's old frames runs within CHECKPOINT_DELAY_MS
+    const until = Date.now() + CHECKPOINT_DELAY_MS + 2000
+    while (bytes().includes(secret) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50))
     assert.ok(!bytes().includes(secret), 'no byte of the secret is left in the database or its WAL')
     store.close()
     assert.deepEqual(new JobStore(dir).all().map((r) => r.status), ['FAILED', 'SUCCEEDED', 'FAILED'])
+  })
+
+  it('runs a due checkpoint when it closes: an agent that stops at once leaves no secret in the WAL', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'store-'))
+    const store = new JobStore(dir)
+    const secret = 'closing-secret-8Hq1'
+    for (let i = 0; i < 5; i++) store.save({ ...row('job', 'RUNNING', null), record: JSON.stringify({ request: { authSecret: secret } }) })
+    store.save({ ...row('job', 'SUCCEEDED', 9), record: '{"request":{"authSecret":""}}' })
+    store.close()
+    const bytes = ['', '-wal'].map((suffix) => join(dir, `jobs.sqlite${suffix}`)).filter(existsSync).map((f) => readFileSync(f).toString('latin1')).join('')
+    assert.ok(bytes.includes('SUCCEEDED') || bytes.length > 0, 'the files are there')
+    assert.ok(!bytes.includes(secret), 'no byte of the secret is left after close')
   })
 
   it('keeps one record key, made on first use, across reopening', () => {
