@@ -36,6 +36,8 @@ export class AgentMetrics implements JobObserver {
     r.onScrape(() => {
       const live = jobs.liveJobs()
       for (const kind of KINDS) running.set({ kind }, live.filter((e) => e.kind === kind).length)
+      // a job whose end was never reported (a bug) must not keep the sampler waking the agent
+      if (live.length === 0) this.#loop.noJobRuns()
     })
     this.#stageSeconds = r.histogram(`${PREFIX}stage_duration_seconds`, 'Time per stage, by kind, stage and outcome (ok or failed)', ['kind', 'stage', 'outcome'], STAGE_BUCKETS)
     this.#bytes = r.counter(`${PREFIX}transfer_bytes_total`, 'Bytes moved by finished transfers, by storage backend and direction', ['backend', 'direction'])

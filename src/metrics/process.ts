@@ -163,6 +163,12 @@ export class EventLoopMetrics {
 
   jobFinished(): void {
     if (this.#jobs === 0 || --this.#jobs > 0) return
+    this.noJobRuns()
+  }
+
+  /** No job runs (the registry says so): the sampler stops, whatever was counted. */
+  noJobRuns(): void {
+    this.#jobs = 0
     clearInterval(this.#sampler)
     this.#sampler = undefined
   }

@@ -111,7 +111,8 @@ describe('AgentMetrics', () => {
   it('runs no timer while no job runs; samples the event-loop delay while one does', async () => {
     const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
     const before = timers()
-    const metrics = new AgentMetrics({ liveJobs: () => [] })
+    const live: { kind: string }[] = []
+    const metrics = new AgentMetrics({ liveJobs: () => live as never })
     await metrics.render()
     assert.equal(metrics.samplingEventLoop, false)
     assert.equal(timers(), before, 'no timer of the metrics while idle')
@@ -119,6 +120,7 @@ describe('AgentMetrics', () => {
     assert.equal(sampleValue(families0, `${P}nodejs_eventloop_lag_p99_seconds`), 0, 'no job ran: no delay recorded')
     assert.ok((sampleValue(families0, `${P}nodejs_eventloop_lag_seconds`) ?? -1) >= 0, 'measured at the scrape')
 
+    live.push({ kind: 'backup' }, { kind: 'backup' })
     metrics.jobStarted(job('RUNNING'))
     metrics.jobStarted(job('RUNNING'))
     assert.equal(metrics.samplingEventLoop, true)
@@ -128,8 +130,10 @@ describe('AgentMetrics', () => {
       max = sampleValue(parsePrometheusText((await metrics.render()).text), `${P}nodejs_eventloop_lag_max_seconds`) ?? 0
     }
     assert.ok(max >= 0.009, `a delay is recorded while a job runs (each sample spans the 10 ms interval): ${max}`)
+    live.pop()
     metrics.jobFinished(job('SUCCEEDED'), undefined)
     assert.equal(metrics.samplingEventLoop, true, 'one job still runs')
+    live.pop()
     metrics.jobFinished(job('SUCCEEDED'), undefined)
     assert.equal(metrics.samplingEventLoop, false)
     assert.equal(timers(), before, 'the sampler is gone with the last job')
@@ -137,5 +141,17 @@ describe('AgentMetrics', () => {
     assert.equal(metrics.samplingEventLoop, false)
     await metrics.render() // resets what the last job recorded
     assert.equal(sampleValue(parsePrometheusText((await metrics.render()).text), `${P}nodejs_eventloop_lag_max_seconds`), 0, 'reset at every scrape')
+  })
+
+  it('stops sampling at a scrape that finds no job running, even if a job\'s end was never reported', async () => {
+    const metrics = new AgentMetrics({ liveJobs: () => [] })
+    metrics.jobStarted(job('RUNNING')) // and never jobFinished
+    assert.equal(metrics.samplingEventLoop, true)
+    await metrics.render()
+    assert.equal(metrics.samplingEventLoop, false)
+    metrics.jobStarted(job('RUNNING'))
+    assert.equal(metrics.samplingEventLoop, true, 'a job started after it is sampled again')
+    metrics.jobFinished(job('SUCCEEDED'), undefined)
+    assert.equal(metrics.samplingEventLoop, false, 'and its end stops it (the count started again from none)')
   })
 })
