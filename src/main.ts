@@ -11,6 +11,7 @@ import { prepareJobRoot } from './jobs/directory.ts'
 import { finishRecovery, markInterrupted } from './jobs/recovery.ts'
 import { JobRegistry, RELOCATED } from './jobs/registry.ts'
 import { JobStore } from './jobs/store.ts'
+import { watchStoreDirectory } from './jobs/store-watch.ts'
 import { useRecordKey } from './jobs/sealed-secrets.ts'
 import { createLogger } from './log.ts'
 import { AgentMetrics } from './metrics.ts'
@@ -18,8 +19,6 @@ import { trustCertificates } from './tls.ts'
 import { resolveGroup } from './util/group.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
-/** How often the store is checked for having been removed or replaced (a stat of jobs.sqlite). */
-const STORE_CHECK_MS = 2000
 /** After listening: a health probe right after the start is answered before the warm-up. */
 const WARM_UP_DELAY_MS = 100
 
@@ -87,7 +86,8 @@ async function main(): Promise<void> {
   const prune = () => registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
   const pruned = prune()
   setInterval(prune, PRUNE_EVERY_MS).unref()
-  setInterval(() => registry.checkStore(), STORE_CHECK_MS).unref()
+  // directory_state removed or replaced while no job writes: noticed by inotify, not by polling
+  watchStoreDirectory(config.directoryState, () => registry.checkStore())
 
   const deps = { config, registry, log, agentEnv: process.env, observer: metrics, jobGid }
   const app = await buildApp({ config, registry, log, runner: deps, metrics, tls: tls?.material })
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     'agent listening',
   )
   const recovery = finishRecovery(interrupted, deps)
-  warmUp(metrics, log)
+  warmUp(log)
 
   // SIGHUP re-reads the TLS files (certificate rotation). Handled even without TLS: its default
   // action would end the agent, and every running job with it.
@@ -174,12 +174,11 @@ main().catch((error: unknown) => {
 
 /**
  * What the first trigger would otherwise load while the manager waits for its answer (0.3 s on
- * a 2-core VM, and as much again in its first job): the body checks (TypeBox's compiler) and the
- * metrics library. Loaded once the agent listens, a moment later, so that the first health probe
- * is answered first.
+ * a 2-core VM): the body checks (TypeBox's compiler). Loaded once the agent listens, a moment
+ * later, so that the first health probe is answered first.
  */
-function warmUp(metrics: AgentMetrics, log: Logger): void {
+function warmUp(log: Logger): void {
   setTimeout(() => {
-    Promise.all([preloadBodyChecks(), metrics.preload()]).catch((error: unknown) => log.warn({ error: (error as Error).message }, 'warm-up failed; the first trigger loads what is missing'))
+    preloadBodyChecks().catch((error: unknown) => log.warn({ error: (error as Error).message }, 'warm-up failed; the first trigger loads what is missing'))
   }, WARM_UP_DELAY_MS).unref()
 }

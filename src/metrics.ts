@@ -1,143 +1,86 @@
 // Prometheus metrics (GET /metrics): jobs started and finished, running jobs, stage durations,
 // bytes and transfer time by storage backend, failures by reason, plus the process's own
-// (memory, CPU, event-loop lag). A registry of its own, so tests and embedders get no globals.
-//
-// prom-client is loaded on the first job or scrape, not at start-up (it costs about 70 ms and
-// 20 MB there): what happens before it is ready is queued and replayed, so nothing is lost. The
-// process metrics start counting from then.
-import type { Counter, Histogram, Registry } from 'prom-client'
+// (memory, CPU, event loop; src/metrics/process.ts). A registry of its own, so tests and
+// embedders get no globals. The exposition is written by src/metrics/exposition.ts.
 import type { JobError } from './errors.ts'
 import type { Job } from './jobs/job.ts'
 import type { FailureReason, JobObserver } from './jobs/observer.ts'
 import type { JobRegistry } from './jobs/registry.ts'
 import type { JobKind } from './jobs/request.ts'
 import type { Stage } from './jobs/stages.ts'
+import { CONTENT_TYPE, Registry } from './metrics/exposition.ts'
+import { EventLoopMetrics, registerProcessMetrics } from './metrics/process.ts'
 
 const PREFIX = 'osb_backup_agent_'
 /** Seconds: scripts take from milliseconds (a lock) to hours (a dump). */
 const STAGE_BUCKETS = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600]
-
-type Prom = typeof import('prom-client')
+const KINDS: readonly JobKind[] = ['backup', 'restore']
 
 export class AgentMetrics implements JobObserver {
-  readonly #jobs: Pick<JobRegistry, 'liveJobs'>
-  #loading: Promise<PromMetrics> | undefined
-  #loaded: PromMetrics | undefined
-  readonly #queued: ((m: PromMetrics) => void)[] = []
+  readonly #registry = new Registry()
+  readonly #loop: EventLoopMetrics
+  readonly #started
+  readonly #finished
+  readonly #stageSeconds
+  readonly #bytes
+  readonly #transferSeconds
+  readonly #failures
 
   constructor(jobs: Pick<JobRegistry, 'liveJobs'>) {
-    this.#jobs = jobs
+    const r = this.#registry
+    registerProcessMetrics(r, PREFIX)
+    this.#loop = new EventLoopMetrics(r, PREFIX)
+    this.#started = r.counter(`${PREFIX}jobs_started_total`, 'Jobs started, by kind', ['kind'])
+    this.#finished = r.counter(`${PREFIX}jobs_finished_total`, 'Jobs finished, by kind and final status', ['kind', 'status'])
+    const running = r.gauge(`${PREFIX}jobs_running`, 'Jobs running now, by kind', ['kind'])
+    r.onScrape(() => {
+      const live = jobs.liveJobs()
+      for (const kind of KINDS) running.set({ kind }, live.filter((e) => e.kind === kind).length)
+      // a job whose end was never reported (a bug) must not keep the sampler waking the agent
+      if (live.length === 0) this.#loop.noJobRuns()
+    })
+    this.#stageSeconds = r.histogram(`${PREFIX}stage_duration_seconds`, 'Time per stage, by kind, stage and outcome (ok or failed)', ['kind', 'stage', 'outcome'], STAGE_BUCKETS)
+    this.#bytes = r.counter(`${PREFIX}transfer_bytes_total`, 'Bytes moved by finished transfers, by storage backend and direction', ['backend', 'direction'])
+    this.#transferSeconds = r.histogram(`${PREFIX}transfer_duration_seconds`, 'Time of finished transfers, by storage backend and direction', ['backend', 'direction'], STAGE_BUCKETS)
+    this.#failures = r.counter(
+      `${PREFIX}job_failures_total`,
+      'Failed jobs by kind and reason (cancelled, timeout, script, storage, setup, interrupted by an agent restart)',
+      ['kind', 'reason'],
+    )
   }
 
   /** The Prometheus text exposition of every metric. */
   async render(): Promise<{ contentType: string; text: string }> {
-    const { registry } = await this.#load()
-    return { contentType: registry.contentType, text: await registry.metrics() }
+    return { contentType: CONTENT_TYPE, text: await this.#registry.render() }
   }
 
-  /** Loads the metrics library ahead of the first job or scrape. */
-  preload(): Promise<unknown> {
-    return this.#load()
-  }
-
-  #load(): Promise<PromMetrics> {
-    this.#loading ??= import('prom-client').then((prom) => {
-      const metrics = new PromMetrics(prom, this.#jobs)
-      for (const update of this.#queued.splice(0)) update(metrics)
-      this.#loaded = metrics
-      return metrics
-    })
-    return this.#loading
-  }
-
-  #update(update: (m: PromMetrics) => void): void {
-    if (this.#loaded) return update(this.#loaded)
-    this.#queued.push(update)
-    void this.#load()
-  }
-
-  // Labels and values are taken now: a queued update runs later, when the job has moved on.
   jobStarted(job: Job): void {
-    const { kind } = job
-    this.#update((m) => m.started.inc({ kind }))
+    this.#started.inc({ kind: job.kind })
+    this.#loop.jobStarted()
   }
 
   stageFinished(job: Job, stage: Stage, seconds: number, error: JobError | undefined): void {
-    const labels = { kind: job.kind, stage: stage.name, outcome: error ? 'failed' : 'ok' }
-    const transfer = stage.kind === 'transfer' && !error
-      ? { labels: { backend: job.request.destination.type.toLowerCase(), direction: job.kind === 'backup' ? 'upload' : 'download' }, bytes: job.filesize }
-      : undefined
-    this.#update((m) => {
-      m.stageSeconds.observe(labels, seconds)
-      if (!transfer) return
-      m.bytes.inc(transfer.labels, transfer.bytes)
-      m.transferSeconds.observe(transfer.labels, seconds)
-    })
+    this.#stageSeconds.observe({ kind: job.kind, stage: stage.name, outcome: error ? 'failed' : 'ok' }, seconds)
+    if (stage.kind !== 'transfer' || error) return
+    const labels = { backend: job.request.destination.type.toLowerCase(), direction: job.kind === 'backup' ? 'upload' : 'download' }
+    this.#bytes.inc(labels, job.filesize)
+    this.#transferSeconds.observe(labels, seconds)
   }
 
   /** A job a killed agent left RUNNING, marked FAILED at this start. */
   jobInterrupted(kind: JobKind): void {
-    this.#update((m) => {
-      m.finished.inc({ kind, status: 'FAILED' })
-      m.failures.inc({ kind, reason: 'interrupted' })
-    })
+    this.#finished.inc({ kind, status: 'FAILED' })
+    this.#failures.inc({ kind, reason: 'interrupted' })
   }
 
   jobFinished(job: Job, reason: FailureReason | undefined): void {
-    const { kind, status } = job
-    this.#update((m) => {
-      m.finished.inc({ kind, status })
-      if (reason) m.failures.inc({ kind, reason })
-    })
+    this.#finished.inc({ kind: job.kind, status: job.status })
+    if (reason) this.#failures.inc({ kind: job.kind, reason })
+    this.#loop.jobFinished()
   }
-}
 
-/** The metrics themselves, created once prom-client is loaded. */
-class PromMetrics {
-  readonly registry: Registry
-  readonly started: Counter<'kind'>
-  readonly finished: Counter<'kind' | 'status'>
-  readonly stageSeconds: Histogram<'kind' | 'stage' | 'outcome'>
-  readonly bytes: Counter<'backend' | 'direction'>
-  readonly transferSeconds: Histogram<'backend' | 'direction'>
-  readonly failures: Counter<'kind' | 'reason'>
-
-  constructor({ Counter, Gauge, Histogram, Registry, collectDefaultMetrics }: Prom, jobs: Pick<JobRegistry, 'liveJobs'>) {
-    this.registry = new Registry()
-    const registers = [this.registry]
-    collectDefaultMetrics({ register: this.registry, prefix: PREFIX })
-    this.started = new Counter({ name: `${PREFIX}jobs_started_total`, help: 'Jobs started, by kind', labelNames: ['kind'], registers })
-    this.finished = new Counter({ name: `${PREFIX}jobs_finished_total`, help: 'Jobs finished, by kind and final status', labelNames: ['kind', 'status'], registers })
-    new Gauge({
-      name: `${PREFIX}jobs_running`,
-      help: 'Jobs running now, by kind',
-      labelNames: ['kind'],
-      registers,
-      collect() {
-        const live = jobs.liveJobs()
-        for (const kind of ['backup', 'restore'] as const) this.set({ kind }, live.filter((e) => e.kind === kind).length)
-      },
-    })
-    this.stageSeconds = new Histogram({
-      name: `${PREFIX}stage_duration_seconds`,
-      help: 'Time per stage, by kind, stage and outcome (ok or failed)',
-      labelNames: ['kind', 'stage', 'outcome'],
-      buckets: STAGE_BUCKETS,
-      registers,
-    })
-    this.bytes = new Counter({ name: `${PREFIX}transfer_bytes_total`, help: 'Bytes moved by finished transfers, by storage backend and direction', labelNames: ['backend', 'direction'], registers })
-    this.transferSeconds = new Histogram({
-      name: `${PREFIX}transfer_duration_seconds`,
-      help: 'Time of finished transfers, by storage backend and direction',
-      labelNames: ['backend', 'direction'],
-      buckets: STAGE_BUCKETS,
-      registers,
-    })
-    this.failures = new Counter({
-      name: `${PREFIX}job_failures_total`,
-      help: 'Failed jobs by kind and reason (cancelled, timeout, script, storage, setup, interrupted by an agent restart)',
-      labelNames: ['kind', 'reason'],
-      registers,
-    })
+  /** True while the event-loop delay is sampled (a job runs): an idle agent runs no timer. */
+  get samplingEventLoop(): boolean {
+    return this.#loop.sampling
   }
 }
