@@ -72,7 +72,7 @@ export class S3Client {
 
   constructor(target: S3Target, retries: number) {
     this.#target = target
-    this.#aws = AWS_ENDPOINT.test(target.endpoint)
+    this.#aws = isAwsEndpoint(target.endpoint)
     this.#retries = retries
     // No region given: us-east-1, what servers that do not say expect; AWS names the bucket's own.
     this.#region = target.region ?? 'us-east-1'
@@ -178,7 +178,7 @@ export class S3Client {
   }
 
   async #send(call: Call, signal: AbortSignal | undefined): Promise<HttpResponse> {
-    const url = this.#url(call.key, call.query)
+    const url = requestUrl(this.#target, this.#aws, this.#region, call.key, call.query)
     const body = call.body
     const sha256 = typeof body === 'string' ? createHash('sha256').update(body).digest('hex') : (call.sha256 ?? EMPTY_SHA256)
     if (body !== undefined && typeof body !== 'string' && call.sha256 === undefined) throw new Error('an S3 request body needs its SHA-256')
@@ -187,33 +187,6 @@ export class S3Client {
     const { host: _host, ...headers } = signS3Request({ method: call.method, url, headers: call.headers ?? {} }, this.#target.credentials, this.#region, sha256, now)
     const request: HttpRequest = { method: call.method, url, headers, body, signal }
     return call.kept ? keptBufferGet(request) : send(request)
-  }
-
-  /** The request URL: path-style under a custom endpoint, virtual-hosted on AWS where the bucket name allows. */
-  #url(key: string | undefined, query: Record<string, string> | undefined): URL {
-    const { bucket } = this.#target
-    const objectPath = key === undefined ? '' : `/${uriEncode(key, true)}`
-    let origin: string
-    let path: string
-    if (this.#aws) {
-      if (!REGION.test(this.#region)) throw new JobError(`the S3 region ${JSON.stringify(this.#region.slice(0, 64))} is not a region name`)
-      const host = `s3.${this.#region}.${this.#region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com'}`
-      const virtual = HOST_LABEL_BUCKET.test(bucket) && !/^\d+\.\d+\.\d+\.\d+$/.test(bucket)
-      origin = virtual ? `https://${bucket}.${host}` : `https://${host}`
-      path = virtual ? objectPath || '/' : `/${uriEncode(bucket)}${objectPath}`
-    } else {
-      const endpoint = new URL(this.#target.endpointUrl)
-      origin = endpoint.origin
-      path = `${endpoint.pathname.replace(/\/+$/, '')}/${uriEncode(bucket)}${objectPath}`
-    }
-    const search = Object.entries(query ?? {})
-      .map(([name, value]) => (value === '' ? uriEncode(name) : `${uriEncode(name)}=${uriEncode(value)}`))
-      .join('&')
-    const url = new URL(`${origin}${path}${search === '' ? '' : `?${search}`}`)
-    // URL parsing resolves `.` and `..` segments: such a key would address another object. The
-    // trigger refuses those names; this keeps any that got through from reaching the server.
-    if (url.pathname !== path || url.origin !== origin) throw new JobError(`the S3 key ${JSON.stringify(key)} cannot be addressed in a URL (a . or .. path segment?)`)
-    return url
   }
 
   /** The bucket is in another region: its answers say which (the AWS SDK's followRegionRedirects). */
@@ -233,6 +206,41 @@ export class S3Client {
     this.#clockOffsetMs = offset
     return true
   }
+}
+
+/**
+ * The request URL: path-style under a custom endpoint, virtual-hosted on AWS where the bucket
+ * name can be a host name label (the AWS SDK's rule), path-style on AWS otherwise.
+ */
+export function requestUrl(target: Pick<S3Target, 'endpointUrl' | 'bucket'>, aws: boolean, region: string, key: string | undefined, query: Record<string, string> | undefined): URL {
+  const { bucket } = target
+  const objectPath = key === undefined ? '' : `/${uriEncode(key, true)}`
+  let origin: string
+  let path: string
+  if (aws) {
+    if (!REGION.test(region)) throw new JobError(`the S3 region ${JSON.stringify(region.slice(0, 64))} is not a region name`)
+    const host = `s3.${region}.${region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com'}`
+    const virtual = HOST_LABEL_BUCKET.test(bucket)
+    origin = virtual ? `https://${bucket}.${host}` : `https://${host}`
+    path = virtual ? objectPath || '/' : `/${uriEncode(bucket)}${objectPath}`
+  } else {
+    const endpoint = new URL(target.endpointUrl)
+    origin = endpoint.origin
+    path = `${endpoint.pathname.replace(/\/+$/, '')}/${uriEncode(bucket)}${objectPath}`
+  }
+  const search = Object.entries(query ?? {})
+    .map(([name, value]) => (value === '' ? uriEncode(name) : `${uriEncode(name)}=${uriEncode(value)}`))
+    .join('&')
+  const url = new URL(`${origin}${path}${search === '' ? '' : `?${search}`}`)
+  // URL parsing resolves `.` and `..` segments: such a key would address another object. The
+  // trigger refuses those names; this keeps any that got through from reaching the server.
+  if (url.pathname !== path || url.origin !== origin) throw new JobError(`the S3 key ${JSON.stringify(key)} cannot be addressed in a URL (a . or .. path segment?)`)
+  return url
+}
+
+/** AWS's own endpoints (virtual-hosted, by region) rather than a custom server's. */
+export function isAwsEndpoint(endpoint: string): boolean {
+  return AWS_ENDPOINT.test(endpoint)
 }
 
 /** The failure an answer with status 300 or more describes (its body read, and its connection not reused: swift-http.ts). */
