@@ -1,10 +1,10 @@
-// A byte range of an open file as a request body stream (an S3 part streamed from disk). Each
-// attempt of a request takes a fresh stream, so a retried part is read again from the file
-// instead of being held in memory for the retry. Reads are positional: several parts of one
-// file handle can be in flight at once.
+// A byte range of an open file as a request body (an S3 part streamed from disk). Each attempt of
+// a request reads it afresh, so a retried part is read again from the file instead of being held
+// in memory for the retry. Reads are positional: several parts of one file handle can be in
+// flight at once.
 import type { FileHandle } from 'node:fs/promises'
-import { Readable } from 'node:stream'
 import { JobError } from '../errors.ts'
+import type { StreamedBody } from './swift-http.ts'
 
 const READ_BYTES = 256 * 1024
 /** Chunks of one body in flight: one being read while the others wait for the socket. */
@@ -28,65 +28,39 @@ export class ReadBuffers {
 }
 
 /**
- * `length` bytes of `file` from `start`, as a stream the AWS SDK sends with `pipe()`: the only
- * way it sends a stream body. pipe() does not say when the socket has let go of a chunk, so this
- * stream writes to the request itself, each chunk with a callback, and reads the next chunk into a
- * buffer only once its write has completed.
+ * `length` bytes of `file` from `start` as a request body (StreamedBody of swift-http.ts): each
+ * attempt of the request reads the range again, into buffers taken from `buffers` and used
+ * again once the socket has written them (a few reads ahead of the socket, SLOTS in all).
  *
- * Fails (an 'error' event, the request is left unfinished) rather than ending early when the file
- * holds fewer bytes than planned: it changed after it was measured, and a short body would leave
- * the server waiting for the rest.
+ * Fails rather than ending early when the file holds fewer bytes than planned: it changed after
+ * it was measured, and a short body would leave the server waiting for the rest.
  */
-export class FileRangeBody extends Readable {
-  readonly #file: FileHandle
-  readonly #path: string
-  readonly #start: number
-  readonly #length: number
-  readonly #buffers: ReadBuffers
-
-  constructor(file: FileHandle, path: string, start: number, length: number, buffers: ReadBuffers) {
-    super()
-    this.#file = file
-    this.#path = path
-    this.#start = start
-    this.#length = length
-    this.#buffers = buffers
-  }
-
-  override _read(): void {
-    this.destroy(new Error('FileRangeBody can only be piped into a request'))
-  }
-
-  override pipe<T extends NodeJS.WritableStream>(destination: T): T {
-    this.#send(destination).then(
-      () => destination.end(),
-      (error: unknown) => this.destroy(error as Error),
-    )
-    return destination
-  }
-
-  async #send(destination: NodeJS.WritableStream): Promise<void> {
-    const held: Buffer[] = []
-    const writes: Promise<void>[] = []
-    for (let done = 0, i = 0; done < this.#length; i++) {
-      const slot = i % SLOTS
-      await writes[slot] // the socket is done with this slot's buffer
-      if (this.destroyed) return // the request failed or was aborted: its buffers stay with it
-      const buffer = (held[slot] ??= this.#buffers.take())
-      const want = Math.min(buffer.length, this.#length - done)
-      const { bytesRead } = await this.#file.read(buffer, 0, want, this.#start + done)
-      if (this.destroyed) return
-      if (bytesRead === 0) {
-        throw new JobError(`${this.#path} changed while it was uploaded: it ends at byte ${this.#start + done}, not ${this.#start + this.#length} (is something still writing it?)`)
+export function fileRangeBody(file: FileHandle, path: string, start: number, length: number, buffers: ReadBuffers): StreamedBody {
+  return {
+    length,
+    async send(write) {
+      const held: Buffer[] = []
+      const writes: Promise<void>[] = []
+      try {
+        for (let done = 0, i = 0; done < length; i++) {
+          const slot = i % SLOTS
+          await writes[slot] // the socket is done with this slot's buffer
+          const buffer = (held[slot] ??= buffers.take())
+          const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, length - done), start + done)
+          if (bytesRead === 0) {
+            throw new JobError(`${path} changed while it was uploaded: it ends at byte ${start + done}, not ${start + length} (is something still writing it?)`)
+          }
+          done += bytesRead
+          const writing = write(buffer.subarray(0, bytesRead))
+          writing.catch(() => {}) // seen when the slot comes round again, or below
+          writes[slot] = writing
+        }
+        await Promise.all(writes)
+      } catch (error) {
+        await Promise.allSettled(writes)
+        throw error // the buffers stay with the failed request (the socket may not have let go of them)
       }
-      done += bytesRead
-      const chunk = buffer.subarray(0, bytesRead)
-      writes[slot] = new Promise<void>((resolve, reject) => {
-        destination.write(chunk, (error?: Error | null) => (error ? reject(error) : resolve()))
-      })
-      writes[slot].catch(() => {}) // seen when the slot comes round again, or below
-    }
-    await Promise.all(writes)
-    this.#buffers.give(held)
+      buffers.give(held)
+    },
   }
 }

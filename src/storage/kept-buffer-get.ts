@@ -38,7 +38,7 @@ export async function keptBufferGet(request: HttpRequest): Promise<HttpResponse>
   const answer = await new KeptBufferGet(request).response
   // Framed otherwise (chunked): node:http reads it, also on a connection of its own. (From the
   // shared pool, the GET of a missing S3 object once waited forever on a connection that a
-  // refused upload had left out of step with the server; s3.ts no longer returns such
+  // refused upload had left out of step with the server; swift-http.ts no longer returns such
   // connections to the pool.)
   if (answer === 'unsupported') return send({ ...request, ownConnection: true })
   return answer

@@ -50,7 +50,7 @@ export interface Storage {
   readonly location: string
   /**
    * Loads the backend's code ahead of its first request (LazyStorage): a streamed backup calls it
-   * when the pipe opens, so the script's first bytes do not wait for the AWS SDK to load.
+   * when the pipe opens, so the script's first bytes do not wait for the backend's code to load.
    */
   prepare?(): Promise<void>
   /** Streams the file at `path` to the object for `filename`; memory does not grow with size. */
@@ -92,7 +92,7 @@ export function storageFor(destination: StorageDestination & { filenamePrefix: s
   switch (destination.type) {
     case 'S3':
       return new LazyStorage(`s3://${destination.bucket}/${prefix} at ${destination.endpointUrl}`, () =>
-        import('./s3.ts').then((m) => new m.S3Storage(destination, prefix, settings)),
+        import('./s3/storage.ts').then((m) => new m.S3Storage(destination, prefix, settings)),
       )
     case 'LOCAL':
       return new LazyStorage(`local folder ${join(resolve(settings.localStorageRoot), prefix)}`, () => import('./local.ts').then((m) => new m.LocalStorage(settings.localStorageRoot, prefix)))
@@ -102,9 +102,9 @@ export function storageFor(destination: StorageDestination & { filenamePrefix: s
 }
 
 /**
- * A backend whose module is loaded on its first request. The backends are most of the agent's
- * code (the AWS SDK alone is the largest part of it): loading them at start cost a third of the
- * start-up time and tens of MB on agents that never talk to one of them. `location` is worded
+ * A backend whose module is loaded on its first request: an agent that never talks to one of
+ * them does not load its code (when the AWS SDK was the S3 backend, loading the backends at start
+ * cost a third of the start-up time and tens of MB). `location` is worded
  * as the backend words it, so messages read the same before it is loaded.
  */
 class LazyStorage implements Required<Storage> {

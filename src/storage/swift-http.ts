@@ -122,6 +122,10 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
       response = res
       settled = true
       clearTimeout(continueTimer)
+      // A refused request with a body: the server may not have read all of it (Swift's s3api,
+      // eventlet, answers first and then takes the rest of the body for the next request on the
+      // connection, which got a 400 that was not S3's XML). The connection closes once read.
+      if (body !== undefined && (res.statusCode ?? 0) >= 300) req.shouldKeepAlive = false
       if (streamed && !bodyStarted) {
         // Answered before the body was sent (401, 404, 413 …): this connection carries an
         // unfinished request and cannot be reused once the answer is read.

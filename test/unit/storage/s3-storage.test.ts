@@ -1,18 +1,24 @@
 // S3Storage against the real S3 server (Swift's s3api), directly: file uploads with parts streamed
 // from the file with their SHA-256 computed beforehand, a part cut mid-body and sent again from a
-// fresh stream (through the misbehaving TCP proxy), a file that shrinks while it is uploaded, and
-// a download cut mid-body and resumed.
+// fresh stream (through the misbehaving TCP proxy), a file that shrinks while it is uploaded, a
+// download cut mid-body and resumed, keys of any characters (the server checks every signature),
+// an unfinished upload removed, and HTTPS with a ca_file's trust.
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import http from 'node:http'
+import net from 'node:net'
+import tls from 'node:tls'
 import { join } from 'node:path'
-import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
+import fc from 'fast-check'
 import { JobError } from '../../../src/errors.ts'
 import type { S3Destination } from '../../../src/jobs/request.ts'
-import { S3Storage } from '../../../src/storage/s3.ts'
+import { S3Storage } from '../../../src/storage/s3/storage.ts'
+import { applyTrust, trustCertificates } from '../../../src/tls.ts'
+import { makeCertificates } from '../../helpers/certificates.ts'
 import { startFaultyProxy, type FaultyProxy } from '../../helpers/faulty-proxy.ts'
 import { s3Lab, uniqueName } from '../../helpers/storage.ts'
 import { downloadTo } from '../../helpers/download.ts'
@@ -37,13 +43,13 @@ describe('S3Storage file uploads', () => {
   afterEach(() => proxy.close())
   after(() => rm(dir, { recursive: true, force: true }))
 
-  function storage(hostPort = proxy.hostPort): S3Storage {
+  function storage(hostPort = proxy.hostPort, scheme = 'http'): S3Storage {
     const destination: S3Destination = {
       type: 'S3',
       bucket,
       endpoint: hostPort,
-      endpointUrl: `http://${hostPort}`,
-      useSSL: false,
+      endpointUrl: `${scheme}://${hostPort}`,
+      useSSL: scheme === 'https',
       region: 'us-east-1',
       authKey: s3.accessKey,
       authSecret: s3.secretKey,
@@ -75,7 +81,7 @@ describe('S3Storage file uploads', () => {
     assert.equal(attempts, 1)
   })
 
-  it('uploads a stream in parts hashed as they filled, and the SDK resends a part cut mid-body', async () => {
+  it('uploads a stream in parts hashed as they filled, and sends a part cut mid-body again', async () => {
     proxy.setFault({ kind: 'cut', afterBytes: 3 * MiB, times: 1 })
     const data = randomBytes(30 * MiB + 5) // 12 + 12 + 6 MiB
     async function* source(): AsyncGenerator<Buffer> {
@@ -173,6 +179,84 @@ describe('S3Storage file uploads', () => {
       })
     } finally {
       server.close()
+    }
+  })
+  it('stores and reads back keys of any characters, signed as the server checks them', async () => {
+    // The class: every character SigV4 encodes in a path (reserved, percent, plus, non-ASCII).
+    const char = fc.oneof(fc.constantFrom(' ', '+', '%', '=', '&', '?', '#', '~', '!', "'", '(', ')', '*', ',', ';', ':', '@', '$', '[', ']', '^', '`', '{', '}', '|', '"', '<', '>', '\\', 'é', 'ß', '中', '😀', '.', '-', '_'), fc.constantFrom('a', 'Z', '0'))
+    const names = fc.sample(fc.string({ unit: char, minLength: 1, maxLength: 24 }).filter((n) => n !== '.' && n !== '..'), { numRuns: 12, seed: 42 })
+    const data = Buffer.from('key test')
+    for (const name of names) {
+      const { path } = await file(0)
+      await writeFile(path, data)
+      await storage().upload(path, name, { sha256: sha256(data) })
+      assert.equal(sha256(await s3.getObject(bucket, `unit/${name}`)), sha256(data), name)
+      const downloaded = await downloadTo(storage(), name, join(dir, `got-${Math.random().toString(36).slice(2)}`))
+      assert.equal(downloaded.sha256, sha256(data), name)
+    }
+  })
+
+  it('removes what an interrupted upload left: the unfinished multipart uploads of that key only', async () => {
+    const key = 'unit/interrupted.bin'
+    const create = (Key: string) => s3.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key }))
+    await create(key)
+    await create(key)
+    await create(`${key}.other`)
+    await storage().abandon('interrupted.bin')
+    const open = await s3.client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }))
+    assert.deepEqual((open.Uploads ?? []).map((u) => u.Key), [`${key}.other`])
+  })
+
+  it('uploads and downloads over HTTPS with the trust of a ca_file, and fails at once without it', async () => {
+    const certs = makeCertificates(dir)
+    const tlsProxy = async () => {
+      const sockets = new Set<net.Socket>()
+      const server = tls.createServer({ cert: certs.server.cert, key: certs.server.key }, (client) => {
+        const upstream = net.connect(Number(new URL(s3.endpoint).port), '127.0.0.1')
+        for (const socket of [client, upstream]) {
+          sockets.add(socket)
+          socket.on('close', () => sockets.delete(socket))
+        }
+        client.pipe(upstream).pipe(client)
+        client.on('error', () => upstream.destroy())
+        upstream.on('error', () => client.destroy())
+      })
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      const close = () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve())
+          for (const socket of sockets) socket.destroy() // the agent keeps its connections alive
+        })
+      return { hostPort: `127.0.0.1:${(server.address() as { port: number }).port}`, close }
+    }
+    const { path, data } = await file(20 * MiB + 1)
+    // Untrusted first, on a proxy (a port) of its own: a verified connection or TLS session is never reused for it.
+    const untrusted = await tlsProxy()
+    try {
+      trustCertificates(undefined)
+      applyTrust()
+      let attempts = 0
+      await assert.rejects(storage(untrusted.hostPort, 'https').upload(path, 'tls.bin', { sha256: sha256(data), onRequest: () => attempts++ }), (error: Error) => {
+        assert.ok(error instanceof JobError)
+        assert.match(error.message, /^upload of unit\/tls\.bin failed at https:\/\/127\.0\.0\.1:\d+: .*certificate/)
+        return true
+      })
+      assert.equal(attempts, 1, 'a certificate that is not trusted is not tried again')
+    } finally {
+      await untrusted.close()
+    }
+    const trusted = await tlsProxy()
+    try {
+      trustCertificates(certs.caFile)
+      applyTrust()
+      await storage(trusted.hostPort, 'https').upload(path, 'tls.bin', { sha256: sha256(data) })
+      assert.equal(sha256(await s3.getObject(bucket, 'unit/tls.bin')), sha256(data))
+      const downloaded = await downloadTo(storage(trusted.hostPort, 'https'), 'tls.bin', join(dir, 'tls-back.bin'))
+      assert.equal(downloaded.size, data.length)
+      assert.equal(sha256(await readFile(join(dir, 'tls-back.bin'))), sha256(data))
+    } finally {
+      trustCertificates(undefined)
+      await trusted.close()
     }
   })
 })

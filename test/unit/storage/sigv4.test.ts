@@ -3,7 +3,7 @@
 // tests then have the lab's s3api check real signatures.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { EMPTY_SHA256, signS3Request, uriEncode } from '../../../src/storage/sigv4.ts'
+import { EMPTY_SHA256, signS3Request, uriEncode } from '../../../src/storage/s3/sigv4.ts'
 
 describe('SigV4 for S3', () => {
   it('signs AWS\'s documented GET Object example to the documented signature', () => {

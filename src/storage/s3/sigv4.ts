@@ -1,6 +1,7 @@
-// AWS Signature Version 4 for the S3 requests the agent sends without the SDK (a download's
-// GETs, kept-buffer-get.ts). Header-based signing only, as S3 specifies it: the path is encoded
-// once (not twice, as for other services) and the payload hash is a header of its own.
+// AWS Signature Version 4 for every S3 request the agent sends (client.ts). Header-based signing
+// only, as S3 specifies it: the path is encoded once (not twice, as for other services) and the
+// payload hash is a header of its own, computed before the request (a part's by a digest worker
+// or as its buffer filled), so no body is hashed on the event loop while it is sent.
 import { createHash, createHmac } from 'node:crypto'
 
 /** The SHA-256 of an empty body (a GET's payload hash). */

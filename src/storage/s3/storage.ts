@@ -1,0 +1,291 @@
+// S3 (AWS or any S3-compatible server): streaming multipart upload from disk or from a stream,
+// streaming download. The requests themselves are client.ts's.
+import type { FileHandle } from 'node:fs/promises'
+import { JobError } from '../../errors.ts'
+import type { S3Destination } from '../../jobs/request.ts'
+import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from '../storage.ts'
+import { openBackupFile } from '../file-range.ts'
+import { fileRangeBody, ReadBuffers } from '../file-body.ts'
+import { digestFile } from '../file-digest.ts'
+import { growingPartSize, parts, type Part } from '../parts.ts'
+import { TransportError } from '../swift-http.ts'
+import { S3Client, type Body } from './client.ts'
+import { downloadObject, readObject } from './download.ts'
+import { S3Error } from './retry.ts'
+
+const MIN_PART_BYTES = 8 * 1024 * 1024
+const MAX_PARTS = 10_000
+/** A file's parts in flight at once (read from disk as they are sent: no memory per part). */
+const UPLOAD_CONCURRENCY = 4
+/**
+ * A stream's parts: held in memory until sent (a retry sends them again), about
+ * STREAM_PART_BYTES × (this + 1) in all. Two parts of 12 MiB rather than four of 8 MiB
+ * (docs/PERFORMANCE.md): less in flight and a third fewer requests, and
+ * CompleteMultipartUpload takes time per part on Swift's s3api (1 GiB: 0.42 s for 128 parts).
+ */
+const STREAM_CONCURRENCY = 2
+const STREAM_PART_BYTES = 12 * 1024 * 1024
+
+export class S3Storage implements Storage {
+  readonly location: string
+  readonly #d: S3Destination
+  readonly #prefix: string
+  readonly #client: S3Client
+  readonly #retries: number
+
+  constructor(destination: S3Destination, prefix: string, settings: Pick<StorageSettings, 'storageRetries'>) {
+    this.#retries = settings.storageRetries
+    this.#d = destination
+    this.#prefix = prefix
+    this.location = `s3://${destination.bucket}/${prefix} at ${destination.endpointUrl}`
+    this.#client = new S3Client(
+      {
+        endpoint: destination.endpoint,
+        endpointUrl: destination.endpointUrl,
+        bucket: destination.bucket,
+        region: destination.region,
+        credentials: { accessKeyId: destination.authKey, secretAccessKey: destination.authSecret },
+      },
+      settings.storageRetries,
+    )
+  }
+
+  #key(filename: string): string {
+    return this.#prefix + filename
+  }
+
+  /**
+   * A multipart upload streamed from the file: each part's SHA-256 (which SigV4 signs) is computed
+   * beforehand by a digest worker reading the file, then the part is sent from the file range, so
+   * no part is held in memory. Up to UPLOAD_CONCURRENCY parts in flight, each retried by reading
+   * its range again. A file up to one part is a single PUT.
+   */
+  async upload(path: string, filename: string, options: TransferOptions = {}): Promise<void> {
+    // S3 fixes an object's metadata when its (multipart) upload is created: the digest first.
+    const sha256 = await options.sha256
+    const file = await openBackupFile(path)
+    try {
+      const { size } = await file.stat()
+      const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
+      await this.#putParts(fileParts(file, path, size, partSize, options.signal), filename, { ...options, metadata: sha256 ? { sha256 } : undefined })
+    } finally {
+      await file.close()
+    }
+  }
+
+  /** Streams the object to disk (download.ts). */
+  async download(filename: string, file: FileHandle, options: TransferOptions = {}): Promise<Downloaded> {
+    const key = this.#key(filename)
+    try {
+      return await downloadObject(this.#client, key, file, this.#retries, options)
+    } catch (error) {
+      throw this.#failure(error, `download of ${key}`, options.signal)
+    }
+  }
+
+  /** Opens the object for reading (a streamed restore); a connection that breaks mid-body is resumed. */
+  async read(filename: string, options: TransferOptions = {}): Promise<ObjectReader> {
+    const key = this.#key(filename)
+    const what = `download of ${key}`
+    let object: ObjectReader
+    try {
+      object = await readObject(this.#client, key, this.#retries, options)
+    } catch (error) {
+      throw this.#failure(error, what, options.signal)
+    }
+    const failure = (error: unknown) => this.#failure(error, what, options.signal)
+    async function* chunks(): AsyncGenerator<Buffer> {
+      try {
+        yield* object.chunks
+      } catch (error) {
+        throw failure(error)
+      }
+    }
+    return { ...object, chunks: chunks() }
+  }
+
+  /**
+   * A multipart upload of a stream of unknown length. Parts start at 12 MiB and double every
+   * 1000 parts (12 MiB × 1000 … 4 GiB × 1000: no cap below S3's own 5 TiB), up to
+   * STREAM_CONCURRENCY in flight, so memory is about (concurrency + 1) parts. A stream smaller
+   * than one part is a single PUT.
+   */
+  async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
+    return this.#putParts(bufferedParts(parts(source, streamPartSize, undefined, { sha256: true })), filename, options, STREAM_CONCURRENCY)
+  }
+
+  /** Uploads numbered parts (the last one marked) as one object; on any failure or abort nothing is left. */
+  async #putParts(
+    source: AsyncIterable<UploadPart> | Iterable<UploadPart>,
+    filename: string,
+    options: TransferOptions & { metadata?: Record<string, string> | undefined },
+    concurrency = UPLOAD_CONCURRENCY,
+  ): Promise<{ size: number }> {
+    const key = this.#key(filename)
+    const client = this.#client
+    const call = { signal: options.signal, onRequest: options.onRequest }
+    let uploadId: string | undefined
+    const done: { number: number; etag: string }[] = []
+    const inFlight = new Set<Promise<void>>()
+    let failure: unknown
+    let size = 0
+    let uploaded = 0
+    try {
+      for await (const part of source) {
+        if (failure !== undefined) throw failure
+        if (options.signal?.aborted) throw new JobError(String(options.signal.reason))
+        size += part.size
+        if (part.number === 1 && part.last) {
+          try {
+            await client.putObject(key, part.body, await part.sha256, options.metadata, call)
+          } finally {
+            part.release?.()
+          }
+          options.onProgress?.(size)
+          return { size }
+        }
+        uploadId ??= await client.createMultipartUpload(key, options.metadata, call)
+        const id = uploadId
+        const sending: Promise<void> = part.sha256
+          .then((sha256) => client.uploadPart(key, id, part.number, part.body, sha256, call))
+          .then((etag) => {
+            done.push({ number: part.number, etag })
+            uploaded += part.size
+            options.onProgress?.(uploaded)
+          })
+          .catch((error: unknown) => {
+            failure ??= error
+          })
+          .finally(() => {
+            inFlight.delete(sending)
+            part.release?.() // settled, retries included: the buffer is free for a later part
+          })
+        inFlight.add(sending)
+        if (inFlight.size >= concurrency) await Promise.race(inFlight)
+      }
+      await Promise.all(inFlight)
+      if (failure !== undefined) throw failure
+      done.sort((a, b) => a.number - b.number)
+      await client.completeMultipartUpload(key, uploadId as string, done, call)
+      return { size }
+    } catch (error) {
+      await Promise.allSettled(inFlight)
+      // Without the job's signal: a cancelled upload is removed too.
+      if (uploadId) await client.abortMultipartUpload(key, uploadId, {}).catch(() => {})
+      throw this.#failure(error, `upload of ${key}`, options.signal)
+    }
+  }
+
+  /**
+   * Nothing to store: S3 fixes metadata when an upload starts, before a stream's digest exists,
+   * and changing it afterwards means copying the whole object. A streamed (`.osb` version 2)
+   * object carries its SHA-256 as its trailer instead, and its metadata (set at the start:
+   * `sha256-location: trailer`) says so (docs/STREAM_FORMAT.md).
+   */
+  async storeChecksum(): Promise<void> {}
+
+  async abandon(filename: string): Promise<void> {
+    const key = this.#key(filename)
+    try {
+      for (const upload of await this.#client.listMultipartUploads(key, {})) {
+        if (upload.key === key) await this.#client.abortMultipartUpload(key, upload.uploadId, {})
+      }
+    } catch (error) {
+      throw this.#failure(error, `removal of the unfinished upload of ${key}`, undefined)
+    }
+  }
+
+  /** A cancelled transfer says why it stopped; any other failure is explained. */
+  #failure(error: unknown, what: string, signal: AbortSignal | undefined): JobError {
+    if (signal?.aborted) return new JobError(String(signal.reason), { cause: error })
+    return this.#explain(error, what)
+  }
+
+  /** Turns an answer or a network failure into a message an operator can act on. */
+  #explain(error: unknown, what: string): JobError {
+    if (error instanceof JobError) return error
+    const d = this.#d
+    const where = `bucket ${d.bucket} at ${d.endpointUrl}`
+    const refused = (why: string) => new JobError(`${what} failed: ${where} refused the credentials of access key ${d.authKey} (${why}); check authKey and authSecret`, { cause: error })
+    if (error instanceof S3Error && error.code !== undefined) {
+      switch (error.code) {
+        case 'NoSuchBucket':
+          return new JobError(`${what} failed: ${where} does not exist`, { cause: error })
+        case 'NoSuchKey':
+          return new JobError(`${what} failed: the object does not exist in ${where}`, { cause: error })
+        case 'InvalidAccessKeyId':
+        case 'SignatureDoesNotMatch':
+        case 'AccessDenied':
+          return refused(error.code)
+      }
+      return new JobError(`${what} failed: ${where} answered ${error.status} ${error.code}: ${error.message}`.replace(/\s+/g, ' '), { cause: error })
+    }
+    // An answer that is not S3's XML (an HTML page from a proxy, or from the server's own auth
+    // layer): its status still says what happened.
+    if (error instanceof S3Error) {
+      if (error.status === 401 || error.status === 403) return refused(`HTTP ${error.status}`)
+      return new JobError(`${what} failed: ${where} answered HTTP ${error.status} with a body that is not an S3 error document`, { cause: error })
+    }
+    const code = (error as { code?: string }).code
+    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ECONNRESET' || code === 'EPIPE') {
+      return new JobError(`${what} failed: cannot reach the S3 endpoint ${d.endpointUrl} (${code})`, { cause: error })
+    }
+    if (code === 'ETIMEDOUT' || code === 'CONNECT_TIMEOUT' || code === 'IDLE_TIMEOUT') {
+      return new JobError(`${what} failed: the S3 endpoint ${d.endpointUrl} did not answer in time`, { cause: error })
+    }
+    const message = error instanceof TransportError ? error.message.replace(/^[^ ]*: /, '') : error instanceof Error ? error.message : String(error)
+    return new JobError(`${what} failed at ${d.endpointUrl}: ${message}`, { cause: error })
+  }
+}
+
+/** One part of an upload as the part loop sends it. */
+interface UploadPart {
+  number: number
+  size: number
+  last: boolean
+  /** The bytes in memory (a streamed upload's part), or the file range, read again per attempt. */
+  body: Body
+  /** The body's SHA-256 (hex), for the signature. */
+  sha256: Promise<string>
+  /** Hands a buffer back for a later part once the part has settled, retries included. */
+  release?: (() => void) | undefined
+}
+
+/** A streamed upload's parts: buffers filled from the stream (parts.ts) and hashed as they filled, sent as they are. */
+async function* bufferedParts(source: AsyncIterable<Part>): AsyncGenerator<UploadPart> {
+  for await (const { number, data, last, sha256, release } of source) {
+    yield { number, size: data.length, last, body: data, sha256: Promise.resolve(sha256 as string), release }
+  }
+}
+
+/**
+ * The file cut into parts of `partSize`, each sent from its range. Their SHA-256s are taken one
+ * at a time by a digest worker (one worker's memory, not two), one part ahead of the part loop,
+ * so a part's hash is ready by the time a slot frees. A file that ends early (something still
+ * writes it) fails the upload rather than storing a short object: the digest reads fewer bytes
+ * than planned, or the body does.
+ */
+function* fileParts(file: FileHandle, path: string, size: number, partSize: number, signal: AbortSignal | undefined): Generator<UploadPart> {
+  const buffers = new ReadBuffers()
+  let hashed: Promise<unknown> = Promise.resolve()
+  const hash = (start: number): Promise<string> => {
+    const length = Math.min(partSize, size - start)
+    const digest = hashed.then(() => digestFile({ path, algorithm: 'sha256', range: { start, length }, signal }))
+    hashed = digest.catch(() => {}) // the next hash waits for this one, not for its success
+    return digest
+  }
+  let next = hash(0)
+  for (let number = 1, start = 0; ; number++) {
+    const length = Math.min(partSize, size - start)
+    const sha256 = next
+    sha256.catch(() => {}) // seen by the part loop when it sends the part; unobserved if it stopped first
+    const end = start + length
+    if (end < size) next = hash(end)
+    yield { number, size: length, last: end >= size, body: fileRangeBody(file, path, start, length, buffers), sha256 }
+    if (end >= size) return
+    start = end
+  }
+}
+
+/** 12 MiB × 1000, 24 MiB × 1000 … up to 4 GiB parts: 10,000 parts reach S3's own 5 TiB limit. */
+const streamPartSize = growingPartSize(STREAM_PART_BYTES, 1000, 4 * 1024 * 1024 * 1024)
