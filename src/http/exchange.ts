@@ -1,7 +1,7 @@
 // What a route handler gets (Exchange) and gives back (Answer). Handlers never write to the
 // response themselves: src/http/server.ts writes every answer, so the early-answer drain, the
 // request log line and the error shape are in one place.
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import type { JobRegistry } from '../jobs/registry.ts'
@@ -27,6 +27,8 @@ export interface Answer {
   json?: unknown
   /** Sent as they are, with `type` (a polling body is already serialised). */
   bytes?: Buffer | string
+  /** The UTF-8 length of `bytes` when it is a string and the caller knows it. */
+  length?: number
   type?: string
   headers?: Record<string, string>
 }
@@ -41,7 +43,10 @@ type LogLevel = 'info' | 'warn' | 'error' | 'debug'
 /** One request, as a handler sees it. */
 export class Exchange {
   readonly req: IncomingMessage
+  readonly res: ServerResponse
   readonly deps: AppDeps
+  /** performance.now() when the request arrived. */
+  readonly started: number
   /** Path parameters by name (`id` of `/backup/:id`), decoded. */
   readonly params: Record<string, string>
   /** The body parsed as JSON, InvalidJson (src/http/body.ts), or undefined when none was sent. */
@@ -49,9 +54,11 @@ export class Exchange {
   readonly #number: number
   readonly #query: string
 
-  constructor(req: IncomingMessage, deps: AppDeps, params: Record<string, string>, query: string, number: number) {
+  constructor(req: IncomingMessage, res: ServerResponse, deps: AppDeps, params: Record<string, string>, query: string, number: number, started: number) {
     this.req = req
+    this.res = res
     this.deps = deps
+    this.started = started
     this.params = params
     this.#query = query
     this.#number = number

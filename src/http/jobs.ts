@@ -28,6 +28,15 @@ export function preloadBodyChecks(): Promise<unknown> {
 /** An answer with a polling body (already serialised by the registry). */
 const pollingAnswer = (status: number, body: string | Buffer): Answer => ({ status, bytes: body, type: JSON_TYPE })
 
+/**
+ * Polling bodies up to this size go out as the registry's string, larger ones as its cached
+ * bytes. Node sends a small string answer and its head in one write from a stack buffer (16 KiB),
+ * a Buffer in a writev of two parts: ~1 µs of the ~13 µs of CPU a poll costs (a bare node:http
+ * server under wrk: 12.9 µs per request with a Buffer, 12.0 with a string). A large string would
+ * be encoded again on every poll.
+ */
+const STRING_BODY_MAX_BYTES = 16 * 1024
+
 export type Handler = (x: Exchange) => Answer | Promise<Answer>
 
 export interface JobHandlers {
@@ -105,7 +114,9 @@ export function jobHandlers(kind: JobKind): JobHandlers {
       const { registry } = x.deps
       const entry = registry.get(kind, id as string)
       if (!entry) return NOT_FOUND
-      return pollingAnswer(200, registry.pollingBytes(entry))
+      const bytes = registry.pollingBytes(entry) // of entry.body as it is now
+      if (bytes.length > STRING_BODY_MAX_BYTES) return pollingAnswer(200, bytes)
+      return { status: 200, bytes: entry.body, length: bytes.length, type: JSON_TYPE }
     },
 
     cancel(x) {

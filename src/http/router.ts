@@ -39,7 +39,6 @@ const newNode = (): Node => ({ literal: new Map(), param: undefined, routes: new
 
 const NOT_FOUND: Found = { kind: 'not found' }
 const BAD_PATH: Found = { kind: 'bad path' }
-const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>
 
 export class Router {
   readonly #root = newNode()
@@ -63,11 +62,11 @@ export class Router {
     }
     const end = pathEnd(target)
     const path = end < 0 ? target : target.slice(0, end)
-    const query = end < 0 ? '' : target.slice(end + 1)
-    const segments = path.slice(1).split('/')
-    for (let i = 0; i < segments.length; i++) {
-      const segment = segments[i] as string
-      if (segment.includes('%')) {
+    const segments = path.split('/') // segments[0] is the '' before the leading slash
+    if (path.includes('%')) {
+      for (let i = 1; i < segments.length; i++) {
+        const segment = segments[i] as string
+        if (!segment.includes('%')) continue
         try {
           segments[i] = decodeURIComponent(segment)
         } catch {
@@ -75,19 +74,14 @@ export class Router {
         }
       }
     }
-    const names: string[] = []
-    const values: string[] = []
-    const node = walk(this.#root, segments, 0, names, values)
+    const params: Record<string, string> = {}
+    const node = walk(this.#root, segments, 1, params)
     if (node === undefined) return NOT_FOUND
-    const tooLong = values.some((v) => v.length > MAX_PARAM_LENGTH)
+    let tooLong = false
+    for (const name in params) if ((params[name] as string).length > MAX_PARAM_LENGTH) tooLong = true
     const route = tooLong ? undefined : (node.routes.get(method) ?? (method === 'HEAD' ? node.routes.get('GET') : undefined))
     if (route === undefined) return this.#notAllowed.get(node) ?? NOT_FOUND
-    let params = NO_PARAMS
-    if (names.length > 0) {
-      params = {}
-      for (let i = 0; i < names.length; i++) params[names[i] as string] = values[i] as string
-    }
-    return { kind: 'route', route, params, query }
+    return { kind: 'route', route, params, query: end < 0 ? '' : target.slice(end + 1) }
   }
 
   #add(route: Route): void {
@@ -117,23 +111,22 @@ export class Router {
   }
 }
 
-/** The node the segments lead to, literals before parameters; parameters in names and values. */
-function walk(node: Node, segments: string[], index: number, names: string[], values: string[]): Node | undefined {
+/**
+ * The node with routes that the segments from `index` on lead to, literals tried before a
+ * parameter; the parameters' values are added to `params` on the way back.
+ */
+function walk(node: Node, segments: string[], index: number, params: Record<string, string>): Node | undefined {
   if (index === segments.length) return node.routes.size > 0 ? node : undefined
   const segment = segments[index] as string
   const literal = node.literal.get(segment)
   if (literal !== undefined) {
-    const found = walk(literal, segments, index + 1, names, values)
+    const found = walk(literal, segments, index + 1, params)
     if (found !== undefined) return found
   }
-  if (node.param === undefined) return undefined
-  names.push(node.param.name)
-  values.push(segment)
-  const found = walk(node.param.node, segments, index + 1, names, values)
-  if (found === undefined) {
-    names.pop()
-    values.pop()
-  }
+  const param = node.param
+  if (param === undefined) return undefined
+  const found = walk(param.node, segments, index + 1, params)
+  if (found !== undefined) params[param.name] = segment
   return found
 }
 

@@ -14,7 +14,7 @@ import { basicAuthChecker } from './auth.ts'
 import { parseJsonBody } from './body.ts'
 import { Exchange, JSON_TYPE, type AppDeps, type Answer } from './exchange.ts'
 import { bodyStillArriving, drainAfterAnswer, HEADERS_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, limitConnections, REQUEST_TIMEOUT_MS, TIMEOUT_CHECK_INTERVAL_MS } from './limits.ts'
-import { Router } from './router.ts'
+import { Router, type Found } from './router.ts'
 import { ROUTES, type Route } from './routes.ts'
 import { LoginThrottle } from './throttle.ts'
 import { httpsOptions } from './tls.ts'
@@ -77,78 +77,82 @@ export function createApiServer(deps: AppDeps): ApiServer {
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now()
-    const number = ++requests
     const method = req.method ?? 'GET'
     const url = req.url ?? '/'
     const found = router.find(method, url)
-    const x = new Exchange(req, deps, found.kind === 'route' ? found.params : {}, found.kind === 'route' ? found.query : '', number)
-    const answer = (a: Answer, limited = false) => send(x, res, a, started, limited)
+    const x = found.kind === 'route' ? new Exchange(req, res, deps, found.params, found.query, ++requests, started) : new Exchange(req, res, deps, {}, '', ++requests, started)
 
-    if (found.kind === 'bad path') return answer(BAD_PATH)
-    if (closing) return answer(STOPPING)
-    if (connections.overLimit(req.socket)) return answer(OVER_CONNECTION_LIMIT, true)
+    if (found.kind === 'bad path') return send(x, BAD_PATH)
+    if (closing) return send(x, STOPPING)
+    if (connections.overLimit(req.socket)) return send(x, OVER_CONNECTION_LIMIT, true)
     if (found.kind !== 'route' || !isPublic(found.route)) {
       const ip = req.socket.remoteAddress
       // A locked-out address is answered before its credentials are looked at.
       const wait = throttle.lockedFor(ip)
-      if (wait > 0) return answer({ status: 429, json: { message: `too many failed logins from this address; try again in ${wait} s` }, headers: { 'retry-after': String(wait) } }, true)
+      if (wait > 0) return send(x, { status: 429, json: { message: `too many failed logins from this address; try again in ${wait} s` }, headers: { 'retry-after': String(wait) } }, true)
       if (!authorised(req.headers.authorization)) {
         x.log('warn', { method, url: loggedUrl(url), ip }, 'login failed')
         if (throttle.recordFailure(ip)) x.log('warn', { ip, failures: config.authMaxFailures }, 'address locked out for a minute after repeated failed logins')
-        return answer(UNAUTHORISED)
+        return send(x, UNAUTHORISED)
       }
     }
-    const respond = () => {
-      if (found.kind === 'route') return run(found.route, x, answer)
-      if (found.kind === 'method not allowed') {
-        const allow = found.allow
-        return answer({ status: 405, json: { message: `method ${method} is not allowed here; use ${allow.join(' or ')}` }, headers: { allow: allow.join(', ') } })
-      }
-      return answer(NOT_FOUND)
-    }
-    if (!hasBody(req, method)) return respond()
+    if (!hasBody(req, method)) return respond(x, found)
     readBody(req).then(
       (body) => {
         x.body = body
-        respond()
+        respond(x, found)
       },
-      (error: unknown) => answer(error instanceof BodyTooLarge ? TOO_LARGE : { status: 400, json: { message: (error as Error).message }, headers: { connection: 'close' } }),
+      (error: unknown) => send(x, error instanceof BodyTooLarge ? TOO_LARGE : { status: 400, json: { message: (error as Error).message }, headers: { connection: 'close' } }),
     )
   }
 
-  /** Runs the handler; what it throws or rejects with is a 500, logged. */
-  function run(route: Route, x: Exchange, answer: (a: Answer) => void): void {
-    const failed = (error: unknown) => {
-      x.log('error', { err: error }, 'unexpected error')
-      answer(INTERNAL_ERROR)
+  /** The route's answer, or why there is none. */
+  function respond(x: Exchange, found: Found): void {
+    if (found.kind === 'route') return run(found.route, x)
+    if (found.kind === 'method not allowed') {
+      const allow = found.allow
+      return send(x, { status: 405, json: { message: `method ${x.req.method} is not allowed here; use ${allow.join(' or ')}` }, headers: { allow: allow.join(', ') } })
     }
+    send(x, NOT_FOUND)
+  }
+
+  /** Runs the handler; what it throws or rejects with is a 500, logged. */
+  function run(route: Route, x: Exchange): void {
     try {
       const result = route.handle(x)
-      if (result instanceof Promise) result.then(answer, failed)
-      else answer(result)
+      if (result instanceof Promise) result.then((a) => send(x, a), (error: unknown) => failed(x, error))
+      else send(x, result)
     } catch (error) {
-      failed(error)
+      failed(x, error)
     }
+  }
+
+  function failed(x: Exchange, error: unknown): void {
+    x.log('error', { err: error }, 'unexpected error')
+    send(x, INTERNAL_ERROR)
   }
 
   /**
    * Writes the answer and its log line: one per request, at debug for a successful GET (the
    * manager's polls) and for answers of a limit (a flood makes many), at info otherwise.
    */
-  function send(x: Exchange, res: ServerResponse, a: Answer, started: number, limited: boolean): void {
-    const req = x.req
+  function send(x: Exchange, a: Answer, limited = false): void {
+    const { req, res } = x
     let body: Buffer | string | undefined
     let type: string | undefined
+    let length = 0
     if (a.json !== undefined) {
       body = JSON.stringify(a.json)
       type = JSON_TYPE
+      length = Buffer.byteLength(body)
     } else if (a.bytes !== undefined) {
       body = a.bytes
       type = a.type
+      length = typeof body === 'string' ? (a.length ?? Buffer.byteLength(body)) : body.length
     }
     const headers: string[] = []
     if (type !== undefined) headers.push('content-type', type)
-    headers.push('content-length', String(body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length))
+    headers.push('content-length', String(length))
     if (a.headers) for (const name in a.headers) headers.push(name, a.headers[name] as string)
     // An answer given while the body is still arriving (401, 429, 413): it closes the connection,
     // but only after reading what the client is still sending, so the client gets to read it.
@@ -161,7 +165,7 @@ export function createApiServer(deps: AppDeps): ApiServer {
 
     const quiet = limited || (req.method === 'GET' && a.status === 200)
     const level = quiet ? 'debug' : 'info'
-    if (log.isLevelEnabled(level)) x.log(level, { method: req.method, url: loggedUrl(req.url ?? '/'), status: a.status, ms: Math.round(performance.now() - started) }, 'request')
+    if (log.isLevelEnabled(level)) x.log(level, { method: req.method, url: loggedUrl(req.url ?? '/'), status: a.status, ms: Math.round(performance.now() - x.started) }, 'request')
   }
 
   // Node ends a CONNECT request's socket without a word when nothing listens for it; answer it
