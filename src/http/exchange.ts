@@ -64,7 +64,7 @@ export class Exchange {
     this.#number = number
   }
 
-  /** The request's id in log lines: `req-1`, `req-2`, … (base 36, as Fastify numbered them). */
+  /** The request's id in log lines: `req-1`, `req-2`, … (base 36). */
   get reqId(): string {
     return `req-${this.#number.toString(36)}`
   }

@@ -1,6 +1,7 @@
 // The OpenAPI 3.1 document, built from the route table (src/http/routes.ts): every route with its
 // parameters, body and answers. Loaded on the first /openapi.json or /docs request only
-// (src/http/docs.ts). (@fastify/swagger made it before, on a second Fastify instance.)
+// (src/http/docs.ts). Built here, not by a generator: @fastify/swagger needs Fastify, and a
+// second instance of it to describe the routes.
 import { readFileSync } from 'node:fs'
 import type { JsonSchema } from './json-schema.ts'
 import { ROUTES, type ResponseDoc, type Route } from './routes.ts'

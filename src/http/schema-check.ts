@@ -2,8 +2,8 @@
 // use: `type` (string, boolean, null, object, array, integer, number), `properties`, `required`
 // and `anyOf`; a schema without `type` or `anyOf` takes any value. The failures come in the
 // order and shape TypeBox's validator reported them (src/http/trigger.ts turns them into the
-// messages the API answers), but all of them: TypeBox stopped at 8, and a bad field it had not
-// reported reached the checks after it (a 500).
+// messages the API answers), all of them: a validator that stops early (TypeBox stopped at 8)
+// lets a bad field it did not report reach the checks after it.
 //
 // Written for the agent instead of a validator library: the trigger bodies need these few rules,
 // and TypeBox's compiler was ~10 MB resident and 683 modules.

@@ -23,7 +23,7 @@ export type { AppDeps } from './exchange.ts'
 
 export const BODY_LIMIT_BYTES = 1024 * 1024
 
-/** Methods whose body is read (the others' is discarded unread, as Fastify did). */
+/** Methods whose body is read (the others' is discarded unread). */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
 export interface ApiServer {
