@@ -19,6 +19,9 @@ import type { Route } from './routes.ts'
 export const MAX_PARAM_LENGTH = 1024
 
 const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE']
+/** At most this many targets of at most this length are remembered (~64 KiB). */
+const CACHED_URLS = 256
+const CACHED_URL_MAX_LENGTH = 256
 
 export type Found =
   | { kind: 'route'; route: Route; params: Record<string, string>; query: string }
@@ -42,6 +45,7 @@ const BAD_PATH: Found = { kind: 'bad path' }
 export class Router {
   readonly #root = newNode()
   readonly #notAllowed = new Map<Node, Found>()
+  readonly #cache = new Map<string, Map<string, Found>>()
 
   constructor(routes: readonly Route[]) {
     for (const route of routes) this.#add(route)
@@ -51,8 +55,26 @@ export class Router {
     }
   }
 
-  /** `url` as Node gives it: the request target (origin form, or absolute form). */
+  /**
+   * `url` as Node gives it: the request target (origin form, or absolute form). The answers for
+   * the last few hundred short targets are kept: a manager polls the same few URLs over and over
+   * (~1 µs of a poll's ~14 µs of CPU). A kept answer and its params are shared: read only.
+   */
   find(method: string, url: string): Found {
+    const cached = this.#cache.get(url)?.get(method)
+    if (cached !== undefined) return cached
+    const found = this.#find(method, url)
+    if (url.length <= CACHED_URL_MAX_LENGTH) {
+      if (this.#cache.size >= CACHED_URLS) this.#cache.clear()
+      let byMethod = this.#cache.get(url)
+      if (byMethod === undefined) this.#cache.set(url, (byMethod = new Map()))
+      if (found.kind === 'route') Object.freeze(found.params)
+      byMethod.set(method, found)
+    }
+    return found
+  }
+
+  #find(method: string, url: string): Found {
     let target = url
     if (target.charCodeAt(0) !== 47 /* / */) {
       const path = absoluteFormPath(target)

@@ -98,6 +98,24 @@ describe('Router over the route table', () => {
     for (const target of ['ftp://agent/backup', 'backup/x', 'http:///backup', 'http://agent/backup#x']) assert.equal(router.find('GET', target).kind, 'bad path', target)
   })
 
+  it('answers a target it has seen the same way again, however many it has seen', () => {
+    const fresh = new Router(ROUTES)
+    const targets = ['/backup/job-1', '/backup/job-1?limit=1', '/nope', '/backup/%zz', `/backup/${'x'.repeat(300)}`, `/backup/${'x'.repeat(MAX_PARAM_LENGTH + 1)}`]
+    for (let i = 0; i < 600; i++) targets.push(`/restore/id-${i}`, `/backup/id-${i}/cancel`)
+    for (const round of [1, 2, 3]) {
+      for (const target of targets) {
+        for (const method of ['GET', 'HEAD', 'POST']) assert.deepEqual(fresh.find(method, target), router.find(method, target), `${round} ${method} ${target}`)
+      }
+    }
+    const polled = route(fresh.find('GET', '/backup/job-1'))
+    assert.equal(route(fresh.find('GET', '/backup/job-1')), polled, 'kept')
+    assert.throws(() => {
+      ;(polled.params as Record<string, string>).id = 'other'
+    }, TypeError)
+    assert.equal(route(fresh.find('GET', '/backup/job-1')).params.id, 'job-1')
+    assert.equal(route(fresh.find('POST', '/backup/job-1/cancel')).params.id, 'job-1', 'another method of a kept target')
+  })
+
   it('refuses a table that lists a route twice or two parameter names at one position', () => {
     const [first] = ROUTES as [Route]
     assert.throws(() => new Router([first, first]), /twice/)
