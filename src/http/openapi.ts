@@ -29,7 +29,7 @@ export interface Operation {
   tags?: string[]
   security?: unknown[]
   parameters?: Parameter[]
-  requestBody?: { required?: boolean; content?: Record<string, { schema?: JsonSchema }> }
+  requestBody?: { required?: boolean; description?: string; content?: Record<string, { schema?: JsonSchema }> }
   responses?: Record<string, { description?: string; content?: Record<string, { schema?: JsonSchema }> }>
 }
 
@@ -67,7 +67,10 @@ function operation(route: Route): Operation {
   if (route.access === 'public') op.security = []
   const parameters = [...parametersOf(doc.params, 'path'), ...parametersOf(doc.query, 'query')]
   if (parameters.length > 0) op.parameters = parameters
-  if (doc.body) op.requestBody = { required: true, content: { 'application/json': { schema: doc.body } } }
+  if (doc.body) {
+    op.requestBody = { required: true, content: { 'application/json': { schema: doc.body } } }
+    if (doc.body.description !== undefined) op.requestBody.description = doc.body.description
+  }
   op.responses = {}
   for (const [status, answer] of Object.entries(doc.responses)) op.responses[status] = response(answer)
   return op
