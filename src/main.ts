@@ -4,8 +4,8 @@ import type { Server as TlsServer } from 'node:tls'
 import type { Logger } from 'pino'
 import { ConfigError, DEMO_DIRECTORY, loadConfig, type Config } from './config.ts'
 import { ensureCredentials } from './credentials-file.ts'
-import { buildApp } from './http/app.ts'
 import { preloadBodyChecks } from './http/jobs.ts'
+import { createApiServer } from './http/server.ts'
 import { applyTlsMaterial, loadTlsMaterial } from './http/tls.ts'
 import { prepareJobRoot } from './jobs/directory.ts'
 import { finishRecovery, markInterrupted } from './jobs/recovery.ts'
@@ -90,9 +90,9 @@ async function main(): Promise<void> {
   watchStoreDirectory(config.directoryState, () => registry.checkStore())
 
   const deps = { config, registry, log, agentEnv: process.env, observer: metrics, jobGid }
-  const app = await buildApp({ config, registry, log, runner: deps, metrics, tls: tls?.material })
-  await app.listen({ host: config.clientHost, port: config.clientPort })
-  const address = app.server.address()
+  const api = createApiServer({ config, registry, log, runner: deps, metrics, tls: tls?.material })
+  await api.listen(config.clientHost, config.clientPort)
+  const address = api.server.address()
   const port = typeof address === 'object' && address ? address.port : config.clientPort
   log.info(
     { host: config.clientHost, port, tls: tls !== undefined, clientCertificates: config.tlsClientCaFile !== undefined, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length, pruned },
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
     if (!tls) return log.info('SIGHUP: nothing to reload (plain HTTP)')
     loadTlsMaterial(config).then((reloaded) => {
       if (!reloaded?.ok) return log.error({ error: reloaded?.error }, 'SIGHUP: TLS files not reloaded; the certificates in use stay')
-      applyTlsMaterial(app.server as unknown as TlsServer, reloaded.material)
+      applyTlsMaterial(api.server as TlsServer, reloaded.material)
       log.info('SIGHUP: TLS certificates reloaded')
     }, (error: unknown) => log.error({ error: (error as Error).message }, 'SIGHUP: TLS reload failed'))
   })
@@ -118,7 +118,7 @@ async function main(): Promise<void> {
     stopping = true
     shutDown(signal, config, registry, log, recovery).then(
       async () => {
-        await app.close()
+        await api.close()
         const unwritten = registry.writeOut()
         if (unwritten > 0) log.error({ unwritten, problem: registry.storeProblem }, 'job records the store did not take are lost at exit')
         try {
@@ -173,9 +173,9 @@ main().catch((error: unknown) => {
 })
 
 /**
- * What the first trigger would otherwise load while the manager waits for its answer (0.3 s on
- * a 2-core VM): the body checks (TypeBox's compiler). Loaded once the agent listens, a moment
- * later, so that the first health probe is answered first.
+ * What the first trigger would otherwise load while the manager waits for its answer: the body
+ * checks. Loaded once the agent listens, a moment later, so that the
+ * first health probe is answered first.
  */
 function warmUp(log: Logger): void {
   setTimeout(() => {

@@ -4,15 +4,37 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 
 const digest = (value: string | Buffer) => createHash('sha256').update(value).digest()
 
+/**
+ * The usual header, byte for byte, is compared without hashing: it is copied into a buffer of a
+ * fixed size, zero-padded, and compared with the expected header padded the same way. The time
+ * taken depends on the size (the expected header's length rounded up to 256 bytes, so the
+ * credentials' length within it stays hidden) and on the length of the header sent, never on
+ * where the bytes differ. A SHA-256 of the header took ~1.3 µs of the ~20 µs a poll costs, and
+ * an object and a buffer of garbage; this takes ~0.3 µs and none.
+ */
+function exactHeaderChecker(expected: string): (header: string) => boolean {
+  const length = Buffer.byteLength(expected)
+  const size = 256 * Math.ceil((length + 1) / 256)
+  const padded = Buffer.alloc(size)
+  padded.write(expected)
+  const scratch = Buffer.alloc(size) // reused: the check is synchronous
+  return (header) => {
+    const written = scratch.write(header, 0, 'utf8') // at most `size` bytes
+    scratch.fill(0, written)
+    const same = timingSafeEqual(scratch, padded)
+    const sameLength = Buffer.byteLength(header) === length
+    return same && sameLength
+  }
+}
+
 export function basicAuthChecker(username: string, password: string): (header: string | undefined) => boolean {
   const expectedUser = digest(username)
   const expectedPassword = digest(password)
-  // The usual header, byte for byte: one hash and one comparison on the polling hot path.
-  const expectedHeader = digest(`Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`)
+  const exactHeader = exactHeaderChecker(`Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`)
 
   return (header) => {
     if (header === undefined) return false
-    if (timingSafeEqual(digest(header), expectedHeader)) return true
+    if (exactHeader(header)) return true
     // Other spellings of the same credentials (scheme case, no padding, spaces). Only well-formed
     // base64: Node's decoder stops at the first '=' and drops a lone last character, so
     // `<right token>==AAAA` or `<right token>A` would pass otherwise.

@@ -1,6 +1,7 @@
 // The HTML of GET /docs, rendered once from the OpenAPI document: every path and method, its
 // parameters, request fields and responses with their fields (nested fields as a.b).
-import type { JsonSchema, OpenApiDocument, Operation } from './docs.ts'
+import type { JsonSchema } from './json-schema.ts'
+import type { OpenApiDocument, Operation } from './openapi.ts'
 
 const METHODS = ['get', 'post', 'put', 'delete']
 

@@ -1,10 +1,8 @@
-// GET /metrics: Prometheus text format; behind the agent's credentials unless metrics_public.
-import type { FastifyInstance } from 'fastify'
-import type { AgentMetrics } from '../metrics.ts'
+// GET /metrics: Prometheus text format; behind the agent's credentials unless metrics_public
+// (the route's access in src/http/routes.ts).
+import type { Answer, Exchange } from './exchange.ts'
 
-export function registerMetricsRoutes(app: FastifyInstance, metrics: AgentMetrics): void {
-  app.get('/metrics', { config: { metrics: true } }, async (_req, reply) => {
-    const { contentType, text } = await metrics.render()
-    return reply.header('content-type', contentType).send(text)
-  })
+export async function metrics(x: Exchange): Promise<Answer> {
+  const { contentType, text } = await x.deps.metrics.render()
+  return { status: 200, bytes: text, type: contentType }
 }

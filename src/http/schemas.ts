@@ -1,14 +1,15 @@
-// TypeBox schemas of the trigger bodies (SPEC §3). They fix each documented key's canonical
-// spelling and type; src/http/trigger.ts matches keys case-insensitively against them and adds
-// the rules a schema cannot say (which fields a destination type needs, reserved names, …).
-// Their descriptions are the request part of the OpenAPI document.
-import Type, { type Static, type TSchema } from 'typebox'
+// JSON schemas of the trigger bodies (SPEC §3), as plain data. They fix each documented key's
+// canonical spelling and type; src/http/trigger.ts matches keys case-insensitively against them
+// (src/http/schema-check.ts checks the types) and adds the rules a schema cannot say (which
+// fields a destination type needs, reserved names, …). Their descriptions are the request part
+// of the OpenAPI document.
+import { boolean, nullType, object, optional, string, union, unknown, type JsonSchema } from './json-schema.ts'
 
-const Nullable = <T extends TSchema>(schema: T, description: string) => Type.Optional(Type.Union([schema, Type.Null()], { description }))
-const Text = (description: string) => Nullable(Type.String(), description)
-const Flag = (description: string) => Nullable(Type.Boolean(), description)
+const Nullable = (schema: JsonSchema, description: string) => optional(union([schema, nullType()], { description }))
+const Text = (description: string) => Nullable(string(), description)
+const Flag = (description: string) => Nullable(boolean(), description)
 
-export const DestinationSchema = Type.Object(
+export const DestinationSchema = object(
   {
     type: Text('S3, SWIFT or LOCAL (objects under the agent\'s local_storage_root)'),
     skipStorage: Flag('the scripts move the file themselves; they get the destination as S3_* / SWIFT_* variables'),
@@ -33,19 +34,19 @@ export const DestinationSchema = Type.Object(
   { description: 'where the backup goes or the restore comes from' },
 )
 
-export const DatabaseSchema = Type.Object(
+export const DatabaseSchema = object(
   {
     host: Text('database host (script argument)'),
     username: Text('database user (script argument)'),
     password: Text('database password (script argument; never logged or echoed; may be "")'),
     database: Text('database name (script argument)'),
     /** A list of one-key objects, a plain object, or null; its keys are taken as they are. */
-    parameters: Type.Optional(Type.Unknown({ description: 'extra variables for the scripts: [{"name": value}, …] or {"name": value}; names [a-z_][a-z0-9_]* or listed in script_parameter_names, reserved names refused; at most 256, values at most 32 KiB' })),
+    parameters: optional(unknown({ description: 'extra variables for the scripts: [{"name": value}, …] or {"name": value}; names [a-z_][a-z0-9_]* or listed in script_parameter_names, reserved names refused; at most 256, values at most 32 KiB' })),
   },
   { description: 'the database the scripts work on' },
 )
 
-export const TriggerSchema = Type.Object(
+export const TriggerSchema = object(
   {
     id: Text('job id: 1-128 of A-Z a-z 0-9 . _ -, not . or ..; a known id answers 409'),
     compression: Flag('passed to the scripts'),
@@ -56,7 +57,47 @@ export const TriggerSchema = Type.Object(
   },
   { description: 'keys are matched case-insensitively; unknown keys are ignored' },
 )
-export type TriggerBody = Static<typeof TriggerSchema>
 
-export const DeleteSchema = Type.Object({ id: Text('the job to forget') })
-export type DeleteBody = Static<typeof DeleteSchema>
+export const DeleteSchema = object({ id: Text('the job to forget') })
+
+// The bodies as the schemas let them through (src/http/schema-check.ts): any key may be missing
+// or null.
+type Field<T> = T | null | undefined
+export interface DestinationBody {
+  type?: Field<string>
+  skipStorage?: Field<boolean>
+  filenamePrefix?: Field<string>
+  filename?: Field<string>
+  bucket?: Field<string>
+  endpoint?: Field<string>
+  region?: Field<string>
+  authKey?: Field<string>
+  authSecret?: Field<string>
+  useSSL?: Field<boolean>
+  skipSSL?: Field<boolean>
+  authUrl?: Field<string>
+  domain?: Field<string>
+  project_name?: Field<string>
+  container_name?: Field<string>
+  username?: Field<string>
+  password?: Field<string>
+}
+export interface DatabaseBody {
+  host?: Field<string>
+  username?: Field<string>
+  password?: Field<string>
+  database?: Field<string>
+  parameters?: unknown
+}
+export interface TriggerBody {
+  id?: Field<string>
+  compression?: Field<boolean>
+  encryption_key?: Field<string>
+  destination?: Field<DestinationBody>
+  backup?: Field<DatabaseBody>
+  restore?: Field<DatabaseBody>
+}
+export interface DeleteBody {
+  id?: Field<string>
+}
+

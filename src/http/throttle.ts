@@ -50,12 +50,16 @@ export class LoginThrottle {
     return this.#byAddress.size
   }
 
-  /** Whole seconds until `address` may send requests again; 0 when it is not locked out. */
-  lockedFor(address: string | undefined, now = Date.now()): number {
+  /**
+   * Whole seconds until `address` may send requests again; 0 when it is not locked out. Asked on
+   * every poll: the clock is read only for an address with failures.
+   */
+  lockedFor(address: string | undefined, at?: number): number {
     if (this.#byAddress.size === 0 || address === undefined) return 0
     const key = normalise(address)
     const entry = this.#byAddress.get(key)
     if (entry === undefined) return 0
+    const now = at ?? Date.now()
     if (entry.lockedUntil > now) return Math.ceil((entry.lockedUntil - now) / 1000)
     if (this.#isStale(entry, now)) this.#byAddress.delete(key)
     return 0

@@ -1,19 +1,18 @@
 // Turns a trigger body into a JobRequest, or into the list of every bad field (SPEC §3).
-// Loaded on the first trigger or DELETE (src/http/jobs.ts): the schema compiler is a large
-// module graph that start-up and polls do not need.
+// Loaded on the first trigger or DELETE (src/http/jobs.ts): start-up and polls do not need it.
 //
 // Documented keys are matched case-insensitively (the old agent did so), keys inside
 // `parameters` and unknown subtrees are left as they are, unknown keys are ignored.
-import type { TSchema } from 'typebox'
-import { Compile } from 'typebox/compile'
 import type { Config } from '../config.ts'
 import { restoreFilenameProblem } from '../jobs/file-base.ts'
 import type { Destination, DatabaseTarget, JobKind, JobRequest, StorageDestination } from '../jobs/request.ts'
 import { parameterNameProblem } from '../scripts/parameter-names.ts'
 import { authVersion, type AuthVersion } from '../storage/keystone.ts'
 import { idProblem } from './ids.ts'
+import type { JsonSchema } from './json-schema.ts'
+import { schemaErrors, type SchemaError } from './schema-check.ts'
 import { FILENAME_PREFIX_MAX_BYTES, FOLDER_NAME_MAX_BYTES, MAX_PARAMETERS, scriptInputProblems, utf8Bytes } from './script-inputs.ts'
-import { DeleteSchema, TriggerSchema, type DeleteBody, type TriggerBody } from './schemas.ts'
+import { DeleteSchema, TriggerSchema, type DatabaseBody, type DeleteBody, type DestinationBody, type TriggerBody } from './schemas.ts'
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; errors: string[] }
 
@@ -31,18 +30,15 @@ const KEYSTONE_FIELDS: Record<AuthVersion, readonly ('domain' | 'project_name')[
 const DESTINATION_TYPES = Object.keys(STORAGE_FIELDS) as StorageDestination['type'][]
 const DATABASE_FIELDS = ['host', 'username', 'database'] as const
 
-const triggerValidator = Compile(TriggerSchema)
-const deleteValidator = Compile(DeleteSchema)
-
 export function parseDelete(body: unknown): Checked<string> {
-  const { value, errors } = shape<DeleteBody>(body, DeleteSchema, deleteValidator)
+  const { value, errors } = shape<DeleteBody>(body, DeleteSchema)
   const problem = value && idProblem(value.id)
   if (problem) errors.push(problem)
   return errors.length > 0 || !value ? { ok: false, errors: oncePerField(errors) } : { ok: true, value: value.id as string }
 }
 
 export function parseTrigger(kind: JobKind, body: unknown, config: Config): Checked<JobRequest> {
-  const { value: b, errors } = shape<TriggerBody>(body, TriggerSchema, triggerValidator)
+  const { value: b, errors } = shape<TriggerBody>(body, TriggerSchema)
   if (!b) return { ok: false, errors }
   const idError = idProblem(b.id)
   if (idError) errors.push(idError)
@@ -66,8 +62,8 @@ export function parseTrigger(kind: JobKind, body: unknown, config: Config): Chec
   return errors.length > 0 ? { ok: false, errors: oncePerField(errors) } : { ok: true, value: request }
 }
 
-type RawDestination = NonNullable<TriggerBody['destination']>
-type RawDatabase = NonNullable<TriggerBody['backup']>
+type RawDestination = DestinationBody
+type RawDatabase = DatabaseBody
 
 function parseDestination(kind: JobKind, d: RawDestination, config: Config, errors: string[]): Destination | undefined {
   const type = DESTINATION_TYPES.find((t) => t === d.type)
@@ -281,29 +277,23 @@ function plainDecimal(shortest: string): string {
 
 /**
  * Renames documented keys to their canonical spelling (case-insensitively, following the
- * schema's properties), drops unknown keys, then checks types with the compiled schema. A field
- * of the wrong type is reported and removed, so the caller's own checks still see the rest.
+ * schema's properties), drops unknown keys, then checks types against the schema. A field of the
+ * wrong type is reported and removed, so the caller's own checks still see the rest.
  */
-function shape<T>(body: unknown, schema: TSchema, validator: Validator): { value: T | undefined; errors: string[] } {
+function shape<T>(body: unknown, schema: JsonSchema): { value: T | undefined; errors: string[] } {
   if (!isPlainObject(body)) return { value: undefined, errors: ['the body must be a JSON object'] }
   const errors: string[] = []
   const canonical = canonicalKeys(body, schema, '', errors) as Record<string, unknown>
-  if (!validator.Check(canonical)) {
+  const raw = schemaErrors(canonical, schema)
+  if (raw.length > 0) {
     // An object with a bad field also fails its `| null` alternative ("destination must be
-    // null"): only the field is reported. Everything that failed is removed, the object too (the
-    // validator may stop at its first bad field: the others must not reach the checks below).
-    const raw = [...validator.Errors(canonical)]
+    // null"): only the field is reported. Everything that failed is removed, the object too.
     errors.push(...describeSchemaErrors(raw.filter((e) => !raw.some((o) => o.instancePath.startsWith(`${e.instancePath}/`)))))
     for (const e of raw) removePath(canonical, e.instancePath)
   }
   const unfit = findUnfit(canonical, '')
   if (unfit) errors.push(unfit)
   return { value: canonical as T, errors }
-}
-
-interface Validator {
-  Check(value: unknown): boolean
-  Errors(value: unknown): Iterable<SchemaError>
 }
 
 function removePath(root: Record<string, unknown>, pointer: string): void {
@@ -327,24 +317,17 @@ function oncePerField(messages: string[]): string[] {
   })
 }
 
-interface SchemaError {
-  keyword: string
-  instancePath: string
-  params: Record<string, unknown>
-  message: string
-}
-
-function canonicalKeys(value: unknown, schema: TSchema, path: string, errors: string[]): unknown {
+function canonicalKeys(value: unknown, schema: JsonSchema, path: string, errors: string[]): unknown {
   const objectSchema = objectMember(schema)
   if (!objectSchema || !isPlainObject(value)) return value
-  const properties = objectSchema.properties as Record<string, TSchema>
+  const properties = objectSchema.properties
   const byLowerCase = new Map(Object.keys(properties).map((k) => [k.toLowerCase(), k]))
   const out: Record<string, unknown> = {}
   const seenAs = new Map<string, string>()
   for (const [key, child] of Object.entries(value)) {
     const name = byLowerCase.get(key.toLowerCase())
     if (name === undefined) continue
-    const normalised = canonicalKeys(child, properties[name] as TSchema, `${path}${name}.`, errors)
+    const normalised = canonicalKeys(child, properties[name] as JsonSchema, `${path}${name}.`, errors)
     const earlier = seenAs.get(name)
     if (earlier !== undefined && JSON.stringify(out[name]) !== JSON.stringify(normalised)) {
       errors.push(`${path}${name}: the keys ${JSON.stringify(earlier)} and ${JSON.stringify(key)} differ only by case but have different values`)
@@ -356,11 +339,10 @@ function canonicalKeys(value: unknown, schema: TSchema, path: string, errors: st
   return out
 }
 
-/** The object schema inside `T`, `T | null` or Optional(T), if any. */
-function objectMember(schema: TSchema): (TSchema & { properties: object }) | undefined {
-  const s = schema as { properties?: object; anyOf?: TSchema[] }
-  if (s.properties) return schema as TSchema & { properties: object }
-  return s.anyOf?.map(objectMember).find((m) => m !== undefined)
+/** The object schema inside `T` or `T | null`, if any. */
+function objectMember(schema: JsonSchema): (JsonSchema & { properties: Record<string, JsonSchema> }) | undefined {
+  if (schema.properties) return schema as JsonSchema & { properties: Record<string, JsonSchema> }
+  return schema.anyOf?.map(objectMember).find((m) => m !== undefined)
 }
 
 function describeSchemaErrors(raw: Iterable<SchemaError>): string[] {
@@ -369,13 +351,11 @@ function describeSchemaErrors(raw: Iterable<SchemaError>): string[] {
   for (const e of raw) {
     const field = e.instancePath.slice(1).replaceAll('/', '.')
     if (e.keyword === 'required') {
-      for (const name of (e.params.requiredProperties as string[]) ?? []) out.push(`${field ? `${field}.` : ''}${name} is required`)
+      for (const name of e.params.requiredProperties ?? []) out.push(`${field ? `${field}.` : ''}${name} is required`)
     } else if (e.keyword === 'type') {
       const types = byPath.get(field) ?? new Set<string>()
       types.add(String(e.params.type))
       byPath.set(field, types)
-    } else if (e.keyword !== 'anyOf') {
-      out.push(`${field || 'body'} ${e.message}`)
     }
   }
   for (const [field, types] of byPath) out.push(`${field || 'body'} must be ${[...types].join(' or ')}`)
