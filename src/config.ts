@@ -10,6 +10,7 @@ import { isIP } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DEFAULT_PASSTHROUGH, reservedNameReason } from './scripts/environment.ts'
+import type { LogLevel } from './log.ts'
 
 export interface Config {
   clientUsername: string
@@ -27,7 +28,7 @@ export interface Config {
   /** Parameter names accepted besides lower-case ones (reserved names stay refused). */
   scriptParameterNames: string[]
   scriptLogMaxBytes: number
-  logLevel: string
+  logLevel: LogLevel
   caFile: string | undefined
   swiftRegion: string | undefined
   swiftSegmentBytes: number
@@ -107,10 +108,10 @@ function isAddressOrRange(entry: string): boolean {
   return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
 }
 const GiB = 1024 * 1024 * 1024
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
-const logLevel = (raw: string): string | undefined => {
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const logLevel = (raw: string): LogLevel | undefined => {
   const v = raw.trim().toLowerCase()
-  return LOG_LEVELS.includes(v) ? v : undefined
+  return LOG_LEVELS.find((level) => level === v)
 }
 
 function setting<K extends keyof Config>(

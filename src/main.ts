@@ -1,14 +1,12 @@
 // Entry point: wiring and signals only.
 import { join } from 'node:path'
 import type { Server as TlsServer } from 'node:tls'
-import type { Logger } from 'pino'
+import type { Logger } from './log.ts'
 import { ConfigError, DEMO_DIRECTORY, loadConfig, type Config } from './config.ts'
 import { ensureCredentials } from './credentials-file.ts'
-import { preloadBodyChecks } from './http/jobs.ts'
 import { createApiServer } from './http/server.ts'
 import { applyTlsMaterial, loadTlsMaterial } from './http/tls.ts'
 import { prepareJobRoot } from './jobs/directory.ts'
-import { finishRecovery, markInterrupted } from './jobs/recovery.ts'
 import { JobRegistry, RELOCATED } from './jobs/registry.ts'
 import { JobStore } from './jobs/store.ts'
 import { watchStoreDirectory } from './jobs/store-watch.ts'
@@ -19,8 +17,6 @@ import { trustCertificates } from './tls.ts'
 import { resolveGroup } from './util/group.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
-/** After listening: a health probe right after the start is answered before the warm-up. */
-const WARM_UP_DELAY_MS = 100
 
 async function main(): Promise<void> {
   let loaded
@@ -82,7 +78,9 @@ async function main(): Promise<void> {
   const metrics = new AgentMetrics(registry)
   // a job a killed agent left running ends here, FAILED: it counts as finished now
   for (const row of stored) if (row.status === 'RUNNING') metrics.jobInterrupted(row.kind)
-  const interrupted = markInterrupted(stored, registry)
+  // Recovery runs scripts: its modules (the job machinery) load only when a record owes steps.
+  const recovering = stored.length === 0 ? undefined : await import('./jobs/recovery.ts')
+  const interrupted = recovering?.markInterrupted(stored, registry) ?? []
   const prune = () => registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
   const pruned = prune()
   setInterval(prune, PRUNE_EVERY_MS).unref()
@@ -98,8 +96,7 @@ async function main(): Promise<void> {
     { host: config.clientHost, port, tls: tls !== undefined, clientCertificates: config.tlsClientCaFile !== undefined, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length, pruned },
     'agent listening',
   )
-  const recovery = finishRecovery(interrupted, deps)
-  warmUp(log)
+  const recovery = recovering?.finishRecovery(interrupted, deps) ?? Promise.resolve()
 
   // SIGHUP re-reads the TLS files (certificate rotation). Handled even without TLS: its default
   // action would end the agent, and every running job with it.
@@ -144,7 +141,7 @@ async function main(): Promise<void> {
  * shutdown_grace_seconds to finish, then are cancelled (cleanup and unlock still run, each
  * bounded by hook_timeout_seconds) and recorded.
  */
-async function shutDown(signal: string, config: Config, registry: JobRegistry, log: ReturnType<typeof createLogger>, recovery: Promise<void>): Promise<void> {
+async function shutDown(signal: string, config: Config, registry: JobRegistry, log: Logger, recovery: Promise<void>): Promise<void> {
   registry.close()
   log.info({ signal, runningJobs: registry.running, graceSeconds: config.shutdownGraceSeconds }, 'stopping: no new jobs')
   const deadline = Date.now() + config.shutdownGraceSeconds * 1000
@@ -171,14 +168,3 @@ main().catch((error: unknown) => {
   process.stderr.write(`osb-backup-agent: not started: ${(error as Error).message}\n`)
   process.exit(1)
 })
-
-/**
- * What the first trigger would otherwise load while the manager waits for its answer: the body
- * checks. Loaded once the agent listens, a moment later, so that the
- * first health probe is answered first.
- */
-function warmUp(log: Logger): void {
-  setTimeout(() => {
-    preloadBodyChecks().catch((error: unknown) => log.warn({ error: (error as Error).message }, 'warm-up failed; the first trigger loads what is missing'))
-  }, WARM_UP_DELAY_MS).unref()
-}

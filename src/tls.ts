@@ -1,9 +1,10 @@
 // Trust for outgoing TLS: Node's bundled CAs, the system store (BOSH installs trusted
 // certificates there) and an optional ca_file. The ca_file is read at start (an unreadable one
-// stops the start); the list is installed before the first storage connection (applyTrust, from
-// storageFor): reading and installing the system store cost about a tenth of the start-up time.
+// stops the start); the list is installed before the first HTTPS storage connection (applyTrust,
+// from src/storage/agents.ts and kept-buffer-get.ts): reading and installing the system store
+// cost about a tenth of the start-up time, and node:tls ~6 MB an agent without TLS never pays.
 import { readFileSync } from 'node:fs'
-import tls from 'node:tls'
+import { tls } from './util/builtins.ts'
 
 /** Certificates of ca_file, once trustCertificates ran; undefined before (tests: Node's defaults). */
 let extra: string[] | undefined
@@ -17,7 +18,8 @@ export function trustCertificates(caFile: string | undefined): void {
 /** Installs the trusted list; idempotent, called before any outgoing storage connection. */
 export function applyTrust(): void {
   if (applied || extra === undefined) return
-  tls.setDefaultCACertificates([...tls.getCACertificates('bundled'), ...tls.getCACertificates('system'), ...extra])
+  const { getCACertificates, setDefaultCACertificates } = tls()
+  setDefaultCACertificates([...getCACertificates('bundled'), ...getCACertificates('system'), ...extra])
   applied = true
 }
 

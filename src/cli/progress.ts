@@ -1,12 +1,12 @@
 // The progress line of `wait`: how far the job is through its stage table, and which stage runs.
-import { STAGES } from '../jobs/stages.ts'
+import { STAGE_TABLE } from '../jobs/stage-names.ts'
 import type { Kind } from './client.ts'
 
 const WIDTH = 24
 
 /** The stages a job of this kind walks through (transfers only when it uses storage). */
 export function stageNames(kind: Kind, skipStorage: boolean): string[] {
-  return STAGES[kind].filter((s) => !(s.kind === 'transfer' && skipStorage)).map((s) => s.name)
+  return STAGE_TABLE[kind].filter((s) => !(s.kind === 'transfer' && skipStorage)).map((s) => s.name)
 }
 
 /** `[#########---------------] 3/6 backup` (or the final status once the job is done). */

@@ -2,7 +2,7 @@
 // page, as plain JSON Schema data. They describe; they neither validate nor serialise (the
 // bodies stay exactly as the old agent's managers expect them).
 import { array, boolean, integer, literal, nullType, object, optional, string, union, type JsonSchema } from './json-schema.ts'
-import { STAGES, logFields } from '../jobs/stages.ts'
+import { STAGE_TABLE, logFields } from '../jobs/stage-names.ts'
 import type { JobKind } from '../jobs/request.ts'
 
 const STATUS = union([literal('RUNNING'), literal('SUCCEEDED'), literal('FAILED')], {
@@ -12,7 +12,7 @@ const TIMESTAMP = 'UTC, `YYYY-MM-DDTHH:MM:SS+00:00`'
 
 export const MessageSchema = object({ message: string({ description: 'what happened, for a person' }) }, { description: 'a message' })
 
-const stageNames = (kind: JobKind) => STAGES[kind].map((s) => `\`${s.name}\``).join(', ')
+const stageNames = (kind: JobKind) => STAGE_TABLE[kind].map((s) => `\`${s.name}\``).join(', ')
 
 /** The polling body of GET /<kind>/{id}: every field the agent may put in it. */
 export function pollingBodySchema(kind: JobKind): JsonSchema {

@@ -2,7 +2,7 @@
 // response themselves: src/http/server.ts writes every answer, so the early-answer drain, the
 // request log line and the error shape are in one place.
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Logger } from 'pino'
+import type { Logger } from '../log.ts'
 import type { Config } from '../config.ts'
 import type { JobRegistry } from '../jobs/registry.ts'
 import type { RunnerDeps } from '../jobs/runner.ts'

@@ -3,8 +3,7 @@
 // /<kind> forgets a finished one. Their methods, paths and descriptions are in src/http/routes.ts.
 import { newJob } from '../jobs/job.ts'
 import type { JobKind } from '../jobs/request.ts'
-import { runJob } from '../jobs/runner.ts'
-import { logFields } from '../jobs/stages.ts'
+import { logFields } from '../jobs/stage-names.ts'
 import { InvalidJson } from './body.ts'
 import { emptyAnswer, jsonAnswer, JSON_TYPE, type Answer, type Exchange } from './exchange.ts'
 import { idProblem, triggerId } from './ids.ts'
@@ -15,15 +14,17 @@ const NOT_FOUND = emptyAnswer(404)
 
 /**
  * The body checks, loaded on the first trigger or DELETE: start-up and polls never wait for
- * them (main.ts loads them once the agent listens).
+ * them, and an agent that only answers polls never loads them.
  */
 let checks: Promise<typeof import('./trigger.ts')> | undefined
 const bodyChecks = () => (checks ??= import('./trigger.ts'))
 
-/** Loads the body checks ahead of the first trigger (main.ts, once the agent listens). */
-export function preloadBodyChecks(): Promise<unknown> {
-  return bodyChecks()
-}
+/**
+ * The job runner and everything it runs (scripts, storage, streams), loaded by the first trigger:
+ * an agent that only answers polls never loads it (~2.5 MB of RSS; docs/PERFORMANCE.md).
+ */
+let runner: Promise<typeof import('../jobs/runner.ts')> | undefined
+const jobRunner = () => (runner ??= import('../jobs/runner.ts'))
 
 /** An answer with a polling body (already serialised by the registry). */
 const pollingAnswer = (status: number, body: string | Buffer): Answer => ({ status, bytes: body, type: JSON_TYPE })
@@ -78,6 +79,8 @@ export function jobHandlers(kind: JobKind): JobHandlers {
       const parsed = (await bodyChecks()).parseTrigger(kind, x.body, config)
       if (!parsed.ok) return rejected('Body Deserialization', `invalid request: ${parsed.errors.join('; ')}`)
 
+      // loaded before the job is registered: start and run stay one synchronous step
+      const { runJob } = await jobRunner()
       const job = newJob(parsed.value, logFields(kind))
       const entry = registry.start(job)
       if (entry === 'exists') return pollingAnswer(409, registry.get(kind, job.id)?.body ?? '{}')

@@ -6,8 +6,8 @@
 // No web framework: the agent serves 15 routes, and Fastify cost ~13 MB resident and, per poll,
 // routing, hooks and a child logger per request. With this file a poll of a running job (~1 KB)
 // is a segment walk, one credentials comparison and one write.
-import http, { type IncomingMessage, type ServerResponse } from 'node:http'
-import https from 'node:https'
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { basicAuthChecker } from './auth.ts'
@@ -18,6 +18,7 @@ import { Router, type Found } from './router.ts'
 import { ROUTES, type Route } from './routes.ts'
 import { LoginThrottle } from './throttle.ts'
 import { httpsOptions } from './tls.ts'
+import { http, https } from '../util/builtins.ts'
 
 export type { AppDeps } from './exchange.ts'
 
@@ -27,7 +28,7 @@ export const BODY_LIMIT_BYTES = 1024 * 1024
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
 export interface ApiServer {
-  server: http.Server | https.Server
+  server: HttpServer | HttpsServer
   listen(host: string, port: number): Promise<void>
   /** Stops accepting connections, closes idle ones, and resolves once the open ones have ended. */
   close(): Promise<void>
@@ -70,7 +71,7 @@ export function createApiServer(deps: AppDeps): ApiServer {
     connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
     requireHostHeader: false,
   }
-  const server = deps.tls ? https.createServer({ ...httpsOptions(deps.tls), ...options }, onRequest) : http.createServer(options, onRequest)
+  const server = deps.tls ? https().createServer({ ...httpsOptions(deps.tls), ...options }, onRequest) : http.createServer(options, onRequest)
   // A connection that sends nothing at all (Node's header timeout starts with the first byte).
   server.setTimeout(IDLE_TIMEOUT_MS)
   const connections = limitConnections(server, deps.tls ? 'secureConnection' : 'connection')

@@ -5,8 +5,9 @@
 // (src/tls.ts is the other direction: which CAs the agent trusts for outgoing connections.)
 import { readFile } from 'node:fs/promises'
 import type { ServerOptions } from 'node:https'
-import { createSecureContext, type Server as TlsServer } from 'node:tls'
+import type { Server as TlsServer } from 'node:tls'
 import type { Config } from '../config.ts'
+import { tls } from '../util/builtins.ts'
 import { HANDSHAKE_TIMEOUT_MS } from './limits.ts'
 
 export type TlsFiles = Pick<Config, 'tlsCertFile' | 'tlsKeyFile' | 'tlsClientCaFile'>
@@ -36,7 +37,7 @@ export async function loadTlsMaterial(files: TlsFiles): Promise<TlsLoad | undefi
     const key = await read('tls_key_file', files.tlsKeyFile)
     const ca = files.tlsClientCaFile === undefined ? undefined : await read('tls_client_ca_file', files.tlsClientCaFile)
     try {
-      createSecureContext({ cert, key, ca })
+      tls().createSecureContext({ cert, key, ca })
     } catch (error) {
       throw new Error(`tls_cert_file, tls_key_file or tls_client_ca_file is not usable: ${(error as Error).message}`)
     }

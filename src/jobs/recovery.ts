@@ -9,7 +9,7 @@
 // recovery resumes at the next start with what is left (a finished job with a non-empty
 // `pending` list). A step interrupted by the crash runs again: owed steps run at least once.
 import { join } from 'node:path'
-import type { Logger } from 'pino'
+import type { Logger } from '../log.ts'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
 import { maskSecrets } from '../scripts/capture.ts'

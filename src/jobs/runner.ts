@@ -3,7 +3,7 @@
 // to the registry, so polls see it; nothing thrown here escapes as a crash. A store that cannot
 // be written changes no stage: the job runs on and ends FAILED, its message naming the store.
 import { join } from 'node:path'
-import type { Logger } from 'pino'
+import type { Logger } from '../log.ts'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
 import { maskSecrets } from '../scripts/capture.ts'

@@ -16,16 +16,10 @@ import { loadCodec, openBackupStream, openRestoreStream, STREAM_SUFFIX, type Scr
 import { createJobFile, DOWNLOAD_WORK_PREFIX, entryAt, jobFileName, openPrivateDirectory, removeEntries, removeEntry } from './directory.ts'
 import type { Job } from './job.ts'
 import type { JobKind } from './request.ts'
+import { STAGE_TABLE, type StageInfo } from './stage-names.ts'
 
-/** What a stage is, which decides when it runs after a failure. */
-export type StageKind = 'lock' | 'check' | 'main' | 'transfer' | 'cleanup' | 'unlock'
-
-/**
- * - ok: only while nothing has failed
- * - mainStarted: once a main or transfer stage was attempted, even after a failure (cleanup)
- * - lockAttempted: once the lock stage was attempted, whatever happened since (unlock)
- */
-export type RunIf = 'ok' | 'mainStarted' | 'lockAttempted'
+export type { RunIf, StageKind } from './stage-names.ts'
+export { logFields, shouldRun } from './stage-names.ts'
 
 export interface StageContext {
   job: Job
@@ -65,16 +59,14 @@ export interface StageContext {
   streamCompression: Compression
 }
 
-export interface Stage {
-  name: string
-  kind: StageKind
-  runIf: RunIf
+export interface Stage extends StageInfo {
   /** Stages that do not apply to this job (a transfer with skipStorage) are left out. */
   applies?: (job: Job) => boolean
-  /** Prefix of the polling body's `<prefix>_log` / `<prefix>_errorlog` fields, for script stages. */
-  logField?: string
   run: (ctx: StageContext) => Promise<void>
 }
+
+/** A stage's body, given its place in STAGE_TABLE. */
+type StageBody = (info: StageInfo) => Stage
 
 interface ScriptStageExtras {
   /** Variables added to the script's environment for this stage. */
@@ -85,19 +77,11 @@ interface ScriptStageExtras {
   stream?: (ctx: StageContext) => Promise<ScriptStream | undefined>
 }
 
-function scriptStage(
-  name: string,
-  kind: StageKind,
-  runIf: RunIf,
-  args: (ctx: StageContext) => string[],
-  options: ScriptStageExtras = {},
-): Stage {
-  const logField = name.replaceAll('-', '_')
+const scriptStage = (args: (ctx: StageContext) => string[], options: ScriptStageExtras = {}): StageBody => (info) => {
+  const { name, kind } = info
+  const logField = info.logField ?? name.replaceAll('-', '_')
   return {
-    name,
-    kind,
-    runIf,
-    logField,
+    ...info,
     async run(ctx) {
       // One timeout and one cancel for the whole stage: the script, and a stream it leaves behind.
       const limit = stageLimit(name, ctx.signal, kind === 'main' ? ctx.scriptTimeoutMs : ctx.hookTimeoutMs)
@@ -161,53 +145,37 @@ const secretEnv = (ctx: StageContext): Record<string, string> =>
 
 const scriptOptions = (ctx: StageContext) => [ctx.job.id, String(ctx.job.request.compression), secretArg(ctx, ctx.job.request.encryptionKey)]
 
-export const BACKUP_STAGES: readonly Stage[] = [
-  scriptStage('pre-backup-lock', 'lock', 'ok', (c) => [db(c).database]),
-  scriptStage('pre-backup-check', 'check', 'ok', (c) => [db(c).database]),
-  scriptStage(
-    'backup',
-    'main',
-    'ok',
-    (c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, c.fileBase, ...scriptOptions(c)],
-    { env: secretEnv, after: recordBackupFile, stream: openBackupStream },
-  ),
-  { name: 'upload', kind: 'transfer', runIf: 'ok', applies: (job) => usesStorage(job) && !job.streamed, run: uploadBackupFile },
-  scriptStage('backup-cleanup', 'cleanup', 'mainStarted', (c) => [db(c).database, c.job.id]),
-  scriptStage('post-backup-unlock', 'unlock', 'lockAttempted', (c) => [db(c).database]),
-]
+const BODIES: Record<string, StageBody> = {
+  'pre-backup-lock': scriptStage((c) => [db(c).database]),
+  'pre-backup-check': scriptStage((c) => [db(c).database]),
+  backup: scriptStage((c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, c.fileBase, ...scriptOptions(c)], {
+    env: secretEnv,
+    after: recordBackupFile,
+    stream: openBackupStream,
+  }),
+  upload: (info) => ({ ...info, applies: (job) => usesStorage(job) && !job.streamed, run: uploadBackupFile }),
+  'backup-cleanup': scriptStage((c) => [db(c).database, c.job.id]),
+  'post-backup-unlock': scriptStage((c) => [db(c).database]),
+  'pre-restore-lock': scriptStage((c) => [c.job.id]),
+  download: (info) => ({ ...info, applies: (job) => usesStorage(job) && !job.streamRestore, run: downloadRestoreFile }),
+  restore: scriptStage((c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, restoreFileArgument(c.job), ...scriptOptions(c)], {
+    env: secretEnv,
+    stream: openRestoreStream,
+  }),
+  'restore-cleanup': scriptStage((c) => [c.job.id]),
+  'post-restore-unlock': scriptStage(() => []),
+}
 
-export const RESTORE_STAGES: readonly Stage[] = [
-  scriptStage('pre-restore-lock', 'lock', 'ok', (c) => [c.job.id]),
-  { name: 'download', kind: 'transfer', runIf: 'ok', applies: (job) => usesStorage(job) && !job.streamRestore, run: downloadRestoreFile },
-  scriptStage(
-    'restore',
-    'main',
-    'ok',
-    (c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, restoreFileArgument(c.job), ...scriptOptions(c)],
-    { env: secretEnv, stream: openRestoreStream },
-  ),
-  scriptStage('restore-cleanup', 'cleanup', 'mainStarted', (c) => [c.job.id]),
-  scriptStage('post-restore-unlock', 'unlock', 'lockAttempted', () => []),
-]
+const withBodies = (table: readonly StageInfo[]): readonly Stage[] =>
+  table.map((info) => {
+    const body = BODIES[info.name]
+    if (!body) throw new Error(`stage ${info.name} has no body in src/jobs/stages.ts`)
+    return body(info)
+  })
 
+export const BACKUP_STAGES: readonly Stage[] = withBodies(STAGE_TABLE.backup)
+export const RESTORE_STAGES: readonly Stage[] = withBodies(STAGE_TABLE.restore)
 export const STAGES: Record<JobKind, readonly Stage[]> = { backup: BACKUP_STAGES, restore: RESTORE_STAGES }
-
-/** Whether a stage runs, given whether the job has failed and which kinds of stage it entered. */
-export function shouldRun(stage: Stage, failed: boolean, attempted: ReadonlySet<StageKind>): boolean {
-  switch (stage.runIf) {
-    case 'ok':
-      return !failed
-    case 'mainStarted':
-      return attempted.has('main') || attempted.has('transfer')
-    case 'lockAttempted':
-      return attempted.has('lock')
-  }
-}
-
-/** Every `*_log` / `*_errorlog` field of a kind's polling body, in stage order. */
-export function logFields(kind: JobKind): string[] {
-  return STAGES[kind].flatMap((s) => (s.logField ? [`${s.logField}_log`, `${s.logField}_errorlog`] : []))
-}
 
 /**
  * The backup script chose the file's name and extension; the first regular file by name in the

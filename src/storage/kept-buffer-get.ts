@@ -12,9 +12,10 @@
 // Content-Length or by the end of the connection. When a proxy variable is set for the URL's
 // scheme, or an answer is framed otherwise (chunked), the request goes through node:http
 // (`send` of swift-http.ts) instead: proxies and framing stay node:http's job.
-import http from 'node:http'
+import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
-import tls from 'node:tls'
+import { applyTrust } from '../tls.ts'
+import { http, tls } from '../util/builtins.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS } from './agents.ts'
 import { send, TransportError, type HttpRequest, type HttpResponse } from './swift-http.ts'
 
@@ -79,7 +80,7 @@ class KeptBufferGet {
   #stalled = false
   /** TLS: the part of a decrypted chunk that did not fit while stalled. */
   #pending: Buffer | undefined
-  #head: { status: number; headers: http.IncomingHttpHeaders; framing: Framing } | undefined
+  #head: { status: number; headers: IncomingHttpHeaders; framing: Framing } | undefined
   /** Body bytes handed to the consumer's queue so far. */
   #handedOver = 0
   #complete = false
@@ -102,8 +103,9 @@ class KeptBufferGet {
     const secure = url.protocol === 'https:'
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
     const port = Number(url.port || (secure ? 443 : 80))
+    if (secure) applyTrust()
     this.#socket = secure
-      ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host })
+      ? tls().connect({ host, port, servername: net.isIP(host) ? undefined : host })
       : net.connect({ host, port, onread: { buffer: () => this.#region(), callback: (n: number) => this.#landed(n) } })
     const socket = this.#socket
     if (secure) socket.on('data', (chunk: Buffer) => this.#copyIn(chunk))
@@ -232,7 +234,7 @@ class KeptBufferGet {
       if (this.#filled > MAX_HEAD_BYTES) this.#fail(new TransportError('EPROTO', `${this.#url.origin}: the answer's head is larger than ${MAX_HEAD_BYTES} bytes`))
       return false
     }
-    let head: { status: number; headers: http.IncomingHttpHeaders; framing: Framing | 'unsupported' }
+    let head: { status: number; headers: IncomingHttpHeaders; framing: Framing | 'unsupported' }
     try {
       head = parseHead(batch.toString('latin1', 0, end))
     } catch (error) {
@@ -411,12 +413,12 @@ function requestHead(url: URL, headers: Record<string, string | number>): string
 const SINGLE = new Set(['content-length', 'etag', 'content-range'])
 
 /** Status line and headers (latin1 text without the final empty line). */
-function parseHead(text: string): { status: number; headers: http.IncomingHttpHeaders; framing: Framing | 'unsupported' } {
+function parseHead(text: string): { status: number; headers: IncomingHttpHeaders; framing: Framing | 'unsupported' } {
   const lines = text.split('\r\n')
   const statusLine = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '')
   if (!statusLine) throw new Error(`not an HTTP/1.1 answer: ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`)
   const status = Number(statusLine[1])
-  const headers: http.IncomingHttpHeaders = {}
+  const headers: IncomingHttpHeaders = {}
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(':')
     if (colon <= 0) throw new Error(`a malformed header line: ${JSON.stringify(line.slice(0, 80))}`)

@@ -4,8 +4,9 @@
 // connect timeout and an idle timeout per request without undici as a dependency, and it speaks
 // `Expect: 100-continue`, so a PUT whose token has expired is answered 401 before a single byte
 // of a 1 GiB segment is sent (and can be sent again after a new login).
-import http from 'node:http'
-import https from 'node:https'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import { applyTrust } from '../tls.ts'
+import { http, https } from '../util/builtins.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
 import type { KeptBufferBody } from './kept-buffer-get.ts'
 
@@ -41,12 +42,12 @@ export interface HttpRequest {
 
 export interface HttpResponse {
   status: number
-  headers: http.IncomingHttpHeaders
+  headers: IncomingHttpHeaders
   /**
    * Must be consumed (readText, drain or piped) so the connection can be reused (or closed).
    * A KeptBufferBody when the request went through keptBufferGet (kept-buffer-get.ts).
    */
-  body: http.IncomingMessage | KeptBufferBody
+  body: IncomingMessage | KeptBufferBody
 }
 
 /** The request never got an HTTP answer: refused, reset, timed out, aborted. */
@@ -83,9 +84,10 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
 
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new TransportError('ABORTED', `${url.origin}: aborted`))
-    const agent = request.ownConnection ? false : secure ? httpsAgent : httpAgent
-    const req = (secure ? https : http).request(url, { method: request.method, headers, agent })
-    let response: http.IncomingMessage | undefined
+    if (secure) applyTrust() // also for a connection of its own, outside the pool
+    const agent = request.ownConnection ? false : secure ? httpsAgent() : httpAgent
+    const req = (secure ? https() : http).request(url, { method: request.method, headers, agent })
+    let response: IncomingMessage | undefined
     let settled = false
     let bodyStarted = false
     let continueTimer: NodeJS.Timeout | undefined
