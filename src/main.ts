@@ -89,17 +89,9 @@ async function main(): Promise<void> {
 
   const deps = { config, registry, log, agentEnv: process.env, observer: metrics, jobGid }
   const api = createApiServer({ config, registry, log, runner: deps, metrics, tls: tls?.material })
-  await api.listen(config.clientHost, config.clientPort)
-  const address = api.server.address()
-  const port = typeof address === 'object' && address ? address.port : config.clientPort
-  log.info(
-    { host: config.clientHost, port, tls: tls !== undefined, clientCertificates: config.tlsClientCaFile !== undefined, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length, pruned },
-    'agent listening',
-  )
-  const recovery = recovering?.finishRecovery(interrupted, deps) ?? Promise.resolve()
-
   // SIGHUP re-reads the TLS files (certificate rotation). Handled even without TLS: its default
-  // action would end the agent, and every running job with it.
+  // action would end the agent, and every running job with it; so installed before the agent
+  // listens and says so (a manager or test may send it as soon as it reads that line).
   process.on('SIGHUP', () => {
     if (!tls) return log.info('SIGHUP: nothing to reload (plain HTTP)')
     loadTlsMaterial(config).then((reloaded) => {
@@ -108,6 +100,15 @@ async function main(): Promise<void> {
       log.info('SIGHUP: TLS certificates reloaded')
     }, (error: unknown) => log.error({ error: (error as Error).message }, 'SIGHUP: TLS reload failed'))
   })
+
+  await api.listen(config.clientHost, config.clientPort)
+  const address = api.server.address()
+  const port = typeof address === 'object' && address ? address.port : config.clientPort
+  log.info(
+    { host: config.clientHost, port, tls: tls !== undefined, clientCertificates: config.tlsClientCaFile !== undefined, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length, pruned },
+    'agent listening',
+  )
+  const recovery = recovering?.finishRecovery(interrupted, deps) ?? Promise.resolve()
 
   let stopping = false
   const stop = (signal: string) => {
