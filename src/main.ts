@@ -14,7 +14,6 @@ import { useRecordKey } from './jobs/sealed-secrets.ts'
 import { createLogger } from './log.ts'
 import { AgentMetrics } from './metrics.ts'
 import { trustCertificates } from './tls.ts'
-import { resolveGroup } from './util/group.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
 
@@ -47,6 +46,7 @@ async function main(): Promise<void> {
   // A job_group that does not exist falls back to none, like any unusable setting (SPEC §6).
   let jobGid: number | undefined
   if (config.jobGroup !== undefined) {
+    const { resolveGroup } = await import('./util/group.ts') // loads child_process and util only when set
     const group = await resolveGroup(config.jobGroup)
     if (group.ok) jobGid = group.gid
     else log.warn(`job_group: cannot use the value given (${group.error}); job directories keep the agent's own group`)
