@@ -3,7 +3,6 @@
 // to the registry, so polls see it; nothing thrown here escapes as a crash. A store that cannot
 // be written changes no stage: the job runs on and ends FAILED, its message naming the store.
 import { join } from 'node:path'
-import { collectWhenIdle } from '../util/idle-gc.ts'
 import type { Logger } from '../log.ts'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
@@ -126,7 +125,6 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   // Beyond max_job_records the oldest go now; by age, hourly (main.ts): the store's query for
   // them cost as much as a no-op job's script starts, and the count is known without it.
   if (registry.size > config.maxJobRecords) registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
-  collectWhenIdle(() => registry.running === 0)
 }
 
 const UNWRITTEN = 'the job store could not be written'
