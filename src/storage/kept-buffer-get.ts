@@ -15,6 +15,7 @@
 import http from 'node:http'
 import net from 'node:net'
 import tls from 'node:tls'
+import { applyTrust } from '../tls.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS } from './agents.ts'
 import { send, TransportError, type HttpRequest, type HttpResponse } from './swift-http.ts'
 
@@ -102,6 +103,7 @@ class KeptBufferGet {
     const secure = url.protocol === 'https:'
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
     const port = Number(url.port || (secure ? 443 : 80))
+    if (secure) applyTrust()
     this.#socket = secure
       ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host })
       : net.connect({ host, port, onread: { buffer: () => this.#region(), callback: (n: number) => this.#landed(n) } })

@@ -4,7 +4,6 @@ import type { FileHandle } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Config } from '../config.ts'
 import type { StorageDestination } from '../jobs/request.ts'
-import { applyTrust } from '../tls.ts'
 
 /** The agent settings a backend may use (src/config.ts). */
 export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes' | 'storageRetries' | 'localStorageRoot'>
@@ -87,7 +86,6 @@ export interface Storage {
 }
 
 export function storageFor(destination: StorageDestination & { filenamePrefix: string }, settings: StorageSettings): Storage {
-  applyTrust()
   const prefix = destination.filenamePrefix
   switch (destination.type) {
     case 'S3':

@@ -6,6 +6,7 @@
 // of a 1 GiB segment is sent (and can be sent again after a new login).
 import http from 'node:http'
 import https from 'node:https'
+import { applyTrust } from '../tls.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
 import type { KeptBufferBody } from './kept-buffer-get.ts'
 
@@ -72,6 +73,7 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
   const connectTimeoutMs = request.connectTimeoutMs ?? CONNECT_TIMEOUT_MS
   const idleTimeoutMs = request.idleTimeoutMs ?? IDLE_TIMEOUT_MS
   const secure = url.protocol === 'https:'
+  if (secure) applyTrust()
   const headers: Record<string, string | number> = { ...request.headers }
   const streamed = typeof body === 'object' && !Buffer.isBuffer(body)
   if (streamed) {
