@@ -73,6 +73,7 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
   const connectTimeoutMs = request.connectTimeoutMs ?? CONNECT_TIMEOUT_MS
   const idleTimeoutMs = request.idleTimeoutMs ?? IDLE_TIMEOUT_MS
   const secure = url.protocol === 'https:'
+  if (secure) applyTrust()
   const headers: Record<string, string | number> = { ...request.headers }
   const streamed = typeof body === 'object' && !Buffer.isBuffer(body)
   if (streamed) {
@@ -84,7 +85,6 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
 
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new TransportError('ABORTED', `${url.origin}: aborted`))
-    if (secure) applyTrust() // also for a connection of its own, outside the pool
     const agent = request.ownConnection ? false : secure ? httpsAgent() : httpAgent
     const req = (secure ? https() : http).request(url, { method: request.method, headers, agent })
     let response: IncomingMessage | undefined

@@ -25,7 +25,8 @@ async function getObject(client: S3Client, key: string, head: ObjectHead | undef
     const res = await client.once({ method: 'GET', key, headers, kept }, options)
     if (res.status !== (head ? 206 : 200)) {
       res.body.destroy()
-      throw new S3Error(res.status, undefined, `unexpected HTTP ${res.status} to a GET${head ? ' with a range' : ''}`, undefined)
+      // A server that ignores Range (200 to the resumed GET) cannot resume: the bytes would repeat.
+      throw new JobError(`download of ${key} failed: the server answered HTTP ${res.status} to a${head ? ' ranged' : ''} GET, not ${head ? 206 : 200}`)
     }
     return res
   } catch (error) {
