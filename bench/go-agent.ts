@@ -4,10 +4,10 @@
 // environment to its scripts, so it gets exactly the variables below (as under `env -i`). It
 // listens on every interface: the bench talks to it on 127.0.0.1 only and stops it by its pid.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { accessSync, closeSync, constants, mkdirSync, openSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { firstOk, HttpClient, type Target } from './client.ts'
-import { BenchError, freePort, now, running, stopChild, WORK, writeScripts } from './lib.ts'
+import { BenchError, freePort, now, running, stopChild, tailOf, WORK, writeScripts } from './lib.ts'
 import { processTree } from './proc.ts'
 
 /** The Go agent's binary, or undefined when BENCH_GO_AGENT is not set; a wrong path fails the run. */
@@ -65,13 +65,7 @@ export async function startGoAgent(options: { scripts?: Record<string, string> }
   closeSync(out)
   const url = `http://127.0.0.1:${port}`
   const basic = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`
-  const logTail = () => {
-    try {
-      return readFileSync(logFile, 'utf8').slice(-3000)
-    } catch {
-      return ''
-    }
-  }
+  const logTail = () => tailOf(logFile)
   const stop = async () => {
     running.delete(agent)
     // Its scripts (a sleeping backup) outlive it otherwise: it does not stop them.

@@ -328,13 +328,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   closeSync(out)
   const url = `http://127.0.0.1:${port}`
   const basic = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`
-  const logTail = () => {
-    try {
-      return readFileSync(logFile, 'utf8').slice(-3000)
-    } catch {
-      return ''
-    }
-  }
+  const logTail = () => tailOf(logFile)
   const deadline = Date.now() + 20_000
   for (;;) {
     if (child.exitCode !== null) throw new BenchError(`the agent exited with ${child.exitCode} before listening:\n${logTail()}`)
@@ -515,4 +509,13 @@ export function stageMs(stages: Record<string, number>, from: string, to: string
   const end = stages[to] ?? seen[i + 1]?.[1]
   if (i < 0 || end === undefined) throw new BenchError(`stages ${from} → ${to} not both seen: ${JSON.stringify(stages)}`)
   return end - (seen[i] as [string, number])[1]
+}
+
+/** The last 3000 characters of an agent's log file ('' when there is none yet). */
+export function tailOf(logFile: string): string {
+  try {
+    return readFileSync(logFile, 'utf8').slice(-3000)
+  } catch {
+    return ''
+  }
 }

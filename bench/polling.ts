@@ -207,25 +207,18 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
       }
       rows.push(row('polling a finished job, 0.68 MB body (req/s, wrk -t1 -c4)', fullResults, 0.9, bytes.length))
       const p99 = (results: WrkResult[]) => median(results.map((o) => o.p99Ms))
-      rows.push({
-        figure: 'polling p99 latency, RUNNING job (ms, idle)',
+      const p99Row = (figure: string, results: Record<Polled['name'], WrkResult[]>, detail?: Record<string, unknown>): Row => ({
+        figure,
         unit: 'ms',
-        ours: round(p99(runningResults.ours)),
-        peer: round(p99(runningResults.bare)),
-        ratio: round(p99(runningResults.ours) / p99(runningResults.bare)),
+        ours: round(p99(results.ours)),
+        peer: round(p99(results.bare)),
+        ratio: round(p99(results.ours) / p99(results.bare)),
         target: 'reported',
         pass: true,
-        detail: goBytes ? { go_p99_ms: round(p99(runningResults.go)) } : undefined,
+        detail,
       })
-      rows.push({
-        figure: 'polling p99 latency, finished job 0.68 MB (ms, idle)',
-        unit: 'ms',
-        ours: round(p99(fullResults.ours)),
-        peer: round(p99(fullResults.bare)),
-        ratio: round(p99(fullResults.ours) / p99(fullResults.bare)),
-        target: 'reported',
-        pass: true,
-      })
+      rows.push(p99Row('polling p99 latency, RUNNING job (ms, idle)', runningResults, goBytes ? { go_p99_ms: round(p99(runningResults.go)) } : undefined))
+      rows.push(p99Row('polling p99 latency, finished job 0.68 MB (ms, idle)', fullResults))
     }
 
     if (options.load) {
