@@ -85,7 +85,15 @@ export function drainAfterAnswer(req: IncomingMessage, maxBytes = DRAIN_MAX_BYTE
   socket.destroySoon = function (this: Socket) {
     if (this.writable) this.end()
   }
-  const close = () => socket.destroy()
+  // Destroyed only once the answer has left: closing with unread bytes resets the connection, and
+  // a reset while the answer still waits in the socket's buffer drops it (a client that sent the
+  // byte limit before the answer was flushed got nothing). One that does not read: maxMs more.
+  const destroy = () => socket.destroy()
+  const close = () => {
+    if (socket.writableFinished) return destroy()
+    socket.once('finish', destroy)
+    setTimeout(destroy, maxMs).unref()
+  }
   const timer = setTimeout(close, maxMs)
   timer.unref()
   socket.once('close', () => clearTimeout(timer))
