@@ -41,6 +41,15 @@ export const REDACTED_FIELDS: ReadonlySet<string> = new Set([
 
 const CENSOR = '[redacted]'
 
+/**
+ * stdout, where a write error (a closed pipe, a restarted journal) loses the line instead of
+ * ending the agent with an unhandled 'error' event.
+ */
+function stdout(): LogDestination {
+  if (process.stdout.listenerCount('error') === 0) process.stdout.on('error', () => {})
+  return process.stdout
+}
+
 function replacer(key: string, value: unknown): unknown {
   if (REDACTED_FIELDS.has(key)) return CENSOR
   // an Error's own fields are not enumerable: write what pino's err serializer writes
@@ -48,7 +57,7 @@ function replacer(key: string, value: unknown): unknown {
   return value
 }
 
-export function createLogger(level: LogLevel, destination: LogDestination = process.stdout): Logger {
+export function createLogger(level: LogLevel, destination: LogDestination = stdout()): Logger {
   const threshold = level === 'silent' ? Infinity : LEVELS[level]
   // The head every line starts with, after level and time: the base fields and the child's.
   const make = (head: string): Logger => {
