@@ -66,6 +66,17 @@ function owingRow(id: string, pending: string[], endedAt = 2_000_000): StoredJob
 
 const stored = (store: JobStore, id: string) => store.all().find((r) => r.id === id)
 
+/** Starts a job in the registry and finishes it with this status. */
+function finishedJob(registry: JobRegistry, id: string, status: 'SUCCEEDED' | 'FAILED', endedAt: number): Job {
+  const j = job(id)
+  assert.ok(typeof registry.start(j) === 'object')
+  j.status = status
+  j.state = 'finished'
+  j.endedAt = new Date(endedAt)
+  registry.finish(j)
+  return j
+}
+
 describe('JobRegistry', () => {
   let store: FailingStore
   beforeEach(() => {
@@ -257,18 +268,8 @@ describe('JobRegistry', () => {
       const directory = mkdtempSync(join(tmpdir(), 'registry-relocated-'))
       const own = new JobStore(directory)
       const registry = new JobRegistry(2, own)
-      const done = job('done')
-      assert.ok(typeof registry.start(done) === 'object')
-      done.status = 'SUCCEEDED'
-      done.state = 'finished'
-      done.endedAt = new Date(1_000_100)
-      registry.finish(done)
-      const gone = job('gone')
-      assert.ok(typeof registry.start(gone) === 'object')
-      gone.status = 'FAILED'
-      gone.state = 'finished'
-      gone.endedAt = new Date(1_000_200)
-      registry.finish(gone)
+      finishedJob(registry, 'done', 'SUCCEEDED', 1_000_100)
+      finishedJob(registry, 'gone', 'FAILED', 1_000_200)
       assert.equal(registry.delete('backup', 'gone'), 'deleted')
       const running = job('running')
       assert.ok(typeof registry.start(running) === 'object')
@@ -294,12 +295,7 @@ describe('JobRegistry', () => {
     const directory = mkdtempSync(join(tmpdir(), 'registry-rewrite-'))
     const own = new FailingStore(directory)
     const registry = new JobRegistry(2, own)
-    const done = job('kept')
-    assert.ok(typeof registry.start(done) === 'object')
-    done.status = 'SUCCEEDED'
-    done.state = 'finished'
-    done.endedAt = new Date(1_000_100)
-    registry.finish(done)
+    finishedJob(registry, 'kept', 'SUCCEEDED', 1_000_100)
     rmSync(directory, { recursive: true })
     own.failure = FULL()
     registry.checkStore()
