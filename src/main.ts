@@ -14,6 +14,7 @@ import { useRecordKey } from './jobs/sealed-secrets.ts'
 import { createLogger } from './log.ts'
 import { AgentMetrics } from './metrics.ts'
 import { trustCertificates } from './tls.ts'
+import { memoryReleaser } from './util/idle-memory.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
 
@@ -74,6 +75,7 @@ async function main(): Promise<void> {
     else if (problem) log.error({ error: (error as Error | undefined)?.message }, `${problem}: job records are kept in memory and written when it can be; new jobs are refused (503)`)
     else log.warn('the job store can be written again: every waiting job record is written')
   })
+  registry.whenIdle(memoryReleaser(() => registry.running === 0))
   const stored = registry.load()
   const metrics = new AgentMetrics(registry)
   // a job a killed agent left running ends here, FAILED: it counts as finished now

@@ -105,6 +105,37 @@ describe('JobRegistry', () => {
     assert.equal(stored(store, 'a'), undefined)
   })
 
+  it('keeps the polling bytes in a block of their own, not a slice of a shared pool', () => {
+    const registry = new JobRegistry(2, store)
+    finishedJob(registry, 'own', 'SUCCEEDED', 1_000_500)
+    const entry = registry.get('backup', 'own')
+    assert.ok(entry)
+    const bytes = registry.pollingBytes(entry)
+    assert.equal(bytes.toString('utf8'), entry.body)
+    // a pooled slice would keep its whole pool alive for as long as the record is kept
+    assert.equal(bytes.buffer.byteLength, bytes.length)
+    assert.equal(registry.pollingBytes(entry), bytes, 'encoded once per change')
+  })
+
+  it('says when the last running job has finished, and only then', () => {
+    const registry = new JobRegistry(2, store)
+    let idle = 0
+    registry.whenIdle(() => idle++)
+    const first = job('i1')
+    const second = job('i2')
+    assert.ok(typeof registry.start(first) === 'object')
+    assert.ok(typeof registry.start(second) === 'object')
+    for (const j of [first, second]) {
+      j.status = 'SUCCEEDED'
+      j.state = 'finished'
+      j.endedAt = new Date(1_000_500)
+    }
+    registry.finish(first)
+    assert.equal(idle, 0, 'one job still runs')
+    registry.finish(second)
+    assert.equal(idle, 1)
+  })
+
   it('never throws when the store refuses a write; polls answer from memory and the slot comes back', () => {
     const registry = new JobRegistry(1, store)
     const j = job('b')

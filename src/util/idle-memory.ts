@@ -1,0 +1,37 @@
+// Memory back to the VM once the agent has nothing to do. A job leaves V8's old generation full
+// of its garbage (its objects outlive the 2 MB young generation), and V8 collects and hands pages
+// back only when its memory reducer notices a low allocation rate: 8 s after the first look, and
+// the launcher delays that look to 60 s (it woke an idle agent up). So a second after the last
+// running job ends, one full collection that compacts the heap and releases its free pages
+// (V8's "last resort" flavour; --expose-gc in bin/osb-backup-agent). Measured, release build,
+// 250 no-op jobs: RSS 86 -> 75 MB; the collection takes a few ms, once per busy spell.
+const RELEASE_DELAY_MS = 1_000
+
+type Collect = () => void
+
+interface ExposedGc {
+  (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }): void
+}
+
+/** V8's collector as --expose-gc leaves it on the global object; undefined without the flag. */
+function exposedCollect(): Collect | undefined {
+  const gc = (globalThis as { gc?: ExposedGc }).gc
+  return gc && (() => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' }))
+}
+
+/**
+ * Returns the function to call whenever the last running job ends: it (re)arms one timer, and
+ * when that fires and `idle()` still holds, collects. Without a collector (the flag not given:
+ * an agent started by hand) it does nothing.
+ */
+export function memoryReleaser(idle: () => boolean, delayMs = RELEASE_DELAY_MS, collect: Collect | undefined = exposedCollect()): () => void {
+  if (collect === undefined) return () => {}
+  let timer: NodeJS.Timeout | undefined
+  const fire = () => {
+    if (idle()) collect()
+  }
+  return () => {
+    if (timer) timer.refresh()
+    else timer = setTimeout(fire, delayMs).unref()
+  }
+}

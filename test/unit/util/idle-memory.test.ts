@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { memoryReleaser } from '../../../src/util/idle-memory.ts'
+
+test('one collection a delay after the last job ended, none while a job runs', async () => {
+  let collections = 0
+  let idle = true
+  const jobEnded = memoryReleaser(() => idle, 30, () => collections++)
+  jobEnded()
+  await sleep(10)
+  jobEnded() // a second job ended within the delay: the timer starts again, one collection
+  await sleep(15)
+  assert.equal(collections, 0, 'the delay restarts when another job ends')
+  await sleep(40)
+  assert.equal(collections, 1)
+  idle = false // a job started before the timer fired: nothing collected while it runs
+  jobEnded()
+  await sleep(60)
+  assert.equal(collections, 1)
+})
+
+test('without a collector (no --expose-gc) it does nothing, not even ask whether the agent is idle', async () => {
+  let asked = false
+  const jobEnded = memoryReleaser(() => (asked = true), 1, undefined)
+  jobEnded()
+  await sleep(20)
+  assert.equal(asked, false)
+})
+
+test('the launcher gives the agent the collector, and its last-resort flavour releases pages', () => {
+  const launcher = new URL('../../../bin/osb-backup-agent', import.meta.url).pathname
+  const flags = /node_flags="\$node_flags --expose-gc"/.test(readFileSync(launcher, 'utf8'))
+  assert.ok(flags, 'bin/osb-backup-agent passes --expose-gc')
+  // The option object is V8's: an unknown flavour would be ignored silently, so check it collects.
+  const child = spawnSync(process.execPath, ['--expose-gc', '-e', `
+    let keep = []; for (let i = 0; i < 200000; i++) keep.push({ i, s: 'x' + i }); keep = null
+    const before = process.memoryUsage().heapTotal
+    gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
+    console.log(before > process.memoryUsage().heapTotal ? 'smaller' : 'same')`], { encoding: 'utf8' })
+  assert.equal(child.stdout.trim(), 'smaller', child.stderr)
+})
