@@ -54,20 +54,18 @@ export function agentCommand(): AgentCommand {
 export const describeAgent = () => [AGENT.command, ...AGENT.args].join(' ')
 
 /**
- * The release layout `npm run release` packs, without the tarball: bin/, dist/ (tsc with
- * tsconfig.release.json), node/bin/node (this Node), package.json and node_modules (a link to
- * the checkout's). Skipped when BENCH_ENTRY is set.
+ * The release layout `npm run release` packs, without the tarball: bin/, dist/ (the bundle of
+ * tools/bundle.sh), node/bin/node (this Node) and package.json. Skipped when BENCH_ENTRY is set.
  */
 export function buildRelease(): void {
   if (process.env.BENCH_ENTRY) return
   const release = join(WORK, 'release')
   rmSync(release, { recursive: true, force: true })
   mkdirSync(join(release, 'node/bin'), { recursive: true })
-  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.release.json'), '--outDir', join(release, 'dist')], { stdio: 'inherit' })
-  if (tsc.status !== 0) throw new BenchError('tsc -p tsconfig.release.json failed')
+  const bundle = spawnSync('bash', [join(ROOT, 'tools/bundle.sh'), join(release, 'dist')], { stdio: 'inherit' })
+  if (bundle.status !== 0) throw new BenchError('tools/bundle.sh failed')
   cpSync(join(ROOT, 'bin'), join(release, 'bin'), { recursive: true })
   copyFileSync(join(ROOT, 'package.json'), join(release, 'package.json'))
-  symlinkSync(join(ROOT, 'node_modules'), join(release, 'node_modules'))
   symlinkSync(process.execPath, join(release, 'node/bin/node'))
   AGENT = { command: join(release, 'bin/osb-backup-agent'), args: ['serve'] }
 }

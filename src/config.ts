@@ -9,6 +9,7 @@ import { isIP } from 'node:net'
 
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { INSTALL_ROOT } from './install-root.ts'
 import { DEFAULT_PASSTHROUGH, reservedNameReason } from './scripts/environment.ts'
 import type { LogLevel } from './log.ts'
 
@@ -179,7 +180,7 @@ export const SPEC_VARIABLES: readonly string[] = [
 /** The folder the demo keeps everything in, relative to the working directory. */
 export const DEMO_DIRECTORY = 'var'
 /** The package's own demo scripts (the repository's or the release's examples/scripts/demo). */
-const DEMO_SCRIPTS = fileURLToPath(new URL('../examples/scripts/demo', import.meta.url))
+const DEMO_SCRIPTS = fileURLToPath(new URL('examples/scripts/demo', INSTALL_ROOT))
 
 /**
  * Settings of the demo start. The credentials are placeholders here: main generates them into

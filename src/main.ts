@@ -17,6 +17,7 @@ import { trustCertificates } from './tls.ts'
 import { memoryReleaser } from './util/idle-memory.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
+const FIRST_PRUNE_MS = 1_000
 
 async function main(): Promise<void> {
   let loaded
@@ -83,8 +84,13 @@ async function main(): Promise<void> {
   // Recovery runs scripts: its modules (the job machinery) load only when a record owes steps.
   const recovering = stored.length === 0 ? undefined : await import('./jobs/recovery.ts')
   const interrupted = recovering?.markInterrupted(stored, registry) ?? []
-  const prune = () => registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
-  const pruned = prune()
+  const prune = () => {
+    const pruned = registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
+    if (pruned > 0) log.info({ pruned }, 'job records pruned (job_retention_days, max_job_records)')
+  }
+  // The first pass a second after listening, not before: the store's query for it cost as much
+  // as the rest of a start with 1,000 records, and the first poll need not wait for it.
+  setTimeout(prune, FIRST_PRUNE_MS).unref()
   setInterval(prune, PRUNE_EVERY_MS).unref()
   // directory_state removed or replaced while no job writes: noticed by inotify, not by polling
   watchStoreDirectory(config.directoryState, () => registry.checkStore())
@@ -107,7 +113,7 @@ async function main(): Promise<void> {
   const address = api.server.address()
   const port = typeof address === 'object' && address ? address.port : config.clientPort
   log.info(
-    { host: config.clientHost, port, tls: tls !== undefined, clientCertificates: config.tlsClientCaFile !== undefined, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length, pruned },
+    { host: config.clientHost, port, tls: tls !== undefined, clientCertificates: config.tlsClientCaFile !== undefined, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length },
     'agent listening',
   )
   const recovery = recovering?.finishRecovery(interrupted, deps) ?? Promise.resolve()

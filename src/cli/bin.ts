@@ -4,6 +4,7 @@
 import { lstatSync, mkdirSync } from 'node:fs'
 import { enableCompileCache } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { INSTALL_ROOT } from '../install-root.ts'
 import type { Io } from './main.ts'
 
 /**
@@ -14,14 +15,14 @@ import type { Io } from './main.ts'
  * compiles, as without a cache.
  */
 function useCompileCache(): void {
-  const dir = fileURLToPath(new URL('../../.cache/compile', import.meta.url))
+  const dir = fileURLToPath(new URL('.cache/compile', INSTALL_ROOT))
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
     const own = (path: string) => {
       const stat = lstatSync(path)
       return stat.isDirectory() && stat.uid === process.getuid?.() && (stat.mode & 0o022) === 0
     }
-    if (own(dir) && own(fileURLToPath(new URL('../../.cache', import.meta.url)))) enableCompileCache(dir)
+    if (own(dir) && own(fileURLToPath(new URL('.cache', INSTALL_ROOT)))) enableCompileCache(dir)
   } catch {
     // a read-only installation: no cache
   }

@@ -3,10 +3,11 @@
 // (src/http/docs.ts). Built here, not by a generator: @fastify/swagger needs Fastify, and a
 // second instance of it to describe the routes.
 import { readFileSync } from 'node:fs'
+import { INSTALL_ROOT } from '../install-root.ts'
 import type { JsonSchema } from './json-schema.ts'
 import { ROUTES, type ResponseDoc, type Route } from './routes.ts'
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+const VERSION = (JSON.parse(readFileSync(new URL('package.json', INSTALL_ROOT), 'utf8')) as { version: string }).version
 
 export interface OpenApiDocument {
   openapi: string

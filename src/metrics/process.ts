@@ -3,7 +3,6 @@
 // Everything is read when /metrics is scraped; nothing runs in between while the agent is idle.
 import { readdirSync, readFileSync } from 'node:fs'
 import { constants, createHistogram, performance, PerformanceObserver, type RecordableHistogram } from 'node:perf_hooks'
-import { getHeapSpaceStatistics } from 'node:v8'
 import type { Gauge, Registry } from './exposition.ts'
 
 /** The delay sampling interval while a job runs: prom-client's, so the figures compare. */
@@ -87,7 +86,8 @@ export function registerProcessMetrics(registry: Registry, prefix: string): void
     heapTotal.set({}, memory.heapTotal)
     heapUsed.set({}, memory.heapUsed)
     external.set({}, memory.external)
-    for (const space of getHeapSpaceStatistics()) {
+    // node:v8 at the first scrape, not at start (loading it costs ~5 ms of start-up)
+    for (const space of process.getBuiltinModule('node:v8').getHeapSpaceStatistics()) {
       const name = space.space_name.replace(/_space$/, '')
       spaces[0]?.set({ space: name }, space.space_size)
       spaces[1]?.set({ space: name }, space.space_used_size)

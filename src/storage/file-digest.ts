@@ -204,9 +204,9 @@ const pool = new DigestPool()
  * type stripping in the worker). Plain JavaScript only: this function is not called here.
  */
 function workerMain(): void {
-  const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads')
-  const { closeSync, constants, fstatSync, openSync, readSync } = require('node:fs') as typeof import('node:fs')
-  const { createHash } = require('node:crypto') as typeof import('node:crypto')
+  const { parentPort } = process.getBuiltinModule('node:worker_threads')
+  const { closeSync, constants, fstatSync, openSync, readSync } = process.getBuiltinModule('node:fs')
+  const { createHash } = process.getBuiltinModule('node:crypto')
   const buffer = Buffer.allocUnsafeSlow(1024 * 1024)
   parentPort?.on('message', ({ path, algorithm, start, length }: { path: string; algorithm: string; start: number; length: number }) => {
     let fd: number | undefined

@@ -1,4 +1,4 @@
-// node:http, node:https and node:tls reach src/ only through src/util/builtins.ts (require, and
+// node:http, node:https and node:tls reach src/ only through src/util/builtins.ts (process.getBuiltinModule, and
 // https/tls on first use): an ESM import of node:http alone loads undici (~15 MB of RSS).
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
