@@ -4,7 +4,7 @@
 // flight at once.
 import type { FileHandle } from 'node:fs/promises'
 import { JobError } from '../errors.ts'
-import type { StreamedBody } from './swift-http.ts'
+import type { StreamedBody } from './http/client.ts'
 
 const READ_BYTES = 256 * 1024
 /** Chunks of one body in flight: one being read while the others wait for the socket. */

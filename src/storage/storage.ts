@@ -93,9 +93,9 @@ export function storageFor(destination: StorageDestination & { filenamePrefix: s
         import('./s3/storage.ts').then((m) => new m.S3Storage(destination, prefix, settings)),
       )
     case 'LOCAL':
-      return new LazyStorage(`local folder ${join(resolve(settings.localStorageRoot), prefix)}`, () => import('./local.ts').then((m) => new m.LocalStorage(settings.localStorageRoot, prefix)))
+      return new LazyStorage(`local folder ${join(resolve(settings.localStorageRoot), prefix)}`, () => import('./local/storage.ts').then((m) => new m.LocalStorage(settings.localStorageRoot, prefix)))
     case 'SWIFT':
-      return new LazyStorage(`swift container ${destination.containerName} at ${destination.authUrl}`, () => import('./swift.ts').then((m) => new m.SwiftStorage(destination, settings)))
+      return new LazyStorage(`swift container ${destination.containerName} at ${destination.authUrl}`, () => import('./swift/storage.ts').then((m) => new m.SwiftStorage(destination, settings)))
   }
 }
 

@@ -9,9 +9,9 @@
 // followRegionRedirects did.
 import { createHash } from 'node:crypto'
 import { JobError } from '../../errors.ts'
-import { keptBufferGet } from '../kept-buffer-get.ts'
-import { backoff, drain, readText, send, type HttpRequest, type HttpResponse, type StreamedBody } from '../swift-http.ts'
-import { isTransientS3Error, S3Error } from './retry.ts'
+import { keptBufferGet } from '../http/kept-buffer-get.ts'
+import { backoff, drain, readText, send, type HttpRequest, type HttpResponse, type StreamedBody } from '../http/client.ts'
+import { isTransientS3Error, S3Error } from './errors.ts'
 import { EMPTY_SHA256, signS3Request, uriEncode, type SigningCredentials } from './sigv4.ts'
 import { completeBody, readCompleteResult, readErrorDocument, readUploadId, readUploadListing } from './xml.ts'
 

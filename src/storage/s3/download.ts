@@ -6,11 +6,11 @@
 import type { FileHandle } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { JobError } from '../../errors.ts'
-import { writeBody } from '../file-sink.ts'
+import { writeBody } from '../files/sink.ts'
 import type { Downloaded, ObjectReader, TransferOptions } from '../storage.ts'
-import { backoff, type HttpResponse } from '../swift-http.ts'
+import { backoff, type HttpResponse } from '../http/client.ts'
 import type { S3Client } from './client.ts'
-import { isTransientS3Error, S3Error } from './retry.ts'
+import { isTransientS3Error, S3Error } from './errors.ts'
 
 interface ObjectHead {
   etag: string | undefined
