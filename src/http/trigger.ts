@@ -143,7 +143,7 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     // The auth URL is echoed in polling bodies and named in log lines: no credentials in it.
     else if (url.username !== '' || url.password !== '') errors.push('destination.authUrl must not contain a user or password (user@ or user:password@); use username and password')
     else {
-      // The login's own rule (src/storage/keystone.ts) decides the version: the same URLs here.
+      // The login's own rule (src/storage/swift/keystone.ts) decides the version: the same URLs here.
       const version = authVersion(authUrl)
       for (const field of KEYSTONE_FIELDS[version]) {
         if (!d[field]) errors.push(`destination.${field} is required for Keystone ${version} (authUrl ending in /${version === 'v3' ? 'v3' : 'v2.0 or /v2'})`)

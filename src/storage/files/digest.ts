@@ -211,7 +211,7 @@ function workerMain(): void {
   parentPort?.on('message', ({ path, algorithm, start, length }: { path: string; algorithm: string; start: number; length: number }) => {
     let fd: number | undefined
     try {
-      // as BACKUP_FILE_FLAGS in file-range.ts: never a link's target, never blocked on a FIFO
+      // as BACKUP_FILE_FLAGS in backup-file.ts: never a link's target, never blocked on a FIFO
       fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
       const info = fstatSync(fd)
       if (!info.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' })

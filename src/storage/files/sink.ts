@@ -8,7 +8,7 @@
 import { Writable, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { FileHandle } from 'node:fs/promises'
-import { KeptBufferBody } from '../http/kept-buffer-get.ts'
+import type { BorrowedBody } from '../http/client.ts'
 
 /** At most this many buffers per writev (Linux's IOV_MAX is 1024). */
 const MAX_IOV = 1024
@@ -73,9 +73,9 @@ export async function writeAt(file: FileHandle, data: Buffer, position: number):
  * disk so far after each chunk, so that a resume continues exactly there. A write that fails
  * ends the download (no resume), so nothing seen is left unwritten.
  */
-export async function writeBody(body: KeptBufferBody | Readable, file: FileHandle, position: number, seen: (chunk: Buffer) => void, written: (total: number) => void): Promise<void> {
+export async function writeBody(body: BorrowedBody | Readable, file: FileHandle, position: number, seen: (chunk: Buffer) => void, written: (total: number) => void): Promise<void> {
   let total = position
-  if (body instanceof KeptBufferBody) {
+  if ('pipeTo' in body) {
     await body.pipeTo(async (batch) => {
       const writing = writeAt(file, batch, total)
       seen(batch)

@@ -1,5 +1,5 @@
-// The one HTTP primitive of the Swift backend and its Keystone login, on node:http with the shared
-// connection pools of agents.ts. Why not the global fetch: those pools honour HTTPS_PROXY /
+// The one HTTP client of the storage backends (Swift, its Keystone login, S3), on node:http with
+// the shared connection pools of agents.ts. Why not the global fetch: those pools honour HTTPS_PROXY /
 // HTTP_PROXY / NO_PROXY (fetch only does with NODE_USE_ENV_PROXY set), node:http lets us set a
 // connect timeout and an idle timeout per request without undici as a dependency, and it speaks
 // `Expect: 100-continue`, so a PUT whose token has expired is answered 401 before a single byte
@@ -8,7 +8,6 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { applyTrust } from '../../tls.ts'
 import { http, https } from '../../util/builtins.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
-import type { KeptBufferBody } from './kept-buffer-get.ts'
 
 /** How long to wait for `100 Continue` before sending the body anyway (servers that ignore Expect). */
 const CONTINUE_WAIT_MS = 1_000
@@ -19,7 +18,7 @@ const TEXT_LIMIT_BYTES = 4 * 1024 * 1024
  * A request body read from disk: produced only once the server is ready for it, again on a retry.
  * `send` passes the bytes in order to `write`, which resolves once the socket has taken the chunk
  * (its buffer may be reused then: a file read into a few buffers it keeps costs no page faults,
- * fresh buffers per read did, src/storage/file-range.ts) and rejects when the request failed.
+ * fresh buffers per read did, src/storage/files/backup-file.ts) and rejects when the request failed.
  * Any other rejection of `send` is the source's own failure (the file) and is passed on as it is.
  */
 export interface StreamedBody {
@@ -40,14 +39,27 @@ export interface HttpRequest {
   ownConnection?: boolean
 }
 
+/**
+ * A response body read into buffers kept for it (KeptBufferBody of kept-buffer-get.ts, which
+ * implements this: declared here so that the client does not import the kept-buffer GET, which
+ * imports the client). `pipeTo` hands the body over in views that are valid until the promise
+ * `consume` returned has settled; iterating gives copies.
+ */
+export interface BorrowedBody extends AsyncIterable<Buffer> {
+  /** Content-Length; undefined when the body ends with the connection. */
+  readonly length: number | undefined
+  pipeTo(consume: (chunk: Buffer) => Promise<void>): Promise<void>
+  destroy(): void
+}
+
 export interface HttpResponse {
   status: number
   headers: IncomingHttpHeaders
   /**
    * Must be consumed (readText, drain or piped) so the connection can be reused (or closed).
-   * A KeptBufferBody when the request went through keptBufferGet (kept-buffer-get.ts).
+   * A BorrowedBody when the request went through keptBufferGet (kept-buffer-get.ts).
    */
-  body: IncomingMessage | KeptBufferBody
+  body: IncomingMessage | BorrowedBody
 }
 
 /** The request never got an HTTP answer: refused, reset, timed out, aborted. */
@@ -196,44 +208,4 @@ export async function readText(response: HttpResponse, limit = TEXT_LIMIT_BYTES)
 /** Reads and discards a response body, so its connection goes back to the pool. */
 export async function drain(response: HttpResponse): Promise<void> {
   await readText(response, 0)
-}
-
-/** Answers worth another try: timeouts, throttling (Swift's ratelimit says 498) and server errors. */
-const TRANSIENT_STATUSES = new Set([408, 429, 498, 500, 502, 503, 504])
-
-export function isTransientStatus(status: number): boolean {
-  return TRANSIENT_STATUSES.has(status)
-}
-
-/** Codes of network failures that a response stream reports without our TransportError. */
-const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'])
-
-/** A network failure worth another try: anything but a deliberate abort (and never a disk error). */
-export function isTransientError(error: unknown): boolean {
-  if (error instanceof TransportError) return error.code !== 'ABORTED'
-  return networkCode(error) !== undefined
-}
-
-/** The code of a network failure (ECONNRESET …) reported by a socket or response stream. */
-export function networkCode(error: unknown): string | undefined {
-  if (error instanceof TransportError) return error.code
-  const code = (error as { code?: string } | undefined)?.code
-  return code !== undefined && NETWORK_CODES.has(code) ? code : undefined
-}
-
-/** Exponential backoff with full jitter before retry `attempt` (0-based): up to 0.2 s, 0.4 s … 20 s. */
-export function backoff(attempt: number, signal?: AbortSignal): Promise<void> {
-  const ceiling = Math.min(20_000, 200 * 2 ** attempt)
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new TransportError('ABORTED', 'aborted'))
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(new TransportError('ABORTED', 'aborted'))
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, Math.random() * ceiling)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 }

@@ -11,13 +11,13 @@
 // Only what a download needs: GET, one connection per request (no reuse), bodies framed by
 // Content-Length or by the end of the connection. When a proxy variable is set for the URL's
 // scheme, or an answer is framed otherwise (chunked), the request goes through node:http
-// (`send` of swift-http.ts) instead: proxies and framing stay node:http's job.
+// (`send` of client.ts) instead: proxies and framing stay node:http's job.
 import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import { applyTrust } from '../../tls.ts'
 import { http, tls } from '../../util/builtins.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS } from './agents.ts'
-import { send, TransportError, type HttpRequest, type HttpResponse } from './client.ts'
+import { send, TransportError, type BorrowedBody, type HttpRequest, type HttpResponse } from './client.ts'
 
 /** Batch size: a file write per MiB, and reads of up to the free end of a batch. */
 const BATCH_BYTES = 1024 * 1024
@@ -39,7 +39,7 @@ export async function keptBufferGet(request: HttpRequest): Promise<HttpResponse>
   const answer = await new KeptBufferGet(request).response
   // Framed otherwise (chunked): node:http reads it, also on a connection of its own. (From the
   // shared pool, the GET of a missing S3 object once waited forever on a connection that a
-  // refused upload had left out of step with the server; swift-http.ts no longer returns such
+  // refused upload had left out of step with the server; client.ts no longer returns such
   // connections to the pool.)
   if (answer === 'unsupported') return send({ ...request, ownConnection: true })
   return answer
@@ -330,7 +330,7 @@ class KeptBufferGet {
  * batches: a view is valid until the promise its consumer returned has settled (the batch is
  * read into again afterwards). Iterating gives copies, for small bodies (readText, drain).
  */
-export class KeptBufferBody implements AsyncIterable<Buffer> {
+export class KeptBufferBody implements BorrowedBody {
   /** Content-Length; undefined when the body ends with the connection. */
   readonly length: number | undefined
   readonly #get: KeptBufferGet

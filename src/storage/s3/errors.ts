@@ -1,6 +1,8 @@
-// Which failed S3 requests are worth another attempt: the classes of the AWS SDK's standard retry
-// strategy (@smithy/core's isTransientError, isThrottlingError, isServerError), which the agent
-// used before it had a client of its own, so the same failures are retried as then.
+// S3's answers that are not a success, and which failed S3 requests are worth another attempt: the
+// statuses and network failures of the one retry policy (../http/retry.ts), and S3's own error
+// codes of the AWS SDK's standard retry strategy (@smithy/core's isTransientError,
+// isThrottlingError), which the agent used before it had a client of its own.
+import { isTransientError, isTransientStatus } from '../http/retry.ts'
 
 const TRANSIENT_CODES = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException'])
 const THROTTLING_CODES = new Set([
@@ -19,13 +21,6 @@ const THROTTLING_CODES = new Set([
   'TooManyRequestsException',
   'TransactionInProgressException',
 ])
-
-/**
- * Connection failures worth another attempt: dropped, refused, unreachable, timed out, or an
- * answer cut into something that is not HTTP. Not an abort, and not a TLS failure (a certificate
- * that is not trusted stays so).
- */
-const TRANSIENT_TRANSPORT = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECT_TIMEOUT', 'IDLE_TIMEOUT', 'EPROTO'])
 
 /** An answer that is not a success. */
 export class S3Error extends Error {
@@ -47,15 +42,13 @@ export class S3Error extends Error {
 
 /**
  * True for a dropped, refused or timed-out connection, throttling, any 5xx answer, and an error
- * document under a 200. Never for an abort, a refusal (403, 404, a missing bucket) or a failure of
- * our own side (the file being read).
+ * document under a 200. Never for an abort, an untrusted certificate, a refusal (403, 404, a
+ * missing bucket) or a failure of our own side (the file being read).
  */
 export function isTransientS3Error(error: unknown): boolean {
   if (error instanceof S3Error) {
     const { status, code = '' } = error
-    return status < 300 || status === 429 || (status >= 500 && status <= 599) || TRANSIENT_CODES.has(code) || THROTTLING_CODES.has(code)
+    return status < 300 || isTransientStatus(status) || TRANSIENT_CODES.has(code) || THROTTLING_CODES.has(code)
   }
-  // A socket's own error, or ours wrapping it (TransportError): a response stream reports the former.
-  const code = (error as { code?: unknown } | null)?.code
-  return typeof code === 'string' && TRANSIENT_TRANSPORT.has(code)
+  return isTransientError(error)
 }

@@ -4,8 +4,7 @@ import type { FileHandle } from 'node:fs/promises'
 import { JobError } from '../../errors.ts'
 import type { S3Destination } from '../../jobs/request.ts'
 import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from '../storage.ts'
-import { openBackupFile } from '../files/backup-file.ts'
-import { fileRangeBody, ReadBuffers } from '../file-body.ts'
+import { fileRangeBody, openBackupFile, ReadBuffers } from '../files/backup-file.ts'
 import { digestFile } from '../files/digest.ts'
 import { growingPartSize, parts, type Part } from '../files/parts.ts'
 import { TransportError } from '../http/client.ts'
@@ -255,7 +254,7 @@ interface UploadPart {
   release?: (() => void) | undefined
 }
 
-/** A streamed upload's parts: buffers filled from the stream (parts.ts) and hashed as they filled, sent as they are. */
+/** A streamed upload's parts: buffers filled from the stream (files/parts.ts) and hashed as they filled, sent as they are. */
 async function* bufferedParts(source: AsyncIterable<Part>): AsyncGenerator<UploadPart> {
   for await (const { number, data, last, sha256, release } of source) {
     yield { number, size: data.length, last, body: data, sha256: Promise.resolve(sha256 as string), release }

@@ -3,7 +3,8 @@
 // failures (network, 5xx, throttling) are tried again with backoff, up to `retries` times.
 import { tokenCache, type LoginOptions, type SwiftCredentials, type SwiftSession, type TokenCache } from './keystone.ts'
 import { keptBufferGet } from '../http/kept-buffer-get.ts'
-import { backoff, drain, isTransientError, isTransientStatus, send as sendRequest, type HttpRequest, type HttpResponse } from '../http/client.ts'
+import { drain, send as sendRequest, type HttpRequest, type HttpResponse } from '../http/client.ts'
+import { backoff, isTransientError, isTransientStatus } from '../http/retry.ts'
 
 export interface SwiftCall {
   method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE'
@@ -37,7 +38,7 @@ export class SwiftClient {
   readonly #tokens: TokenCache
   #onRequest: (() => void) | undefined
   #storageUrl = ''
-  /** Every token this client sent: a server's error answer may echo one (see swift-errors.ts). */
+  /** Every token this client sent: a server's error answer may echo one (see errors.ts). */
   readonly #sentTokens = new Set<string>()
 
   constructor(credentials: SwiftCredentials, options: SwiftClientOptions) {

@@ -5,7 +5,7 @@
 import { JobError } from '../../errors.ts'
 import { maskSecrets } from '../../scripts/capture.ts'
 import { serverAnswer } from './keystone.ts'
-import { networkCode } from '../http/client.ts'
+import { networkCode } from '../http/retry.ts'
 
 export interface SwiftContext {
   /** "upload of backup.sql", "download of backup.sql" … */

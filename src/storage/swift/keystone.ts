@@ -4,7 +4,8 @@
 import { createHash } from 'node:crypto'
 import { JobError } from '../../errors.ts'
 import { maskSecrets } from '../../scripts/capture.ts'
-import { backoff, isTransientError, isTransientStatus, readText, send, TransportError, type HttpResponse } from '../http/client.ts'
+import { readText, send, TransportError, type HttpResponse } from '../http/client.ts'
+import { isTransientError, isTransientStatus, withRetries } from '../http/retry.ts'
 
 export type AuthVersion = 'v3' | 'v2.0' | 'v1'
 
@@ -49,14 +50,10 @@ export interface LoginOptions {
 
 /** Logs in, without any cache. */
 export async function login(credentials: SwiftCredentials, options: LoginOptions): Promise<SwiftSession> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await loginOnce(credentials, options.region)
-    } catch (error) {
-      const transient = error instanceof TransientLoginError || isTransientError(error)
-      if (!transient || attempt >= options.retries) throw explainLoginFailure(credentials, error)
-      await backoff(attempt)
-    }
+  try {
+    return await withRetries({ retries: options.retries, transient: (error) => error instanceof TransientLoginError || isTransientError(error) }, () => loginOnce(credentials, options.region))
+  } catch (error) {
+    throw explainLoginFailure(credentials, error)
   }
 }
 

@@ -15,7 +15,8 @@ import { writeBody } from '../files/sink.ts'
 import type { TokenCache } from './keystone.ts'
 import { SwiftClient } from './client.ts'
 import { containerMissing, swiftFailure, swiftStatusError, type SwiftContext } from './errors.ts'
-import { backoff, drain, isTransientError, readText, type HttpResponse, type StreamedBody } from '../http/client.ts'
+import { drain, readText, type HttpResponse, type StreamedBody } from '../http/client.ts'
+import { backoff, isTransientError, withRetries } from '../http/retry.ts'
 import {
   planSegments,
   SegmentedDigest,
@@ -100,60 +101,56 @@ export class SwiftStorage implements Storage {
     try {
       let written = 0
       let object: { etag: string; size: number | undefined; sha256: string | undefined; check: DownloadCheck } | undefined
-      for (let resume = 0; ; resume++) {
-        try {
-          const headers: Record<string, string> = object ? { range: `bytes=${written}-`, 'if-match': `"${object.etag}"` } : {}
-          const res = await this.#client.request({ method: 'GET', container: this.#d.containerName, object: filename, headers, signal, keptBuffers: true })
-          if (!object) {
-            if (res.status === 404) {
-              await drain(res)
-              throw await this.#whatIsMissing(ctx, filename, signal)
-            }
-            if (res.status !== 200) throw swiftStatusError(ctx, res.status, await readText(res))
-            const length = Number(res.headers['content-length'])
-            const sha256 = headerValue(res, 'x-object-meta-sha256')
-            object = {
-              etag: unquote(res.headers.etag),
-              size: Number.isFinite(length) ? length : undefined,
-              sha256,
-              // The caller checks a stored SHA-256 over the whole file (Storage.download): a
-              // stronger end-to-end check than the MD5s, which would cost a second hash of every
-              // byte on this thread (1.5-2 s per GiB here, docs/PERFORMANCE.md).
-              check: sha256 !== undefined ? sizeOnly : await this.#downloadCheck(res, filename, signal),
-            }
-          } else if (res.status === 412) {
+      // Resumed only mid-body (the object is known): the first GET is retried by the client.
+      const midBody = (error: unknown) => object !== undefined && !(error instanceof JobError) && isTransientError(error)
+      const got = await withRetries({ retries: this.#settings.storageRetries, signal, transient: midBody }, async () => {
+        const headers: Record<string, string> = object ? { range: `bytes=${written}-`, 'if-match': `"${object.etag}"` } : {}
+        const res = await this.#client.request({ method: 'GET', container: this.#d.containerName, object: filename, headers, signal, keptBuffers: true })
+        if (!object) {
+          if (res.status === 404) {
             await drain(res)
-            throw new JobError(`${ctx.what} failed: the object changed in Swift while it was being downloaded; start the restore again`)
-          } else if (res.status !== 206) {
-            throw swiftStatusError(ctx, res.status, await readText(res))
+            throw await this.#whatIsMissing(ctx, filename, signal)
           }
-          const { check } = object
-          // Only bytes that reached the file are counted: a resume continues exactly there.
-          await writeBody(
-            res.body,
-            file,
-            written,
-            (chunk) => {
-              check.update(chunk)
-              options.onChunk?.(chunk)
-            },
-            (total) => {
-              written = total
-              options.onProgress?.(total)
-            },
-          )
-          break
-        } catch (error) {
-          const midBody = object !== undefined && !(error instanceof JobError) && isTransientError(error)
-          if (signal?.aborted || !midBody || resume >= this.#settings.storageRetries) throw error
-          await backoff(resume, signal)
+          if (res.status !== 200) throw swiftStatusError(ctx, res.status, await readText(res))
+          const length = Number(res.headers['content-length'])
+          const sha256 = headerValue(res, 'x-object-meta-sha256')
+          object = {
+            etag: unquote(res.headers.etag),
+            size: Number.isFinite(length) ? length : undefined,
+            sha256,
+            // The caller checks a stored SHA-256 over the whole file (Storage.download): a
+            // stronger end-to-end check than the MD5s, which would cost a second hash of every
+            // byte on this thread (1.5-2 s per GiB here, docs/PERFORMANCE.md).
+            check: sha256 !== undefined ? sizeOnly : await this.#downloadCheck(res, filename, signal),
+          }
+        } else if (res.status === 412) {
+          await drain(res)
+          throw new JobError(`${ctx.what} failed: the object changed in Swift while it was being downloaded; start the restore again`)
+        } else if (res.status !== 206) {
+          throw swiftStatusError(ctx, res.status, await readText(res))
         }
+        const { check } = object
+        // Only bytes that reached the file are counted: a resume continues exactly there.
+        await writeBody(
+          res.body,
+          file,
+          written,
+          (chunk) => {
+            check.update(chunk)
+            options.onChunk?.(chunk)
+          },
+          (total) => {
+            written = total
+            options.onProgress?.(total)
+          },
+        )
+        return object
+      })
+      if (got.size !== undefined && written !== got.size) {
+        throw new JobError(`${ctx.what} was cut short: got ${written} of ${got.size} bytes`)
       }
-      if (object.size !== undefined && written !== object.size) {
-        throw new JobError(`${ctx.what} was cut short: got ${written} of ${object.size} bytes`)
-      }
-      object.check.verify(ctx.what)
-      return { size: written, sha256: object.sha256 }
+      got.check.verify(ctx.what)
+      return { size: written, sha256: got.sha256 }
     } catch (error) {
       if (signal?.aborted) throw new JobError(String(signal.reason), { cause: error })
       throw swiftFailure(ctx, error)
@@ -355,7 +352,7 @@ export class SwiftStorage implements Storage {
    */
   async #putVerified(ctx: SwiftContext, container: string, object: string, source: FileRange | Buffer, options: PutOptions): Promise<string> {
     let md5: Hash | undefined
-    // A file's range is hashed by a worker reading it beside the upload (src/storage/file-digest.ts),
+    // A file's range is hashed by a worker reading it beside the upload (src/storage/files/digest.ts),
     // once for all tries; a buffer (a stream's segment) as it is sent.
     const fileMd5 = Buffer.isBuffer(source)
       ? undefined

@@ -1,4 +1,4 @@
-// Digests of file-digest.ts (SHA-256 on the main thread, MD5 in worker threads): the same as node:crypto's on the
+// Digests of files/digest.ts (SHA-256 on the main thread, MD5 in worker threads): the same as node:crypto's on the
 // main thread, whole file or a range; a short file, a missing file and an abort reject, and the
 // pool goes on working after each.
 import { after, before, describe, it } from 'node:test'

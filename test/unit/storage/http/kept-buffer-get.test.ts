@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import { keptBufferGet, KeptBufferBody } from '../../../../src/storage/http/kept-buffer-get.ts'
-import { isTransientError, readText, type HttpResponse } from '../../../../src/storage/http/client.ts'
+import { readText, type HttpResponse } from '../../../../src/storage/http/client.ts'
+import { isTransientError } from '../../../../src/storage/http/retry.ts'
 import { makeCertificates } from '../../../helpers/certificates.ts'
 
 const MiB = 1024 * 1024
