@@ -1,7 +1,7 @@
 // Trust for outgoing TLS: Node's bundled CAs, the system store (BOSH installs trusted
 // certificates there) and an optional ca_file. The ca_file is read at start (an unreadable one
 // stops the start); the list is installed before the first HTTPS storage connection (applyTrust,
-// from swift-http.ts, agents.ts and kept-buffer-get.ts): reading and installing the system store
+// from src/storage/http/: client.ts, agents.ts and kept-buffer-get.ts): reading and installing the system store
 // cost about a tenth of the start-up time and ~8 MB of RSS for good (576 system certificates
 // here), and node:tls ~6 MB more, which an agent whose storage speaks plain HTTP does not need.
 import { readFileSync } from 'node:fs'

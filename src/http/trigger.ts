@@ -7,7 +7,7 @@ import type { Config } from '../config.ts'
 import { restoreFilenameProblem } from '../jobs/file-base.ts'
 import type { Destination, DatabaseTarget, JobKind, JobRequest, StorageDestination } from '../jobs/request.ts'
 import { parameterNameProblem } from '../scripts/parameter-names.ts'
-import { authVersion, type AuthVersion } from '../storage/keystone.ts'
+import { authVersion, type AuthVersion } from '../storage/swift/keystone.ts'
 import { idProblem } from './ids.ts'
 import type { JsonSchema } from './json-schema.ts'
 import { schemaErrors, type SchemaError } from './schema-check.ts'
@@ -143,7 +143,7 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     // The auth URL is echoed in polling bodies and named in log lines: no credentials in it.
     else if (url.username !== '' || url.password !== '') errors.push('destination.authUrl must not contain a user or password (user@ or user:password@); use username and password')
     else {
-      // The login's own rule (src/storage/keystone.ts) decides the version: the same URLs here.
+      // The login's own rule (src/storage/swift/keystone.ts) decides the version: the same URLs here.
       const version = authVersion(authUrl)
       for (const field of KEYSTONE_FIELDS[version]) {
         if (!d[field]) errors.push(`destination.${field} is required for Keystone ${version} (authUrl ending in /${version === 'v3' ? 'v3' : 'v2.0 or /v2'})`)

@@ -1,9 +1,7 @@
 // The one interface every storage backend implements. No backend knows about jobs, and no job
 // code knows a backend's protocol.
 import type { FileHandle } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
 import type { Config } from '../config.ts'
-import type { StorageDestination } from '../jobs/request.ts'
 
 /** The agent settings a backend may use (src/config.ts). */
 export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes' | 'storageRetries' | 'localStorageRoot'>
@@ -24,7 +22,7 @@ export interface TransferOptions {
   sha256?: string | Promise<string>
   /**
    * Download: every chunk as it is written, in order (to hash what arrives). The chunk may be a
-   * view of a buffer the backend reuses (Swift, src/storage/kept-buffer-get.ts): use it during
+   * view of a buffer the backend reuses (Swift, src/storage/http/kept-buffer-get.ts): use it during
    * the call, copy what must outlive it.
    */
   onChunk?: (chunk: Buffer) => void
@@ -83,63 +81,4 @@ export interface Storage {
    * nothing: changing metadata there copies the object, and the trailer carries the digest.
    */
   storeChecksum?(filename: string, sha256: string, metadata: Record<string, string>): Promise<void>
-}
-
-export function storageFor(destination: StorageDestination & { filenamePrefix: string }, settings: StorageSettings): Storage {
-  const prefix = destination.filenamePrefix
-  switch (destination.type) {
-    case 'S3':
-      return new LazyStorage(`s3://${destination.bucket}/${prefix} at ${destination.endpointUrl}`, () =>
-        import('./s3/storage.ts').then((m) => new m.S3Storage(destination, prefix, settings)),
-      )
-    case 'LOCAL':
-      return new LazyStorage(`local folder ${join(resolve(settings.localStorageRoot), prefix)}`, () => import('./local.ts').then((m) => new m.LocalStorage(settings.localStorageRoot, prefix)))
-    case 'SWIFT':
-      return new LazyStorage(`swift container ${destination.containerName} at ${destination.authUrl}`, () => import('./swift.ts').then((m) => new m.SwiftStorage(destination, settings)))
-  }
-}
-
-/**
- * A backend whose module is loaded on its first request: an agent that never talks to one of
- * them does not load its code (when the AWS SDK was the S3 backend, loading the backends at start
- * cost a third of the start-up time and tens of MB). `location` is worded
- * as the backend words it, so messages read the same before it is loaded.
- */
-class LazyStorage implements Required<Storage> {
-  readonly location: string
-  readonly #open: () => Promise<Required<Omit<Storage, 'prepare'>>>
-
-  constructor(location: string, load: () => Promise<Required<Omit<Storage, 'prepare'>>>) {
-    this.location = location
-    let loaded: Promise<Required<Omit<Storage, 'prepare'>>> | undefined
-    this.#open = () => (loaded ??= load())
-  }
-
-  async prepare(): Promise<void> {
-    await this.#open()
-  }
-
-  async upload(path: string, filename: string, options?: TransferOptions): Promise<void> {
-    return (await this.#open()).upload(path, filename, options)
-  }
-
-  async download(filename: string, file: FileHandle, options?: TransferOptions): Promise<Downloaded> {
-    return (await this.#open()).download(filename, file, options)
-  }
-
-  async abandon(filename: string): Promise<void> {
-    return (await this.#open()).abandon(filename)
-  }
-
-  async uploadStream(source: AsyncIterable<Buffer>, filename: string, options?: TransferOptions & { metadata?: Record<string, string> }): Promise<{ size: number }> {
-    return (await this.#open()).uploadStream(source, filename, options)
-  }
-
-  async read(filename: string, options?: TransferOptions): Promise<ObjectReader> {
-    return (await this.#open()).read(filename, options)
-  }
-
-  async storeChecksum(filename: string, sha256: string, metadata: Record<string, string>): Promise<void> {
-    return (await this.#open()).storeChecksum(filename, sha256, metadata)
-  }
 }

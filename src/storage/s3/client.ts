@@ -1,17 +1,18 @@
-// The S3 REST calls the agent makes, on its own HTTP client (swift-http.ts, and kept-buffer-get.ts
+// The S3 REST calls the agent makes, on its own HTTP client (../http/client.ts, and kept-buffer-get.ts
 // for a download's data GET) and its SigV4 signer (sigv4.ts). It replaced @aws-sdk/client-s3 with
 // @smithy/node-http-handler: loading the SDK for a job's first S3 request added ~30 MB of RSS
 // that stayed resident for the agent's life (ten thousand functions of generated serialisers,
 // middleware, endpoint rules), and each of its requests left ~270 KB of garbage that lived as long
 // as the request did. This client sends what the SDK sent for these calls: SigV4 headers with the
 // body's SHA-256 computed beforehand, path-style URLs on custom endpoints and virtual-hosted ones
-// on AWS, the same retries (retry.ts), and it follows a bucket to its region as the SDK's
+// on AWS, the same retries (errors.ts), and it follows a bucket to its region as the SDK's
 // followRegionRedirects did.
 import { createHash } from 'node:crypto'
 import { JobError } from '../../errors.ts'
-import { keptBufferGet } from '../kept-buffer-get.ts'
-import { backoff, drain, readText, send, type HttpRequest, type HttpResponse, type StreamedBody } from '../swift-http.ts'
-import { isTransientS3Error, S3Error } from './retry.ts'
+import { keptBufferGet } from '../http/kept-buffer-get.ts'
+import { drain, readText, send, type HttpRequest, type HttpResponse, type StreamedBody } from '../http/client.ts'
+import { withRetries } from '../http/retry.ts'
+import { isTransientS3Error, S3Error } from './errors.ts'
 import { EMPTY_SHA256, signS3Request, uriEncode, type SigningCredentials } from './sigv4.ts'
 import { completeBody, readCompleteResult, readErrorDocument, readUploadId, readUploadListing } from './xml.ts'
 
@@ -109,19 +110,12 @@ export class S3Client {
   }
 
   /**
-   * once() with transient failures retried (retry.ts), up to `retries` times, with backoff.
+   * once() with transient failures retried (errors.ts), up to `retries` times, with backoff.
    * `accept` reads a successful answer; what it throws is retried the same way (an error document
    * under a 200).
    */
   async call<T>(call: Call, options: CallOptions, accept: (res: HttpResponse) => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await accept(await this.once(call, options))
-      } catch (error) {
-        if (options.signal?.aborted || attempt >= this.#retries || !isTransientS3Error(error)) throw error
-      }
-      await backoff(attempt, options.signal)
-    }
+    return withRetries({ retries: this.#retries, signal: options.signal, transient: isTransientS3Error }, async () => accept(await this.once(call, options)))
   }
 
   /** PutObject: the whole object in one request. */
@@ -243,7 +237,7 @@ export function isAwsEndpoint(endpoint: string): boolean {
   return AWS_ENDPOINT.test(endpoint)
 }
 
-/** The failure an answer with status 300 or more describes (its body read, and its connection not reused: swift-http.ts). */
+/** The failure an answer with status 300 or more describes (its body read, and its connection not reused: ../http/client.ts). */
 async function answerError(res: HttpResponse): Promise<S3Error> {
   const document = readErrorDocument(await readText(res, ERROR_BODY_LIMIT))
   const header = res.headers['x-amz-bucket-region']
@@ -252,7 +246,7 @@ async function answerError(res: HttpResponse): Promise<S3Error> {
 }
 
 /**
- * A buffer as a streamed body: sent once the server said `100 Continue` (swift-http.ts), so a
+ * A buffer as a streamed body: sent once the server said `100 Continue` (../http/client.ts), so a
  * request refused at once (credentials, a missing bucket) does not send a 12 MiB part first.
  */
 function continued(body: Body): StreamedBody {

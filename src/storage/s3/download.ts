@@ -6,11 +6,12 @@
 import type { FileHandle } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { JobError } from '../../errors.ts'
-import { writeBody } from '../file-sink.ts'
+import { writeBody } from '../files/sink.ts'
 import type { Downloaded, ObjectReader, TransferOptions } from '../storage.ts'
-import { backoff, type HttpResponse } from '../swift-http.ts'
+import type { HttpResponse } from '../http/client.ts'
+import { backoff, withRetries } from '../http/retry.ts'
 import type { S3Client } from './client.ts'
-import { isTransientS3Error, S3Error } from './retry.ts'
+import { isTransientS3Error, S3Error } from './errors.ts'
 
 interface ObjectHead {
   etag: string | undefined
@@ -42,22 +43,22 @@ export async function downloadObject(client: S3Client, key: string, file: FileHa
   const { signal } = options
   let written = 0
   let head: ObjectHead | undefined
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const res = await getObject(client, key, head, written, true, options)
-      head ??= objectHead(res)
-      // Only bytes that reached the file are counted: a retry continues exactly there.
-      await writeBody(res.body, file, written, (chunk) => options.onChunk?.(chunk), (total) => {
-        written = total
-        options.onProgress?.(total)
-      })
-      if (head.size !== undefined && written !== head.size) throw new JobError(`download of ${key} was cut short: got ${written} of ${head.size} bytes`)
-      return { size: written, sha256: head.metadata.sha256 }
-    } catch (error) {
-      if (signal?.aborted || error instanceof JobError || attempt >= retries || !isTransientS3Error(error)) throw error
-      await backoff(attempt, signal)
-    }
-  }
+  return withRetries({ retries, signal, transient: transientGet }, async () => {
+    const res = await getObject(client, key, head, written, true, options)
+    head ??= objectHead(res)
+    // Only bytes that reached the file are counted: a retry continues exactly there.
+    await writeBody(res.body, file, written, (chunk) => options.onChunk?.(chunk), (total) => {
+      written = total
+      options.onProgress?.(total)
+    })
+    if (head.size !== undefined && written !== head.size) throw new JobError(`download of ${key} was cut short: got ${written} of ${head.size} bytes`)
+    return { size: written, sha256: head.metadata.sha256 }
+  })
+}
+
+/** A GET worth another try: a transient failure (errors.ts), never one of ours (JobError: the object changed, a short body). */
+function transientGet(error: unknown): boolean {
+  return !(error instanceof JobError) && isTransientS3Error(error)
 }
 
 /**
@@ -66,16 +67,8 @@ export async function downloadObject(client: S3Client, key: string, file: FileHa
  */
 export async function readObject(client: S3Client, key: string, retries: number, options: TransferOptions): Promise<ObjectReader> {
   const { signal } = options
-  const get = async (head: ObjectHead | undefined, from: number): Promise<HttpResponse> => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await getObject(client, key, head, from, false, options)
-      } catch (error) {
-        if (signal?.aborted || error instanceof JobError || attempt >= retries || !isTransientS3Error(error)) throw error
-      }
-      await backoff(attempt, signal)
-    }
-  }
+  const get = (head: ObjectHead | undefined, from: number): Promise<HttpResponse> =>
+    withRetries({ retries, signal, transient: transientGet }, () => getObject(client, key, head, from, false, options))
   const first = await get(undefined, 0)
   const head = objectHead(first)
   async function* chunks(): AsyncGenerator<Buffer> {
@@ -91,7 +84,7 @@ export async function readObject(client: S3Client, key: string, retries: number,
           if (head.size !== undefined && passed !== head.size) throw new JobError(`download of ${key} was cut short: got ${passed} of ${head.size} bytes`)
           return
         } catch (error) {
-          if (signal?.aborted || error instanceof JobError || head.size === undefined || resumes >= retries || !isTransientS3Error(error)) throw error
+          if (signal?.aborted || head.size === undefined || resumes >= retries || !transientGet(error)) throw error
           body.destroy()
           await backoff(resumes++, signal)
           body = (await get(head, passed)).body as Readable

@@ -4,14 +4,13 @@ import type { FileHandle } from 'node:fs/promises'
 import { JobError } from '../../errors.ts'
 import type { S3Destination } from '../../jobs/request.ts'
 import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from '../storage.ts'
-import { openBackupFile } from '../file-range.ts'
-import { fileRangeBody, ReadBuffers } from '../file-body.ts'
-import { digestFile } from '../file-digest.ts'
-import { growingPartSize, parts, type Part } from '../parts.ts'
-import { TransportError } from '../swift-http.ts'
+import { fileRangeBody, openBackupFile, ReadBuffers } from '../files/backup-file.ts'
+import { digestFile } from '../files/digest.ts'
+import { growingPartSize, parts, type Part } from '../files/parts.ts'
+import { TransportError } from '../http/client.ts'
 import { S3Client, type Body } from './client.ts'
 import { downloadObject, readObject } from './download.ts'
-import { S3Error } from './retry.ts'
+import { S3Error } from './errors.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
 const MAX_PARTS = 10_000
@@ -255,7 +254,7 @@ interface UploadPart {
   release?: (() => void) | undefined
 }
 
-/** A streamed upload's parts: buffers filled from the stream (parts.ts) and hashed as they filled, sent as they are. */
+/** A streamed upload's parts: buffers filled from the stream (files/parts.ts) and hashed as they filled, sent as they are. */
 async function* bufferedParts(source: AsyncIterable<Part>): AsyncGenerator<UploadPart> {
   for await (const { number, data, last, sha256, release } of source) {
     yield { number, size: data.length, last, body: data, sha256: Promise.resolve(sha256 as string), release }

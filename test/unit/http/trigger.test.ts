@@ -4,7 +4,7 @@ import fc from 'fast-check'
 import { loadConfig } from '../../../src/config.ts'
 import { triggerId } from '../../../src/http/ids.ts'
 import { parseTrigger } from '../../../src/http/trigger.ts'
-import { authVersion } from '../../../src/storage/keystone.ts'
+import { authVersion } from '../../../src/storage/swift/keystone.ts'
 
 const { config } = loadConfig({ client_username: 'u', client_password: 'p', directory_backup: '/b', directory_restore: '/r' })
 
