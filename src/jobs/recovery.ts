@@ -23,7 +23,8 @@ import { bootId, readRecord, recoveryRecord, type RecoveryRecord } from './recov
 import type { JobRegistry } from './registry.ts'
 import type { JobKind } from './request.ts'
 import { requestSecrets } from './request.ts'
-import { shouldRun, STAGES, type StageContext } from './stages.ts'
+import type { StageContext } from './stage-context.ts'
+import { shouldRun, STAGES } from './stages.ts'
 import type { StoredJob } from './store.ts'
 
 export interface RecoveryDeps {

@@ -17,7 +17,8 @@ import type { JobRegistry } from './registry.ts'
 import { requestSecrets } from './request.ts'
 import { restoreScriptStreams, STREAM_SUFFIX } from './streaming.ts'
 import { transferOptions } from './transfer.ts'
-import { STAGES, shouldRun, type Stage, type StageContext, type StageKind } from './stages.ts'
+import type { Stage, StageContext } from './stage-context.ts'
+import { STAGES, shouldRun, type StageKind } from './stages.ts'
 
 export interface RunnerDeps {
   config: Config
