@@ -249,7 +249,7 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
  * the hook timeout. A group that is gone (in this boot) has exited.
  *
  * A backup or restore script that had exited while the agent waited for its stream is still
- * recorded (src/jobs/stages.ts): what is left of its group (a process holding the stream) is
+ * recorded (src/jobs/script-stages.ts): what is left of its group (a process holding the stream) is
  * stopped too. Its pid is then no process's, yet the group lives: the kernel does not hand out a
  * pid that is still a process group's id, so that group is the script's.
  */
