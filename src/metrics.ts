@@ -7,7 +7,7 @@ import type { Job } from './jobs/job.ts'
 import type { FailureReason, JobObserver } from './jobs/observer.ts'
 import type { JobRegistry } from './jobs/registry.ts'
 import type { JobKind } from './jobs/request.ts'
-import type { Stage } from './jobs/stages.ts'
+import type { Stage } from './jobs/stage-context.ts'
 import { CONTENT_TYPE, Registry } from './metrics/exposition.ts'
 import { EventLoopMetrics, registerProcessMetrics } from './metrics/process.ts'
 

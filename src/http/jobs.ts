@@ -99,7 +99,7 @@ export function jobHandlers(kind: JobKind): JobHandlers {
         })
       }
       x.log('info', { job: job.id, kind, type: job.request.destination.type, skipStorage: job.request.destination.skipStorage }, 'job started')
-      void runJob(job, x.deps.runner)
+      void runJob(job, entry.live.cancel.signal, x.deps.runner)
       return emptyAnswer(201)
     },
 

@@ -237,7 +237,7 @@ export function recreateMissingJobDirectory(directory: string, gid: number | und
   }
 }
 
-/** The prefix of the private directory a download is written in (src/jobs/stages.ts). */
+/** The prefix of the private directory a download is written in (src/jobs/transfer.ts). */
 export const DOWNLOAD_WORK_PREFIX = '.agent-download-'
 
 /**

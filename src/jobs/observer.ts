@@ -2,7 +2,7 @@
 // nothing of Prometheus; it reports events with the job and the stage.
 import type { JobError } from '../errors.ts'
 import type { Job } from './job.ts'
-import type { Stage } from './stages.ts'
+import type { Stage } from './stage-context.ts'
 
 /** Why a job failed, in few enough kinds to be a metric label. */
 export type FailureReason = 'cancelled' | 'timeout' | 'script' | 'storage' | 'setup'

@@ -23,7 +23,8 @@ import { bootId, readRecord, recoveryRecord, type RecoveryRecord } from './recov
 import type { JobRegistry } from './registry.ts'
 import type { JobKind } from './request.ts'
 import { requestSecrets } from './request.ts'
-import { shouldRun, STAGES, type StageContext } from './stages.ts'
+import type { StageContext } from './stage-context.ts'
+import { shouldRun, STAGES } from './stages.ts'
 import type { StoredJob } from './store.ts'
 
 export interface RecoveryDeps {
@@ -248,7 +249,7 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
  * the hook timeout. A group that is gone (in this boot) has exited.
  *
  * A backup or restore script that had exited while the agent waited for its stream is still
- * recorded (src/jobs/stages.ts): what is left of its group (a process holding the stream) is
+ * recorded (src/jobs/script-stages.ts): what is left of its group (a process holding the stream) is
  * stopped too. Its pid is then no process's, yet the group lives: the kernel does not hand out a
  * pid that is still a process group's id, so that group is the script's.
  */

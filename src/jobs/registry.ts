@@ -31,13 +31,22 @@ export interface JobEntry {
    */
   summary?: JobSummary | undefined
   /** Present while this process runs the job. */
-  live?: { job: Job; cancel: AbortController }
+  live?: LiveJob
   /**
    * Running, or its recovery still owes steps (cleanup, unlock): the id can be neither deleted,
    * pruned nor reused until they have run.
    */
   owed: boolean
 }
+
+/** A job this process runs, and what cancels it (JobRegistry.cancel aborts, the runner listens). */
+export interface LiveJob {
+  job: Job
+  cancel: AbortController
+}
+
+/** The entry of a job start() registered: its runner gets the job's cancel signal from it. */
+export type StartedEntry = JobEntry & { live: LiveJob }
 
 /** Where a listing page ended: the last job shown. */
 export interface JobCursor {
@@ -175,16 +184,17 @@ export class JobRegistry {
 
   /**
    * Registers a RUNNING job and takes a slot, or says why not. Synchronous, so the job is
-   * visible to GET before the trigger's 201 is written.
+   * visible to GET before the trigger's 201 is written. The entry carries the job's cancel
+   * signal (`live.cancel.signal`), which the caller hands to the runner.
    */
-  start(job: Job): StartRefusal | JobEntry {
+  start(job: Job): StartRefusal | StartedEntry {
     const jobs = this.#jobs[job.kind]
     if (jobs.has(job.id)) return 'exists'
     if (this.#closing) return 'closing'
     // A job whose record cannot be kept is not started: a crash would lose it, and its unlock.
     if (this.#storeProblem !== undefined && !this.#flush()) return 'store'
     if (this.#running >= this.#maxRunning) return 'full'
-    const entry: JobEntry = {
+    const entry: StartedEntry = {
       kind: job.kind,
       id: job.id,
       status: job.status,

@@ -18,7 +18,8 @@ import type { JobRegistry } from './registry.ts'
 import { requestSecrets } from './request.ts'
 import { restoreScriptStreams, STREAM_SUFFIX } from './streaming.ts'
 import { transferOptions } from './transfer.ts'
-import { STAGES, shouldRun, type Stage, type StageContext, type StageKind } from './stages.ts'
+import type { Stage, StageContext } from './stage-context.ts'
+import { STAGES, shouldRun, type StageKind } from './stages.ts'
 
 export interface RunnerDeps {
   config: Config
@@ -32,12 +33,16 @@ export interface RunnerDeps {
   jobGid?: number | undefined
 }
 
-export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
+/**
+ * Runs a job the registry has started (JobRegistry.start) to its end. `cancel` is the job's
+ * cancel signal, from the registry's entry for it; `table` is the kind's stages (a test passes
+ * stages with fake bodies).
+ */
+export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, table: readonly Stage[] = STAGES[job.kind]): Promise<void> {
   const { config, registry } = deps
   const log = deps.log.child({ job: job.id, kind: job.kind })
   const request = job.request
   const directory = join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
-  const cancel = registry.get(job.kind, job.id)?.live?.cancel.signal
   let storage: Storage | undefined
   // Set when a write of this job's record failed: a crash then would have lost its state.
   let storeProblem: string | undefined
@@ -83,7 +88,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   let stageStarted = 0
   try {
     held = await prepareJobDirectory(directory, { existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse', gid: deps.jobGid })
-    failure = await runStages(STAGES[job.kind], ctx, cancel, {
+    failure = await runStages(table, ctx, cancel, {
       entered(stage) {
         job.state = stage.name
         job.attempted.push(stage.name)
@@ -101,7 +106,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
         else log.info({ stage: stage.name }, 'stage finished')
         observer?.stageFinished(job, stage, (performance.now() - stageStarted) / 1000, error)
         // the first failure is the job's reason
-        if (error && reason === undefined) reason = failureReason(stage, error, cancel?.aborted === true)
+        if (error && reason === undefined) reason = failureReason(stage, error, cancel.aborted)
       },
     })
   } catch (error) {
@@ -109,7 +114,7 @@ export async function runJob(job: Job, deps: RunnerDeps): Promise<void> {
   } finally {
     held?.close()
   }
-  if (failure && reason === undefined) reason = failureReason(undefined, failure, cancel?.aborted === true)
+  if (failure && reason === undefined) reason = failureReason(undefined, failure, cancel.aborted)
 
   job.endedAt = new Date()
   job.state = 'finished'
@@ -140,18 +145,22 @@ function endJob(job: Job, failure: JobError | undefined, storeProblem: string | 
   job.errorMessage = maskSecrets(problems.join('; '), secrets)
 }
 
-interface StageEvents {
+export interface StageEvents {
   entered: (stage: Stage) => void
   left: (stage: Stage, error: JobError | undefined) => void
 }
 
-async function runStages(table: readonly Stage[], ctx: StageContext, cancel: AbortSignal | undefined, events: StageEvents): Promise<JobError | undefined> {
+/**
+ * Walks the table: which stages run, in order, given what failed and what was cancelled; the
+ * job's first failure, if any. Told about each stage it enters and leaves.
+ */
+export async function runStages(table: readonly Stage[], ctx: StageContext, cancel: AbortSignal, events: StageEvents): Promise<JobError | undefined> {
   let failure: JobError | undefined
   const attempted = new Set<StageKind>()
   for (const stage of table) {
     if (stage.applies && !stage.applies(ctx.job)) continue
     // A cancel between stages stops the main line; cleanup and unlock still run below.
-    if (cancel?.aborted && failure === undefined) failure = new JobError(String(cancel.reason))
+    if (cancel.aborted && failure === undefined) failure = new JobError(String(cancel.reason))
     if (!shouldRun(stage, failure !== undefined, attempted)) continue
     attempted.add(stage.kind)
     // Cleanup and unlock must run to the end even for a cancelled job (bounded by their timeout).

@@ -14,7 +14,7 @@ import { openFifoForReading, openFifoForWriting } from '../util/pipes/fifo.ts'
 import { hasTrailer, type StreamHeader } from '../integrity/format.ts'
 import { DIGEST_LOCATION, requireDigestWhereMetadataSays } from '../integrity/trailer.ts'
 import { findScript } from '../scripts/run.ts'
-import type { StageContext } from './stages.ts'
+import type { StageContext } from './stage-context.ts'
 import { streamAfterScript, type ScriptExit } from './stream-end.ts'
 
 export const STREAM_SUFFIX = '.osb'

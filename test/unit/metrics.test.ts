@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Job } from '../../src/jobs/job.ts'
-import type { Stage } from '../../src/jobs/stages.ts'
+import type { Stage } from '../../src/jobs/stage-context.ts'
 import { AgentMetrics } from '../../src/metrics.ts'
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus-text.ts'
 

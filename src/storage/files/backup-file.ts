@@ -24,7 +24,7 @@ export const linkedFile = (path: string, links: number) =>
 
 /**
  * Opens the backup file for an upload (BACKUP_FILE_FLAGS) and checks, on the open file, that it
- * is a regular file with one link: the job chose it so (src/jobs/stages.ts), and a second link
+ * is a regular file with one link: the job chose it so (src/jobs/transfer.ts), and a second link
  * now means a file from elsewhere took its name.
  */
 export async function openBackupFile(path: string): Promise<FileHandle> {

@@ -1,6 +1,7 @@
 // Recovery's list of steps still due, checked against rules written out here (not the stage
-// table's code), and the steps' bookkeeping: a step leaves `pending` only once it has run, and a
-// store that refuses writes loses no step.
+// table's code) and against what the runner itself would still have run, and the steps'
+// bookkeeping: a step leaves `pending` only once it has run, and a store that refuses writes
+// loses no step.
 import { spawn } from 'node:child_process'
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
@@ -9,12 +10,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { loadConfig } from '../../../src/config.ts'
+import { JobError } from '../../../src/errors.ts'
 import { newJob, pollingBody } from '../../../src/jobs/job.ts'
 import { bootId, readRecord, recoveryRecord, type RecoveryRecord } from '../../../src/jobs/recovery-record.ts'
 import { finishRecovery, markInterrupted, stepsStillDue } from '../../../src/jobs/recovery.ts'
 import { JobRegistry } from '../../../src/jobs/registry.ts'
 import type { JobKind, JobRequest } from '../../../src/jobs/request.ts'
-import { logFields } from '../../../src/jobs/stages.ts'
+import { runStages } from '../../../src/jobs/runner.ts'
+import type { StageContext } from '../../../src/jobs/stage-context.ts'
+import { logFields, STAGES } from '../../../src/jobs/stages.ts'
 import { JobStore, type StoredJob } from '../../../src/jobs/store.ts'
 import { createLogger } from '../../../src/log.ts'
 import { processStartTime } from '../../../src/scripts/process-group.ts'
@@ -104,6 +108,79 @@ describe('stepsStillDue', () => {
       }),
       { numRuns: 500 },
     )
+  })
+})
+
+describe('stepsStillDue at each stage an agent can be killed in', () => {
+  // Killed during the named stage of a job where nothing had failed before: what the stored
+  // record (no script recorded, no upload unless said) still owes.
+  const KILLED_DURING: Record<JobKind, [string, string[]][]> = {
+    backup: [
+      ['pre-backup-lock', ['post-backup-unlock']],
+      ['pre-backup-check', ['post-backup-unlock']],
+      ['backup', ['backup-cleanup', 'post-backup-unlock']],
+      ['upload', ['backup-cleanup', 'post-backup-unlock']],
+      ['backup-cleanup', ['backup-cleanup', 'post-backup-unlock']],
+      ['post-backup-unlock', ['post-backup-unlock']],
+    ],
+    restore: [
+      ['pre-restore-lock', ['post-restore-unlock']],
+      ['download', ['restore-cleanup', 'post-restore-unlock']],
+      ['restore', ['restore-cleanup', 'post-restore-unlock']],
+      ['restore-cleanup', ['restore-cleanup', 'post-restore-unlock']],
+      ['post-restore-unlock', ['post-restore-unlock']],
+    ],
+  }
+
+  for (const kind of ['backup', 'restore'] as const) {
+    for (const [position, [stage, owed]] of KILLED_DURING[kind].entries()) {
+      const entered = TABLE[kind].slice(0, position + 1).map((s) => s.name)
+      it(`${kind}: killed during ${stage} -> ${owed.join(', ')}; a recorded script first, a partial upload next`, () => {
+        assert.deepEqual(stepsStillDue(kind, 'RUNNING', record(entered), true), owed)
+        assert.deepEqual(stepsStillDue(kind, 'RUNNING', record(entered, { script: script(stage) }), true), ['orphan', ...owed])
+        assert.deepEqual(stepsStillDue(kind, 'RUNNING', record(entered, { script: script(stage), uploading: 'f.sql' }), true), ['orphan', 'abandon', ...owed])
+        // the same record once recovery ran: it keeps what it stored, and nothing when that was nothing
+        assert.deepEqual(stepsStillDue(kind, 'FAILED', record(entered, { pending: owed }), true), owed)
+        assert.deepEqual(stepsStillDue(kind, 'FAILED', record(entered, { pending: [] }), true), [])
+      })
+    }
+  }
+
+  it('after an earlier failure: killed in the cleanup or unlock that followed it', () => {
+    assert.deepEqual(stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup']), true), ['backup-cleanup', 'post-backup-unlock'])
+    assert.deepEqual(stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock', 'post-backup-unlock']), true), ['post-backup-unlock'])
+    assert.deepEqual(stepsStillDue('restore', 'RUNNING', record(['pre-restore-lock', 'download', 'restore-cleanup']), true), ['restore-cleanup', 'post-restore-unlock'])
+  })
+
+  /** The stages runStages runs when the named stages fail (fake bodies, the real table and rules). */
+  async function runnerRuns(kind: JobKind, failing: readonly string[]): Promise<string[]> {
+    const ran: string[] = []
+    const job = newJob({ ...request('x', kind), destination: { type: 'LOCAL', skipStorage: false, filenamePrefix: '', filename: 'f.sql' } }, logFields(kind))
+    const table = STAGES[kind].map((s) => ({
+      ...s,
+      async run() {
+        ran.push(s.name)
+        if (failing.includes(s.name)) throw new JobError(`${s.name} failed`)
+      },
+    }))
+    await runStages(table, { job } as unknown as StageContext, new AbortController().signal, { entered: () => {}, left: () => {} })
+    return ran
+  }
+
+  it('owes what the runner would still have run had the stage it died in failed, that stage included if it was cleanup or unlock', async () => {
+    for (const kind of ['backup', 'restore'] as const) {
+      const finishing = new Set(STAGES[kind].filter((s) => s.kind === 'cleanup' || s.kind === 'unlock').map((s) => s.name))
+      // every run the runner can make: no failure, or a failure at any stage
+      for (const failed of [undefined, ...STAGES[kind].map((s) => s.name)]) {
+        const run = await runnerRuns(kind, failed ? [failed] : [])
+        for (const [k, died] of run.entries()) {
+          const afterKill = await runnerRuns(kind, failed ? [failed, died] : [died])
+          assert.deepEqual(afterKill.slice(0, k + 1), run.slice(0, k + 1))
+          const expected = [...(finishing.has(died) ? [died] : []), ...afterKill.slice(k + 1)]
+          assert.deepEqual(stepsStillDue(kind, 'RUNNING', record(run.slice(0, k + 1)), true), expected, `${kind}, ${failed ?? 'nothing'} failed, killed during ${died}`)
+        }
+      }
+    }
   })
 })
 

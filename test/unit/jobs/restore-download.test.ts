@@ -12,7 +12,8 @@ import fc from 'fast-check'
 import { JobError } from '../../../src/errors.ts'
 import { createEncoder } from '../../../src/integrity/codec.ts'
 import type { Job } from '../../../src/jobs/job.ts'
-import { RESTORE_STAGES, type StageContext } from '../../../src/jobs/stages.ts'
+import type { StageContext } from '../../../src/jobs/stage-context.ts'
+import { RESTORE_STAGES } from '../../../src/jobs/stages.ts'
 import type { Storage, TransferOptions } from '../../../src/storage/storage.ts'
 
 const DATA = Buffer.from('the rows of a dump\n'.repeat(100))
