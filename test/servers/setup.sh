@@ -20,7 +20,8 @@ PACKAGES=(
   jq             # secret renderings (jq @base64)
   xxd            # secret renderings (xxd -p)
   git            # the newcomer test copies the repository's files (git ls-files)
-  util-linux     # setpriv, setsid, mount
+  util-linux     # setpriv (PostgreSQL refuses root), setsid
+  mount          # mount, umount: the store test's loop device
   gzip           # the example scripts' compression
 )
 
