@@ -1,6 +1,7 @@
 // The agent's logger: one JSON line per event on stdout, in pino's shape ({"level":30,"time":…,
 // "service":…, fields…, "msg":…}, pino's level numbers), so log pipelines written for it keep
-// working. Not pino itself: it and the modules it loads (sonic-boom, thread-stream, worker
+// working; on a terminal, a line for a person instead, as pino-pretty would show it (log_format
+// forces either). Not pino itself: it and the modules it loads (sonic-boom, thread-stream, worker
 // threads) kept ~8 MB resident and cost ~20 ms of start-up, an eighth of the idle agent's memory,
 // for the few lines a job writes (docs/PERFORMANCE.md).
 //
