@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { INSTALL_ROOT } from './install-root.ts'
 import { DEFAULT_PASSTHROUGH, reservedNameReason } from './scripts/environment.ts'
-import type { LogLevel } from './log.ts'
+import type { LogFormatSetting, LogLevel } from './log.ts'
 
 export interface Config {
   clientUsername: string
@@ -30,6 +30,8 @@ export interface Config {
   scriptParameterNames: string[]
   scriptLogMaxBytes: number
   logLevel: LogLevel
+  /** auto: human-readable lines on a terminal, JSON lines elsewhere. */
+  logFormat: LogFormatSetting
   caFile: string | undefined
   swiftRegion: string | undefined
   swiftSegmentBytes: number
@@ -114,6 +116,11 @@ const logLevel = (raw: string): LogLevel | undefined => {
   const v = raw.trim().toLowerCase()
   return LOG_LEVELS.find((level) => level === v)
 }
+const LOG_FORMATS: readonly LogFormatSetting[] = ['auto', 'json', 'pretty']
+const logFormat = (raw: string): LogFormatSetting | undefined => {
+  const v = raw.trim().toLowerCase()
+  return LOG_FORMATS.find((format) => format === v)
+}
 
 function setting<K extends keyof Config>(
   key: K,
@@ -141,6 +148,7 @@ export const SETTINGS = [
   setting('scriptParameterNames', 'script_parameter_names', [] as string[], variableNames),
   setting('scriptLogMaxBytes', 'script_log_max_bytes', 65536, integer(0, 16 * 1024 * 1024)),
   setting('logLevel', 'log_level', 'info', logLevel),
+  setting('logFormat', 'log_format', 'auto' as LogFormatSetting, logFormat),
   setting('caFile', 'ca_file', undefined as string | undefined, text),
   setting('swiftRegion', 'swift_region', undefined as string | undefined, text),
   setting('swiftSegmentBytes', 'swift_segment_bytes', GiB, integer(1024 * 1024, 5 * GiB)),

@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     throw error
   }
   const { config, warnings } = loaded
-  const log = createLogger(config.logLevel)
+  const log = createLogger(config.logLevel, undefined, config.logFormat)
   for (const warning of warnings) log.warn(warning)
 
   if (config.demo) {

@@ -1,11 +1,11 @@
-// The OpenAPI 3.1 document, built from the route table (src/http/routes.ts): every route with its
+// The OpenAPI 3.1 document, built from a route table (src/http/routes.ts): every route with its
 // parameters, body and answers. Loaded on the first /openapi.json or /docs request only
 // (src/http/docs.ts). Built here, not by a generator: @fastify/swagger needs Fastify, and a
 // second instance of it to describe the routes.
 import { readFileSync } from 'node:fs'
 import { INSTALL_ROOT } from '../install-root.ts'
 import type { JsonSchema } from './json-schema.ts'
-import { ROUTES, type ResponseDoc, type Route } from './routes.ts'
+import type { ResponseDoc, Route } from './route.ts'
 
 const VERSION = (JSON.parse(readFileSync(new URL('package.json', INSTALL_ROOT), 'utf8')) as { version: string }).version
 
@@ -34,8 +34,8 @@ export interface Operation {
   responses?: Record<string, { description?: string; content?: Record<string, { schema?: JsonSchema }> }>
 }
 
-/** The document for these routes (the whole table by default). */
-export function openApiDocument(routes: readonly Route[] = ROUTES): OpenApiDocument {
+/** The document for these routes (the server's: the whole table of src/http/routes.ts). */
+export function openApiDocument(routes: readonly Route[]): OpenApiDocument {
   const paths: Record<string, Record<string, Operation>> = {}
   for (const route of routes) {
     const path = route.path.replace(/:(\w+)/g, '{$1}')

@@ -10,7 +10,7 @@
 //
 // A router of its own instead of a library: the table has 15 routes of at most three segments;
 // this walk takes ~0.2 µs of a poll's ~13 µs of CPU, and nothing to load.
-import type { Route } from './routes.ts'
+import type { Route } from './route.ts'
 
 /**
  * The longest path parameter matched (ids are at most 128 characters). A longer one matches no

@@ -4,42 +4,15 @@
 // (src/http/openapi.ts) all read it; nothing else lists routes.
 import type { JobKind } from '../jobs/request.ts'
 import { Empty, HealthSchema, IdParamsSchema, ListingQuerySchema, ListingSchema, MessageSchema, RefusedSchema, pollingBodySchema, rejectedSchema } from './api-schemas.ts'
-import { docsPage, openApi } from './docs.ts'
-import type { JsonSchema } from './json-schema.ts'
-import { jobHandlers, type Handler } from './jobs.ts'
+import { apiDocs } from './docs.ts'
+import { jobHandlers } from './jobs.ts'
 import { metrics } from './metrics.ts'
+import type { Route } from './route.ts'
 import { DeleteSchema, TriggerSchema } from './schemas.ts'
 import { health, status } from './status.ts'
 
-/**
- * `public`: no credentials; `authenticated`: client_username / client_password; `metrics`:
- * authenticated unless metrics_public.
- */
-export type Access = 'public' | 'authenticated' | 'metrics'
-
-/** An answer in the document: a JSON schema, `Empty()` for none, or other content types. */
-export type ResponseDoc = JsonSchema & { content?: Record<string, { schema: JsonSchema }> }
-
-export interface RouteDoc {
-  tags: string[]
-  summary: string
-  description?: string
-  /** An object schema: one property per path parameter. */
-  params?: JsonSchema
-  /** An object schema: one property per query parameter. */
-  query?: JsonSchema
-  body?: JsonSchema
-  responses: Record<number, ResponseDoc>
-}
-
-export interface Route {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE'
-  /** Segments; `:name` is a parameter (one whole segment). */
-  path: string
-  access: Access
-  doc: RouteDoc
-  handle: Handler
-}
+// The document describes the whole table, its own two routes included: read at the first request.
+const docs = apiDocs(() => ROUTES)
 
 const agentRoutes: Route[] = [
   {
@@ -78,14 +51,14 @@ const agentRoutes: Route[] = [
     path: '/openapi.json',
     access: 'public',
     doc: { tags: ['agent'], summary: 'this API as OpenAPI 3.1', responses: { 200: { description: 'the OpenAPI document', type: 'object' } } },
-    handle: openApi,
+    handle: docs.openApi,
   },
   {
     method: 'GET',
     path: '/docs',
     access: 'public',
     doc: { tags: ['agent'], summary: 'this API as a page', responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } } } },
-    handle: docsPage,
+    handle: docs.docsPage,
   },
 ]
 

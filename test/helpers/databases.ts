@@ -1,5 +1,5 @@
 // Real database servers from Debian packages, started by the tests on 127.0.0.1 in temp dirs and
-// stopped by pid. A missing package fails the test loudly (.ci/run installs them).
+// stopped by pid. A missing package fails the test loudly (npm test installs them: test/servers/setup.sh).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -26,7 +26,7 @@ export async function freePort(): Promise<number> {
 }
 
 function need(path: string, pkg: string): string {
-  if (!existsSync(path)) throw new Error(`${path} is missing: apt-get install ${pkg} (.ci/run does)`)
+  if (!existsSync(path)) throw new Error(`${path} is missing: apt-get install ${pkg} (npm test as root does: test/servers/setup.sh)`)
   return path
 }
 

@@ -94,6 +94,15 @@ describe('loadConfig', () => {
     assert.ok(warnings.every((w) => !w.includes('secret-ish-typo')))
   })
 
+  it('reads log_format: auto by default, json or pretty when asked, auto for anything else', () => {
+    assert.equal(loadConfig(required).config.logFormat, 'auto')
+    assert.equal(loadConfig({ ...required, log_format: 'JSON' }).config.logFormat, 'json')
+    assert.equal(loadConfig({ ...required, log_format: 'pretty' }).config.logFormat, 'pretty')
+    const { config, warnings } = loadConfig({ ...required, log_format: 'colourful' })
+    assert.equal(config.logFormat, 'auto')
+    assert.deepEqual(warnings, ['log_format: cannot use the value given; using the default "auto"'])
+  })
+
   it('rejects out-of-range numbers', () => {
     const { config, warnings } = loadConfig({ ...required, client_port: '70000', max_job_number: '0' })
     assert.equal(config.clientPort, 8000)

@@ -2,7 +2,8 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { MAX_PARAM_LENGTH, Router, type Found } from '../../../src/http/router.ts'
-import { ROUTES, type Route } from '../../../src/http/routes.ts'
+import type { Route } from '../../../src/http/route.ts'
+import { ROUTES } from '../../../src/http/routes.ts'
 
 const router = new Router(ROUTES)
 
