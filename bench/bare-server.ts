@@ -24,7 +24,11 @@ function authorised(header: string | undefined): boolean {
 
 const server = http.createServer((req, res) => {
   if (!authorised(req.headers.authorization)) {
-    res.writeHead(401, { 'content-type': 'application/json; charset=utf-8', 'content-length': unauthorised.length, 'www-authenticate': 'Basic realm="bare"' })
+    res.writeHead(401, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': unauthorised.length,
+      'www-authenticate': 'Basic realm="bare"',
+    })
     res.end(unauthorised)
     return
   }

@@ -63,11 +63,18 @@ export interface TimedJob {
  * POST /backup, then GET /backup/{id} every `pollMs` (after each answer) until the job leaves
  * RUNNING. The agent must answer 201 and then 200s.
  */
-export async function timeBackup(client: HttpClient, target: Target, body: Record<string, unknown>, pollMs = 2, timeoutMs = 120_000): Promise<TimedJob> {
+export async function timeBackup(
+  client: HttpClient,
+  target: Target,
+  body: Record<string, unknown>,
+  pollMs = 2,
+  timeoutMs = 120_000,
+): Promise<TimedJob> {
   const id = body.id as string
   const started = now()
   const posted = await client.request(`${target.url}/backup`, target.basic, 'POST', JSON.stringify(body))
-  if (posted.status !== 201) throw new BenchError(`${target.name}: POST /backup answered ${posted.status}: ${posted.body.toString().slice(0, 500)}`)
+  if (posted.status !== 201)
+    throw new BenchError(`${target.name}: POST /backup answered ${posted.status}: ${posted.body.toString().slice(0, 500)}`)
   let polls = 0
   let longestPollMs = 0
   for (;;) {
@@ -76,19 +83,31 @@ export async function timeBackup(client: HttpClient, target: Target, body: Recor
     const at = now()
     polls++
     longestPollMs = Math.max(longestPollMs, at - sent)
-    if (answer.status !== 200) throw new BenchError(`${target.name}: GET /backup/${id} answered ${answer.status}: ${answer.body.toString().slice(0, 500)}`)
+    if (answer.status !== 200)
+      throw new BenchError(`${target.name}: GET /backup/${id} answered ${answer.status}: ${answer.body.toString().slice(0, 500)}`)
     const polled = JSON.parse(answer.body.toString())
     if (polled.status !== 'RUNNING') return { ms: at - started, status: polled.status, polls, longestPollMs, body: polled }
-    if (at - started > timeoutMs) throw new BenchError(`${target.name}: backup ${id} still RUNNING after ${timeoutMs} ms (state ${polled.state})`)
+    if (at - started > timeoutMs)
+      throw new BenchError(`${target.name}: backup ${id} still RUNNING after ${timeoutMs} ms (state ${polled.state})`)
     await sleep(pollMs)
   }
 }
 
 /** Polls `path` every `pollMs` until it answers 200 (refused connections and other codes: again). */
-export async function firstOk(client: HttpClient, url: string, authorization: string, pollMs: number, timeoutMs: number, alive: () => boolean): Promise<number> {
+export async function firstOk(
+  client: HttpClient,
+  url: string,
+  authorization: string,
+  pollMs: number,
+  timeoutMs: number,
+  alive: () => boolean,
+): Promise<number> {
   const started = now()
   for (;;) {
-    const ok = await client.request(url, authorization).then((a) => a.status === 200, () => false)
+    const ok = await client.request(url, authorization).then(
+      (a) => a.status === 200,
+      () => false,
+    )
     if (ok) return now()
     if (!alive()) throw new BenchError(`the process answering ${url} exited before its first 200`)
     if (now() - started > timeoutMs) throw new BenchError(`${url} did not answer 200 within ${timeoutMs} ms`)

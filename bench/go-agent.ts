@@ -69,7 +69,9 @@ export async function startGoAgent(options: { scripts?: Record<string, string> }
   const stop = async () => {
     running.delete(agent)
     // Its scripts (a sleeping backup) outlive it otherwise: it does not stop them.
-    for (const { pid } of processTree(child.pid as number).slice(1).reverse()) {
+    for (const { pid } of processTree(child.pid as number)
+      .slice(1)
+      .reverse()) {
       try {
         process.kill(pid, 'SIGKILL')
       } catch {}
@@ -77,7 +79,18 @@ export async function startGoAgent(options: { scripts?: Record<string, string> }
     await stopChild(child, 'SIGTERM', 10_000)
     if (!process.env.BENCH_KEEP_FILES) rmSync(root, { recursive: true, force: true })
   }
-  const agent: GoAgent = { name: 'go', url, pid: child.pid as number, root, basic, scriptsDir: join(root, 'scripts'), backupDir: join(root, 'backup'), logTail, readyAt: 0, stop }
+  const agent: GoAgent = {
+    name: 'go',
+    url,
+    pid: child.pid as number,
+    root,
+    basic,
+    scriptsDir: join(root, 'scripts'),
+    backupDir: join(root, 'backup'),
+    logTail,
+    readyAt: 0,
+    stop,
+  }
   running.add(agent)
   const client = new HttpClient()
   try {

@@ -27,7 +27,15 @@ async function watch(pid: number, readyAt: number, scriptsDir: string, seconds: 
   const before = treeActivity(pid)
   await sleep(seconds * 1000)
   const during = activityBetween(before, treeActivity(pid))
-  return { rssBytes: rss.bytes, processes: rss.counted.length, switches: during.switches, ticks: during.ticks, threads: during.threads, threadsStarted: during.started, threadsEnded: during.ended }
+  return {
+    rssBytes: rss.bytes,
+    processes: rss.counted.length,
+    switches: during.switches,
+    ticks: during.ticks,
+    threads: during.threads,
+    threadsStarted: during.started,
+    threadsEnded: during.ended,
+  }
 }
 
 export async function idle(): Promise<Row[]> {
@@ -39,15 +47,32 @@ export async function idle(): Promise<Row[]> {
   let o: Idle
   let g: Idle | undefined
   try {
-    ;[o, g] = await Promise.all([watch(ours.pid, oursReady, ours.scriptsDir, seconds), go ? watch(go.pid, go.readyAt, go.scriptsDir, seconds) : undefined])
+    ;[o, g] = await Promise.all([
+      watch(ours.pid, oursReady, ours.scriptsDir, seconds),
+      go ? watch(go.pid, go.readyAt, go.scriptsDir, seconds) : undefined,
+    ])
   } finally {
     await ours.stop()
     await go?.stop()
   }
-  log(`idle: ours RSS ${round(o.rssBytes / 1e6, 1)} MB (${o.processes} processes), ${o.switches} context switches and ${o.ticks} CPU ticks in ${seconds} s over ${o.threads} threads`)
-  if (g) log(`idle: Go agent RSS ${round(g.rssBytes / 1e6, 1)} MB, ${g.switches} context switches and ${g.ticks} CPU ticks over ${g.threads} threads`)
+  log(
+    `idle: ours RSS ${round(o.rssBytes / 1e6, 1)} MB (${o.processes} processes), ${o.switches} context switches and ${o.ticks} CPU ticks in ${seconds} s over ${o.threads} threads`,
+  )
+  if (g)
+    log(
+      `idle: Go agent RSS ${round(g.rssBytes / 1e6, 1)} MB, ${g.switches} context switches and ${g.ticks} CPU ticks over ${g.threads} threads`,
+    )
   const ratio = (a: number, b: number | undefined) => (b === undefined || b === 0 ? null : round(a / b))
-  const detail = (x: Idle | undefined) => x && { rss_MB: round(x.rssBytes / 1e6, 1), processes: x.processes, threads: x.threads, threads_started: x.threadsStarted, threads_ended: x.threadsEnded, switches: x.switches, cpu_ticks: x.ticks }
+  const detail = (x: Idle | undefined) =>
+    x && {
+      rss_MB: round(x.rssBytes / 1e6, 1),
+      processes: x.processes,
+      threads: x.threads,
+      threads_started: x.threadsStarted,
+      threads_ended: x.threadsEnded,
+      switches: x.switches,
+      cpu_ticks: x.ticks,
+    }
   const peerNote = g ? 'the Go agent, started with ours and watched over the same window' : GO_SKIPPED
   return [
     {

@@ -40,7 +40,13 @@ interface AfterJobs {
   uploads: { status: string; error?: string }[]
 }
 
-async function runJobs(target: Target, lab: Record<string, string>, jobs: number, uploads: number, mustUpload: boolean): Promise<AfterJobs> {
+async function runJobs(
+  target: Target,
+  lab: Record<string, string>,
+  jobs: number,
+  uploads: number,
+  mustUpload: boolean,
+): Promise<AfterJobs> {
   const client = new HttpClient()
   const uploadAt = new Set(Array.from({ length: uploads }, (_, k) => Math.floor((k * jobs) / uploads)))
   const outcome: AfterJobs['uploads'] = []
@@ -49,9 +55,11 @@ async function runJobs(target: Target, lab: Record<string, string>, jobs: number
     const upload = uploadAt.has(i)
     const body = triggerBody(jobId(), destination(lab, !upload), upload ? { mode: 'file', dir: target.backupDir } : {}, 'backup', 'none')
     const job = await timeBackup(client, target, body)
-    if (upload) outcome.push({ status: job.status, ...(job.status === 'SUCCEEDED' ? {} : { error: String(job.body.error_message).slice(0, 300) }) })
+    if (upload)
+      outcome.push({ status: job.status, ...(job.status === 'SUCCEEDED' ? {} : { error: String(job.body.error_message).slice(0, 300) }) })
     // Ours must do every job; the Go agent's uploads fail at the lab (below), its no-op jobs may not.
-    if (job.status !== 'SUCCEEDED' && (mustUpload || !upload)) throw new BenchError(`${target.name}: job ${i + 1} of ${jobs} ${job.status}: ${job.body.error_message ?? ''}\n${target.logTail()}`)
+    if (job.status !== 'SUCCEEDED' && (mustUpload || !upload))
+      throw new BenchError(`${target.name}: job ${i + 1} of ${jobs} ${job.status}: ${job.body.error_message ?? ''}\n${target.logTail()}`)
   }
   const seconds = (performance.now() - started) / 1000
   client.reset()
@@ -73,7 +81,9 @@ export async function jobMemory(lab: Record<string, string>): Promise<Row[]> {
     } finally {
       await agent.stop()
     }
-    log(`memory after ${jobs} jobs (${uploads} S3 uploads): ours ${round(ours.rssBytes / 1e6, 1)} MB (${ours.processes} processes; jobs took ${round(ours.seconds, 1)} s)`)
+    log(
+      `memory after ${jobs} jobs (${uploads} S3 uploads): ours ${round(ours.rssBytes / 1e6, 1)} MB (${ours.processes} processes; jobs took ${round(ours.seconds, 1)} s)`,
+    )
     if (goAgentPath()) {
       const agent = await startGoAgent({ scripts: SCRIPTS })
       try {
@@ -81,7 +91,9 @@ export async function jobMemory(lab: Record<string, string>): Promise<Row[]> {
       } finally {
         await agent.stop()
       }
-      log(`memory after ${jobs} jobs: Go agent ${round(go.rssBytes / 1e6, 1)} MB (jobs took ${round(go.seconds, 1)} s; its uploads: ${go.uploads.map((u) => u.status).join(', ')})`)
+      log(
+        `memory after ${jobs} jobs: Go agent ${round(go.rssBytes / 1e6, 1)} MB (jobs took ${round(go.seconds, 1)} s; its uploads: ${go.uploads.map((u) => u.status).join(', ')})`,
+      )
     }
   } finally {
     await emptyBucket(lab)

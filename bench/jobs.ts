@@ -9,7 +9,31 @@ import { join } from 'node:path'
 import { JobStore } from '../src/jobs/store.ts'
 import { firstOk, HttpClient, timeBackup, type Target, type TimedJob } from './client.ts'
 import { goAgentPath, goStartup, GO_SKIPPED, startGoAgent } from './go-agent.ts'
-import { agentCommand, agentEnvironment, BenchError, describeAgent, freePort, type AgentCommand, jobId, log, median, NODE, now, percentile, round, runJobToEnd, runOk, s3Destination, SOURCE_ENTRY, spread, startAgent, stopChild, triggerBody, WORK, type Row } from './lib.ts'
+import {
+  agentCommand,
+  agentEnvironment,
+  BenchError,
+  describeAgent,
+  freePort,
+  type AgentCommand,
+  jobId,
+  log,
+  median,
+  NODE,
+  now,
+  percentile,
+  round,
+  runJobToEnd,
+  runOk,
+  s3Destination,
+  SOURCE_ENTRY,
+  spread,
+  startAgent,
+  stopChild,
+  triggerBody,
+  WORK,
+  type Row,
+} from './lib.ts'
 
 const DUMMY_LAB = { S3_ENDPOINT: 'http://127.0.0.1:9', S3_REGION: 'us-east-1', S3_ACCESS_KEY: 'k', S3_SECRET_KEY: 's' }
 const POLL_MS = 2
@@ -22,7 +46,8 @@ async function block(client: HttpClient, target: Target, jobs: number): Promise<
   const out: TimedJob[] = []
   for (let i = 0; i < jobs; i++) {
     const job = await timeBackup(client, target, noopBody(), POLL_MS)
-    if (job.status !== 'SUCCEEDED') throw new BenchError(`${target.name}: no-op backup ${job.status}: ${job.body.error_message ?? ''}\n${target.logTail()}`)
+    if (job.status !== 'SUCCEEDED')
+      throw new BenchError(`${target.name}: no-op backup ${job.status}: ${job.body.error_message ?? ''}\n${target.logTail()}`)
     out.push(job)
   }
   return out
@@ -67,14 +92,77 @@ export async function overhead(): Promise<Row[]> {
   const floorP50 = median(floor)
   const longest = median(times.ours.map((t) => t.longestPollMs))
   const goLongest = go ? median(times.go.map((t) => t.longestPollMs)) : NaN
-  log(`per-job cost: ours median ${round(p50, 1)} ms, p99 ${round(p99, 1)} ms; ${go ? `Go agent median ${round(goP50, 1)} ms (block ratios ${spread(blockRatios)})` : GO_SKIPPED}; five scripts from a bash loop: median ${round(floorP50, 1)} ms`)
+  log(
+    `per-job cost: ours median ${round(p50, 1)} ms, p99 ${round(p99, 1)} ms; ${go ? `Go agent median ${round(goP50, 1)} ms (block ratios ${spread(blockRatios)})` : GO_SKIPPED}; five scripts from a bash loop: median ${round(floorP50, 1)} ms`,
+  )
   const rows: Row[] = [
     go
-      ? { figure: 'per-job cost, no-op 5-script backup, median (ms, vs Go agent)', unit: 'ms', ours: round(p50, 1), peer: round(goP50, 1), ratio: round(p50 / goP50), spread: spread(blockRatios), target: '≤ 1.5× Go agent', pass: p50 / goP50 <= 1.5, detail: { jobs, block: blockSize, poll_ms: POLL_MS, ours_p99_ms: round(p99, 1), go_p99_ms: round(percentile(ms(times.go), 99), 1), go_min_ms: round(Math.min(...ms(times.go)), 1), ours_min_ms: round(Math.min(...ms(times.ours)), 1), block_ratios: blockRatios.map((r) => round(r)), peer: 'the Go agent, the same jobs from the same client, in blocks alternating with ours' } }
-      : { figure: 'per-job cost, no-op 5-script backup, median (ms, vs Go agent)', unit: 'ms', ours: round(p50, 1), peer: null, ratio: null, target: '≤ 1.5× Go agent', pass: true, skipped: true, detail: { note: GO_SKIPPED, ours_p99_ms: round(p99, 1) } },
-    { figure: 'per-job cost, p99 (ms)', unit: 'ms', ours: round(p99, 1), peer: go ? round(percentile(ms(times.go), 99), 1) : null, ratio: go ? round(p99 / percentile(ms(times.go), 99)) : null, target: 'reported', pass: true },
-    { figure: 'per-job cost vs five scripts from a bash loop (ms)', unit: 'ms', ours: round(p50, 1), peer: round(floorP50, 1), ratio: round(p50 / floorP50), target: 'reported', pass: true, detail: { floor_p99_ms: round(percentile(floor, 99), 1), peer: "the same five no-op scripts run one after another by a bash loop (`bash <script>` each, output to /dev/null): the cost of starting five bash processes on this machine, measured in blocks alternating with the agents'" } },
-    { figure: 'slowest poll answer during a job, median of jobs (ms)', unit: 'ms', ours: round(longest, 2), peer: go ? round(goLongest, 2) : null, ratio: go ? round(longest / goLongest) : null, target: 'reported', pass: true, detail: { note: 'each job is polled every 2 ms; a poll that arrives while the event loop is held (a script being started) waits: the slowest round trip of a job bounds the longest hold from above' } },
+      ? {
+          figure: 'per-job cost, no-op 5-script backup, median (ms, vs Go agent)',
+          unit: 'ms',
+          ours: round(p50, 1),
+          peer: round(goP50, 1),
+          ratio: round(p50 / goP50),
+          spread: spread(blockRatios),
+          target: '≤ 1.5× Go agent',
+          pass: p50 / goP50 <= 1.5,
+          detail: {
+            jobs,
+            block: blockSize,
+            poll_ms: POLL_MS,
+            ours_p99_ms: round(p99, 1),
+            go_p99_ms: round(percentile(ms(times.go), 99), 1),
+            go_min_ms: round(Math.min(...ms(times.go)), 1),
+            ours_min_ms: round(Math.min(...ms(times.ours)), 1),
+            block_ratios: blockRatios.map((r) => round(r)),
+            peer: 'the Go agent, the same jobs from the same client, in blocks alternating with ours',
+          },
+        }
+      : {
+          figure: 'per-job cost, no-op 5-script backup, median (ms, vs Go agent)',
+          unit: 'ms',
+          ours: round(p50, 1),
+          peer: null,
+          ratio: null,
+          target: '≤ 1.5× Go agent',
+          pass: true,
+          skipped: true,
+          detail: { note: GO_SKIPPED, ours_p99_ms: round(p99, 1) },
+        },
+    {
+      figure: 'per-job cost, p99 (ms)',
+      unit: 'ms',
+      ours: round(p99, 1),
+      peer: go ? round(percentile(ms(times.go), 99), 1) : null,
+      ratio: go ? round(p99 / percentile(ms(times.go), 99)) : null,
+      target: 'reported',
+      pass: true,
+    },
+    {
+      figure: 'per-job cost vs five scripts from a bash loop (ms)',
+      unit: 'ms',
+      ours: round(p50, 1),
+      peer: round(floorP50, 1),
+      ratio: round(p50 / floorP50),
+      target: 'reported',
+      pass: true,
+      detail: {
+        floor_p99_ms: round(percentile(floor, 99), 1),
+        peer: "the same five no-op scripts run one after another by a bash loop (`bash <script>` each, output to /dev/null): the cost of starting five bash processes on this machine, measured in blocks alternating with the agents'",
+      },
+    },
+    {
+      figure: 'slowest poll answer during a job, median of jobs (ms)',
+      unit: 'ms',
+      ours: round(longest, 2),
+      peer: go ? round(goLongest, 2) : null,
+      ratio: go ? round(longest / goLongest) : null,
+      target: 'reported',
+      pass: true,
+      detail: {
+        note: 'each job is polled every 2 ms; a poll that arrives while the event loop is held (a script being started) waits: the slowest round trip of a job bounds the longest hold from above',
+      },
+    },
   ]
   return rows
 }
@@ -88,11 +176,15 @@ async function scriptFloor(scriptsDir: string, runs: number): Promise<number[]> 
   const each = BACKUP_STAGES.map((s) => `bash ${join(scriptsDir, `${s}.sh`)} </dev/null >/dev/null 2>&1`).join('; ')
   const loop = `for ((i = 0; i < ${runs}; i++)); do s=$EPOCHREALTIME; ${each}; e=$EPOCHREALTIME; echo "$s $e"; done`
   const { stdout } = await runOk('/bin/bash', ['-c', loop], { timeoutMs: runs * 10_000 })
-  const times = stdout.trim().split('\n').map((line) => {
-    const [s, e] = line.split(' ').map(Number) as [number, number]
-    return (e - s) * 1000
-  })
-  if (times.length !== runs || times.some((t) => !Number.isFinite(t))) throw new BenchError(`the script floor loop printed ${JSON.stringify(stdout.slice(0, 200))}`)
+  const times = stdout
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [s, e] = line.split(' ').map(Number) as [number, number]
+      return (e - s) * 1000
+    })
+  if (times.length !== runs || times.some((t) => !Number.isFinite(t)))
+    throw new BenchError(`the script floor loop printed ${JSON.stringify(stdout.slice(0, 200))}`)
   return times
 }
 
@@ -135,13 +227,16 @@ export async function startup(): Promise<Row[]> {
   }
   // The TypeScript entry as `npm start` runs it in a checkout: reported beside the target.
   const source: number[] = []
-  if (!process.env.BENCH_ENTRY) for (let i = 0; i < starts; i++) source.push(await startupTime(client, { command: NODE, args: [SOURCE_ENTRY] }, root, id))
+  if (!process.env.BENCH_ENTRY)
+    for (let i = 0; i < starts; i++) source.push(await startupTime(client, { command: NODE, args: [SOURCE_ENTRY] }, root, id))
   client.reset()
   rmSync(root, { recursive: true, force: true })
   rmSync(goRoot, { recursive: true, force: true })
   const p50 = median(ours)
   const goP50 = median(go)
-  log(`start-up (${describeAgent()}): ${ours.map((t) => round(t, 0)).join(', ')} ms${withGo ? `; Go agent to /status: ${go.map((t) => round(t, 1)).join(', ')} ms` : ''}`)
+  log(
+    `start-up (${describeAgent()}): ${ours.map((t) => round(t, 0)).join(', ')} ms${withGo ? `; Go agent to /status: ${go.map((t) => round(t, 1)).join(', ')} ms` : ''}`,
+  )
   const rows: Row[] = [
     {
       figure: 'start-up to first 200 on /backup/<id>, 1000 records (ms)',
@@ -152,12 +247,30 @@ export async function startup(): Promise<Row[]> {
       spread: spread(ours, 0),
       target: '≤ 100 ms',
       pass: p50 <= 100,
-      detail: { command: describeAgent(), runs_ms: ours.map((t) => round(t, 1)), poll_ms: POLL_MS, go_runs_ms: withGo ? go.map((t) => round(t, 1)) : GO_SKIPPED, peer: withGo ? 'the Go agent (which stores nothing): exec → first 200 on /status, polled the same way, starts alternating with ours' : GO_SKIPPED },
+      detail: {
+        command: describeAgent(),
+        runs_ms: ours.map((t) => round(t, 1)),
+        poll_ms: POLL_MS,
+        go_runs_ms: withGo ? go.map((t) => round(t, 1)) : GO_SKIPPED,
+        peer: withGo
+          ? 'the Go agent (which stores nothing): exec → first 200 on /status, polled the same way, starts alternating with ours'
+          : GO_SKIPPED,
+      },
     },
   ]
   if (source.length > 0) {
     log(`start-up (${SOURCE_ENTRY}): ${source.map((t) => round(t, 0)).join(', ')} ms`)
-    rows.push({ figure: 'start-up, node src/main.ts (type stripping) (ms)', unit: 'ms', ours: round(median(source), 0), peer: null, ratio: null, spread: spread(source, 0), target: 'reported', pass: true, detail: { runs_ms: source.map((t) => round(t, 0)) } })
+    rows.push({
+      figure: 'start-up, node src/main.ts (type stripping) (ms)',
+      unit: 'ms',
+      ours: round(median(source), 0),
+      peer: null,
+      ratio: null,
+      spread: spread(source, 0),
+      target: 'reported',
+      pass: true,
+      detail: { runs_ms: source.map((t) => round(t, 0)) },
+    })
   }
   return rows
 }

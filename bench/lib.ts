@@ -3,7 +3,21 @@
 // Every process started here is stopped by its pid; nothing listens beyond 127.0.0.1.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
-import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, statSync, symlinkSync, writeSync } from 'node:fs'
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  symlinkSync,
+  writeSync,
+} from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 
@@ -28,7 +42,9 @@ export interface AgentCommand {
  * run. BENCH_ENTRY=<path to a .ts or .js entry>: `node <entry>` instead (this or another
  * checkout's src/main.ts, for before/after runs).
  */
-export let AGENT: AgentCommand = process.env.BENCH_ENTRY ? { command: process.execPath, args: [process.env.BENCH_ENTRY] } : { command: 'unbuilt', args: [] }
+export let AGENT: AgentCommand = process.env.BENCH_ENTRY
+  ? { command: process.execPath, args: [process.env.BENCH_ENTRY] }
+  : { command: 'unbuilt', args: [] }
 
 /** A bench agent's whole environment (nothing of the caller's but PATH): 127.0.0.1:`port`, folders under `root`. */
 export function agentEnvironment(root: string, port: number, username: string, password: string): Record<string, string> {
@@ -151,7 +167,10 @@ export function ensureTools(): void {
   if (process.getuid?.() !== 0) throw new BenchError(`missing ${missing.join(', ')}: apt-get install ${missing.join(' ')} (as root)`)
   log(`installing ${missing.join(' ')}`)
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  const apt = spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', ...missing], { env, stdio: 'inherit' })
+  const apt = spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', ...missing], {
+    env,
+    stdio: 'inherit',
+  })
   if (apt.status !== 0) throw new BenchError(`apt-get install ${missing.join(' ')} failed`)
 }
 
@@ -173,7 +192,9 @@ export function freeBytes(path: string): number {
 export function requireFreeDisk(path: string, bytes: number, why: string): void {
   const free = freeBytes(path)
   if (free < bytes) {
-    throw new BenchError(`not enough free disk for ${why}: ${path} has ${round(free / GiB, 1)} GiB free, needs ${round(bytes / GiB, 1)} GiB`)
+    throw new BenchError(
+      `not enough free disk for ${why}: ${path} has ${round(free / GiB, 1)} GiB free, needs ${round(bytes / GiB, 1)} GiB`,
+    )
   }
 }
 
@@ -220,7 +241,11 @@ export interface Finished {
 }
 
 /** Runs a command to its end (bounded by timeoutMs, then SIGKILL by pid) and times it. */
-export function run(command: string, args: string[], options: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}): Promise<Finished> {
+export function run(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string | undefined>; timeoutMs?: number } = {},
+): Promise<Finished> {
   return new Promise((resolve, reject) => {
     const started = now()
     const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -237,7 +262,11 @@ export function run(command: string, args: string[], options: { env?: Record<str
   })
 }
 
-export async function runOk(command: string, args: string[], options: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}): Promise<Finished> {
+export async function runOk(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string | undefined>; timeoutMs?: number } = {},
+): Promise<Finished> {
   const result = await run(command, args, options)
   if (result.code !== 0) throw new BenchError(`${command} ${args.join(' ')} exited ${result.code}: ${result.stderr.slice(-2000)}`)
   return result
@@ -296,14 +325,28 @@ export interface Agent {
   password: string
   request: (method: string, path: string, body?: unknown) => Promise<{ status: number; text: string }>
   /** Polls every `pollMs` until the job leaves RUNNING; returns the body and when that was seen. */
-  waitFor: (kind: 'backup' | 'restore', id: string, options?: { pollMs?: number; timeoutMs?: number; onBody?: (body: any, at: number) => void }) => Promise<{ body: any; at: number }>
+  waitFor: (
+    kind: 'backup' | 'restore',
+    id: string,
+    options?: { pollMs?: number; timeoutMs?: number; onBody?: (body: any, at: number) => void },
+  ) => Promise<{ body: any; at: number }>
   waitForState: (kind: 'backup' | 'restore', id: string, state: string, timeoutMs?: number) => Promise<void>
   peakRss: () => number
   logTail: () => string
   stop: () => Promise<void>
 }
 
-export const STAGES = ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock', 'pre-restore-lock', 'restore', 'restore-cleanup', 'post-restore-unlock']
+export const STAGES = [
+  'pre-backup-lock',
+  'pre-backup-check',
+  'backup',
+  'backup-cleanup',
+  'post-backup-unlock',
+  'pre-restore-lock',
+  'restore',
+  'restore-cleanup',
+  'post-restore-unlock',
+]
 
 let agentCount = 0
 
@@ -330,7 +373,10 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const deadline = Date.now() + 20_000
   for (;;) {
     if (child.exitCode !== null) throw new BenchError(`the agent exited with ${child.exitCode} before listening:\n${logTail()}`)
-    const ok = await fetch(`${url}/status`, { headers: { authorization: basic } }).then((r) => r.status === 200, () => false)
+    const ok = await fetch(`${url}/status`, { headers: { authorization: basic } }).then(
+      (r) => r.status === 200,
+      () => false,
+    )
     if (ok) break
     if (Date.now() > deadline) {
       await stopChild(child, 'SIGKILL')
@@ -377,7 +423,8 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
       for (;;) {
         const body = JSON.parse((await request('GET', `/${kind}/${id}`)).text)
         if (body.state === state) return
-        if (body.status !== 'RUNNING') throw new BenchError(`${kind} ${id} ended (${body.status}: ${body.error_message ?? ''}) before reaching ${state}`)
+        if (body.status !== 'RUNNING')
+          throw new BenchError(`${kind} ${id} ended (${body.status}: ${body.error_message ?? ''}) before reaching ${state}`)
         if (Date.now() > until) throw new BenchError(`${kind} ${id} did not reach ${state} within ${timeoutMs} ms (state ${body.state})`)
         await sleep(20)
       }
@@ -446,7 +493,11 @@ export function s3Destination(lab: Record<string, string>, bucket: string, extra
   }
 }
 
-export function swiftDestination(lab: Record<string, string>, container: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function swiftDestination(
+  lab: Record<string, string>,
+  container: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     type: 'SWIFT',
     authUrl: lab.SWIFT_V1_AUTH_URL,
@@ -461,7 +512,13 @@ export function swiftDestination(lab: Record<string, string>, container: string,
   }
 }
 
-export function triggerBody(id: string, destination: Record<string, unknown>, parameters: Record<string, string> = {}, kind: 'backup' | 'restore' = 'backup', encryptionKey: string | null = null): Record<string, unknown> {
+export function triggerBody(
+  id: string,
+  destination: Record<string, unknown>,
+  parameters: Record<string, string> = {},
+  kind: 'backup' | 'restore' = 'backup',
+  encryptionKey: string | null = null,
+): Record<string, unknown> {
   return {
     id,
     compression: false,
@@ -480,7 +537,12 @@ export async function trigger(agent: Agent, kind: 'backup' | 'restore', body: Re
 }
 
 /** Runs one job to its end; fails loudly unless it SUCCEEDED. Returns ms from trigger to the poll that saw it end. */
-export async function runJobToEnd(agent: Agent, kind: 'backup' | 'restore', body: Record<string, unknown>, pollMs = 20): Promise<{ ms: number; body: any; stages: Record<string, number> }> {
+export async function runJobToEnd(
+  agent: Agent,
+  kind: 'backup' | 'restore',
+  body: Record<string, unknown>,
+  pollMs = 20,
+): Promise<{ ms: number; body: any; stages: Record<string, number> }> {
   const started = await trigger(agent, kind, body)
   const stages: Record<string, number> = {}
   let last = ''
@@ -493,7 +555,8 @@ export async function runJobToEnd(agent: Agent, kind: 'backup' | 'restore', body
       }
     },
   })
-  if (result.body.status !== 'SUCCEEDED') throw new BenchError(`${kind} ${body.id as string} ${result.body.status}: ${result.body.error_message ?? ''}\n${agent.logTail()}`)
+  if (result.body.status !== 'SUCCEEDED')
+    throw new BenchError(`${kind} ${body.id as string} ${result.body.status}: ${result.body.error_message ?? ''}\n${agent.logTail()}`)
   return { ms: result.at - started, body: result.body, stages }
 }
 

@@ -6,7 +6,25 @@
 // over its process tree, sampled every 50 ms during the job (a helper process counts; the
 // lifecycle scripts and the generator they start do not: they are the database's side).
 import { join } from 'node:path'
-import { GiB, jobId, log, MiB, NODE, requireFreeDisk, ROOT, round, runJobToEnd, s3Destination, SOURCE_BACK, SOURCE_IN, sourceFile, startAgent, triggerBody, WORK, type Row } from './lib.ts'
+import {
+  GiB,
+  jobId,
+  log,
+  MiB,
+  NODE,
+  requireFreeDisk,
+  ROOT,
+  round,
+  runJobToEnd,
+  s3Destination,
+  SOURCE_BACK,
+  SOURCE_IN,
+  sourceFile,
+  startAgent,
+  triggerBody,
+  WORK,
+  type Row,
+} from './lib.ts'
 import { sampleTreeRss, treeRss, vmHwm } from './proc.ts'
 import { BUCKET, emptyBucket, ensureBucket } from './storage.ts'
 
@@ -26,7 +44,10 @@ export async function memory(lab: Record<string, string>): Promise<Row[]> {
     for (const size of sizes) {
       const src = mode === 'file' ? sourceFile(size) : ''
       const agent = await startAgent({
-        scripts: mode === 'file' ? { backup: SOURCE_IN, 'backup-cleanup': SOURCE_BACK } : { backup: `"${NODE}" "${GENERATOR}" "$size" 0 "$BACKUP_STREAM"` },
+        scripts:
+          mode === 'file'
+            ? { backup: SOURCE_IN, 'backup-cleanup': SOURCE_BACK }
+            : { backup: `"${NODE}" "${GENERATOR}" "$size" 0 "$BACKUP_STREAM"` },
       })
       try {
         const idle = treeRss(agent.pid, agent.scriptsDir).bytes
@@ -42,7 +63,9 @@ export async function memory(lab: Record<string, string>): Promise<Row[]> {
         const hwm = vmHwm(agent.pid)
         const peak = Math.max(hwm, sampled.maxBytes)
         peaks.push(peak)
-        log(`memory ${mode} ${round(size / MiB, 0)} MiB: peak ${round(peak / 1e6, 1)} MB (main VmHWM ${round(hwm / 1e6, 1)} MB, tree max ${round(sampled.maxBytes / 1e6, 1)} MB over ${sampled.samples} samples, up to ${sampled.maxProcesses} processes; idle ${round(idle / 1e6, 1)} MB), ${round(job.ms / 1000)} s`)
+        log(
+          `memory ${mode} ${round(size / MiB, 0)} MiB: peak ${round(peak / 1e6, 1)} MB (main VmHWM ${round(hwm / 1e6, 1)} MB, tree max ${round(sampled.maxBytes / 1e6, 1)} MB over ${sampled.samples} samples, up to ${sampled.maxProcesses} processes; idle ${round(idle / 1e6, 1)} MB), ${round(job.ms / 1000)} s`,
+        )
         rows.push({
           figure: `peak RSS, process tree, ${mode} mode, ${size >= GiB ? `${size / GiB} GiB` : `${size / MiB} MiB`} upload (MB)`,
           unit: 'MB',
@@ -51,7 +74,15 @@ export async function memory(lab: Record<string, string>): Promise<Row[]> {
           ratio: round(peak / TARGET_BYTES),
           target: '≤ 100 MB',
           pass: peak <= TARGET_BYTES,
-          detail: { idle_tree_MB: round(idle / 1e6, 1), main_vmhwm_MB: round(hwm / 1e6, 1), tree_max_MB: round(sampled.maxBytes / 1e6, 1), samples: sampled.samples, max_processes: sampled.maxProcesses, helper_processes: sampled.helpers, job_ms: round(job.ms, 0) },
+          detail: {
+            idle_tree_MB: round(idle / 1e6, 1),
+            main_vmhwm_MB: round(hwm / 1e6, 1),
+            tree_max_MB: round(sampled.maxBytes / 1e6, 1),
+            samples: sampled.samples,
+            max_processes: sampled.maxProcesses,
+            helper_processes: sampled.helpers,
+            job_ms: round(job.ms, 0),
+          },
         })
       } finally {
         await agent.stop()

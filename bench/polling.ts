@@ -9,7 +9,30 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { HttpClient } from './client.ts'
 import { goAgentPath, GO_SKIPPED, startGoAgent, type GoAgent } from './go-agent.ts'
-import { BenchError, freePort, GiB, jobId, log, median, NODE, ROOT, round, runJobToEnd, s3Destination, sleep, SOURCE_BACK, SOURCE_IN, sourceFile, spread, startAgent, stopChild, trigger, triggerBody, type Agent, type Row } from './lib.ts'
+import {
+  BenchError,
+  freePort,
+  GiB,
+  jobId,
+  log,
+  median,
+  NODE,
+  ROOT,
+  round,
+  runJobToEnd,
+  s3Destination,
+  sleep,
+  SOURCE_BACK,
+  SOURCE_IN,
+  sourceFile,
+  spread,
+  startAgent,
+  stopChild,
+  trigger,
+  triggerBody,
+  type Agent,
+  type Row,
+} from './lib.ts'
 import { BUCKET, emptyBucket, ensureBucket } from './storage.ts'
 import { wrk, type WrkResult } from './wrk.ts'
 
@@ -73,7 +96,15 @@ interface Polled {
  * `rounds` interleaved rounds of `wrk -t1 -c4` on each target (the order rotates every round,
  * the bare server first in the first), against a bare server answering `bytes`.
  */
-async function versusBare(agent: Agent, bytes: Buffer, agentUrl: string, seconds: number, rounds: number, label: string, go?: { url: string; authorization: string }): Promise<Record<Polled['name'], WrkResult[]>> {
+async function versusBare(
+  agent: Agent,
+  bytes: Buffer,
+  agentUrl: string,
+  seconds: number,
+  rounds: number,
+  label: string,
+  go?: { url: string; authorization: string },
+): Promise<Record<Polled['name'], WrkResult[]>> {
   const bodyFile = join(agent.root, `polling-body-${label.replace(/\W+/g, '-')}.json`)
   writeFileSync(bodyFile, bytes)
   const bare = await startBare(bodyFile, agent)
@@ -81,7 +112,10 @@ async function versusBare(agent: Agent, bytes: Buffer, agentUrl: string, seconds
   try {
     const check = await fetch(bare.url, { headers: { authorization: agent.basic } })
     if (!Buffer.from(await check.arrayBuffer()).equals(bytes)) throw new BenchError('the bare server does not answer the same bytes')
-    const targets: Polled[] = [{ name: 'bare', url: bare.url, authorization: agent.basic }, { name: 'ours', url: agentUrl, authorization: agent.basic }]
+    const targets: Polled[] = [
+      { name: 'bare', url: bare.url, authorization: agent.basic },
+      { name: 'ours', url: agentUrl, authorization: agent.basic },
+    ]
     if (go) targets.push({ name: 'go', ...go })
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < targets.length; k++) {
@@ -107,14 +141,31 @@ async function goRunningJob(): Promise<{ go: GoAgent; url: string; bytes: Buffer
   const client = new HttpClient()
   try {
     const id = jobId()
-    const posted = await client.request(`${go.url}/backup`, go.basic, 'POST', JSON.stringify(triggerBody(id, s3Destination({ S3_ENDPOINT: 'http://127.0.0.1:9', S3_REGION: 'us-east-1', S3_ACCESS_KEY: 'k', S3_SECRET_KEY: 's' }, BUCKET, { skipStorage: true }), {}, 'backup', 'none')))
-    if (posted.status !== 201) throw new BenchError(`the Go agent answered ${posted.status} to POST /backup: ${posted.body.toString().slice(0, 300)}`)
+    const posted = await client.request(
+      `${go.url}/backup`,
+      go.basic,
+      'POST',
+      JSON.stringify(
+        triggerBody(
+          id,
+          s3Destination({ S3_ENDPOINT: 'http://127.0.0.1:9', S3_REGION: 'us-east-1', S3_ACCESS_KEY: 'k', S3_SECRET_KEY: 's' }, BUCKET, {
+            skipStorage: true,
+          }),
+          {},
+          'backup',
+          'none',
+        ),
+      ),
+    )
+    if (posted.status !== 201)
+      throw new BenchError(`the Go agent answered ${posted.status} to POST /backup: ${posted.body.toString().slice(0, 300)}`)
     const url = `${go.url}/backup/${id}`
     for (let tries = 0; ; tries++) {
       const answer = await client.request(url, go.basic)
       const body = JSON.parse(answer.body.toString())
       if (body.status === 'RUNNING' && body.state === 'backup') return { go, url, bytes: answer.body }
-      if (body.status !== 'RUNNING' || tries > 500) throw new BenchError(`the Go agent's sleeping job is ${body.status} in ${body.state}: ${body.error_message ?? ''}`)
+      if (body.status !== 'RUNNING' || tries > 500)
+        throw new BenchError(`the Go agent's sleeping job is ${body.status} in ${body.state}: ${body.error_message ?? ''}`)
       await sleep(20)
     }
   } catch (error) {
@@ -125,7 +176,10 @@ async function goRunningJob(): Promise<{ go: GoAgent; url: string; bytes: Buffer
   }
 }
 
-export async function polling(lab: Record<string, string>, options: { seconds: number; rounds: number; load: boolean; plain: boolean }): Promise<Row[]> {
+export async function polling(
+  lab: Record<string, string>,
+  options: { seconds: number; rounds: number; load: boolean; plain: boolean },
+): Promise<Row[]> {
   const rows: Row[] = []
   const agent = await startAgent({ scripts: scripts() })
   let bare: Awaited<ReturnType<typeof startBare>> | undefined
@@ -139,7 +193,8 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
     const polled = JSON.parse(bytes.toString())
     const logFields = Object.keys(polled).filter((k) => k.endsWith('_log') || k.endsWith('_errorlog'))
     for (const field of logFields) {
-      if (polled[field].length < LOG_BYTES) throw new BenchError(`${field} holds ${polled[field].length} bytes, not ${LOG_BYTES}: the scripts did not fill it`)
+      if (polled[field].length < LOG_BYTES)
+        throw new BenchError(`${field} holds ${polled[field].length} bytes, not ${LOG_BYTES}: the scripts did not fill it`)
     }
     log(`polling body: ${bytes.length} bytes, ${logFields.length} full log fields`)
     const bodyFile = join(agent.root, 'polling-body.json')
@@ -149,7 +204,11 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
     if (options.plain) {
       // A RUNNING job: the body the manager polls every 5 s while a backup runs.
       const runningId = jobId()
-      await trigger(agent, 'backup', triggerBody(runningId, s3Destination(lab, BUCKET, { skipStorage: true }), { mode: 'sleep' }, 'backup', 'none'))
+      await trigger(
+        agent,
+        'backup',
+        triggerBody(runningId, s3Destination(lab, BUCKET, { skipStorage: true }), { mode: 'sleep' }, 'backup', 'none'),
+      )
       sleepers.push(runningId)
       await agent.waitForState('backup', runningId, 'backup')
       const runningUrl = `${agent.url}/backup/${runningId}`
@@ -165,7 +224,15 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
         log(`polling: Go agent's running job body ${goBytes.length} bytes`)
       }
       log(`polling running job body: ${small.length} bytes`)
-      const runningResults = await versusBare(agent, small, runningUrl, options.seconds, options.rounds, 'running job', go && { url: goUrl, authorization: go.basic })
+      const runningResults = await versusBare(
+        agent,
+        small,
+        runningUrl,
+        options.seconds,
+        options.rounds,
+        'running job',
+        go && { url: goUrl, authorization: go.basic },
+      )
       await agent.request('POST', `/backup/${runningId}/cancel`)
       await agent.waitFor('backup', runningId, { pollMs: 100, timeoutMs: 60_000 })
       sleepers.splice(sleepers.indexOf(runningId), 1)
@@ -185,7 +252,13 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
           spread: spread(ratios),
           target: `≥ ${target}× bare node:http`,
           pass: ratio >= target,
-          detail: { body_bytes: bodyBytes, wrk: `-t1 -c4 -d${options.seconds}s`, ratio: 'median of the rounds\' ratios (agent / bare in the same round)', agent_rounds: rounded(results.ours), bare_rounds: rounded(results.bare) },
+          detail: {
+            body_bytes: bodyBytes,
+            wrk: `-t1 -c4 -d${options.seconds}s`,
+            ratio: "median of the rounds' ratios (agent / bare in the same round)",
+            agent_rounds: rounded(results.ours),
+            bare_rounds: rounded(results.bare),
+          },
         }
       }
       rows.push(row('polling a RUNNING job, ~1 KB body (req/s, wrk -t1 -c4)', runningResults, 0.85, small.length))
@@ -200,10 +273,24 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
           spread: spread(ratios),
           target: 'reported',
           pass: true,
-          detail: { go_body_bytes: goBytes.length, go_rounds: rounded(runningResults.go), go_vs_bare: round(median(roundRatios(runningResults.go, runningResults.bare))) },
+          detail: {
+            go_body_bytes: goBytes.length,
+            go_rounds: rounded(runningResults.go),
+            go_vs_bare: round(median(roundRatios(runningResults.go, runningResults.bare))),
+          },
         })
       } else {
-        rows.push({ figure: 'polling a RUNNING job vs the Go agent on its own (req/s)', unit: 'req/s', ours: round(median(runningResults.ours.map((o) => o.rps)), 0), peer: null, ratio: null, target: 'reported', pass: true, skipped: true, detail: { note: GO_SKIPPED } })
+        rows.push({
+          figure: 'polling a RUNNING job vs the Go agent on its own (req/s)',
+          unit: 'req/s',
+          ours: round(median(runningResults.ours.map((o) => o.rps)), 0),
+          peer: null,
+          ratio: null,
+          target: 'reported',
+          pass: true,
+          skipped: true,
+          detail: { note: GO_SKIPPED },
+        })
       }
       rows.push(row('polling a finished job, 0.68 MB body (req/s, wrk -t1 -c4)', fullResults, 0.9, bytes.length))
       const p99 = (results: WrkResult[]) => median(results.map((o) => o.p99Ms))
@@ -217,7 +304,13 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
         pass: true,
         detail,
       })
-      rows.push(p99Row('polling p99 latency, RUNNING job (ms, idle)', runningResults, goBytes ? { go_p99_ms: round(p99(runningResults.go)) } : undefined))
+      rows.push(
+        p99Row(
+          'polling p99 latency, RUNNING job (ms, idle)',
+          runningResults,
+          goBytes ? { go_p99_ms: round(p99(runningResults.go)) } : undefined,
+        ),
+      )
       rows.push(p99Row('polling p99 latency, finished job 0.68 MB (ms, idle)', fullResults))
     }
 
@@ -263,7 +356,9 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
         await loop
         results.push({ ...result, loopLag })
         bareResults.push(peer)
-        log(`polling under load round ${r}: agent ${round(result.rps, 0)} req/s, p99 ${result.p99Ms} ms${loopLag ? ` (its event loop: p99 delay ${loopLag.p99Ms} ms, max ${loopLag.maxMs} ms)` : ''}; bare server ${round(peer.rps, 0)} req/s, p99 ${peer.p99Ms} ms`)
+        log(
+          `polling under load round ${r}: agent ${round(result.rps, 0)} req/s, p99 ${result.p99Ms} ms${loopLag ? ` (its event loop: p99 delay ${loopLag.p99Ms} ms, max ${loopLag.maxMs} ms)` : ''}; bare server ${round(peer.rps, 0)} req/s, p99 ${peer.p99Ms} ms`,
+        )
       }
       await bare.stop()
       bare = undefined
@@ -278,7 +373,14 @@ export async function polling(lab: Record<string, string>, options: { seconds: n
         spread: spread(results.map((r) => r.p99Ms)),
         target: '≤ 20 ms',
         pass: p99 <= 20,
-        detail: { rounds: results, bare_rounds: bareResults, wrk: `-t2 -c4 -d${options.seconds}s`, spread: 'of the agent\'s p99 over the rounds', peer: 'the bare node:http server, polled while the agent keeps uploading', uploads_completed: uploads },
+        detail: {
+          rounds: results,
+          bare_rounds: bareResults,
+          wrk: `-t2 -c4 -d${options.seconds}s`,
+          spread: "of the agent's p99 over the rounds",
+          peer: 'the bare node:http server, polled while the agent keeps uploading',
+          uploads_completed: uploads,
+        },
       })
       for (const s of sleepers) await agent.request('POST', `/backup/${s}/cancel`)
       for (const s of sleepers) await agent.waitFor('backup', s, { pollMs: 100, timeoutMs: 60_000 })

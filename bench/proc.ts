@@ -141,7 +141,10 @@ export function treeActivity(pid: number): Activity {
  * in between counts from zero; one that ended in between is not seen, which at idle does not
  * happen: the counts name the threads).
  */
-export function activityBetween(before: Activity, after: Activity): { switches: number; ticks: number; threads: number; started: number; ended: number } {
+export function activityBetween(
+  before: Activity,
+  after: Activity,
+): { switches: number; ticks: number; threads: number; started: number; ended: number } {
   let switches = 0
   let ticks = 0
   let started = 0
@@ -159,7 +162,11 @@ export function activityBetween(before: Activity, after: Activity): { switches: 
  * The tree's summed VmRSS sampled every `everyMs` while a job runs (the main process's VmHWM
  * catches its own peak between samples; a sample catches the helpers' share).
  */
-export function sampleTreeRss(pid: number, scriptsDir: string, everyMs = 50): { stop: () => { maxBytes: number; samples: number; maxProcesses: number; helpers: string[] } } {
+export function sampleTreeRss(
+  pid: number,
+  scriptsDir: string,
+  everyMs = 50,
+): { stop: () => { maxBytes: number; samples: number; maxProcesses: number; helpers: string[] } } {
   let maxBytes = 0
   let samples = 0
   let maxProcesses = 0

@@ -42,7 +42,11 @@ import { transfers } from './transfer.ts'
 
 const FIGURES = ['idle', 'startup', 'overhead', 'polling', 'polling-load', 'memory-jobs', 's3', 'swift', 'memory', 'streaming'] as const
 type Figure = (typeof FIGURES)[number]
-const GROUPS: Record<string, Figure[]> = { all: [...FIGURES], transfer: ['s3', 'swift'], footprint: ['idle', 'startup', 'overhead', 'polling', 'memory-jobs'] }
+const GROUPS: Record<string, Figure[]> = {
+  all: [...FIGURES],
+  transfer: ['s3', 'swift'],
+  footprint: ['idle', 'startup', 'overhead', 'polling', 'memory-jobs'],
+}
 
 function selected(args: string[]): Set<Figure> {
   if (args.length === 0) return new Set(FIGURES)
@@ -59,7 +63,15 @@ function selected(args: string[]): Set<Figure> {
 function table(rows: Row[]): string {
   const header = ['figure', 'ours', 'peer', 'ratio', 'spread', 'target', 'result']
   const cell = (v: number, unit: string) => (unit ? `${v} ${unit}` : `${v}`)
-  const lines = rows.map((r) => [r.figure, cell(r.ours, r.unit), r.peer === null ? '–' : cell(r.peer, r.unit), r.ratio === null ? '–' : `${r.ratio}`, r.spread ?? '–', r.target, r.skipped ? 'skipped' : r.pass ? 'pass' : 'FAIL'])
+  const lines = rows.map((r) => [
+    r.figure,
+    cell(r.ours, r.unit),
+    r.peer === null ? '–' : cell(r.peer, r.unit),
+    r.ratio === null ? '–' : `${r.ratio}`,
+    r.spread ?? '–',
+    r.target,
+    r.skipped ? 'skipped' : r.pass ? 'pass' : 'FAIL',
+  ])
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)))
   const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')
   return [fmt(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...lines.map(fmt)].join('\n')
@@ -89,7 +101,16 @@ async function main(): Promise<number> {
       // One broken figure is reported (as a failed row) and the others still run.
       log(`${name} failed: ${(error as Error).stack ?? String(error)}`)
       failures.push(`${name}: ${(error as Error).message}`)
-      rows.push({ figure: `${name} (did not complete)`, unit: '', ours: NaN, peer: null, ratio: null, target: 'completes (see below)', pass: false, detail: { error: (error as Error).message } })
+      rows.push({
+        figure: `${name} (did not complete)`,
+        unit: '',
+        ours: NaN,
+        peer: null,
+        ratio: null,
+        target: 'completes (see below)',
+        pass: false,
+        detail: { error: (error as Error).message },
+      })
     }
   }
   try {
@@ -97,7 +118,9 @@ async function main(): Promise<number> {
     if (figures.has('startup')) await attempt('startup', () => startup())
     if (figures.has('overhead')) await attempt('overhead', () => overhead())
     if (figures.has('polling') || figures.has('polling-load')) {
-      await attempt('polling', () => polling(lab, { seconds, rounds: pollRounds, plain: figures.has('polling'), load: figures.has('polling-load') }))
+      await attempt('polling', () =>
+        polling(lab, { seconds, rounds: pollRounds, plain: figures.has('polling'), load: figures.has('polling-load') }),
+      )
     }
     if (figures.has('memory-jobs')) await attempt('memory-jobs', () => jobMemory(lab))
     if (figures.has('s3')) await attempt('s3', () => transfers(lab, 's3', rounds))
@@ -126,7 +149,9 @@ async function main(): Promise<number> {
   writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`)
   const skipped = result.skipped.length > 0 ? ` (${result.skipped.length} figures ${GO_SKIPPED})` : ''
   const failed = failures.map((f) => `did not complete: ${f.split('\n')[0]?.slice(0, 400)}\n`).join('')
-  process.stdout.write(`\n${table(rows)}\n\n${failed}${result.pass ? 'all targets met' : 'some targets missed'}${skipped}; written to bench/results/latest.json\n`)
+  process.stdout.write(
+    `\n${table(rows)}\n\n${failed}${result.pass ? 'all targets met' : 'some targets missed'}${skipped}; written to bench/results/latest.json\n`,
+  )
   return result.pass ? 0 : 1
 }
 

@@ -25,9 +25,11 @@ export function s3Client(lab: Record<string, string>): S3Client {
 
 export async function ensureBucket(lab: Record<string, string>): Promise<void> {
   used = true
-  await s3Client(lab).send(new CreateBucketCommand({ Bucket: BUCKET })).catch((e: Error) => {
-    if (e.name !== 'BucketAlreadyOwnedByYou' && e.name !== 'BucketAlreadyExists') throw e
-  })
+  await s3Client(lab)
+    .send(new CreateBucketCommand({ Bucket: BUCKET }))
+    .catch((e: Error) => {
+      if (e.name !== 'BucketAlreadyOwnedByYou' && e.name !== 'BucketAlreadyExists') throw e
+    })
 }
 
 /** Removes every object of the bench bucket (what the figures stored). */
@@ -90,7 +92,9 @@ export async function emptyContainer(lab: Record<string, string>): Promise<void>
 export async function removeRunStorage(lab: Record<string, string>): Promise<void> {
   if (!used) return
   await emptyBucket(lab).catch(() => {})
-  await s3Client(lab).send(new DeleteBucketCommand({ Bucket: BUCKET })).catch(() => {})
+  await s3Client(lab)
+    .send(new DeleteBucketCommand({ Bucket: BUCKET }))
+    .catch(() => {})
   for (const container of [CONTAINER, `${CONTAINER}_segments`, `${CONTAINER}+segments`]) {
     await run('/usr/bin/swift', swiftArgs(lab, 'delete', container), { env: swiftEnv })
   }

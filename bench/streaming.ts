@@ -2,7 +2,26 @@
 // speed, backed up in file mode (generate into a file, then upload) and in streaming mode
 // (generate into BACKUP_STREAM while the agent uploads) to S3. Target: the streaming job's wall
 // time ≤ 1.1 × max(generation time, upload time), and its peak RSS ≤ 150 MB.
-import { GiB, jobId, log, median, NODE, requireFreeDisk, round, runJobToEnd, s3Destination, sleep, SOURCE_BACK, SOURCE_IN, sourceFile, stageMs, startAgent, triggerBody, WORK, type Row } from './lib.ts'
+import {
+  GiB,
+  jobId,
+  log,
+  median,
+  NODE,
+  requireFreeDisk,
+  round,
+  runJobToEnd,
+  s3Destination,
+  sleep,
+  SOURCE_BACK,
+  SOURCE_IN,
+  sourceFile,
+  stageMs,
+  startAgent,
+  triggerBody,
+  WORK,
+  type Row,
+} from './lib.ts'
 import { GENERATOR } from './memory.ts'
 import { BUCKET, emptyBucket, ensureBucket } from './storage.ts'
 
@@ -54,7 +73,9 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
         uploads.push(stageMs(job.stages, 'upload', 'backup-cleanup'))
         generations.push(stageMs(job.stages, 'backup', 'upload'))
         fileWall.push(job.ms)
-        log(`streaming round ${r}: file mode ${round(job.ms / 1000)} s (generation ${round(generations.at(-1)! / 1000)} s, upload ${round(uploads.at(-1)! / 1000)} s)`)
+        log(
+          `streaming round ${r}: file mode ${round(job.ms / 1000)} s (generation ${round(generations.at(-1)! / 1000)} s, upload ${round(uploads.at(-1)! / 1000)} s)`,
+        )
       } finally {
         await agent.stop()
         await emptyBucket(lab)
@@ -68,7 +89,8 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
       try {
         await sleep(SETTLE_MS)
         const job = await runJobToEnd(agent, 'backup', triggerBody(jobId(), s3Destination(lab, BUCKET), params('stream', rate)))
-        if (!String(job.body.filename).endsWith('.osb') || job.body.filesize.size < size) throw new Error(`the streaming job stored ${job.body.filename} of ${job.body.filesize.size} bytes`)
+        if (!String(job.body.filename).endsWith('.osb') || job.body.filesize.size < size)
+          throw new Error(`the streaming job stored ${job.body.filename} of ${job.body.filesize.size} bytes`)
         streamWall.push(job.ms)
         streamPeak.push(agent.peakRss())
         log(`streaming round ${r}: streaming mode ${round(job.ms / 1000)} s, peak RSS ${round(streamPeak.at(-1)! / 1e6, 1)} MB`)
@@ -92,8 +114,24 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
       ratio: round(wall / bound),
       target: '≤ 1.1× max(generation, upload)',
       pass: wall <= 1.1 * bound,
-      detail: { generation_s: round(generation / 1000), nominal_generation_s: round(nominalGeneration / 1000), upload_s: round(upload / 1000), upload_rounds_ms: uploads.map((u) => round(u, 0)), stream_ms: streamWall.map((w) => round(w, 0)), file_ms: fileWall.map((w) => round(w, 0)), rate_MBps: round(rate / 1e6, 1) },
+      detail: {
+        generation_s: round(generation / 1000),
+        nominal_generation_s: round(nominalGeneration / 1000),
+        upload_s: round(upload / 1000),
+        upload_rounds_ms: uploads.map((u) => round(u, 0)),
+        stream_ms: streamWall.map((w) => round(w, 0)),
+        file_ms: fileWall.map((w) => round(w, 0)),
+        rate_MBps: round(rate / 1e6, 1),
+      },
     },
-    { figure: 'streaming 1 GiB, peak RSS (MB)', unit: 'MB', ours: round(peak / 1e6, 1), peer: null, ratio: round(peak / 150e6), target: '≤ 150 MB', pass: peak <= 150e6 },
+    {
+      figure: 'streaming 1 GiB, peak RSS (MB)',
+      unit: 'MB',
+      ours: round(peak / 1e6, 1),
+      peer: null,
+      ratio: round(peak / 150e6),
+      target: '≤ 150 MB',
+      pass: peak <= 150e6,
+    },
   ]
 }

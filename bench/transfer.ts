@@ -5,8 +5,38 @@
 // SUCCEEDED, with no-op scripts: what an operator waits for, checksums included.
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { GiB, jobId, log, median, MiB, requireFreeDisk, round, runJobToEnd, runOk, s3Destination, SOURCE_BACK, SOURCE_IN, sourceFile, startAgent, swiftDestination, triggerBody, WORK, type Row } from './lib.ts'
-import { awsArgs, awsEnv, BUCKET, CONTAINER, emptyBucket, emptyContainer, ensureBucket, ensureContainer, swiftArgs, swiftEnv } from './storage.ts'
+import {
+  GiB,
+  jobId,
+  log,
+  median,
+  MiB,
+  requireFreeDisk,
+  round,
+  runJobToEnd,
+  runOk,
+  s3Destination,
+  SOURCE_BACK,
+  SOURCE_IN,
+  sourceFile,
+  startAgent,
+  swiftDestination,
+  triggerBody,
+  WORK,
+  type Row,
+} from './lib.ts'
+import {
+  awsArgs,
+  awsEnv,
+  BUCKET,
+  CONTAINER,
+  emptyBucket,
+  emptyContainer,
+  ensureBucket,
+  ensureContainer,
+  swiftArgs,
+  swiftEnv,
+} from './storage.ts'
 
 /** Segment size for the Swift figure, the agent's and the swift CLI's (an SLO of 1 GiB / this). */
 export const SWIFT_SEGMENT_BYTES = Number(process.env.BENCH_SWIFT_SEGMENT ?? 128 * MiB)
@@ -15,11 +45,13 @@ export async function transfers(lab: Record<string, string>, kind: 's3' | 'swift
   const size = GiB
   requireFreeDisk(WORK, 4 * size, `the ${kind} transfer figure`)
   const src = sourceFile(size)
-  const env: Record<string, string> = kind === 'swift' ? { swift_segment_bytes: String(SWIFT_SEGMENT_BYTES), swift_segment_threshold_bytes: String(SWIFT_SEGMENT_BYTES) } : {}
+  const env: Record<string, string> =
+    kind === 'swift' ? { swift_segment_bytes: String(SWIFT_SEGMENT_BYTES), swift_segment_threshold_bytes: String(SWIFT_SEGMENT_BYTES) } : {}
   const agent = await startAgent({ scripts: { backup: SOURCE_IN, 'backup-cleanup': SOURCE_BACK }, env })
   if (kind === 's3') await ensureBucket(lab)
   else await ensureContainer(lab)
-  const destination = (extra: Record<string, unknown> = {}) => (kind === 's3' ? s3Destination(lab, BUCKET, extra) : swiftDestination(lab, CONTAINER, extra))
+  const destination = (extra: Record<string, unknown> = {}) =>
+    kind === 's3' ? s3Destination(lab, BUCKET, extra) : swiftDestination(lab, CONTAINER, extra)
   const times = { agentUp: [] as number[], peerUp: [] as number[], agentDown: [] as number[], peerDown: [] as number[] }
   const peerObject = `peer/${kind}-1gib.bin`
   const download = join(WORK, 'peer-download.bin')
@@ -32,10 +64,23 @@ export async function transfers(lab: Record<string, string>, kind: 's3' | 'swift
         return up.body.filename as string
       }
       const peerUp = async () => {
-        const args = kind === 's3'
-          ? awsArgs(lab, 's3', 'cp', '--only-show-errors', src, `s3://${BUCKET}/${peerObject}`)
-          : swiftArgs(lab, 'upload', CONTAINER, src, '--object-name', peerObject, '--segment-size', String(SWIFT_SEGMENT_BYTES), '--use-slo')
-        times.peerUp.push((await runOk(kind === 's3' ? '/usr/bin/aws' : '/usr/bin/swift', args, { env: kind === 's3' ? awsEnv(lab) : swiftEnv })).ms)
+        const args =
+          kind === 's3'
+            ? awsArgs(lab, 's3', 'cp', '--only-show-errors', src, `s3://${BUCKET}/${peerObject}`)
+            : swiftArgs(
+                lab,
+                'upload',
+                CONTAINER,
+                src,
+                '--object-name',
+                peerObject,
+                '--segment-size',
+                String(SWIFT_SEGMENT_BYTES),
+                '--use-slo',
+              )
+        times.peerUp.push(
+          (await runOk(kind === 's3' ? '/usr/bin/aws' : '/usr/bin/swift', args, { env: kind === 's3' ? awsEnv(lab) : swiftEnv })).ms,
+        )
       }
       const agentDown = async (filename: string) => {
         const id = jobId()
@@ -45,10 +90,13 @@ export async function transfers(lab: Record<string, string>, kind: 's3' | 'swift
         rmSync(join(agent.restoreDir, id), { recursive: true, force: true })
       }
       const peerDown = async () => {
-        const args = kind === 's3'
-          ? awsArgs(lab, 's3', 'cp', '--only-show-errors', `s3://${BUCKET}/${peerObject}`, download)
-          : swiftArgs(lab, 'download', CONTAINER, peerObject, '-o', download)
-        times.peerDown.push((await runOk(kind === 's3' ? '/usr/bin/aws' : '/usr/bin/swift', args, { env: kind === 's3' ? awsEnv(lab) : swiftEnv })).ms)
+        const args =
+          kind === 's3'
+            ? awsArgs(lab, 's3', 'cp', '--only-show-errors', `s3://${BUCKET}/${peerObject}`, download)
+            : swiftArgs(lab, 'download', CONTAINER, peerObject, '-o', download)
+        times.peerDown.push(
+          (await runOk(kind === 's3' ? '/usr/bin/aws' : '/usr/bin/swift', args, { env: kind === 's3' ? awsEnv(lab) : swiftEnv })).ms,
+        )
         rmSync(download, { force: true })
       }
       let filename: string
@@ -63,7 +111,9 @@ export async function transfers(lab: Record<string, string>, kind: 's3' | 'swift
         await peerDown()
         await agentDown(filename)
       }
-      log(`${kind} round ${r}: up agent ${round(times.agentUp.at(-1)! / 1000)} s, peer ${round(times.peerUp.at(-1)! / 1000)} s; down agent ${round(times.agentDown.at(-1)! / 1000)} s, peer ${round(times.peerDown.at(-1)! / 1000)} s`)
+      log(
+        `${kind} round ${r}: up agent ${round(times.agentUp.at(-1)! / 1000)} s, peer ${round(times.peerUp.at(-1)! / 1000)} s; down agent ${round(times.agentDown.at(-1)! / 1000)} s, peer ${round(times.peerDown.at(-1)! / 1000)} s`,
+      )
       if (kind === 's3') await emptyBucket(lab)
       else await emptyContainer(lab)
     }
@@ -83,7 +133,12 @@ export async function transfers(lab: Record<string, string>, kind: 's3' | 'swift
       ratio: round(o / p),
       target: '≤ 1.1× peer',
       pass: o / p <= 1.1,
-      detail: { agent_ms: ours.map((v) => round(v, 0)), peer_ms: peer.map((v) => round(v, 0)), agent_MBps: round(size / 1e6 / o, 1), peer_MBps: round(size / 1e6 / p, 1) },
+      detail: {
+        agent_ms: ours.map((v) => round(v, 0)),
+        peer_ms: peer.map((v) => round(v, 0)),
+        agent_MBps: round(size / 1e6 / o, 1),
+        peer_MBps: round(size / 1e6 / p, 1),
+      },
     }
   }
   return [row('upload', times.agentUp, times.peerUp), row('download', times.agentDown, times.peerDown)]

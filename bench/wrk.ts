@@ -11,11 +11,19 @@ export interface WrkResult {
 
 const toMs = (value: string, unit: string) => Number(value) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 } as Record<string, number>)[unit]!
 
-export async function wrk(url: string, authorization: string, options: { connections?: number; seconds?: number; threads?: number } = {}): Promise<WrkResult> {
+export async function wrk(
+  url: string,
+  authorization: string,
+  options: { connections?: number; seconds?: number; threads?: number } = {},
+): Promise<WrkResult> {
   const { connections = 4, seconds = 10, threads = 1 } = options
-  const { stdout } = await runOk('/usr/bin/wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Authorization: ${authorization}`, url], {
-    timeoutMs: (seconds + 30) * 1000,
-  })
+  const { stdout } = await runOk(
+    '/usr/bin/wrk',
+    [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Authorization: ${authorization}`, url],
+    {
+      timeoutMs: (seconds + 30) * 1000,
+    },
+  )
   const quantile = (q: string) => {
     const m = new RegExp(`^\\s*${q}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(stdout)
     if (!m) throw new BenchError(`no ${q}% latency in wrk's output:\n${stdout}`)

@@ -85,13 +85,18 @@ const flag = (raw: string): boolean | undefined => {
   if (v === 'false' || v === '0' || v === 'no') return false
   return undefined
 }
-const integer = (min: number, max: number) => (raw: string): number | undefined => {
-  if (!/^\s*\d+\s*$/.test(raw)) return undefined
-  const n = Number(raw)
-  return n >= min && n <= max ? n : undefined
-}
+const integer =
+  (min: number, max: number) =>
+  (raw: string): number | undefined => {
+    if (!/^\s*\d+\s*$/.test(raw)) return undefined
+    const n = Number(raw)
+    return n >= min && n <= max ? n : undefined
+  }
 const list = (raw: string): string[] | undefined =>
-  raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
 /** A list of environment variable names; one bad entry rejects the whole value. */
 const variableNames = (raw: string): string[] | undefined => {
   const entries = list(raw) ?? []
@@ -180,9 +185,20 @@ export const SETTINGS = [
  * come up loopback-only or with generated credentials by surprise.
  */
 export const SPEC_VARIABLES: readonly string[] = [
-  'client_username', 'client_password', 'client_port', 'client_host', 'directory_backup', 'directory_restore',
-  'scripts_path', 'allowed_to_delete_files', 'skip_storage', 'default_s3_endpoint', 'max_job_number',
-  'script_env_passthrough', 'script_log_max_bytes', 'log_level',
+  'client_username',
+  'client_password',
+  'client_port',
+  'client_host',
+  'directory_backup',
+  'directory_restore',
+  'scripts_path',
+  'allowed_to_delete_files',
+  'skip_storage',
+  'default_s3_endpoint',
+  'max_job_number',
+  'script_env_passthrough',
+  'script_log_max_bytes',
+  'log_level',
 ]
 
 /** The folder the demo keeps everything in, relative to the working directory. */
@@ -238,7 +254,8 @@ export function loadConfig(given: Env, cwd = process.cwd()): LoadedConfig {
       continue
     }
     // Only name the variable, never echo its value: it could be a misplaced secret.
-    if (raw !== undefined && raw !== '') warnings.push(`${s.env}: cannot use the value given; using the default ${JSON.stringify(s.fallback)}`)
+    if (raw !== undefined && raw !== '')
+      warnings.push(`${s.env}: cannot use the value given; using the default ${JSON.stringify(s.fallback)}`)
     values[s.key] = s.fallback
   }
   if (missing.length > 0) {

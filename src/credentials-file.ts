@@ -57,7 +57,10 @@ export async function ensureCredentials(path: string): Promise<{ credentials: Cr
   await mkdir(dirname(path), { recursive: true, mode: 0o700 })
   const temporary = `${path}.${randomBytes(6).toString('hex')}.tmp`
   try {
-    await writeFile(temporary, `client_username=${credentials.username}\nclient_password=${credentials.password}\n`, { mode: 0o600, flag: 'wx' })
+    await writeFile(temporary, `client_username=${credentials.username}\nclient_password=${credentials.password}\n`, {
+      mode: 0o600,
+      flag: 'wx',
+    })
     await rename(temporary, path)
   } catch (error) {
     await rm(temporary, { force: true })

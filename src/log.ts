@@ -56,7 +56,8 @@ function stdout(): LogDestination {
 function replacer(key: string, value: unknown): unknown {
   if (REDACTED_FIELDS.has(key)) return CENSOR
   // an Error's own fields are not enumerable: write what pino's err serializer writes
-  if (value instanceof Error) return { type: value.name, message: value.message, stack: value.stack, ...(value.cause === undefined ? {} : { cause: value.cause }) }
+  if (value instanceof Error)
+    return { type: value.name, message: value.message, stack: value.stack, ...(value.cause === undefined ? {} : { cause: value.cause }) }
   return value
 }
 
@@ -92,7 +93,10 @@ const prettyValue = (value: unknown): string =>
 
 /** An error as the replacer wrote it: shown as `Type: message`, its stack's frames on lines below. */
 const isWrittenError = (value: unknown): value is { type: string; message: string; stack: string } =>
-  typeof value === 'object' && value !== null && typeof (value as { stack?: unknown }).stack === 'string' && typeof (value as { type?: unknown }).type === 'string'
+  typeof value === 'object' &&
+  value !== null &&
+  typeof (value as { stack?: unknown }).stack === 'string' &&
+  typeof (value as { type?: unknown }).type === 'string'
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0')
 
@@ -110,7 +114,13 @@ function prettyLine(colour: boolean): Render {
     for (const [key, value] of Object.entries(JSON.parse(`{${members}}`) as Record<string, unknown>)) {
       const error = isWrittenError(value)
       pairs.push(`${dim(`${visible(key)}=`)}${prettyValue(error ? `${value.type}: ${value.message}` : value)}`)
-      if (error) frames.push(...value.stack.split('\n').filter((l) => /^\s+at /.test(l)).map((l) => `    ${visible(l.trim())}`))
+      if (error)
+        frames.push(
+          ...value.stack
+            .split('\n')
+            .filter((l) => /^\s+at /.test(l))
+            .map((l) => `    ${visible(l.trim())}`),
+        )
     }
     if (pairs.length > 0) line += `  ${pairs.join(' ')}`
     return `${[line, ...frames].join('\n')}\n`

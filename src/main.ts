@@ -40,7 +40,10 @@ async function main(): Promise<void> {
     const { credentials, created } = await ensureCredentials(file)
     config.clientUsername = credentials.username
     config.clientPassword = credentials.password
-    log.warn({ credentialsFile: file, created, localStorageRoot: config.localStorageRoot }, 'demo start: no SPEC §6 variable is set, so the agent listens on 127.0.0.1 only, keeps everything under ./var and uses the credentials in credentialsFile; set the variables for a real deployment')
+    log.warn(
+      { credentialsFile: file, created, localStorageRoot: config.localStorageRoot },
+      'demo start: no SPEC §6 variable is set, so the agent listens on 127.0.0.1 only, keeps everything under ./var and uses the credentials in credentialsFile; set the variables for a real deployment',
+    )
   }
 
   trustCertificates(config.caFile)
@@ -68,12 +71,19 @@ async function main(): Promise<void> {
     useRecordKey(store.recordKey())
   } catch (error) {
     useRecordKey(undefined)
-    log.warn({ error: (error as Error).message }, 'the job store has no record key and cannot make one now: records are sealed with a key of this process only; a job interrupted now is recovered without the secrets its scripts would get')
+    log.warn(
+      { error: (error as Error).message },
+      'the job store has no record key and cannot make one now: records are sealed with a key of this process only; a job interrupted now is recovered without the secrets its scripts would get',
+    )
   }
   // A store that cannot be written is logged once when it starts and once when it ends.
   const registry = new JobRegistry(config.maxJobNumber, store, (problem, error) => {
     if (error === RELOCATED) log.error(RELOCATED.message)
-    else if (problem) log.error({ error: (error as Error | undefined)?.message }, `${problem}: job records are kept in memory and written when it can be; new jobs are refused (503)`)
+    else if (problem)
+      log.error(
+        { error: (error as Error | undefined)?.message },
+        `${problem}: job records are kept in memory and written when it can be; new jobs are refused (503)`,
+      )
     else log.warn('the job store can be written again: every waiting job record is written')
   })
   registry.whenIdle(memoryReleaser(() => registry.running === 0))
@@ -102,18 +112,29 @@ async function main(): Promise<void> {
   // listens and says so (a manager or test may send it as soon as it reads that line).
   process.on('SIGHUP', () => {
     if (!tls) return log.info('SIGHUP: nothing to reload (plain HTTP)')
-    loadTlsMaterial(config).then((reloaded) => {
-      if (!reloaded?.ok) return log.error({ error: reloaded?.error }, 'SIGHUP: TLS files not reloaded; the certificates in use stay')
-      applyTlsMaterial(api.server as TlsServer, reloaded.material)
-      log.info('SIGHUP: TLS certificates reloaded')
-    }, (error: unknown) => log.error({ error: (error as Error).message }, 'SIGHUP: TLS reload failed'))
+    loadTlsMaterial(config).then(
+      (reloaded) => {
+        if (!reloaded?.ok) return log.error({ error: reloaded?.error }, 'SIGHUP: TLS files not reloaded; the certificates in use stay')
+        applyTlsMaterial(api.server as TlsServer, reloaded.material)
+        log.info('SIGHUP: TLS certificates reloaded')
+      },
+      (error: unknown) => log.error({ error: (error as Error).message }, 'SIGHUP: TLS reload failed'),
+    )
   })
 
   await api.listen(config.clientHost, config.clientPort)
   const address = api.server.address()
   const port = typeof address === 'object' && address ? address.port : config.clientPort
   log.info(
-    { host: config.clientHost, port, tls: tls !== undefined, clientCertificates: config.tlsClientCaFile !== undefined, scriptsPath: config.scriptsPath, demo: config.demo, interrupted: interrupted.length },
+    {
+      host: config.clientHost,
+      port,
+      tls: tls !== undefined,
+      clientCertificates: config.tlsClientCaFile !== undefined,
+      scriptsPath: config.scriptsPath,
+      demo: config.demo,
+      interrupted: interrupted.length,
+    },
     'agent listening',
   )
   const recovery = recovering?.finishRecovery(interrupted, deps) ?? Promise.resolve()

@@ -39,9 +39,22 @@ export class AgentMetrics implements JobObserver {
       // a job whose end was never reported (a bug) must not keep the sampler waking the agent
       if (live.length === 0) this.#loop.noJobRuns()
     })
-    this.#stageSeconds = r.histogram(`${PREFIX}stage_duration_seconds`, 'Time per stage, by kind, stage and outcome (ok or failed)', ['kind', 'stage', 'outcome'], STAGE_BUCKETS)
-    this.#bytes = r.counter(`${PREFIX}transfer_bytes_total`, 'Bytes moved by finished transfers, by storage backend and direction', ['backend', 'direction'])
-    this.#transferSeconds = r.histogram(`${PREFIX}transfer_duration_seconds`, 'Time of finished transfers, by storage backend and direction', ['backend', 'direction'], STAGE_BUCKETS)
+    this.#stageSeconds = r.histogram(
+      `${PREFIX}stage_duration_seconds`,
+      'Time per stage, by kind, stage and outcome (ok or failed)',
+      ['kind', 'stage', 'outcome'],
+      STAGE_BUCKETS,
+    )
+    this.#bytes = r.counter(`${PREFIX}transfer_bytes_total`, 'Bytes moved by finished transfers, by storage backend and direction', [
+      'backend',
+      'direction',
+    ])
+    this.#transferSeconds = r.histogram(
+      `${PREFIX}transfer_duration_seconds`,
+      'Time of finished transfers, by storage backend and direction',
+      ['backend', 'direction'],
+      STAGE_BUCKETS,
+    )
     this.#failures = r.counter(
       `${PREFIX}job_failures_total`,
       'Failed jobs by kind and reason (cancelled, timeout, script, storage, setup, interrupted by an agent restart)',

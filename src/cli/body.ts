@@ -25,7 +25,10 @@ export interface BodyFlags {
 
 /** A fresh job id: the time and some randomness, within the agent's id rules. */
 export function newJobId(): string {
-  return `cli-${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`
+  return `cli-${new Date()
+    .toISOString()
+    .replace(/[-:.TZ]/g, '')
+    .slice(0, 14)}-${randomBytes(3).toString('hex')}`
 }
 
 /**
@@ -47,7 +50,8 @@ export async function triggerBody(kind: Kind, flags: BodyFlags, env: Record<stri
     } catch (error) {
       throw new CliError(`${flags.body} is not valid JSON${syntaxPlace(error)}`, EXIT.usage)
     }
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new CliError(`${flags.body} must hold a JSON object`, EXIT.usage)
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new CliError(`${flags.body} must hold a JSON object`, EXIT.usage)
   }
   const set = (target: Record<string, any>, key: string, value: unknown) => {
     if (value !== undefined) target[key] = value
@@ -70,7 +74,7 @@ export async function triggerBody(kind: Kind, flags: BodyFlags, env: Record<stri
   set(destination, 'useSSL', flags['use-ssl'])
   set(destination, 'skipStorage', flags['skip-storage'])
   if (kind === 'restore' && !destination.filename && !destination.skipStorage) {
-    throw new CliError('restore needs --filename (the object to restore, as `list` or the backup\'s polling body shows it)', EXIT.usage)
+    throw new CliError("restore needs --filename (the object to restore, as `list` or the backup's polling body shows it)", EXIT.usage)
   }
 
   const database: Record<string, any> = (body[kind] ??= {})
@@ -85,7 +89,11 @@ export async function triggerBody(kind: Kind, flags: BodyFlags, env: Record<stri
   if (flags.param && flags.param.length > 0) {
     // The body's own parameters stay, in either form the agent takes (a list, or one object).
     const given = database.parameters
-    const parameters: unknown[] = Array.isArray(given) ? given : given && typeof given === 'object' ? Object.entries(given).map(([k, v]) => ({ [k]: v })) : []
+    const parameters: unknown[] = Array.isArray(given)
+      ? given
+      : given && typeof given === 'object'
+        ? Object.entries(given).map(([k, v]) => ({ [k]: v }))
+        : []
     for (const pair of flags.param) {
       const eq = pair.indexOf('=')
       // not quoted back: what was typed may be a value, and values may be secrets

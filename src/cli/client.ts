@@ -32,13 +32,22 @@ export class AgentClient {
   async request(method: string, path: string, body?: unknown): Promise<AgentReply> {
     const { credentials, source } = this.#connection
     const url = withoutUserinfo(this.#connection.url)
-    if (url !== this.#connection.url) throw new CliError(`the agent URL ${url} must not hold a user or password: use --username/--password or the credentials file`, EXIT.usage)
+    if (url !== this.#connection.url)
+      throw new CliError(
+        `the agent URL ${url} must not hold a user or password: use --username/--password or the credentials file`,
+        EXIT.usage,
+      )
     const headers: Record<string, string> = {}
     if (credentials) headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`
     if (body !== undefined) headers['content-type'] = 'application/json'
     let res: Response
     try {
-      res = await fetch(url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(30_000) })
+      res = await fetch(url + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(30_000),
+      })
     } catch (error) {
       const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message
       throw new CliError(`cannot reach the agent at ${url} (${cause}); is it running? (--url or OSB_AGENT_URL)`, EXIT.unreachable)

@@ -25,9 +25,17 @@ export async function resolveConnection(flags: ConnectionFlags, env: Record<stri
   const username = flags.username ?? env.OSB_AGENT_USERNAME
   const password = flags.password ?? env.OSB_AGENT_PASSWORD
   if (username !== undefined && password !== undefined) {
-    return { url, credentials: { username, password }, source: flags.password !== undefined ? 'the command line' : 'OSB_AGENT_USERNAME/OSB_AGENT_PASSWORD' }
+    return {
+      url,
+      credentials: { username, password },
+      source: flags.password !== undefined ? 'the command line' : 'OSB_AGENT_USERNAME/OSB_AGENT_PASSWORD',
+    }
   }
   const file = resolve(cwd, flags.credentials ?? env.OSB_AGENT_CREDENTIALS ?? DEFAULT_CREDENTIALS_FILE)
   const fromFile = await readCredentials(file)
-  return { url, credentials: fromFile, source: fromFile ? file : `nowhere (no --username/--password, no OSB_AGENT_USERNAME/OSB_AGENT_PASSWORD, no ${file})` }
+  return {
+    url,
+    credentials: fromFile,
+    source: fromFile ? file : `nowhere (no --username/--password, no OSB_AGENT_USERNAME/OSB_AGENT_PASSWORD, no ${file})`,
+  }
 }

@@ -40,7 +40,7 @@ const CONNECTION_HELP = [
   `--url URL            the agent (env OSB_AGENT_URL; default ${DEFAULT_URL})`,
   '--username, --password  login (env OSB_AGENT_USERNAME, OSB_AGENT_PASSWORD)',
   `--credentials FILE   client_username=/client_password= lines (env OSB_AGENT_CREDENTIALS; default ./${DEFAULT_CREDENTIALS_FILE})`,
-  '--json               print JSON (the agent\'s bodies) instead of text',
+  "--json               print JSON (the agent's bodies) instead of text",
 ]
 const KIND_OPTION: Options = { kind: { type: 'string' } }
 const KIND_HELP = '--kind backup|restore  which kind of job (default: look in both)'
@@ -130,7 +130,11 @@ const COMMANDS: Record<string, Command> = {
   wait: {
     summary: 'follow a job until it ends: progress and stage; exit 0 SUCCEEDED, 1 FAILED',
     usage: 'osb-backup-agent wait <id> [--kind backup|restore] [--interval S] [--timeout S]',
-    help: [KIND_HELP, '--interval S         seconds between polls (default 1)', '--timeout S          give up after S seconds (exit 1; default: never)'],
+    help: [
+      KIND_HELP,
+      '--interval S         seconds between polls (default 1)',
+      '--timeout S          give up after S seconds (exit 1; default: never)',
+    ],
     options: { ...KIND_OPTION, interval: { type: 'string' }, timeout: { type: 'string' } },
     client: true,
     async run(values, args, io) {
@@ -140,7 +144,12 @@ const COMMANDS: Record<string, Command> = {
   list: {
     summary: 'list jobs, newest first',
     usage: 'osb-backup-agent list [--kind backup|restore] [--status S] [--limit N] [--cursor C]',
-    help: ['--kind backup|restore  (default backup)', '--status RUNNING|SUCCEEDED|FAILED', '--limit N            jobs per page (default 100)', '--cursor C           the next page (printed after a full page)'],
+    help: [
+      '--kind backup|restore  (default backup)',
+      '--status RUNNING|SUCCEEDED|FAILED',
+      '--limit N            jobs per page (default 100)',
+      '--cursor C           the next page (printed after a full page)',
+    ],
     options: { ...KIND_OPTION, status: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' } },
     client: true,
     async run(values, _args, io) {
@@ -176,7 +185,14 @@ const COMMANDS: Record<string, Command> = {
       try {
         // loaded here: the codec is not needed by `serve` or the client commands
         const { decrypt } = await import('./decrypt.ts')
-        await decrypt({ input: args[0], output: values.out as string | undefined, keyFile: values['key-file'] as string | undefined, env: io.env, stdin: process.stdin, stdout: process.stdout })
+        await decrypt({
+          input: args[0],
+          output: values.out as string | undefined,
+          keyFile: values['key-file'] as string | undefined,
+          env: io.env,
+          stdin: process.stdin,
+          stdout: process.stdout,
+        })
       } catch (error) {
         throw new CliError(`decrypt failed: ${(error as Error).message}`, EXIT.failed)
       }
@@ -194,7 +210,8 @@ const COMMANDS: Record<string, Command> = {
       const id = oneId(args)
       const { kind } = await client.poll(id, kindOf(values))
       const reply = await client.request('POST', `/${kind}/${encodeURIComponent(id)}/cancel`)
-      if (reply.status !== 202) throw refused(reply.status === 409 ? { status: 409, body: { message: `${kind} ${id} is not running` } } : reply)
+      if (reply.status !== 202)
+        throw refused(reply.status === 409 ? { status: 409, body: { message: `${kind} ${id} is not running` } } : reply)
       io.out(values.json ? JSON.stringify({ kind, id, ...reply.body }) : String(reply.body.message))
       return EXIT.ok
     },
@@ -245,7 +262,8 @@ async function waitFor(client: AgentClient, id: string, kind: Kind | undefined, 
       else io.out(describeJob(polled.kind, polled.body))
       return polled.body.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed
     }
-    if (Date.now() > deadline) throw new CliError(`${kind} ${id} is still running (state ${polled.body.state}) after --timeout`, EXIT.failed)
+    if (Date.now() > deadline)
+      throw new CliError(`${kind} ${id} is still running (state ${polled.body.state}) after --timeout`, EXIT.failed)
     await new Promise((r) => setTimeout(r, interval))
   }
 }
@@ -273,7 +291,7 @@ function overview(): string {
     'Commands:',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)}${c.summary}`),
     '',
-    'osb-backup-agent <command> --help shows a command\'s options. Exit codes: 0 ok, 1 the job or',
+    "osb-backup-agent <command> --help shows a command's options. Exit codes: 0 ok, 1 the job or",
     'request failed, 2 wrong usage, 3 the agent cannot be reached or refused the login.',
   ].join('\n')
 }

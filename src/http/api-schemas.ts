@@ -20,7 +20,9 @@ export function pollingBodySchema(kind: JobKind): JsonSchema {
   for (const field of logFields(kind)) {
     const stage = field.replace(/_(log|errorlog)$/, '').replaceAll('_', '-')
     const stream = field.endsWith('_errorlog') ? 'stderr' : 'stdout'
-    logs[field] = string({ description: `the last script_log_max_bytes of the ${stage} script's ${stream}, secrets masked; '' until it ran` })
+    logs[field] = string({
+      description: `the last script_log_max_bytes of the ${stage} script's ${stream}, secrets masked; '' until it ran`,
+    })
   }
   return object(
     {
@@ -29,7 +31,7 @@ export function pollingBodySchema(kind: JobKind): JsonSchema {
       state: string({ description: `the running stage (${stageNames(kind)}), \`starting\` before the first, \`finished\` at the end` }),
       error_message: optional(string({ description: 'why the job failed (present only then); cleanup and unlock problems are appended' })),
       type: string({ description: 'destination type as requested: S3, SWIFT or LOCAL' }),
-      compression: boolean({ description: 'the request\'s compression flag, passed to the scripts' }),
+      compression: boolean({ description: "the request's compression flag, passed to the scripts" }),
       skip_storage: boolean({ description: 'true when the scripts move the file themselves (no upload or download stage)' }),
       useSSL: optional(boolean({ description: 'S3 and SWIFT: whether the storage endpoint is reached over HTTPS' })),
       skipSSL: optional(boolean({ description: 'S3 and SWIFT: the opposite of useSSL' })),
@@ -41,7 +43,12 @@ export function pollingBodySchema(kind: JobKind): JsonSchema {
       container_name: optional(string({ description: 'SWIFT: the container' })),
       project_name: optional(string({ description: 'SWIFT: the Keystone project' })),
       filenamePrefix: string({ description: 'exactly as received; S3 key prefix, LOCAL folder' }),
-      filename: string({ description: kind === 'backup' ? 'the file the backup script wrote (the object name without the prefix); \'\' until then' : 'the object restored' }),
+      filename: string({
+        description:
+          kind === 'backup'
+            ? "the file the backup script wrote (the object name without the prefix); '' until then"
+            : 'the object restored',
+      }),
       filesize: object(
         { size: integer({ description: 'bytes' }), unit: literal('byte', { description: 'always "byte"' }) },
         { description: kind === 'backup' ? 'size of the backup file' : 'size of the downloaded file' },
@@ -62,7 +69,7 @@ export const JobSummarySchema = object(
     status: STATUS,
     state: string({ description: 'the running stage, or `finished`' }),
     type: string({ description: 'destination type' }),
-    filename: string({ description: 'the backup file or restored object; \'\' until known' }),
+    filename: string({ description: "the backup file or restored object; '' until known" }),
     filesize: integer({ description: 'its size in bytes' }),
     start_time: string({ description: TIMESTAMP }),
     end_time: string({ description: `${TIMESTAMP}; '' while running` }),
@@ -113,7 +120,10 @@ export function rejectedSchema(kind: JobKind): JsonSchema {
 }
 
 export const HealthSchema = object(
-  { status: union([literal('ok'), literal('stopping')]), store: optional(literal('unwritable', { description: 'present while the job store cannot be written' })) },
+  {
+    status: union([literal('ok'), literal('stopping')]),
+    store: optional(literal('unwritable', { description: 'present while the job store cannot be written' })),
+  },
   { description: 'liveness' },
 )
 

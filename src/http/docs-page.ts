@@ -31,7 +31,9 @@ function fieldRows(schema: JsonSchema, prefix = ''): string[] {
   for (const [name, child] of Object.entries(object.properties)) {
     const path = `${prefix}${prefix ? arrayMark : ''}${name}`
     const required = object.required?.includes(name) ? 'yes' : ''
-    rows.push(`<tr><td><code>${escape(path)}</code></td><td>${escape(typeOf(child))}</td><td>${required}</td><td>${prose(child.description)}</td></tr>`)
+    rows.push(
+      `<tr><td><code>${escape(path)}</code></td><td>${escape(typeOf(child))}</td><td>${required}</td><td>${prose(child.description)}</td></tr>`,
+    )
     rows.push(...fieldRows(child, `${path}${child.type === 'array' ? '[]' : ''}.`))
   }
   return rows
@@ -49,9 +51,11 @@ function firstSchema(content: Record<string, { schema?: JsonSchema }> | undefine
 
 function operationSection(path: string, method: string, op: Operation): string {
   const id = `${method}-${path}`.replace(/[^A-Za-z0-9]+/g, '-')
-  const auth = op.security && op.security.length === 0 ? '<span class="public">no credentials</span>' : '<span class="auth">Basic auth</span>'
+  const auth =
+    op.security && op.security.length === 0 ? '<span class="public">no credentials</span>' : '<span class="auth">Basic auth</span>'
   const parameters = (op.parameters ?? []).map(
-    (p) => `<tr><td><code>${escape(p.name)}</code></td><td>${escape(p.in)}</td><td>${p.required ? 'yes' : ''}</td><td>${prose(p.description ?? p.schema?.description)}</td></tr>`,
+    (p) =>
+      `<tr><td><code>${escape(p.name)}</code></td><td>${escape(p.in)}</td><td>${p.required ? 'yes' : ''}</td><td>${prose(p.description ?? p.schema?.description)}</td></tr>`,
   )
   const body = firstSchema(op.requestBody?.content)
   const responses = Object.entries(op.responses ?? {}).map(([status, r]) => {
@@ -63,7 +67,9 @@ function operationSection(path: string, method: string, op: Operation): string {
     `<h3><span class="method ${method}">${method.toUpperCase()}</span> <span class="path">${escape(path)}</span> ${auth}</h3>`,
     `<p class="summary">${prose(op.summary)}</p>`,
     op.description ? `<p>${prose(op.description)}</p>` : '',
-    parameters.length > 0 ? `<h4>Parameters</h4><table><thead><tr><th>name</th><th>in</th><th>required</th><th>meaning</th></tr></thead><tbody>${parameters.join('')}</tbody></table>` : '',
+    parameters.length > 0
+      ? `<h4>Parameters</h4><table><thead><tr><th>name</th><th>in</th><th>required</th><th>meaning</th></tr></thead><tbody>${parameters.join('')}</tbody></table>`
+      : '',
     body ? `<h4>Request body</h4><p>${prose(body.description)}</p>${fieldTable(body)}` : '',
     `<h4>Responses</h4>${responses.join('')}`,
     '</section>',
@@ -79,7 +85,10 @@ export function renderDocsPage(doc: OpenApiDocument): string {
     }
   }
   const index = operations
-    .map(({ path, method, op }) => `<li><a href="#${`${method}-${path}`.replace(/[^A-Za-z0-9]+/g, '-')}"><span class="method ${method}">${method.toUpperCase()}</span> ${escape(path)}</a> — ${prose(op.summary)}</li>`)
+    .map(
+      ({ path, method, op }) =>
+        `<li><a href="#${`${method}-${path}`.replace(/[^A-Za-z0-9]+/g, '-')}"><span class="method ${method}">${method.toUpperCase()}</span> ${escape(path)}</a> — ${prose(op.summary)}</li>`,
+    )
     .join('\n')
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escape(doc.info.title)}</title>

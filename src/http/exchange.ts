@@ -34,7 +34,8 @@ export interface Answer {
 }
 
 /** An answer with a JSON body. */
-export const jsonAnswer = (status: number, json: unknown, headers?: Record<string, string>): Answer => (headers ? { status, json, headers } : { status, json })
+export const jsonAnswer = (status: number, json: unknown, headers?: Record<string, string>): Answer =>
+  headers ? { status, json, headers } : { status, json }
 /** An answer without a body. */
 export const emptyAnswer = (status: number): Answer => ({ status })
 
@@ -54,7 +55,15 @@ export class Exchange {
   readonly #number: number
   readonly #query: string
 
-  constructor(req: IncomingMessage, res: ServerResponse, deps: AppDeps, params: Record<string, string>, query: string, number: number, started: number) {
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    deps: AppDeps,
+    params: Record<string, string>,
+    query: string,
+    number: number,
+    started: number,
+  ) {
     this.req = req
     this.res = res
     this.deps = deps

@@ -85,11 +85,19 @@ export function jobHandlers(kind: JobKind): JobHandlers {
       const entry = registry.start(job)
       if (entry === 'exists') return pollingAnswer(409, registry.get(kind, job.id)?.body ?? '{}')
       if (entry === 'closing') {
-        return jsonAnswer(503, { message: `${kind} not started`, state: 'Job creation', error_message: 'the agent is shutting down; try again when it is back' }, { 'retry-after': '30' })
+        return jsonAnswer(
+          503,
+          { message: `${kind} not started`, state: 'Job creation', error_message: 'the agent is shutting down; try again when it is back' },
+          { 'retry-after': '30' },
+        )
       }
       if (entry === 'store') {
         const problem = registry.storeProblem ?? 'the job store could not be written'
-        return jsonAnswer(503, { message: `${kind} not started: ${problem}; try again when it can be written`, state: 'Job creation', error_message: problem }, { 'retry-after': '30' })
+        return jsonAnswer(
+          503,
+          { message: `${kind} not started: ${problem}; try again when it can be written`, state: 'Job creation', error_message: problem },
+          { 'retry-after': '30' },
+        )
       }
       if (entry === 'full') {
         return jsonAnswer(429, {
@@ -98,7 +106,11 @@ export function jobHandlers(kind: JobKind): JobHandlers {
           error_message: `${registry.running} jobs are running, the most max_job_number allows; try again when one has finished`,
         })
       }
-      x.log('info', { job: job.id, kind, type: job.request.destination.type, skipStorage: job.request.destination.skipStorage }, 'job started')
+      x.log(
+        'info',
+        { job: job.id, kind, type: job.request.destination.type, skipStorage: job.request.destination.skipStorage },
+        'job started',
+      )
       void runJob(job, entry.live.cancel.signal, x.deps.runner)
       return emptyAnswer(201)
     },

@@ -40,7 +40,11 @@ export const string = (options: Options | string = {}): JsonSchema => ({ type: '
 export const integer = (options: Options | string = {}): JsonSchema => ({ type: 'integer', ...described(options) })
 export const boolean = (options: Options | string = {}): JsonSchema => ({ type: 'boolean', ...described(options) })
 export const nullType = (): JsonSchema => ({ type: 'null' })
-export const literal = (value: string, options: Options | string = {}): JsonSchema => ({ type: 'string', const: value, ...described(options) })
+export const literal = (value: string, options: Options | string = {}): JsonSchema => ({
+  type: 'string',
+  const: value,
+  ...described(options),
+})
 export const array = (items: JsonSchema, options: Options | string = {}): JsonSchema => ({ type: 'array', items, ...described(options) })
 export const union = (members: JsonSchema[], options: Options | string = {}): JsonSchema => ({ anyOf: members, ...described(options) })
 /** Any JSON value. */

@@ -45,7 +45,12 @@ export interface ConnectionLimit {
  * Counts the server's connections and marks those opened beyond `max`. `event` is
  * 'secureConnection' for TLS, so the socket marked is the one requests arrive on.
  */
-export function limitConnections(server: Server, event: 'connection' | 'secureConnection', max = MAX_CONNECTIONS, hardMax = HARD_MAX_CONNECTIONS): ConnectionLimit {
+export function limitConnections(
+  server: Server,
+  event: 'connection' | 'secureConnection',
+  max = MAX_CONNECTIONS,
+  hardMax = HARD_MAX_CONNECTIONS,
+): ConnectionLimit {
   let open = 0
   server.maxConnections = hardMax
   server.on(event, (socket: MarkedSocket) => {

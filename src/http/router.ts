@@ -110,7 +110,8 @@ export class Router {
     for (const segment of route.path.slice(1).split('/')) {
       if (segment.startsWith(':')) {
         const name = segment.slice(1)
-        if (node.param && node.param.name !== name) throw new Error(`${route.path}: one parameter per position (:${node.param.name} is there already)`)
+        if (node.param && node.param.name !== name)
+          throw new Error(`${route.path}: one parameter per position (:${node.param.name} is there already)`)
         node.param ??= { name, node: newNode() }
         node = node.param.node
       } else {

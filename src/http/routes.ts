@@ -3,7 +3,17 @@
 // the server's access check (src/http/server.ts) and the OpenAPI document and /docs page
 // (src/http/openapi.ts) all read it; nothing else lists routes.
 import type { JobKind } from '../jobs/request.ts'
-import { Empty, HealthSchema, IdParamsSchema, ListingQuerySchema, ListingSchema, MessageSchema, RefusedSchema, pollingBodySchema, rejectedSchema } from './api-schemas.ts'
+import {
+  Empty,
+  HealthSchema,
+  IdParamsSchema,
+  ListingQuerySchema,
+  ListingSchema,
+  MessageSchema,
+  RefusedSchema,
+  pollingBodySchema,
+  rejectedSchema,
+} from './api-schemas.ts'
 import { apiDocs } from './docs.ts'
 import { jobHandlers } from './jobs.ts'
 import { metrics } from './metrics.ts'
@@ -19,7 +29,11 @@ const agentRoutes: Route[] = [
     method: 'GET',
     path: '/status',
     access: 'authenticated',
-    doc: { tags: ['agent'], summary: 'is the agent running (authenticated)', responses: { 200: { ...MessageSchema, description: '{"message":"Client is running"}' } } },
+    doc: {
+      tags: ['agent'],
+      summary: 'is the agent running (authenticated)',
+      responses: { 200: { ...MessageSchema, description: '{"message":"Client is running"}' } },
+    },
     handle: status,
   },
   {
@@ -29,7 +43,8 @@ const agentRoutes: Route[] = [
     doc: {
       tags: ['agent'],
       summary: 'liveness, without credentials',
-      description: '200 while the agent serves (with "store":"unwritable" while the job store cannot be written), 503 while it shuts down; says nothing else.',
+      description:
+        '200 while the agent serves (with "store":"unwritable" while the job store cannot be written), 503 while it shuts down; says nothing else.',
       responses: { 200: { ...HealthSchema, description: 'serving' }, 503: { ...HealthSchema, description: 'shutting down' } },
     },
     handle: health,
@@ -41,7 +56,8 @@ const agentRoutes: Route[] = [
     doc: {
       tags: ['agent'],
       summary: 'Prometheus metrics',
-      description: 'Jobs started and finished, running jobs, stage durations, transfer bytes and time by backend, failures by reason, process metrics. Needs the credentials unless metrics_public is true.',
+      description:
+        'Jobs started and finished, running jobs, stage durations, transfer bytes and time by backend, failures by reason, process metrics. Needs the credentials unless metrics_public is true.',
       responses: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } } },
     },
     handle: metrics,
@@ -50,14 +66,22 @@ const agentRoutes: Route[] = [
     method: 'GET',
     path: '/openapi.json',
     access: 'public',
-    doc: { tags: ['agent'], summary: 'this API as OpenAPI 3.1', responses: { 200: { description: 'the OpenAPI document', type: 'object' } } },
+    doc: {
+      tags: ['agent'],
+      summary: 'this API as OpenAPI 3.1',
+      responses: { 200: { description: 'the OpenAPI document', type: 'object' } },
+    },
     handle: docs.openApi,
   },
   {
     method: 'GET',
     path: '/docs',
     access: 'public',
-    doc: { tags: ['agent'], summary: 'this API as a page', responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } } } },
+    doc: {
+      tags: ['agent'],
+      summary: 'this API as a page',
+      responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } } },
+    },
     handle: docs.docsPage,
   },
 ]

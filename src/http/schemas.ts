@@ -11,9 +11,11 @@ const Flag = (description: string) => Nullable(boolean(), description)
 
 export const DestinationSchema = object(
   {
-    type: Text('S3, SWIFT or LOCAL (objects under the agent\'s local_storage_root)'),
+    type: Text("S3, SWIFT or LOCAL (objects under the agent's local_storage_root)"),
     skipStorage: Flag('the scripts move the file themselves; they get the destination as S3_* / SWIFT_* variables'),
-    filenamePrefix: Text('S3 key prefix or LOCAL folder, ending in /; echoed in the polling body; at most 512 bytes where the agent stores under it, LOCAL folders 255'),
+    filenamePrefix: Text(
+      'S3 key prefix or LOCAL folder, ending in /; echoed in the polling body; at most 512 bytes where the agent stores under it, LOCAL folders 255',
+    ),
     filename: Text('restore: the object to fetch, without the prefix (a plain file name, at most 200 bytes in UTF-8)'),
     // S3
     bucket: Text('S3: bucket'),
@@ -41,7 +43,12 @@ export const DatabaseSchema = object(
     password: Text('database password (script argument; never logged or echoed; may be "")'),
     database: Text('database name (script argument)'),
     /** A list of one-key objects, a plain object, or null; its keys are taken as they are. */
-    parameters: optional(unknown({ description: 'extra variables for the scripts: [{"name": value}, …] or {"name": value}; names [a-z_][a-z0-9_]* or listed in script_parameter_names, reserved names refused; at most 256, values at most 32 KiB' })),
+    parameters: optional(
+      unknown({
+        description:
+          'extra variables for the scripts: [{"name": value}, …] or {"name": value}; names [a-z_][a-z0-9_]* or listed in script_parameter_names, reserved names refused; at most 256, values at most 32 KiB',
+      }),
+    ),
   },
   { description: 'the database the scripts work on' },
 )
@@ -100,4 +107,3 @@ export interface TriggerBody {
 export interface DeleteBody {
   id?: Field<string>
 }
-

@@ -28,10 +28,23 @@ export const utf8Bytes = (text: string): number => Buffer.byteLength(text, 'utf8
 /** The storage fields the scripts get with skipStorage (src/scripts/environment.ts), by request field. */
 function storageInputs(d: Destination): [field: string, value: string][] {
   if (d.type === 'S3') {
-    return [['bucket', d.bucket], ['endpoint', d.endpoint], ['region', d.region ?? ''], ['authKey', d.authKey], ['authSecret', d.authSecret]]
+    return [
+      ['bucket', d.bucket],
+      ['endpoint', d.endpoint],
+      ['region', d.region ?? ''],
+      ['authKey', d.authKey],
+      ['authSecret', d.authSecret],
+    ]
   }
   if (d.type === 'SWIFT') {
-    return [['authUrl', d.authUrl], ['domain', d.domain], ['project_name', d.projectName], ['container_name', d.containerName], ['username', d.username], ['password', d.password]]
+    return [
+      ['authUrl', d.authUrl],
+      ['domain', d.domain],
+      ['project_name', d.projectName],
+      ['container_name', d.containerName],
+      ['username', d.username],
+      ['password', d.password],
+    ]
   }
   return []
 }
@@ -43,7 +56,10 @@ function scriptInputs(request: JobRequest): [field: string, value: string][] {
     ['id', request.id],
     ['encryption_key', request.encryptionKey],
     ...(['host', 'username', 'password', 'database'] as const).map((f): [string, string] => [`${kind}.${f}`, db[f]]),
-    ...[...storageInputs(d), ['filenamePrefix', d.filenamePrefix], ['filename', d.filename]].map(([f, v]): [string, string] => [`destination.${f}`, v as string]),
+    ...[...storageInputs(d), ['filenamePrefix', d.filenamePrefix], ['filename', d.filename]].map(([f, v]): [string, string] => [
+      `destination.${f}`,
+      v as string,
+    ]),
     ...Object.entries(db.parameters).map(([name, value]): [string, string] => [`${kind}.parameters.${name}`, value]),
   ]
 }
@@ -56,12 +72,16 @@ export function scriptInputProblems(request: JobRequest): string[] {
     const bytes = utf8Bytes(value)
     total += bytes
     if (bytes > SCRIPT_STRING_MAX_BYTES) {
-      problems.push(`${field} is ${bytes} bytes: a string passed to the scripts is at most ${SCRIPT_STRING_MAX_BYTES} bytes (32 KiB in UTF-8)`)
+      problems.push(
+        `${field} is ${bytes} bytes: a string passed to the scripts is at most ${SCRIPT_STRING_MAX_BYTES} bytes (32 KiB in UTF-8)`,
+      )
     }
   }
   for (const name of Object.keys(request.database.parameters)) total += utf8Bytes(name)
   if (total > SCRIPT_INPUTS_MAX_BYTES) {
-    problems.push(`${request.kind}: the scripts would receive ${total} bytes from this request (fields, parameter names and values); at most ${SCRIPT_INPUTS_MAX_BYTES} (512 KiB in UTF-8)`)
+    problems.push(
+      `${request.kind}: the scripts would receive ${total} bytes from this request (fields, parameter names and values); at most ${SCRIPT_INPUTS_MAX_BYTES} (512 KiB in UTF-8)`,
+    )
   }
   return problems
 }

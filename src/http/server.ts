@@ -13,7 +13,16 @@ import { performance } from 'node:perf_hooks'
 import { basicAuthChecker } from './auth.ts'
 import { parseJsonBody } from './body.ts'
 import { Exchange, JSON_TYPE, type AppDeps, type Answer } from './exchange.ts'
-import { bodyStillArriving, drainAfterAnswer, HEADERS_TIMEOUT_MS, IDLE_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, limitConnections, REQUEST_TIMEOUT_MS, TIMEOUT_CHECK_INTERVAL_MS } from './limits.ts'
+import {
+  bodyStillArriving,
+  drainAfterAnswer,
+  HEADERS_TIMEOUT_MS,
+  IDLE_TIMEOUT_MS,
+  KEEP_ALIVE_TIMEOUT_MS,
+  limitConnections,
+  REQUEST_TIMEOUT_MS,
+  TIMEOUT_CHECK_INTERVAL_MS,
+} from './limits.ts'
 import { Router, type Found } from './router.ts'
 import type { Route } from './route.ts'
 import { ROUTES } from './routes.ts'
@@ -46,12 +55,27 @@ export function loggedUrl(url: string): string {
 /** A body larger than BODY_LIMIT_BYTES. */
 class BodyTooLarge extends Error {}
 
-const TOO_LARGE: Answer = { status: 413, json: { message: `the request body is larger than ${BODY_LIMIT_BYTES} bytes` }, headers: { connection: 'close' } }
+const TOO_LARGE: Answer = {
+  status: 413,
+  json: { message: `the request body is larger than ${BODY_LIMIT_BYTES} bytes` },
+  headers: { connection: 'close' },
+}
 const INTERNAL_ERROR: Answer = { status: 500, json: { message: 'internal error' } }
-const UNAUTHORISED: Answer = { status: 401, json: { message: 'Unauthorised.' }, headers: { 'www-authenticate': 'Basic realm="osb-backup-agent"' } }
-const OVER_CONNECTION_LIMIT: Answer = { status: 429, json: { message: 'too many open connections; try again shortly' }, headers: { connection: 'close', 'retry-after': '1' } }
+const UNAUTHORISED: Answer = {
+  status: 401,
+  json: { message: 'Unauthorised.' },
+  headers: { 'www-authenticate': 'Basic realm="osb-backup-agent"' },
+}
+const OVER_CONNECTION_LIMIT: Answer = {
+  status: 429,
+  json: { message: 'too many open connections; try again shortly' },
+  headers: { connection: 'close', 'retry-after': '1' },
+}
 const NOT_FOUND: Answer = { status: 404, json: { message: 'no such route' } }
-const BAD_PATH: Answer = { status: 400, json: { message: 'the request path is malformed: a %-escape that is not UTF-8, or no path at all' } }
+const BAD_PATH: Answer = {
+  status: 400,
+  json: { message: 'the request path is malformed: a %-escape that is not UTF-8, or no path at all' },
+}
 const STOPPING: Answer = { status: 503, json: { message: 'the agent is stopping' }, headers: { connection: 'close' } }
 
 export function createApiServer(deps: AppDeps): ApiServer {
@@ -72,7 +96,9 @@ export function createApiServer(deps: AppDeps): ApiServer {
     connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
     requireHostHeader: false,
   }
-  const server = deps.tls ? https().createServer({ ...httpsOptions(deps.tls), ...options }, onRequest) : http.createServer(options, onRequest)
+  const server = deps.tls
+    ? https().createServer({ ...httpsOptions(deps.tls), ...options }, onRequest)
+    : http.createServer(options, onRequest)
   // A connection that sends nothing at all (Node's header timeout starts with the first byte).
   server.setTimeout(IDLE_TIMEOUT_MS)
   const connections = limitConnections(server, deps.tls ? 'secureConnection' : 'connection')
@@ -82,7 +108,10 @@ export function createApiServer(deps: AppDeps): ApiServer {
     const method = req.method ?? 'GET'
     const url = req.url ?? '/'
     const found = router.find(method, url)
-    const x = found.kind === 'route' ? new Exchange(req, res, deps, found.params, found.query, ++requests, started) : new Exchange(req, res, deps, {}, '', ++requests, started)
+    const x =
+      found.kind === 'route'
+        ? new Exchange(req, res, deps, found.params, found.query, ++requests, started)
+        : new Exchange(req, res, deps, {}, '', ++requests, started)
 
     if (found.kind === 'bad path') return send(x, BAD_PATH)
     if (closing) return send(x, STOPPING)
@@ -91,10 +120,20 @@ export function createApiServer(deps: AppDeps): ApiServer {
       const ip = req.socket.remoteAddress
       // A locked-out address is answered before its credentials are looked at.
       const wait = throttle.lockedFor(ip)
-      if (wait > 0) return send(x, { status: 429, json: { message: `too many failed logins from this address; try again in ${wait} s` }, headers: { 'retry-after': String(wait) } }, true)
+      if (wait > 0)
+        return send(
+          x,
+          {
+            status: 429,
+            json: { message: `too many failed logins from this address; try again in ${wait} s` },
+            headers: { 'retry-after': String(wait) },
+          },
+          true,
+        )
       if (!authorised(req.headers.authorization)) {
         x.log('warn', { method, url: loggedUrl(url), ip }, 'login failed')
-        if (throttle.recordFailure(ip)) x.log('warn', { ip, failures: config.authMaxFailures }, 'address locked out for a minute after repeated failed logins')
+        if (throttle.recordFailure(ip))
+          x.log('warn', { ip, failures: config.authMaxFailures }, 'address locked out for a minute after repeated failed logins')
         return send(x, UNAUTHORISED)
       }
     }
@@ -104,7 +143,13 @@ export function createApiServer(deps: AppDeps): ApiServer {
         x.body = body
         respond(x, found)
       },
-      (error: unknown) => send(x, error instanceof BodyTooLarge ? TOO_LARGE : { status: 400, json: { message: (error as Error).message }, headers: { connection: 'close' } }),
+      (error: unknown) =>
+        send(
+          x,
+          error instanceof BodyTooLarge
+            ? TOO_LARGE
+            : { status: 400, json: { message: (error as Error).message }, headers: { connection: 'close' } },
+        ),
     )
   }
 
@@ -113,7 +158,11 @@ export function createApiServer(deps: AppDeps): ApiServer {
     if (found.kind === 'route') return run(found.route, x)
     if (found.kind === 'method not allowed') {
       const allow = found.allow
-      return send(x, { status: 405, json: { message: `method ${x.req.method} is not allowed here; use ${allow.join(' or ')}` }, headers: { allow: allow.join(', ') } })
+      return send(x, {
+        status: 405,
+        json: { message: `method ${x.req.method} is not allowed here; use ${allow.join(' or ')}` },
+        headers: { allow: allow.join(', ') },
+      })
     }
     send(x, NOT_FOUND)
   }
@@ -122,7 +171,11 @@ export function createApiServer(deps: AppDeps): ApiServer {
   function run(route: Route, x: Exchange): void {
     try {
       const result = route.handle(x)
-      if (result instanceof Promise) result.then((a) => send(x, a), (error: unknown) => failed(x, error))
+      if (result instanceof Promise)
+        result.then(
+          (a) => send(x, a),
+          (error: unknown) => failed(x, error),
+        )
       else send(x, result)
     } catch (error) {
       failed(x, error)
@@ -167,7 +220,12 @@ export function createApiServer(deps: AppDeps): ApiServer {
 
     const quiet = limited || (req.method === 'GET' && a.status === 200)
     const level = quiet ? 'debug' : 'info'
-    if (log.isLevelEnabled(level)) x.log(level, { method: req.method, url: loggedUrl(req.url ?? '/'), status: a.status, ms: Math.round(performance.now() - x.started) }, 'request')
+    if (log.isLevelEnabled(level))
+      x.log(
+        level,
+        { method: req.method, url: loggedUrl(req.url ?? '/'), status: a.status, ms: Math.round(performance.now() - x.started) },
+        'request',
+      )
   }
 
   // Node ends a CONNECT request's socket without a word when nothing listens for it; answer it
@@ -175,7 +233,9 @@ export function createApiServer(deps: AppDeps): ApiServer {
   server.on('connect', (_req: unknown, socket: Socket) => {
     const body = JSON.stringify({ message: 'method CONNECT is not allowed' })
     socket.on('error', () => socket.destroy()) // a client gone already is no error of ours
-    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    )
   })
 
   // What Node cannot parse (or a request past its timeout) gets a JSON answer before the socket
@@ -190,7 +250,8 @@ export function createApiServer(deps: AppDeps): ApiServer {
           : [400, 'Bad Request', 'Client Error']
     log.trace({ err: error }, 'client error')
     const body = JSON.stringify({ error: reason, message, statusCode: status })
-    if (socket.writable) socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${body.length}\r\nContent-Type: application/json\r\n\r\n${body}`)
+    if (socket.writable)
+      socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${body.length}\r\nContent-Type: application/json\r\n\r\n${body}`)
     socket.destroy(error)
   })
 

@@ -69,7 +69,11 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
   const type = DESTINATION_TYPES.find((t) => t === d.type)
   if (type === undefined) {
     const choices = DESTINATION_TYPES.join(', ')
-    errors.push(d.type ? `destination.type must be one of ${choices}, not ${JSON.stringify(d.type.slice(0, 32))}${d.type.length > 32 ? ' (cut)' : ''}` : `destination.type is required (${choices})`)
+    errors.push(
+      d.type
+        ? `destination.type must be one of ${choices}, not ${JSON.stringify(d.type.slice(0, 32))}${d.type.length > 32 ? ' (cut)' : ''}`
+        : `destination.type is required (${choices})`,
+    )
     return undefined
   }
   const skipStorage = config.skipStorage || (d.skipStorage ?? false)
@@ -79,7 +83,9 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
   // the upload after the scripts ran; elsewhere it is only echoed or passed to the scripts.
   const prefixBytes = utf8Bytes(filenamePrefix)
   if (!skipStorage && type !== 'SWIFT' && prefixBytes > FILENAME_PREFIX_MAX_BYTES) {
-    errors.push(`destination.filenamePrefix is ${prefixBytes} bytes: at most ${FILENAME_PREFIX_MAX_BYTES} in UTF-8 where the agent stores under it (an S3 key, prefix and file name, is at most 1024 bytes)`)
+    errors.push(
+      `destination.filenamePrefix is ${prefixBytes} bytes: at most ${FILENAME_PREFIX_MAX_BYTES} in UTF-8 where the agent stores under it (an S3 key, prefix and file name, is at most 1024 bytes)`,
+    )
   }
   const filename = d.filename ?? ''
   if (kind === 'restore') {
@@ -100,11 +106,16 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
       errors.push('destination.filenamePrefix for LOCAL must be relative folder names (no leading /, no . or .., no empty parts)')
     }
     const longFolder = filenamePrefix.split('/').find((part) => utf8Bytes(part) > FOLDER_NAME_MAX_BYTES)
-    if (!skipStorage && longFolder !== undefined) errors.push(`destination.filenamePrefix for LOCAL has a folder name of ${utf8Bytes(longFolder)} bytes: at most ${FOLDER_NAME_MAX_BYTES} (NAME_MAX)`)
+    if (!skipStorage && longFolder !== undefined)
+      errors.push(
+        `destination.filenamePrefix for LOCAL has a folder name of ${utf8Bytes(longFolder)} bytes: at most ${FOLDER_NAME_MAX_BYTES} (NAME_MAX)`,
+      )
     // Names starting with "." are LOCAL's own files (metadata, partial uploads): never objects.
     if (!skipStorage) {
       const reserved = (field: string, part: string) =>
-        errors.push(`destination.${field} for LOCAL must not start a name with "." (${JSON.stringify(part.slice(0, 64))}): such names are the agent's own files`)
+        errors.push(
+          `destination.${field} for LOCAL must not start a name with "." (${JSON.stringify(part.slice(0, 64))}): such names are the agent's own files`,
+        )
       const dottedFolder = filenamePrefix.split('/').find((part) => part.startsWith('.'))
       if (dottedFolder !== undefined) reserved('filenamePrefix', dottedFolder)
       if (kind === 'restore' && filename.startsWith('.')) reserved('filename', filename)
@@ -115,8 +126,10 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     // Path-style URLs carry the bucket and the key as path segments, and URL parsing resolves
     // `.` and `..` there: such a name would address another object than the one named.
     const bucket = d.bucket ?? ''
-    if (bucket === '.' || bucket === '..' || bucket.includes('/')) errors.push('destination.bucket must be a bucket name (no /, not . or ..)')
-    if (filenamePrefix.split('/').some((part) => part === '.' || part === '..')) errors.push('destination.filenamePrefix for S3 must not have a . or .. folder (a URL resolves them)')
+    if (bucket === '.' || bucket === '..' || bucket.includes('/'))
+      errors.push('destination.bucket must be a bucket name (no /, not . or ..)')
+    if (filenamePrefix.split('/').some((part) => part === '.' || part === '..'))
+      errors.push('destination.filenamePrefix for S3 must not have a . or .. folder (a URL resolves them)')
     const endpoint = d.endpoint || config.defaultS3Endpoint
     const url = s3EndpointUrl(endpoint, d.useSSL, d.skipSSL, errors)
     if (url === undefined) return undefined
@@ -135,18 +148,24 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
   // The container is a segment of the storage URL (% is encoded): URL parsing resolves `..` and a
   // `/` adds segments, so either would leave the account the token is for.
   const container = d.container_name ?? ''
-  if (container.includes('/') || container === '.' || container === '..') errors.push('destination.container_name must be a plain container name (no /, not . or ..)')
+  if (container.includes('/') || container === '.' || container === '..')
+    errors.push('destination.container_name must be a plain container name (no /, not . or ..)')
   const authUrl = d.authUrl ?? ''
   if (authUrl !== '') {
     const url = URL.parse(authUrl)
-    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) errors.push('destination.authUrl must be an http:// or https:// URL')
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+      errors.push('destination.authUrl must be an http:// or https:// URL')
     // The auth URL is echoed in polling bodies and named in log lines: no credentials in it.
-    else if (url.username !== '' || url.password !== '') errors.push('destination.authUrl must not contain a user or password (user@ or user:password@); use username and password')
+    else if (url.username !== '' || url.password !== '')
+      errors.push('destination.authUrl must not contain a user or password (user@ or user:password@); use username and password')
     else {
       // The login's own rule (src/storage/swift/keystone.ts) decides the version: the same URLs here.
       const version = authVersion(authUrl)
       for (const field of KEYSTONE_FIELDS[version]) {
-        if (!d[field]) errors.push(`destination.${field} is required for Keystone ${version} (authUrl ending in /${version === 'v3' ? 'v3' : 'v2.0 or /v2'})`)
+        if (!d[field])
+          errors.push(
+            `destination.${field} is required for Keystone ${version} (authUrl ending in /${version === 'v3' ? 'v3' : 'v2.0 or /v2'})`,
+          )
       }
     }
   }
@@ -171,7 +190,12 @@ export function isPlainRelativePath(path: string): boolean {
  * The S3 endpoint as a URL. The scheme comes from, in order: a scheme in the endpoint, useSSL,
  * skipSSL (useSSL = !skipSSL), else HTTPS. An explicit flag that contradicts the scheme is an error.
  */
-function s3EndpointUrl(endpoint: string, useSSL: boolean | null | undefined, skipSSL: boolean | null | undefined, errors: string[]): URL | undefined {
+function s3EndpointUrl(
+  endpoint: string,
+  useSSL: boolean | null | undefined,
+  skipSSL: boolean | null | undefined,
+  errors: string[],
+): URL | undefined {
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(endpoint)?.[1]?.toLowerCase()
   if (scheme !== undefined && scheme !== 'http' && scheme !== 'https') {
     errors.push('destination.endpoint must be host[:port], optionally with http:// or https://')
@@ -188,7 +212,15 @@ function s3EndpointUrl(endpoint: string, useSSL: boolean | null | undefined, ski
   }
   const https = scheme !== undefined ? scheme === 'https' : (flagSays ?? true)
   const url = URL.parse(scheme !== undefined ? endpoint : `${https ? 'https' : 'http'}://${endpoint}`)
-  if (!url || url.hostname === '' || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '' || (url.pathname !== '/' && url.pathname !== '')) {
+  if (
+    !url ||
+    url.hostname === '' ||
+    url.username !== '' ||
+    url.password !== '' ||
+    url.search !== '' ||
+    url.hash !== '' ||
+    (url.pathname !== '/' && url.pathname !== '')
+  ) {
     errors.push('destination.endpoint must be host[:port], optionally with http:// or https://')
     return undefined
   }
@@ -330,7 +362,9 @@ function canonicalKeys(value: unknown, schema: JsonSchema, path: string, errors:
     const normalised = canonicalKeys(child, properties[name] as JsonSchema, `${path}${name}.`, errors)
     const earlier = seenAs.get(name)
     if (earlier !== undefined && JSON.stringify(out[name]) !== JSON.stringify(normalised)) {
-      errors.push(`${path}${name}: the keys ${JSON.stringify(earlier)} and ${JSON.stringify(key)} differ only by case but have different values`)
+      errors.push(
+        `${path}${name}: the keys ${JSON.stringify(earlier)} and ${JSON.stringify(key)} differ only by case but have different values`,
+      )
       continue
     }
     seenAs.set(name, key)

@@ -49,7 +49,8 @@ export function createEncoder(options: EncodeOptions): Encoder {
   const transforms: Duplex[] = []
   if (options.compression === 'zstd') transforms.push(createZstdCompress())
   if (options.compression === 'gzip') transforms.push(createGzip())
-  if (crypto && header.encryption.mode !== 'none') transforms.push(new EncryptFrames(crypto.dataKey, header.encryption.nonce_prefix, headerBytes))
+  if (crypto && header.encryption.mode !== 'none')
+    transforms.push(new EncryptFrames(crypto.dataKey, header.encryption.nonce_prefix, headerBytes))
   let sha256: string | undefined
   return {
     header,
@@ -119,7 +120,8 @@ export function createDecoder(encryptionKey: string, options: DecodeOptions = {}
     }
     if (header.compression === 'zstd') transforms.push(createZstdDecompress())
     else if (header.compression === 'gzip') transforms.push(createGunzip())
-    else if (header.compression !== 'none') throw new JobError(`unsupported compression ${String(header.compression)} in the streamed backup`)
+    else if (header.compression !== 'none')
+      throw new JobError(`unsupported compression ${String(header.compression)} in the streamed backup`)
     async function* remaining(): AsyncGenerator<Buffer> {
       if (rest.length > 0) yield rest
       for (;;) {
@@ -134,7 +136,9 @@ export function createDecoder(encryptionKey: string, options: DecodeOptions = {}
       let checksum: string
       if (hasTrailer(header)) checksum = verifiedTrailer(result, what, options.storedSha256)
       else if (options.storedSha256 !== undefined && options.storedSha256.toLowerCase() !== result.whole) {
-        throw new JobError(`checksum mismatch: ${what} should have SHA-256 ${options.storedSha256} but the streamed bytes have ${result.whole}`)
+        throw new JobError(
+          `checksum mismatch: ${what} should have SHA-256 ${options.storedSha256} but the streamed bytes have ${result.whole}`,
+        )
       } else checksum = result.whole
       options.onVerified?.({ checksum, digest: result, header })
     }

@@ -37,8 +37,12 @@ export function wantsEncryption(key: string): boolean {
  */
 export function encryptionForBackup(key: string): { encryption: Encryption; dataKey: Buffer } {
   const noncePrefix = randomBytes(7).toString('base64')
-  if (/-----BEGIN PGP/.test(key)) throw new JobError('the encryption_key is a PGP key block, which the agent cannot use: give a passphrase or a PEM public key (X25519 or RSA)')
-  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new JobError('the encryption_key for a backup is a private key: give the PEM public key (the private key is for restores)')
+  if (/-----BEGIN PGP/.test(key))
+    throw new JobError(
+      'the encryption_key is a PGP key block, which the agent cannot use: give a passphrase or a PEM public key (X25519 or RSA)',
+    )
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key))
+    throw new JobError('the encryption_key for a backup is a private key: give the PEM public key (the private key is for restores)')
   if (/-----BEGIN PUBLIC KEY-----/.test(key)) {
     const publicKey = parsePublicKey(key)
     const dataKey = randomBytes(32)
@@ -80,7 +84,8 @@ export function dataKeyForRestore(encryption: Exclude<Encryption, { mode: 'none'
   switch (encryption.mode) {
     case 'passphrase': {
       const { N, r, p } = encryption
-      if (!(N >= 2 && N <= SCRYPT_MAX_N && r >= 1 && r <= 32 && p >= 1 && p <= 16)) throw new JobError('corrupt streamed backup: unusable scrypt parameters')
+      if (!(N >= 2 && N <= SCRYPT_MAX_N && r >= 1 && r <= 32 && p >= 1 && p <= 16))
+        throw new JobError('corrupt streamed backup: unusable scrypt parameters')
       return scryptSync(key, Buffer.from(encryption.salt, 'base64'), 32, { N, r, p, maxmem: 256 * N * r })
     }
     case 'x25519': {
@@ -93,15 +98,18 @@ export function dataKeyForRestore(encryption: Exclude<Encryption, { mode: 'none'
         decipher.setAuthTag(wrapped.subarray(wrapped.length - TAG_BYTES))
         return Buffer.concat([decipher.update(wrapped.subarray(0, wrapped.length - TAG_BYTES)), decipher.final()])
       } catch {
-        throw new JobError('wrong key: the encryption_key does not unwrap this backup\'s data key')
+        throw new JobError("wrong key: the encryption_key does not unwrap this backup's data key")
       }
     }
     case 'rsa-oaep': {
       const privateKey = parsePrivateKey(key, 'rsa')
       try {
-        return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, Buffer.from(encryption.wrapped_key, 'base64'))
+        return privateDecrypt(
+          { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+          Buffer.from(encryption.wrapped_key, 'base64'),
+        )
       } catch {
-        throw new JobError('wrong key: the encryption_key does not unwrap this backup\'s data key')
+        throw new JobError("wrong key: the encryption_key does not unwrap this backup's data key")
       }
     }
   }
@@ -121,7 +129,9 @@ function parsePublicKey(pem: string): KeyObject {
 
 function parsePrivateKey(pem: string, type: 'x25519' | 'rsa'): KeyObject {
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
-    throw new JobError(`the backup was encrypted for a ${type === 'rsa' ? 'RSA' : 'X25519'} public key: the restore needs the matching PEM private key as encryption_key`)
+    throw new JobError(
+      `the backup was encrypted for a ${type === 'rsa' ? 'RSA' : 'X25519'} public key: the restore needs the matching PEM private key as encryption_key`,
+    )
   }
   let key: KeyObject
   try {
@@ -129,7 +139,8 @@ function parsePrivateKey(pem: string, type: 'x25519' | 'rsa'): KeyObject {
   } catch {
     throw new JobError('the encryption_key looks like a PEM private key but cannot be read')
   }
-  if (key.asymmetricKeyType !== type) throw new JobError(`wrong key: the backup needs a ${type} private key, the encryption_key is ${key.asymmetricKeyType}`)
+  if (key.asymmetricKeyType !== type)
+    throw new JobError(`wrong key: the backup needs a ${type} private key, the encryption_key is ${key.asymmetricKeyType}`)
   return key
 }
 
@@ -229,7 +240,9 @@ export class DecryptFrames extends Transform {
     try {
       return Buffer.concat([decipher.update(frame.subarray(0, frame.length - TAG_BYTES)), decipher.final()])
     } catch {
-      throw new JobError(`encrypted backup failed authentication at frame ${this.#index - 1}: it was truncated or tampered with, or the key is wrong`)
+      throw new JobError(
+        `encrypted backup failed authentication at frame ${this.#index - 1}: it was truncated or tampered with, or the key is wrong`,
+      )
     }
   }
 }

@@ -64,12 +64,16 @@ export function decodeHeader(data: Buffer): { header: StreamHeader; raw: Buffer;
   }
   if (typeof header !== 'object' || header === null) throw new JobError('corrupt streamed backup: the header is not a JSON object')
   if (header.format !== 'osb' || !SUPPORTED_VERSIONS.includes(header.version)) {
-    throw new JobError(`unsupported streamed backup format ${String(header.format)} version ${String(header.version)}: this agent reads versions ${SUPPORTED_VERSIONS.join(' and ')}`)
+    throw new JobError(
+      `unsupported streamed backup format ${String(header.format)} version ${String(header.version)}: this agent reads versions ${SUPPORTED_VERSIONS.join(' and ')}`,
+    )
   }
   // The trailer is what makes version 2: one without it (or a version 1 claiming one) is not an
   // object this agent wrote, and decoding it would skip or misread the digest.
-  if ((header.version >= 2) !== (header.trailer === 'sha256')) {
-    throw new JobError(`corrupt streamed backup: a version ${String(header.version)} header with trailer ${JSON.stringify(header.trailer ?? null)}`)
+  if (header.version >= 2 !== (header.trailer === 'sha256')) {
+    throw new JobError(
+      `corrupt streamed backup: a version ${String(header.version)} header with trailer ${JSON.stringify(header.trailer ?? null)}`,
+    )
   }
   return { header, raw: data.subarray(0, 8 + length), rest: data.subarray(8 + length) }
 }

@@ -60,10 +60,14 @@ export function verifiedTrailer(digest: ObjectDigest, what: string, stored?: str
     throw new JobError(`checksum mismatch: ${what} is too short to hold its SHA-256 trailer (${digest.size} bytes): it was cut short`)
   }
   if (digest.beforeTrailer !== digest.trailer) {
-    throw new JobError(`checksum mismatch: ${what} has the SHA-256 trailer ${digest.trailer} but the bytes before it have ${digest.beforeTrailer} (cut short or tampered with)`)
+    throw new JobError(
+      `checksum mismatch: ${what} has the SHA-256 trailer ${digest.trailer} but the bytes before it have ${digest.beforeTrailer} (cut short or tampered with)`,
+    )
   }
   if (stored !== undefined && stored.toLowerCase() !== digest.trailer) {
-    throw new JobError(`checksum mismatch: ${what} should have SHA-256 ${stored} (stored metadata) but its trailer and bytes have ${digest.trailer}`)
+    throw new JobError(
+      `checksum mismatch: ${what} should have SHA-256 ${stored} (stored metadata) but its trailer and bytes have ${digest.trailer}`,
+    )
   }
   return digest.trailer
 }
@@ -78,6 +82,8 @@ export const DIGEST_LOCATION = 'sha256-location'
  */
 export function requireDigestWhereMetadataSays(header: StreamHeader, metadata: Record<string, string>, what: string): void {
   if (metadata[DIGEST_LOCATION] === 'trailer' && !hasTrailer(header)) {
-    throw new JobError(`checksum mismatch: ${what} is stored with its SHA-256 in a trailer, but its header (format version ${header.version}) has none`)
+    throw new JobError(
+      `checksum mismatch: ${what} is stored with its SHA-256 in a trailer, but its header (format version ${header.version}) has none`,
+    )
   }
 }

@@ -68,7 +68,10 @@ export interface JobDirectory {
 }
 
 /** Creates the job's directory (or takes over an existing one) with the job mode and group, and holds it open. */
-export async function prepareJobDirectory(directory: string, options: { existing: ExistingDirectory; gid: number | undefined }): Promise<JobDirectory> {
+export async function prepareJobDirectory(
+  directory: string,
+  options: { existing: ExistingDirectory; gid: number | undefined },
+): Promise<JobDirectory> {
   let fd: number | undefined
   try {
     // Synchronous metadata calls (as the script checks in src/scripts/safety.ts): microseconds each
@@ -80,11 +83,14 @@ export async function prepareJobDirectory(directory: string, options: { existing
       created = mkdirSync(directory, { recursive: true, mode: JOB_DIRECTORY_MODE })
     } catch (error) {
       // mkdir(2) never follows a link: a dangling one, a file, a pipe or a device under the name stays
-      if (lstatSync(directory, { throwIfNoEntry: false }) !== undefined) throw new Error('something that is not a directory is there (a file, a pipe, a device or a dangling symlink); it is left as it is')
+      if (lstatSync(directory, { throwIfNoEntry: false }) !== undefined)
+        throw new Error('something that is not a directory is there (a file, a pipe, a device or a dangling symlink); it is left as it is')
       throw error
     }
     if (created === undefined && options.existing === 'refuse') {
-      throw new Error('it already exists and allowed_to_delete_files is false, so what it holds is not removed (an earlier job with this id left it): remove the directory, or set allowed_to_delete_files=true')
+      throw new Error(
+        'it already exists and allowed_to_delete_files is false, so what it holds is not removed (an earlier job with this id left it): remove the directory, or set allowed_to_delete_files=true',
+      )
     }
     // A symlink planted under the job's name would send the agent's chmod, chown and rm elsewhere.
     try {
@@ -104,7 +110,9 @@ export async function prepareJobDirectory(directory: string, options: { existing
     const pinned = () => {
       const now = lstatSync(directory, { throwIfNoEntry: false })
       if (!open || now === undefined || !now.isDirectory() || now.dev !== held.dev || now.ino !== held.ino) {
-        throw new JobError(`the job directory ${directory} was replaced or removed while the job ran (${now?.isSymbolicLink() ? 'a symlink is there now' : now === undefined ? 'nothing is there now' : 'another entry is there now'}); the agent reads and writes only the directory it prepared`)
+        throw new JobError(
+          `the job directory ${directory} was replaced or removed while the job ran (${now?.isSymbolicLink() ? 'a symlink is there now' : now === undefined ? 'nothing is there now' : 'another entry is there now'}); the agent reads and writes only the directory it prepared`,
+        )
       }
       return here
     }
@@ -198,13 +206,16 @@ export async function openPrivateDirectory(path: string): Promise<FileHandle> {
     handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
     const info = await handle.stat()
     // mkdtemp makes it 0700 less the umask: the agent's, and nobody else's to write or list
-    if (!info.isDirectory() || info.uid !== process.getuid?.() || (info.mode & 0o077) !== 0) throw new Error('it is no longer the directory the agent made')
+    if (!info.isDirectory() || info.uid !== process.getuid?.() || (info.mode & 0o077) !== 0)
+      throw new Error('it is no longer the directory the agent made')
     return handle
   } catch (error) {
     await handle?.close()
     const code = (error as { code?: string }).code
     const why = code === 'ELOOP' || code === 'ENOTDIR' ? 'a symlink or another entry replaced it' : (error as Error).message
-    throw new JobError(`the agent's working directory ${path} was replaced while it was used (${why}); nothing was written through it`, { cause: error })
+    throw new JobError(`the agent's working directory ${path} was replaced while it was used (${why}); nothing was written through it`, {
+      cause: error,
+    })
   }
 }
 

@@ -36,8 +36,10 @@ export function generatedFileBase(host: string, database: string, now: Date): st
 export function restoreFilenameProblem(filename: string): string | undefined {
   if (filename.includes('/') || filename === '.' || filename === '..') return 'must be a plain file name (no /, not . or ..)'
   const bytes = Buffer.byteLength(filename)
-  if (bytes > BACKUP_FILENAME_MAX_BYTES) return `is ${bytes} bytes: a restore filename is at most ${BACKUP_FILENAME_MAX_BYTES} bytes in UTF-8`
+  if (bytes > BACKUP_FILENAME_MAX_BYTES)
+    return `is ${bytes} bytes: a restore filename is at most ${BACKUP_FILENAME_MAX_BYTES} bytes in UTF-8`
   const decoded = filename.endsWith(STREAM_SUFFIX) ? filename.slice(0, -STREAM_SUFFIX.length) : undefined
-  if (decoded === '' || decoded === '.' || decoded === '..') return `must not be ${JSON.stringify(filename)}: a ${STREAM_SUFFIX} object decodes to the name without ${STREAM_SUFFIX}, which must be a plain file name`
+  if (decoded === '' || decoded === '.' || decoded === '..')
+    return `must not be ${JSON.stringify(filename)}: a ${STREAM_SUFFIX} object decodes to the name without ${STREAM_SUFFIX}, which must be a plain file name`
   return undefined
 }

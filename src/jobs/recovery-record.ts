@@ -123,9 +123,11 @@ export function storedRequest(request: JobRequest): JobRequest {
   const { destination, database } = request
   const parameters = Object.fromEntries(Object.entries(database.parameters).map(([k, v]) => [k, isSecretParameter(k) ? '' : v]))
   const strippedDestination =
-    destination.type === 'S3' ? { ...destination, authSecret: '' }
-    : destination.type === 'SWIFT' ? { ...destination, password: '' }
-    : destination
+    destination.type === 'S3'
+      ? { ...destination, authSecret: '' }
+      : destination.type === 'SWIFT'
+        ? { ...destination, password: '' }
+        : destination
   return {
     ...request,
     encryptionKey: '',

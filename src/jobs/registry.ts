@@ -71,7 +71,9 @@ interface Removal {
 export type StoreWatcher = (problem: string | undefined, error?: unknown) => void
 
 /** Passed to the watcher when the store's files left directory_state while the agent ran. */
-export const RELOCATED = new Error('the job store was removed or replaced while the agent ran: it is made again and every job record written to it again')
+export const RELOCATED = new Error(
+  'the job store was removed or replaced while the agent ran: it is made again and every job record written to it again',
+)
 
 export class JobRegistry {
   readonly #jobs: Record<JobKind, Map<string, JobEntry>> = { backup: new Map(), restore: new Map() }
@@ -348,16 +350,25 @@ export class JobRegistry {
    * starting after the job a cursor names. Jobs are few (max_job_records), so a sort per call
    * costs less than keeping an index in step with every change.
    */
-  list(kind: JobKind, query: { status?: JobStatus | undefined; limit: number; after?: JobCursor | undefined }): { jobs: JobSummary[]; next: JobCursor | undefined } {
+  list(
+    kind: JobKind,
+    query: { status?: JobStatus | undefined; limit: number; after?: JobCursor | undefined },
+  ): { jobs: JobSummary[]; next: JobCursor | undefined } {
     const newestFirst = [...this.#jobs[kind].values()]
       .filter((e) => query.status === undefined || e.status === query.status)
       .sort((a, b) => b.startedAt - a.startedAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
     const { after } = query
-    const from = after === undefined ? 0 : newestFirst.findIndex((e) => e.startedAt < after.startedAt || (e.startedAt === after.startedAt && e.id < after.id))
+    const from =
+      after === undefined
+        ? 0
+        : newestFirst.findIndex((e) => e.startedAt < after.startedAt || (e.startedAt === after.startedAt && e.id < after.id))
     const page = from < 0 ? [] : newestFirst.slice(from, from + query.limit)
     const last = page.at(-1)
     const more = from >= 0 && from + query.limit < newestFirst.length
-    return { jobs: page.map((e) => (e.summary ??= jobSummary(e.id, JSON.parse(e.body) as Record<string, unknown>))), next: more && last ? { startedAt: last.startedAt, id: last.id } : undefined }
+    return {
+      jobs: page.map((e) => (e.summary ??= jobSummary(e.id, JSON.parse(e.body) as Record<string, unknown>))),
+      next: more && last ? { startedAt: last.startedAt, id: last.id } : undefined,
+    }
   }
 
   /**

@@ -102,7 +102,10 @@ const MIN_PEM_PIECE = 16
 export function pemPieces(secret: string): string[] {
   const pieces: string[] = []
   for (const block of secret.matchAll(/-----BEGIN [^-\r\n]+-----([\s\S]*?)-----END [^-\r\n]+-----/g)) {
-    const lines = (block[1] ?? '').split(/\r?\n/).map((l) => l.trim()).filter((l) => /^[A-Za-z0-9+/=]+$/.test(l))
+    const lines = (block[1] ?? '')
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => /^[A-Za-z0-9+/=]+$/.test(l))
     pieces.push(...lines.filter((l) => l.length >= MIN_PEM_PIECE))
     if (lines.length > 1) pieces.push(lines.join(''))
   }

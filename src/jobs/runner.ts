@@ -78,7 +78,10 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
   }
   if (job.kind === 'restore') {
     job.filename = request.destination.filename
-    job.streamRestore = !request.destination.skipStorage && request.destination.filename.endsWith(STREAM_SUFFIX) && (await restoreScriptStreams(config.scriptsPath))
+    job.streamRestore =
+      !request.destination.skipStorage &&
+      request.destination.filename.endsWith(STREAM_SUFFIX) &&
+      (await restoreScriptStreams(config.scriptsPath))
   }
 
   const { observer } = deps
@@ -87,7 +90,10 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
   let reason: FailureReason | undefined
   let stageStarted = 0
   try {
-    held = await prepareJobDirectory(directory, { existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse', gid: deps.jobGid })
+    held = await prepareJobDirectory(directory, {
+      existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse',
+      gid: deps.jobGid,
+    })
     failure = await runStages(table, ctx, cancel, {
       entered(stage) {
         job.state = stage.name
@@ -127,7 +133,10 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
   }
   if (job.status === 'FAILED') reason ??= 'setup'
   observer?.jobFinished(job, job.status === 'FAILED' ? reason : undefined)
-  log.info({ status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: job.errorMessage || undefined }, 'job finished')
+  log.info(
+    { status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: job.errorMessage || undefined },
+    'job finished',
+  )
   // Beyond max_job_records the oldest go now; by age, hourly (main.ts): the store's query for
   // them cost as much as a no-op job's script starts, and the count is known without it.
   if (registry.size > config.maxJobRecords) registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
@@ -154,7 +163,12 @@ export interface StageEvents {
  * Walks the table: which stages run, in order, given what failed and what was cancelled; the
  * job's first failure, if any. Told about each stage it enters and leaves.
  */
-export async function runStages(table: readonly Stage[], ctx: StageContext, cancel: AbortSignal, events: StageEvents): Promise<JobError | undefined> {
+export async function runStages(
+  table: readonly Stage[],
+  ctx: StageContext,
+  cancel: AbortSignal,
+  events: StageEvents,
+): Promise<JobError | undefined> {
   let failure: JobError | undefined
   const attempted = new Set<StageKind>()
   for (const stage of table) {

@@ -15,55 +15,57 @@ interface ScriptStageExtras {
   stream?: (ctx: StageContext) => Promise<ScriptStream | undefined>
 }
 
-export const scriptStage = (args: (ctx: StageContext) => string[], options: ScriptStageExtras = {}): StageBody => (info) => {
-  const { name, kind } = info
-  const logField = info.logField ?? name.replaceAll('-', '_')
-  return {
-    ...info,
-    async run(ctx) {
-      // One timeout and one cancel for the whole stage: the script, and a stream it leaves behind.
-      const limit = stageLimit(name, ctx.signal, kind === 'main' ? ctx.scriptTimeoutMs : ctx.hookTimeoutMs)
-      try {
-        const cwd = ctx.scriptDirectory(kind === 'cleanup' || kind === 'unlock')
-        const stream = await options.stream?.(ctx)
-        const signals = [limit.signal, stream?.stopScript].filter((s) => s !== undefined)
-        let group: number | undefined
-        const running = runScript({
-          stage: name,
-          scriptsPath: ctx.scriptsPath,
-          args: args(ctx),
-          cwd,
-          env: { ...ctx.scriptEnv, ...options.env?.(ctx), ...stream?.env },
-          secrets: ctx.secrets,
-          logMaxBytes: ctx.logMaxBytes,
-          signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
-          onSpawn(pid) {
-            group = pid
-            // recorded so that a restarted agent can find a group a killed one left running
-            const startTime = processStartTime(pid)
-            if (startTime !== undefined) ctx.job.script = { pid, startTime, stage: name }
-            ctx.changed()
-          },
-        })
-        // A script that could not even start (missing, unsafe) must not leave its stream open.
-        const result = await running.catch(async (error: unknown) => {
-          await stream?.finish({ scriptSucceeded: false, group, stage: limit.signal })
-          throw error
-        })
-        ctx.job.logs[`${logField}_log`] = result.stdout
-        ctx.job.logs[`${logField}_errorlog`] = result.stderr
+export const scriptStage =
+  (args: (ctx: StageContext) => string[], options: ScriptStageExtras = {}): StageBody =>
+  (info) => {
+    const { name, kind } = info
+    const logField = info.logField ?? name.replaceAll('-', '_')
+    return {
+      ...info,
+      async run(ctx) {
+        // One timeout and one cancel for the whole stage: the script, and a stream it leaves behind.
+        const limit = stageLimit(name, ctx.signal, kind === 'main' ? ctx.scriptTimeoutMs : ctx.hookTimeoutMs)
         try {
-          // The script stays recorded while the agent waits for its stream: a restarted agent
-          // then stops what its group left holding the stream (recovery.ts, stopOrphan).
-          await stream?.finish({ scriptSucceeded: result.failure === undefined, group, stage: limit.signal })
+          const cwd = ctx.scriptDirectory(kind === 'cleanup' || kind === 'unlock')
+          const stream = await options.stream?.(ctx)
+          const signals = [limit.signal, stream?.stopScript].filter((s) => s !== undefined)
+          let group: number | undefined
+          const running = runScript({
+            stage: name,
+            scriptsPath: ctx.scriptsPath,
+            args: args(ctx),
+            cwd,
+            env: { ...ctx.scriptEnv, ...options.env?.(ctx), ...stream?.env },
+            secrets: ctx.secrets,
+            logMaxBytes: ctx.logMaxBytes,
+            signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
+            onSpawn(pid) {
+              group = pid
+              // recorded so that a restarted agent can find a group a killed one left running
+              const startTime = processStartTime(pid)
+              if (startTime !== undefined) ctx.job.script = { pid, startTime, stage: name }
+              ctx.changed()
+            },
+          })
+          // A script that could not even start (missing, unsafe) must not leave its stream open.
+          const result = await running.catch(async (error: unknown) => {
+            await stream?.finish({ scriptSucceeded: false, group, stage: limit.signal })
+            throw error
+          })
+          ctx.job.logs[`${logField}_log`] = result.stdout
+          ctx.job.logs[`${logField}_errorlog`] = result.stderr
+          try {
+            // The script stays recorded while the agent waits for its stream: a restarted agent
+            // then stops what its group left holding the stream (recovery.ts, stopOrphan).
+            await stream?.finish({ scriptSucceeded: result.failure === undefined, group, stage: limit.signal })
+          } finally {
+            ctx.job.script = undefined
+          }
+          if (result.failure) throw result.failure
+          await options.after?.(ctx)
         } finally {
-          ctx.job.script = undefined
+          limit.clear()
         }
-        if (result.failure) throw result.failure
-        await options.after?.(ctx)
-      } finally {
-        limit.clear()
-      }
-    },
+      },
+    }
   }
-}

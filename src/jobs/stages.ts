@@ -23,7 +23,11 @@ const secretArg = (ctx: StageContext, value: string) => (ctx.scriptSecretArgs ? 
 const secretEnv = (ctx: StageContext): Record<string, string> =>
   ctx.scriptSecretArgs ? {} : { DB_PASSWORD: db(ctx).password, ENCRYPTION_KEY: ctx.job.request.encryptionKey }
 
-const scriptOptions = (ctx: StageContext) => [ctx.job.id, String(ctx.job.request.compression), secretArg(ctx, ctx.job.request.encryptionKey)]
+const scriptOptions = (ctx: StageContext) => [
+  ctx.job.id,
+  String(ctx.job.request.compression),
+  secretArg(ctx, ctx.job.request.encryptionKey),
+]
 
 const BODIES: Record<string, StageBody> = {
   'pre-backup-lock': scriptStage((c) => [db(c).database]),
@@ -38,10 +42,13 @@ const BODIES: Record<string, StageBody> = {
   'post-backup-unlock': scriptStage((c) => [db(c).database]),
   'pre-restore-lock': scriptStage((c) => [c.job.id]),
   download: (info) => ({ ...info, applies: (job) => usesStorage(job) && !job.streamRestore, run: downloadRestoreFile }),
-  restore: scriptStage((c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, restoreFileArgument(c.job), ...scriptOptions(c)], {
-    env: secretEnv,
-    stream: openRestoreStream,
-  }),
+  restore: scriptStage(
+    (c) => [db(c).host, db(c).username, secretArg(c, db(c).password), db(c).database, restoreFileArgument(c.job), ...scriptOptions(c)],
+    {
+      env: secretEnv,
+      stream: openRestoreStream,
+    },
+  ),
   'restore-cleanup': scriptStage((c) => [c.job.id]),
   'post-restore-unlock': scriptStage(() => []),
 }

@@ -20,7 +20,11 @@ export interface StoreWatch {
   close(): void
 }
 
-export function watchStoreDirectory(directory: string, check: () => void, options: { settleMs?: number; backstopMs?: number } = {}): StoreWatch {
+export function watchStoreDirectory(
+  directory: string,
+  check: () => void,
+  options: { settleMs?: number; backstopMs?: number } = {},
+): StoreWatch {
   const { settleMs = SETTLE_MS, backstopMs = BACKSTOP_MS } = options
   const name = basename(directory)
   let watchers: FSWatcher[] = []

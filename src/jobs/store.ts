@@ -49,10 +49,13 @@ export function storeWriteProblem(error: unknown): string {
   const { errcode, code } = (error ?? {}) as { errcode?: unknown; code?: unknown }
   const primary = typeof errcode === 'number' ? errcode & 0xff : undefined
   const cause =
-    primary === 13 || code === 'ENOSPC' ? 'disk full?'
-    : primary === 8 || code === 'EROFS' ? 'read-only filesystem?'
-    : primary === 10 || code === 'EIO' ? 'I/O error'
-    : 'see the agent log'
+    primary === 13 || code === 'ENOSPC'
+      ? 'disk full?'
+      : primary === 8 || code === 'EROFS'
+        ? 'read-only filesystem?'
+        : primary === 10 || code === 'EIO'
+          ? 'I/O error'
+          : 'see the agent log'
   return `the job store could not be written (${cause})`
 }
 

@@ -102,7 +102,12 @@ const HOLDER_POLL_MS = 100
  * The processes of `group` that still hold the pipe once its stream ended, waited for until
  * `deadline` (they may be closing it: a reader that just got the end). None when the group is gone.
  */
-async function groupStillHolding(pipe: FileIdentity, group: number | undefined, deadline: number, stage: AbortSignal | undefined): Promise<Holder[]> {
+async function groupStillHolding(
+  pipe: FileIdentity,
+  group: number | undefined,
+  deadline: number,
+  stage: AbortSignal | undefined,
+): Promise<Holder[]> {
   for (;;) {
     if (group === undefined || !groupAlive(group)) return []
     const holders = (await processesHolding(pipe)).filter((h) => h.group === group)
@@ -154,7 +159,12 @@ const pids = (list: readonly number[]) =>
 const processes = (count: number) => (count === 1 ? 'a process' : 'processes')
 
 /** E.g. "the backup script exited but a process it started (pid 4242) kept BACKUP_STREAM open for 5 s; it was stopped and the backup is incomplete". */
-export function heldMessage(side: Pick<StreamSide, 'what' | 'variable'>, holders: readonly Holder[], group: number | undefined, when: 'after the grace' | 'after its end' = 'after the grace'): string {
+export function heldMessage(
+  side: Pick<StreamSide, 'what' | 'variable'>,
+  holders: readonly Holder[],
+  group: number | undefined,
+  when: 'after the grace' | 'after its end' = 'after the grace',
+): string {
   const started = holders.filter((h) => group !== undefined && h.group === group).map((h) => h.pid)
   const outside = holders.filter((h) => group === undefined || h.group !== group).map((h) => h.pid)
   const who = [

@@ -156,7 +156,8 @@ export async function openRestoreStream(ctx: StageContext): Promise<ScriptStream
   const { filename } = job.request.destination
   if (!job.streamRestore) return undefined
   const storage = ctx.storage()
-  if (!storage.read) throw new JobError('this storage backend cannot stream a restore; remove RESTORE_STREAM from the restore script to restore from a file')
+  if (!storage.read)
+    throw new JobError('this storage backend cannot stream a restore; remove RESTORE_STREAM from the restore script to restore from a file')
   const fifo = await openFifoForWriting(join(ctx.pinnedDirectory(), '.restore.stream'), join(ctx.directory, '.restore.stream'))
   const stop = new AbortController()
   const transfer = (async () => {
@@ -196,14 +197,22 @@ export async function openRestoreStream(ctx: StageContext): Promise<ScriptStream
       if (fifo.isConnected()) fifo.unlink()
       const failure = await streamAfterScript(
         // A script that stopped reading must not leave the transfer waiting on a full pipe.
-        { what: 'restore', variable: 'RESTORE_STREAM', pipe: fifo.identity, settled: transfer, whenUnheld: () => fifo.dispose(), giveUp: () => fifo.dispose() },
+        {
+          what: 'restore',
+          variable: 'RESTORE_STREAM',
+          pipe: fifo.identity,
+          settled: transfer,
+          whenUnheld: () => fifo.dispose(),
+          giveUp: () => fifo.dispose(),
+        },
         exit,
       )
       fifo.dispose()
       await transfer.catch(() => {})
       job.progress = undefined
       if (failure) throw failure
-      if (transferError && (exit.scriptSucceeded || failedFirst)) throw transferError instanceof JobError ? transferError : new JobError(transferError.message)
+      if (transferError && (exit.scriptSucceeded || failedFirst))
+        throw transferError instanceof JobError ? transferError : new JobError(transferError.message)
     },
   }
 }

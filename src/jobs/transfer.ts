@@ -57,10 +57,16 @@ export async function recordBackupFile(ctx: StageContext): Promise<void> {
     if (info.isFile()) {
       // A second name of the file may be outside the job directory (`ln /etc/shadow dump.sql`):
       // its content is not the job's to ship. A dump is written, not linked.
-      if (info.nlink > 1) throw new JobError(`the backup file ${name} has ${info.nlink} hard links, so it may be a file outside ${ctx.directory}; it is not uploaded (write the dump into the job directory rather than link it there)`)
+      if (info.nlink > 1)
+        throw new JobError(
+          `the backup file ${name} has ${info.nlink} hard links, so it may be a file outside ${ctx.directory}; it is not uploaded (write the dump into the job directory rather than link it there)`,
+        )
       // A name the restore would refuse leaves the manager a backup it cannot restore.
       const problem = restoreFilenameProblem(name)
-      if (problem) throw new JobError(`the backup file's name ${problem}, so it could not be restored: it is not uploaded (have the backup script write file_name_without_type plus an extension)`)
+      if (problem)
+        throw new JobError(
+          `the backup file's name ${problem}, so it could not be restored: it is not uploaded (have the backup script write file_name_without_type plus an extension)`,
+        )
       ctx.job.filename = name
       ctx.job.filesize = info.size
       return
@@ -176,7 +182,10 @@ function jobDirectoryWriteFailure(error: unknown, what: string, directory: strin
     const { code, syscall } = e as { code?: unknown; syscall?: unknown }
     const problem = typeof code === 'string' ? LOCAL_WRITE_PROBLEMS[code] : undefined
     if (problem !== undefined && typeof syscall === 'string' && WRITING_CALLS.has(syscall)) {
-      return new JobError(`${what} failed: cannot write in the job directory ${directory}: ${problem} (${code}); the partial file was removed`, { cause: error })
+      return new JobError(
+        `${what} failed: cannot write in the job directory ${directory}: ${problem} (${code}); the partial file was removed`,
+        { cause: error },
+      )
     }
   }
   return undefined
@@ -216,7 +225,13 @@ async function moveIntoPlace(ready: string, target: string, shown: string, allow
  * one. Sets the job's `checksum` and `checksum_verified`; throws "checksum mismatch" (the caller
  * deletes the download) or, without a digest and with require_checksum, refuses.
  */
-function verifyDownload(ctx: StageContext, filename: string, digest: ObjectDigest, stored: string | undefined, header: StreamHeader | undefined): void {
+function verifyDownload(
+  ctx: StageContext,
+  filename: string,
+  digest: ObjectDigest,
+  stored: string | undefined,
+  header: StreamHeader | undefined,
+): void {
   const { job } = ctx
   job.checksumVerified = false
   job.checksum = stored // what a failure reports
@@ -228,7 +243,9 @@ function verifyDownload(ctx: StageContext, filename: string, digest: ObjectDiges
   if (stored === undefined) {
     if (ctx.requireChecksum) throw new JobError(`${filename} has no stored checksum and require_checksum is true`)
   } else if (stored.toLowerCase() !== digest.whole) {
-    throw new JobError(`checksum mismatch: ${filename} should have SHA-256 ${stored} but the downloaded bytes have ${digest.whole}; the file was deleted`)
+    throw new JobError(
+      `checksum mismatch: ${filename} should have SHA-256 ${stored} but the downloaded bytes have ${digest.whole}; the file was deleted`,
+    )
   } else {
     job.checksumVerified = true
   }
@@ -251,7 +268,11 @@ async function decodeInto(encoded: string, target: string, encryptionKey: string
   const { createDecoder } = await loadCodec()
   const file = await createJobFile(target, gid)
   try {
-    await pipeline(createReadStream(encoded, { highWaterMark: 1024 * 1024 }), createDecoder(encryptionKey, { verify: false }), file.createWriteStream({ highWaterMark: 1024 * 1024 }))
+    await pipeline(
+      createReadStream(encoded, { highWaterMark: 1024 * 1024 }),
+      createDecoder(encryptionKey, { verify: false }),
+      file.createWriteStream({ highWaterMark: 1024 * 1024 }),
+    )
   } finally {
     await file.close()
   }

@@ -55,7 +55,8 @@ abstract class Family<L extends string, S> {
   constructor(name: string, help: string, labelNames: readonly L[], reserved: readonly string[] = []) {
     if (!METRIC_NAME.test(name)) throw new Error(`not a metric name: ${name}`)
     for (const label of labelNames) {
-      if (!LABEL_NAME.test(label) || label.startsWith('__') || reserved.includes(label)) throw new Error(`not a label name for ${name}: ${label}`)
+      if (!LABEL_NAME.test(label) || label.startsWith('__') || reserved.includes(label))
+        throw new Error(`not a label name for ${name}: ${label}`)
     }
     if (new Set(labelNames).size !== labelNames.length) throw new Error(`a label named twice in ${name}`)
     this.name = name

@@ -31,15 +31,30 @@ export function registerProcessMetrics(registry: Registry, prefix: string): void
     types: registry.gauge(`${prefix}nodejs_${name}`, help, ['type']),
     total: registry.gauge(`${prefix}nodejs_${name}_total`, `Total number of ${name.replace('_', ' ')}.`),
   })
-  const resources = byType('active_resources', 'Number of active resources that are currently keeping the event loop alive, grouped by async resource type.')
+  const resources = byType(
+    'active_resources',
+    'Number of active resources that are currently keeping the event loop alive, grouped by async resource type.',
+  )
   const handles = byType('active_handles', 'Number of active libuv handles grouped by handle type. Every handle type is C++ class name.')
-  const requests = byType('active_requests', 'Number of active libuv requests grouped by request type. Every request type is C++ class name.')
+  const requests = byType(
+    'active_requests',
+    'Number of active libuv requests grouped by request type. Every request type is C++ class name.',
+  )
   const heapTotal = registry.gauge(`${prefix}nodejs_heap_size_total_bytes`, 'Process heap size from Node.js in bytes.')
   const heapUsed = registry.gauge(`${prefix}nodejs_heap_size_used_bytes`, 'Process heap size used from Node.js in bytes.')
   const external = registry.gauge(`${prefix}nodejs_external_memory_bytes`, 'Node.js external memory size in bytes.')
-  const spaces = (['total', 'used', 'available'] as const).map((figure) => registry.gauge(`${prefix}nodejs_heap_space_size_${figure}_bytes`, `Process heap space size ${figure} from Node.js in bytes.`, ['space']))
+  const spaces = (['total', 'used', 'available'] as const).map((figure) =>
+    registry.gauge(`${prefix}nodejs_heap_space_size_${figure}_bytes`, `Process heap space size ${figure} from Node.js in bytes.`, [
+      'space',
+    ]),
+  )
   const version = registry.gauge(`${prefix}nodejs_version_info`, 'Node.js version info.', ['version', 'major', 'minor', 'patch'])
-  const gc = registry.histogram(`${prefix}nodejs_gc_duration_seconds`, 'Garbage collection duration by kind, one of major, minor, incremental or weakcb.', ['kind'], GC_BUCKETS)
+  const gc = registry.histogram(
+    `${prefix}nodejs_gc_duration_seconds`,
+    'Garbage collection duration by kind, one of major, minor, incremental or weakcb.',
+    ['kind'],
+    GC_BUCKETS,
+  )
 
   const [major = '', minor = '', patch = ''] = process.versions.node.split('.')
   version.set({ version: process.version, major, minor, patch }, 1)
@@ -118,8 +133,14 @@ export class EventLoopMetrics {
   #lastUtilization = performance.eventLoopUtilization()
 
   constructor(registry: Registry, prefix: string) {
-    const lag = registry.gauge(`${prefix}nodejs_eventloop_lag_seconds`, 'Lag of event loop in seconds, measured at the scrape (until a callback queued then ran).')
-    const utilization = registry.gauge(`${prefix}nodejs_eventloop_utilization`, 'Share of time the event loop was busy since the previous scrape (0 to 1).')
+    const lag = registry.gauge(
+      `${prefix}nodejs_eventloop_lag_seconds`,
+      'Lag of event loop in seconds, measured at the scrape (until a callback queued then ran).',
+    )
+    const utilization = registry.gauge(
+      `${prefix}nodejs_eventloop_utilization`,
+      'Share of time the event loop was busy since the previous scrape (0 to 1).',
+    )
     const figures: [string, string, (h: RecordableHistogram) => number][] = [
       ['min', 'The minimum recorded event loop delay', (h) => h.min],
       ['max', 'The maximum recorded event loop delay', (h) => h.max],
@@ -130,7 +151,10 @@ export class EventLoopMetrics {
       ['p99', 'The 99th percentile of the recorded event loop delays', (h) => h.percentile(99)],
     ]
     const gauges = figures.map(([name, help, read]) => ({
-      gauge: registry.gauge(`${prefix}nodejs_eventloop_lag_${name}_seconds`, `${help}, sampled every ${DELAY_RESOLUTION_MS} ms while a job runs, since the previous scrape (0 if none ran).`),
+      gauge: registry.gauge(
+        `${prefix}nodejs_eventloop_lag_${name}_seconds`,
+        `${help}, sampled every ${DELAY_RESOLUTION_MS} ms while a job runs, since the previous scrape (0 if none ran).`,
+      ),
       read,
     }))
 

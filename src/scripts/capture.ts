@@ -42,9 +42,7 @@ function makeForms(secrets: readonly string[]): Form[] {
     for (const form of secretForms(secret)) add(Buffer.from(form))
     for (const form of secretByteForms(secret)) add(form)
   }
-  return [...all.values()]
-    .sort((a, b) => b.length - a.length)
-    .map((bytes) => ({ bytes, period: smallestPeriod(bytes) }))
+  return [...all.values()].sort((a, b) => b.length - a.length).map((bytes) => ({ bytes, period: smallestPeriod(bytes) }))
 }
 
 export class TailCapture {
@@ -163,7 +161,8 @@ function findAll(haystack: Buffer, form: Form, found: (start: number, end: numbe
   let at = haystack.indexOf(bytes)
   while (at >= 0) {
     let last = at
-    while (period < m && last + m + period <= haystack.length && haystack.compare(bytes, m - period, m, last + m, last + m + period) === 0) last += period
+    while (period < m && last + m + period <= haystack.length && haystack.compare(bytes, m - period, m, last + m, last + m + period) === 0)
+      last += period
     found(at, last + m)
     at = haystack.indexOf(bytes, last + skip)
   }

@@ -28,9 +28,23 @@ function storageVariables(d: Destination): Record<string, string> {
 }
 
 const AGENT_SET = [
-  'S3_BUCKET', 'S3_ENDPOINT', 'S3_REGION', 'S3_AUTHKEY', 'S3_AUTHSECRET', 'S3_SKIPSSL', 'S3_FILENAMEPREFIX',
-  'SWIFT_AUTHURL', 'SWIFT_DOMAIN', 'SWIFT_CONTAINERNAME', 'SWIFT_PROJECTNAME', 'SWIFT_USERNAME', 'SWIFT_PASSWORD',
-  'DB_PASSWORD', 'ENCRYPTION_KEY', 'BACKUP_STREAM', 'RESTORE_STREAM',
+  'S3_BUCKET',
+  'S3_ENDPOINT',
+  'S3_REGION',
+  'S3_AUTHKEY',
+  'S3_AUTHSECRET',
+  'S3_SKIPSSL',
+  'S3_FILENAMEPREFIX',
+  'SWIFT_AUTHURL',
+  'SWIFT_DOMAIN',
+  'SWIFT_CONTAINERNAME',
+  'SWIFT_PROJECTNAME',
+  'SWIFT_USERNAME',
+  'SWIFT_PASSWORD',
+  'DB_PASSWORD',
+  'ENCRYPTION_KEY',
+  'BACKUP_STREAM',
+  'RESTORE_STREAM',
 ]
 /**
  * script_env_passthrough's default. Reserved whatever the setting says: PATH decides which
@@ -48,10 +62,37 @@ const SHELL_AND_LOADER = ['BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASH
  * most of these out already (SPEC §3); this list also holds against script_parameter_names.
  */
 const LIBRARY_AND_INTERPRETER = [
-  'GCONV_PATH', 'GETCONF_DIR', 'GLIBC_TUNABLES', 'HOSTALIASES', 'LOCALDOMAIN', 'LOCPATH', 'NIS_PATH', 'NLSPATH', 'RESOLV_HOST_CONF', 'RES_OPTIONS', 'TZDIR',
-  'PERL5OPT', 'PERL5LIB', 'PERLLIB', 'PERL5DB', 'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'PYTHONINSPECT', 'PYTHONWARNINGS',
-  'NODE_OPTIONS', 'NODE_PATH', 'RUBYOPT', 'RUBYLIB', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS',
-  'OPENSSL_CONF', 'OPENSSL_ENGINES', 'OPENSSL_MODULES', 'TAR_OPTIONS',
+  'GCONV_PATH',
+  'GETCONF_DIR',
+  'GLIBC_TUNABLES',
+  'HOSTALIASES',
+  'LOCALDOMAIN',
+  'LOCPATH',
+  'NIS_PATH',
+  'NLSPATH',
+  'RESOLV_HOST_CONF',
+  'RES_OPTIONS',
+  'TZDIR',
+  'PERL5OPT',
+  'PERL5LIB',
+  'PERLLIB',
+  'PERL5DB',
+  'PYTHONPATH',
+  'PYTHONHOME',
+  'PYTHONSTARTUP',
+  'PYTHONINSPECT',
+  'PYTHONWARNINGS',
+  'NODE_OPTIONS',
+  'NODE_PATH',
+  'RUBYOPT',
+  'RUBYLIB',
+  'JAVA_TOOL_OPTIONS',
+  '_JAVA_OPTIONS',
+  'JDK_JAVA_OPTIONS',
+  'OPENSSL_CONF',
+  'OPENSSL_ENGINES',
+  'OPENSSL_MODULES',
+  'TAR_OPTIONS',
 ]
 /** BASH_ covers BASH_ENV, BASH_FUNC_* (exported functions), BASH_XTRACEFD, BASH_LOADABLES_PATH. */
 const RESERVED_PREFIXES = ['AGENT_', 'LD_', 'BASH_', 'MALLOC_', 'NPM_CONFIG_']
@@ -67,7 +108,8 @@ export function reservedNameReason(name: string, passthrough: readonly string[])
   const upper = name.toUpperCase()
   if (AGENT_SET.includes(upper)) return 'is set by the agent'
   if (passthrough.some((p) => p.toUpperCase() === upper)) return 'is passed through from the agent (script_env_passthrough)'
-  if (DEFAULT_PASSTHROUGH.includes(upper)) return 'is one of the agent\'s own variables scripts get by default (PATH, HOME, LANG, TZ, LD_LIBRARY_PATH)'
+  if (DEFAULT_PASSTHROUGH.includes(upper))
+    return "is one of the agent's own variables scripts get by default (PATH, HOME, LANG, TZ, LD_LIBRARY_PATH)"
   if (SHELL_AND_LOADER.includes(upper)) return 'changes how the shell behaves'
   if (LIBRARY_AND_INTERPRETER.includes(upper)) return 'makes the C library, an interpreter or a tool load code'
   const prefix = RESERVED_PREFIXES.find((p) => upper.startsWith(p))
@@ -98,5 +140,8 @@ export function scriptEnvironment(
  * masked for them like for the request's secrets.
  */
 export function passthroughSecrets(passthrough: readonly string[], agentEnv: Record<string, string | undefined>): string[] {
-  return passthrough.filter(isSecretParameter).map((name) => agentEnv[name] ?? '').filter((value) => value !== '')
+  return passthrough
+    .filter(isSecretParameter)
+    .map((name) => agentEnv[name] ?? '')
+    .filter((value) => value !== '')
 }

@@ -26,7 +26,7 @@ export function parameterNameProblem(name: string, rule: NameRule): string | und
   }
   // JavaScript objects carry the request's parameters: this one name would set their prototype
   // instead of a key, and the script would silently never get it.
-  if (name === '__proto__') return 'cannot be passed to a script (the name is special to the agent\'s JavaScript objects)'
+  if (name === '__proto__') return "cannot be passed to a script (the name is special to the agent's JavaScript objects)"
   const reserved = reservedNameReason(name, rule.passthrough)
   if (reserved) return `is reserved: it ${reserved}, and is refused even when listed in script_parameter_names`
   if (LOWER_CASE_NAME.test(name) || rule.listed.includes(name)) return undefined

@@ -46,7 +46,11 @@ const timedOut = (stage: string, ms: number) => `${stage} timed out after ${Math
  * the failure message as its reason. Given to the script and to whatever the stage still waits for
  * after the script exited (a stream, docs/INTEGRITY.md). clear() when the stage is over.
  */
-export function stageLimit(stage: string, cancel: AbortSignal | undefined, timeoutMs: number): { signal: AbortSignal | undefined; clear: () => void } {
+export function stageLimit(
+  stage: string,
+  cancel: AbortSignal | undefined,
+  timeoutMs: number,
+): { signal: AbortSignal | undefined; clear: () => void } {
   if (!timeoutMs) return { signal: cancel, clear: () => {} }
   const deadline = new AbortController()
   const timer = setTimeout(() => deadline.abort(timedOut(stage, timeoutMs)), timeoutMs)
@@ -102,7 +106,8 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
   clearTimeout(killTimer)
 
   let failure: JobError | undefined
-  if (exit.error && pid === undefined) failure = new JobError(`${run.stage} script could not be started: ${startProblem(exit.error, run.cwd)}`)
+  if (exit.error && pid === undefined)
+    failure = new JobError(`${run.stage} script could not be started: ${startProblem(exit.error, run.cwd)}`)
   else if (exit.error) failure = new JobError(`${run.stage} script's end was not reported: ${exit.error.message}`)
   else if (stoppedBecause !== undefined) failure = new JobError(stoppedBecause)
   else if (exit.signal) failure = new JobError(`${run.stage} script was killed by ${exit.signal}`)

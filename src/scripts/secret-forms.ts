@@ -70,7 +70,8 @@ type NonAscii = 'raw' | 'bytes' | 'unprintable-bytes' | 'unprintable-codepoint'
 const GLIBC_UNPRINTABLE = /^[\p{Cc}\p{Cn}\p{Cs}\p{Zl}\p{Zp}]$/u
 const UNICODE_UNPRINTABLE = /^[\p{C}\p{Zl}\p{Zp}]$/u
 const PYTHON_UNPRINTABLE = /^[\p{C}\p{Z}]$/u
-const codePointEscape = (code: number) => (code <= 0xff ? `\\x${hex(code, 2, false)}` : code <= 0xffff ? `\\u${hex(code, 4, false)}` : `\\U${hex(code, 8, false)}`)
+const codePointEscape = (code: number) =>
+  code <= 0xff ? `\\x${hex(code, 2, false)}` : code <= 0xffff ? `\\u${hex(code, 4, false)}` : `\\U${hex(code, 8, false)}`
 
 interface CStyle {
   named: Named
@@ -110,9 +111,23 @@ function cEscaped(style: CStyle): Encode {
 
 /** bash's $'…' (xtrace, printf %q, declare -p, ${x@Q}) in a UTF-8 locale and in the C locale. */
 const BASH_C_STYLES: CStyle[] = [
-  { named: BASH_NAMED, numeric: octal, nonAscii: 'unprintable-bytes', unprintable: GLIBC_UNPRINTABLE, escapeSingle: true, escapeDouble: false },
+  {
+    named: BASH_NAMED,
+    numeric: octal,
+    nonAscii: 'unprintable-bytes',
+    unprintable: GLIBC_UNPRINTABLE,
+    escapeSingle: true,
+    escapeDouble: false,
+  },
   { named: BASH_NAMED, numeric: octal, nonAscii: 'bytes', escapeSingle: true, escapeDouble: false },
-  { named: BASH_NAMED, numeric: octal, nonAscii: 'unprintable-bytes', unprintable: UNICODE_UNPRINTABLE, escapeSingle: true, escapeDouble: false },
+  {
+    named: BASH_NAMED,
+    numeric: octal,
+    nonAscii: 'unprintable-bytes',
+    unprintable: UNICODE_UNPRINTABLE,
+    escapeSingle: true,
+    escapeDouble: false,
+  },
 ]
 
 const C_STYLES: CStyle[] = [
@@ -125,7 +140,9 @@ const C_STYLES: CStyle[] = [
   // C, printf, Perl, zsh and the like: either quote escaped or not, octal or hex of either case
   ...[octal, hexLower, hexUpper].flatMap((numeric) =>
     (['raw', 'bytes'] as const).flatMap((nonAscii) =>
-      [false, true].flatMap((escapeSingle) => [false, true].map((escapeDouble) => ({ named: C_NAMED, numeric, nonAscii, escapeSingle, escapeDouble }))),
+      [false, true].flatMap((escapeSingle) =>
+        [false, true].map((escapeDouble) => ({ named: C_NAMED, numeric, nonAscii, escapeSingle, escapeDouble })),
+      ),
     ),
   ),
 ]
@@ -185,11 +202,15 @@ function urlEncoded(safe: string, plusForSpace: boolean, upper: boolean): Encode
   return perChar(/[^A-Za-z0-9]/gu, (ch) => {
     if (keep.has(ch)) return ch
     if (ch === ' ' && plusForSpace) return '+'
-    return utf8Bytes(ch).map((b) => `%${hex(b, 2, upper)}`).join('')
+    return utf8Bytes(ch)
+      .map((b) => `%${hex(b, 2, upper)}`)
+      .join('')
   })
 }
 
-const URL_ENCODINGS: Encode[] = URL_SAFE_SETS.flatMap((safe) => [false, true].flatMap((plus) => [true, false].map((upper) => urlEncoded(safe, plus, upper))))
+const URL_ENCODINGS: Encode[] = URL_SAFE_SETS.flatMap((safe) =>
+  [false, true].flatMap((plus) => [true, false].map((upper) => urlEncoded(safe, plus, upper))),
+)
 
 // --- Encodings of the bytes: base64, hex, Perl's quotemeta ----------------------------------
 
@@ -236,7 +257,13 @@ export function secretByteForms(secret: string): Buffer[] {
   if (!isMaskable(secret)) return []
   const bytes = Buffer.from(secret, 'utf8')
   const hexForm = bytes.toString('hex')
-  return [...base64Forms(bytes), Buffer.from(hexForm), Buffer.from(hexForm.toUpperCase()), quotemeta(bytes, true), quotemeta(bytes, false)].filter((f) => f.length >= MIN_SECRET_CHARS)
+  return [
+    ...base64Forms(bytes),
+    Buffer.from(hexForm),
+    Buffer.from(hexForm.toUpperCase()),
+    quotemeta(bytes, true),
+    quotemeta(bytes, false),
+  ].filter((f) => f.length >= MIN_SECRET_CHARS)
 }
 
 // --- All forms -----------------------------------------------------------------------------

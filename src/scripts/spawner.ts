@@ -185,7 +185,9 @@ class Helper {
       } else if (kind === 'exit') {
         this.#pending.delete(id)
         const [code, signal] = line.split(' ').slice(2).map(Number)
-        pending?.exited(signal ? { code: null, signal: SIGNAL_NAMES.get(signal as number) ?? 'SIGKILL' } : { code: code as number, signal: null })
+        pending?.exited(
+          signal ? { code: null, signal: SIGNAL_NAMES.get(signal as number) ?? 'SIGKILL' } : { code: code as number, signal: null },
+        )
         if (this.#pending.size === 0) this.#idle = setTimeout(() => this.#retire(), IDLE_MS).unref()
       }
     }

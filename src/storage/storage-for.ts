@@ -13,9 +13,13 @@ export function storageFor(destination: StorageDestination & { filenamePrefix: s
         import('./s3/storage.ts').then((m) => new m.S3Storage(destination, prefix, settings)),
       )
     case 'LOCAL':
-      return new LazyStorage(`local folder ${join(resolve(settings.localStorageRoot), prefix)}`, () => import('./local/storage.ts').then((m) => new m.LocalStorage(settings.localStorageRoot, prefix)))
+      return new LazyStorage(`local folder ${join(resolve(settings.localStorageRoot), prefix)}`, () =>
+        import('./local/storage.ts').then((m) => new m.LocalStorage(settings.localStorageRoot, prefix)),
+      )
     case 'SWIFT':
-      return new LazyStorage(`swift container ${destination.containerName} at ${destination.authUrl}`, () => import('./swift/storage.ts').then((m) => new m.SwiftStorage(destination, settings)))
+      return new LazyStorage(`swift container ${destination.containerName} at ${destination.authUrl}`, () =>
+        import('./swift/storage.ts').then((m) => new m.SwiftStorage(destination, settings)),
+      )
   }
 }
 
@@ -51,7 +55,11 @@ class LazyStorage implements Required<Storage> {
     return (await this.#open()).abandon(filename)
   }
 
-  async uploadStream(source: AsyncIterable<Buffer>, filename: string, options?: TransferOptions & { metadata?: Record<string, string> }): Promise<{ size: number }> {
+  async uploadStream(
+    source: AsyncIterable<Buffer>,
+    filename: string,
+    options?: TransferOptions & { metadata?: Record<string, string> },
+  ): Promise<{ size: number }> {
     return (await this.#open()).uploadStream(source, filename, options)
   }
 

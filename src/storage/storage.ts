@@ -4,7 +4,10 @@ import type { FileHandle } from 'node:fs/promises'
 import type { Config } from '../config.ts'
 
 /** The agent settings a backend may use (src/config.ts). */
-export type StorageSettings = Pick<Config, 'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes' | 'storageRetries' | 'localStorageRoot'>
+export type StorageSettings = Pick<
+  Config,
+  'swiftRegion' | 'swiftSegmentBytes' | 'swiftSegmentThresholdBytes' | 'storageRetries' | 'localStorageRoot'
+>
 
 export interface TransferOptions {
   /** Aborts the transfer (a cancelled job); the backend removes what it wrote. */
@@ -72,7 +75,11 @@ export interface Storage {
    * as it goes, memory stays bounded). On any failure or abort nothing is left behind. The
    * source's chunks are borrowed: each is valid until the next is asked for (copy what you keep).
    */
-  uploadStream?(source: AsyncIterable<Buffer>, filename: string, options?: TransferOptions & { metadata?: Record<string, string> }): Promise<{ size: number }>
+  uploadStream?(
+    source: AsyncIterable<Buffer>,
+    filename: string,
+    options?: TransferOptions & { metadata?: Record<string, string> },
+  ): Promise<{ size: number }>
   /** Opens the object for reading as a stream (streamed restores). */
   read?(filename: string, options?: TransferOptions): Promise<ObjectReader>
   /**

@@ -24,7 +24,11 @@ function exposedCollect(): Collect | undefined {
  * when that fires and `idle()` still holds, collects. Without a collector (the flag not given:
  * an agent started by hand) it does nothing.
  */
-export function memoryReleaser(idle: () => boolean, delayMs = RELEASE_DELAY_MS, collect: Collect | undefined = exposedCollect()): () => void {
+export function memoryReleaser(
+  idle: () => boolean,
+  delayMs = RELEASE_DELAY_MS,
+  collect: Collect | undefined = exposedCollect(),
+): () => void {
   if (collect === undefined) return () => {}
   let timer: NodeJS.Timeout | undefined
   const fire = () => {

@@ -66,7 +66,10 @@ interface Context {
   result: CampaignResult
 }
 
-const TRIGGER: Record<Kind, { method: string; path: string }> = { backup: { method: 'POST', path: '/backup' }, restore: { method: 'PUT', path: '/restore' } }
+const TRIGGER: Record<Kind, { method: string; path: string }> = {
+  backup: { method: 'POST', path: '/backup' },
+  restore: { method: 'PUT', path: '/restore' },
+}
 
 // ---------------------------------------------------------------------------------------------
 // The agent under test
@@ -125,11 +128,44 @@ export async function startFuzzTarget(): Promise<FuzzTarget> {
 // Generators
 
 const RESERVED_SAMPLES = [
-  'BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'GLOBIGNORE', 'PATH', 'HOME', 'LANG', 'TZ', 'LD_PRELOAD', 'LD_LIBRARY_PATH',
-  'LD_AUDIT', 'AGENT_X', 'DB_PASSWORD', 'ENCRYPTION_KEY', 'S3_AUTHSECRET', 'SWIFT_PASSWORD', 'BACKUP_STREAM', 'GCONV_PATH', 'PERL5OPT', 'NODE_OPTIONS',
-  'PYTHONSTARTUP', 'JAVA_TOOL_OPTIONS', 'MALLOC_CHECK_', 'GLIBC_TUNABLES',
+  'BASH_ENV',
+  'ENV',
+  'IFS',
+  'CDPATH',
+  'SHELLOPTS',
+  'BASHOPTS',
+  'PS4',
+  'GLOBIGNORE',
+  'PATH',
+  'HOME',
+  'LANG',
+  'TZ',
+  'LD_PRELOAD',
+  'LD_LIBRARY_PATH',
+  'LD_AUDIT',
+  'AGENT_X',
+  'DB_PASSWORD',
+  'ENCRYPTION_KEY',
+  'S3_AUTHSECRET',
+  'SWIFT_PASSWORD',
+  'BACKUP_STREAM',
+  'GCONV_PATH',
+  'PERL5OPT',
+  'NODE_OPTIONS',
+  'PYTHONSTARTUP',
+  'JAVA_TOOL_OPTIONS',
+  'MALLOC_CHECK_',
+  'GLIBC_TUNABLES',
   // Not reserved, but upper case (refused unless listed) and the lower-case names tools read.
-  'TAR_OPTIONS', 'OPENSSL_CONF', 'PGPORT', 'retryCount', 'http_proxy', 'HTTPS_PROXY', 'No_Proxy', 'npm_config_script_shell', 'NPM_CONFIG_PREFIX',
+  'TAR_OPTIONS',
+  'OPENSSL_CONF',
+  'PGPORT',
+  'retryCount',
+  'http_proxy',
+  'HTTPS_PROXY',
+  'No_Proxy',
+  'npm_config_script_shell',
+  'NPM_CONFIG_PREFIX',
 ]
 
 /** Values meant to run a command if anything ever handed them to a shell. */
@@ -155,7 +191,9 @@ function injections(markerDir: string, evilScript: string, markerPrefix: string)
 
 const ID_CHARS = fc.constantFrom(...'abcdefABCDEF0123456789._-')
 const validId = fc.string({ unit: ID_CHARS, minLength: 1, maxLength: 40 }).filter((s) => s !== '.' && s !== '..')
-const secret = fc.string({ unit: fc.constantFrom(...'abcdefghijkmnpqrstuvwxyz23456789'), minLength: 10, maxLength: 24 }).map((s) => `s3cr3t-${s}`)
+const secret = fc
+  .string({ unit: fc.constantFrom(...'abcdefghijkmnpqrstuvwxyz23456789'), minLength: 10, maxLength: 24 })
+  .map((s) => `s3cr3t-${s}`)
 const anyText = fc.string({ unit: 'binary', maxLength: 24 })
 const nonEmptyText = fc.string({ unit: 'binary', minLength: 1, maxLength: 24 }).filter((s) => !s.includes('\0'))
 const parameterName = fc.stringMatching(/^[a-z_][a-z0-9_]{0,14}$/).map((n) => `p_${n}`)
@@ -251,7 +289,8 @@ function validBodyArbitrary(markerDir: string, evilScript: string, markerPrefix:
       const body: Record<string, unknown> = { ...r.extras, id: '', destination, [r.kind]: database }
       if (r.compression !== undefined) body.compression = r.compression
       if (r.encryptionKey !== undefined) body.encryption_key = r.encryptionKey
-      for (const k of Object.keys(r.extras)) if (['id', 'destination', 'backup', 'restore', 'compression', 'encryption_key'].includes(k.toLowerCase())) delete body[k]
+      for (const k of Object.keys(r.extras))
+        if (['id', 'destination', 'backup', 'restore', 'compression', 'encryption_key'].includes(k.toLowerCase())) delete body[k]
       body.id = ''
       return { kind: r.kind, body: recase(body, r.spellings), label: 'valid' }
     })
@@ -261,53 +300,173 @@ function validBodyArbitrary(markerDir: string, evilScript: string, markerPrefix:
 type Breakage = { label: string; apply: (body: Record<string, unknown>, kind: Kind) => void }
 
 function breakages(markerDir: string, evilScript: string, markerPrefix: string): fc.Arbitrary<Breakage> {
-  const db = (b: Record<string, unknown>, kind: Kind) => (b[Object.keys(b).find((k) => k.toLowerCase() === kind) ?? kind] ?? {}) as Record<string, unknown>
-  const dest = (b: Record<string, unknown>) => (b[Object.keys(b).find((k) => k.toLowerCase() === 'destination') ?? 'destination'] ?? {}) as Record<string, unknown>
+  const db = (b: Record<string, unknown>, kind: Kind) =>
+    (b[Object.keys(b).find((k) => k.toLowerCase() === kind) ?? kind] ?? {}) as Record<string, unknown>
+  const dest = (b: Record<string, unknown>) =>
+    (b[Object.keys(b).find((k) => k.toLowerCase() === 'destination') ?? 'destination'] ?? {}) as Record<string, unknown>
   const setKey = (o: Record<string, unknown>, name: string, value: unknown) => {
     const key = Object.keys(o).find((k) => k.toLowerCase() === name.toLowerCase()) ?? name
     if (value === undefined) delete o[key]
     else o[key] = value
   }
-  const badIds = ['..', '.', '../x', 'a/b', '../../../../../../tmp/MARKER', 'x'.repeat(129), 'id with space', '', 'ïd', 'a\0b', 'a\\b', '%2e%2e']
+  const badIds = [
+    '..',
+    '.',
+    '../x',
+    'a/b',
+    '../../../../../../tmp/MARKER',
+    'x'.repeat(129),
+    'id with space',
+    '',
+    'ïd',
+    'a\0b',
+    'a\\b',
+    '%2e%2e',
+  ]
   const wrongTypes: unknown[] = [5, true, [], {}, 'yes', [1, 2]]
   return fc.oneof(
-    fc.constantFrom(...badIds).map((id): Breakage => ({ label: `id ${JSON.stringify(id)}`, apply: (b) => setKey(b, 'id', id.replace('MARKER', `${markerPrefix}-id`)) })),
-    fc.constantFrom(5, null, true, ['x'], { id: 'x' }).map((id): Breakage => ({ label: 'id of a wrong type', apply: (b) => setKey(b, 'id', id) })),
+    fc
+      .constantFrom(...badIds)
+      .map(
+        (id): Breakage => ({
+          label: `id ${JSON.stringify(id)}`,
+          apply: (b) => setKey(b, 'id', id.replace('MARKER', `${markerPrefix}-id`)),
+        }),
+      ),
+    fc
+      .constantFrom(5, null, true, ['x'], { id: 'x' })
+      .map((id): Breakage => ({ label: 'id of a wrong type', apply: (b) => setKey(b, 'id', id) })),
     fc.constantFrom('id', 'destination').map((f): Breakage => ({ label: `no ${f}`, apply: (b) => setKey(b, f, undefined) })),
     fc.constant<Breakage>({ label: 'no database object', apply: (b, kind) => setKey(b, kind, undefined) }),
-    fc.constantFrom('host', 'username', 'database', 'password').map((f): Breakage => ({ label: `no ${f}`, apply: (b, kind) => setKey(db(b, kind), f, undefined) })),
-    fc.constantFrom('host', 'username', 'database').map((f): Breakage => ({ label: `empty ${f}`, apply: (b, kind) => setKey(db(b, kind), f, '') })),
-    fc.tuple(fc.constantFrom('compression', 'encryption_key'), fc.constantFrom(...wrongTypes)).map(([f, v]): Breakage => ({ label: `${f} of a wrong type`, apply: (b) => setKey(b, f, f === 'encryption_key' && typeof v === 'string' ? 5 : v) })),
-    fc.constantFrom<unknown>('x', 5, [], true).map((v): Breakage => ({ label: 'destination of a wrong type', apply: (b) => setKey(b, 'destination', v) })),
-    fc.constantFrom<unknown>('x', 5, [], true).map((v): Breakage => ({ label: 'database of a wrong type', apply: (b, kind) => setKey(b, kind, v) })),
-    fc.tuple(fc.constantFrom('host', 'username', 'password', 'database'), fc.constantFrom<unknown>(5, true, {}, [])).map(([f, v]): Breakage => ({ label: `${f} of a wrong type`, apply: (b, kind) => setKey(db(b, kind), f, v) })),
-    fc.constantFrom('FTP', 's3', 'LOCAL', '', 'S3 ', 'swift').map((t): Breakage => ({ label: `type ${t}`, apply: (b) => setKey(dest(b), 'type', t) })),
-    fc.constantFrom('skipStorage', 'useSSL', 'skipSSL').map((f): Breakage => ({ label: `${f} of a wrong type`, apply: (b) => setKey(dest(b), f, 'true') })),
+    fc
+      .constantFrom('host', 'username', 'database', 'password')
+      .map((f): Breakage => ({ label: `no ${f}`, apply: (b, kind) => setKey(db(b, kind), f, undefined) })),
+    fc
+      .constantFrom('host', 'username', 'database')
+      .map((f): Breakage => ({ label: `empty ${f}`, apply: (b, kind) => setKey(db(b, kind), f, '') })),
+    fc
+      .tuple(fc.constantFrom('compression', 'encryption_key'), fc.constantFrom(...wrongTypes))
+      .map(
+        ([f, v]): Breakage => ({
+          label: `${f} of a wrong type`,
+          apply: (b) => setKey(b, f, f === 'encryption_key' && typeof v === 'string' ? 5 : v),
+        }),
+      ),
+    fc
+      .constantFrom<unknown>('x', 5, [], true)
+      .map((v): Breakage => ({ label: 'destination of a wrong type', apply: (b) => setKey(b, 'destination', v) })),
+    fc
+      .constantFrom<unknown>('x', 5, [], true)
+      .map((v): Breakage => ({ label: 'database of a wrong type', apply: (b, kind) => setKey(b, kind, v) })),
+    fc
+      .tuple(fc.constantFrom('host', 'username', 'password', 'database'), fc.constantFrom<unknown>(5, true, {}, []))
+      .map(([f, v]): Breakage => ({ label: `${f} of a wrong type`, apply: (b, kind) => setKey(db(b, kind), f, v) })),
+    fc
+      .constantFrom('FTP', 's3', 'LOCAL', '', 'S3 ', 'swift')
+      .map((t): Breakage => ({ label: `type ${t}`, apply: (b) => setKey(dest(b), 'type', t) })),
+    fc
+      .constantFrom('skipStorage', 'useSSL', 'skipSSL')
+      .map((f): Breakage => ({ label: `${f} of a wrong type`, apply: (b) => setKey(dest(b), f, 'true') })),
     fc.constant<Breakage>({ label: 'prefix without /', apply: (b) => setKey(dest(b), 'filenamePrefix', 'backups') }),
-    fc.constant<Breakage>({ label: 'contradicting SSL flags', apply: (b) => (setKey(dest(b), 'useSSL', true), setKey(dest(b), 'skipSSL', true)) }),
-    fc.constantFrom('ftp://x', 'user:pw@host', 'host/path', 'host?x=1', 'http://', 'host#f', 'file:///etc/passwd').map((e): Breakage => ({ label: `endpoint ${e}`, apply: (b) => (setKey(dest(b), 'type', 'S3'), setKey(dest(b), 'endpoint', e)) })),
-    fc.constantFrom('../x', 'a/b', '..', '.', '/etc/passwd', '.osb', '..osb', '...osb', 'é'.repeat(101)).map((f): Breakage => ({ label: `restore filename ${f.slice(0, 12)}`, apply: (b) => setKey(dest(b), 'filename', f) })),
-    fc.constantFrom('host', 'username', 'password', 'database').map((f): Breakage => ({ label: `${f} over 32 KiB`, apply: (b, kind) => setKey(db(b, kind), f, 'é'.repeat(16 * 1024) + 'x') })),
-    fc.constant<Breakage>({ label: 'parameter value over 32 KiB', apply: (b, kind) => setKey(db(b, kind), 'parameters', { p_big: 'x'.repeat(32 * 1024 + 1) }) }),
-    fc.constant<Breakage>({ label: '257 parameters', apply: (b, kind) => setKey(db(b, kind), 'parameters', Array.from({ length: 257 }, (_, i) => ({ [`p${i}`]: 'x' }))) }),
-    fc.constant<Breakage>({ label: 'over 512 KiB for the scripts', apply: (b, kind) => setKey(db(b, kind), 'parameters', Array.from({ length: 17 }, (_, i) => ({ [`p${i}`]: 'x'.repeat(32 * 1024) }))) }),
-    fc.constant<Breakage>({ label: 'parameter name over 128 bytes', apply: (b, kind) => setKey(db(b, kind), 'parameters', { ['p'.repeat(129)]: 'x' }) }),
-    fc.constantFrom(...RESERVED_SAMPLES).map((name): Breakage => ({ label: `reserved parameter ${name}`, apply: (b, kind) => setKey(db(b, kind), 'parameters', [{ [name]: name === 'BASH_ENV' || name === 'ENV' ? evilScript : `$(touch ${markerDir}/reserved-${name})` }]) })),
-    fc.constantFrom('1abc', 'a-b', 'a b', '', 'BASH_FUNC_x%%', 'x=y', 'é').map((name): Breakage => ({ label: `parameter name ${JSON.stringify(name)}`, apply: (b, kind) => setKey(db(b, kind), 'parameters', { [name]: `() { :; }; touch ${markerDir}/name` }) })),
-    fc.constantFrom<unknown>({ nested: 1 }, null, [1]).map((v): Breakage => ({ label: 'parameter value of a wrong type', apply: (b, kind) => setKey(db(b, kind), 'parameters', [{ ok_name: v }]) })),
-    fc.constantFrom<unknown>('str', 5, true, ['x'], [5]).map((v): Breakage => ({ label: 'parameters of a wrong type', apply: (b, kind) => setKey(db(b, kind), 'parameters', v) })),
+    fc.constant<Breakage>({
+      label: 'contradicting SSL flags',
+      apply: (b) => (setKey(dest(b), 'useSSL', true), setKey(dest(b), 'skipSSL', true)),
+    }),
+    fc
+      .constantFrom('ftp://x', 'user:pw@host', 'host/path', 'host?x=1', 'http://', 'host#f', 'file:///etc/passwd')
+      .map((e): Breakage => ({ label: `endpoint ${e}`, apply: (b) => (setKey(dest(b), 'type', 'S3'), setKey(dest(b), 'endpoint', e)) })),
+    fc
+      .constantFrom('../x', 'a/b', '..', '.', '/etc/passwd', '.osb', '..osb', '...osb', 'é'.repeat(101))
+      .map((f): Breakage => ({ label: `restore filename ${f.slice(0, 12)}`, apply: (b) => setKey(dest(b), 'filename', f) })),
+    fc
+      .constantFrom('host', 'username', 'password', 'database')
+      .map((f): Breakage => ({ label: `${f} over 32 KiB`, apply: (b, kind) => setKey(db(b, kind), f, 'é'.repeat(16 * 1024) + 'x') })),
+    fc.constant<Breakage>({
+      label: 'parameter value over 32 KiB',
+      apply: (b, kind) => setKey(db(b, kind), 'parameters', { p_big: 'x'.repeat(32 * 1024 + 1) }),
+    }),
+    fc.constant<Breakage>({
+      label: '257 parameters',
+      apply: (b, kind) =>
+        setKey(
+          db(b, kind),
+          'parameters',
+          Array.from({ length: 257 }, (_, i) => ({ [`p${i}`]: 'x' })),
+        ),
+    }),
+    fc.constant<Breakage>({
+      label: 'over 512 KiB for the scripts',
+      apply: (b, kind) =>
+        setKey(
+          db(b, kind),
+          'parameters',
+          Array.from({ length: 17 }, (_, i) => ({ [`p${i}`]: 'x'.repeat(32 * 1024) })),
+        ),
+    }),
+    fc.constant<Breakage>({
+      label: 'parameter name over 128 bytes',
+      apply: (b, kind) => setKey(db(b, kind), 'parameters', { ['p'.repeat(129)]: 'x' }),
+    }),
+    fc
+      .constantFrom(...RESERVED_SAMPLES)
+      .map(
+        (name): Breakage => ({
+          label: `reserved parameter ${name}`,
+          apply: (b, kind) =>
+            setKey(db(b, kind), 'parameters', [
+              { [name]: name === 'BASH_ENV' || name === 'ENV' ? evilScript : `$(touch ${markerDir}/reserved-${name})` },
+            ]),
+        }),
+      ),
+    fc
+      .constantFrom('1abc', 'a-b', 'a b', '', 'BASH_FUNC_x%%', 'x=y', 'é')
+      .map(
+        (name): Breakage => ({
+          label: `parameter name ${JSON.stringify(name)}`,
+          apply: (b, kind) => setKey(db(b, kind), 'parameters', { [name]: `() { :; }; touch ${markerDir}/name` }),
+        }),
+      ),
+    fc
+      .constantFrom<unknown>({ nested: 1 }, null, [1])
+      .map(
+        (v): Breakage => ({
+          label: 'parameter value of a wrong type',
+          apply: (b, kind) => setKey(db(b, kind), 'parameters', [{ ok_name: v }]),
+        }),
+      ),
+    fc
+      .constantFrom<unknown>('str', 5, true, ['x'], [5])
+      .map((v): Breakage => ({ label: 'parameters of a wrong type', apply: (b, kind) => setKey(db(b, kind), 'parameters', v) })),
     fc.constant<Breakage>({ label: 'NUL in a parameter', apply: (b, kind) => setKey(db(b, kind), 'parameters', { p_nul: 'a\0b' }) }),
-    fc.constantFrom('host', 'database', 'username', 'password').map((f): Breakage => ({ label: `NUL in ${f}`, apply: (b, kind) => setKey(db(b, kind), f, 'x\0y') })),
+    fc
+      .constantFrom('host', 'database', 'username', 'password')
+      .map((f): Breakage => ({ label: `NUL in ${f}`, apply: (b, kind) => setKey(db(b, kind), f, 'x\0y') })),
     fc.constant<Breakage>({ label: 'case duplicate', apply: (b) => ((b.compression = false), (b.COMPRESSION = true)) }),
-    fc.integer({ min: 65, max: 1000 }).map((d): Breakage => ({ label: `nested ${d} deep`, apply: (b) => (b.extra = JSON.parse('['.repeat(d) + ']'.repeat(d))) })),
-    fc.constant<Breakage>({ label: 'deep case duplicate', apply: (b, kind) => { const inner = db(b, kind); inner.parameters = [JSON.parse('['.repeat(1000) + ']'.repeat(1000))]; inner.Parameters = [] } }),
+    fc
+      .integer({ min: 65, max: 1000 })
+      .map((d): Breakage => ({ label: `nested ${d} deep`, apply: (b) => (b.extra = JSON.parse('['.repeat(d) + ']'.repeat(d))) })),
+    fc.constant<Breakage>({
+      label: 'deep case duplicate',
+      apply: (b, kind) => {
+        const inner = db(b, kind)
+        inner.parameters = [JSON.parse('['.repeat(1000) + ']'.repeat(1000))]
+        inner.Parameters = []
+      },
+    }),
   )
 }
 
 // ---------------------------------------------------------------------------------------------
 // Raw byte mutations
 
-const INVALID_UTF8 = [Buffer.from([0xc0, 0x80]), Buffer.from([0xff]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xe2, 0x82]), Buffer.from([0xf4, 0x90, 0x80, 0x80]), Buffer.from([0x80])]
+const INVALID_UTF8 = [
+  Buffer.from([0xc0, 0x80]),
+  Buffer.from([0xff]),
+  Buffer.from([0xed, 0xa0, 0x80]),
+  Buffer.from([0xe2, 0x82]),
+  Buffer.from([0xf4, 0x90, 0x80, 0x80]),
+  Buffer.from([0x80]),
+]
 
 type Mutation = (bytes: Buffer, rnd: () => number) => Buffer
 
@@ -338,7 +497,16 @@ const MUTATIONS: Record<string, Mutation> = {
   },
   truncate: (b, rnd) => b.subarray(0, Math.floor(rnd() * b.length)),
   duplicateKey: (b, rnd) => {
-    const keys = ['"id":"other-id"', '"ID":"..",', '"destination":null', '"compression":"yes"', '"Compression":true', '"backup":{}', '"restore":5', '"id":5']
+    const keys = [
+      '"id":"other-id"',
+      '"ID":"..",',
+      '"destination":null',
+      '"compression":"yes"',
+      '"Compression":true',
+      '"backup":{}',
+      '"restore":5',
+      '"id":5',
+    ]
     const key = keys[Math.floor(rnd() * keys.length)] as string
     const text = b.toString('latin1')
     const at = rnd() < 0.5 ? text.indexOf('{') + 1 : text.lastIndexOf('}')
@@ -351,7 +519,11 @@ const MUTATIONS: Record<string, Mutation> = {
     const values = [...text.matchAll(/:(true|false|null|-?\d+(\.\d+)?|"[^"\\]{0,40}")/g)]
     const target = values[Math.floor(rnd() * values.length)]
     if (!target || target.index === undefined) return b
-    return Buffer.concat([b.subarray(0, target.index + 1), Buffer.from(huge[Math.floor(rnd() * huge.length)] as string), b.subarray(target.index + target[0].length)])
+    return Buffer.concat([
+      b.subarray(0, target.index + 1),
+      Buffer.from(huge[Math.floor(rnd() * huge.length)] as string),
+      b.subarray(target.index + target[0].length),
+    ])
   },
   deepNesting: (b, rnd) => {
     const depth = [70, 1000, 100_000][Math.floor(rnd() * 3)] as number
@@ -375,14 +547,89 @@ const MUTATIONS: Record<string, Mutation> = {
 // ---------------------------------------------------------------------------------------------
 // Odd requests
 
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'PROPFIND', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'SEARCH', 'PURGE', 'REPORT', 'LINK', 'UNLINK', 'QUERY', 'ACL', 'BIND', 'MKCALENDAR', 'SUBSCRIBE', 'NOTIFY', 'M-SEARCH']
-const PATHS = [
-  '/', '/backup', '/restore', '/status', '/backup/', '/restore/', '/backup//x', '//backup', '/backup/..', '/backup/.', '/backup/%2e%2e', '/backup/%2F', '/backup/%00', '/backup/%zz', '/backup/%',
-  '/backup?id=1', '/backup?', '/restore?x=%', '/BACKUP', '/Backup/x', '/backup/x/cancel', '/backup/x/y', `/backup/${'a'.repeat(2000)}`, `/${'x'.repeat(6000)}`, '/restore/../backup',
-  '/status/', '/status?verbose=1', '/.%2e/.%2e/etc/passwd', '/backup/..%2F..%2Fetc', '/backup/a%2Fb', '/backup/ok-id.', '/backup/-', '/backup/%E2%82%AC', '/favicon.ico', '/healthz', '/metrics',
-  '/openapi.json', '/backup/%ff%fe', '/backup/;x', '/backup/x;y=z', '/backup/x#frag',
+const METHODS = [
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'PATCH',
+  'OPTIONS',
+  'TRACE',
+  'PROPFIND',
+  'MKCOL',
+  'COPY',
+  'MOVE',
+  'LOCK',
+  'UNLOCK',
+  'SEARCH',
+  'PURGE',
+  'REPORT',
+  'LINK',
+  'UNLINK',
+  'QUERY',
+  'ACL',
+  'BIND',
+  'MKCALENDAR',
+  'SUBSCRIBE',
+  'NOTIFY',
+  'M-SEARCH',
 ]
-const CONTENT_TYPES = [undefined, 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', 'application/json; charset=utf-16', 'application/octet-stream', ';;;', 'application/json\t']
+const PATHS = [
+  '/',
+  '/backup',
+  '/restore',
+  '/status',
+  '/backup/',
+  '/restore/',
+  '/backup//x',
+  '//backup',
+  '/backup/..',
+  '/backup/.',
+  '/backup/%2e%2e',
+  '/backup/%2F',
+  '/backup/%00',
+  '/backup/%zz',
+  '/backup/%',
+  '/backup?id=1',
+  '/backup?',
+  '/restore?x=%',
+  '/BACKUP',
+  '/Backup/x',
+  '/backup/x/cancel',
+  '/backup/x/y',
+  `/backup/${'a'.repeat(2000)}`,
+  `/${'x'.repeat(6000)}`,
+  '/restore/../backup',
+  '/status/',
+  '/status?verbose=1',
+  '/.%2e/.%2e/etc/passwd',
+  '/backup/..%2F..%2Fetc',
+  '/backup/a%2Fb',
+  '/backup/ok-id.',
+  '/backup/-',
+  '/backup/%E2%82%AC',
+  '/favicon.ico',
+  '/healthz',
+  '/metrics',
+  '/openapi.json',
+  '/backup/%ff%fe',
+  '/backup/;x',
+  '/backup/x;y=z',
+  '/backup/x#frag',
+]
+const CONTENT_TYPES = [
+  undefined,
+  'application/json',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'application/json; charset=latin1',
+  'application/json; charset=utf-16',
+  'application/octet-stream',
+  ';;;',
+  'application/json\t',
+]
 const EXTRA_HEADERS: Record<string, string>[] = [
   {},
   { 'content-encoding': 'gzip' },
@@ -442,7 +689,8 @@ function checkTrigger(ctx: Context, kind: Kind, bytes: Buffer, status: number, l
   const id = idOf(parsed)
   if (status >= 500) return violation(ctx, `${kind} trigger (${label}) answered ${status}: ${preview(bytes)}`)
   if (status === 201 || (status >= 200 && status < 300)) {
-    if (verdict.verdict === 'reject') violation(ctx, `${kind} job started from a body SPEC §3 rejects (${verdict.reason}; ${label}): ${preview(bytes)}`)
+    if (verdict.verdict === 'reject')
+      violation(ctx, `${kind} job started from a body SPEC §3 rejects (${verdict.reason}; ${label}): ${preview(bytes)}`)
     if (id !== undefined) ctx.accepted[kind].add(id)
     ctx.result.jobsStarted++
     return
@@ -462,9 +710,21 @@ function checkTrigger(ctx: Context, kind: Kind, bytes: Buffer, status: number, l
   violation(ctx, `${kind} trigger (${label}) answered an unexpected ${status}: ${preview(bytes)}`)
 }
 
-async function send(ctx: Context, method: string, path: string, payload: Buffer | undefined, init: { auth?: string | null; headers?: Record<string, string>; from?: string } = {}): Promise<Reply | undefined> {
+async function send(
+  ctx: Context,
+  method: string,
+  path: string,
+  payload: Buffer | undefined,
+  init: { auth?: string | null; headers?: Record<string, string>; from?: string } = {},
+): Promise<Reply | undefined> {
   try {
-    return await ctx.agent.request(method, path, undefined, { raw: payload, auth: init.auth, headers: init.headers, from: init.from, timeoutMs: 15_000 })
+    return await ctx.agent.request(method, path, undefined, {
+      raw: payload,
+      auth: init.auth,
+      headers: init.headers,
+      from: init.from,
+      timeoutMs: 15_000,
+    })
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message
     // The client library refuses some of what we generate (invalid header characters): not the agent's doing.
@@ -488,12 +748,19 @@ function triggerCase(kind: Kind, bytes: Buffer, label: string, category: string,
       if (!reply) return
       note(ctx, reply.status)
       checkTrigger(ctx, kind, bytes, reply.status, label, reply.text)
-      if (reply.status >= 400 && !/^application\/json/.test(reply.headers.get('content-type') ?? '')) violation(ctx, `${kind} trigger answered ${reply.status} without JSON (${reply.headers.get('content-type')})`)
+      if (reply.status >= 400 && !/^application\/json/.test(reply.headers.get('content-type') ?? ''))
+        violation(ctx, `${kind} trigger answered ${reply.status} without JSON (${reply.headers.get('content-type')})`)
     },
   }
 }
 
-function oddRequestCase(method: string, path: string, body: Buffer | undefined, headers: Record<string, string>, validTrigger: { kind: Kind } | undefined): FuzzCase {
+function oddRequestCase(
+  method: string,
+  path: string,
+  body: Buffer | undefined,
+  headers: Record<string, string>,
+  validTrigger: { kind: Kind } | undefined,
+): FuzzCase {
   return {
     category: 'odd method/path',
     async run(ctx) {
@@ -502,13 +769,19 @@ function oddRequestCase(method: string, path: string, body: Buffer | undefined, 
       note(ctx, reply.status)
       // The router drops a query and a fragment: POST /backup?x=1 is a trigger.
       const bare = path.split(/[?#]/)[0]
-      const kind = (method === 'POST' && bare === '/backup') ? 'backup' : (method === 'PUT' && bare === '/restore') ? 'restore' : undefined
-      if (kind && body !== undefined) return checkTrigger(ctx, kind, body, reply.status, `${method} ${path.slice(0, 40)} ${JSON.stringify(headers).slice(0, 60)}`)
+      const kind = method === 'POST' && bare === '/backup' ? 'backup' : method === 'PUT' && bare === '/restore' ? 'restore' : undefined
+      if (kind && body !== undefined)
+        return checkTrigger(ctx, kind, body, reply.status, `${method} ${path.slice(0, 40)} ${JSON.stringify(headers).slice(0, 60)}`)
       if (reply.status >= 500) violation(ctx, `${method} ${path.slice(0, 80)} answered ${reply.status}`)
-      if (reply.status === 201) violation(ctx, `${method} ${path.slice(0, 80)} answered 201 (${validTrigger ? 'body valid for ' + validTrigger.kind : 'no trigger'})`)
+      if (reply.status === 201)
+        violation(
+          ctx,
+          `${method} ${path.slice(0, 80)} answered 201 (${validTrigger ? 'body valid for ' + validTrigger.kind : 'no trigger'})`,
+        )
       // GET /metrics and /docs answer 200 in their own formats (Prometheus text, HTML); errors are JSON
       const ownFormat = reply.status === 200 && /^\/(metrics|docs)$/.test(bare ?? '')
-      if (method !== 'HEAD' && reply.text !== '' && !ownFormat && !/^application\/json/.test(reply.headers.get('content-type') ?? '')) violation(ctx, `${method} ${path.slice(0, 80)} answered ${reply.status} with ${reply.headers.get('content-type')}, not JSON`)
+      if (method !== 'HEAD' && reply.text !== '' && !ownFormat && !/^application\/json/.test(reply.headers.get('content-type') ?? ''))
+        violation(ctx, `${method} ${path.slice(0, 80)} answered ${reply.status} with ${reply.headers.get('content-type')}, not JSON`)
     },
   }
 }
@@ -529,7 +802,8 @@ function authCase(header: string | string[] | null, correct: boolean, from: stri
       }
       note(ctx, reply.status)
       if (reply.status >= 500) return violation(ctx, `auth case ${label} answered ${reply.status}`)
-      if (reply.status === 200 && !correct) return violation(ctx, `auth case ${label}: 200 without the right credentials (${JSON.stringify(header).slice(0, 120)})`)
+      if (reply.status === 200 && !correct)
+        return violation(ctx, `auth case ${label}: 200 without the right credentials (${JSON.stringify(header).slice(0, 120)})`)
       if (reply.status === 429 && exempt) return violation(ctx, `auth case ${label}: an exempt address was throttled`)
       if (![200, 401, 429].includes(reply.status)) violation(ctx, `auth case ${label}: unexpected ${reply.status}`)
       if (reply.status === 401 && correct) violation(ctx, `auth case ${label}: the right credentials were refused`)
@@ -586,7 +860,10 @@ function buildCases(target: FuzzTarget, count: number, seed: number): FuzzCase[]
   const basic = `Basic ${Buffer.from(`${agent.username}:${agent.password}`).toString('base64')}`
   let sequence = 0
   const freshId = () => `fz${seed.toString(36)}${(sequence++).toString(36)}${Math.random().toString(36).slice(2, 8)}`
-  const withId = (c: BodyCase) => ({ ...c, body: { ...c.body, [Object.keys(c.body).find((k) => k.toLowerCase() === 'id') ?? 'id']: freshId() } })
+  const withId = (c: BodyCase) => ({
+    ...c,
+    body: { ...c.body, [Object.keys(c.body).find((k) => k.toLowerCase() === 'id') ?? 'id']: freshId() },
+  })
   const valid = validBodyArbitrary(markerDir, evilScript, markerPrefix)
 
   const share = (fraction: number) => Math.max(1, Math.round(count * fraction))
@@ -603,21 +880,49 @@ function buildCases(target: FuzzTarget, count: number, seed: number): FuzzCase[]
     cases.push(triggerCase(body.kind, Buffer.from(JSON.stringify(body.body)), breakage.label, 'structured invalid'))
   }
   const mutationNames = Object.keys(MUTATIONS)
-  for (const [c, picks, rndSeed] of sampled(fc.tuple(valid, fc.array(fc.constantFrom(...mutationNames), { minLength: 1, maxLength: 3 }), fc.integer()), share(0.26), 3)) {
+  for (const [c, picks, rndSeed] of sampled(
+    fc.tuple(valid, fc.array(fc.constantFrom(...mutationNames), { minLength: 1, maxLength: 3 }), fc.integer()),
+    share(0.26),
+    3,
+  )) {
     const body = withId(c)
     let state = rndSeed >>> 0
-    const rnd = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32)
+    const rnd = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32
     let bytes: Buffer = Buffer.from(JSON.stringify(body.body))
     for (const name of picks) bytes = (MUTATIONS[name] as Mutation)(bytes, rnd)
     cases.push(triggerCase(body.kind, bytes, `mutated: ${picks.join('+')}`, 'raw mutation', 'application/json'))
   }
   const oddBody = fc.oneof(fc.constant<'none'>('none'), fc.constant<'valid'>('valid'), fc.constant<'garbage'>('garbage'))
-  for (const [method, path, bodyKind, headers, contentType, c] of sampled(fc.tuple(fc.constantFrom(...METHODS), fc.constantFrom(...PATHS), oddBody, fc.constantFrom(...EXTRA_HEADERS), fc.constantFrom(...CONTENT_TYPES), valid), share(0.14), 4)) {
-    const body = bodyKind === 'none' ? undefined : bodyKind === 'valid' ? Buffer.from(JSON.stringify(withId(c).body)) : Buffer.from('\u0000\u00ff{[}' + 'x'.repeat(50), 'latin1')
+  for (const [method, path, bodyKind, headers, contentType, c] of sampled(
+    fc.tuple(
+      fc.constantFrom(...METHODS),
+      fc.constantFrom(...PATHS),
+      oddBody,
+      fc.constantFrom(...EXTRA_HEADERS),
+      fc.constantFrom(...CONTENT_TYPES),
+      valid,
+    ),
+    share(0.14),
+    4,
+  )) {
+    const body =
+      bodyKind === 'none'
+        ? undefined
+        : bodyKind === 'valid'
+          ? Buffer.from(JSON.stringify(withId(c).body))
+          : Buffer.from('\u0000\u00ff{[}' + 'x'.repeat(50), 'latin1')
     const all: Record<string, string> = contentType === undefined ? { ...headers } : { ...headers, 'content-type': contentType }
     // A chunked body needs the client to frame it: leave that header to the raw cases.
     delete all['transfer-encoding']
-    cases.push(oddRequestCase(method, path, method === 'GET' || method === 'HEAD' ? (body && bodyKind !== 'valid' ? body : undefined) : body, all, bodyKind === 'valid' ? { kind: c.kind } : undefined))
+    cases.push(
+      oddRequestCase(
+        method,
+        path,
+        method === 'GET' || method === 'HEAD' ? (body && bodyKind !== 'valid' ? body : undefined) : body,
+        all,
+        bodyKind === 'valid' ? { kind: c.kind } : undefined,
+      ),
+    )
   }
   const auths = authHeaders(agent.username, agent.password, basic)
   for (const [pick, last] of sampled(fc.tuple(fc.nat(auths.length - 1), fc.integer({ min: 2, max: 250 })), share(0.1), 5)) {
@@ -634,7 +939,10 @@ function buildCases(target: FuzzTarget, count: number, seed: number): FuzzCase[]
     } else cases.push(rawCase(raw.label, raw.bytes()))
   }
   // Interleave the categories, the way real traffic would mix them.
-  return fc.sample(fc.shuffledSubarray(cases, { minLength: cases.length, maxLength: cases.length }), { numRuns: 1, seed: seed + 7 })[0] as FuzzCase[]
+  return fc.sample(fc.shuffledSubarray(cases, { minLength: cases.length, maxLength: cases.length }), {
+    numRuns: 1,
+    seed: seed + 7,
+  })[0] as FuzzCase[]
 }
 
 type AuthVariant = [label: string, header: string | string[] | null, correct: boolean]
@@ -681,7 +989,11 @@ interface RawTrigger {
 }
 
 function rawRequests(basic: string, validBody: () => string): (RawRequest | RawTrigger)[] {
-  const get = (line: string, headers: string[] = []) => Buffer.from(`${line}\r\nHost: agent\r\nAuthorization: ${basic}\r\nConnection: close\r\n${headers.map((h) => `${h}\r\n`).join('')}\r\n`, 'latin1')
+  const get = (line: string, headers: string[] = []) =>
+    Buffer.from(
+      `${line}\r\nHost: agent\r\nAuthorization: ${basic}\r\nConnection: close\r\n${headers.map((h) => `${h}\r\n`).join('')}\r\n`,
+      'latin1',
+    )
   const requests: RawRequest[] = [
     { label: 'lower-case method', bytes: () => get('get /status HTTP/1.1') },
     { label: 'HTTP/1.0 without Host', bytes: () => Buffer.from(`GET /status HTTP/1.0\r\nAuthorization: ${basic}\r\n\r\n`) },
@@ -694,25 +1006,74 @@ function rawRequests(basic: string, validBody: () => string): (RawRequest | RawT
     { label: 'unknown method', bytes: () => get('BREW /status HTTP/1.1') },
     { label: 'space in path', bytes: () => get('GET /backup/a b HTTP/1.1') },
     { label: 'raw UTF-8 path', bytes: () => get('GET /backup/\u00e9\u00e9 HTTP/1.1') },
-    { label: 'invalid UTF-8 path', bytes: () => Buffer.concat([Buffer.from('GET /backup/'), Buffer.from([0xff, 0xc0, 0x80]), get(' HTTP/1.1').subarray(1)]) },
+    {
+      label: 'invalid UTF-8 path',
+      bytes: () => Buffer.concat([Buffer.from('GET /backup/'), Buffer.from([0xff, 0xc0, 0x80]), get(' HTTP/1.1').subarray(1)]),
+    },
     { label: 'NUL in header', bytes: () => get('GET /status HTTP/1.1', ['X-A: a\0b']) },
     { label: 'latin1 byte in header', bytes: () => get('GET /status HTTP/1.1', ['X-A: caf\u00e9']) },
     { label: 'obs-fold', bytes: () => get('GET /status HTTP/1.1', ['X-A: a', ' b']) },
     { label: 'header without colon', bytes: () => get('GET /status HTTP/1.1', ['NoColon']) },
     { label: 'huge header', bytes: () => get('GET /status HTTP/1.1', [`X-Huge: ${'h'.repeat(20_000)}`]) },
-    { label: 'many headers', bytes: () => get('GET /status HTTP/1.1', Array.from({ length: 300 }, (_, i) => `X-${i}: v`)) },
+    {
+      label: 'many headers',
+      bytes: () =>
+        get(
+          'GET /status HTTP/1.1',
+          Array.from({ length: 300 }, (_, i) => `X-${i}: v`),
+        ),
+    },
     { label: 'two Host headers', bytes: () => get('GET /status HTTP/1.1', ['Host: other']) },
-    { label: 'broken auth in raw bytes', bytes: () => Buffer.concat([Buffer.from('GET /status HTTP/1.1\r\nHost: a\r\nAuthorization: Basic '), Buffer.from([0xff, 0xfe, 0x00, 0x80]), Buffer.from('\r\nConnection: close\r\n\r\n')]) },
-    { label: 'CL and TE', bytes: () => Buffer.from(`POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\nGET /status HTTP/1.1\r\nHost: a\r\n\r\n`) },
-    { label: 'two lengths', bytes: () => Buffer.from(`POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nContent-Length: 2\r\nContent-Length: 30\r\nConnection: close\r\n\r\n{}`) },
-    { label: 'negative length', bytes: () => Buffer.from(`POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nContent-Length: -5\r\nConnection: close\r\n\r\n{}`) },
-    { label: 'bad chunk size', bytes: () => Buffer.from(`POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`) },
-    { label: 'TE with a bad coding', bytes: () => Buffer.from(`POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n`) },
+    {
+      label: 'broken auth in raw bytes',
+      bytes: () =>
+        Buffer.concat([
+          Buffer.from('GET /status HTTP/1.1\r\nHost: a\r\nAuthorization: Basic '),
+          Buffer.from([0xff, 0xfe, 0x00, 0x80]),
+          Buffer.from('\r\nConnection: close\r\n\r\n'),
+        ]),
+    },
+    {
+      label: 'CL and TE',
+      bytes: () =>
+        Buffer.from(
+          `POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\nGET /status HTTP/1.1\r\nHost: a\r\n\r\n`,
+        ),
+    },
+    {
+      label: 'two lengths',
+      bytes: () =>
+        Buffer.from(
+          `POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nContent-Length: 2\r\nContent-Length: 30\r\nConnection: close\r\n\r\n{}`,
+        ),
+    },
+    {
+      label: 'negative length',
+      bytes: () =>
+        Buffer.from(`POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nContent-Length: -5\r\nConnection: close\r\n\r\n{}`),
+    },
+    {
+      label: 'bad chunk size',
+      bytes: () =>
+        Buffer.from(
+          `POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
+        ),
+    },
+    {
+      label: 'TE with a bad coding',
+      bytes: () =>
+        Buffer.from(
+          `POST /backup HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n`,
+        ),
+    },
     { label: 'HTTP/2 preface', bytes: () => Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n') },
     { label: 'TLS ClientHello', bytes: () => Buffer.from('16030100a5010000a10303' + '00'.repeat(64), 'hex') },
     { label: 'random bytes', bytes: () => Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 73 + 11) % 256)) },
     { label: 'nothing but CRLF', bytes: () => Buffer.from('\r\n\r\n\r\n') },
-    { label: 'pipelined requests', bytes: () => Buffer.concat([get('GET /status HTTP/1.1').subarray(0, -2), Buffer.from('\r\n'), get('GET /backup/x HTTP/1.1')]) },
+    {
+      label: 'pipelined requests',
+      bytes: () => Buffer.concat([get('GET /status HTTP/1.1').subarray(0, -2), Buffer.from('\r\n'), get('GET /backup/x HTTP/1.1')]),
+    },
   ]
   const chunk = (b: Buffer) => Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from('\r\n')])
   const chunked = (kind: Kind): RawTrigger => ({
@@ -721,8 +1082,13 @@ function rawRequests(basic: string, validBody: () => string): (RawRequest | RawT
       const body = Buffer.from(validBody())
       const half = Math.floor(body.length / 2)
       const { method, path } = TRIGGER[kind]
-      const head = Buffer.from(`${method} ${path} HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`)
-      return { bytes: Buffer.concat([head, chunk(body.subarray(0, half)), chunk(body.subarray(half)), Buffer.from('0\r\n\r\n')]), trigger: { kind, body } }
+      const head = Buffer.from(
+        `${method} ${path} HTTP/1.1\r\nHost: a\r\nAuthorization: ${basic}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`,
+      )
+      return {
+        bytes: Buffer.concat([head, chunk(body.subarray(0, half)), chunk(body.subarray(half)), Buffer.from('0\r\n\r\n')]),
+        trigger: { kind, body },
+      }
     },
   })
   return [...requests, chunked('backup'), chunked('restore')]
@@ -766,7 +1132,8 @@ export async function runCampaign(target: FuzzTarget, options: CampaignOptions):
       const c = cases[next++] as FuzzCase
       result.byCategory[c.category] = (result.byCategory[c.category] ?? 0) + 1
       result.requests++
-      if (result.requests % 1000 === 0) options.progress?.(`${result.requests} requests, ${result.jobsStarted} jobs started, ${result.violations.length} violations`)
+      if (result.requests % 1000 === 0)
+        options.progress?.(`${result.requests} requests, ${result.jobsStarted} jobs started, ${result.violations.length} violations`)
       const t0 = Date.now()
       await c.run(ctx)
       const ms = Date.now() - t0
@@ -775,7 +1142,9 @@ export async function runCampaign(target: FuzzTarget, options: CampaignOptions):
   }
   await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker))
   const sent = Date.now()
-  options.progress?.(`all ${result.requests} requests answered in ${((sent - started) / 1000).toFixed(1)} s; waiting for the jobs, then checking`)
+  options.progress?.(
+    `all ${result.requests} requests answered in ${((sent - started) / 1000).toFixed(1)} s; waiting for the jobs, then checking`,
+  )
   await finalChecks(target, ctx)
   result.durationMs = Date.now() - started
   return result
@@ -843,11 +1212,13 @@ async function finalChecks(target: FuzzTarget, ctx: Context): Promise<void> {
     }
     return false
   }
-  for (const path of await walk(target.sandbox)) if (!allowed(path)) violation(ctx, `a file outside the job directories of accepted jobs: ${relative(target.sandbox, path)}`)
+  for (const path of await walk(target.sandbox))
+    if (!allowed(path)) violation(ctx, `a file outside the job directories of accepted jobs: ${relative(target.sandbox, path)}`)
 
   // Nothing the agent logged looks like a crash.
   for (const line of agent.output().split('\n')) {
-    if (/uncaught exception|unhandled rejection|unexpected error|"level":(50|60)/.test(line)) violation(ctx, `the agent logged an error: ${line.slice(0, 300)}`)
+    if (/uncaught exception|unhandled rejection|unexpected error|"level":(50|60)/.test(line))
+      violation(ctx, `the agent logged an error: ${line.slice(0, 300)}`)
   }
 }
 
@@ -864,9 +1235,16 @@ async function walk(dir: string): Promise<string[]> {
 export function summary(result: CampaignResult): string {
   const lines = [
     `fuzz campaign: seed ${result.seed}, ${result.requests} requests in ${(result.durationMs / 1000).toFixed(1)} s (${Math.round(result.requests / (result.durationMs / 1000))}/s)`,
-    `  by category: ${Object.entries(result.byCategory).map(([k, v]) => `${k} ${v}`).join(', ')}`,
-    `  slowest:     ${Object.entries(result.slowestMs).map(([k, v]) => `${k} ${v} ms`).join(', ')}`,
-    `  by status:   ${Object.entries(result.byStatus).sort().map(([k, v]) => `${k}: ${v}`).join(', ')}`,
+    `  by category: ${Object.entries(result.byCategory)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+    `  slowest:     ${Object.entries(result.slowestMs)
+      .map(([k, v]) => `${k} ${v} ms`)
+      .join(', ')}`,
+    `  by status:   ${Object.entries(result.byStatus)
+      .sort()
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ')}`,
     `  jobs started: ${result.jobsStarted}; oracle unsure: ${result.oracleUnsure}; agent stricter than the oracle: ${result.stricterThanOracle}`,
     ...result.stricterSamples.map((s) => `    stricter: ${s}`),
     `  violations: ${result.violations.length}`,

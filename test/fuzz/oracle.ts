@@ -19,13 +19,58 @@ const PARAMETER_NAME = /^[a-z_][a-z0-9_]*$/
 const PASSTHROUGH = ['PATH', 'LD_LIBRARY_PATH', 'LANG', 'TZ', 'HOME']
 /** SPEC §5 and the README's additions (C library and interpreter hooks). */
 const RESERVED = new Set([
-  'S3_BUCKET', 'S3_ENDPOINT', 'S3_REGION', 'S3_AUTHKEY', 'S3_AUTHSECRET', 'S3_SKIPSSL', 'S3_FILENAMEPREFIX',
-  'SWIFT_AUTHURL', 'SWIFT_DOMAIN', 'SWIFT_CONTAINERNAME', 'SWIFT_PROJECTNAME', 'SWIFT_USERNAME', 'SWIFT_PASSWORD',
-  'DB_PASSWORD', 'ENCRYPTION_KEY', 'BACKUP_STREAM', 'RESTORE_STREAM',
-  'BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'GLOBIGNORE',
-  'GCONV_PATH', 'GETCONF_DIR', 'GLIBC_TUNABLES', 'HOSTALIASES', 'LOCALDOMAIN', 'LOCPATH', 'NIS_PATH', 'NLSPATH', 'RESOLV_HOST_CONF', 'RES_OPTIONS', 'TZDIR',
-  'PERL5OPT', 'PERL5LIB', 'PERLLIB', 'PERL5DB', 'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'PYTHONINSPECT', 'PYTHONWARNINGS',
-  'NODE_OPTIONS', 'NODE_PATH', 'RUBYOPT', 'RUBYLIB', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS',
+  'S3_BUCKET',
+  'S3_ENDPOINT',
+  'S3_REGION',
+  'S3_AUTHKEY',
+  'S3_AUTHSECRET',
+  'S3_SKIPSSL',
+  'S3_FILENAMEPREFIX',
+  'SWIFT_AUTHURL',
+  'SWIFT_DOMAIN',
+  'SWIFT_CONTAINERNAME',
+  'SWIFT_PROJECTNAME',
+  'SWIFT_USERNAME',
+  'SWIFT_PASSWORD',
+  'DB_PASSWORD',
+  'ENCRYPTION_KEY',
+  'BACKUP_STREAM',
+  'RESTORE_STREAM',
+  'BASH_ENV',
+  'ENV',
+  'IFS',
+  'CDPATH',
+  'SHELLOPTS',
+  'BASHOPTS',
+  'PS4',
+  'GLOBIGNORE',
+  'GCONV_PATH',
+  'GETCONF_DIR',
+  'GLIBC_TUNABLES',
+  'HOSTALIASES',
+  'LOCALDOMAIN',
+  'LOCPATH',
+  'NIS_PATH',
+  'NLSPATH',
+  'RESOLV_HOST_CONF',
+  'RES_OPTIONS',
+  'TZDIR',
+  'PERL5OPT',
+  'PERL5LIB',
+  'PERLLIB',
+  'PERL5DB',
+  'PYTHONPATH',
+  'PYTHONHOME',
+  'PYTHONSTARTUP',
+  'PYTHONINSPECT',
+  'PYTHONWARNINGS',
+  'NODE_OPTIONS',
+  'NODE_PATH',
+  'RUBYOPT',
+  'RUBYLIB',
+  'JAVA_TOOL_OPTIONS',
+  '_JAVA_OPTIONS',
+  'JDK_JAVA_OPTIONS',
   ...PASSTHROUGH,
 ])
 /** Reserved names are compared without regard to case (README: tools read some in either case). */
@@ -139,8 +184,26 @@ function judge(kind: 'backup' | 'restore', body: unknown): Verdict {
 
 /** SPEC §3: each string a script gets at most 32 KiB, at most 256 parameters, 512 KiB in all. */
 function checkScriptInputs(kind: 'backup' | 'restore', body: Json, d: Json, db: Json): void {
-  const storage = ['bucket', 'endpoint', 'region', 'authKey', 'authSecret', 'authUrl', 'domain', 'project_name', 'container_name', 'username', 'password', 'filenamePrefix']
-  const strings = [text(body, 'id'), text(body, 'encryption_key'), ...['host', 'username', 'password', 'database'].map((f) => text(db, f)), ...storage.map((f) => text(d, f))]
+  const storage = [
+    'bucket',
+    'endpoint',
+    'region',
+    'authKey',
+    'authSecret',
+    'authUrl',
+    'domain',
+    'project_name',
+    'container_name',
+    'username',
+    'password',
+    'filenamePrefix',
+  ]
+  const strings = [
+    text(body, 'id'),
+    text(body, 'encryption_key'),
+    ...['host', 'username', 'password', 'database'].map((f) => text(db, f)),
+    ...storage.map((f) => text(d, f)),
+  ]
   if (kind === 'restore') strings.push(text(d, 'filename'))
   const parameters = parametersOf(db)
   if (parameters.length > 256) fail('more than 256 parameters')
@@ -157,7 +220,22 @@ function checkScriptInputs(kind: 'backup' | 'restore', body: Json, d: Json, db: 
 }
 
 function checkDestination(kind: 'backup' | 'restore', d: Json): void {
-  const texts = ['type', 'filenamePrefix', 'filename', 'bucket', 'endpoint', 'region', 'authKey', 'authSecret', 'authUrl', 'domain', 'project_name', 'container_name', 'username', 'password']
+  const texts = [
+    'type',
+    'filenamePrefix',
+    'filename',
+    'bucket',
+    'endpoint',
+    'region',
+    'authKey',
+    'authSecret',
+    'authUrl',
+    'domain',
+    'project_name',
+    'container_name',
+    'username',
+    'password',
+  ]
   const t: Record<string, string | undefined> = {}
   for (const name of texts) t[name] = text(d, name)
   const skipStorage = flag(d, 'skipStorage') ?? false
@@ -221,7 +299,8 @@ function checkDatabase(db: Json): void {
     if (utf8(name) > 128) fail('parameter name over 128 bytes')
     if (!PARAMETER_NAME.test(name)) fail(`parameter name ${name}`)
     const upper = name.toUpperCase()
-    if (RESERVED.has(upper) || RESERVED_PREFIXES.some((p) => upper.startsWith(p)) || RESERVED_SUFFIXES.some((s) => upper.endsWith(s))) fail(`reserved parameter ${name}`)
+    if (RESERVED.has(upper) || RESERVED_PREFIXES.some((p) => upper.startsWith(p)) || RESERVED_SUFFIXES.some((s) => upper.endsWith(s)))
+      fail(`reserved parameter ${name}`)
     if (typeof value === 'string') {
       if (value.includes('\0')) fail('NUL in a parameter')
       if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(value)) fail('an unpaired surrogate in a parameter')

@@ -193,7 +193,10 @@ export function sendRequest(
   const secure = target.protocol === 'https:'
   // Node sends a GET or DELETE body without a length unless told: the server would read it as the
   // next request.
-  if (payload !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-length' || h.toLowerCase() === 'transfer-encoding')) {
+  if (
+    payload !== undefined &&
+    !Object.keys(headers).some((h) => h.toLowerCase() === 'content-length' || h.toLowerCase() === 'transfer-encoding')
+  ) {
     headers = { ...headers, 'content-length': String(Buffer.byteLength(payload)) }
   }
   return new Promise((resolve, reject) => {
@@ -286,7 +289,12 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     }
     if (body !== undefined) addSecrets(secretsOfBody(body))
     if (init.raw !== undefined) addSecrets(secretsOfRaw(init.raw))
-    return sendRequest(url, method, path, headers, payload, { tls: options.tls, from: init.from, fresh: init.fresh, timeoutMs: init.timeoutMs })
+    return sendRequest(url, method, path, headers, payload, {
+      tls: options.tls,
+      from: init.from,
+      fresh: init.fresh,
+      timeoutMs: init.timeoutMs,
+    })
   }
   let stopped: Promise<void> | undefined
 
@@ -322,7 +330,10 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     },
     async stagesRun(tag) {
       const text = await readFile(`${traceFile}.jobs`, 'utf8').catch(() => '')
-      return text.split('\n').filter((l) => l.startsWith(`${tag} `)).map((l) => l.slice(tag.length + 1))
+      return text
+        .split('\n')
+        .filter((l) => l.startsWith(`${tag} `))
+        .map((l) => l.slice(tag.length + 1))
     },
     async trace() {
       const text = await readFile(traceFile, 'utf8').catch(() => '')

@@ -31,7 +31,11 @@ export function s3Destination(s3: S3Target, extra: Record<string, unknown> = {})
   }
 }
 
-export function managerBackupBody(id: string, destination: Record<string, unknown>, database: Record<string, unknown> = {}): Record<string, unknown> {
+export function managerBackupBody(
+  id: string,
+  destination: Record<string, unknown>,
+  database: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     id,
     idAsString: id,
@@ -55,7 +59,11 @@ export function managerBackupBody(id: string, destination: Record<string, unknow
   }
 }
 
-export function managerRestoreBody(id: string, destination: Record<string, unknown>, database: Record<string, unknown> = {}): Record<string, unknown> {
+export function managerRestoreBody(
+  id: string,
+  destination: Record<string, unknown>,
+  database: Record<string, unknown> = {},
+): Record<string, unknown> {
   const body = managerBackupBody(id, destination, database)
   body.restore = body.backup
   delete body.backup
@@ -64,5 +72,14 @@ export function managerRestoreBody(id: string, destination: Record<string, unkno
 
 /** An S3 destination with skipStorage: no server needed, the fields go to the scripts. */
 export function skipStorageDestination(extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'ak', authSecret: 'storage-secret-S5', endpoint: '127.0.0.1:1', filenamePrefix: 'backups/', ...extra }
+  return {
+    type: 'S3',
+    skipStorage: true,
+    bucket: 'b',
+    authKey: 'ak',
+    authSecret: 'storage-secret-S5',
+    endpoint: '127.0.0.1:1',
+    filenamePrefix: 'backups/',
+    ...extra,
+  }
 }

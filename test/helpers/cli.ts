@@ -9,7 +9,10 @@ export interface CliResult {
   stderr: string
 }
 
-export function runCli(args: string[], options: { env?: Record<string, string>; cwd?: string; bin?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; bin?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(options.bin ?? CLI, args, {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...options.env },

@@ -32,7 +32,11 @@ function need(path: string, pkg: string): string {
 
 function run(argv: string[], env: Record<string, string> = {}): string {
   const [cmd, ...args] = argv
-  return execFileSync(cmd as string, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  return execFileSync(cmd as string, args, {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
 }
 
 /** Starts a server in the foreground (its pid is the server's) and waits until `ready` passes. */
@@ -79,9 +83,20 @@ export async function startPostgres(user: string, password: string): Promise<Ser
   const pwfile = join(dir, 'pw')
   await writeFile(pwfile, `${password}\n`)
   await chown(pwfile, uid, gid)
-  run([...asPostgres, join(bin, 'initdb'), '-D', join(dir, 'data'), '-U', user, `--pwfile=${pwfile}`, '--auth-host=scram-sha-256', '--auth-local=trust'])
+  run([
+    ...asPostgres,
+    join(bin, 'initdb'),
+    '-D',
+    join(dir, 'data'),
+    '-U',
+    user,
+    `--pwfile=${pwfile}`,
+    '--auth-host=scram-sha-256',
+    '--auth-local=trust',
+  ])
   const port = await freePort()
-  const client = (argv: string[], env: Record<string, string> = {}) => run(argv, { PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: user, PGPASSWORD: password, ...env })
+  const client = (argv: string[], env: Record<string, string> = {}) =>
+    run(argv, { PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: user, PGPASSWORD: password, ...env })
   const { child } = await startProcess(
     [...asPostgres, join(bin, 'postgres'), '-D', join(dir, 'data'), '-h', '127.0.0.1', '-p', String(port), '-k', dir],
     () => (client(['pg_isready', '-q']), true),
@@ -101,12 +116,29 @@ export async function startPostgres(user: string, password: string): Promise<Ser
 export async function startMariadb(user: string, password: string): Promise<Server> {
   need('/usr/sbin/mariadbd', 'mariadb-server')
   const dir = await mkdtemp(join(tmpdir(), 'osb-mariadb-'))
-  run(['mariadb-install-db', '--no-defaults', `--datadir=${join(dir, 'data')}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'])
+  run([
+    'mariadb-install-db',
+    '--no-defaults',
+    `--datadir=${join(dir, 'data')}`,
+    '--user=root',
+    '--auth-root-authentication-method=normal',
+    '--skip-test-db',
+  ])
   const port = await freePort()
   const socket = join(dir, 'sock')
   const root = (sql: string) => run(['mariadb', '--no-defaults', `--socket=${socket}`, '-uroot', '-e', sql])
   const { child } = await startProcess(
-    ['/usr/sbin/mariadbd', '--no-defaults', `--datadir=${join(dir, 'data')}`, `--socket=${socket}`, `--port=${port}`, '--bind-address=127.0.0.1', '--user=root', `--pid-file=${join(dir, 'pid')}`, '--skip-log-bin'],
+    [
+      '/usr/sbin/mariadbd',
+      '--no-defaults',
+      `--datadir=${join(dir, 'data')}`,
+      `--socket=${socket}`,
+      `--port=${port}`,
+      '--bind-address=127.0.0.1',
+      '--user=root',
+      `--pid-file=${join(dir, 'pid')}`,
+      '--skip-log-bin',
+    ],
     () => (root('SELECT 1'), true),
     'mariadbd',
   )
@@ -128,7 +160,27 @@ export async function startRedis(password: string): Promise<Server> {
   const port = await freePort()
   const client = (argv: string[], env: Record<string, string> = {}) => run(argv, { REDISCLI_AUTH: password, ...env })
   const { child } = await startProcess(
-    ['/usr/bin/redis-server', '--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--dbfilename', 'dump.rdb', '--save', '', '--appendonly', 'no', '--requirepass', password, '--enable-debug-command', 'local', '--daemonize', 'no'],
+    [
+      '/usr/bin/redis-server',
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--dir',
+      dir,
+      '--dbfilename',
+      'dump.rdb',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--requirepass',
+      password,
+      '--enable-debug-command',
+      'local',
+      '--daemonize',
+      'no',
+    ],
     () => client(['redis-cli', '-p', String(port), 'PING']).trim() === 'PONG',
     'redis-server',
   )

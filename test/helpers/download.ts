@@ -3,7 +3,12 @@
 import { open } from 'node:fs/promises'
 import type { Downloaded, Storage, TransferOptions } from '../../src/storage/storage.ts'
 
-export async function downloadTo(storage: Pick<Storage, 'download'>, filename: string, path: string, options?: TransferOptions): Promise<Downloaded> {
+export async function downloadTo(
+  storage: Pick<Storage, 'download'>,
+  filename: string,
+  path: string,
+  options?: TransferOptions,
+): Promise<Downloaded> {
   const file = await open(path, 'w')
   try {
     return await storage.download(filename, file, options)

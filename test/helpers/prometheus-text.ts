@@ -22,7 +22,9 @@ const LABEL_NAME = '[a-zA-Z_][a-zA-Z0-9_]*'
 const LABEL_VALUE = '"(?:[^"\\\\\\n]|\\\\[\\\\"n])*"'
 /** Go's ParseFloat as Prometheus uses it, and the format's special values. */
 const VALUE = '(?:[+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+)(?:[eE][+-]?\\d+)?|[+-]?Inf|NaN)'
-const SAMPLE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL_NAME}=${LABEL_VALUE})(?:,${LABEL_NAME}=${LABEL_VALUE})*,?)?\\})? (${VALUE})(?: (-?\\d+))?$`)
+const SAMPLE = new RegExp(
+  `^(${NAME})(?:\\{((?:${LABEL_NAME}=${LABEL_VALUE})(?:,${LABEL_NAME}=${LABEL_VALUE})*,?)?\\})? (${VALUE})(?: (-?\\d+))?$`,
+)
 const LABEL_PAIR = new RegExp(`(${LABEL_NAME})=(${LABEL_VALUE})`, 'g')
 const HELP = new RegExp(`^# HELP (${NAME}) ((?:[^\\\\\\n]|\\\\[\\\\n])*)$`)
 const TYPE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|histogram|summary|untyped)$`)
@@ -72,7 +74,10 @@ export function parsePrometheusText(text: string): MetricFamily[] {
       continue // a comment
     } else if ((m = SAMPLE.exec(line))) {
       const name = m[1] as string
-      const base = current && current.type === 'histogram' && [`${current.name}_bucket`, `${current.name}_sum`, `${current.name}_count`].includes(name) ? current.name : name
+      const base =
+        current && current.type === 'histogram' && [`${current.name}_bucket`, `${current.name}_sum`, `${current.name}_count`].includes(name)
+          ? current.name
+          : name
       const f = family(base)
       const labels: Record<string, string> = {}
       for (const [, label, quoted] of (m[2] ?? '').matchAll(LABEL_PAIR)) {
@@ -123,6 +128,7 @@ function checkHistogram(f: MetricFamily): void {
 /** The value of one sample, by name and labels (in any order). */
 export function sampleValue(families: MetricFamily[], name: string, labels: Record<string, string> = {}): number | undefined {
   const want = JSON.stringify(Object.entries(labels).sort())
-  for (const f of families) for (const s of f.samples) if (s.name === name && JSON.stringify(Object.entries(s.labels).sort()) === want) return s.value
+  for (const f of families)
+    for (const s of f.samples) if (s.name === name && JSON.stringify(Object.entries(s.labels).sort()) === want) return s.value
   return undefined
 }

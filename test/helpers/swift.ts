@@ -31,7 +31,13 @@ export function swiftLab(): SwiftLab {
     destination(auth, container, extra = {}) {
       const credentials =
         auth === 'v3'
-          ? { authUrl: env.KEYSTONE_AUTH_URL, domain: env.KEYSTONE_DOMAIN, project_name: env.KEYSTONE_PROJECT, username: env.KEYSTONE_USER, password: env.KEYSTONE_PASSWORD }
+          ? {
+              authUrl: env.KEYSTONE_AUTH_URL,
+              domain: env.KEYSTONE_DOMAIN,
+              project_name: env.KEYSTONE_PROJECT,
+              username: env.KEYSTONE_USER,
+              password: env.KEYSTONE_PASSWORD,
+            }
           : { authUrl: env.SWIFT_V1_AUTH_URL, domain: null, project_name: null, username: env.SWIFT_V1_USER, password: env.SWIFT_V1_KEY }
       return { type: 'SWIFT', skipStorage: false, filenamePrefix: '', container_name: container, ...credentials, ...extra }
     },
@@ -54,7 +60,9 @@ export class SwiftAccount {
 
   static async tempauth(env: Record<string, string>): Promise<SwiftAccount> {
     const login = async () => {
-      const res = await fetch(env.SWIFT_V1_AUTH_URL as string, { headers: { 'x-auth-user': env.SWIFT_V1_USER as string, 'x-auth-key': env.SWIFT_V1_KEY as string } })
+      const res = await fetch(env.SWIFT_V1_AUTH_URL as string, {
+        headers: { 'x-auth-user': env.SWIFT_V1_USER as string, 'x-auth-key': env.SWIFT_V1_KEY as string },
+      })
       if (res.status !== 200) throw new Error(`tempauth login answered ${res.status}`)
       return { storageUrl: res.headers.get('x-storage-url') as string, token: res.headers.get('x-auth-token') as string }
     }
@@ -64,7 +72,13 @@ export class SwiftAccount {
   static async keystone(env: Record<string, string>): Promise<SwiftAccount> {
     const login = async () => ({
       storageUrl: env.SWIFT_KS_STORAGE_URL as string,
-      token: await keystoneToken(env, env.KEYSTONE_USER as string, env.KEYSTONE_PASSWORD as string, env.KEYSTONE_DOMAIN as string, env.KEYSTONE_PROJECT as string),
+      token: await keystoneToken(
+        env,
+        env.KEYSTONE_USER as string,
+        env.KEYSTONE_PASSWORD as string,
+        env.KEYSTONE_DOMAIN as string,
+        env.KEYSTONE_PROJECT as string,
+      ),
     })
     return new SwiftAccount(await login(), login)
   }
@@ -74,7 +88,10 @@ export class SwiftAccount {
   }
 
   #url(container: string, object?: string, query = ''): string {
-    const path = object === undefined ? encodeURIComponent(container) : `${encodeURIComponent(container)}/${object.split('/').map(encodeURIComponent).join('/')}`
+    const path =
+      object === undefined
+        ? encodeURIComponent(container)
+        : `${encodeURIComponent(container)}/${object.split('/').map(encodeURIComponent).join('/')}`
     return `${this.#storageUrl}/${path}${query}`
   }
 
@@ -123,7 +140,13 @@ export class SwiftAccount {
   }
 }
 
-async function keystoneToken(env: Record<string, string>, user: string, password: string, domain: string, project: string): Promise<string> {
+async function keystoneToken(
+  env: Record<string, string>,
+  user: string,
+  password: string,
+  domain: string,
+  project: string,
+): Promise<string> {
   const res = await fetch(`${env.KEYSTONE_AUTH_URL}/auth/tokens`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -169,7 +192,10 @@ export async function createKeystoneUser(env: Record<string, string>): Promise<T
   })
   if (created.status !== 201) throw new Error(`creating a Keystone user answered ${created.status}`)
   const { user } = (await created.json()) as { user: { id: string } }
-  const granted = await fetch(`${env.KEYSTONE_AUTH_URL}/projects/${env.KEYSTONE_PROJECT_ID}/users/${user.id}/roles/${role.id}`, { method: 'PUT', headers: admin.headers })
+  const granted = await fetch(`${env.KEYSTONE_AUTH_URL}/projects/${env.KEYSTONE_PROJECT_ID}/users/${user.id}/roles/${role.id}`, {
+    method: 'PUT',
+    headers: admin.headers,
+  })
   if (granted.status !== 204) throw new Error(`granting the member role answered ${granted.status}`)
   return {
     username,
@@ -255,7 +281,11 @@ export class CuttingProxy {
     this.#server = server
   }
 
-  static async start(target: { host: string; port: number }, cutAfterBytes: number, towards: 'server' | 'client' = 'server'): Promise<CuttingProxy> {
+  static async start(
+    target: { host: string; port: number },
+    cutAfterBytes: number,
+    towards: 'server' | 'client' = 'server',
+  ): Promise<CuttingProxy> {
     const server = net.createServer()
     const proxy = new CuttingProxy(server)
     server.on('connection', (client) => {
@@ -407,10 +437,13 @@ export class FakeSwift {
     const arrived = performance.now()
     const url = new URL(req.url ?? '/', this.url)
     if (url.pathname === '/auth/v1.0') {
-      if (req.headers['x-auth-user'] !== 'fake:user' || req.headers['x-auth-key'] !== 'fake-key') return void res.writeHead(401).end('Unauthorized')
+      if (req.headers['x-auth-user'] !== 'fake:user' || req.headers['x-auth-key'] !== 'fake-key')
+        return void res.writeHead(401).end('Unauthorized')
       const token = `tk${++this.logins}`
       this.tokens.add(token)
-      return void res.writeHead(200, { 'x-auth-token': token, 'x-storage-url': `${this.url}/v1/AUTH_fake`, 'x-auth-token-expires': '3600' }).end()
+      return void res
+        .writeHead(200, { 'x-auth-token': token, 'x-storage-url': `${this.url}/v1/AUTH_fake`, 'x-auth-token-expires': '3600' })
+        .end()
     }
     if (!this.#authorized(req)) {
       await drainRequest(req)
@@ -476,7 +509,12 @@ export class FakeSwift {
         if (range) {
           if (req.headers['if-match'] !== `"${object.etag}"`) return void res.writeHead(412).end()
           const start = Number(range[1])
-          res.writeHead(206, { etag, 'content-length': data.length - start, 'content-range': `bytes ${start}-${data.length - 1}/${data.length}`, ...slo })
+          res.writeHead(206, {
+            etag,
+            'content-length': data.length - start,
+            'content-range': `bytes ${start}-${data.length - 1}/${data.length}`,
+            ...slo,
+          })
           return void res.end(req.method === 'HEAD' ? undefined : data.subarray(start))
         }
         res.writeHead(200, { etag, 'content-length': data.length, ...slo })
@@ -495,7 +533,13 @@ export class FakeSwift {
     res.writeHead(405).end()
   }
 
-  async #container(req: http.IncomingMessage, res: http.ServerResponse, container: string, objects: Map<string, FakeObject> | undefined, url: URL) {
+  async #container(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    container: string,
+    objects: Map<string, FakeObject> | undefined,
+    url: URL,
+  ) {
     await drainRequest(req)
     switch (req.method) {
       case 'HEAD':
@@ -525,7 +569,11 @@ export interface FakeObject {
 }
 
 function objectMetadata(req: http.IncomingMessage): Record<string, string> {
-  return Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith('x-object-meta-')).map(([k, v]) => [k, String(v)]))
+  return Object.fromEntries(
+    Object.entries(req.headers)
+      .filter(([k]) => k.startsWith('x-object-meta-'))
+      .map(([k, v]) => [k, String(v)]),
+  )
 }
 
 function md5(data: Buffer | string): string {

@@ -7,12 +7,23 @@ import { startAgent, runAgentToExit, type Agent } from '../helpers/agent.ts'
 import { DB_PASSWORD, ENCRYPTION_KEY, managerBackupBody, managerId, managerRestoreBody } from '../helpers/bodies.ts'
 
 /** skipStorage bodies need no server: these tests are about the HTTP contract. */
-const skipDestination = { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSecret: 'storage-secret-A1', endpoint: '127.0.0.1:1', filenamePrefix: 'backups/' }
+const skipDestination = {
+  type: 'S3',
+  skipStorage: true,
+  bucket: 'b',
+  authKey: 'k',
+  authSecret: 'storage-secret-A1',
+  endpoint: '127.0.0.1:1',
+  filenamePrefix: 'backups/',
+}
 
 describe('HTTP API', () => {
   let agent: Agent
   before(async () => {
-    agent = await startAgent({ env: { max_job_number: '2', script_parameter_names: 'MixedCase' }, scripts: { backup: 'sleep "${sleep:-0}"; echo ok > "$5.sql"' } })
+    agent = await startAgent({
+      env: { max_job_number: '2', script_parameter_names: 'MixedCase' },
+      scripts: { backup: 'sleep "${sleep:-0}"; echo ok > "$5.sql"' },
+    })
   })
   // stop() also audits the agent's output for every secret these tests sent
   after(() => agent.stop())
@@ -98,7 +109,11 @@ describe('HTTP API', () => {
 
   it('answers 400 with a polling-shaped body naming every bad field, and registers nothing', async () => {
     const id = managerId()
-    const body = managerBackupBody(id, { type: 'S3', bucket: '', authKey: 'k', endpoint: 'ftp://x' }, { host: '', parameters: [{ BASH_ENV: '$(touch /tmp/pwned)' }] })
+    const body = managerBackupBody(
+      id,
+      { type: 'S3', bucket: '', authKey: 'k', endpoint: 'ftp://x' },
+      { host: '', parameters: [{ BASH_ENV: '$(touch /tmp/pwned)' }] },
+    )
     body.compression = 'yes'
     const res = await agent.request('POST', '/backup', body)
     assert.equal(res.status, 400)
@@ -160,12 +175,19 @@ describe('HTTP API', () => {
       assert.ok(res.status === 400 || res.status === 404, `${path} answered ${res.status}`)
       assert.notEqual(res.status, 200)
     }
-    assert.deepEqual(readdirSync(agent.root).filter((n) => !['backup', 'restore', 'scripts', 'state', 'trace.log', 'trace.log.jobs'].includes(n)), [])
+    assert.deepEqual(
+      readdirSync(agent.root).filter((n) => !['backup', 'restore', 'scripts', 'state', 'trace.log', 'trace.log.jobs'].includes(n)),
+      [],
+    )
   })
 
   it('rejects restore filenames that are not plain file names', async () => {
     for (const filename of ['../x', 'a/b', '..', '.']) {
-      const res = await agent.request('PUT', '/restore', managerRestoreBody(managerId(), { ...skipDestination, skipStorage: false, filename }))
+      const res = await agent.request(
+        'PUT',
+        '/restore',
+        managerRestoreBody(managerId(), { ...skipDestination, skipStorage: false, filename }),
+      )
       assert.equal(res.status, 400, filename)
       assert.match(res.json().error_message, /destination\.filename/)
     }
@@ -175,7 +197,24 @@ describe('HTTP API', () => {
   })
 
   it('rejects reserved and malformed parameter names', async () => {
-    const reserved = ['BASH_ENV', 'PATH', 'LD_PRELOAD', 'LD_LIBRARY_PATH', 'IFS', 'ENV', 'PS4', 'SHELLOPTS', 'BASH_FUNC_x%%', 'AGENT_X', 'S3_AUTHSECRET', 'DB_PASSWORD', 'HOME', 'GLOBIGNORE', 'CDPATH', 'BASHOPTS']
+    const reserved = [
+      'BASH_ENV',
+      'PATH',
+      'LD_PRELOAD',
+      'LD_LIBRARY_PATH',
+      'IFS',
+      'ENV',
+      'PS4',
+      'SHELLOPTS',
+      'BASH_FUNC_x%%',
+      'AGENT_X',
+      'S3_AUTHSECRET',
+      'DB_PASSWORD',
+      'HOME',
+      'GLOBIGNORE',
+      'CDPATH',
+      'BASHOPTS',
+    ]
     for (const name of reserved) {
       const res = await agent.request('POST', '/backup', managerBackupBody(managerId(), skipDestination, { parameters: [{ [name]: 'x' }] }))
       assert.equal(res.status, 400, name)
@@ -188,10 +227,24 @@ describe('HTTP API', () => {
   })
 
   it('rejects an explicit SSL flag that contradicts the endpoint scheme', async () => {
-    const res = await agent.request('POST', '/backup', managerBackupBody(managerId(), { ...skipDestination, skipStorage: false, endpoint: 'https://127.0.0.1:1', useSSL: false }))
+    const res = await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(managerId(), { ...skipDestination, skipStorage: false, endpoint: 'https://127.0.0.1:1', useSSL: false }),
+    )
     assert.equal(res.status, 400)
     assert.match(res.json().error_message, /useSSL contradicts the https:\/\/ scheme/)
-    const skip = await agent.request('POST', '/backup', managerBackupBody(managerId(), { ...skipDestination, skipStorage: false, endpoint: 'http://127.0.0.1:1', useSSL: null, skipSSL: false }))
+    const skip = await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(managerId(), {
+        ...skipDestination,
+        skipStorage: false,
+        endpoint: 'http://127.0.0.1:1',
+        useSSL: null,
+        skipSSL: false,
+      }),
+    )
     assert.equal(skip.status, 400)
     assert.match(skip.json().error_message, /skipSSL contradicts/)
   })
@@ -208,7 +261,13 @@ describe('HTTP API', () => {
     const notFound = await agent.request('GET', '/nope')
     assert.equal(notFound.status, 404)
     assert.ok(notFound.json().message)
-    for (const [method, path] of [['PUT', '/backup'], ['POST', '/restore'], ['PATCH', '/backup'], ['POST', '/status'], ['POST', '/backup/abc']]) {
+    for (const [method, path] of [
+      ['PUT', '/backup'],
+      ['POST', '/restore'],
+      ['PATCH', '/backup'],
+      ['POST', '/status'],
+      ['POST', '/backup/abc'],
+    ]) {
       const res = await agent.request(method as string, path as string, {})
       assert.equal(res.status, 405, `${method} ${path}`)
       assert.ok(res.json().message)

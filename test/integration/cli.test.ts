@@ -21,7 +21,9 @@ describe('osb-backup-agent CLI', () => {
   })
 
   it('backs up and restores through LOCAL; --json output parses; wait exits 0', async () => {
-    const started = await runCli(['backup', '--json', '--prefix', 'cli/', '--database', 'shop', '--param', 'sleep=0.3'], { env: { ...env, OSB_DB_PASSWORD: 'db-secret-C4' } })
+    const started = await runCli(['backup', '--json', '--prefix', 'cli/', '--database', 'shop', '--param', 'sleep=0.3'], {
+      env: { ...env, OSB_DB_PASSWORD: 'db-secret-C4' },
+    })
     assert.equal(started.code, 0, started.stderr)
     const { id, kind } = JSON.parse(started.stdout)
     assert.equal(kind, 'backup')

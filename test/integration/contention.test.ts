@@ -19,7 +19,8 @@ describe('contention', () => {
   })
   after(() => agent.stop())
 
-  const trigger = (id: string, gate: string) => agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { gate, job: id } }))
+  const trigger = (id: string, gate: string) =>
+    agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { gate, job: id } }))
 
   it('500 concurrent triggers with distinct ids and max_job_number 10: exactly 10 accepted, 490 answered 429', async () => {
     const gate = join(agent.root, 'gate-500')
@@ -30,7 +31,10 @@ describe('contention', () => {
     const refused = ids.filter((_, i) => replies[i]?.status === 429)
     for (const reply of replies.filter((r) => r.status === 429)) assert.match(reply.json().error_message, /max_job_number/)
     const polls = await Promise.all(refused.map((id) => agent.request('GET', `/backup/${id}`)))
-    assert.ok(polls.every((p) => p.status === 404), 'a refused trigger registers no job')
+    assert.ok(
+      polls.every((p) => p.status === 404),
+      'a refused trigger registers no job',
+    )
     assert.deepEqual((await readdir(agent.backupDir)).sort(), [...accepted].sort(), 'and creates no directory')
 
     await writeFile(gate, '')
@@ -45,6 +49,10 @@ describe('contention', () => {
     for (const reply of replies.filter((r) => r.status === 409)) assert.equal(reply.json().status, 'RUNNING')
     await writeFile(gate, '')
     assert.equal((await agent.waitFor('backup', id)).status, 'SUCCEEDED')
-    assert.deepEqual(await agent.stagesRun(id), ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock'], 'the scripts ran once')
+    assert.deepEqual(
+      await agent.stagesRun(id),
+      ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock'],
+      'the scripts ran once',
+    )
   })
 })

@@ -123,7 +123,9 @@ describe('timeouts and cancel', () => {
   before(async () => {
     agent = await startAgent({
       env: { hook_timeout_seconds: '1', script_timeout_seconds: '2' },
-      scripts: sleepyScripts({ backup: 'if [ "$stubborn" = 1 ]; then trap "" TERM; fi\nif [ "$sleep_in" = backup ]; then sleep 1000; fi\necho x > "$5.dump"' }),
+      scripts: sleepyScripts({
+        backup: 'if [ "$stubborn" = 1 ]; then trap "" TERM; fi\nif [ "$sleep_in" = backup ]; then sleep 1000; fi\necho x > "$5.dump"',
+      }),
     })
   })
   after(async () => {
@@ -133,7 +135,11 @@ describe('timeouts and cancel', () => {
 
   it('a hook that sleeps forever ends at hook_timeout_seconds; unlock still runs', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { job: id, sleep_in: 'pre-backup-check', sleep_secs: 1000 } }))
+    await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(id, skip, { parameters: { job: id, sleep_in: 'pre-backup-check', sleep_secs: 1000 } }),
+    )
     const done = await agent.waitFor('backup', id, 30_000)
     assert.equal(done.status, 'FAILED')
     assert.equal(done.error_message, 'pre-backup-check timed out after 1 s')
@@ -162,7 +168,10 @@ describe('timeouts and cancel', () => {
       const done = await agent.waitFor('backup', id, 30_000)
       assert.equal(done.status, 'FAILED')
       assert.equal(done.error_message, 'cancelled')
-      const expected = stage === 'backup' ? ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock'] : ['pre-backup-lock', 'post-backup-unlock']
+      const expected =
+        stage === 'backup'
+          ? ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']
+          : ['pre-backup-lock', 'post-backup-unlock']
       assert.deepEqual(await agent.stagesRun(id), expected)
       assert.equal((await agent.request('POST', `/backup/${id}/cancel`)).status, 409)
     })

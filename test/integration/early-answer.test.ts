@@ -32,7 +32,14 @@ interface RawOutcome {
  * Sends a request declaring `declared` body bytes over a raw socket, writing `pieceBytes` every
  * `everyMs` (0: as fast as the socket takes them) until the agent closes the connection.
  */
-function rawUpload(port: number, head: string, pieceBytes: number, everyMs: number, giveUpMs: number, from = '127.0.0.1'): Promise<RawOutcome> {
+function rawUpload(
+  port: number,
+  head: string,
+  pieceBytes: number,
+  everyMs: number,
+  giveUpMs: number,
+  from = '127.0.0.1',
+): Promise<RawOutcome> {
   return new Promise((resolve, reject) => {
     const started = Date.now()
     // half-open: the client goes on sending after the agent's FIN, as a client that does not read would
@@ -87,16 +94,46 @@ describe('early answers reach a client that is still sending', () => {
   })
   after(() => agent.stop())
 
-  const cases: { name: string; headers: () => Record<string, string>; body: () => RequestInit['body']; status: number; message: RegExp }[] = [
-    { name: '413 for 10 MB with Content-Length', headers: () => ({ authorization: auth, 'content-type': 'application/json' }), body: () => Buffer.alloc(TEN_MB, 0x61), status: 413, message: /larger than 1048576 bytes/ },
-    { name: '413 for 10 MB chunked', headers: () => ({ authorization: auth }), body: () => chunkedBody(TEN_MB), status: 413, message: /larger than 1048576 bytes/ },
-    { name: '401 for an unauthenticated 10 MB POST', headers: () => ({}), body: () => Buffer.alloc(TEN_MB, 0x61), status: 401, message: /Unauthorised/ },
-    { name: '401 for an unauthenticated 10 MB chunked POST', headers: () => ({}), body: () => chunkedBody(TEN_MB), status: 401, message: /Unauthorised/ },
-  ]
+  const cases: { name: string; headers: () => Record<string, string>; body: () => RequestInit['body']; status: number; message: RegExp }[] =
+    [
+      {
+        name: '413 for 10 MB with Content-Length',
+        headers: () => ({ authorization: auth, 'content-type': 'application/json' }),
+        body: () => Buffer.alloc(TEN_MB, 0x61),
+        status: 413,
+        message: /larger than 1048576 bytes/,
+      },
+      {
+        name: '413 for 10 MB chunked',
+        headers: () => ({ authorization: auth }),
+        body: () => chunkedBody(TEN_MB),
+        status: 413,
+        message: /larger than 1048576 bytes/,
+      },
+      {
+        name: '401 for an unauthenticated 10 MB POST',
+        headers: () => ({}),
+        body: () => Buffer.alloc(TEN_MB, 0x61),
+        status: 401,
+        message: /Unauthorised/,
+      },
+      {
+        name: '401 for an unauthenticated 10 MB chunked POST',
+        headers: () => ({}),
+        body: () => chunkedBody(TEN_MB),
+        status: 401,
+        message: /Unauthorised/,
+      },
+    ]
   for (const c of cases) {
     it(`Node's fetch gets the ${c.name}, as JSON, every time`, async () => {
       for (let i = 0; i < 5; i++) {
-        const res = await fetch(`${agent.url}/backup`, { method: 'POST', headers: c.headers(), body: c.body(), duplex: 'half' } as RequestInit)
+        const res = await fetch(`${agent.url}/backup`, {
+          method: 'POST',
+          headers: c.headers(),
+          body: c.body(),
+          duplex: 'half',
+        } as RequestInit)
         assert.equal(res.status, c.status)
         assert.equal(res.headers.get('connection'), 'close')
         assert.match(res.headers.get('content-type') ?? '', /application\/json/)
@@ -120,13 +157,18 @@ describe('early answers reach a client that is still sending', () => {
     const outcome = await rawUpload(port, head, 1024, 100, 20_000)
     assert.match(outcome.head, /^HTTP\/1\.1 401/)
     // the idle (10 s) and request (30 s) timeouts would close it only later
-    assert.ok(outcome.closedAfterMs >= DRAIN_MAX_MS - 500 && outcome.closedAfterMs < DRAIN_MAX_MS + 3000, `closed after ${outcome.closedAfterMs} ms`)
+    assert.ok(
+      outcome.closedAfterMs >= DRAIN_MAX_MS - 500 && outcome.closedAfterMs < DRAIN_MAX_MS + 3000,
+      `closed after ${outcome.closedAfterMs} ms`,
+    )
   })
 
   it('a locked-out address gets its 429 while sending a 10 MB body', async () => {
-    const head = (authorization: string) => `POST /backup HTTP/1.1\r\nHost: agent\r\nAuthorization: ${authorization}\r\nContent-Length: ${TEN_MB}\r\n\r\n`
+    const head = (authorization: string) =>
+      `POST /backup HTTP/1.1\r\nHost: agent\r\nAuthorization: ${authorization}\r\nContent-Length: ${TEN_MB}\r\n\r\n`
     const wrong = `Basic ${Buffer.from('manager:wrong-password').toString('base64')}`
-    for (let i = 0; i < 3; i++) assert.match((await rawUpload(port, head(wrong), 256 * 1024, 0, 20_000, '127.0.0.5')).head, /^HTTP\/1\.1 401/)
+    for (let i = 0; i < 3; i++)
+      assert.match((await rawUpload(port, head(wrong), 256 * 1024, 0, 20_000, '127.0.0.5')).head, /^HTTP\/1\.1 401/)
     const locked = await rawUpload(port, head(auth), 256 * 1024, 0, 20_000, '127.0.0.5')
     assert.match(locked.head, /^HTTP\/1\.1 429/, JSON.stringify({ written: locked.written, ms: locked.closedAfterMs }))
     assert.match(locked.head, /connection: close/i)

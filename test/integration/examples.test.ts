@@ -23,7 +23,14 @@ interface RoundTrip {
   stream?: { backupKey: string; restoreKey: string }
 }
 
-async function roundTrip(agent: Agent, id: string, database: string, parameters: Record<string, string>, options: RoundTrip, wipe: () => void) {
+async function roundTrip(
+  agent: Agent,
+  id: string,
+  database: string,
+  parameters: Record<string, string>,
+  options: RoundTrip,
+  wipe: () => void,
+) {
   const destination = options.destination ?? { type: 'LOCAL', filenamePrefix: `${database}/` }
   const key = options.stream ? options.stream.backupKey : options.encryption ? ENCRYPTION_KEY : null
   const base = { id, compression: options.compression, encryption_key: key, destination }
@@ -77,7 +84,15 @@ describe('example scripts: PostgreSQL', () => {
       compression: true,
       encryption: true,
       stream: { backupKey: 'pg-stream-passphrase-R4', restoreKey: 'pg-stream-passphrase-R4' },
-      destination: { type: 'S3', bucket, endpoint: s3.hostPort, useSSL: false, authKey: s3.accessKey, authSecret: s3.secretKey, filenamePrefix: 'pg/' },
+      destination: {
+        type: 'S3',
+        bucket,
+        endpoint: s3.hostPort,
+        useSSL: false,
+        authKey: s3.accessKey,
+        authSecret: s3.secretKey,
+        filenamePrefix: 'pg/',
+      },
     },
     {
       name: 'streaming to Swift (Keystone v3), compressed, X25519 key pair',
@@ -91,14 +106,19 @@ describe('example scripts: PostgreSQL', () => {
     it(`backs up, wipes, restores (${options.name})`, async () => {
       if (options.destination?.type === 'S3') await s3.createBucket(bucket)
       if (options.destination?.type === 'SWIFT') await (await swift.account('v3')).createContainer(container)
-      const psql = (sql: string, db = 'shop') => server.client(['psql', '-X', '-q', '-t', '-A', '-v', 'ON_ERROR_STOP=1', '-d', db, '-c', sql]).trim()
+      const psql = (sql: string, db = 'shop') =>
+        server.client(['psql', '-X', '-q', '-t', '-A', '-v', 'ON_ERROR_STOP=1', '-d', db, '-c', sql]).trim()
       psql('DROP DATABASE IF EXISTS shop', 'postgres')
       psql('CREATE DATABASE shop', 'postgres')
-      psql("CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL, qty int); INSERT INTO orders (item, qty) SELECT 'item-' || g, g FROM generate_series(1, 500) g; CREATE INDEX ON orders (item)")
-      const before = psql('SELECT count(*), sum(qty), md5(string_agg(item, \',\' ORDER BY id)) FROM orders')
+      psql(
+        "CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL, qty int); INSERT INTO orders (item, qty) SELECT 'item-' || g, g FROM generate_series(1, 500) g; CREATE INDEX ON orders (item)",
+      )
+      const before = psql("SELECT count(*), sum(qty), md5(string_agg(item, ',' ORDER BY id)) FROM orders")
       const parameters: Record<string, string> = { port: String(server.port), ...(options.stream ? { stream: 'true' } : {}) }
-      await roundTrip(agent, `pg-${options.name.replace(/[^a-z0-9]+/gi, '-')}`, 'shop', parameters, options, () => psql('DROP TABLE orders'))
-      assert.equal(psql('SELECT count(*), sum(qty), md5(string_agg(item, \',\' ORDER BY id)) FROM orders'), before)
+      await roundTrip(agent, `pg-${options.name.replace(/[^a-z0-9]+/gi, '-')}`, 'shop', parameters, options, () =>
+        psql('DROP TABLE orders'),
+      )
+      assert.equal(psql("SELECT count(*), sum(qty), md5(string_agg(item, ',' ORDER BY id)) FROM orders"), before)
     })
   }
 })
@@ -115,11 +135,17 @@ describe('example scripts: MariaDB', () => {
     await server?.stop()
   })
 
-  for (const options of [{ compression: false, encryption: false }, { compression: true, encryption: true }]) {
+  for (const options of [
+    { compression: false, encryption: false },
+    { compression: true, encryption: true },
+  ]) {
     it(`backs up, wipes, restores (compression ${options.compression}, encryption ${options.encryption})`, async () => {
-      const sql = (statement: string) => server.client(['mariadb', '--no-defaults', '-h', '127.0.0.1', '-u', DB_USER, '-N', '-B', '-e', statement]).trim()
+      const sql = (statement: string) =>
+        server.client(['mariadb', '--no-defaults', '-h', '127.0.0.1', '-u', DB_USER, '-N', '-B', '-e', statement]).trim()
       sql('DROP DATABASE IF EXISTS shop; CREATE DATABASE shop')
-      sql("USE shop; CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, item VARCHAR(64) NOT NULL, qty INT) ENGINE=InnoDB; INSERT INTO shop.orders (item, qty) SELECT CONCAT('item-', seq), seq FROM seq_1_to_500")
+      sql(
+        "USE shop; CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, item VARCHAR(64) NOT NULL, qty INT) ENGINE=InnoDB; INSERT INTO shop.orders (item, qty) SELECT CONCAT('item-', seq), seq FROM seq_1_to_500",
+      )
       const before = sql("SELECT COUNT(*), SUM(qty), MD5(GROUP_CONCAT(item ORDER BY id SEPARATOR ',')) FROM shop.orders")
       await roundTrip(agent, `maria-${options.encryption}`, 'shop', { port: String(server.port) }, options, () => sql('DROP DATABASE shop'))
       assert.equal(sql("SELECT COUNT(*), SUM(qty), MD5(GROUP_CONCAT(item ORDER BY id SEPARATOR ',')) FROM shop.orders"), before)
@@ -139,14 +165,18 @@ describe('example scripts: Redis', () => {
     await server?.stop()
   })
 
-  for (const options of [{ compression: false, encryption: false }, { compression: true, encryption: true }]) {
+  for (const options of [
+    { compression: false, encryption: false },
+    { compression: true, encryption: true },
+  ]) {
     it(`backs up, wipes, restores (compression ${options.compression}, encryption ${options.encryption})`, async () => {
       const redis = (...args: string[]) => server.client(['redis-cli', '-p', String(server.port), ...args]).trim()
       redis('FLUSHALL')
       for (let i = 0; i < 200; i++) redis('SET', `key:${i}`, `value-${i}`)
       redis('HSET', 'order:1', 'item', 'book', 'qty', '3')
       redis('RPUSH', 'queue', 'a', 'b', 'c')
-      const snapshot = () => [redis('DBSIZE'), redis('GET', 'key:123'), redis('HGETALL', 'order:1'), redis('LRANGE', 'queue', '0', '-1')].join('|')
+      const snapshot = () =>
+        [redis('DBSIZE'), redis('GET', 'key:123'), redis('HGETALL', 'order:1'), redis('LRANGE', 'queue', '0', '-1')].join('|')
       const before = snapshot()
       await roundTrip(agent, `redis-${options.encryption}`, '0', { port: String(server.port) }, options, () => redis('FLUSHALL'))
       assert.equal(snapshot(), before)

@@ -157,7 +157,11 @@ describe('a held stream cannot hang a job', () => {
 
     const rid = managerId()
     const restoreStarted = Date.now()
-    await agent.request('PUT', '/restore', managerRestoreBody(rid, { ...destination, filename: done.filename }, { database: `restored_${database}` }))
+    await agent.request(
+      'PUT',
+      '/restore',
+      managerRestoreBody(rid, { ...destination, filename: done.filename }, { database: `restored_${database}` }),
+    )
     const restored = await agent.waitFor('restore', rid)
     assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
     assert.equal(restored.restore_log.trim(), sha256(readFileSync(join(pids, `${database}.original`))))
@@ -199,7 +203,10 @@ describe('a held stream cannot hang a job', () => {
     try {
       const done = await agent.waitFor('backup', id, 60_000)
       assert.equal(done.status, 'FAILED')
-      assert.match(done.error_message, /^the backup script exited but processes it started \(pids (\d+, ){9}\d+ and \d+ more\) kept BACKUP_STREAM open for 5 s; they were stopped and the backup is incomplete$/)
+      assert.match(
+        done.error_message,
+        /^the backup script exited but processes it started \(pids (\d+, ){9}\d+ and \d+ more\) kept BACKUP_STREAM open for 5 s; they were stopped and the backup is incomplete$/,
+      )
       assert.deepEqual(runningInGroup(group), [], 'nothing of the script group is left')
       await assertCleanupAndUnlock(agent, id, database)
     } finally {
@@ -218,7 +225,12 @@ describe('a held stream cannot hang a job', () => {
     const done = await agent.waitFor('backup', id, 30_000)
     const elapsed = (Date.now() - started) / 1000
     assert.equal(done.status, 'FAILED')
-    assert.match(done.error_message, new RegExp(`^the backup script exited but a process outside its process group \\(pid ${pid}\\) kept BACKUP_STREAM open for ${GRACE_S} s; .*the backup is incomplete$`))
+    assert.match(
+      done.error_message,
+      new RegExp(
+        `^the backup script exited but a process outside its process group \\(pid ${pid}\\) kept BACKUP_STREAM open for ${GRACE_S} s; .*the backup is incomplete$`,
+      ),
+    )
     assert.ok(elapsed < GRACE_S + SLACK_S, `ended within the grace and a few seconds (${elapsed} s)`)
     assert.equal(running(pid), true, 'a process outside the group is left alone')
     assert.deepEqual(objectsOf(database), [])
@@ -246,11 +258,20 @@ describe('a held stream cannot hang a job', () => {
           `the restore script exited but a process it started (pid ${pid}) kept RESTORE_STREAM open for ${GRACE_S} s; it was stopped and the restore is incomplete`,
         )
       } else {
-        assert.match(done.error_message, new RegExp(`^the restore script exited but a process outside its process group \\(pid ${pid}\\) kept RESTORE_STREAM open for ${GRACE_S} s; .*the restore is incomplete$`))
+        assert.match(
+          done.error_message,
+          new RegExp(
+            `^the restore script exited but a process outside its process group \\(pid ${pid}\\) kept RESTORE_STREAM open for ${GRACE_S} s; .*the restore is incomplete$`,
+          ),
+        )
       }
       assert.ok(elapsed >= GRACE_S - 0.5, `the grace was waited (${elapsed} s)`)
       assert.ok(elapsed < GRACE_S + SLACK_S, `ended within the grace and a few seconds (${elapsed} s)`)
-      assert.equal(running(pid), !variant.inGroup, variant.inGroup ? `holder ${pid} was stopped` : 'a process outside the group is left alone')
+      assert.equal(
+        running(pid),
+        !variant.inGroup,
+        variant.inGroup ? `holder ${pid} was stopped` : 'a process outside the group is left alone',
+      )
       const trace = await agent.trace()
       const cleanup = trace.lastIndexOf(`restore-cleanup ${id}`)
       assert.ok(cleanup >= 0, 'restore-cleanup ran')

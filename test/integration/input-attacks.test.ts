@@ -62,11 +62,16 @@ describe('what a refused request leaves behind', () => {
       `["${password}",]`,
     ]
     for (const raw of bodies) {
-      for (const [method, path] of [['POST', '/backup'], ['PUT', '/restore'], ['DELETE', '/backup']] as const) {
+      for (const [method, path] of [
+        ['POST', '/backup'],
+        ['PUT', '/restore'],
+        ['DELETE', '/backup'],
+      ] as const) {
         const res = await agent.request(method, path, undefined, { raw, headers: { 'content-type': 'application/json' } })
         assert.equal(res.status, 400, raw)
         assert.match(res.headers.get('content-type') ?? '', /application\/json/)
-        for (let i = 0; i + 6 <= password.length; i++) assert.ok(!res.text.includes(password.slice(i, i + 6)), `${method} ${path} echoes the password: ${res.text}`)
+        for (let i = 0; i + 6 <= password.length; i++)
+          assert.ok(!res.text.includes(password.slice(i, i + 6)), `${method} ${path} echoes the password: ${res.text}`)
       }
     }
     assert.equal((await agent.request('GET', '/backup/t1')).status, 404, 'no job registered')
@@ -89,7 +94,7 @@ describe('what a refused request leaves behind', () => {
     agent.assertNoSecrets([secret])
   })
 
-  it('skipStorage Swift: each auth version\'s fields are required at the trigger, and no script runs', async () => {
+  it("skipStorage Swift: each auth version's fields are required at the trigger, and no script runs", async () => {
     const cases: [suffix: string, missing: Record<string, unknown>, field: string][] = [
       ['/v3//', { domain: 'd' }, 'project_name'],
       ['/v3/', { project_name: 'p' }, 'domain'],
@@ -100,7 +105,15 @@ describe('what a refused request leaves behind', () => {
       const id = `swift-skip-${i}`
       const res = await agent.request('POST', '/backup', {
         id,
-        destination: { type: 'SWIFT', skipStorage: true, authUrl: `http://127.0.0.1:9${suffix}`, username: 'u', password: 'p', container_name: 'c', ...fields },
+        destination: {
+          type: 'SWIFT',
+          skipStorage: true,
+          authUrl: `http://127.0.0.1:9${suffix}`,
+          username: 'u',
+          password: 'p',
+          container_name: 'c',
+          ...fields,
+        },
         backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: { job: id } },
       })
       assert.equal(res.status, 400, `${suffix}: ${res.text}`)
@@ -110,11 +123,14 @@ describe('what a refused request leaves behind', () => {
     }
   })
 
-  it('a request without Host (HTTP/1.1) gets the API\'s JSON answer, not a bare 400', async () => {
+  it("a request without Host (HTTP/1.1) gets the API's JSON answer, not a bare 400", async () => {
     const answer = await rawExchange(port, `GET /status HTTP/1.1\r\nAuthorization: ${auth}\r\nConnection: close\r\n\r\n`)
     assert.match(answer, /^HTTP\/1\.1 200/)
     assert.match(answer, /Client is running/)
-    const trigger = await rawExchange(port, `POST /backup HTTP/1.1\r\nAuthorization: ${auth}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`)
+    const trigger = await rawExchange(
+      port,
+      `POST /backup HTTP/1.1\r\nAuthorization: ${auth}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+    )
     assert.match(trigger, /^HTTP\/1\.1 400/)
     assert.match(trigger, /content-type: application\/json/i)
     assert.match(trigger, /"state":"Body Deserialization"/)
@@ -129,7 +145,11 @@ describe('LOCAL: a prefix the agent stores under', () => {
   after(() => agent.stop())
 
   const trigger = (id: string, filenamePrefix: string) =>
-    agent.request('POST', '/backup', { id, destination: { type: 'LOCAL', filenamePrefix }, backup: { host: 'h', username: 'u', password: 'p', database: 'd' } })
+    agent.request('POST', '/backup', {
+      id,
+      destination: { type: 'LOCAL', filenamePrefix },
+      backup: { host: 'h', username: 'u', password: 'p', database: 'd' },
+    })
 
   it('512 bytes in folders of 255 (multibyte) is stored; one byte more, or a 256-byte folder, is a 400 and no job', async () => {
     // 255 + 1 + 255 + 1 = 512 bytes: two folders at NAME_MAX, 3-byte characters
@@ -139,7 +159,10 @@ describe('LOCAL: a prefix the agent stores under', () => {
     assert.equal((await trigger('prefix-ok', prefix)).status, 201)
     const job = await agent.waitFor('backup', 'prefix-ok')
     assert.equal(job.status, 'SUCCEEDED', job.error_message)
-    assert.deepEqual((await readdir(join(agent.root, 'var/storage', folder, folder))).filter((n) => !n.startsWith('.')), [job.filename])
+    assert.deepEqual(
+      (await readdir(join(agent.root, 'var/storage', folder, folder))).filter((n) => !n.startsWith('.')),
+      [job.filename],
+    )
 
     for (const [id, bad, message] of [
       ['prefix-long', `${folder}/${folder}/a/`, /filenamePrefix is 514 bytes/],
@@ -162,7 +185,10 @@ describe('early answers reach other clients that are still sending', () => {
     const certs = makeCertificates(mkdtempSync(join(tmpdir(), 'osb-early-tls-')))
     caFile = certs.caFile
     plain = await startAgent({ env: { auth_throttle_exempt: '127.0.0.1' } })
-    secure = await startAgent({ env: { tls_cert_file: certs.server.certFile, tls_key_file: certs.server.keyFile, auth_throttle_exempt: '127.0.0.1' }, tls: { ca: certs.ca } })
+    secure = await startAgent({
+      env: { tls_cert_file: certs.server.certFile, tls_key_file: certs.server.keyFile, auth_throttle_exempt: '127.0.0.1' },
+      tls: { ca: certs.ca },
+    })
   })
   after(async () => {
     await plain.stop()
@@ -189,7 +215,10 @@ print(json.dumps({'status': res.status, 'type': res.getheader('content-type'), '
 
   for (const tls of [false, true]) {
     for (const mode of ['length', 'chunked', 'expect']) {
-      for (const [what, status, message] of [['right', 413, /larger than 1048576 bytes/], ['wrong', 401, /Unauthorised/]] as const) {
+      for (const [what, status, message] of [
+        ['right', 413, /larger than 1048576 bytes/],
+        ['wrong', 401, /Unauthorised/],
+      ] as const) {
         it(`python http.client over ${tls ? 'HTTPS' : 'HTTP'}, ${mode}, ${what} credentials: the ${status} JSON`, async () => {
           const agent = tls ? secure : plain
           const password = what === 'right' ? agent.password : 'not-the-password'
@@ -204,7 +233,7 @@ print(json.dumps({'status': res.status, 'type': res.getheader('content-type'), '
     }
   }
 
-  it('Node\'s fetch over HTTPS gets the 413 and the 401, with a length and chunked', async () => {
+  it("Node's fetch over HTTPS gets the 413 and the 401, with a length and chunked", async () => {
     // In a process of its own: NODE_EXTRA_CA_CERTS is how fetch trusts the test CA.
     const script = `
       const [url, good] = process.argv.slice(1)
@@ -220,9 +249,15 @@ print(json.dumps({'status': res.status, 'type': res.getheader('content-type'), '
       }
       console.log(JSON.stringify(out))`
     const good = `Basic ${Buffer.from(`${secure.username}:${secure.password}`).toString('base64')}`
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, secure.url, good], { env: { ...process.env, NODE_EXTRA_CA_CERTS: caFile }, timeout: 60_000 })
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, secure.url, good], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: caFile },
+      timeout: 60_000,
+    })
     const answers = JSON.parse(stdout) as { status?: number; connection?: string; body?: { message?: string }; error?: string }[]
-    assert.deepEqual(answers.map((a) => a.error ?? a.status), [413, 413, 401, 401])
+    assert.deepEqual(
+      answers.map((a) => a.error ?? a.status),
+      [413, 413, 401, 401],
+    )
     for (const a of answers) {
       assert.equal(a.connection, 'close')
       assert.equal(typeof a.body?.message, 'string')

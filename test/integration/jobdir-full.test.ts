@@ -39,7 +39,16 @@ describe('job directories on a full filesystem', () => {
       env: { directory_backup: join(mount, 'backup'), max_job_number: '1', local_storage_root: join(dir, 'local'), log_level: 'debug' },
     })
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: id, big: 'yes' } }))).status, 201)
+    assert.equal(
+      (
+        await agent.request(
+          'POST',
+          '/backup',
+          managerBackupBody(id, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: id, big: 'yes' } }),
+        )
+      ).status,
+      201,
+    )
     const done = await agent.waitFor('backup', id, 30_000)
     assert.equal(done.status, 'FAILED')
     assert.deepEqual(await agent.stagesRun(id), ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock'])
@@ -54,48 +63,66 @@ describe('job directories on a full filesystem', () => {
       await new Promise((r) => setTimeout(r, 200))
     }
     const next = managerId()
-    const r = await agent.request('POST', '/backup', managerBackupBody(next, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: next } }))
+    const r = await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(next, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: next } }),
+    )
     assert.equal(r.status, 201, r.text)
     const ok = await agent.waitFor('backup', next, 30_000)
     assert.equal(ok.status, 'SUCCEEDED', JSON.stringify(ok))
   })
 
-  for (const kind of ['LOCAL', 'S3'] as const) it(`a ${kind} download that fills directory_restore fails the job with a clear message and removes the partial download`, async () => {
-    let destination: Record<string, unknown> = { type: 'LOCAL', filenamePrefix: 'p/' }
-    if (kind === 'S3') {
-      const s3 = s3Lab()
-      const bucket = uniqueName('jobdir-full')
-      await s3.createBucket(bucket)
-      destination = s3Destination({ hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket })
-    }
-    await agent?.stop()
-    agent = await startAgent({
-      scripts: { backup: 'dd if=/dev/urandom of="$5.sql" bs=64k count=100 2>/dev/null' },
-      env: { directory_restore: join(mount, `restore-${kind}`), max_job_number: '1', local_storage_root: join(dir, `local-${kind}`), log_level: 'debug' },
+  for (const kind of ['LOCAL', 'S3'] as const)
+    it(`a ${kind} download that fills directory_restore fails the job with a clear message and removes the partial download`, async () => {
+      let destination: Record<string, unknown> = { type: 'LOCAL', filenamePrefix: 'p/' }
+      if (kind === 'S3') {
+        const s3 = s3Lab()
+        const bucket = uniqueName('jobdir-full')
+        await s3.createBucket(bucket)
+        destination = s3Destination({ hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket })
+      }
+      await agent?.stop()
+      agent = await startAgent({
+        scripts: { backup: 'dd if=/dev/urandom of="$5.sql" bs=64k count=100 2>/dev/null' },
+        env: {
+          directory_restore: join(mount, `restore-${kind}`),
+          max_job_number: '1',
+          local_storage_root: join(dir, `local-${kind}`),
+          log_level: 'debug',
+        },
+      })
+      const id = managerId()
+      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination, { parameters: { job: id } }))).status, 201)
+      const b = await agent.waitFor('backup', id, 30_000)
+      assert.equal(b.status, 'SUCCEEDED', JSON.stringify(b))
+      const rid = managerId()
+      const res = await agent.request(
+        'PUT',
+        '/restore',
+        managerRestoreBody(rid, { ...destination, filename: b.filename }, { parameters: { job: rid } }),
+      )
+      assert.equal(res.status, 201, res.text)
+      const done = await agent.waitFor('restore', rid, 30_000)
+      assert.equal(done.status, 'FAILED')
+      assert.equal(
+        done.error_message,
+        `download of ${b.filename} failed: cannot write in the job directory ${join(mount, `restore-${kind}`, rid)}: no space left on the device (ENOSPC); the partial file was removed`,
+        'the message names the job directory, not the storage',
+      )
+      assert.deepEqual(await agent.stagesRun(rid), ['pre-restore-lock', 'restore-cleanup', 'post-restore-unlock'])
+      assert.deepEqual(await readdir(join(mount, `restore-${kind}`), { recursive: true }), [rid], 'the partial download is gone')
+      const { stdout } = await run('df', ['--output=used', '-B1', mount])
+      assert.ok(Number(stdout.trim().split('\n').at(-1)) < 256 * 1024, `its space is free (no deleted file held open): ${stdout}`)
+      const next = managerId()
+      const r = await agent.request(
+        'POST',
+        '/backup',
+        managerBackupBody(next, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: next } }),
+      )
+      assert.equal(r.status, 201, r.text)
+      assert.equal((await agent.waitFor('backup', next, 30_000)).status, 'SUCCEEDED', 'the slot was free')
     })
-    const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination, { parameters: { job: id } }))).status, 201)
-    const b = await agent.waitFor('backup', id, 30_000)
-    assert.equal(b.status, 'SUCCEEDED', JSON.stringify(b))
-    const rid = managerId()
-    const res = await agent.request('PUT', '/restore', managerRestoreBody(rid, { ...destination, filename: b.filename }, { parameters: { job: rid } }))
-    assert.equal(res.status, 201, res.text)
-    const done = await agent.waitFor('restore', rid, 30_000)
-    assert.equal(done.status, 'FAILED')
-    assert.equal(
-      done.error_message,
-      `download of ${b.filename} failed: cannot write in the job directory ${join(mount, `restore-${kind}`, rid)}: no space left on the device (ENOSPC); the partial file was removed`,
-      'the message names the job directory, not the storage',
-    )
-    assert.deepEqual(await agent.stagesRun(rid), ['pre-restore-lock', 'restore-cleanup', 'post-restore-unlock'])
-    assert.deepEqual(await readdir(join(mount, `restore-${kind}`), { recursive: true }), [rid], 'the partial download is gone')
-    const { stdout } = await run('df', ['--output=used', '-B1', mount])
-    assert.ok(Number(stdout.trim().split('\n').at(-1)) < 256 * 1024, `its space is free (no deleted file held open): ${stdout}`)
-    const next = managerId()
-    const r = await agent.request('POST', '/backup', managerBackupBody(next, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: next } }))
-    assert.equal(r.status, 201, r.text)
-    assert.equal((await agent.waitFor('backup', next, 30_000)).status, 'SUCCEEDED', 'the slot was free')
-  })
 })
 
 describe('a job directory whose filesystem has no inode left', () => {
@@ -113,14 +140,35 @@ describe('a job directory whose filesystem has no inode left', () => {
         env: { directory_restore: join(mount, 'restore'), max_job_number: '1', local_storage_root: join(dir, 'local') },
       })
       const id = managerId()
-      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: id } }))).status, 201)
+      assert.equal(
+        (
+          await agent.request(
+            'POST',
+            '/backup',
+            managerBackupBody(id, { type: 'LOCAL', filenamePrefix: 'p/' }, { parameters: { job: id } }),
+          )
+        ).status,
+        201,
+      )
       const b = await agent.waitFor('backup', id, 30_000)
       assert.equal(b.status, 'SUCCEEDED', JSON.stringify(b))
       const rid = managerId()
-      assert.equal((await agent.request('PUT', '/restore', managerRestoreBody(rid, { type: 'LOCAL', filenamePrefix: 'p/', filename: b.filename }, { parameters: { job: rid } }))).status, 201)
+      assert.equal(
+        (
+          await agent.request(
+            'PUT',
+            '/restore',
+            managerRestoreBody(rid, { type: 'LOCAL', filenamePrefix: 'p/', filename: b.filename }, { parameters: { job: rid } }),
+          )
+        ).status,
+        201,
+      )
       const done = await agent.waitFor('restore', rid, 30_000)
       assert.equal(done.status, 'FAILED')
-      assert.equal(done.error_message, `download of ${b.filename} failed: cannot write in the job directory ${join(mount, 'restore', rid)}: no space left on the device (ENOSPC); the partial file was removed`)
+      assert.equal(
+        done.error_message,
+        `download of ${b.filename} failed: cannot write in the job directory ${join(mount, 'restore', rid)}: no space left on the device (ENOSPC); the partial file was removed`,
+      )
       assert.deepEqual(await agent.stagesRun(rid), ['pre-restore-lock', 'restore-cleanup', 'post-restore-unlock'])
       assert.deepEqual(await readdir(join(mount, 'restore', rid)), [])
     } finally {

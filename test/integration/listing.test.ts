@@ -26,17 +26,33 @@ describe('job listings', () => {
     const res = await agent.request('GET', '/backup')
     assert.equal(res.status, 200)
     const body = res.json()
-    assert.deepEqual(body.jobs.map((j: { id: string }) => j.id), [...ids].reverse())
+    assert.deepEqual(
+      body.jobs.map((j: { id: string }) => j.id),
+      [...ids].reverse(),
+    )
     assert.equal(body.next_cursor, null)
     const first = body.jobs[0]
-    assert.deepEqual(Object.keys(first).sort(), ['end_time', 'execution_time_ms', 'filename', 'filesize', 'id', 'start_time', 'state', 'status', 'type'])
+    assert.deepEqual(Object.keys(first).sort(), [
+      'end_time',
+      'execution_time_ms',
+      'filename',
+      'filesize',
+      'id',
+      'start_time',
+      'state',
+      'status',
+      'type',
+    ])
     assert.equal(body.jobs[1].status, 'FAILED')
     assert.ok(body.jobs[1].error_message)
   })
 
   it('filters by status and pages with limit and cursor', async () => {
     const failed = (await agent.request('GET', '/backup?status=FAILED')).json()
-    assert.deepEqual(failed.jobs.map((j: { id: string }) => j.id), ['list-3', 'list-1'])
+    assert.deepEqual(
+      failed.jobs.map((j: { id: string }) => j.id),
+      ['list-3', 'list-1'],
+    )
     const seen: string[] = []
     let cursor = ''
     for (let pages = 0; pages < 10; pages++) {
@@ -51,7 +67,10 @@ describe('job listings', () => {
   it('keeps the kinds apart and answers 400 for a bad query', async () => {
     await agent.request('PUT', '/restore', managerRestoreBody('r-1', { type: 'LOCAL', skipStorage: true }))
     await agent.waitFor('restore', 'r-1')
-    assert.deepEqual((await agent.request('GET', '/restore')).json().jobs.map((j: { id: string }) => j.id), ['r-1'])
+    assert.deepEqual(
+      (await agent.request('GET', '/restore')).json().jobs.map((j: { id: string }) => j.id),
+      ['r-1'],
+    )
     for (const query of ['status=DONE', 'limit=0', 'limit=abc', 'limit=1001', 'cursor=garbage']) {
       const res = await agent.request('GET', `/backup?${query}`)
       assert.equal(res.status, 400, query)

@@ -10,7 +10,10 @@ describe('LOCAL destination', () => {
   let agent: Agent
   let storageRoot: string
   before(async () => {
-    agent = await startAgent({ env: { local_storage_root: 'objects' }, scripts: { backup: 'sleep "${sleep:-0}"; echo "rows of $4" > "$5.sql"' } })
+    agent = await startAgent({
+      env: { local_storage_root: 'objects' },
+      scripts: { backup: 'sleep "${sleep:-0}"; echo "rows of $4" > "$5.sql"' },
+    })
     storageRoot = join(agent.root, 'objects') // relative to the agent's working directory
   })
   after(async () => {
@@ -26,7 +29,11 @@ describe('LOCAL destination', () => {
     assert.equal(await readFile(join(storageRoot, 'pg', backup.filename), 'utf8'), 'rows of orders\n')
 
     const rid = managerId()
-    const res = await agent.request('PUT', '/restore', managerRestoreBody(rid, { type: 'LOCAL', filenamePrefix: 'pg/', filename: backup.filename }))
+    const res = await agent.request(
+      'PUT',
+      '/restore',
+      managerRestoreBody(rid, { type: 'LOCAL', filenamePrefix: 'pg/', filename: backup.filename }),
+    )
     assert.equal(res.status, 201, res.text)
     const restore = await agent.waitFor('restore', rid)
     assert.equal(restore.status, 'SUCCEEDED', restore.error_message)

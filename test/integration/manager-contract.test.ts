@@ -6,7 +6,7 @@ import { startAgent, type Agent } from '../helpers/agent.ts'
 import { managerBackupBody, managerId, managerRestoreBody, s3Destination, skipStorageDestination } from '../helpers/bodies.ts'
 import { s3Lab, uniqueName } from '../helpers/storage.ts'
 
-describe('manager contract: a backup\'s filename round-trips into a restore', () => {
+describe("manager contract: a backup's filename round-trips into a restore", () => {
   const s3 = s3Lab()
   const bucket = uniqueName('agent-contract')
   const target = { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
@@ -25,7 +25,11 @@ describe('manager contract: a backup\'s filename round-trips into a restore', ()
   after(() => agent.stop())
 
   // A long host and database give a generated base that must be shortened with room to spare.
-  for (const [host, database] of [['h'.repeat(150), 'd'.repeat(150)], ['db-' + 'ü'.repeat(120), 'orders'], ['10.0.0.12', 'x'.repeat(190)]] as const) {
+  for (const [host, database] of [
+    ['h'.repeat(150), 'd'.repeat(150)],
+    ['db-' + 'ü'.repeat(120), 'orders'],
+    ['10.0.0.12', 'x'.repeat(190)],
+  ] as const) {
     it(`restores what it backed up for a ${host.length}-character host and a ${database.length}-character database`, async () => {
       const id = managerId()
       assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { host, database }))).status, 201)
@@ -35,7 +39,11 @@ describe('manager contract: a backup\'s filename round-trips into a restore', ()
       assert.ok(backup.filename.endsWith('.sql.gz.enc'), backup.filename)
 
       const rid = managerId()
-      const answer = await agent.request('PUT', '/restore', managerRestoreBody(rid, s3Destination(target, { filename: backup.filename }), { host, database }))
+      const answer = await agent.request(
+        'PUT',
+        '/restore',
+        managerRestoreBody(rid, s3Destination(target, { filename: backup.filename }), { host, database }),
+      )
       assert.equal(answer.status, 201, answer.text)
       const restore = await agent.waitFor('restore', rid)
       assert.equal(restore.status, 'SUCCEEDED', restore.error_message)
@@ -59,11 +67,18 @@ describe('manager contract: a backup\'s filename round-trips into a restore', ()
         assert.match(backup.error_message, /could not be restored: it is not uploaded/)
       }
     }
-    assert.deepEqual(await s3.keys(bucket).then((keys) => keys.filter((key) => refused.some(([name]) => key.endsWith(name)))), [], 'nothing uploaded')
+    assert.deepEqual(
+      await s3.keys(bucket).then((keys) => keys.filter((key) => refused.some(([name]) => key.endsWith(name)))),
+      [],
+      'nothing uploaded',
+    )
     // the bound is the restore's: 200 bytes round-trip
     const id = managerId()
     const fits = 'f'.repeat(200)
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: [{ name: fits }] }))).status, 201)
+    assert.equal(
+      (await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: [{ name: fits }] }))).status,
+      201,
+    )
     const backup = await agent.waitFor('backup', id)
     assert.equal(backup.status, 'SUCCEEDED', backup.error_message)
     const rid = managerId()

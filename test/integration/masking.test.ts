@@ -26,9 +26,15 @@ exit 1
 
 /** How the tools print the password, asked of the tools. */
 function renderings(secret: string): string[] {
-  const bash = spawnSync('bash', ['-c', `printf '%q\\0' "$1"; (BASH_XTRACEFD=1; set -x; : "$1")`, 'render', secret], { env: { LC_ALL: 'C.UTF-8', PATH: process.env.PATH ?? '' } })
+  const bash = spawnSync('bash', ['-c', `printf '%q\\0' "$1"; (BASH_XTRACEFD=1; set -x; : "$1")`, 'render', secret], {
+    env: { LC_ALL: 'C.UTF-8', PATH: process.env.PATH ?? '' },
+  })
   const [q = '', trace = ''] = bash.stdout.toString().split('\0')
-  const python = spawnSync('python3', ['-c', 'import json, sys, urllib.parse; print("\\0".join([json.dumps(sys.argv[1]), urllib.parse.quote_plus(sys.argv[1])]), end="")', secret])
+  const python = spawnSync('python3', [
+    '-c',
+    'import json, sys, urllib.parse; print("\\0".join([json.dumps(sys.argv[1]), urllib.parse.quote_plus(sys.argv[1])]), end="")',
+    secret,
+  ])
   const [json = '', plus = ''] = python.stdout.toString().split('\0')
   const forms = [secret, q, trace.replace(/^\+ : /, '').trimEnd(), json.slice(1, -1), plus]
   for (const form of forms) assert.ok(form.length >= 8, JSON.stringify(forms))
@@ -58,13 +64,18 @@ describe('masking in job logs', () => {
 
   it('leaves no end of a long password printed thousands of times at the start of the cut log', async () => {
     const id = managerId()
-    const res = await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { password: LONG_PASSWORD, parameters: [{ repeat: '1' }] }))
+    const res = await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(id, skipStorageDestination(), { password: LONG_PASSWORD, parameters: [{ repeat: '1' }] }),
+    )
     assert.equal(res.status, 201, res.text)
     const done = await agent.waitFor('backup', id)
     const log = done.backup_log as string
     assert.match(log, /^\[output cut: earlier bytes not kept, showing the last \d+ bytes\]\n\n?(\*{6}\n)+$/)
     for (const form of renderings(LONG_PASSWORD)) {
-      for (let i = 0; i + 4 <= form.length; i++) assert.ok(!log.includes(form.slice(i, i + 4)) || form.slice(i, i + 4) === '****', form.slice(i, i + 4))
+      for (let i = 0; i + 4 <= form.length; i++)
+        assert.ok(!log.includes(form.slice(i, i + 4)) || form.slice(i, i + 4) === '****', form.slice(i, i + 4))
     }
   })
 })
@@ -104,7 +115,6 @@ describe('masking the pieces of a PEM key', () => {
   })
 })
 
-
 describe('masking the secret-named variables the agent passes through', () => {
   const PG = 'pg-agent-Secret-77x'
   let agent: Agent
@@ -117,7 +127,7 @@ describe('masking the secret-named variables the agent passes through', () => {
   })
   after(() => agent.stop())
 
-  it('masks PGPASSWORD from the agent\'s environment in the script output; a plain name is shown', async () => {
+  it("masks PGPASSWORD from the agent's environment in the script output; a plain name is shown", async () => {
     const id = managerId()
     assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination()))).status, 201)
     const done = await agent.waitFor('backup', id)

@@ -95,12 +95,19 @@ describe('newcomer path and release', () => {
   it('a clean copy: npm ci && npm start, then a LOCAL backup and restore with the CLI', { timeout: 600_000 }, async () => {
     copy = join(work, 'repo')
     // the repository's files as a fresh clone has them (tracked and new, nothing ignored)
-    const files = execFileSync('git', ['ls-files', '-z', '-c', '-o', '--exclude-standard'], { cwd: REPO, encoding: 'utf8' }).split('\0').filter((f) => f !== '')
+    const files = execFileSync('git', ['ls-files', '-z', '-c', '-o', '--exclude-standard'], { cwd: REPO, encoding: 'utf8' })
+      .split('\0')
+      .filter((f) => f !== '')
     for (const file of files) {
       mkdirSync(dirname(join(copy, file)), { recursive: true })
       cpSync(join(REPO, file), join(copy, file), { dereference: false })
     }
-    execFileSync('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: copy, env: SHELL_ENV, stdio: 'ignore', timeout: 480_000 })
+    execFileSync('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], {
+      cwd: copy,
+      env: SHELL_ENV,
+      stdio: 'ignore',
+      timeout: 480_000,
+    })
 
     const agent = await startDemo(['npm', 'start'], copy)
     try {
@@ -111,8 +118,13 @@ describe('newcomer path and release', () => {
     }
   })
 
-  it('the release tarball, unpacked into an empty folder, runs the agent and the CLI without the repository', { timeout: 600_000 }, async () => {
-    const built = execFileSync('npm', ['run', '-s', 'release'], { cwd: copy, env: SHELL_ENV, encoding: 'utf8', timeout: 300_000 }).trim().split('\n').at(-1) as string
+  it('the release tarball, unpacked into an empty folder, runs the agent and the CLI without the repository', {
+    timeout: 600_000,
+  }, async () => {
+    const built = execFileSync('npm', ['run', '-s', 'release'], { cwd: copy, env: SHELL_ENV, encoding: 'utf8', timeout: 300_000 })
+      .trim()
+      .split('\n')
+      .at(-1) as string
     const unpacked = join(work, 'release')
     mkdirSync(unpacked)
     execFileSync('tar', ['-C', unpacked, '-xzf', join(copy, built)])

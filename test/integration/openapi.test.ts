@@ -25,7 +25,12 @@ const CHROMIUM = '/usr/bin/chromium'
 describe('OpenAPI document', () => {
   it('is valid OpenAPI 3.1 and has every route the server serves', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'osb-openapi-'))
-    const { config } = loadConfig({ client_username: 'u', client_password: 'p', directory_backup: join(dir, 'b'), directory_restore: join(dir, 'r') })
+    const { config } = loadConfig({
+      client_username: 'u',
+      client_password: 'p',
+      directory_backup: join(dir, 'b'),
+      directory_restore: join(dir, 'r'),
+    })
     const store = new JobStore(join(dir, 'state'))
     const registry = new JobRegistry(2, store)
     const log = createLogger('silent')
@@ -48,14 +53,19 @@ describe('OpenAPI document', () => {
         const documented = path.replace(/:(\w+)/g, '{$1}')
         assert.ok(doc.paths[documented]?.[method.toLowerCase()], `${method} ${documented} is not in /openapi.json`)
         // the server serves what the table lists: neither 404 "no such route" nor 405
-        const served = await fetch(`${base}${path.replace(/:\w+/g, 'x')}`, { method, headers: { authorization }, body: method === 'GET' ? undefined : '{}' })
+        const served = await fetch(`${base}${path.replace(/:\w+/g, 'x')}`, {
+          method,
+          headers: { authorization },
+          body: method === 'GET' ? undefined : '{}',
+        })
         const text = await served.text()
         assert.ok(served.status !== 405 && !text.includes('no such route'), `${method} ${path} answered ${served.status} ${text}`)
       }
       // every field of the polling bodies is documented
       for (const kind of ['backup', 'restore']) {
         const body = doc.paths[`/${kind}/{id}`].get.responses['200'].content['application/json'].schema
-        for (const [name, field] of Object.entries<{ description?: string }>(body.properties)) assert.ok(field.description, `${kind} polling field ${name} has no description`)
+        for (const [name, field] of Object.entries<{ description?: string }>(body.properties))
+          assert.ok(field.description, `${kind} polling field ${name} has no description`)
       }
     } finally {
       await api.close()
@@ -93,7 +103,14 @@ describe('docs page and metrics on a running agent', () => {
         executablePath: CHROMIUM,
         headless: true,
         viewport: { width: 1280, height: 900 },
-        args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+        args: [
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--no-first-run',
+        ],
       })
       const page = await browser.newPage()
       await page.goto(`${agent.url}/docs`)
@@ -104,7 +121,9 @@ describe('docs page and metrics on a running agent', () => {
       assert.ok(await page.getByRole('heading', { level: 1, name: doc.info.title }).isVisible())
       for (const [path, item] of Object.entries<Record<string, unknown>>(doc.paths)) {
         for (const method of Object.keys(item)) {
-          const heading = page.locator('section.operation h3', { hasText: new RegExp(`^${method.toUpperCase()}\\s+${path.replace(/[{}.]/g, '\\$&')}\\s`) })
+          const heading = page.locator('section.operation h3', {
+            hasText: new RegExp(`^${method.toUpperCase()}\\s+${path.replace(/[{}.]/g, '\\$&')}\\s`),
+          })
           assert.equal(await heading.count(), 1, `${method} ${path} heading`)
           assert.ok(await heading.isVisible(), `${method} ${path} is not visible`)
         }

@@ -13,7 +13,12 @@ import { managerBackupBody, managerId, managerRestoreBody, skipStorageDestinatio
 const envProbe = (stage: string) => `if [ -n "\${probe:-}" ]; then env -0 > "$probe/${stage}.env"; fi`
 
 function environmentOf(raw: string): Map<string, string> {
-  return new Map(raw.split('\0').filter((l) => l !== '').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+  return new Map(
+    raw
+      .split('\0')
+      .filter((l) => l !== '')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  )
 }
 
 describe('request parameters reach scripts only by allowlist', () => {
@@ -27,7 +32,11 @@ describe('request parameters reach scripts only by allowlist', () => {
         TAR_OPTIONS: '--checkpoint-action=exec=touch /tmp/osb-tar-options',
         OPENSSL_CONF: '/nonexistent/openssl.cnf',
       },
-      scripts: { 'pre-backup-lock': envProbe('pre-backup-lock'), backup: `${envProbe('backup')}\necho dump > "$5.sql"`, restore: envProbe('restore') },
+      scripts: {
+        'pre-backup-lock': envProbe('pre-backup-lock'),
+        backup: `${envProbe('backup')}\necho dump > "$5.sql"`,
+        restore: envProbe('restore'),
+      },
     })
     probe = join(agent.root, 'probe')
     await mkdir(probe)
@@ -53,7 +62,11 @@ describe('request parameters reach scripts only by allowlist', () => {
   for (const [name, why] of refused) {
     it(`refuses ${JSON.stringify(name)} with a 400 that names it and script_parameter_names; no job, no script`, async () => {
       const id = managerId()
-      const res = await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: [{ job: id }, { [name]: '$(touch /tmp/osb-param-marker)' }] }))
+      const res = await agent.request(
+        'POST',
+        '/backup',
+        managerBackupBody(id, skipStorageDestination(), { parameters: [{ job: id }, { [name]: '$(touch /tmp/osb-param-marker)' }] }),
+      )
       assert.equal(res.status, 400)
       const message: string = res.json().error_message
       assert.ok(message.includes(name), message)
@@ -77,13 +90,18 @@ describe('request parameters reach scripts only by allowlist', () => {
       assert.equal(env.get('PGPORT'), '5434', stage)
       assert.equal(env.get('retryCount'), '2', stage)
       assert.equal(env.get('_x'), 'y', stage)
-      for (const name of ['TAR_OPTIONS', 'OPENSSL_CONF', 'HTTP_PROXY', 'http_proxy']) assert.equal(env.has(name), false, `${stage} got ${name}`)
+      for (const name of ['TAR_OPTIONS', 'OPENSSL_CONF', 'HTTP_PROXY', 'http_proxy'])
+        assert.equal(env.has(name), false, `${stage} got ${name}`)
     }
   })
 
   it('refuses a 300 KiB parameter value (once accepted, then every stage failed with E2BIG), naming it', async () => {
     const id = managerId()
-    const res = await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: [{ job: id }, { big: 'x'.repeat(300 * 1024) }] }))
+    const res = await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(id, skipStorageDestination(), { parameters: [{ job: id }, { big: 'x'.repeat(300 * 1024) }] }),
+    )
     assert.equal(res.status, 400)
     assert.match(res.json().error_message, /backup\.parameters\.big is 307200 bytes/)
     assert.equal((await agent.request('GET', `/backup/${id}`)).status, 404)
@@ -96,7 +114,11 @@ describe('request parameters reach scripts only by allowlist', () => {
     const all = await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters }))
     assert.equal(all.status, 400)
     assert.match(all.json().error_message, /512 KiB/)
-    const password = await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { password: 'é'.repeat(16 * 1024 + 1) }))
+    const password = await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(id, skipStorageDestination(), { password: 'é'.repeat(16 * 1024 + 1) }),
+    )
     assert.equal(password.status, 400)
     assert.match(password.json().error_message, /backup\.password is 32770 bytes/)
     assert.equal((await agent.request('GET', `/backup/${id}`)).status, 404)
@@ -114,10 +136,24 @@ describe('request parameters reach scripts only by allowlist', () => {
 
   it('requires the destination fields with skipStorage', async () => {
     const id = managerId()
-    const res = await agent.request('POST', '/backup', managerBackupBody(id, { type: 'S3', skipStorage: true, authKey: 'k', authSecret: 'storage-secret-Z9' }))
+    const res = await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(id, { type: 'S3', skipStorage: true, authKey: 'k', authSecret: 'storage-secret-Z9' }),
+    )
     assert.equal(res.status, 400)
     assert.match(res.json().error_message, /destination\.bucket is required/)
-    const swift = await agent.request('POST', '/backup', managerBackupBody(id, { type: 'SWIFT', skipStorage: true, authUrl: 'http://127.0.0.1:9/auth/v1.0', username: 'u', password: 'storage-secret-Z9' }))
+    const swift = await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(id, {
+        type: 'SWIFT',
+        skipStorage: true,
+        authUrl: 'http://127.0.0.1:9/auth/v1.0',
+        username: 'u',
+        password: 'storage-secret-Z9',
+      }),
+    )
     assert.equal(swift.status, 400)
     assert.match(swift.json().error_message, /destination\.container_name is required/)
   })

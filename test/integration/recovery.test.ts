@@ -53,13 +53,20 @@ describe('a crash during recovery', () => {
   })
 
   /** The lines the job's scripts recorded, without the tag. */
-  const stepsOf = async (id: string) => (await readFile(steps, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith(`${id} `)).map((l) => l.slice(id.length + 1))
+  const stepsOf = async (id: string) =>
+    (await readFile(steps, 'utf8').catch(() => ''))
+      .split('\n')
+      .filter((l) => l.startsWith(`${id} `))
+      .map((l) => l.slice(id.length + 1))
   const count = async (id: string, line: string) => (await stepsOf(id)).filter((l) => l === line).length
 
   async function waitForStep(id: string, line: string, timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs
     while (!(await stepsOf(id)).includes(line)) {
-      assert.ok(Date.now() < deadline, `no "${line}" for ${id} within ${timeoutMs} ms: ${JSON.stringify(await stepsOf(id))}\n${agent.output().slice(-3000)}`)
+      assert.ok(
+        Date.now() < deadline,
+        `no "${line}" for ${id} within ${timeoutMs} ms: ${JSON.stringify(await stepsOf(id))}\n${agent.output().slice(-3000)}`,
+      )
       await new Promise((r) => setTimeout(r, 25))
     }
   }
@@ -125,17 +132,29 @@ describe('a crash during recovery', () => {
     assert.equal(body.state, 'finished')
     assert.match(body.error_message, /^interrupted by agent restart during backup-cleanup/)
     await deleteOnceNothingOwed(id)
-    assert.deepEqual(await stepsOf(id), [
-      'pre-backup-lock start', 'pre-backup-lock end', 'pre-backup-check start', 'pre-backup-check end', 'backup start', 'backup end',
-      'backup-cleanup start', 'backup-cleanup end', 'post-backup-unlock start', 'post-backup-unlock end',
-    ], 'every step once: the orphan was waited for, not run again')
+    assert.deepEqual(
+      await stepsOf(id),
+      [
+        'pre-backup-lock start',
+        'pre-backup-lock end',
+        'pre-backup-check start',
+        'pre-backup-check end',
+        'backup start',
+        'backup end',
+        'backup-cleanup start',
+        'backup-cleanup end',
+        'post-backup-unlock start',
+        'post-backup-unlock end',
+      ],
+      'every step once: the orphan was waited for, not run again',
+    )
 
     // the id is free now; the new job is a new job
     await trigger(id, {})
     const fresh = await agent.waitFor('backup', id)
     assert.equal(fresh.status, 'SUCCEEDED', fresh.error_message)
     assert.equal(fresh.error_message, undefined)
-    assert.equal(await count(id, 'post-backup-unlock start'), 2, 'the old unlock once, the new job\'s once')
+    assert.equal(await count(id, 'post-backup-unlock start'), 2, "the old unlock once, the new job's once")
   })
 
   it('killed again while recovery runs the unlock script: the unlock is waited for and not lost', async () => {
@@ -212,8 +231,10 @@ describe('a crash during recovery', () => {
     await waitForStep(id, 'backup start')
     await killOnceScriptRecorded()
     const files = await readdir(join(agent.root, 'state'))
-    const stored = Buffer.concat(await Promise.all(files.filter((f) => f.startsWith('jobs.sqlite')).map((f) => readFile(join(agent.root, 'state', f))))).toString('latin1')
-    assert.ok(stored.includes(id), 'the test reads the store\'s files')
+    const stored = Buffer.concat(
+      await Promise.all(files.filter((f) => f.startsWith('jobs.sqlite')).map((f) => readFile(join(agent.root, 'state', f)))),
+    ).toString('latin1')
+    assert.ok(stored.includes(id), "the test reads the store's files")
     for (const secret of [token, skip.authSecret]) {
       for (const form of [secret, Buffer.from(secret).toString('hex'), Buffer.from(secret).toString('base64').slice(0, 16)]) {
         assert.ok(!stored.includes(form), `${form} is in the store after a crash mid-job`)
@@ -221,11 +242,14 @@ describe('a crash during recovery', () => {
     }
     agent = await startAgent(options)
     await waitForStep(id, 'post-backup-unlock end')
-    assert.ok((await stepsOf(id)).includes(`post-backup-unlock secrets ${token.length} ${skip.authSecret.length}`), JSON.stringify(await stepsOf(id)))
+    assert.ok(
+      (await stepsOf(id)).includes(`post-backup-unlock secrets ${token.length} ${skip.authSecret.length}`),
+      JSON.stringify(await stepsOf(id)),
+    )
     await deleteOnceNothingOwed(id)
   })
 
-  it('a crash during a download: recovery removes the partial download (the agent\'s own directory) and runs cleanup and unlock', async () => {
+  it("a crash during a download: recovery removes the partial download (the agent's own directory) and runs cleanup and unlock", async () => {
     const objects = join(agent.root, 'var', 'storage', 'big')
     await mkdir(objects, { recursive: true })
     await writeFile(join(objects, 'huge.sql'), '')
@@ -242,7 +266,10 @@ describe('a crash during recovery', () => {
     }
     await agent.kill('SIGKILL')
     const jobDirectory = join(agent.restoreDir, id)
-    assert.ok((await readdir(jobDirectory)).some((n) => n.startsWith('.agent-download-')), 'the crash left the partial download')
+    assert.ok(
+      (await readdir(jobDirectory)).some((n) => n.startsWith('.agent-download-')),
+      'the crash left the partial download',
+    )
     agent = await startAgent(options)
     await waitForStep(id, 'post-restore-unlock end')
     assert.deepEqual(await readdir(jobDirectory), [])

@@ -33,7 +33,10 @@ describe('S3 storage', () => {
 
   it('backs up to filenamePrefix + filename and restores byte-exact (multipart)', async () => {
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: [{ size_mib: 20 }] }))).status, 201)
+    assert.equal(
+      (await agent.request('POST', '/backup', managerBackupBody(id, s3Destination(target), { parameters: [{ size_mib: 20 }] }))).status,
+      201,
+    )
     const backup = await agent.waitFor('backup', id)
     assert.equal(backup.status, 'SUCCEEDED', backup.error_message)
     assert.equal(backup.filenamePrefix, 'backups/')
@@ -78,7 +81,11 @@ describe('S3 storage', () => {
 
   it('fails clearly when the bucket does not exist, and still cleans up and unlocks', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, s3Destination({ ...target, bucket: 'no-such-bucket-here' }), { parameters: { job: id } }))
+    await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(id, s3Destination({ ...target, bucket: 'no-such-bucket-here' }), { parameters: { job: id } }),
+    )
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /bucket no-such-bucket-here at http:\/\/127\.0\.0\.1:\d+ does not exist/)
@@ -105,7 +112,11 @@ describe('S3 storage', () => {
 
   it('fails a restore of a missing object before the restore script runs', async () => {
     const id = managerId()
-    await agent.request('PUT', '/restore', managerRestoreBody(id, s3Destination(target, { filename: 'not-there.dump' }), { parameters: { job: id } }))
+    await agent.request(
+      'PUT',
+      '/restore',
+      managerRestoreBody(id, s3Destination(target, { filename: 'not-there.dump' }), { parameters: { job: id } }),
+    )
     const done = await agent.waitFor('restore', id)
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /download of backups\/not-there\.dump failed: the object does not exist/)
@@ -146,9 +157,15 @@ describe('S3 storage', () => {
     assert.equal(backup.status, 'SUCCEEDED', backup.error_message)
     const key = `backups/${backup.filename}`
     // rewritten behind the agent's back, the stored digest left as it was
-    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.alloc(1024, 1), Metadata: { sha256: backup.checksum.value } }))
+    await s3.client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.alloc(1024, 1), Metadata: { sha256: backup.checksum.value } }),
+    )
     const rid = managerId()
-    await agent.request('PUT', '/restore', managerRestoreBody(rid, s3Destination(target, { filename: backup.filename }), { parameters: { job: rid } }))
+    await agent.request(
+      'PUT',
+      '/restore',
+      managerRestoreBody(rid, s3Destination(target, { filename: backup.filename }), { parameters: { job: rid } }),
+    )
     const done = await agent.waitFor('restore', rid)
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /^checksum mismatch: /)

@@ -9,7 +9,17 @@ import { DB_PASSWORD, ENCRYPTION_KEY, managerBackupBody, managerId, managerResto
 
 const STORAGE_SECRET = 'storage-secret-Q8'
 const PARAM_SECRET = 'param-token-W4'
-const skip = { type: 'S3', skipStorage: true, bucket: 'bkt', authKey: 'ak', authSecret: STORAGE_SECRET, endpoint: '127.0.0.1:9', region: 'eu-west-1', useSSL: false, filenamePrefix: 'p/' }
+const skip = {
+  type: 'S3',
+  skipStorage: true,
+  bucket: 'bkt',
+  authKey: 'ak',
+  authSecret: STORAGE_SECRET,
+  endpoint: '127.0.0.1:9',
+  region: 'eu-west-1',
+  useSSL: false,
+  filenamePrefix: 'p/',
+}
 
 /** Scripts that fail when their parameter fail names their stage. */
 const failOn = (stage: string) => `if [ "$fail" = "${stage}" ]; then echo "${stage} failing" >&2; exit 3; fi`
@@ -105,7 +115,15 @@ describe('lifecycle scripts', () => {
 
   it('fails a backup whose script leaves no file, and still cleans up and unlocks', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, { ...skip, skipStorage: false, endpoint: 'http://127.0.0.1:9', useSSL: null }, { parameters: { job: id, nofile: 1 } }))
+    await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(
+        id,
+        { ...skip, skipStorage: false, endpoint: 'http://127.0.0.1:9', useSSL: null },
+        { parameters: { job: id, nofile: 1 } },
+      ),
+    )
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'FAILED')
     assert.match(done.error_message, /the backup script left no file/)
@@ -123,12 +141,21 @@ describe('lifecycle scripts', () => {
 
   it('a database name with ../ cannot move the generated name out of the job directory', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, skip, { host: '../../h', database: '../../../etc/evil', parameters: { job: id } }))
+    await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(id, skip, { host: '../../h', database: '../../../etc/evil', parameters: { job: id } }),
+    )
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     assert.match(done.filename, /^\d{4}_\d\d_\d\d_\d\d_\d\d_\.\._\.\._h_\.\._\.\._\.\._etc_evil\.sql$/)
     assert.ok(existsSync(join(agent.backupDir, id, done.filename)))
-    assert.deepEqual(readdirSync(agent.backupDir).sort(), readdirSync(agent.backupDir).filter((n) => !n.includes('evil')).sort())
+    assert.deepEqual(
+      readdirSync(agent.backupDir).sort(),
+      readdirSync(agent.backupDir)
+        .filter((n) => !n.includes('evil'))
+        .sort(),
+    )
   })
 
   it('fails the stage clearly when a script is missing', async () => {
@@ -163,11 +190,24 @@ describe('script environment and output', () => {
 
   it('gives scripts the passthrough variables and parameters, and nothing else of the agent', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, { ...skip, skipStorage: false, endpoint: '127.0.0.1:9' }, {
-      parameters: [{ retries: 2 }, { ratio: 0.5 }, { big: 1e21 }, { flag: true }, { label: 'a b' }],
-    }))
+    await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(
+        id,
+        { ...skip, skipStorage: false, endpoint: '127.0.0.1:9' },
+        {
+          parameters: [{ retries: 2 }, { ratio: 0.5 }, { big: 1e21 }, { flag: true }, { label: 'a b' }],
+        },
+      ),
+    )
     const done = await agent.waitFor('backup', id)
-    const env = Object.fromEntries((done.backup_log as string).trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+    const env = Object.fromEntries(
+      (done.backup_log as string)
+        .trim()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    )
     assert.equal(env.PATH, process.env.PATH)
     assert.equal(env.LANG, 'C.UTF-8')
     assert.equal(env.TZ, 'UTC')
@@ -176,7 +216,8 @@ describe('script environment and output', () => {
     assert.equal(env.big, '1000000000000000000000')
     assert.equal(env.flag, 'true')
     assert.equal(env.label, 'a b')
-    for (const name of Object.keys(env)) assert.ok(!/^client_|^directory_|^AGENT_ONLY|^scripts_path/.test(name), `${name} leaked to the script`)
+    for (const name of Object.keys(env))
+      assert.ok(!/^client_|^directory_|^AGENT_ONLY|^scripts_path/.test(name), `${name} leaked to the script`)
     assert.ok(!(done.backup_log as string).includes(agent.password))
     assert.equal(env.S3_AUTHSECRET, undefined, 'storage variables only with skipStorage')
   })
@@ -186,7 +227,14 @@ describe('script environment and output', () => {
     await agent.request('POST', '/backup', managerBackupBody(id, skip))
     const done = await agent.waitFor('backup', id)
     const log = done.backup_log as string
-    for (const line of ['S3_BUCKET=bkt', 'S3_ENDPOINT=127.0.0.1:9', 'S3_REGION=eu-west-1', 'S3_AUTHKEY=ak', 'S3_SKIPSSL=true', 'S3_FILENAMEPREFIX=p/']) {
+    for (const line of [
+      'S3_BUCKET=bkt',
+      'S3_ENDPOINT=127.0.0.1:9',
+      'S3_REGION=eu-west-1',
+      'S3_AUTHKEY=ak',
+      'S3_SKIPSSL=true',
+      'S3_FILENAMEPREFIX=p/',
+    ]) {
       assert.ok(log.split('\n').includes(line), `${line} in\n${log}`)
     }
     // the value is there for the script, masked in the polling body
@@ -195,12 +243,30 @@ describe('script environment and output', () => {
 
   it('exports the Swift fields with skipStorage', async () => {
     const id = managerId()
-    await agent.request('POST', '/backup', managerBackupBody(id, {
-      type: 'SWIFT', skipStorage: true, authUrl: 'http://127.0.0.1:9/v3', domain: 'dom', project_name: 'proj', container_name: 'cont', username: 'swuser', password: STORAGE_SECRET,
-    }))
+    await agent.request(
+      'POST',
+      '/backup',
+      managerBackupBody(id, {
+        type: 'SWIFT',
+        skipStorage: true,
+        authUrl: 'http://127.0.0.1:9/v3',
+        domain: 'dom',
+        project_name: 'proj',
+        container_name: 'cont',
+        username: 'swuser',
+        password: STORAGE_SECRET,
+      }),
+    )
     const done = await agent.waitFor('backup', id)
     const log = (done.backup_log as string).split('\n')
-    for (const line of ['SWIFT_AUTHURL=http://127.0.0.1:9/v3', 'SWIFT_DOMAIN=dom', 'SWIFT_CONTAINERNAME=cont', 'SWIFT_PROJECTNAME=proj', 'SWIFT_USERNAME=swuser', 'SWIFT_PASSWORD=******']) {
+    for (const line of [
+      'SWIFT_AUTHURL=http://127.0.0.1:9/v3',
+      'SWIFT_DOMAIN=dom',
+      'SWIFT_CONTAINERNAME=cont',
+      'SWIFT_PROJECTNAME=proj',
+      'SWIFT_USERNAME=swuser',
+      'SWIFT_PASSWORD=******',
+    ]) {
       assert.ok(log.includes(line), line)
     }
   })
@@ -210,7 +276,8 @@ describe('script environment and output', () => {
     await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { secret_token: PARAM_SECRET } }))
     const done = await agent.waitFor('backup', id)
     const raw = JSON.stringify(done)
-    for (const secret of [DB_PASSWORD, ENCRYPTION_KEY, STORAGE_SECRET, PARAM_SECRET]) assert.ok(!raw.includes(secret), `${secret} in the polling body`)
+    for (const secret of [DB_PASSWORD, ENCRYPTION_KEY, STORAGE_SECRET, PARAM_SECRET])
+      assert.ok(!raw.includes(secret), `${secret} in the polling body`)
     assert.match(done.pre_backup_check_errorlog, /\+ true '?\*\*\*\*\*\*'?/)
   })
 

@@ -7,7 +7,15 @@ import { execFileSync } from 'node:child_process'
 import { chmod, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startAgent, type Agent } from '../helpers/agent.ts'
-import { DB_PASSWORD, ENCRYPTION_KEY, managerBackupBody, managerId, managerRestoreBody, s3Destination, skipStorageDestination } from '../helpers/bodies.ts'
+import {
+  DB_PASSWORD,
+  ENCRYPTION_KEY,
+  managerBackupBody,
+  managerId,
+  managerRestoreBody,
+  s3Destination,
+  skipStorageDestination,
+} from '../helpers/bodies.ts'
 import { s3Lab, uniqueName } from '../helpers/storage.ts'
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
@@ -25,7 +33,12 @@ describe('login throttling', () => {
       const res = await agent.request('GET', '/status', undefined, { from, auth: basic('manager', `wrong-guess-${i}-xyz`) })
       assert.equal(res.status, 401)
     }
-    for (const [method, path, auth] of [['GET', '/status', undefined], ['GET', '/backup/some-id', undefined], ['POST', '/backup', null], ['GET', '/status', basic('manager', 'wrong-guess-9-xyz')]] as const) {
+    for (const [method, path, auth] of [
+      ['GET', '/status', undefined],
+      ['GET', '/backup/some-id', undefined],
+      ['POST', '/backup', null],
+      ['GET', '/status', basic('manager', 'wrong-guess-9-xyz')],
+    ] as const) {
       const res = await agent.request(method, path, method === 'POST' ? {} : undefined, { from, auth })
       assert.equal(res.status, 429, `${method} ${path}`)
       assert.match(res.headers.get('content-type') ?? '', /^application\/json/)
@@ -35,7 +48,11 @@ describe('login throttling', () => {
     }
     await agent.waitForOutput(/address locked out for a minute/)
     const output = agent.output()
-    assert.equal(output.split('\n').filter((l) => l.includes('login failed') && l.includes(from)).length, 3, 'a locked-out request is not a login attempt')
+    assert.equal(
+      output.split('\n').filter((l) => l.includes('login failed') && l.includes(from)).length,
+      3,
+      'a locked-out request is not a login attempt',
+    )
   })
 
   it('logs request URLs without the values of their query, also for a failed login', async () => {
@@ -44,7 +61,10 @@ describe('login throttling', () => {
     const listing = await agent.request('GET', `/backup?access_token=${value}&cursor=${value}#${value}`, undefined, { from })
     assert.equal(listing.status, 400) // unknown query names and a bad cursor, not quoted back
     assert.ok(!listing.text.includes(value), listing.text)
-    assert.equal((await agent.request('GET', `/status?password=${value}`, undefined, { from, auth: basic('manager', 'wrong-guess-q-xyz') })).status, 401)
+    assert.equal(
+      (await agent.request('GET', `/status?password=${value}`, undefined, { from, auth: basic('manager', 'wrong-guess-q-xyz') })).status,
+      401,
+    )
     await agent.waitForOutput(/"url":"\/status\?password=…"[^\n]*login failed/)
     await agent.waitForOutput(/"url":"\/backup\?access_token=…&cursor=…"/)
     assert.ok(!agent.output().includes(value))
@@ -57,7 +77,10 @@ describe('login throttling', () => {
 
   it('never locks out an address in auth_throttle_exempt', async () => {
     for (let i = 0; i < 12; i++) {
-      assert.equal((await agent.request('GET', '/status', undefined, { from: '127.0.0.3', auth: basic('manager', `exempt-guess-${i}`) })).status, 401)
+      assert.equal(
+        (await agent.request('GET', '/status', undefined, { from: '127.0.0.3', auth: basic('manager', `exempt-guess-${i}`) })).status,
+        401,
+      )
     }
     assert.equal((await agent.request('GET', '/status', undefined, { from: '127.0.0.3' })).status, 200)
   })
@@ -72,7 +95,10 @@ describe('script permission check', () => {
 
   const backup = async () => {
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { job: id } }))).status, 201)
+    assert.equal(
+      (await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { job: id } }))).status,
+      201,
+    )
     return { done: await agent.waitFor('backup', id), ran: await agent.stagesRun(id) }
   }
 
@@ -82,7 +108,10 @@ describe('script permission check', () => {
       await chmod(script, mode)
       const { done, ran } = await backup()
       assert.equal(done.status, 'FAILED')
-      assert.match(done.error_message, new RegExp(`refusing to run ${script}: it is writable by its group or by others \\(mode 0${mode.toString(8)}\\)`))
+      assert.match(
+        done.error_message,
+        new RegExp(`refusing to run ${script}: it is writable by its group or by others \\(mode 0${mode.toString(8)}\\)`),
+      )
       assert.deepEqual(ran, ['pre-backup-lock', 'pre-backup-check', 'backup-cleanup', 'post-backup-unlock'])
     }
     await chmod(script, 0o755)
@@ -123,16 +152,21 @@ describe('script permission check', () => {
 describe('script_secret_args=false', () => {
   let agent: Agent
   let probe: string
-  const probeScript = (stage: string) => [
-    // argv as the whole machine sees it: /proc/<pid>/cmdline is world-readable
-    `tr '\\0' ' ' < /proc/$$/cmdline > "$probe/${stage}.argv"`,
-    `printf '%s' "$DB_PASSWORD" > "$probe/${stage}.db_password"`,
-    `printf '%s' "$ENCRYPTION_KEY" > "$probe/${stage}.encryption_key"`,
-  ].join('\n')
+  const probeScript = (stage: string) =>
+    [
+      // argv as the whole machine sees it: /proc/<pid>/cmdline is world-readable
+      `tr '\\0' ' ' < /proc/$$/cmdline > "$probe/${stage}.argv"`,
+      `printf '%s' "$DB_PASSWORD" > "$probe/${stage}.db_password"`,
+      `printf '%s' "$ENCRYPTION_KEY" > "$probe/${stage}.encryption_key"`,
+    ].join('\n')
   before(async () => {
     agent = await startAgent({
       env: { script_secret_args: 'false' },
-      scripts: { backup: `${probeScript('backup')}\necho dump > "$5.sql"`, restore: probeScript('restore'), 'pre-backup-lock': probeScript('lock') },
+      scripts: {
+        backup: `${probeScript('backup')}\necho dump > "$5.sql"`,
+        restore: probeScript('restore'),
+        'pre-backup-lock': probeScript('lock'),
+      },
     })
     probe = join(agent.root, 'probe')
     await mkdir(probe)
@@ -141,7 +175,10 @@ describe('script_secret_args=false', () => {
 
   it('passes the password and encryption key as empty arguments and as DB_PASSWORD / ENCRYPTION_KEY', async () => {
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { probe } }))).status, 201)
+    assert.equal(
+      (await agent.request('POST', '/backup', managerBackupBody(id, skipStorageDestination(), { parameters: { probe } }))).status,
+      201,
+    )
     const done = await agent.waitFor('backup', id)
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     const argv = await readFile(join(probe, 'backup.argv'), 'utf8')
@@ -159,7 +196,16 @@ describe('script_secret_args=false', () => {
 
   it('does the same for the restore script', async () => {
     const id = managerId()
-    assert.equal((await agent.request('PUT', '/restore', managerRestoreBody(id, skipStorageDestination({ filename: 'x.sql' }), { parameters: { probe } }))).status, 201)
+    assert.equal(
+      (
+        await agent.request(
+          'PUT',
+          '/restore',
+          managerRestoreBody(id, skipStorageDestination({ filename: 'x.sql' }), { parameters: { probe } }),
+        )
+      ).status,
+      201,
+    )
     const done = await agent.waitFor('restore', id)
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     const argv = await readFile(join(probe, 'restore.argv'), 'utf8')

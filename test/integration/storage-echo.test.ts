@@ -26,7 +26,9 @@ function echoingSwift(): Promise<{ port: number; close: () => void }> {
       res.end(`echo ${JSON.stringify(req.headers)} ${'.'.repeat(200)} ${req.headers['x-auth-token']}`)
     })
   })
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as { port: number }).port, close: () => server.close() })))
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as { port: number }).port, close: () => server.close() })),
+  )
 }
 
 function storeFiles(root: string): string[] {
@@ -55,8 +57,16 @@ describe('a storage server that echoes the token', () => {
 
   it('keeps it out of the polling body, the listing, the log and the store', async () => {
     const destination = (extra: Record<string, unknown> = {}) => ({
-      type: 'SWIFT', skipStorage: false, filenamePrefix: '', container_name: 'c', authUrl: `http://127.0.0.1:${swift.port}/auth/v1.0`,
-      domain: null, project_name: null, username: 'u', password: 'echo-swift-pass-1', ...extra,
+      type: 'SWIFT',
+      skipStorage: false,
+      filenamePrefix: '',
+      container_name: 'c',
+      authUrl: `http://127.0.0.1:${swift.port}/auth/v1.0`,
+      domain: null,
+      project_name: null,
+      username: 'u',
+      password: 'echo-swift-pass-1',
+      ...extra,
     })
     for (const [kind, method, body] of [
       ['backup', 'POST', managerBackupBody(managerId(), destination())],

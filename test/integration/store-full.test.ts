@@ -29,7 +29,11 @@ function stepScripts(steps: string): Record<string, string> {
 
 /** Fills the filesystem: dd stops at ENOSPC (its failure is the point). */
 async function fill(mount: string): Promise<void> {
-  for (const [name, bs] of [['filler', '64k'], ['filler-small', '4k'], ['filler-tiny', '512']]) {
+  for (const [name, bs] of [
+    ['filler', '64k'],
+    ['filler-small', '4k'],
+    ['filler-tiny', '512'],
+  ]) {
     await run('dd', ['if=/dev/zero', `of=${join(mount, name as string)}`, `bs=${bs}`]).catch(() => undefined)
   }
   const { stdout } = await run('df', ['--output=avail', '-B1', mount])
@@ -63,13 +67,21 @@ describe('a job store on a full filesystem', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  const stepsOf = async (id: string) => (await readFile(steps, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith(`${id} `)).map((l) => l.slice(id.length + 1))
+  const stepsOf = async (id: string) =>
+    (await readFile(steps, 'utf8').catch(() => ''))
+      .split('\n')
+      .filter((l) => l.startsWith(`${id} `))
+      .map((l) => l.slice(id.length + 1))
 
   it('runs cleanup and unlock, fails the job naming the store, refuses new jobs with 503, and writes the records once there is space', async () => {
     agent = await startAgent({ scripts: stepScripts(steps), env: { directory_state: join(mount, 'state') } })
     const options = agent.restartOptions()
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'backup', sleep_secs: 2 } }))).status, 201)
+    assert.equal(
+      (await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'backup', sleep_secs: 2 } })))
+        .status,
+      201,
+    )
     const deadline = Date.now() + 10_000
     while ((await agent.request('GET', `/backup/${id}`)).json().state !== 'backup') {
       assert.ok(Date.now() < deadline, 'the job never reached its backup stage')
@@ -93,7 +105,10 @@ describe('a job store on a full filesystem', () => {
     assert.equal(health.status, 200)
     assert.deepEqual(health.json(), { status: 'ok', store: 'unwritable' })
     const listed = (await agent.request('GET', '/backup')).json()
-    assert.ok(listed.jobs.some((j: { id: string }) => j.id === id), 'listings answer from memory too')
+    assert.ok(
+      listed.jobs.some((j: { id: string }) => j.id === id),
+      'listings answer from memory too',
+    )
 
     // space again: the retry timer writes what waits, without any new request
     await free(mount)
@@ -119,7 +134,16 @@ describe('a job store on a full filesystem', () => {
   it('a trigger writes the waiting records first once there is space again (no need to wait for the timer)', async () => {
     assert.ok(agent, 'the first test started the agent')
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'pre-backup-check', sleep_secs: 1 } }))).status, 201)
+    assert.equal(
+      (
+        await agent.request(
+          'POST',
+          '/backup',
+          managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'pre-backup-check', sleep_secs: 1 } }),
+        )
+      ).status,
+      201,
+    )
     await new Promise((r) => setTimeout(r, 300))
     await fill(mount)
     const done = await agent.waitFor('backup', id, 30_000)
@@ -142,7 +166,11 @@ describe('a job store on a full filesystem', () => {
     assert.ok(agent, 'the first test started the agent')
     const options = agent.restartOptions()
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'backup', sleep_secs: 30 } }))).status, 201)
+    assert.equal(
+      (await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'backup', sleep_secs: 30 } })))
+        .status,
+      201,
+    )
     const deadline = Date.now() + 10_000
     while (!(await stepsOf(id)).includes('pre-backup-check') || (await agent.request('GET', `/backup/${id}`)).json().state !== 'backup') {
       assert.ok(Date.now() < deadline, 'the job never reached its backup stage')
@@ -179,7 +207,11 @@ describe('a job store on a full filesystem', () => {
     assert.equal((await agent.request('GET', `/backup/${id}`)).status, 404, 'the removal was written')
     await new Promise((r) => setTimeout(r, 500))
     // (the backup script records itself after its sleep: recovery stopped it first)
-    assert.deepEqual(await stepsOf(id), ['pre-backup-lock', 'pre-backup-check', 'backup-cleanup', 'post-backup-unlock'], 'cleanup and unlock once each; nothing ran again')
+    assert.deepEqual(
+      await stepsOf(id),
+      ['pre-backup-lock', 'pre-backup-check', 'backup-cleanup', 'post-backup-unlock'],
+      'cleanup and unlock once each; nothing ran again',
+    )
   })
 
   it('starts on a full disk after a clean stop (no -shm file to create): polls answer, triggers get 503 until there is space', async () => {
@@ -189,7 +221,11 @@ describe('a job store on a full filesystem', () => {
     assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip))).status, 201)
     assert.equal((await agent.waitFor('backup', id)).status, 'SUCCEEDED')
     assert.equal(await agent.kill('SIGTERM'), 0)
-    assert.deepEqual((await readdir(join(mount, 'state'))).filter((n) => n.endsWith('-shm')), [], 'a clean stop leaves no -shm file')
+    assert.deepEqual(
+      (await readdir(join(mount, 'state'))).filter((n) => n.endsWith('-shm')),
+      [],
+      'a clean stop leaves no -shm file',
+    )
     await fill(mount)
 
     agent = await startAgent(options)
@@ -215,7 +251,9 @@ describe('a job store on a full filesystem', () => {
       CREATE INDEX jobs_by_end ON jobs (ended_at);
       PRAGMA user_version = 1;`)
     const id = managerId()
-    old.prepare('INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)').run('backup', id, 'SUCCEEDED', '{"status":"SUCCEEDED","state":"finished"}', '{}', Date.now(), Date.now())
+    old
+      .prepare('INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run('backup', id, 'SUCCEEDED', '{"status":"SUCCEEDED","state":"finished"}', '{}', Date.now(), Date.now())
     old.close()
     await fill(mount)
     agent = await startAgent({ scripts: stepScripts(steps), env: { directory_state: state } })
@@ -251,7 +289,11 @@ describe('a job store on a full filesystem', () => {
     const options = agent.restartOptions()
     await agent.kill('SIGKILL')
     agent = await startAgent(options)
-    assert.equal((await agent.request('GET', `/backup/${id}`)).json().status, 'SUCCEEDED', 'the record was written to the store created late')
+    assert.equal(
+      (await agent.request('GET', `/backup/${id}`)).json().status,
+      'SUCCEEDED',
+      'the record was written to the store created late',
+    )
   })
 })
 
@@ -282,12 +324,20 @@ describe('a job store on a filesystem that fails with EIO', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  const stepsOf = async (id: string) => (await readFile(steps, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith(`${id} `)).map((l) => l.slice(id.length + 1))
+  const stepsOf = async (id: string) =>
+    (await readFile(steps, 'utf8').catch(() => ''))
+      .split('\n')
+      .filter((l) => l.startsWith(`${id} `))
+      .map((l) => l.slice(id.length + 1))
 
   it('runs cleanup and unlock, fails the job naming the store (I/O error), refuses new jobs with 503 and keeps /healthz at 200', async () => {
     agent = await startAgent({ scripts: stepScripts(steps), env: { directory_state: join(mount, 'state') } })
     const id = managerId()
-    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'backup', sleep_secs: 2 } }))).status, 201)
+    assert.equal(
+      (await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { tag: id, sleep_in: 'backup', sleep_secs: 2 } })))
+        .status,
+      201,
+    )
     const deadline = Date.now() + 10_000
     while ((await agent.request('GET', `/backup/${id}`)).json().state !== 'backup') {
       assert.ok(Date.now() < deadline, 'the job never reached its backup stage')

@@ -21,10 +21,18 @@ describe('directory_state removed or replaced while the agent runs', () => {
       try {
         const state = join(agent.root, 'state')
         const earlier = managerId()
-        assert.equal((await agent.request('POST', '/backup', managerBackupBody(earlier, skip, { parameters: { job: earlier } }))).status, 201)
-        const earlierBody = (await agent.waitFor('backup', earlier)).status === 'SUCCEEDED' && (await agent.request('GET', `/backup/${earlier}`)).text
+        assert.equal(
+          (await agent.request('POST', '/backup', managerBackupBody(earlier, skip, { parameters: { job: earlier } }))).status,
+          201,
+        )
+        const earlierBody =
+          (await agent.waitFor('backup', earlier)).status === 'SUCCEEDED' && (await agent.request('GET', `/backup/${earlier}`)).text
         const id = managerId()
-        assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { job: id, sleep_in: 'backup', secs: 30 } }))).status, 201)
+        assert.equal(
+          (await agent.request('POST', '/backup', managerBackupBody(id, skip, { parameters: { job: id, sleep_in: 'backup', secs: 30 } })))
+            .status,
+          201,
+        )
         const deadline = Date.now() + 10_000
         while ((await agent.request('GET', `/backup/${id}`)).json().state !== 'backup') {
           assert.ok(Date.now() < deadline, 'the job never reached its backup stage')
@@ -51,7 +59,13 @@ describe('directory_state removed or replaced while the agent runs', () => {
           assert.ok(Date.now() < ran, `unlock never ran: ${JSON.stringify(await agent.stagesRun(id))}`)
           await new Promise((r) => setTimeout(r, 50))
         }
-        assert.deepEqual(await agent.stagesRun(id), ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock'])
+        assert.deepEqual(await agent.stagesRun(id), [
+          'pre-backup-lock',
+          'pre-backup-check',
+          'backup',
+          'backup-cleanup',
+          'post-backup-unlock',
+        ])
         const next = managerId()
         assert.equal((await agent.request('POST', '/backup', managerBackupBody(next, skip, { parameters: { job: next } }))).status, 201)
         assert.equal((await agent.waitFor('backup', next)).status, 'SUCCEEDED')

@@ -98,7 +98,10 @@ describe('streaming mode', () => {
   })
 
   it('require_checksum is satisfied by a verified trailer (no sha256 metadata on S3)', async () => {
-    const strict = await startAgent({ env: { directory_backup: agent.backupDir, require_checksum: 'true' }, scripts: { restore: 'sha256sum "$5" | cut -c1-64' } })
+    const strict = await startAgent({
+      env: { directory_backup: agent.backupDir, require_checksum: 'true' },
+      scripts: { restore: 'sha256sum "$5" | cut -c1-64' },
+    })
     try {
       const { done, original } = await streamedBackup(null, { size_kib: 64 })
       assert.equal(done.status, 'SUCCEEDED', done.error_message)
@@ -118,9 +121,19 @@ describe('streaming mode', () => {
     const { done, original } = await streamedBackup(publicPem, { size_kib: 3 * 1024 })
     assert.equal(done.status, 'SUCCEEDED', done.error_message)
     const downloaded = join(agent.root, 'by-hand.osb')
-    const env: Record<string, string | undefined> = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_DEFAULT_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' }
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      AWS_ACCESS_KEY_ID: s3.accessKey,
+      AWS_SECRET_ACCESS_KEY: s3.secretKey,
+      AWS_DEFAULT_REGION: 'us-east-1',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    }
     delete env.AWS_CA_BUNDLE
-    execFileSync('/usr/bin/aws', ['--endpoint-url', s3.endpoint, 's3', 'cp', '--no-progress', `s3://${bucket}/backups/${done.filename}`, downloaded], { env, stdio: 'pipe' })
+    execFileSync(
+      '/usr/bin/aws',
+      ['--endpoint-url', s3.endpoint, 's3', 'cp', '--no-progress', `s3://${bucket}/backups/${done.filename}`, downloaded],
+      { env, stdio: 'pipe' },
+    )
     const keyFile = join(agent.root, 'private.pem')
     writeFileSync(keyFile, privatePem, { mode: 0o600 })
     const cli = new URL('../../bin/osb-backup-agent', import.meta.url).pathname
@@ -215,7 +228,14 @@ describe('streaming mode', () => {
       assert.match(refused.error_message, /^checksum mismatch: .*trailer/)
     }
     // cut short inside the trailer
-    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stored.subarray(0, stored.length - 7), Metadata: { 'sha256-location': 'trailer' } }))
+    await s3.client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: stored.subarray(0, stored.length - 7),
+        Metadata: { 'sha256-location': 'trailer' },
+      }),
+    )
     for (const via of [agent, streamingRestore]) {
       const refused = await restore(via, done.filename, null)
       assert.equal(refused.status, 'FAILED')
@@ -224,7 +244,14 @@ describe('streaming mode', () => {
     // a consistent trailer over the changed bytes, but Swift/LOCAL-style metadata with the original digest
     const body = changed.subarray(0, changed.length - 32)
     const resealed = Buffer.concat([body, createHash('sha256').update(body).digest()])
-    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: resealed, Metadata: { 'sha256-location': 'trailer', sha256: done.checksum.value } }))
+    await s3.client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: resealed,
+        Metadata: { 'sha256-location': 'trailer', sha256: done.checksum.value },
+      }),
+    )
     for (const via of [agent, streamingRestore]) {
       const refused = await restore(via, done.filename, null)
       assert.equal(refused.status, 'FAILED')

@@ -9,7 +9,16 @@ import { join } from 'node:path'
 import { startAgent, type Agent } from '../helpers/agent.ts'
 import { managerBackupBody, managerId, managerRestoreBody } from '../helpers/bodies.ts'
 import { uniqueName } from '../helpers/storage.ts'
-import { closedPort, createKeystoneUser, CuttingProxy, flushMemcached, revokeKeystoneUserTokens, swiftLab, type SwiftAccount, type SwiftAuth } from '../helpers/swift.ts'
+import {
+  closedPort,
+  createKeystoneUser,
+  CuttingProxy,
+  flushMemcached,
+  revokeKeystoneUserTokens,
+  swiftLab,
+  type SwiftAccount,
+  type SwiftAuth,
+} from '../helpers/swift.ts'
 
 const MiB = 1024 * 1024
 /** The backup script copies the file named by the request parameter `source`; restore copies to `target`. */
@@ -32,7 +41,10 @@ describe('Swift storage', () => {
     accounts.v1 = await lab.account('v1')
     for (const auth of ['v3', 'v1'] as const) {
       await accounts[auth].createContainer(containers[auth])
-      cleanups.push(() => accounts[auth].removeContainer(containers[auth]), () => accounts[auth].removeContainer(`${containers[auth]}_segments`))
+      cleanups.push(
+        () => accounts[auth].removeContainer(containers[auth]),
+        () => accounts[auth].removeContainer(`${containers[auth]}_segments`),
+      )
     }
     // One retry keeps the failure cases fast while still exercising the retry path.
     agent = await startAgent({ env: { ...SMALL_SEGMENTS, storage_retries: '1' }, scripts: SCRIPTS })
@@ -115,7 +127,10 @@ describe('Swift storage', () => {
     // v1 tempauth says who and where too
     const v1 = await backup(agent, lab.destination('v1', containers.v1, { password: wrong }), source.path)
     assert.equal(v1.status, 'FAILED')
-    assert.ok(v1.error_message.includes(`user "${env.SWIFT_V1_USER}"`) && v1.error_message.includes(env.SWIFT_V1_AUTH_URL), v1.error_message)
+    assert.ok(
+      v1.error_message.includes(`user "${env.SWIFT_V1_USER}"`) && v1.error_message.includes(env.SWIFT_V1_AUTH_URL),
+      v1.error_message,
+    )
     agent.assertNoSecrets([wrong, env.KEYSTONE_PASSWORD as string, env.SWIFT_V1_KEY as string])
   })
 
@@ -147,7 +162,10 @@ describe('Swift storage', () => {
 
   it('fails fast when the storage endpoint goes away after a login', async () => {
     // tempauth builds the storage URL from the Host the client used: through the proxy, it is the proxy
-    const proxy = await CuttingProxy.start({ host: '127.0.0.1', port: Number(new URL(env.SWIFT_V1_AUTH_URL as string).port) }, Number.MAX_SAFE_INTEGER)
+    const proxy = await CuttingProxy.start(
+      { host: '127.0.0.1', port: Number(new URL(env.SWIFT_V1_AUTH_URL as string).port) },
+      Number.MAX_SAFE_INTEGER,
+    )
     const destination = lab.destination('v1', containers.v1, { authUrl: `http://127.0.0.1:${proxy.port}/auth/v1.0` })
     await roundTrip('v1', 1000, agent, destination)
     const port = proxy.port
@@ -166,7 +184,10 @@ describe('Swift storage', () => {
     // the segments container refuses every 5 MiB segment (concurrent PUTs would all pass a quota
     // that only the sum exceeds: Swift checks each against the bytes already stored)
     await accounts.v1.createContainer(`${container}_segments`, { 'x-container-meta-quota-bytes': String(4 * MiB) })
-    cleanups.push(() => accounts.v1.removeContainer(container), () => accounts.v1.removeContainer(`${container}_segments`))
+    cleanups.push(
+      () => accounts.v1.removeContainer(container),
+      () => accounts.v1.removeContainer(`${container}_segments`),
+    )
     const small = await backup(agent, lab.destination('v1', container), (await sourceFile(4000)).path)
     assert.equal(small.status, 'FAILED')
     assert.match(small.error_message, /quota exceeded or object too large \(413 Upload exceeds quota\.\)/)
@@ -224,7 +245,11 @@ describe('Swift storage', () => {
   it('resumes a restore whose connection is cut mid-body, and the file is byte-exact and verified', async () => {
     const { filename, source } = await roundTrip('v1', 12 * MiB + 3)
     // Cut 7 MiB into what the proxy sends back: in the body of the restore's GET (the login's answer is small).
-    const proxy = await CuttingProxy.start({ host: '127.0.0.1', port: Number(new URL(env.SWIFT_V1_AUTH_URL as string).port) }, 7 * MiB, 'client')
+    const proxy = await CuttingProxy.start(
+      { host: '127.0.0.1', port: Number(new URL(env.SWIFT_V1_AUTH_URL as string).port) },
+      7 * MiB,
+      'client',
+    )
     try {
       const destination = lab.destination('v1', containers.v1, { authUrl: `http://127.0.0.1:${proxy.port}/auth/v1.0` })
       const restored = await restore(agent, destination, filename)
@@ -240,7 +265,10 @@ describe('Swift storage', () => {
   it('deletes the segments it wrote when an SLO upload breaks off for good', async () => {
     const container = uniqueName('osb-cut') // its own: the job before may have used the same file name
     await accounts.v1.createContainer(container)
-    cleanups.push(() => accounts.v1.removeContainer(container), () => accounts.v1.removeContainer(`${container}_segments`))
+    cleanups.push(
+      () => accounts.v1.removeContainer(container),
+      () => accounts.v1.removeContainer(`${container}_segments`),
+    )
     const proxy = await CuttingProxy.start({ host: '127.0.0.1', port: Number(new URL(env.SWIFT_V1_AUTH_URL as string).port) }, CUT_AT)
     const strict = await startAgent({ env: { ...SMALL_SEGMENTS, storage_retries: '0' }, scripts: SCRIPTS })
     try {
@@ -248,7 +276,10 @@ describe('Swift storage', () => {
       const body = await backup(strict, destination, (await sourceFile(23 * MiB)).path)
       assert.equal(body.status, 'FAILED')
       assert.equal(proxy.cuts, 1)
-      assert.match(body.error_message, /upload of \S+ \(segment \d of 5\) failed: the connection to http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_test broke off/)
+      assert.match(
+        body.error_message,
+        /upload of \S+ \(segment \d of 5\) failed: the connection to http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_test broke off/,
+      )
       assert.equal((await accounts.v1.head(`${container}_segments`)).status, 204, 'the segments container was created')
       assert.deepEqual(await accounts.v1.list(`${container}_segments`), [])
       assert.deepEqual(await accounts.v1.list(container), [])

@@ -66,7 +66,15 @@ async function snapshot(outside: Outside): Promise<string> {
     () => 'missing',
   )
   return JSON.stringify({
-    file: [createHash('sha256').update(await readFile(outside.file)).digest('hex'), file.size, file.mode & 0o7777, file.uid, file.gid],
+    file: [
+      createHash('sha256')
+        .update(await readFile(outside.file))
+        .digest('hex'),
+      file.size,
+      file.mode & 0o7777,
+      file.uid,
+      file.gid,
+    ],
     directory: [(await readdir(outside.directory)).sort(), directory.mode & 0o7777, inside],
     missing,
   })
@@ -150,12 +158,17 @@ describe('nothing a restore writes follows a symlink (LOCAL)', () => {
         assert.equal(await snapshot(outside), before, `${what} changed what it points to`)
         if (name === final && !mayReplace) {
           assert.equal(done.status, 'FAILED', what)
-          assert.match(done.error_message, new RegExp(`${final.replaceAll('.', '\\.')} already exists and allowed_to_delete_files is false, so it is not replaced`), what)
+          assert.match(
+            done.error_message,
+            new RegExp(`${final.replaceAll('.', '\\.')} already exists and allowed_to_delete_files is false, so it is not replaced`),
+            what,
+          )
           assert.ok((await lstat(join(agent.restoreDir, id, name))).isSymbolicLink(), `${what}: the link was left alone`)
         } else {
           assert.equal(done.status, 'SUCCEEDED', `${what}: ${done.error_message}`)
           assert.equal(done.restore_log.trim(), expectedHash, what)
-          if (name === final) assert.ok((await lstat(join(agent.restoreDir, id, name))).isFile(), `${what}: the link was replaced by the file`)
+          if (name === final)
+            assert.ok((await lstat(join(agent.restoreDir, id, name))).isFile(), `${what}: the link was replaced by the file`)
         }
       }
     }
@@ -208,7 +221,10 @@ describe('nothing a restore writes follows a symlink (LOCAL)', () => {
       assert.equal(await snapshot(outside), before)
       if (agent === strict) {
         assert.equal(done.status, 'FAILED')
-        assert.match(done.error_message, new RegExp(`cannot prepare the job directory ${directory}: it already exists and allowed_to_delete_files is false`))
+        assert.match(
+          done.error_message,
+          new RegExp(`cannot prepare the job directory ${directory}: it already exists and allowed_to_delete_files is false`),
+        )
         assert.deepEqual((await readdir(directory)).sort(), ['.restore.stream', fileObject, 'left-over'].sort())
         assert.deepEqual(await strict.stagesRun(id), [], 'no stage ran')
       } else {
@@ -236,9 +252,15 @@ describe('nothing a restore writes follows a symlink (LOCAL)', () => {
     await strict.request('POST', '/backup', managerBackupBody(id, destination(), { parameters: { dot_name: '.hidden.sql' } }))
     const done = await strict.waitFor('backup', id)
     assert.equal(done.status, 'FAILED')
-    assert.match(done.error_message, /"sym\/\.hidden\.sql" has a part that starts with "\.": in LOCAL storage such names are reserved for the agent's own files/)
+    assert.match(
+      done.error_message,
+      /"sym\/\.hidden\.sql" has a part that starts with "\.": in LOCAL storage such names are reserved for the agent's own files/,
+    )
     assert.equal(await readFile(metadata, 'utf8'), stored)
-    assert.deepEqual((await readdir(join(base, 'objects', 'sym'))).filter((n) => n.includes('hidden')), [])
+    assert.deepEqual(
+      (await readdir(join(base, 'objects', 'sym'))).filter((n) => n.includes('hidden')),
+      [],
+    )
   })
 
   it('the job directory replaced by a symlink during the lock script: the agent neither reads nor writes through it', async () => {
@@ -249,13 +271,25 @@ describe('nothing a restore writes follows a symlink (LOCAL)', () => {
         const before = await snapshot(outside)
         const stored = await objects()
         const bid = managerId()
-        await strict.request('POST', '/backup', managerBackupBody(bid, destination(), { parameters: { swap, swap_target: target, job: bid } }))
+        await strict.request(
+          'POST',
+          '/backup',
+          managerBackupBody(bid, destination(), { parameters: { swap, swap_target: target, job: bid } }),
+        )
         const backup = await strict.waitFor('backup', bid)
         assert.equal(backup.status, 'FAILED', what)
-        assert.match(backup.error_message, /the job directory .* was replaced or removed while the job ran .*the agent reads and writes only the directory it prepared/, what)
+        assert.match(
+          backup.error_message,
+          /the job directory .* was replaced or removed while the job ran .*the agent reads and writes only the directory it prepared/,
+          what,
+        )
         assert.deepEqual(await objects(), stored, `${what}: nothing was uploaded (the file outside is not the backup)`)
         assert.equal((await strict.stagesRun(bid)).at(-1), 'post-backup-unlock', `${what}: unlock ran`)
-        for (const [agent, filename] of [[strict, fileObject], [permissive, osbObject], [streaming, osbObject]] as const) {
+        for (const [agent, filename] of [
+          [strict, fileObject],
+          [permissive, osbObject],
+          [streaming, osbObject],
+        ] as const) {
           const rid = managerId()
           const { id, done } = await restore(agent, filename, { swap, swap_target: target, job: rid }, rid)
           assert.equal(done.status, 'FAILED', what)
@@ -298,7 +332,11 @@ describe('nothing a restore writes follows a symlink (LOCAL)', () => {
       for (const target of Object.values(outside)) {
         const before = await snapshot(outside)
         const bid = managerId()
-        await strict.request('POST', '/backup', managerBackupBody(bid, destination(), { parameters: { stream: '1', plant: name, plant_target: target } }))
+        await strict.request(
+          'POST',
+          '/backup',
+          managerBackupBody(bid, destination(), { parameters: { stream: '1', plant: name, plant_target: target } }),
+        )
         const done = await strict.waitFor('backup', bid)
         assert.equal(await snapshot(outside), before, `a symlink at ${name} to ${target}`)
         assert.equal(done.status, 'SUCCEEDED', done.error_message)

@@ -35,7 +35,6 @@ function presentedFingerprint(agent: Agent): Promise<string> {
 }
 const fingerprint = (pem: Buffer) => new X509Certificate(pem).fingerprint256
 
-
 describe('TLS', () => {
   let agent: Agent
   let live: { certFile: string; keyFile: string }
@@ -58,12 +57,18 @@ describe('TLS', () => {
 
   it('answers no plain HTTP on the TLS port', async () => {
     const plain = sendRequest(agent.url.replace('https:', 'http:'), 'GET', '/status', {}, undefined, { fresh: true, timeoutMs: 5000 })
-    const outcome = await plain.then((r) => r.status, (e: Error) => e.message)
+    const outcome = await plain.then(
+      (r) => r.status,
+      (e: Error) => e.message,
+    )
     assert.notEqual(outcome, 200)
   })
 
   it('does not accept a client that does not trust the certificate', async () => {
-    await assert.rejects(sendRequest(agent.url, 'GET', '/status', {}, undefined, { tls: { ca: certs.wrongClient.cert } }), /self-signed certificate|unable to verify/)
+    await assert.rejects(
+      sendRequest(agent.url, 'GET', '/status', {}, undefined, { tls: { ca: certs.wrongClient.cert } }),
+      /self-signed certificate|unable to verify/,
+    )
   })
 
   it('reloads the certificate on SIGHUP, and keeps the old one when the new files are broken', async () => {
@@ -103,7 +108,12 @@ describe('client certificates (tls_client_ca_file)', () => {
   })
 
   it('refuses a client certificate from another CA', async () => {
-    await assert.rejects(sendRequest(agent.url, 'GET', '/status', {}, undefined, { tls: { ca: certs.ca, cert: certs.wrongClient.cert, key: certs.wrongClient.key } }), HANDSHAKE_REFUSED)
+    await assert.rejects(
+      sendRequest(agent.url, 'GET', '/status', {}, undefined, {
+        tls: { ca: certs.ca, cert: certs.wrongClient.cert, key: certs.wrongClient.key },
+      }),
+      HANDSHAKE_REFUSED,
+    )
   })
 
   it('is still alive and serving after the refused handshakes', async () => {
@@ -120,7 +130,12 @@ describe('TLS start-up', () => {
       const missing = await runAgentToExit({ ...base, ...dirs, tls_cert_file: join(dir, 'nope.pem'), tls_key_file: certs.server.keyFile })
       assert.equal(missing.code, 2)
       assert.match(missing.output, /not started: tls_cert_file .*nope\.pem cannot be read: ENOENT/)
-      const mismatched = await runAgentToExit({ ...base, ...dirs, tls_cert_file: certs.server.certFile, tls_key_file: certs.rotated.keyFile })
+      const mismatched = await runAgentToExit({
+        ...base,
+        ...dirs,
+        tls_cert_file: certs.server.certFile,
+        tls_key_file: certs.rotated.keyFile,
+      })
       assert.equal(mismatched.code, 2)
       assert.match(mismatched.output, /not started: tls_cert_file, tls_key_file or tls_client_ca_file is not usable/)
       assert.ok(!mismatched.output.includes('PRIVATE KEY'))

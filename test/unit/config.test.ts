@@ -56,7 +56,10 @@ describe('loadConfig', () => {
     assert.deepEqual(config.scriptParameterNames, ['PGPORT', 'retryCount', 'MYSQL_TCP_PORT'])
     const reserved = loadConfig({ ...required, script_parameter_names: 'PGPORT,TAR_OPTIONS,http_proxy' })
     assert.deepEqual(reserved.config.scriptParameterNames, ['PGPORT', 'TAR_OPTIONS', 'http_proxy'])
-    assert.deepEqual(reserved.warnings.map((w) => w.split(' stays')[0]), ['script_parameter_names: TAR_OPTIONS', 'script_parameter_names: http_proxy'])
+    assert.deepEqual(
+      reserved.warnings.map((w) => w.split(' stays')[0]),
+      ['script_parameter_names: TAR_OPTIONS', 'script_parameter_names: http_proxy'],
+    )
     for (const value of ['PGPORT,bad-name', 'a=b', '1X', 'é']) {
       const loaded = loadConfig({ ...required, script_parameter_names: value })
       assert.deepEqual(loaded.config.scriptParameterNames, [], value)
@@ -74,17 +77,33 @@ describe('loadConfig', () => {
   })
 
   it('refuses half a TLS setup rather than serving plain HTTP', () => {
-    assert.throws(() => loadConfig({ ...required, tls_cert_file: '/c.pem' }), (e: Error) => e instanceof ConfigError && /tls_cert_file and tls_key_file must be set together/.test(e.message))
+    assert.throws(
+      () => loadConfig({ ...required, tls_cert_file: '/c.pem' }),
+      (e: Error) => e instanceof ConfigError && /tls_cert_file and tls_key_file must be set together/.test(e.message),
+    )
     assert.throws(() => loadConfig({ ...required, tls_key_file: '/k.pem' }), ConfigError)
-    assert.throws(() => loadConfig({ ...required, tls_client_ca_file: '/ca.pem' }), (e: Error) => /tls_client_ca_file needs/.test(e.message))
+    assert.throws(
+      () => loadConfig({ ...required, tls_client_ca_file: '/ca.pem' }),
+      (e: Error) => /tls_client_ca_file needs/.test(e.message),
+    )
   })
 
   it('names every missing required setting in one error', () => {
-    assert.throws(() => loadConfig({ log_level: 'info' }), (e: Error) => e instanceof ConfigError && /client_username, client_password, directory_backup, directory_restore/.test(e.message))
+    assert.throws(
+      () => loadConfig({ log_level: 'info' }),
+      (e: Error) => e instanceof ConfigError && /client_username, client_password, directory_backup, directory_restore/.test(e.message),
+    )
   })
 
   it('parses values and falls back to the default, with a warning that does not echo the value', () => {
-    const { config, warnings } = loadConfig({ ...required, client_port: '9001', max_job_number: 'secret-ish-typo', allowed_to_delete_files: 'TRUE', script_env_passthrough: 'PATH, HOME ,', log_level: 'loud' })
+    const { config, warnings } = loadConfig({
+      ...required,
+      client_port: '9001',
+      max_job_number: 'secret-ish-typo',
+      allowed_to_delete_files: 'TRUE',
+      script_env_passthrough: 'PATH, HOME ,',
+      log_level: 'loud',
+    })
     assert.equal(config.clientPort, 9001)
     assert.equal(config.maxJobNumber, 10)
     assert.equal(config.allowedToDeleteFiles, true)
@@ -110,7 +129,7 @@ describe('loadConfig', () => {
     assert.equal(warnings.length, 2)
   })
 
-  it('never passes the agent\'s own settings to scripts, even when script_env_passthrough names them', () => {
+  it("never passes the agent's own settings to scripts, even when script_env_passthrough names them", () => {
     const { config, warnings } = loadConfig({ ...required, script_env_passthrough: 'PATH,client_password,tls_key_file,PGPASSFILE' })
     assert.deepEqual(config.scriptEnvPassthrough, ['PATH', 'PGPASSFILE'])
     assert.equal(warnings.length, 1)

@@ -23,9 +23,12 @@ describe('log lines', () => {
     return { lines, log: createLogger(level, { write: (line: string) => void lines.push(line) }) }
   }
 
-  it('are one JSON object per line in pino\'s shape: level number, ISO time, service, fields, msg', () => {
+  it("are one JSON object per line in pino's shape: level number, ISO time, service, fields, msg", () => {
     const { lines, log } = collect('info')
-    log.child({ job: 'j1', kind: 'backup' }).child({}).warn({ stage: 'backup', nested: { n: 1 } }, 'stage "failed"\n')
+    log
+      .child({ job: 'j1', kind: 'backup' })
+      .child({})
+      .warn({ stage: 'backup', nested: { n: 1 } }, 'stage "failed"\n')
     log.info('plain message')
     assert.equal(lines.length, 2)
     assert.ok(lines.every((l) => l.endsWith('}\n') && !l.slice(0, -1).includes('\n')))
@@ -33,7 +36,10 @@ describe('log lines', () => {
     assert.deepEqual(Object.keys(first), ['level', 'time', 'service', 'job', 'kind', 'stage', 'nested', 'msg'])
     assert.equal(first.level, 40)
     assert.equal(new Date(first.time).toISOString(), first.time)
-    assert.deepEqual([first.service, first.job, first.stage, first.nested, first.msg], ['osb-backup-agent', 'j1', 'backup', { n: 1 }, 'stage "failed"\n'])
+    assert.deepEqual(
+      [first.service, first.job, first.stage, first.nested, first.msg],
+      ['osb-backup-agent', 'j1', 'backup', { n: 1 }, 'stage "failed"\n'],
+    )
     assert.deepEqual(JSON.parse(lines[1] as string).msg, 'plain message')
   })
 
@@ -60,7 +66,6 @@ describe('log lines', () => {
   })
 })
 
-
 describe('lines for a terminal', () => {
   /** A fake stdout: a terminal (isTTY) or not, collecting what is written. */
   const terminal = (isTTY: boolean) => {
@@ -76,14 +81,20 @@ describe('lines for a terminal', () => {
     assert.equal(lines.length, 1)
     const line = lines[0] as string
     assert.ok(line.includes('\x1b[33mWARN\x1b[0m'), `warn in yellow: ${JSON.stringify(line)}`)
-    assert.match(plain(line), /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: stage failed {2}job=j1 kind=backup stage=backup bytes=42 note="two words" nested=\{"n":1\}\n$/)
+    assert.match(
+      plain(line),
+      /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: stage failed {2}job=j1 kind=backup stage=backup bytes=42 note="two words" nested=\{"n":1\}\n$/,
+    )
   })
 
   it('show each level by name', () => {
     const { lines, stream } = terminal(true)
     const log = createLogger('trace', stream)
     for (const name of ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) log[name](name)
-    assert.deepEqual(lines.map((l) => / (\w+): /.exec(plain(l))?.[1]), ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'])
+    assert.deepEqual(
+      lines.map((l) => / (\w+): /.exec(plain(l))?.[1]),
+      ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'],
+    )
   })
 
   it('redact exactly what JSON lines redact', () => {
@@ -96,7 +107,10 @@ describe('lines for a terminal', () => {
     const pretty = terminal(true)
     logAll(createLogger('info', json.stream))
     logAll(createLogger('info', pretty.stream))
-    assert.ok(json.lines.every((l) => l.startsWith('{')), 'JSON off a terminal')
+    assert.ok(
+      json.lines.every((l) => l.startsWith('{')),
+      'JSON off a terminal',
+    )
     const out = pretty.lines.join('')
     for (const secret of secrets) assert.ok(!out.includes(secret), `${secret} in ${out}`)
     assert.equal(out.match(/\[redacted\]/g)?.length, 5)
@@ -116,7 +130,9 @@ describe('lines for a terminal', () => {
   it('write an error as Type: message, its stack frames on the lines below', () => {
     const { lines, stream } = terminal(true)
     createLogger('info', stream).error({ err: new TypeError('bad thing') }, 'unexpected error')
-    const [first, ...frames] = plain(lines[0] as string).trimEnd().split('\n')
+    const [first, ...frames] = plain(lines[0] as string)
+      .trimEnd()
+      .split('\n')
     assert.match(first as string, /ERROR: unexpected error {2}err="TypeError: bad thing"$/)
     assert.ok(frames.length > 0 && frames.every((f) => f.startsWith('    at ')), frames.join('\n'))
   })

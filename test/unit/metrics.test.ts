@@ -5,7 +5,8 @@ import type { Stage } from '../../src/jobs/stage-context.ts'
 import { AgentMetrics } from '../../src/metrics.ts'
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus-text.ts'
 
-const job = (status: string, filesize = 0) => ({ kind: 'backup', status, filesize, request: { destination: { type: 'S3' } } }) as unknown as Job
+const job = (status: string, filesize = 0) =>
+  ({ kind: 'backup', status, filesize, request: { destination: { type: 'S3' } } }) as unknown as Job
 const transfer = { name: 'upload', kind: 'transfer' } as Stage
 
 /** Every family the agent exposed with prom-client (its default metrics included), with its type: dashboards use them. */
@@ -93,8 +94,14 @@ describe('AgentMetrics', () => {
     for (const f of families) assert.ok(f.help, `${f.name} has a HELP line`)
     assert.equal(sampleValue(families, `${P}jobs_running`, { kind: 'restore' }), 1)
     assert.equal(sampleValue(families, `${P}jobs_running`, { kind: 'backup' }), 0)
-    assert.equal(sampleValue(families, `${P}stage_duration_seconds_bucket`, { kind: 'backup', stage: 'backup', outcome: 'ok', le: '0.5' }), 1)
-    assert.equal(sampleValue(families, `${P}stage_duration_seconds_bucket`, { kind: 'backup', stage: 'backup', outcome: 'ok', le: '0.1' }), 0)
+    assert.equal(
+      sampleValue(families, `${P}stage_duration_seconds_bucket`, { kind: 'backup', stage: 'backup', outcome: 'ok', le: '0.5' }),
+      1,
+    )
+    assert.equal(
+      sampleValue(families, `${P}stage_duration_seconds_bucket`, { kind: 'backup', stage: 'backup', outcome: 'ok', le: '0.1' }),
+      0,
+    )
     assert.equal(sampleValue(families, `${P}transfer_duration_seconds_bucket`, { backend: 's3', direction: 'upload', le: '86400' }), 1)
     assert.equal(sampleValue(families, `${P}job_failures_total`, { kind: 'backup', reason: 'storage' }), 1)
     assert.ok((sampleValue(families, `${P}process_resident_memory_bytes`) ?? 0) > 1e6)
@@ -103,7 +110,13 @@ describe('AgentMetrics', () => {
     assert.ok((sampleValue(families, `${P}nodejs_heap_size_used_bytes`) ?? 0) > 0)
     const start = sampleValue(families, `${P}process_start_time_seconds`) ?? 0
     assert.ok(Math.abs(start - (Date.now() / 1000 - process.uptime())) <= 1, `start time ${start}`)
-    assert.equal(sampleValue(families, `${P}nodejs_version_info`, { version: process.version, ...Object.fromEntries(['major', 'minor', 'patch'].map((k, i) => [k, process.versions.node.split('.')[i] as string])) }), 1)
+    assert.equal(
+      sampleValue(families, `${P}nodejs_version_info`, {
+        version: process.version,
+        ...Object.fromEntries(['major', 'minor', 'patch'].map((k, i) => [k, process.versions.node.split('.')[i] as string])),
+      }),
+      1,
+    )
     const utilization = sampleValue(families, `${P}nodejs_eventloop_utilization`) ?? -1
     assert.ok(utilization >= 0 && utilization <= 1, `utilization ${utilization}`)
   })
@@ -140,10 +153,14 @@ describe('AgentMetrics', () => {
     metrics.jobFinished(job('SUCCEEDED'), undefined) // more finishes than starts change nothing
     assert.equal(metrics.samplingEventLoop, false)
     await metrics.render() // resets what the last job recorded
-    assert.equal(sampleValue(parsePrometheusText((await metrics.render()).text), `${P}nodejs_eventloop_lag_max_seconds`), 0, 'reset at every scrape')
+    assert.equal(
+      sampleValue(parsePrometheusText((await metrics.render()).text), `${P}nodejs_eventloop_lag_max_seconds`),
+      0,
+      'reset at every scrape',
+    )
   })
 
-  it('stops sampling at a scrape that finds no job running, even if a job\'s end was never reported', async () => {
+  it("stops sampling at a scrape that finds no job running, even if a job's end was never reported", async () => {
     const metrics = new AgentMetrics({ liveJobs: () => [] })
     metrics.jobStarted(job('RUNNING')) // and never jobFinished
     assert.equal(metrics.samplingEventLoop, true)

@@ -18,9 +18,12 @@ import type { StreamedBody } from '../http/client.ts'
  */
 export const BACKUP_FILE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK
 
-export const notAFile = (path: string) => new JobError(`the backup file ${basename(path)} is no longer a regular file (a process replaced it while it was uploaded)`)
+export const notAFile = (path: string) =>
+  new JobError(`the backup file ${basename(path)} is no longer a regular file (a process replaced it while it was uploaded)`)
 export const linkedFile = (path: string, links: number) =>
-  new JobError(`the backup file ${basename(path)} now has ${links} hard links (a process replaced it with a link to another file while it was uploaded?); it is not uploaded`)
+  new JobError(
+    `the backup file ${basename(path)} now has ${links} hard links (a process replaced it with a link to another file while it was uploaded?); it is not uploaded`,
+  )
 
 /**
  * Opens the backup file for an upload (BACKUP_FILE_FLAGS) and checks, on the open file, that it
@@ -55,7 +58,11 @@ const BUFFERS = 4
  * holds fewer bytes than planned (it changed after it was measured): a short body would leave the
  * server waiting for the rest.
  */
-export async function sendFileRange({ path, start, length }: FileRange, write: (chunk: Buffer) => Promise<void>, onChunk: (chunk: Buffer) => void): Promise<void> {
+export async function sendFileRange(
+  { path, start, length }: FileRange,
+  write: (chunk: Buffer) => Promise<void>,
+  onChunk: (chunk: Buffer) => void,
+): Promise<void> {
   if (length === 0) return
   const file = await openBackupFile(path)
   const writes: Promise<void>[] = []
@@ -67,7 +74,8 @@ export async function sendFileRange({ path, start, length }: FileRange, write: (
       await writes[slot] // the socket is done with this buffer
       const buffer = (buffers[slot] ??= Buffer.allocUnsafeSlow(Math.min(READ_BYTES, length)))
       const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, length - done), start + done)
-      if (bytesRead === 0) throw new JobError(`${path} changed while it was uploaded: read ${done} of ${length} bytes (is something still writing it?)`)
+      if (bytesRead === 0)
+        throw new JobError(`${path} changed while it was uploaded: read ${done} of ${length} bytes (is something still writing it?)`)
       const chunk = buffer.subarray(0, bytesRead)
       done += bytesRead
       onChunk(chunk)
@@ -126,7 +134,9 @@ export function fileRangeBody(file: FileHandle, path: string, start: number, len
           const buffer = (held[slot] ??= buffers.take())
           const { bytesRead } = await file.read(buffer, 0, Math.min(buffer.length, length - done), start + done)
           if (bytesRead === 0) {
-            throw new JobError(`${path} changed while it was uploaded: it ends at byte ${start + done}, not ${start + length} (is something still writing it?)`)
+            throw new JobError(
+              `${path} changed while it was uploaded: it ends at byte ${start + done}, not ${start + length} (is something still writing it?)`,
+            )
           }
           done += bytesRead
           const writing = write(buffer.subarray(0, bytesRead))

@@ -124,7 +124,12 @@ class DigestWorker {
     }
     request.signal?.addEventListener('abort', this.#onAbort, { once: true })
     this.#worker.ref()
-    this.#worker.postMessage({ path: request.path, algorithm: request.algorithm, start: request.range?.start ?? 0, length: request.range?.length ?? -1 })
+    this.#worker.postMessage({
+      path: request.path,
+      algorithm: request.algorithm,
+      start: request.range?.start ?? 0,
+      length: request.range?.length ?? -1,
+    })
   }
 
   end(): void {
@@ -150,7 +155,11 @@ class DigestWorker {
     } else if (reply.error) {
       task.reject(Object.assign(new Error(reply.error.message), reply.error.code ? { code: reply.error.code } : {}))
     } else if (range !== undefined && reply.bytes !== range.length) {
-      task.reject(new JobError(`${path} changed while it was uploaded: read ${reply.bytes} of ${range.length} bytes (is something still writing it?)`))
+      task.reject(
+        new JobError(
+          `${path} changed while it was uploaded: read ${reply.bytes} of ${range.length} bytes (is something still writing it?)`,
+        ),
+      )
     } else {
       task.resolve(reply.digest as string)
     }

@@ -44,7 +44,10 @@ export class FileSink extends Writable {
       }
       const batch = chunks.slice(next, next + MAX_IOV)
       batch[0] = (batch[0] as Buffer).subarray(offset)
-      const { bytesWritten } = batch.length === 1 ? await this.#file.write(batch[0], 0, batch[0].length, this.#position) : await this.#file.writev(batch, this.#position)
+      const { bytesWritten } =
+        batch.length === 1
+          ? await this.#file.write(batch[0], 0, batch[0].length, this.#position)
+          : await this.#file.writev(batch, this.#position)
       if (bytesWritten === 0) throw new Error('the file took no bytes')
       this.#position += bytesWritten
       let left = bytesWritten + offset
@@ -73,7 +76,13 @@ export async function writeAt(file: FileHandle, data: Buffer, position: number):
  * disk so far after each chunk, so that a resume continues exactly there. A write that fails
  * ends the download (no resume), so nothing seen is left unwritten.
  */
-export async function writeBody(body: BorrowedBody | Readable, file: FileHandle, position: number, seen: (chunk: Buffer) => void, written: (total: number) => void): Promise<void> {
+export async function writeBody(
+  body: BorrowedBody | Readable,
+  file: FileHandle,
+  position: number,
+  seen: (chunk: Buffer) => void,
+  written: (total: number) => void,
+): Promise<void> {
   let total = position
   if ('pipeTo' in body) {
     await body.pipeTo(async (batch) => {

@@ -128,9 +128,7 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
       socket.once('connect', () => clearTimeout(timer))
       socket.once('close', () => clearTimeout(timer))
     })
-    req.setTimeout(idleTimeoutMs, () =>
-      fail(new TransportError('IDLE_TIMEOUT', `${url.origin}: no data for ${idleTimeoutMs / 1000} s`)),
-    )
+    req.setTimeout(idleTimeoutMs, () => fail(new TransportError('IDLE_TIMEOUT', `${url.origin}: no data for ${idleTimeoutMs / 1000} s`)))
     req.on('error', (error) => fail(transportError(error, url)))
     req.on('response', (res) => {
       response = res

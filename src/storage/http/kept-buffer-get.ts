@@ -122,7 +122,9 @@ class KeptBufferGet {
     this.#cleanups.push(() => clearTimeout(connectTimer))
     socket.once(secure ? 'secureConnect' : 'connect', () => {
       clearTimeout(connectTimer)
-      socket.setTimeout(idleTimeoutMs, () => this.#fail(new TransportError('IDLE_TIMEOUT', `${url.origin}: no data for ${idleTimeoutMs / 1000} s`)))
+      socket.setTimeout(idleTimeoutMs, () =>
+        this.#fail(new TransportError('IDLE_TIMEOUT', `${url.origin}: no data for ${idleTimeoutMs / 1000} s`)),
+      )
     })
     const { signal } = request
     if (signal) {
@@ -231,7 +233,8 @@ class KeptBufferGet {
     const batch = this.#batches[this.#current] as Buffer
     const end = batch.subarray(0, this.#filled).indexOf('\r\n\r\n')
     if (end < 0) {
-      if (this.#filled > MAX_HEAD_BYTES) this.#fail(new TransportError('EPROTO', `${this.#url.origin}: the answer's head is larger than ${MAX_HEAD_BYTES} bytes`))
+      if (this.#filled > MAX_HEAD_BYTES)
+        this.#fail(new TransportError('EPROTO', `${this.#url.origin}: the answer's head is larger than ${MAX_HEAD_BYTES} bytes`))
       return false
     }
     let head: { status: number; headers: IncomingHttpHeaders; framing: Framing | 'unsupported' }
@@ -261,7 +264,10 @@ class KeptBufferGet {
       return
     }
     const length = this.#head?.framing.length
-    const what = this.#head === undefined ? 'the connection closed before an answer' : `the connection closed after ${this.#received()} of ${length} body bytes`
+    const what =
+      this.#head === undefined
+        ? 'the connection closed before an answer'
+        : `the connection closed after ${this.#received()} of ${length} body bytes`
     this.#fail(new TransportError('ECONNRESET', `${this.#url.origin}: ${what}`))
   }
 

@@ -18,7 +18,19 @@ export function isTransientStatus(status: number): boolean {
  * into something that is not HTTP. The codes of a socket's own error (what a response stream
  * reports) and of our TransportError.
  */
-const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECT_TIMEOUT', 'IDLE_TIMEOUT', 'EPROTO'])
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'CONNECT_TIMEOUT',
+  'IDLE_TIMEOUT',
+  'EPROTO',
+])
 
 /**
  * OpenSSL's verdicts on a server certificate (and Node's on its name), as error codes: a

@@ -68,7 +68,9 @@ export class LocalStorage implements Storage {
       throw new JobError(`the object name ${JSON.stringify(key)} would leave local_storage_root`)
     }
     if (parts.some((p) => p.startsWith('.'))) {
-      throw new JobError(`the object name ${JSON.stringify(key)} has a part that starts with ".": in LOCAL storage such names are reserved for the agent's own files (metadata, partial uploads)`)
+      throw new JobError(
+        `the object name ${JSON.stringify(key)} has a part that starts with ".": in LOCAL storage such names are reserved for the agent's own files (metadata, partial uploads)`,
+      )
     }
     return { key, folders: parts.slice(0, -1), name: parts.at(-1) as string }
   }
@@ -114,7 +116,11 @@ export class LocalStorage implements Storage {
     })
   }
 
-  async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
+  async uploadStream(
+    source: AsyncIterable<Buffer>,
+    filename: string,
+    options: TransferOptions & { metadata?: Record<string, string> } = {},
+  ): Promise<{ size: number }> {
     const place = this.#place(filename)
     return this.#write(place, options, async (file) => {
       // One write at a time, each finished before the next chunk is asked for: the chunks are
@@ -135,7 +141,11 @@ export class LocalStorage implements Storage {
    * renames it over the object at the end: a reader never sees half an object, and a rename
    * replaces a symlink at the object's name instead of writing through it.
    */
-  async #write(place: Place, options: TransferOptions, fill: (file: FileHandle) => Promise<{ metadata: Record<string, string>; size: number }>): Promise<{ size: number }> {
+  async #write(
+    place: Place,
+    options: TransferOptions,
+    fill: (file: FileHandle) => Promise<{ metadata: Record<string, string>; size: number }>,
+  ): Promise<{ size: number }> {
     let folder: FileHandle | undefined
     let partial: string | undefined
     try {

@@ -23,7 +23,14 @@ const REGION = /^[a-z0-9][a-z0-9-]{0,62}$/i
 /** A bucket that can be a host name label (AWS: virtual-hosted); others are addressed by path. */
 const HOST_LABEL_BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/
 /** Error codes that may mean our clock is off (the AWS SDK's list); retried once the clock is corrected. */
-const CLOCK_SKEW_CODES = new Set(['AuthFailure', 'InvalidSignatureException', 'RequestExpired', 'RequestInTheFuture', 'RequestTimeTooSkewed', 'SignatureDoesNotMatch'])
+const CLOCK_SKEW_CODES = new Set([
+  'AuthFailure',
+  'InvalidSignatureException',
+  'RequestExpired',
+  'RequestInTheFuture',
+  'RequestTimeTooSkewed',
+  'SignatureDoesNotMatch',
+])
 /** A difference from the server's clock that signatures do not tolerate (S3 allows 15 minutes). */
 const CLOCK_SKEW_MS = 5 * 60_000
 /** Error documents are small; a longer body is cut (and still read to its end). */
@@ -115,17 +122,27 @@ export class S3Client {
    * under a 200).
    */
   async call<T>(call: Call, options: CallOptions, accept: (res: HttpResponse) => Promise<T>): Promise<T> {
-    return withRetries({ retries: this.#retries, signal: options.signal, transient: isTransientS3Error }, async () => accept(await this.once(call, options)))
+    return withRetries({ retries: this.#retries, signal: options.signal, transient: isTransientS3Error }, async () =>
+      accept(await this.once(call, options)),
+    )
   }
 
   /** PutObject: the whole object in one request. */
-  async putObject(key: string, body: Body, sha256: string, metadata: Record<string, string> | undefined, options: CallOptions): Promise<void> {
+  async putObject(
+    key: string,
+    body: Body,
+    sha256: string,
+    metadata: Record<string, string> | undefined,
+    options: CallOptions,
+  ): Promise<void> {
     await this.call({ method: 'PUT', key, body: continued(body), sha256, headers: metaHeaders(metadata) }, options, drain)
   }
 
   /** CreateMultipartUpload: the upload's id. S3 takes an object's metadata here, before its data. */
   async createMultipartUpload(key: string, metadata: Record<string, string> | undefined, options: CallOptions): Promise<string> {
-    return this.call({ method: 'POST', key, query: { uploads: '' }, headers: metaHeaders(metadata) }, options, async (res) => readUploadId(await readText(res)))
+    return this.call({ method: 'POST', key, query: { uploads: '' }, headers: metaHeaders(metadata) }, options, async (res) =>
+      readUploadId(await readText(res)),
+    )
   }
 
   /** UploadPart: the part's ETag, for the completion. */
@@ -140,8 +157,19 @@ export class S3Client {
   }
 
   /** CompleteMultipartUpload: the parts in order. An error document under its 200 is an error (retried: S3 says to). */
-  async completeMultipartUpload(key: string, uploadId: string, parts: readonly { number: number; etag: string }[], options: CallOptions): Promise<void> {
-    const call: Call = { method: 'POST', key, query: { uploadId }, body: completeBody(parts), headers: { 'content-type': 'application/xml' } }
+  async completeMultipartUpload(
+    key: string,
+    uploadId: string,
+    parts: readonly { number: number; etag: string }[],
+    options: CallOptions,
+  ): Promise<void> {
+    const call: Call = {
+      method: 'POST',
+      key,
+      query: { uploadId },
+      body: completeBody(parts),
+      headers: { 'content-type': 'application/xml' },
+    }
     await this.call(call, options, async (res) => {
       const text = await readText(res)
       // An empty answer: S3 dropped the request while it assembled the object (the AWS SDK's rule).
@@ -162,7 +190,11 @@ export class S3Client {
     let marker: { keyMarker: string; uploadIdMarker: string } | undefined
     // Bounded: a server that always says "truncated" must not keep a job here.
     for (let page = 0; page < 1000; page++) {
-      const query: Record<string, string> = { uploads: '', prefix, ...(marker ? { 'key-marker': marker.keyMarker, 'upload-id-marker': marker.uploadIdMarker } : {}) }
+      const query: Record<string, string> = {
+        uploads: '',
+        prefix,
+        ...(marker ? { 'key-marker': marker.keyMarker, 'upload-id-marker': marker.uploadIdMarker } : {}),
+      }
       const listing = await this.call({ method: 'GET', query }, options, async (res) => readUploadListing(await readText(res)))
       uploads.push(...listing.uploads)
       if (listing.next === undefined) return uploads
@@ -178,7 +210,13 @@ export class S3Client {
     if (body !== undefined && typeof body !== 'string' && call.sha256 === undefined) throw new Error('an S3 request body needs its SHA-256')
     const now = new Date(Date.now() + this.#clockOffsetMs)
     // Host is signed, and sent by the request itself (node:http's and kept-buffer-get's alike).
-    const { host: _host, ...headers } = signS3Request({ method: call.method, url, headers: call.headers ?? {} }, this.#target.credentials, this.#region, sha256, now)
+    const { host: _host, ...headers } = signS3Request(
+      { method: call.method, url, headers: call.headers ?? {} },
+      this.#target.credentials,
+      this.#region,
+      sha256,
+      now,
+    )
     const request: HttpRequest = { method: call.method, url, headers, body, signal }
     return call.kept ? keptBufferGet(request) : send(request)
   }
@@ -187,7 +225,10 @@ export class S3Client {
   #followRegion(error: S3Error): boolean {
     const { region, status, code } = error
     if (region === undefined || region === this.#region || !REGION.test(region)) return false
-    const redirect = status === 301 || status === 307 || (status === 400 && (code === 'AuthorizationHeaderMalformed' || code === 'IllegalLocationConstraintException'))
+    const redirect =
+      status === 301 ||
+      status === 307 ||
+      (status === 400 && (code === 'AuthorizationHeaderMalformed' || code === 'IllegalLocationConstraintException'))
     if (redirect) this.#region = region
     return redirect
   }
@@ -206,7 +247,13 @@ export class S3Client {
  * The request URL: path-style under a custom endpoint, virtual-hosted on AWS where the bucket
  * name can be a host name label (the AWS SDK's rule), path-style on AWS otherwise.
  */
-export function requestUrl(target: Pick<S3Target, 'endpointUrl' | 'bucket'>, aws: boolean, region: string, key: string | undefined, query: Record<string, string> | undefined): URL {
+export function requestUrl(
+  target: Pick<S3Target, 'endpointUrl' | 'bucket'>,
+  aws: boolean,
+  region: string,
+  key: string | undefined,
+  query: Record<string, string> | undefined,
+): URL {
   const { bucket } = target
   const objectPath = key === undefined ? '' : `/${uriEncode(key, true)}`
   let origin: string
@@ -228,7 +275,8 @@ export function requestUrl(target: Pick<S3Target, 'endpointUrl' | 'bucket'>, aws
   const url = new URL(`${origin}${path}${search === '' ? '' : `?${search}`}`)
   // URL parsing resolves `.` and `..` segments: such a key would address another object. The
   // trigger refuses those names; this keeps any that got through from reaching the server.
-  if (url.pathname !== path || url.origin !== origin) throw new JobError(`the S3 key ${JSON.stringify(key)} cannot be addressed in a URL (a . or .. path segment?)`)
+  if (url.pathname !== path || url.origin !== origin)
+    throw new JobError(`the S3 key ${JSON.stringify(key)} cannot be addressed in a URL (a . or .. path segment?)`)
   return url
 }
 

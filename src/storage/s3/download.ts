@@ -20,14 +20,23 @@ interface ObjectHead {
 }
 
 /** The GET of the object, or of its rest from `from` once `head` is known (the same object only). */
-async function getObject(client: S3Client, key: string, head: ObjectHead | undefined, from: number, kept: boolean, options: TransferOptions): Promise<HttpResponse> {
+async function getObject(
+  client: S3Client,
+  key: string,
+  head: ObjectHead | undefined,
+  from: number,
+  kept: boolean,
+  options: TransferOptions,
+): Promise<HttpResponse> {
   const headers: Record<string, string> = head ? { range: `bytes=${from}-`, ...(head.etag ? { 'if-match': head.etag } : {}) } : {}
   try {
     const res = await client.once({ method: 'GET', key, headers, kept }, options)
     if (res.status !== (head ? 206 : 200)) {
       res.body.destroy()
       // A server that ignores Range (200 to the resumed GET) cannot resume: the bytes would repeat.
-      throw new JobError(`download of ${key} failed: the server answered HTTP ${res.status} to a${head ? ' ranged' : ''} GET, not ${head ? 206 : 200}`)
+      throw new JobError(
+        `download of ${key} failed: the server answered HTTP ${res.status} to a${head ? ' ranged' : ''} GET, not ${head ? 206 : 200}`,
+      )
     }
     return res
   } catch (error) {
@@ -39,7 +48,13 @@ async function getObject(client: S3Client, key: string, head: ObjectHead | undef
 }
 
 /** Downloads the object into `file` (from its start); retries transient failures up to `retries` times. */
-export async function downloadObject(client: S3Client, key: string, file: FileHandle, retries: number, options: TransferOptions): Promise<Downloaded> {
+export async function downloadObject(
+  client: S3Client,
+  key: string,
+  file: FileHandle,
+  retries: number,
+  options: TransferOptions,
+): Promise<Downloaded> {
   const { signal } = options
   let written = 0
   let head: ObjectHead | undefined
@@ -47,11 +62,18 @@ export async function downloadObject(client: S3Client, key: string, file: FileHa
     const res = await getObject(client, key, head, written, true, options)
     head ??= objectHead(res)
     // Only bytes that reached the file are counted: a retry continues exactly there.
-    await writeBody(res.body, file, written, (chunk) => options.onChunk?.(chunk), (total) => {
-      written = total
-      options.onProgress?.(total)
-    })
-    if (head.size !== undefined && written !== head.size) throw new JobError(`download of ${key} was cut short: got ${written} of ${head.size} bytes`)
+    await writeBody(
+      res.body,
+      file,
+      written,
+      (chunk) => options.onChunk?.(chunk),
+      (total) => {
+        written = total
+        options.onProgress?.(total)
+      },
+    )
+    if (head.size !== undefined && written !== head.size)
+      throw new JobError(`download of ${key} was cut short: got ${written} of ${head.size} bytes`)
     return { size: written, sha256: head.metadata.sha256 }
   })
 }
@@ -81,7 +103,8 @@ export async function readObject(client: S3Client, key: string, retries: number,
             passed += (chunk as Buffer).length
             yield chunk as Buffer
           }
-          if (head.size !== undefined && passed !== head.size) throw new JobError(`download of ${key} was cut short: got ${passed} of ${head.size} bytes`)
+          if (head.size !== undefined && passed !== head.size)
+            throw new JobError(`download of ${key} was cut short: got ${passed} of ${head.size} bytes`)
           return
         } catch (error) {
           if (signal?.aborted || head.size === undefined || resumes >= retries || !transientGet(error)) throw error
@@ -101,8 +124,13 @@ function objectHead(res: HttpResponse): ObjectHead {
   const length = Number(res.headers['content-length'])
   const metadata: Record<string, string> = {}
   for (const [name, value] of Object.entries(res.headers)) {
-    if (name.startsWith('x-amz-meta-') && value !== undefined) metadata[name.slice('x-amz-meta-'.length)] = Array.isArray(value) ? value.join(',') : value
+    if (name.startsWith('x-amz-meta-') && value !== undefined)
+      metadata[name.slice('x-amz-meta-'.length)] = Array.isArray(value) ? value.join(',') : value
   }
   const etag = res.headers.etag
-  return { etag: typeof etag === 'string' ? etag : undefined, size: Number.isFinite(length) && res.headers['content-length'] !== undefined ? length : undefined, metadata }
+  return {
+    etag: typeof etag === 'string' ? etag : undefined,
+    size: Number.isFinite(length) && res.headers['content-length'] !== undefined ? length : undefined,
+    metadata,
+  }
 }

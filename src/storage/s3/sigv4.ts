@@ -33,9 +33,22 @@ export function signS3Request(
   payloadHash = EMPTY_SHA256,
   now = new Date(),
 ): Record<string, string> {
-  const amzDate = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '')
-  const headers: Record<string, string> = { ...request.headers, host: request.url.host, 'x-amz-date': amzDate, 'x-amz-content-sha256': payloadHash }
-  headers.authorization = authorization({ method: request.method, url: request.url, headers }, credentials, { region, service: 's3', amzDate }, payloadHash)
+  const amzDate = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '')
+  const headers: Record<string, string> = {
+    ...request.headers,
+    host: request.url.host,
+    'x-amz-date': amzDate,
+    'x-amz-content-sha256': payloadHash,
+  }
+  headers.authorization = authorization(
+    { method: request.method, url: request.url, headers },
+    credentials,
+    { region, service: 's3', amzDate },
+    payloadHash,
+  )
   return headers
 }
 

@@ -70,7 +70,10 @@ export class S3Storage implements Storage {
     try {
       const { size } = await file.stat()
       const partSize = Math.max(MIN_PART_BYTES, Math.ceil(size / MAX_PARTS))
-      await this.#putParts(fileParts(file, path, size, partSize, options.signal), filename, { ...options, metadata: sha256 ? { sha256 } : undefined })
+      await this.#putParts(fileParts(file, path, size, partSize, options.signal), filename, {
+        ...options,
+        metadata: sha256 ? { sha256 } : undefined,
+      })
     } finally {
       await file.close()
     }
@@ -113,7 +116,11 @@ export class S3Storage implements Storage {
    * flight, and the next part fills only once a buffer is free: memory is STREAM_CONCURRENCY
    * parts. A stream smaller than one part is a single PUT.
    */
-  async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
+  async uploadStream(
+    source: AsyncIterable<Buffer>,
+    filename: string,
+    options: TransferOptions & { metadata?: Record<string, string> } = {},
+  ): Promise<{ size: number }> {
     return this.#putParts(bufferedParts(parts(source, streamPartSize, undefined, { sha256: true })), filename, options, STREAM_CONCURRENCY)
   }
 
@@ -209,7 +216,10 @@ export class S3Storage implements Storage {
     if (error instanceof JobError) return error
     const d = this.#d
     const where = `bucket ${d.bucket} at ${d.endpointUrl}`
-    const refused = (why: string) => new JobError(`${what} failed: ${where} refused the credentials of access key ${d.authKey} (${why}); check authKey and authSecret`, { cause: error })
+    const refused = (why: string) =>
+      new JobError(`${what} failed: ${where} refused the credentials of access key ${d.authKey} (${why}); check authKey and authSecret`, {
+        cause: error,
+      })
     if (error instanceof S3Error && error.code !== undefined) {
       switch (error.code) {
         case 'NoSuchBucket':
@@ -221,22 +231,35 @@ export class S3Storage implements Storage {
         case 'AccessDenied':
           return refused(error.code)
       }
-      return new JobError(`${what} failed: ${where} answered ${error.status} ${error.code}: ${error.message}`.replace(/\s+/g, ' '), { cause: error })
+      return new JobError(`${what} failed: ${where} answered ${error.status} ${error.code}: ${error.message}`.replace(/\s+/g, ' '), {
+        cause: error,
+      })
     }
     // An answer that is not S3's XML (an HTML page from a proxy, or from the server's own auth
     // layer): its status still says what happened.
     if (error instanceof S3Error) {
       if (error.status === 401 || error.status === 403) return refused(`HTTP ${error.status}`)
-      return new JobError(`${what} failed: ${where} answered HTTP ${error.status} with a body that is not an S3 error document`, { cause: error })
+      return new JobError(`${what} failed: ${where} answered HTTP ${error.status} with a body that is not an S3 error document`, {
+        cause: error,
+      })
     }
     const code = (error as { code?: string }).code
-    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ECONNRESET' || code === 'EPIPE') {
+    if (
+      code === 'ECONNREFUSED' ||
+      code === 'ENOTFOUND' ||
+      code === 'EAI_AGAIN' ||
+      code === 'EHOSTUNREACH' ||
+      code === 'ENETUNREACH' ||
+      code === 'ECONNRESET' ||
+      code === 'EPIPE'
+    ) {
       return new JobError(`${what} failed: cannot reach the S3 endpoint ${d.endpointUrl} (${code})`, { cause: error })
     }
     if (code === 'ETIMEDOUT' || code === 'CONNECT_TIMEOUT' || code === 'IDLE_TIMEOUT') {
       return new JobError(`${what} failed: the S3 endpoint ${d.endpointUrl} did not answer in time`, { cause: error })
     }
-    const message = error instanceof TransportError ? error.message.replace(/^[^ ]*: /, '') : error instanceof Error ? error.message : String(error)
+    const message =
+      error instanceof TransportError ? error.message.replace(/^[^ ]*: /, '') : error instanceof Error ? error.message : String(error)
     return new JobError(`${what} failed at ${d.endpointUrl}: ${message}`, { cause: error })
   }
 }
@@ -268,7 +291,13 @@ async function* bufferedParts(source: AsyncIterable<Part>): AsyncGenerator<Uploa
  * writes it) fails the upload rather than storing a short object: the digest reads fewer bytes
  * than planned, or the body does.
  */
-function* fileParts(file: FileHandle, path: string, size: number, partSize: number, signal: AbortSignal | undefined): Generator<UploadPart> {
+function* fileParts(
+  file: FileHandle,
+  path: string,
+  size: number,
+  partSize: number,
+  signal: AbortSignal | undefined,
+): Generator<UploadPart> {
   const buffers = new ReadBuffers()
   let hashed: Promise<unknown> = Promise.resolve()
   const hash = (start: number): Promise<string> => {

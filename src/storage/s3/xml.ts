@@ -30,7 +30,13 @@ const ATTRIBUTE = /[ \t\r\n]+([A-Za-z_][A-Za-z0-9._:-]*)[ \t\r\n]*=[ \t\r\n]*(?:
 const TEXT = /[^<]+/y
 /** An entity or character reference (its body), or a bare `&`. */
 const REFERENCE = /&([^;&]{0,16});|&/g
-const NAMED = new Map([['lt', '<'], ['gt', '>'], ['amp', '&'], ['quot', '"'], ['apos', "'"]])
+const NAMED = new Map([
+  ['lt', '<'],
+  ['gt', '>'],
+  ['amp', '&'],
+  ['quot', '"'],
+  ['apos', "'"],
+])
 
 /** Parses a whole document: an optional XML declaration, one root element, white space around them. */
 export function parseXml(document: string): XmlElement {
@@ -127,7 +133,13 @@ function decode(raw: string, reader: Reader): string {
     const number = /^#(?:([0-9]{1,7})|x([0-9A-Fa-f]{1,6}))$/.exec(body)
     if (!number) reader.fail(`an undefined entity &${body.slice(0, 16)};`)
     const code = number[1] !== undefined ? Number(number[1]) : Number.parseInt(number[2] as string, 16)
-    const allowed = code === 0x9 || code === 0xa || code === 0xd || (code >= 0x20 && code <= 0xd7ff) || (code >= 0xe000 && code <= 0xfffd) || (code >= 0x10000 && code <= 0x10ffff)
+    const allowed =
+      code === 0x9 ||
+      code === 0xa ||
+      code === 0xd ||
+      (code >= 0x20 && code <= 0xd7ff) ||
+      (code >= 0xe000 && code <= 0xfffd) ||
+      (code >= 0x10000 && code <= 0x10ffff)
     if (!allowed) reader.fail(`a reference to character ${code}, which XML does not allow`)
     return String.fromCodePoint(code)
   })

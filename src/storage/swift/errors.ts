@@ -37,7 +37,9 @@ export function swiftStatusError(ctx: SwiftContext, status: number, text: string
         ? containerMissing(ctx)
         : new JobError(`${ctx.what} failed: the object does not exist in container "${ctx.container}" of ${where}`)
     case 413:
-      return new JobError(`${ctx.what} failed: Swift refused the data: quota exceeded or object too large (${answer}); check the quota of container "${ctx.container}" and of the account`)
+      return new JobError(
+        `${ctx.what} failed: Swift refused the data: quota exceeded or object too large (${answer}); check the quota of container "${ctx.container}" and of the account`,
+      )
     case 507:
       return new JobError(`${ctx.what} failed: Swift has no space left (${answer})`)
   }
@@ -61,7 +63,9 @@ export function swiftFailure(ctx: SwiftContext, error: unknown): JobError {
     case 'CONNECT_TIMEOUT':
     case 'IDLE_TIMEOUT':
     case 'ETIMEDOUT':
-      return new JobError(`${ctx.what} failed: ${where} did not answer in time (${withoutTokens(ctx, (error as Error).message)})`, { cause: error })
+      return new JobError(`${ctx.what} failed: ${where} did not answer in time (${withoutTokens(ctx, (error as Error).message)})`, {
+        cause: error,
+      })
     case 'ECONNRESET':
     case 'EPIPE':
       return new JobError(`${ctx.what} failed: the connection to ${where} broke off (${code})`, { cause: error })

@@ -51,7 +51,10 @@ export interface LoginOptions {
 /** Logs in, without any cache. */
 export async function login(credentials: SwiftCredentials, options: LoginOptions): Promise<SwiftSession> {
   try {
-    return await withRetries({ retries: options.retries, transient: (error) => error instanceof TransientLoginError || isTransientError(error) }, () => loginOnce(credentials, options.region))
+    return await withRetries(
+      { retries: options.retries, transient: (error) => error instanceof TransientLoginError || isTransientError(error) },
+      () => loginOnce(credentials, options.region),
+    )
   } catch (error) {
     throw explainLoginFailure(credentials, error)
   }
@@ -150,14 +153,20 @@ interface V2TokenBody {
   }
 }
 
-function pickEndpoint(c: SwiftCredentials, endpoints: { region: string | undefined; url: string | undefined }[], region: string | undefined): string {
+function pickEndpoint(
+  c: SwiftCredentials,
+  endpoints: { region: string | undefined; url: string | undefined }[],
+  region: string | undefined,
+): string {
   const usable = endpoints.filter((e): e is { region: string | undefined; url: string } => typeof e.url === 'string' && e.url !== '')
   const chosen = region === undefined ? usable[0] : usable.find((e) => e.region === region)
   if (chosen) return chosen.url.replace(/\/+$/, '')
   const scope = `project "${c.projectName}" of user "${c.username}" at ${c.authUrl}`
   if (usable.length === 0) throw new SwiftAuthError(`the Keystone catalog for ${scope} has no public object-store (Swift) endpoint`)
   const regions = [...new Set(usable.map((e) => e.region ?? '(none)'))].join(', ')
-  throw new SwiftAuthError(`the Keystone catalog for ${scope} has no public object-store endpoint in region "${region}" (swift_region); it has: ${regions}`)
+  throw new SwiftAuthError(
+    `the Keystone catalog for ${scope} has no public object-store endpoint in region "${region}" (swift_region); it has: ${regions}`,
+  )
 }
 
 function refused(c: SwiftCredentials, version: AuthVersion, res: HttpResponse, text: string): SwiftAuthError {

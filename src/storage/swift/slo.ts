@@ -33,7 +33,9 @@ export function segmentsContainer(container: string): string {
 export function segmentSizeFor(fileSize: number, configured: number): number {
   const size = Math.max(configured, Math.ceil(fileSize / MAX_SEGMENTS))
   if (size > MAX_OBJECT_BYTES) {
-    throw new JobError(`the file is ${fileSize} bytes: more than Swift takes as one Static Large Object (${MAX_SEGMENTS} segments of at most 5 GiB)`)
+    throw new JobError(
+      `the file is ${fileSize} bytes: more than Swift takes as one Static Large Object (${MAX_SEGMENTS} segments of at most 5 GiB)`,
+    )
   }
   return size
 }

@@ -79,7 +79,13 @@ export class SwiftStorage implements Storage {
       if (size > this.#settings.swiftSegmentThresholdBytes) {
         await this.#uploadLarge(ctx, path, filename, size, { signal, metadata, progress })
       } else {
-        await this.#putVerified(ctx, this.#d.containerName, filename, { path, start: 0, length: size }, { signal, metadata: await metadata(), progress: progress.part(0) })
+        await this.#putVerified(
+          ctx,
+          this.#d.containerName,
+          filename,
+          { path, start: 0, length: size },
+          { signal, metadata: await metadata(), progress: progress.part(0) },
+        )
       }
       // Best effort: the backup is stored; a segment that cannot be deleted now only wastes space.
       await this.#deleteAll(segmentsContainer(this.#d.containerName), [...replaced])
@@ -105,7 +111,14 @@ export class SwiftStorage implements Storage {
       const midBody = (error: unknown) => object !== undefined && !(error instanceof JobError) && isTransientError(error)
       const got = await withRetries({ retries: this.#settings.storageRetries, signal, transient: midBody }, async () => {
         const headers: Record<string, string> = object ? { range: `bytes=${written}-`, 'if-match': `"${object.etag}"` } : {}
-        const res = await this.#client.request({ method: 'GET', container: this.#d.containerName, object: filename, headers, signal, keptBuffers: true })
+        const res = await this.#client.request({
+          method: 'GET',
+          container: this.#d.containerName,
+          object: filename,
+          headers,
+          signal,
+          keptBuffers: true,
+        })
         if (!object) {
           if (res.status === 404) {
             await drain(res)
@@ -163,7 +176,11 @@ export class SwiftStorage implements Storage {
    * resend one) with SEGMENT_CONCURRENCY in flight. On any failure or abort every segment written
    * is deleted and no object is left.
    */
-  async uploadStream(source: AsyncIterable<Buffer>, filename: string, options: TransferOptions & { metadata?: Record<string, string> } = {}): Promise<{ size: number }> {
+  async uploadStream(
+    source: AsyncIterable<Buffer>,
+    filename: string,
+    options: TransferOptions & { metadata?: Record<string, string> } = {},
+  ): Promise<{ size: number }> {
     const ctx = this.#context(`upload of ${filename}`, this.#d.containerName)
     const { signal } = options
     this.#client.onRequest = options.onRequest
@@ -192,7 +209,11 @@ export class SwiftStorage implements Storage {
         const index = part.number - 1
         written.push(name)
         const segCtx = this.#context(`${ctx.what} (segment ${part.number})`, segContainer)
-        const sending: Promise<void> = this.#putVerified(segCtx, segContainer, name, part.data, { signal, metadata: {}, progress: progress.part(index) })
+        const sending: Promise<void> = this.#putVerified(segCtx, segContainer, name, part.data, {
+          signal,
+          metadata: {},
+          progress: progress.part(index),
+        })
           .then((etag) => {
             entries[index] = { path: `/${segContainer}/${name}`, etag, size_bytes: part.data.length }
           })
@@ -281,7 +302,13 @@ export class SwiftStorage implements Storage {
           if (signal?.aborted) throw new JobError(String(signal.reason), { cause: error })
           if (error instanceof JobError || !isTransientError(error) || resume >= retries) throw swiftFailure(ctx, error)
           await backoff(resume++, signal)
-          res = await client.request({ method: 'GET', container, object: filename, headers: { range: `bytes=${passed}-`, 'if-match': `"${etag}"` }, signal })
+          res = await client.request({
+            method: 'GET',
+            container,
+            object: filename,
+            headers: { range: `bytes=${passed}-`, 'if-match': `"${etag}"` },
+            signal,
+          })
           if (res.status !== 206) throw swiftStatusError(ctx, res.status, await readText(res))
         }
       }
@@ -302,7 +329,10 @@ export class SwiftStorage implements Storage {
       const inUse = await this.#manifestSegments(filename)
       const orphans = names.filter((name) => !inUse.has(name))
       const left = await this.#deleteAll(ctx.container, orphans)
-      if (left > 0) throw new JobError(`${ctx.what} failed: ${left} segments could not be deleted from container "${ctx.container}" (names ${filename}/slo/*)`)
+      if (left > 0)
+        throw new JobError(
+          `${ctx.what} failed: ${left} segments could not be deleted from container "${ctx.container}" (names ${filename}/slo/*)`,
+        )
     } catch (error) {
       throw swiftFailure(ctx, error)
     }
@@ -350,7 +380,13 @@ export class SwiftStorage implements Storage {
    * PUTs a byte range of the file as one object and checks the MD5 Swift computed against the
    * one of the bytes sent; a mismatching object is deleted. Returns the MD5.
    */
-  async #putVerified(ctx: SwiftContext, container: string, object: string, source: FileRange | Buffer, options: PutOptions): Promise<string> {
+  async #putVerified(
+    ctx: SwiftContext,
+    container: string,
+    object: string,
+    source: FileRange | Buffer,
+    options: PutOptions,
+  ): Promise<string> {
     let md5: Hash | undefined
     // A file's range is hashed by a worker reading it beside the upload (src/storage/files/digest.ts),
     // once for all tries; a buffer (a stream's segment) as it is sent.
@@ -399,7 +435,11 @@ export class SwiftStorage implements Storage {
     path: string,
     filename: string,
     size: number,
-    { signal, metadata, progress }: { signal: AbortSignal | undefined; metadata: () => Promise<Record<string, string>>; progress: UploadProgress },
+    {
+      signal,
+      metadata,
+      progress,
+    }: { signal: AbortSignal | undefined; metadata: () => Promise<Record<string, string>>; progress: UploadProgress },
   ): Promise<void> {
     const container = this.#d.containerName
     const segmentBytes = segmentSizeFor(size, this.#settings.swiftSegmentBytes)
@@ -416,11 +456,13 @@ export class SwiftStorage implements Storage {
         attempted.push(name)
         const segCtx = this.#context(`${ctx.what} (segment ${segment.index + 1} of ${segments.length})`, segContainer)
         const range = { path, start: segment.start, length: segment.length }
-        return this.#putVerified(segCtx, segContainer, name, range, { signal: segmentSignal, metadata: {}, progress: progress.part(segment.index) }).catch(
-          (error: unknown) => {
-            throw swiftFailure(segCtx, error)
-          },
-        )
+        return this.#putVerified(segCtx, segContainer, name, range, {
+          signal: segmentSignal,
+          metadata: {},
+          progress: progress.part(segment.index),
+        }).catch((error: unknown) => {
+          throw swiftFailure(segCtx, error)
+        })
       })
       const entries: ManifestEntry[] = segments.map((segment, i) => ({
         path: `/${segContainer}/${segmentName(prefix, segment.index)}`,
@@ -434,7 +476,9 @@ export class SwiftStorage implements Storage {
       const stored = await this.#putManifest(ctx, filename, entries, headers)
       manifest = 'written'
       if (stored !== sloEtag(etags)) {
-        throw new JobError(`${ctx.what} failed verification: Swift reports ETag ${stored || '(none)'} for the large object, the segments sent give ${sloEtag(etags)}`)
+        throw new JobError(
+          `${ctx.what} failed verification: Swift reports ETag ${stored || '(none)'} for the large object, the segments sent give ${sloEtag(etags)}`,
+        )
       }
       if (signal?.aborted) throw new JobError(String(signal.reason))
     } catch (error) {
@@ -444,9 +488,12 @@ export class SwiftStorage implements Storage {
       const left = await this.#deleteAll(segContainer, attempted)
       if (left === 0) throw error
       const failure = signal?.aborted ? new JobError(String(signal.reason)) : swiftFailure(ctx, error)
-      throw new JobError(`${failure.message}; ${left} of its segments could not be deleted: remove the objects named ${prefix}* from container "${segContainer}"`, {
-        cause: error,
-      })
+      throw new JobError(
+        `${failure.message}; ${left} of its segments could not be deleted: remove the objects named ${prefix}* from container "${segContainer}"`,
+        {
+          cause: error,
+        },
+      )
     }
   }
 
@@ -513,7 +560,13 @@ export class SwiftStorage implements Storage {
     if (head.status === 404) return names
     if (head.status < 200 || head.status > 299) throw swiftStatusError(ctx, head.status, '')
     if (String(head.headers['x-static-large-object']).toLowerCase() !== 'true') return names
-    const res = await this.#client.request({ method: 'GET', container: this.#d.containerName, object: filename, query: 'multipart-manifest=get', signal })
+    const res = await this.#client.request({
+      method: 'GET',
+      container: this.#d.containerName,
+      object: filename,
+      query: 'multipart-manifest=get',
+      signal,
+    })
     const text = await readText(res)
     if (res.status === 404) return names
     if (res.status !== 200) throw swiftStatusError(ctx, res.status, text)
@@ -530,7 +583,9 @@ export class SwiftStorage implements Storage {
     const res = await this.#client.request({ method: 'HEAD', container: ctx.container, signal })
     await drain(res)
     if (res.status === 404) return containerMissing(ctx)
-    return new JobError(`${ctx.what} failed: object "${filename}" does not exist in container "${ctx.container}" of Swift account ${ctx.storageUrl}; check the filename`)
+    return new JobError(
+      `${ctx.what} failed: object "${filename}" does not exist in container "${ctx.container}" of Swift account ${ctx.storageUrl}; check the filename`,
+    )
   }
 
   /**
@@ -542,7 +597,13 @@ export class SwiftStorage implements Storage {
     const etag = unquote(res.headers.etag)
     if (res.headers['x-object-manifest'] !== undefined) return sizeOnly
     if (String(res.headers['x-static-large-object']).toLowerCase() !== 'true') return new WholeDigest(etag)
-    const manifest = await this.#client.request({ method: 'GET', container: this.#d.containerName, object: filename, query: 'multipart-manifest=get', signal })
+    const manifest = await this.#client.request({
+      method: 'GET',
+      container: this.#d.containerName,
+      object: filename,
+      query: 'multipart-manifest=get',
+      signal,
+    })
     const text = await readText(manifest)
     if (manifest.status !== 200) return sizeOnly
     let entries: unknown
@@ -555,7 +616,12 @@ export class SwiftStorage implements Storage {
     const simple = (entries as { bytes?: unknown; sub_slo?: unknown; range?: unknown }[]).every(
       (e) => !e.sub_slo && e.range === undefined && typeof e.bytes === 'number',
     )
-    return simple ? new SloDigest((entries as { bytes: number }[]).map((e) => e.bytes), etag) : sizeOnly
+    return simple
+      ? new SloDigest(
+          (entries as { bytes: number }[]).map((e) => e.bytes),
+          etag,
+        )
+      : sizeOnly
   }
 }
 
@@ -577,7 +643,8 @@ class WholeDigest implements DownloadCheck {
   }
   verify(what: string): void {
     const got = this.#hash.digest('hex')
-    if (got !== this.#etag) throw new JobError(`${what} failed verification: the bytes received have MD5 ${got}, Swift's ETag is ${this.#etag || '(none)'}`)
+    if (got !== this.#etag)
+      throw new JobError(`${what} failed verification: the bytes received have MD5 ${got}, Swift's ETag is ${this.#etag || '(none)'}`)
   }
 }
 
@@ -594,7 +661,9 @@ class SloDigest implements DownloadCheck {
   verify(what: string): void {
     const got = sloEtag(this.#digest.digests())
     if (got !== this.#etag) {
-      throw new JobError(`${what} failed verification: the segments received give ETag ${got}, Swift's ETag for the large object is ${this.#etag || '(none)'}`)
+      throw new JobError(
+        `${what} failed verification: the segments received give ETag ${got}, Swift's ETag for the large object is ${this.#etag || '(none)'}`,
+      )
     }
   }
 }

@@ -16,14 +16,33 @@ describe('basicAuthChecker', () => {
     assert.equal(basicAuthChecker('u', 'pw')(`Basic ${unpadded}`), true, 'unpadded base64 of the right credentials')
   })
   it('refuses wrong, partial and malformed credentials', () => {
-    for (const header of [undefined, '', 'Basic', basic('admin:wrong'), basic('other:p:ss word'), basic('admin'), basic('admin:p:ss wor'), 'Bearer abc', 'Basic !!!', `${basic('admin:p:ss word')}AAAA`, `${basic('admin:p:ss word')}=`, `${basic('admin:p:ss word')}A`, basic('admin:p:ss word').replace('Basic ', 'Basic =')]) {
+    for (const header of [
+      undefined,
+      '',
+      'Basic',
+      basic('admin:wrong'),
+      basic('other:p:ss word'),
+      basic('admin'),
+      basic('admin:p:ss wor'),
+      'Bearer abc',
+      'Basic !!!',
+      `${basic('admin:p:ss word')}AAAA`,
+      `${basic('admin:p:ss word')}=`,
+      `${basic('admin:p:ss word')}A`,
+      basic('admin:p:ss word').replace('Basic ', 'Basic ='),
+    ]) {
       assert.equal(check(header), false, String(header))
     }
   })
 
   it('agrees with a base64 oracle on the right header changed in every way, and on any string', () => {
     // Credentials of several lengths around the padded buffer's 256-byte steps, non-ASCII included.
-    for (const [user, password] of [['manager', 'pw:sécret'], ['u', ''], ['admin', 'x'.repeat(180)], ['a', 'é'.repeat(200)]] as const) {
+    for (const [user, password] of [
+      ['manager', 'pw:sécret'],
+      ['u', ''],
+      ['admin', 'x'.repeat(180)],
+      ['a', 'é'.repeat(200)],
+    ] as const) {
       const check = basicAuthChecker(user, password)
       const right = basic(`${user}:${password}`)
       /** Written apart from the code: WHATWG's forgiving base64 (atob) and the bytes as UTF-8. */
@@ -39,8 +58,16 @@ describe('basicAuthChecker', () => {
         return Buffer.from(binary, 'latin1').toString('utf8') === `${user}:${password}`
       }
       const edit = fc.oneof(
-        fc.tuple(fc.nat(), fc.string({ unit: 'binary', maxLength: 3 })).map(([at, text]) => (h: string) => h.slice(0, at % (h.length + 1)) + text + h.slice(at % (h.length + 1))),
-        fc.tuple(fc.nat(), fc.nat({ max: 3 })).map(([at, n]) => (h: string) => h.slice(0, at % (h.length + 1)) + h.slice((at % (h.length + 1)) + n)),
+        fc.tuple(fc.nat(), fc.string({ unit: 'binary', maxLength: 3 })).map(
+          ([at, text]) =>
+            (h: string) =>
+              h.slice(0, at % (h.length + 1)) + text + h.slice(at % (h.length + 1)),
+        ),
+        fc.tuple(fc.nat(), fc.nat({ max: 3 })).map(
+          ([at, n]) =>
+            (h: string) =>
+              h.slice(0, at % (h.length + 1)) + h.slice((at % (h.length + 1)) + n),
+        ),
         fc.constantFrom('\0', 'Ł', '\u0141', ' ', '=', '==', 'A', '\t', '\u00a0').map((c) => (h: string) => h + c),
         fc.constant((h: string) => h.toLowerCase()),
         fc.constant((h: string) => h.replace(/=+$/, '')),
@@ -53,7 +80,10 @@ describe('basicAuthChecker', () => {
         }),
         { numRuns: 1500 },
       )
-      fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 600 }), (header) => check(header) === oracle(header)), { numRuns: 500 })
+      fc.assert(
+        fc.property(fc.string({ unit: 'binary', maxLength: 600 }), (header) => check(header) === oracle(header)),
+        { numRuns: 500 },
+      )
       assert.equal(check(right), true)
     }
   })

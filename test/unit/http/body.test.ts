@@ -12,7 +12,11 @@ describe('parseJsonBody', () => {
 
   it('decodes bytes as UTF-8 and refuses invalid UTF-8 and a byte order mark', () => {
     assert.deepEqual(parseJsonBody(Buffer.from('{"name":"ünï"}')), { name: 'ünï' })
-    for (const bytes of [[0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d], [0x22, 0xed, 0xa0, 0x80, 0x22], [0x22, 0xc0, 0x80, 0x22]]) {
+    for (const bytes of [
+      [0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d],
+      [0x22, 0xed, 0xa0, 0x80, 0x22],
+      [0x22, 0xc0, 0x80, 0x22],
+    ]) {
       const parsed = parseJsonBody(Buffer.from(bytes))
       assert.ok(parsed instanceof InvalidJson)
       assert.match(parsed.reason, /not valid UTF-8/)
@@ -49,7 +53,8 @@ describe('parseJsonBody', () => {
         const parsed = parseJsonBody(shape(secret))
         assert.ok(parsed instanceof InvalidJson, shape(secret))
         // no 6 characters of the secret in a row: the reason is V8's words and positions only
-        for (let i = 0; i + 6 <= secret.length; i++) assert.ok(!parsed.reason.includes(secret.slice(i, i + 6)), `${parsed.reason} quotes ${secret}`)
+        for (let i = 0; i + 6 <= secret.length; i++)
+          assert.ok(!parsed.reason.includes(secret.slice(i, i + 6)), `${parsed.reason} quotes ${secret}`)
       }),
       { numRuns: 500 },
     )

@@ -15,14 +15,63 @@ const config = configListing([])
 
 const PASSTHROUGH = ['PATH', 'LD_LIBRARY_PATH', 'LANG', 'TZ', 'HOME']
 const RESERVED = [
-  'S3_BUCKET', 'S3_ENDPOINT', 'S3_REGION', 'S3_AUTHKEY', 'S3_AUTHSECRET', 'S3_SKIPSSL', 'S3_FILENAMEPREFIX',
-  'SWIFT_AUTHURL', 'SWIFT_DOMAIN', 'SWIFT_CONTAINERNAME', 'SWIFT_PROJECTNAME', 'SWIFT_USERNAME', 'SWIFT_PASSWORD',
-  'DB_PASSWORD', 'ENCRYPTION_KEY', 'BACKUP_STREAM', 'RESTORE_STREAM',
-  'BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'GLOBIGNORE', 'POSIXLY_CORRECT',
-  'GCONV_PATH', 'GETCONF_DIR', 'GLIBC_TUNABLES', 'HOSTALIASES', 'LOCALDOMAIN', 'LOCPATH', 'NIS_PATH', 'NLSPATH', 'RESOLV_HOST_CONF', 'RES_OPTIONS', 'TZDIR',
-  'PERL5OPT', 'PERL5LIB', 'PERLLIB', 'PERL5DB', 'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'PYTHONINSPECT', 'PYTHONWARNINGS',
-  'NODE_OPTIONS', 'NODE_PATH', 'RUBYOPT', 'RUBYLIB', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS',
-  'OPENSSL_CONF', 'OPENSSL_ENGINES', 'OPENSSL_MODULES', 'TAR_OPTIONS',
+  'S3_BUCKET',
+  'S3_ENDPOINT',
+  'S3_REGION',
+  'S3_AUTHKEY',
+  'S3_AUTHSECRET',
+  'S3_SKIPSSL',
+  'S3_FILENAMEPREFIX',
+  'SWIFT_AUTHURL',
+  'SWIFT_DOMAIN',
+  'SWIFT_CONTAINERNAME',
+  'SWIFT_PROJECTNAME',
+  'SWIFT_USERNAME',
+  'SWIFT_PASSWORD',
+  'DB_PASSWORD',
+  'ENCRYPTION_KEY',
+  'BACKUP_STREAM',
+  'RESTORE_STREAM',
+  'BASH_ENV',
+  'ENV',
+  'IFS',
+  'CDPATH',
+  'SHELLOPTS',
+  'BASHOPTS',
+  'PS4',
+  'GLOBIGNORE',
+  'POSIXLY_CORRECT',
+  'GCONV_PATH',
+  'GETCONF_DIR',
+  'GLIBC_TUNABLES',
+  'HOSTALIASES',
+  'LOCALDOMAIN',
+  'LOCPATH',
+  'NIS_PATH',
+  'NLSPATH',
+  'RESOLV_HOST_CONF',
+  'RES_OPTIONS',
+  'TZDIR',
+  'PERL5OPT',
+  'PERL5LIB',
+  'PERLLIB',
+  'PERL5DB',
+  'PYTHONPATH',
+  'PYTHONHOME',
+  'PYTHONSTARTUP',
+  'PYTHONINSPECT',
+  'PYTHONWARNINGS',
+  'NODE_OPTIONS',
+  'NODE_PATH',
+  'RUBYOPT',
+  'RUBYLIB',
+  'JAVA_TOOL_OPTIONS',
+  '_JAVA_OPTIONS',
+  'JDK_JAVA_OPTIONS',
+  'OPENSSL_CONF',
+  'OPENSSL_ENGINES',
+  'OPENSSL_MODULES',
+  'TAR_OPTIONS',
   ...PASSTHROUGH,
 ]
 const RESERVED_PREFIXES = ['agent_', 'ld_', 'bash_', 'malloc_', 'npm_config_']
@@ -39,13 +88,23 @@ function oracleAccepts(name: string, listed: readonly string[]): boolean {
   if (lower.endsWith('_proxy')) return false
   if (name === '__proto__') return false // would set a JavaScript object's prototype, not a key
   const chars = [...name]
-  const plainLowerCase = chars.length > 0 && (isLowerLetter(chars[0] as string) || chars[0] === '_') && chars.every((c) => isLowerLetter(c) || isDigit(c) || c === '_')
+  const plainLowerCase =
+    chars.length > 0 &&
+    (isLowerLetter(chars[0] as string) || chars[0] === '_') &&
+    chars.every((c) => isLowerLetter(c) || isDigit(c) || c === '_')
   return plainLowerCase || listed.includes(name)
 }
 
 // ------------------------------------------------------------------ helpers
 
-const db = (parameters: unknown, extra: Record<string, unknown> = {}) => ({ host: 'h', username: 'u', password: 'p', database: 'd', parameters, ...extra })
+const db = (parameters: unknown, extra: Record<string, unknown> = {}) => ({
+  host: 'h',
+  username: 'u',
+  password: 'p',
+  database: 'd',
+  parameters,
+  ...extra,
+})
 const body = (parameters: unknown = null, extra: Record<string, unknown> = {}, destination: Record<string, unknown> = {}) => ({
   id: 'job-1',
   destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', endpoint: 'e', ...destination },
@@ -58,7 +117,9 @@ function errorsOf(parsed: ReturnType<typeof parseTrigger>): string {
 
 /** Spells `text` in a case chosen per character. */
 const anyCase = (text: string) =>
-  fc.array(fc.boolean(), { minLength: text.length, maxLength: text.length }).map((upper) => [...text].map((c, i) => (upper[i] ? c.toUpperCase() : c.toLowerCase())).join(''))
+  fc
+    .array(fc.boolean(), { minLength: text.length, maxLength: text.length })
+    .map((upper) => [...text].map((c, i) => (upper[i] ? c.toUpperCase() : c.toLowerCase())).join(''))
 
 const lowerCaseName = fc.stringMatching(/^[a-z_][a-z0-9_]{0,30}$/)
 const names = fc.oneof(
@@ -74,9 +135,17 @@ const names = fc.oneof(
   { weight: 1, arbitrary: anyCase('http_proxy') },
   { weight: 3, arbitrary: fc.tuple(anyCase('npm_config_'), fc.stringMatching(/^[a-z_]{0,12}$/)).map(([a, b]) => a + b) },
   { weight: 3, arbitrary: fc.constantFrom(...RESERVED).chain(anyCase) },
-  { weight: 2, arbitrary: fc.tuple(fc.constantFrom('AGENT_', 'LD_', 'BASH_FUNC_', 'MALLOC_'), fc.stringMatching(/^[A-Za-z0-9_]{0,8}$/)).chain(([p, s]) => anyCase(p + s)) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(fc.constantFrom('AGENT_', 'LD_', 'BASH_FUNC_', 'MALLOC_'), fc.stringMatching(/^[A-Za-z0-9_]{0,8}$/))
+      .chain(([p, s]) => anyCase(p + s)),
+  },
   { weight: 1, arbitrary: fc.stringMatching(/^[a-z_]{120,140}$/) },
-  { weight: 1, arbitrary: fc.constantFrom('TAR_OPTIONS', 'OPENSSL_CONF', 'PGPORT', 'retryCount', 'LC_ALL', 'PAGER', 'EDITOR', 'GIT_SSH_COMMAND') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('TAR_OPTIONS', 'OPENSSL_CONF', 'PGPORT', 'retryCount', 'LC_ALL', 'PAGER', 'EDITOR', 'GIT_SSH_COMMAND'),
+  },
 )
 
 // ------------------------------------------------------------------ names
@@ -84,24 +153,31 @@ const names = fc.oneof(
 describe('parameter names: lower case, or listed in script_parameter_names; never reserved', () => {
   it('agrees with the oracle on generated names, listed and unlisted', () => {
     fc.assert(
-      fc.property(fc.array(names, { minLength: 1, maxLength: 4 }), fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), (candidates, listing) => {
-        // Only names the setting can hold can be listed (identifiers: the variableNames check).
-        const listed = candidates.filter((n, i) => listing[i] && /^[A-Za-z_][A-Za-z0-9_]*$/.test(n))
-        const cfg = configListing(listed)
-        assert.deepEqual(cfg.scriptParameterNames, listed)
-        for (const name of candidates) {
-          const parsed = parseTrigger('backup', body([{ [name]: 'v' }]), cfg)
-          const expected = oracleAccepts(name, listed)
-          assert.equal(parsed.ok, expected, `${JSON.stringify(name)} listed=${listed.includes(name)}: ${errorsOf(parsed)}`)
-          if (parsed.ok) {
-            assert.deepEqual(parsed.value.database.parameters, { [name]: 'v' })
-          } else {
-            const message = errorsOf(parsed)
-            assert.ok(message.includes(name.slice(0, 64)) || message.includes(JSON.stringify(name.slice(0, 64))), `names the parameter: ${message}`)
-            assert.match(message, /script_parameter_names/)
+      fc.property(
+        fc.array(names, { minLength: 1, maxLength: 4 }),
+        fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+        (candidates, listing) => {
+          // Only names the setting can hold can be listed (identifiers: the variableNames check).
+          const listed = candidates.filter((n, i) => listing[i] && /^[A-Za-z_][A-Za-z0-9_]*$/.test(n))
+          const cfg = configListing(listed)
+          assert.deepEqual(cfg.scriptParameterNames, listed)
+          for (const name of candidates) {
+            const parsed = parseTrigger('backup', body([{ [name]: 'v' }]), cfg)
+            const expected = oracleAccepts(name, listed)
+            assert.equal(parsed.ok, expected, `${JSON.stringify(name)} listed=${listed.includes(name)}: ${errorsOf(parsed)}`)
+            if (parsed.ok) {
+              assert.deepEqual(parsed.value.database.parameters, { [name]: 'v' })
+            } else {
+              const message = errorsOf(parsed)
+              assert.ok(
+                message.includes(name.slice(0, 64)) || message.includes(JSON.stringify(name.slice(0, 64))),
+                `names the parameter: ${message}`,
+              )
+              assert.match(message, /script_parameter_names/)
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 1500 },
     )
   })
@@ -158,7 +234,11 @@ describe('parameter names: lower case, or listed in script_parameter_names; neve
 
   it('refuses PATH, HOME, LANG, TZ and LD_LIBRARY_PATH even when script_env_passthrough leaves them out and they are listed', () => {
     // PATH from a request would pick the programs a root script runs (and the bash the agent starts).
-    const cfg = loadConfig({ ...required, script_env_passthrough: 'MY_TOOL_HOME', script_parameter_names: 'PATH,HOME,LANG,TZ,LD_LIBRARY_PATH,Path' }).config
+    const cfg = loadConfig({
+      ...required,
+      script_env_passthrough: 'MY_TOOL_HOME',
+      script_parameter_names: 'PATH,HOME,LANG,TZ,LD_LIBRARY_PATH,Path',
+    }).config
     assert.deepEqual(cfg.scriptEnvPassthrough, ['MY_TOOL_HOME'])
     for (const name of ['PATH', 'HOME', 'LANG', 'TZ', 'LD_LIBRARY_PATH', 'Path', 'path', 'home', 'tz']) {
       const parsed = parseTrigger('backup', body({ [name]: '/tmp/planted' }), cfg)
@@ -195,7 +275,12 @@ describe('bounds on every string that reaches a script', () => {
   const KiB = 1024
   const refusedNaming = (parsed: ReturnType<typeof parseTrigger>, field: string) => {
     assert.equal(parsed.ok, false, `${field} over the limit is accepted`)
-    assert.ok(errorsOf(parsed).split('\n').some((m) => m.startsWith(`${field} `)), `names ${field}: ${errorsOf(parsed)}`)
+    assert.ok(
+      errorsOf(parsed)
+        .split('\n')
+        .some((m) => m.startsWith(`${field} `)),
+      `names ${field}: ${errorsOf(parsed)}`,
+    )
   }
 
   it('accepts a parameter value of exactly 32 KiB and refuses one byte more, counting UTF-8 bytes', () => {
@@ -220,11 +305,71 @@ describe('bounds on every string that reaches a script', () => {
       ['destination.authKey', (v) => parseTrigger('backup', body(null, {}, { authKey: v, skipStorage: true }), config)],
       ['destination.authSecret', (v) => parseTrigger('backup', body(null, {}, { authSecret: v, skipStorage: true }), config)],
       ['destination.region', (v) => parseTrigger('backup', body(null, {}, { region: v, skipStorage: true }), config)],
-      ['destination.filenamePrefix', (v) => parseTrigger('backup', body(null, {}, { filenamePrefix: `${v.slice(0, -1)}/`, skipStorage: true }), config)],
-      ['destination.password', (v) => parseTrigger('backup', body(null, {}, { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: 'u', password: v, container_name: 'c', skipStorage: true }), config)],
-      ['destination.username', (v) => parseTrigger('backup', body(null, {}, { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: v, password: 'p', container_name: 'c', skipStorage: true }), config)],
-      ['destination.container_name', (v) => parseTrigger('backup', body(null, {}, { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: 'u', password: 'p', container_name: v, skipStorage: true }), config)],
-      ['destination.domain', (v) => parseTrigger('backup', body(null, {}, { type: 'SWIFT', authUrl: 'http://s/v3', domain: v, project_name: 'p', username: 'u', password: 'p', container_name: 'c', skipStorage: true }), config)],
+      [
+        'destination.filenamePrefix',
+        (v) => parseTrigger('backup', body(null, {}, { filenamePrefix: `${v.slice(0, -1)}/`, skipStorage: true }), config),
+      ],
+      [
+        'destination.password',
+        (v) =>
+          parseTrigger(
+            'backup',
+            body(
+              null,
+              {},
+              { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: 'u', password: v, container_name: 'c', skipStorage: true },
+            ),
+            config,
+          ),
+      ],
+      [
+        'destination.username',
+        (v) =>
+          parseTrigger(
+            'backup',
+            body(
+              null,
+              {},
+              { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: v, password: 'p', container_name: 'c', skipStorage: true },
+            ),
+            config,
+          ),
+      ],
+      [
+        'destination.container_name',
+        (v) =>
+          parseTrigger(
+            'backup',
+            body(
+              null,
+              {},
+              { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: 'u', password: 'p', container_name: v, skipStorage: true },
+            ),
+            config,
+          ),
+      ],
+      [
+        'destination.domain',
+        (v) =>
+          parseTrigger(
+            'backup',
+            body(
+              null,
+              {},
+              {
+                type: 'SWIFT',
+                authUrl: 'http://s/v3',
+                domain: v,
+                project_name: 'p',
+                username: 'u',
+                password: 'p',
+                container_name: 'c',
+                skipStorage: true,
+              },
+            ),
+            config,
+          ),
+      ],
     ]
     for (const [field, parse] of fields) {
       assert.equal(parse(exact).ok, true, `${field} of exactly 32 KiB: ${errorsOf(parse(exact))}`)
@@ -246,7 +391,8 @@ describe('bounds on every string that reaches a script', () => {
     // The fixed strings of body(): id 5, host/username/password/database 4, bucket, authKey,
     // authSecret, endpoint 4. Sixteen names p00…p15: 48 bytes.
     const fixed = 5 + 4 + 4 + 16 * 3
-    const params = (last: number) => Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`p${String(i).padStart(2, '0')}`, 'x'.repeat(i < 15 ? 32 * KiB : last)]))
+    const params = (last: number) =>
+      Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`p${String(i).padStart(2, '0')}`, 'x'.repeat(i < 15 ? 32 * KiB : last)]))
     const lastAtLimit = 512 * KiB - fixed - 15 * 32 * KiB
     assert.ok(lastAtLimit > 0 && lastAtLimit <= 32 * KiB)
     const atLimit = parseTrigger('backup', body(params(lastAtLimit)), config)
@@ -299,7 +445,11 @@ describe('filenamePrefix where the agent stores under it', () => {
 
   it('skipStorage and Swift only pass the prefix on (scripts, polling body): 32 KiB', () => {
     const long = prefixOf(32 * KiB, 4000)
-    for (const destination of [{ ...s3, skipStorage: true }, { type: 'LOCAL', skipStorage: true }, { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: 'u', password: 'p', container_name: 'c' }]) {
+    for (const destination of [
+      { ...s3, skipStorage: true },
+      { type: 'LOCAL', skipStorage: true },
+      { type: 'SWIFT', authUrl: 'http://s/auth/v1.0', username: 'u', password: 'p', container_name: 'c' },
+    ]) {
       const parsed = backup({ ...destination, filenamePrefix: long })
       assert.equal(parsed.ok, true, `${destination.type}: ${errorsOf(parsed)}`)
     }
@@ -309,7 +459,12 @@ describe('filenamePrefix where the agent stores under it', () => {
 // ------------------------------------------------------------------ restore filenames
 
 describe('restore filenames', () => {
-  const restore = (filename: string) => parseTrigger('restore', { id: 'r', destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', filename }, restore: db(null) }, config)
+  const restore = (filename: string) =>
+    parseTrigger(
+      'restore',
+      { id: 'r', destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', filename }, restore: db(null) },
+      config,
+    )
 
   it('accepts 200 UTF-8 bytes and refuses 201', () => {
     assert.equal(restore('a'.repeat(200)).ok, true)
@@ -334,21 +489,42 @@ describe('restore filenames', () => {
 // ------------------------------------------------------------------ skipStorage keeps required fields
 
 describe('destination fields are required even with skipStorage', () => {
-  const withSkip = (destination: Record<string, unknown>) => parseTrigger('backup', { id: 'j', destination: { skipStorage: true, ...destination }, backup: db(null) }, config)
+  const withSkip = (destination: Record<string, unknown>) =>
+    parseTrigger('backup', { id: 'j', destination: { skipStorage: true, ...destination }, backup: db(null) }, config)
 
   it('S3: bucket, authKey, authSecret', () => {
     const parsed = withSkip({ type: 'S3' })
-    assert.deepEqual(parsed.ok ? [] : parsed.errors, ['destination.bucket is required for S3', 'destination.authKey is required for S3', 'destination.authSecret is required for S3'])
+    assert.deepEqual(parsed.ok ? [] : parsed.errors, [
+      'destination.bucket is required for S3',
+      'destination.authKey is required for S3',
+      'destination.authSecret is required for S3',
+    ])
     assert.equal(withSkip({ type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's' }).ok, true)
   })
 
   it('SWIFT: authUrl, username, password, container_name, and the Keystone v3 fields', () => {
     const parsed = withSkip({ type: 'SWIFT' })
-    assert.deepEqual(parsed.ok ? [] : parsed.errors, ['destination.authUrl is required for SWIFT', 'destination.username is required for SWIFT', 'destination.password is required for SWIFT', 'destination.container_name is required for SWIFT'])
+    assert.deepEqual(parsed.ok ? [] : parsed.errors, [
+      'destination.authUrl is required for SWIFT',
+      'destination.username is required for SWIFT',
+      'destination.password is required for SWIFT',
+      'destination.container_name is required for SWIFT',
+    ])
     const v3 = withSkip({ type: 'SWIFT', authUrl: 'http://ks/v3', username: 'u', password: 'p', container_name: 'c' })
     assert.match(errorsOf(v3), /destination\.domain is required/)
     assert.match(errorsOf(v3), /destination\.project_name is required/)
-    assert.equal(withSkip({ type: 'SWIFT', authUrl: 'http://ks/v3', username: 'u', password: 'p', container_name: 'c', domain: 'd', project_name: 'p' }).ok, true)
+    assert.equal(
+      withSkip({
+        type: 'SWIFT',
+        authUrl: 'http://ks/v3',
+        username: 'u',
+        password: 'p',
+        container_name: 'c',
+        domain: 'd',
+        project_name: 'p',
+      }).ok,
+      true,
+    )
   })
 
   it('with the skip_storage setting as well', () => {

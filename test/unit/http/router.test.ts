@@ -50,7 +50,19 @@ describe('Router over the route table', () => {
   })
 
   it('answers 404 for paths the table does not have', () => {
-    for (const path of ['/', '/nope', '//backup', '/BACKUP', '/Backup/x', '/backup/x/y', '/backup/x/', '/status/', '/backup/x/cancel/', '/restore/../backup', '/favicon.ico']) {
+    for (const path of [
+      '/',
+      '/nope',
+      '//backup',
+      '/BACKUP',
+      '/Backup/x',
+      '/backup/x/y',
+      '/backup/x/',
+      '/status/',
+      '/backup/x/cancel/',
+      '/restore/../backup',
+      '/favicon.ico',
+    ]) {
       for (const method of ['GET', 'POST', 'HEAD']) assert.equal(router.find(method, path).kind, 'not found', `${method} ${path}`)
     }
     assert.equal(router.find('GET', '*').kind, 'not found')
@@ -63,7 +75,8 @@ describe('Router over the route table', () => {
     assert.deepEqual(route(router.find('GET', '/backup/%E2%82%AC')).params, { id: '€' })
     assert.equal(route(router.find('GET', '/b%61ckup/x')).route.path, '/backup/:id')
     assert.equal(router.find('GET', '/backup%2Fx').kind, 'not found')
-    for (const path of ['/backup/%zz', '/backup/%', '/backup/%ff%fe', '/backup/%C0%AF', '/%zz/x']) assert.equal(router.find('GET', path).kind, 'bad path', path)
+    for (const path of ['/backup/%zz', '/backup/%', '/backup/%ff%fe', '/backup/%C0%AF', '/%zz/x'])
+      assert.equal(router.find('GET', path).kind, 'bad path', path)
   })
 
   it(`matches a parameter of up to ${MAX_PARAM_LENGTH} characters; a longer one answers 405 for every method`, () => {
@@ -96,16 +109,25 @@ describe('Router over the route table', () => {
     assert.deepEqual(route(router.find('GET', 'http://127.0.0.1:8080/backup/x')).params, { id: 'x' })
     assert.equal(route(router.find('GET', 'HTTPS://agent/backup?limit=1')).query, 'limit=1')
     assert.equal(router.find('GET', 'http://agent').kind, 'not found')
-    for (const target of ['ftp://agent/backup', 'backup/x', 'http:///backup', 'http://agent/backup#x']) assert.equal(router.find('GET', target).kind, 'bad path', target)
+    for (const target of ['ftp://agent/backup', 'backup/x', 'http:///backup', 'http://agent/backup#x'])
+      assert.equal(router.find('GET', target).kind, 'bad path', target)
   })
 
   it('answers a target it has seen the same way again, however many it has seen', () => {
     const fresh = new Router(ROUTES)
-    const targets = ['/backup/job-1', '/backup/job-1?limit=1', '/nope', '/backup/%zz', `/backup/${'x'.repeat(300)}`, `/backup/${'x'.repeat(MAX_PARAM_LENGTH + 1)}`]
+    const targets = [
+      '/backup/job-1',
+      '/backup/job-1?limit=1',
+      '/nope',
+      '/backup/%zz',
+      `/backup/${'x'.repeat(300)}`,
+      `/backup/${'x'.repeat(MAX_PARAM_LENGTH + 1)}`,
+    ]
     for (let i = 0; i < 600; i++) targets.push(`/restore/id-${i}`, `/backup/id-${i}/cancel`)
     for (const round of [1, 2, 3]) {
       for (const target of targets) {
-        for (const method of ['GET', 'HEAD', 'POST']) assert.deepEqual(fresh.find(method, target), router.find(method, target), `${round} ${method} ${target}`)
+        for (const method of ['GET', 'HEAD', 'POST'])
+          assert.deepEqual(fresh.find(method, target), router.find(method, target), `${round} ${method} ${target}`)
       }
     }
     const polled = route(fresh.find('GET', '/backup/job-1'))
@@ -133,7 +155,23 @@ describe('Router over the route table', () => {
       [/^\/(backup|restore)\/[^/]*$/, ['GET', 'HEAD']],
       [/^\/(backup|restore)\/[^/]*\/cancel$/, ['POST']],
     ]
-    const segment = fc.constantFrom('backup', 'restore', 'status', 'healthz', 'metrics', 'openapi.json', 'docs', 'cancel', 'x', 'job-1', '', 'BACKUP', 'a.b', 'cancel2', '..')
+    const segment = fc.constantFrom(
+      'backup',
+      'restore',
+      'status',
+      'healthz',
+      'metrics',
+      'openapi.json',
+      'docs',
+      'cancel',
+      'x',
+      'job-1',
+      '',
+      'BACKUP',
+      'a.b',
+      'cancel2',
+      '..',
+    )
     const method = fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')
     fc.assert(
       fc.property(fc.array(segment, { minLength: 1, maxLength: 4 }), method, (segments, m) => {

@@ -28,12 +28,20 @@ describe('schemaErrors', () => {
     // a bad field inside an object also fails the object's `| null`
     assert.deepEqual(
       schemaErrors({ destination: { bucket: true } }, TriggerSchema).map((e) => `${e.keyword} ${e.instancePath} ${e.params.type ?? ''}`),
-      ['type /destination/bucket string', 'type /destination/bucket null', 'anyOf /destination/bucket ', 'type /destination null', 'anyOf /destination '],
+      [
+        'type /destination/bucket string',
+        'type /destination/bucket null',
+        'anyOf /destination/bucket ',
+        'type /destination null',
+        'anyOf /destination ',
+      ],
     )
   })
 
   it('checks properties in the order of the schema, not of the body', () => {
-    const paths = schemaErrors({ useSSL: 'x', type: 1, bucket: [] }, DestinationSchema).filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath)
+    const paths = schemaErrors({ useSSL: 'x', type: 1, bucket: [] }, DestinationSchema)
+      .filter((e) => e.keyword === 'anyOf')
+      .map((e) => e.instancePath)
     assert.deepEqual(paths, ['/type', '/bucket', '/useSSL'])
   })
 
@@ -45,7 +53,10 @@ describe('schemaErrors', () => {
 
   it('tells objects from arrays and null, integers from other numbers; required properties', () => {
     const schema = object({ n: integer(), list: array(string()), flag: optional(union([boolean(), nullType()])) })
-    const failed = (value: unknown) => schemaErrors(value, schema).map((e) => `${e.keyword} ${e.instancePath} ${e.params.type ?? e.params.requiredProperties?.join(',') ?? ''}`)
+    const failed = (value: unknown) =>
+      schemaErrors(value, schema).map(
+        (e) => `${e.keyword} ${e.instancePath} ${e.params.type ?? e.params.requiredProperties?.join(',') ?? ''}`,
+      )
     assert.deepEqual(failed([]), ['type  object'])
     assert.deepEqual(failed(null), ['type  object'])
     assert.deepEqual(failed({ n: 1.5, list: {} }), ['type /n integer', 'type /list array'])
@@ -59,16 +70,23 @@ describe('trigger body messages', () => {
     assert.deepEqual(errorsOf({ ...good(), compression: 'yes' }), ['compression must be boolean or null'])
     assert.deepEqual(errorsOf({ ...good(), destination: 5 }), ['destination must be object or null'])
     assert.deepEqual(errorsOf({ ...good(), destination: [] }), ['destination must be object or null'])
-    assert.deepEqual(errorsOf({ ...good(), destination: { ...good().destination, bucket: 5 } }), ['destination.bucket must be string or null'])
+    assert.deepEqual(errorsOf({ ...good(), destination: { ...good().destination, bucket: 5 } }), [
+      'destination.bucket must be string or null',
+    ])
     assert.deepEqual(errorsOf({ ...good(), id: 5 }), ['id must be string or null'])
     const parsed = parseDelete({ id: ['x'] })
     assert.deepEqual(parsed.ok ? [] : parsed.errors, ['id must be string or null'])
   })
 
-  it('reports every bad field, more than TypeBox\'s 8 failures, and a bad field never reaches the later checks', () => {
+  it("reports every bad field, more than TypeBox's 8 failures, and a bad field never reaches the later checks", () => {
     // 5 bad fields: 20 failures. TypeBox stopped at 8, and backup.host (a number) then reached
     // the byte counting of the script inputs, a 500.
-    const body = { id: 'q1', compression: 'yes', destination: { type: 'S3', bucket: 5, useSSL: 'x', skipSSL: 3 }, backup: { host: 5, password: null, parameters: 7 } }
+    const body = {
+      id: 'q1',
+      compression: 'yes',
+      destination: { type: 'S3', bucket: 5, useSSL: 'x', skipSSL: 3 },
+      backup: { host: 5, password: null, parameters: 7 },
+    }
     assert.deepEqual(errorsOf(body), [
       'compression must be boolean or null',
       'destination.bucket must be string or null',
@@ -81,15 +99,40 @@ describe('trigger body messages', () => {
   it('matches keys case-insensitively before checking them', () => {
     assert.deepEqual(errorsOf({ ...good(), COMPRESSION: 'yes' }), ['compression must be boolean or null'])
     const { destination: _, ...rest } = good()
-    assert.deepEqual(errorsOf({ ...rest, Destination: { TYPE: 'S3', BUCKET: false, authkey: 'k', AuthSecret: 's' } }), ['destination.bucket must be string or null'])
+    assert.deepEqual(errorsOf({ ...rest, Destination: { TYPE: 'S3', BUCKET: false, authkey: 'k', AuthSecret: 's' } }), [
+      'destination.bucket must be string or null',
+    ])
   })
 
   it('agrees with an independent type oracle on generated bodies, and never throws', () => {
     const strings = ['id', 'encryption_key']
-    const destinationText = ['type', 'filenamePrefix', 'filename', 'bucket', 'endpoint', 'region', 'authKey', 'authSecret', 'authUrl', 'domain', 'project_name', 'container_name', 'username', 'password']
+    const destinationText = [
+      'type',
+      'filenamePrefix',
+      'filename',
+      'bucket',
+      'endpoint',
+      'region',
+      'authKey',
+      'authSecret',
+      'authUrl',
+      'domain',
+      'project_name',
+      'container_name',
+      'username',
+      'password',
+    ]
     const destinationFlags = ['skipStorage', 'useSSL', 'skipSSL']
     const databaseText = ['host', 'username', 'password', 'database']
-    const value = fc.oneof(fc.string({ maxLength: 4 }), fc.boolean(), fc.constant(null), fc.integer(), fc.constant([]), fc.constant({}), fc.double())
+    const value = fc.oneof(
+      fc.string({ maxLength: 4 }),
+      fc.boolean(),
+      fc.constant(null),
+      fc.integer(),
+      fc.constant([]),
+      fc.constant({}),
+      fc.double(),
+    )
     const fields = (names: string[]) => fc.dictionary(fc.constantFrom(...names), value, { maxKeys: 6 })
     const body = fc.record(
       {
@@ -111,7 +154,10 @@ describe('trigger body messages', () => {
         }
         for (const name of strings) field(name, (b as Record<string, unknown>)[name], 'string')
         field('compression', b.compression, 'boolean')
-        for (const [name, schemaType] of [['destination', 'object'], ['backup', 'object']] as const) {
+        for (const [name, schemaType] of [
+          ['destination', 'object'],
+          ['backup', 'object'],
+        ] as const) {
           const v = (b as Record<string, unknown>)[name]
           field(name, v, schemaType)
           if (typeOf(v) !== 'object') continue

@@ -44,7 +44,14 @@ describe('parseTrigger: the S3 scheme rule of SPEC §3', () => {
     })
   }
 
-  for (const destination of [{ endpoint: 'https://x', useSSL: false }, { endpoint: 'http://x', skipSSL: false }, { endpoint: 'x', useSSL: true, skipSSL: true }, { endpoint: 'ftp://x' }, { endpoint: 'x/path' }, { endpoint: 'user:pw@x' }]) {
+  for (const destination of [
+    { endpoint: 'https://x', useSSL: false },
+    { endpoint: 'http://x', skipSSL: false },
+    { endpoint: 'x', useSSL: true, skipSSL: true },
+    { endpoint: 'ftp://x' },
+    { endpoint: 'x/path' },
+    { endpoint: 'user:pw@x' },
+  ]) {
     it(`${JSON.stringify(destination)} is a 400`, () => {
       const parsed = parseTrigger('backup', body(destination), config)
       assert.equal(parsed.ok, false)
@@ -62,14 +69,23 @@ describe('parseTrigger', () => {
 
   it('renders parameters from a list of one-key objects or from an object', () => {
     for (const parameters of [[{ a: 'x' }, { n: 2 }, { f: false }], { a: 'x', n: 2, f: false }]) {
-      const parsed = parseTrigger('backup', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters } }, config)
+      const parsed = parseTrigger(
+        'backup',
+        { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters } },
+        config,
+      )
       assert.ok(parsed.ok)
       if (parsed.ok) assert.deepEqual(parsed.value.database.parameters, { a: 'x', n: '2', f: 'false' })
     }
   })
 
   it('passes a null encryption key as an empty string and "none" as given', () => {
-    for (const [key, expected] of [[null, ''], [undefined, ''], ['none', 'none'], ['k', 'k']] as const) {
+    for (const [key, expected] of [
+      [null, ''],
+      [undefined, ''],
+      ['none', 'none'],
+      ['k', 'k'],
+    ] as const) {
       const parsed = parseTrigger('backup', body({}, { encryption_key: key }), config)
       assert.ok(parsed.ok)
       if (parsed.ok) assert.equal(parsed.value.encryptionKey, expected)
@@ -77,15 +93,28 @@ describe('parseTrigger', () => {
   })
 
   it('requires the Keystone v3 fields only for a /v3 auth URL', () => {
-    const swift = (authUrl: string) => parseTrigger('backup', body({ type: 'SWIFT', authUrl, username: 'u', password: 'p', container_name: 'c' }), config)
+    const swift = (authUrl: string) =>
+      parseTrigger('backup', body({ type: 'SWIFT', authUrl, username: 'u', password: 'p', container_name: 'c' }), config)
     const v3 = swift('http://ks:5000/v3')
     assert.equal(v3.ok, false)
-    if (!v3.ok) assert.deepEqual(v3.errors, ['destination.domain is required for Keystone v3 (authUrl ending in /v3)', 'destination.project_name is required for Keystone v3 (authUrl ending in /v3)'])
+    if (!v3.ok)
+      assert.deepEqual(v3.errors, [
+        'destination.domain is required for Keystone v3 (authUrl ending in /v3)',
+        'destination.project_name is required for Keystone v3 (authUrl ending in /v3)',
+      ])
     assert.equal(swift('http://swift:8080/auth/v1.0').ok, true)
   })
 
   it('does not require a restore filename with skipStorage (the storage fields stay required)', () => {
-    const parsed = parseTrigger('restore', { id: 'r', destination: { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSecret: 's' }, restore: { host: 'h', username: 'u', password: '', database: 'd' } }, config)
+    const parsed = parseTrigger(
+      'restore',
+      {
+        id: 'r',
+        destination: { type: 'S3', skipStorage: true, bucket: 'b', authKey: 'k', authSecret: 's' },
+        restore: { host: 'h', username: 'u', password: '', database: 'd' },
+      },
+      config,
+    )
     assert.ok(parsed.ok, parsed.ok ? '' : parsed.errors.join())
   })
 
@@ -104,8 +133,25 @@ describe('parseTrigger', () => {
 
 describe('parseTrigger: parameters that would load code', () => {
   it('rejects the C library and interpreter hooks like the shell ones', () => {
-    for (const name of ['GCONV_PATH', 'GLIBC_TUNABLES', 'LOCPATH', 'MALLOC_CHECK_', 'PERL5OPT', 'PERL5DB', 'PYTHONPATH', 'PYTHONSTARTUP', 'NODE_OPTIONS', 'RUBYOPT', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS']) {
-      const parsed = parseTrigger('backup', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: { [name]: 'x' } } }, config)
+    for (const name of [
+      'GCONV_PATH',
+      'GLIBC_TUNABLES',
+      'LOCPATH',
+      'MALLOC_CHECK_',
+      'PERL5OPT',
+      'PERL5DB',
+      'PYTHONPATH',
+      'PYTHONSTARTUP',
+      'NODE_OPTIONS',
+      'RUBYOPT',
+      'JAVA_TOOL_OPTIONS',
+      '_JAVA_OPTIONS',
+    ]) {
+      const parsed = parseTrigger(
+        'backup',
+        { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: { [name]: 'x' } } },
+        config,
+      )
       assert.equal(parsed.ok, false, name)
       if (!parsed.ok) assert.match(parsed.errors.join(), new RegExp(`backup\\.parameters\\.${name} is reserved`))
     }
@@ -114,7 +160,11 @@ describe('parseTrigger: parameters that would load code', () => {
 
 describe('parseTrigger: LOCAL names starting with "." are the agent\'s own files', () => {
   const restore = (destination: Record<string, unknown>) =>
-    parseTrigger('restore', { id: 'job-1', destination: { type: 'LOCAL', ...destination }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } }, config)
+    parseTrigger(
+      'restore',
+      { id: 'job-1', destination: { type: 'LOCAL', ...destination }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } },
+      config,
+    )
   const refused = ['.x.meta.json', '.dump.sql', '.x.partial-abc']
   for (const filename of refused) {
     it(`refuses a restore of ${filename}`, () => {
@@ -130,14 +180,26 @@ describe('parseTrigger: LOCAL names starting with "." are the agent\'s own files
     assert.equal(restore({ filename: 'a.meta.json', filenamePrefix: 'pg/x.y/' }).ok, true)
   })
   it('leaves S3 object names alone (a dot-name is an ordinary S3 key)', () => {
-    const parsed = parseTrigger('restore', { id: 'job-1', destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', filename: '.x.sql' }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } }, config)
+    const parsed = parseTrigger(
+      'restore',
+      {
+        id: 'job-1',
+        destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', filename: '.x.sql' },
+        restore: { host: 'h', username: 'u', password: 'p', database: 'd' },
+      },
+      config,
+    )
     assert.equal(parsed.ok, true)
   })
 })
 
 describe('parseTrigger: Swift auth URLs', () => {
   const swift = (destination: Record<string, unknown>) =>
-    parseTrigger('backup', body({ type: 'SWIFT', username: 'u', password: 'p', container_name: 'c', skipStorage: true, ...destination }), config)
+    parseTrigger(
+      'backup',
+      body({ type: 'SWIFT', username: 'u', password: 'p', container_name: 'c', skipStorage: true, ...destination }),
+      config,
+    )
 
   // Written from docs/SWIFT.md: the version is the URL path's last segment, trailing slashes aside.
   const cases: [suffix: string, needs: string[]][] = [
@@ -195,7 +257,11 @@ describe('parseTrigger: Swift auth URLs', () => {
 
 describe('parseTrigger: numbers in parameters', () => {
   const rendered = (value: unknown) => {
-    const parsed = parseTrigger('backup', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: { n: value } } }, config)
+    const parsed = parseTrigger(
+      'backup',
+      { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: { n: value } } },
+      config,
+    )
     if (!parsed.ok) throw new Error(parsed.errors.join('; '))
     return parsed.value.database.parameters.n
   }
@@ -209,14 +275,23 @@ describe('parseTrigger: numbers in parameters', () => {
       }),
       { numRuns: 2000 },
     )
-    for (const [n, text] of [[1e-21, '0.000000000000000000001'], [1.5e21, '1500000000000000000000'], [-1e-7, '-0.0000001'], [2, '2'], [-0, '0'], [0.1, '0.1'], [5e-324, `0.${'0'.repeat(323)}5`]] as const) {
+    for (const [n, text] of [
+      [1e-21, '0.000000000000000000001'],
+      [1.5e21, '1500000000000000000000'],
+      [-1e-7, '-0.0000001'],
+      [2, '2'],
+      [-0, '0'],
+      [0.1, '0.1'],
+      [5e-324, `0.${'0'.repeat(323)}5`],
+    ] as const) {
       assert.equal(rendered(n), text)
     }
   })
 })
 
 describe('parseTrigger: a parameter named twice in a list', () => {
-  const parse = (parameters: unknown) => parseTrigger('backup', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters } }, config)
+  const parse = (parameters: unknown) =>
+    parseTrigger('backup', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters } }, config)
   it('is a 400 with different values (which would the script get?), without echoing them', () => {
     const parsed = parse([{ port: '5432' }, { retries: 2 }, { port: 'hunter2-secret' }])
     assert.equal(parsed.ok, false)
@@ -238,7 +313,15 @@ describe('parseTrigger: what a 400 repeats of a request', () => {
     const wrongType = parseTrigger('backup', body({ type: long }), config)
     assert.equal(wrongType.ok, false)
     if (!wrongType.ok) assert.ok(wrongType.errors.join('; ').length < 300, wrongType.errors.join('; ').slice(0, 300))
-    const dotted = parseTrigger('restore', { id: 'r', destination: { type: 'LOCAL', filenamePrefix: `.${'z'.repeat(30_000)}/`, filename: 'f' }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } }, config)
+    const dotted = parseTrigger(
+      'restore',
+      {
+        id: 'r',
+        destination: { type: 'LOCAL', filenamePrefix: `.${'z'.repeat(30_000)}/`, filename: 'f' },
+        restore: { host: 'h', username: 'u', password: 'p', database: 'd' },
+      },
+      config,
+    )
     assert.equal(dotted.ok, false)
     if (!dotted.ok) assert.ok(dotted.errors.join('; ').length < 1000, `${dotted.errors.join('; ').length} characters`)
   })
@@ -255,18 +338,36 @@ describe('parseTrigger: unpaired surrogates', () => {
       ['backup.host', { ...body({}), backup: { host: trailing, username: 'u', password: 'p', database: 'd' } }],
       ['encryption_key', { ...body({}), encryption_key: lone }],
       ['destination.authSecret', body({ authSecret: lone })],
-      ['backup.parameters.note', { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: [{ note: lone }] } }],
+      [
+        'backup.parameters.note',
+        { ...body({}), backup: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: [{ note: lone }] } },
+      ],
     ]
     for (const [field, request] of cases) {
       const parsed = parseTrigger('backup', request, config)
       assert.equal(parsed.ok, false, field)
       if (!parsed.ok) assert.match(parsed.errors.join('; '), new RegExp(`${field.replaceAll('.', '\\.')} must not contain unpaired`))
     }
-    const restore = parseTrigger('restore', { id: 'r', destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', filename: `${lone}.sql` }, restore: { host: 'h', username: 'u', password: 'p', database: 'd' } }, config)
+    const restore = parseTrigger(
+      'restore',
+      {
+        id: 'r',
+        destination: { type: 'S3', bucket: 'b', authKey: 'k', authSecret: 's', filename: `${lone}.sql` },
+        restore: { host: 'h', username: 'u', password: 'p', database: 'd' },
+      },
+      config,
+    )
     assert.equal(restore.ok, false)
   })
   it('paired ones (emoji) are fine', () => {
-    assert.equal(parseTrigger('backup', { ...body({}), backup: { host: 'h😀', username: 'u', password: '😀', database: 'd', parameters: { note: '😀' } } }, config).ok, true)
+    assert.equal(
+      parseTrigger(
+        'backup',
+        { ...body({}), backup: { host: 'h😀', username: 'u', password: '😀', database: 'd', parameters: { note: '😀' } } },
+        config,
+      ).ok,
+      true,
+    )
   })
 })
 
@@ -287,7 +388,10 @@ describe('parseTrigger: a Swift container is one segment of the storage URL', ()
       assert.equal(parsed.ok, false, name)
       // the oracle: what a URL makes of it must stay one segment under the account
       const url = new URL(`http://s/v1/AUTH_x/${encodeURIComponent(name).replaceAll('%2F', '/')}/obj`)
-      assert.ok(!url.pathname.startsWith('/v1/AUTH_x/') || url.pathname.split('/').length !== 5, `${name} -> ${url.pathname} would have been fine`)
+      assert.ok(
+        !url.pathname.startsWith('/v1/AUTH_x/') || url.pathname.split('/').length !== 5,
+        `${name} -> ${url.pathname} would have been fine`,
+      )
     }
     for (const name of ['backups', 'a.b', '..x', 'x..', 'a%2fb', '%2e%2e']) assert.equal(swift(name).ok, true, name)
   })

@@ -14,17 +14,29 @@ async function collect(gen: AsyncIterable<Buffer>): Promise<Buffer> {
   for await (const c of gen) parts.push(c)
   return Buffer.concat(parts)
 }
-const chunks = (data: Buffer, size = 65536) => Readable.from((function* () { for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size) })())
+const chunks = (data: Buffer, size = 65536) =>
+  Readable.from(
+    (function* () {
+      for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size)
+    })(),
+  )
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
 /** A version-1 object as the encoder wrote it before the trailer: header (version 1, no trailer field), body. */
 async function encodeV1(data: Buffer, compression: 'none' | 'zstd' | 'gzip', key: string): Promise<Buffer> {
   const crypto = wantsEncryption(key) ? encryptionForBackup(key) : undefined
-  const header: StreamHeader = { format: 'osb', version: 1, compression, encryption: crypto?.encryption ?? { mode: 'none' }, frame_bytes: FRAME_BYTES }
+  const header: StreamHeader = {
+    format: 'osb',
+    version: 1,
+    compression,
+    encryption: crypto?.encryption ?? { mode: 'none' },
+    frame_bytes: FRAME_BYTES,
+  }
   const headerBytes = encodeHeader(header)
   let body = compression === 'zstd' ? zstdCompressSync(data) : compression === 'gzip' ? gzipSync(data) : data
-  if (crypto && header.encryption.mode !== 'none') body = await collect(chunks(body).pipe(new EncryptFrames(crypto.dataKey, header.encryption.nonce_prefix, headerBytes)))
+  if (crypto && header.encryption.mode !== 'none')
+    body = await collect(chunks(body).pipe(new EncryptFrames(crypto.dataKey, header.encryption.nonce_prefix, headerBytes)))
   return Buffer.concat([headerBytes, body])
 }
 
@@ -52,11 +64,16 @@ describe('the .osb codec', () => {
       it(`still decodes a version-1 object (no trailer) with compression ${compression} and key ${JSON.stringify(key)}`, async () => {
         const v1 = await encodeV1(data, compression, key)
         let verified: string | undefined
-        const decoded = await collect(createDecoder(key, { storedSha256: sha256(v1), onVerified: (r) => (verified = r.checksum) })(chunks(v1, 77_777)))
+        const decoded = await collect(
+          createDecoder(key, { storedSha256: sha256(v1), onVerified: (r) => (verified = r.checksum) })(chunks(v1, 77_777)),
+        )
         assert.ok(decoded.equals(data))
         assert.equal(verified, sha256(v1))
         // the stored digest of a version-1 object is still checked against the whole object
-        await assert.rejects(collect(createDecoder(key, { storedSha256: 'ab'.repeat(32) })(chunks(v1))), /^JobError: checksum mismatch|checksum mismatch/)
+        await assert.rejects(
+          collect(createDecoder(key, { storedSha256: 'ab'.repeat(32) })(chunks(v1))),
+          /^JobError: checksum mismatch|checksum mismatch/,
+        )
       })
     }
   }
@@ -69,7 +86,10 @@ describe('the .osb codec', () => {
     let reported: string | undefined
     await collect(createDecoder('pw', { storedSha256: trailer.toUpperCase(), onVerified: (r) => (reported = r.checksum) })(chunks(encoded)))
     assert.equal(reported, trailer)
-    await assert.rejects(collect(createDecoder('pw', { storedSha256: sha256(encoded) })(chunks(encoded))), /checksum mismatch: .*stored metadata/)
+    await assert.rejects(
+      collect(createDecoder('pw', { storedSha256: sha256(encoded) })(chunks(encoded))),
+      /checksum mismatch: .*stored metadata/,
+    )
   })
 
   it('a flipped bit in the trailer fails at the end, for every key mode and compression', async () => {
@@ -91,11 +111,29 @@ describe('the .osb codec', () => {
   })
 
   it('a version-2 object cut anywhere never decodes: in the body, inside the trailer, right before it', async () => {
-    for (const [compression, key] of [['none', ''], ['zstd', ''], ['gzip', 'pw'], ['none', 'pw']] as const) {
+    for (const [compression, key] of [
+      ['none', ''],
+      ['zstd', ''],
+      ['gzip', 'pw'],
+      ['none', 'pw'],
+    ] as const) {
       const { encoded } = await roundTrip(data.subarray(0, FRAME_BYTES + 5000), compression, key)
       const headerEnd = 8 + encoded.readUInt32BE(4)
-      for (const cut of [headerEnd, headerEnd + 1, headerEnd + 5000, Math.floor(encoded.length / 2), encoded.length - TRAILER_BYTES - 1, encoded.length - TRAILER_BYTES, encoded.length - TRAILER_BYTES + 1, encoded.length - 1]) {
-        await assert.rejects(collect(createDecoder(key)(chunks(encoded.subarray(0, cut), 4096))), /checksum mismatch|failed authentication|truncated|unexpected end|incomplete|corrupt/i, `${compression} ${key} cut at ${cut} of ${encoded.length}`)
+      for (const cut of [
+        headerEnd,
+        headerEnd + 1,
+        headerEnd + 5000,
+        Math.floor(encoded.length / 2),
+        encoded.length - TRAILER_BYTES - 1,
+        encoded.length - TRAILER_BYTES,
+        encoded.length - TRAILER_BYTES + 1,
+        encoded.length - 1,
+      ]) {
+        await assert.rejects(
+          collect(createDecoder(key)(chunks(encoded.subarray(0, cut), 4096))),
+          /checksum mismatch|failed authentication|truncated|unexpected end|incomplete|corrupt/i,
+          `${compression} ${key} cut at ${cut} of ${encoded.length}`,
+        )
       }
     }
   })
@@ -113,8 +151,18 @@ describe('the .osb codec', () => {
 
   it('refuses a version-2 header without the trailer field, and a version-1 header with one', async () => {
     for (const header of [{ version: 2 }, { version: 1, trailer: 'sha256' }, { version: 3, trailer: 'sha256' }]) {
-      const bytes = encodeHeader({ format: 'osb', compression: 'none', encryption: { mode: 'none' }, frame_bytes: FRAME_BYTES, ...header } as StreamHeader)
-      await assert.rejects(collect(createDecoder('')(chunks(Buffer.concat([bytes, Buffer.alloc(64)])))), /corrupt|unsupported/, JSON.stringify(header))
+      const bytes = encodeHeader({
+        format: 'osb',
+        compression: 'none',
+        encryption: { mode: 'none' },
+        frame_bytes: FRAME_BYTES,
+        ...header,
+      } as StreamHeader)
+      await assert.rejects(
+        collect(createDecoder('')(chunks(Buffer.concat([bytes, Buffer.alloc(64)])))),
+        /corrupt|unsupported/,
+        JSON.stringify(header),
+      )
     }
   })
 
@@ -140,13 +188,23 @@ describe('the .osb codec', () => {
     const pair = generateKeyPairSync('x25519')
     const privatePem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
     assert.throws(() => createEncoder({ compression: 'none', encryptionKey: privatePem }), /is a private key/)
-    assert.throws(() => createEncoder({ compression: 'none', encryptionKey: '-----BEGIN PGP PUBLIC KEY BLOCK-----\nxx\n-----END PGP PUBLIC KEY BLOCK-----' }), /PGP/)
+    assert.throws(
+      () =>
+        createEncoder({
+          compression: 'none',
+          encryptionKey: '-----BEGIN PGP PUBLIC KEY BLOCK-----\nxx\n-----END PGP PUBLIC KEY BLOCK-----',
+        }),
+      /PGP/,
+    )
   })
 
   it('detects a wrong passphrase, truncation, a flipped bit and dropped frames', async () => {
     const { encoded } = await roundTrip(data, 'none', 'right')
     await assert.rejects(collect(createDecoder('wrong')(chunks(encoded))), /failed authentication/)
-    await assert.rejects(collect(createDecoder('right')(chunks(encoded.subarray(0, encoded.length - 100)))), /failed authentication|truncated|checksum mismatch: .*cut short/)
+    await assert.rejects(
+      collect(createDecoder('right')(chunks(encoded.subarray(0, encoded.length - 100)))),
+      /failed authentication|truncated|checksum mismatch: .*cut short/,
+    )
     const headerEnd = encoded.indexOf('}') + 1
     // an attacker who also rewrites the trailer: the frames' authentication still refuses
     const resealed = (body: Buffer) => Buffer.concat([body, createHash('sha256').update(body).digest()])
@@ -157,7 +215,6 @@ describe('the .osb codec', () => {
     flipped[headerEnd + 10] = (flipped[headerEnd + 10] as number) ^ 1
     await assert.rejects(collect(createDecoder('right')(chunks(resealed(flipped)))), /failed authentication at frame 0/)
   })
-
 
   it('TrailerDigest gives the whole digest and the digest before the last 32 bytes, however the bytes arrive', () => {
     const bytes = randomBytes(5000)

@@ -1,6 +1,19 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openPrivateDirectory, prepareJobDirectory, recreateMissingJobDirectory, removeEntries } from '../../../src/jobs/directory.ts'
@@ -40,7 +53,10 @@ describe('prepareJobDirectory', () => {
       for (const name of entries) writeFileSync(join(dir, name), 'x')
       await assert.rejects(prepareJobDirectory(dir, { existing: 'refuse', gid: undefined }), (error: Error) => {
         assert.ok(error instanceof JobError)
-        assert.match(error.message, /job-3: it already exists and allowed_to_delete_files is false, so what it holds is not removed .*set allowed_to_delete_files=true$/)
+        assert.match(
+          error.message,
+          /job-3: it already exists and allowed_to_delete_files is false, so what it holds is not removed .*set allowed_to_delete_files=true$/,
+        )
         return true
       })
       assert.deepEqual(readdirSync(dir), entries)
@@ -93,7 +109,10 @@ describe('prepareJobDirectory', () => {
   it('answers with a JobError when the directory cannot be made', async () => {
     const base = root()
     writeFileSync(join(base, 'file'), 'x')
-    await assert.rejects(prepareJobDirectory(join(base, 'file', 'job-5'), { existing: 'empty', gid: undefined }), /^JobError: cannot prepare the job directory /)
+    await assert.rejects(
+      prepareJobDirectory(join(base, 'file', 'job-5'), { existing: 'empty', gid: undefined }),
+      /^JobError: cannot prepare the job directory /,
+    )
   })
 })
 
@@ -112,11 +131,20 @@ describe('the job directory, held open for the job', () => {
         else rmSync(dir, { recursive: true })
         if (replace !== 'file') symlinkSync(outside, dir)
         else writeFileSync(dir, 'x')
-        assert.throws(() => held.pinned(), (error: Error) => {
-          assert.ok(error instanceof JobError)
-          assert.match(error.message, new RegExp(`^the job directory ${dir} was replaced or removed while the job ran \\(.*\\); the agent reads and writes only the directory it prepared$`))
-          return true
-        }, replace)
+        assert.throws(
+          () => held.pinned(),
+          (error: Error) => {
+            assert.ok(error instanceof JobError)
+            assert.match(
+              error.message,
+              new RegExp(
+                `^the job directory ${dir} was replaced or removed while the job ran \\(.*\\); the agent reads and writes only the directory it prepared$`,
+              ),
+            )
+            return true
+          },
+          replace,
+        )
         assert.throws(() => held.scriptDirectory(false), /was replaced or removed/, 'lock, check and the main script do not run there')
         assert.match(held.scriptDirectory(true), /^\/proc\/\d+\/fd\/\d+$/, `${replace}: cleanup and unlock run in the held directory`)
         assert.deepEqual(readdirSync(outside), [], replace)
@@ -142,11 +170,20 @@ describe('openPrivateDirectory', () => {
     mkdirSync(join(base, 'open'), { mode: 0o777 })
     chmodSync(join(base, 'open'), 0o777)
     for (const name of ['link', 'file', 'open']) {
-      await assert.rejects(openPrivateDirectory(join(base, name)), (error: Error) => {
-        assert.ok(error instanceof JobError)
-        assert.match(error.message, new RegExp(`^the agent's working directory ${join(base, name)} was replaced while it was used \\(.*\\); nothing was written through it$`))
-        return true
-      }, name)
+      await assert.rejects(
+        openPrivateDirectory(join(base, name)),
+        (error: Error) => {
+          assert.ok(error instanceof JobError)
+          assert.match(
+            error.message,
+            new RegExp(
+              `^the agent's working directory ${join(base, name)} was replaced while it was used \\(.*\\); nothing was written through it$`,
+            ),
+          )
+          return true
+        },
+        name,
+      )
     }
   })
 })
@@ -225,7 +262,11 @@ describe('removeEntries', () => {
     }
     // (the racer itself may have made entries there, through its own link: only removals count)
     const left = readdirSync(outside)
-    assert.deepEqual(Array.from({ length: 20 }, (_, i) => `kept-${i}`).filter((name) => !left.includes(name)), [], 'nothing outside was removed')
+    assert.deepEqual(
+      Array.from({ length: 20 }, (_, i) => `kept-${i}`).filter((name) => !left.includes(name)),
+      [],
+      'nothing outside was removed',
+    )
   })
 })
 

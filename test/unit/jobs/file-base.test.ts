@@ -17,7 +17,11 @@ describe('generatedFileBase', () => {
     const fill = 168 - `${STAMP}__d`.length
     assert.equal(generatedFileBase('h'.repeat(fill), 'd', now).length, 168)
     assert.equal(generatedFileBase('h'.repeat(fill), 'd', now), `${STAMP}_${'h'.repeat(fill)}_d`)
-    for (const [host, database] of [['h'.repeat(fill + 1), 'd'], ['db.example.org', 'x'.repeat(5000)], ['ü'.repeat(300), 'd']] as const) {
+    for (const [host, database] of [
+      ['h'.repeat(fill + 1), 'd'],
+      ['db.example.org', 'x'.repeat(5000)],
+      ['ü'.repeat(300), 'd'],
+    ] as const) {
       const full = `${STAMP}_${host.replace(/[^A-Za-z0-9._-]/g, '_')}_${database}`
       const expected = `${full.slice(0, 155)}_${createHash('sha256').update(full).digest('hex').slice(0, 12)}`
       const base = generatedFileBase(host, database, now)

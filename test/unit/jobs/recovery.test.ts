@@ -74,23 +74,45 @@ describe('stepsStillDue', () => {
   })
 
   it('owes unlock once lock was entered, cleanup once the main stage was', () => {
-    assert.deepEqual(stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock'], { script: script('pre-backup-lock') }), true), ['orphan', 'post-backup-unlock'])
-    assert.deepEqual(stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock', 'pre-backup-check', 'backup', 'upload'], { uploading: 'f.sql' }), true), ['abandon', 'backup-cleanup', 'post-backup-unlock'])
-    assert.deepEqual(stepsStillDue('restore', 'RUNNING', record(['pre-restore-lock', 'download']), true), ['restore-cleanup', 'post-restore-unlock'])
+    assert.deepEqual(stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock'], { script: script('pre-backup-lock') }), true), [
+      'orphan',
+      'post-backup-unlock',
+    ])
+    assert.deepEqual(
+      stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock', 'pre-backup-check', 'backup', 'upload'], { uploading: 'f.sql' }), true),
+      ['abandon', 'backup-cleanup', 'post-backup-unlock'],
+    )
+    assert.deepEqual(stepsStillDue('restore', 'RUNNING', record(['pre-restore-lock', 'download']), true), [
+      'restore-cleanup',
+      'post-restore-unlock',
+    ])
   })
 
   it('owes the stage the agent died in until its script is known to have exited', () => {
     // entered, script not yet recorded: it runs again
-    assert.deepEqual(stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']), true), ['post-backup-unlock'])
+    assert.deepEqual(
+      stepsStillDue(
+        'backup',
+        'RUNNING',
+        record(['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']),
+        true,
+      ),
+      ['post-backup-unlock'],
+    )
     // recorded: 'orphan' waits for it first (and then counts it as run)
-    const unlocking = record(['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock'], { script: script('post-backup-unlock') })
+    const unlocking = record(['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock'], {
+      script: script('post-backup-unlock'),
+    })
     assert.deepEqual(stepsStillDue('backup', 'RUNNING', unlocking, true), ['orphan', 'post-backup-unlock'])
     // recorded in another boot: the reboot killed it, it runs again and its pid is never signalled
     assert.deepEqual(stepsStillDue('backup', 'RUNNING', unlocking, false), ['post-backup-unlock'])
   })
 
   it('keeps what an interrupted recovery stored, with the script it was running', () => {
-    const failed = record(['pre-backup-lock', 'backup', 'backup-cleanup'], { pending: ['backup-cleanup', 'post-backup-unlock'], script: script('backup-cleanup') })
+    const failed = record(['pre-backup-lock', 'backup', 'backup-cleanup'], {
+      pending: ['backup-cleanup', 'post-backup-unlock'],
+      script: script('backup-cleanup'),
+    })
     assert.deepEqual(stepsStillDue('backup', 'FAILED', failed, true), ['orphan', 'backup-cleanup', 'post-backup-unlock'])
     assert.deepEqual(stepsStillDue('backup', 'FAILED', failed, false), ['backup-cleanup', 'post-backup-unlock'])
     assert.deepEqual(stepsStillDue('backup', 'FAILED', record(['pre-backup-lock'], { pending: [] }), true), [])
@@ -100,12 +122,22 @@ describe('stepsStillDue', () => {
   it('matches the rules for every order of entered stages the runner can leave (generated)', () => {
     const kinds = fc.constantFrom<JobKind>('backup', 'restore')
     fc.assert(
-      fc.property(kinds, fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }), fc.boolean(), fc.boolean(), fc.boolean(), (kind, picks, hasScript, uploading, sameBoot) => {
-        // the runner enters stages in table order and may skip some
-        const entered = TABLE[kind].filter((_, i) => picks[i]).map((s) => s.name)
-        const rec = record(entered, { script: hasScript ? script(entered.at(-1) ?? 'x') : undefined, uploading: uploading ? 'f' : undefined })
-        assert.deepEqual(stepsStillDue(kind, 'RUNNING', rec, sameBoot), oracle(kind, entered, hasScript, uploading, sameBoot))
-      }),
+      fc.property(
+        kinds,
+        fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.boolean(),
+        (kind, picks, hasScript, uploading, sameBoot) => {
+          // the runner enters stages in table order and may skip some
+          const entered = TABLE[kind].filter((_, i) => picks[i]).map((s) => s.name)
+          const rec = record(entered, {
+            script: hasScript ? script(entered.at(-1) ?? 'x') : undefined,
+            uploading: uploading ? 'f' : undefined,
+          })
+          assert.deepEqual(stepsStillDue(kind, 'RUNNING', rec, sameBoot), oracle(kind, entered, hasScript, uploading, sameBoot))
+        },
+      ),
       { numRuns: 500 },
     )
   })
@@ -138,7 +170,11 @@ describe('stepsStillDue at each stage an agent can be killed in', () => {
       it(`${kind}: killed during ${stage} -> ${owed.join(', ')}; a recorded script first, a partial upload next`, () => {
         assert.deepEqual(stepsStillDue(kind, 'RUNNING', record(entered), true), owed)
         assert.deepEqual(stepsStillDue(kind, 'RUNNING', record(entered, { script: script(stage) }), true), ['orphan', ...owed])
-        assert.deepEqual(stepsStillDue(kind, 'RUNNING', record(entered, { script: script(stage), uploading: 'f.sql' }), true), ['orphan', 'abandon', ...owed])
+        assert.deepEqual(stepsStillDue(kind, 'RUNNING', record(entered, { script: script(stage), uploading: 'f.sql' }), true), [
+          'orphan',
+          'abandon',
+          ...owed,
+        ])
         // the same record once recovery ran: it keeps what it stored, and nothing when that was nothing
         assert.deepEqual(stepsStillDue(kind, 'FAILED', record(entered, { pending: owed }), true), owed)
         assert.deepEqual(stepsStillDue(kind, 'FAILED', record(entered, { pending: [] }), true), [])
@@ -147,15 +183,24 @@ describe('stepsStillDue at each stage an agent can be killed in', () => {
   }
 
   it('after an earlier failure: killed in the cleanup or unlock that followed it', () => {
-    assert.deepEqual(stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup']), true), ['backup-cleanup', 'post-backup-unlock'])
+    assert.deepEqual(
+      stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup']), true),
+      ['backup-cleanup', 'post-backup-unlock'],
+    )
     assert.deepEqual(stepsStillDue('backup', 'RUNNING', record(['pre-backup-lock', 'post-backup-unlock']), true), ['post-backup-unlock'])
-    assert.deepEqual(stepsStillDue('restore', 'RUNNING', record(['pre-restore-lock', 'download', 'restore-cleanup']), true), ['restore-cleanup', 'post-restore-unlock'])
+    assert.deepEqual(stepsStillDue('restore', 'RUNNING', record(['pre-restore-lock', 'download', 'restore-cleanup']), true), [
+      'restore-cleanup',
+      'post-restore-unlock',
+    ])
   })
 
   /** The stages runStages runs when the named stages fail (fake bodies, the real table and rules). */
   async function runnerRuns(kind: JobKind, failing: readonly string[]): Promise<string[]> {
     const ran: string[] = []
-    const job = newJob({ ...request('x', kind), destination: { type: 'LOCAL', skipStorage: false, filenamePrefix: '', filename: 'f.sql' } }, logFields(kind))
+    const job = newJob(
+      { ...request('x', kind), destination: { type: 'LOCAL', skipStorage: false, filenamePrefix: '', filename: 'f.sql' } },
+      logFields(kind),
+    )
     const table = STAGES[kind].map((s) => ({
       ...s,
       async run() {
@@ -177,7 +222,11 @@ describe('stepsStillDue at each stage an agent can be killed in', () => {
           const afterKill = await runnerRuns(kind, failed ? [failed, died] : [died])
           assert.deepEqual(afterKill.slice(0, k + 1), run.slice(0, k + 1))
           const expected = [...(finishing.has(died) ? [died] : []), ...afterKill.slice(k + 1)]
-          assert.deepEqual(stepsStillDue(kind, 'RUNNING', record(run.slice(0, k + 1)), true), expected, `${kind}, ${failed ?? 'nothing'} failed, killed during ${died}`)
+          assert.deepEqual(
+            stepsStillDue(kind, 'RUNNING', record(run.slice(0, k + 1)), true),
+            expected,
+            `${kind}, ${failed ?? 'nothing'} failed, killed during ${died}`,
+          )
         }
       }
     }
@@ -196,12 +245,25 @@ function request(id: string, kind: JobKind = 'backup', parameters: Record<string
 }
 
 /** A row as a killed agent left it: RUNNING, in `state`, with the stages it entered. */
-function runningRow(id: string, attempted: string[], extra: Partial<RecoveryRecord> = {}, parameters: Record<string, string> = {}): StoredJob {
+function runningRow(
+  id: string,
+  attempted: string[],
+  extra: Partial<RecoveryRecord> = {},
+  parameters: Record<string, string> = {},
+): StoredJob {
   const job = newJob(request(id, 'backup', parameters), logFields('backup'), new Date(1_000_000))
   job.attempted = attempted
   job.state = attempted.at(-1) ?? 'starting'
   const rec = { ...recoveryRecord(job), ...extra }
-  return { kind: 'backup', id, status: 'RUNNING', body: JSON.stringify(pollingBody(job)), record: JSON.stringify(rec), startedAt: 1_000_000, endedAt: null }
+  return {
+    kind: 'backup',
+    id,
+    status: 'RUNNING',
+    body: JSON.stringify(pollingBody(job)),
+    record: JSON.stringify(rec),
+    startedAt: 1_000_000,
+    endedAt: null,
+  }
 }
 
 /** A real store whose writes fail while `failing` is set. */
@@ -223,12 +285,22 @@ function setUp(scripts: Record<string, string>) {
     writeFileSync(file, `#!/bin/bash\necho "${stage}" >> '${trace}'\n${body}\n`)
     chmodSync(file, 0o755)
   }
-  const { config } = loadConfig({ client_username: 'u', client_password: 'p', directory_backup: join(root, 'b'), directory_restore: join(root, 'r'), scripts_path: scriptsPath, hook_timeout_seconds: '1' })
+  const { config } = loadConfig({
+    client_username: 'u',
+    client_password: 'p',
+    directory_backup: join(root, 'b'),
+    directory_restore: join(root, 'r'),
+    scripts_path: scriptsPath,
+    hook_timeout_seconds: '1',
+  })
   mkdirSync(config.directoryBackup, { recursive: true })
   const store = new FailingStore(join(root, 'state'))
   const registry = new JobRegistry(2, store)
   const deps = { config, registry, log: createLogger('silent'), agentEnv: {} }
-  const ran = () => readFileSync(trace, 'utf8').split('\n').filter((l) => l !== '')
+  const ran = () =>
+    readFileSync(trace, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
   const recordOf = (id: string) => JSON.parse(store.all().find((r) => r.id === id)?.record ?? '{}') as RecoveryRecord
   return { store, registry, deps, ran, recordOf }
 }
@@ -239,7 +311,10 @@ describe('markInterrupted and finishRecovery', () => {
     store.save(runningRow('j1', ['pre-backup-lock', 'pre-backup-check', 'backup']))
     const owing = registry.load()
     const items = markInterrupted(owing, registry)
-    assert.deepEqual(items.map((i) => i.pending), [['backup-cleanup', 'post-backup-unlock']])
+    assert.deepEqual(
+      items.map((i) => i.pending),
+      [['backup-cleanup', 'post-backup-unlock']],
+    )
     assert.deepEqual(recordOf('j1').pending, ['backup-cleanup', 'post-backup-unlock'], 'stored before anything runs')
     assert.equal(registry.delete('backup', 'j1'), 'owed')
 
@@ -258,7 +333,10 @@ describe('markInterrupted and finishRecovery', () => {
     const rec = JSON.parse(row.record) as RecoveryRecord
     store.save({ ...row, status: 'FAILED', endedAt: 1_000_500, record: JSON.stringify({ ...rec, pending: ['post-backup-unlock'] }) })
     const items = markInterrupted(registry.load(), registry)
-    assert.deepEqual(items.map((i) => i.pending), [['post-backup-unlock']])
+    assert.deepEqual(
+      items.map((i) => i.pending),
+      [['post-backup-unlock']],
+    )
     await finishRecovery(items, deps)
     assert.deepEqual(ran(), ['post-backup-unlock'])
     assert.deepEqual(recordOf('j2').pending, [])
@@ -275,7 +353,10 @@ describe('markInterrupted and finishRecovery', () => {
       const recorded = { pid, startTime: processStartTime(pid) ?? '', stage: 'post-backup-unlock' }
       store.save(runningRow('j3', stages, { script: recorded, boot: `not-${bootId()}` }))
       const items = markInterrupted(registry.load(), registry)
-      assert.deepEqual(items.map((i) => i.pending), [['post-backup-unlock']])
+      assert.deepEqual(
+        items.map((i) => i.pending),
+        [['post-backup-unlock']],
+      )
       assert.equal(recordOf('j3').script, undefined)
       await finishRecovery(items, deps)
       assert.deepEqual(ran(), ['post-backup-unlock'])

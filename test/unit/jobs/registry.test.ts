@@ -61,7 +61,15 @@ function owingRow(id: string, pending: string[], endedAt = 2_000_000): StoredJob
   j.errorMessage = 'interrupted by agent restart during backup'
   j.endedAt = new Date(endedAt)
   j.attempted = ['pre-backup-lock', 'pre-backup-check', 'backup']
-  return { kind: 'backup', id, status: 'FAILED', body: JSON.stringify(pollingBody(j)), record: JSON.stringify(recoveryRecord(j, pending)), startedAt: j.startedAt.getTime(), endedAt }
+  return {
+    kind: 'backup',
+    id,
+    status: 'FAILED',
+    body: JSON.stringify(pollingBody(j)),
+    record: JSON.stringify(recoveryRecord(j, pending)),
+    startedAt: j.startedAt.getTime(),
+    endedAt,
+  }
 }
 
 const stored = (store: JobStore, id: string) => store.all().find((r) => r.id === id)
@@ -205,7 +213,11 @@ describe('JobRegistry', () => {
       mock.timers.tick(4000)
       assert.equal(registry.unwritten, 0)
       assert.equal(JSON.parse(stored(store, 't')?.body ?? '{}').state, 'backup')
-      assert.deepEqual(problems, ['the job store could not be written (I/O error)', undefined], 'told once when it breaks, once when it works again')
+      assert.deepEqual(
+        problems,
+        ['the job store could not be written (I/O error)', undefined],
+        'told once when it breaks, once when it works again',
+      )
       const after = store.writes
       mock.timers.tick(120_000)
       assert.equal(store.writes, after, 'no retries once everything is written')
@@ -235,7 +247,11 @@ describe('JobRegistry', () => {
     const registry = new JobRegistry(2, store)
     const j = job('p')
     registry.start(j)
-    for (const error of [FULL(), Object.assign(new Error('EROFS: read-only file system, open /var/lib/x/jobs.sqlite'), { code: 'EROFS' }), new Error('unable to open /secret/path/jobs.sqlite')]) {
+    for (const error of [
+      FULL(),
+      Object.assign(new Error('EROFS: read-only file system, open /var/lib/x/jobs.sqlite'), { code: 'EROFS' }),
+      new Error('unable to open /secret/path/jobs.sqlite'),
+    ]) {
       store.failure = error
       registry.publish(j)
       assert.match(registry.storeProblem ?? '', /^the job store could not be written \(/)
@@ -248,7 +264,10 @@ describe('JobRegistry', () => {
     store.save(owingRow('done', [], 1_500_000))
     const registry = new JobRegistry(2, store)
     const owing = registry.load()
-    assert.deepEqual(owing.map((r) => r.id), ['owes'])
+    assert.deepEqual(
+      owing.map((r) => r.id),
+      ['owes'],
+    )
     assert.equal(registry.delete('backup', 'owes'), 'owed')
     assert.equal(registry.prune(10_000_000, 0, 0), 1, 'only the job that owes nothing is pruned')
     assert.ok(registry.get('backup', 'owes'))
@@ -265,10 +284,16 @@ describe('JobRegistry', () => {
     store.save(owingRow('owes', ['backup-cleanup', 'post-backup-unlock'], 100))
     store.save(owingRow('free', [], 100))
     store.save({ ...owingRow('unreadable', [], 100), record: '{not json' })
-    assert.deepEqual(store.prunable(1_000, 0).map((r) => r.id).sort(), ['free', 'unreadable'])
+    assert.deepEqual(
+      store
+        .prunable(1_000, 0)
+        .map((r) => r.id)
+        .sort(),
+      ['free', 'unreadable'],
+    )
   })
 
-  it('an old job\'s recovery never writes over a job this process runs with the same id', () => {
+  it("an old job's recovery never writes over a job this process runs with the same id", () => {
     const registry = new JobRegistry(2, store)
     const j = job('same')
     registry.start(j)
@@ -294,7 +319,11 @@ describe('JobRegistry', () => {
   })
 
   it('a store whose files were removed or moved while it ran is made again at its path and every row written to it', () => {
-    const moves = [(d: string) => rmSync(d, { recursive: true }), (d: string) => renameSync(d, `${d}.old`), (d: string) => rmSync(join(d, 'jobs.sqlite-wal'))]
+    const moves = [
+      (d: string) => rmSync(d, { recursive: true }),
+      (d: string) => renameSync(d, `${d}.old`),
+      (d: string) => rmSync(join(d, 'jobs.sqlite-wal')),
+    ]
     for (const move of moves) {
       const directory = mkdtempSync(join(tmpdir(), 'registry-relocated-'))
       const own = new JobStore(directory)
@@ -310,7 +339,17 @@ describe('JobRegistry', () => {
       own.close()
       const reopened = new JobStore(directory)
       try {
-        assert.deepEqual(reopened.all().map((r) => [r.id, r.status]).sort(), [['done', 'SUCCEEDED'], ['owing', 'FAILED'], ['running', 'RUNNING']])
+        assert.deepEqual(
+          reopened
+            .all()
+            .map((r) => [r.id, r.status])
+            .sort(),
+          [
+            ['done', 'SUCCEEDED'],
+            ['owing', 'FAILED'],
+            ['running', 'RUNNING'],
+          ],
+        )
         const { sealed, ...record } = JSON.parse(stored(reopened, 'running')?.record ?? '{}')
         const { sealed: _fresh, ...expected } = JSON.parse(JSON.stringify(recoveryRecord(running)))
         assert.deepEqual(record, expected, 'the running job keeps its recovery record')

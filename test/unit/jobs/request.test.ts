@@ -3,12 +3,27 @@ import assert from 'node:assert/strict'
 import { storedRequest } from '../../../src/jobs/recovery-record.ts'
 import { requestSecrets, type JobRequest } from '../../../src/jobs/request.ts'
 
-const SECRET_NAMED = ['db_pass', 'pgpassword', 'mysql_pwd', 'passphrase', 'api_key', 'redis_auth', 'credentials', 'private_pem', 'vault_token', 'client_secret', 'DB_PASS']
+const SECRET_NAMED = [
+  'db_pass',
+  'pgpassword',
+  'mysql_pwd',
+  'passphrase',
+  'api_key',
+  'redis_auth',
+  'credentials',
+  'private_pem',
+  'vault_token',
+  'client_secret',
+  'DB_PASS',
+]
 const PLAIN = ['port', 'retries', 'database_name', 'tag', 'sleep_secs']
 
 function request(parameters: Record<string, string>): JobRequest {
   return {
-    kind: 'backup', id: 'a'.repeat(24), compression: false, encryptionKey: '',
+    kind: 'backup',
+    id: 'a'.repeat(24),
+    compression: false,
+    encryptionKey: '',
     destination: { type: 'LOCAL', skipStorage: false, filenamePrefix: '', filename: '' },
     database: { host: 'h', username: 'u', password: '', database: 'd', parameters },
   }
@@ -21,7 +36,7 @@ describe('secret-named parameters', () => {
     assert.deepEqual(requestSecrets(request(parameters)).sort(), SECRET_NAMED.map((n) => `value-of-${n}`).sort())
   })
 
-  it('are blanked in the stored request (recovery\'s copy is sealed); the others are kept', () => {
+  it("are blanked in the stored request (recovery's copy is sealed); the others are kept", () => {
     const stored = storedRequest(request(parameters)).database.parameters
     for (const name of SECRET_NAMED) assert.equal(stored[name], '', name)
     for (const name of PLAIN) assert.equal(stored[name], `value-of-${name}`, name)
@@ -31,7 +46,10 @@ describe('secret-named parameters', () => {
 describe('PEM keys among the secrets', () => {
   it('add each base64 line and the body on one line, for the key and for a key in a parameter', async () => {
     const { generateKeyPairSync } = await import('node:crypto')
-    const pem = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString().replace(/\n/g, '\r\n')
+    const pem = generateKeyPairSync('rsa', { modulusLength: 1024 })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString()
+      .replace(/\n/g, '\r\n')
     const lines = pem.split('\r\n').filter((l) => l !== '' && !l.startsWith('-----'))
     const r = request({ tls_key: pem, port: '1' })
     r.encryptionKey = pem

@@ -4,7 +4,18 @@
 // allowed_to_delete_files.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,7 +32,12 @@ const DATA = Buffer.from('the rows of a dump\n'.repeat(100))
 async function encoded(data: Buffer): Promise<Buffer> {
   const encoder = createEncoder({ compression: 'none', encryptionKey: '' })
   const parts: Buffer[] = []
-  for await (const chunk of encoder.encode((async function* () { yield data })())) parts.push(Buffer.from(chunk))
+  for await (const chunk of encoder.encode(
+    (async function* () {
+      yield data
+    })(),
+  ))
+    parts.push(Buffer.from(chunk))
   return Buffer.concat(parts)
 }
 const OSB = await encoded(DATA)
@@ -95,7 +111,10 @@ describe('restore download stage', () => {
       const before = tree(root, directory)
       await assert.rejects(download(context(directory, filename, { allowed: true })), (error: Error) => {
         assert.ok(error instanceof JobError)
-        assert.match(error.message, /^the decoded file's name \(.*osb without \.osb\) is ".*", which is not a single file name the agent may write in the job directory$/)
+        assert.match(
+          error.message,
+          /^the decoded file's name \(.*osb without \.osb\) is ".*", which is not a single file name the agent may write in the job directory$/,
+        )
         return true
       })
       assert.deepEqual(tree(root, directory), before, filename)
@@ -114,21 +133,24 @@ describe('restore download stage', () => {
     }
     const piece = fc.constantFrom('.', '..', 'osb', '.osb', 'a', '/', 'b.sql')
     await fc.assert(
-      fc.asyncProperty(fc.array(piece, { maxLength: 5 }).map((parts) => parts.join('')), async (filename) => {
-        const { root, directory } = layout()
-        const before = tree(root, directory)
-        const expected = expectedName(filename)
-        const run = download(context(directory, filename))
-        if (expected === undefined) {
-          await assert.rejects(run, JobError)
-          assert.deepEqual(readdirSync(directory), [])
-        } else {
-          await run
-          assert.deepEqual(readdirSync(directory), [expected])
-          assert.deepEqual(readFileSync(join(directory, expected)), DATA)
-        }
-        assert.deepEqual(tree(root, directory), before)
-      }),
+      fc.asyncProperty(
+        fc.array(piece, { maxLength: 5 }).map((parts) => parts.join('')),
+        async (filename) => {
+          const { root, directory } = layout()
+          const before = tree(root, directory)
+          const expected = expectedName(filename)
+          const run = download(context(directory, filename))
+          if (expected === undefined) {
+            await assert.rejects(run, JobError)
+            assert.deepEqual(readdirSync(directory), [])
+          } else {
+            await run
+            assert.deepEqual(readdirSync(directory), [expected])
+            assert.deepEqual(readFileSync(join(directory, expected)), DATA)
+          }
+          assert.deepEqual(tree(root, directory), before)
+        },
+      ),
       { numRuns: 150 },
     )
   })
@@ -139,7 +161,10 @@ describe('restore download stage', () => {
       const at = join(directory, 'dump')
       if (plant === 'file') writeFileSync(at, 'mine')
       else symlinkSync(join(root, 'nowhere'), at)
-      await assert.rejects(download(context(directory, 'dump.osb')), /dump already exists and allowed_to_delete_files is false, so it is not replaced/)
+      await assert.rejects(
+        download(context(directory, 'dump.osb')),
+        /dump already exists and allowed_to_delete_files is false, so it is not replaced/,
+      )
       assert.deepEqual(readdirSync(directory), ['dump'])
       if (plant === 'file') assert.equal(readFileSync(at, 'utf8'), 'mine')
       else assert.equal(readlinkSync(at), join(root, 'nowhere'))
@@ -151,7 +176,10 @@ describe('restore download stage', () => {
     for (const allowed of [false, true]) {
       const { root, directory } = layout()
       const target = join(root, 'beside')
-      const storage = fakeStorage(() => DATA, () => symlinkSync(target, join(directory, 'dump.sql')))
+      const storage = fakeStorage(
+        () => DATA,
+        () => symlinkSync(target, join(directory, 'dump.sql')),
+      )
       const run = download(context(directory, 'dump.sql', { allowed, storage }))
       if (allowed) {
         await run
@@ -182,7 +210,11 @@ describe('restore download stage', () => {
       )
       await download(context(directory, filename, { allowed: true, storage }))
       assert.deepEqual(readdirSync(outside), [], `${filename}: nothing was written outside`)
-      assert.deepEqual(readFileSync(join(directory, filename === 'dump.osb' ? 'dump' : filename)), DATA, `${filename}: the restore file is in place`)
+      assert.deepEqual(
+        readFileSync(join(directory, filename === 'dump.osb' ? 'dump' : filename)),
+        DATA,
+        `${filename}: the restore file is in place`,
+      )
       assert.deepEqual(readdirSync(join(directory, 'moved')), [], `${filename}: the temporary files were removed through the handle`)
     }
   })

@@ -142,13 +142,20 @@ describe('runStages: which stages apply', () => {
     })
     assert.deepEqual(streamed.ran, withoutUpload)
     const restore = await walk('restore', () => {}, { job: { streamRestore: true } })
-    assert.deepEqual(restore.ran, ALL.restore.filter((s) => s !== 'download'))
+    assert.deepEqual(
+      restore.ran,
+      ALL.restore.filter((s) => s !== 'download'),
+    )
   })
 
   it('runs cleanup after a failed backup with skipStorage (its upload never applied)', async () => {
-    const { ran } = await walk('backup', (stage) => {
-      if (stage.name === 'backup') throw new JobError('backup failed')
-    }, { job: { request: request('backup', 'j', true) } })
+    const { ran } = await walk(
+      'backup',
+      (stage) => {
+        if (stage.name === 'backup') throw new JobError('backup failed')
+      },
+      { job: { request: request('backup', 'j', true) } },
+    )
     assert.deepEqual(ran, AFTER_FAILURE.backup.backup)
   })
 })
@@ -212,7 +219,13 @@ describe('runStages: a cancel at each position', () => {
 describe('runJob through the registry', () => {
   function setUp() {
     const root = mkdtempSync(join(tmpdir(), 'runner-'))
-    const { config } = loadConfig({ client_username: 'u', client_password: 'p', directory_backup: join(root, 'b'), directory_restore: join(root, 'r'), scripts_path: join(root, 'scripts') })
+    const { config } = loadConfig({
+      client_username: 'u',
+      client_password: 'p',
+      directory_backup: join(root, 'b'),
+      directory_restore: join(root, 'r'),
+      scripts_path: join(root, 'scripts'),
+    })
     const store = new JobStore(join(root, 'state'))
     const registry = new JobRegistry(2, store)
     const deps = { config, registry, log: createLogger('silent'), agentEnv: {} }
@@ -247,7 +260,8 @@ describe('runJob through the registry', () => {
               try {
                 const next = poll()
                 assert.equal(next, stored(kind, job.id), `after ${stage.name}: the poll's body is the stored one`)
-                if (field) assert.equal(JSON.parse(next ?? '{}')[field], `output of ${stage.name}`, `after ${stage.name}: its output is visible`)
+                if (field)
+                  assert.equal(JSON.parse(next ?? '{}')[field], `output of ${stage.name}`, `after ${stage.name}: its output is visible`)
                 resolve()
               } catch (error) {
                 reject(error as Error)
@@ -259,7 +273,10 @@ describe('runJob through the registry', () => {
 
       await runJob(job, entry.live.cancel.signal, deps, table)
       await Promise.all(afterwards)
-      assert.deepEqual(inside, ALL[kind].map((stage) => ({ stage, state: stage, status: 'RUNNING' })))
+      assert.deepEqual(
+        inside,
+        ALL[kind].map((stage) => ({ stage, state: stage, status: 'RUNNING' })),
+      )
       const final = JSON.parse(poll() ?? '{}')
       assert.equal(poll(), stored(kind, job.id))
       assert.equal(final.status, 'SUCCEEDED')
@@ -269,7 +286,7 @@ describe('runJob through the registry', () => {
     })
   }
 
-  it("registry.cancel reaches the running stage through the signal start() handed to the runner; the job ends FAILED", async () => {
+  it('registry.cancel reaches the running stage through the signal start() handed to the runner; the job ends FAILED', async () => {
     const { registry, deps, stored } = setUp()
     const job = newJob(request('backup'), logFields('backup'))
     const entry = registry.start(job)

@@ -22,10 +22,14 @@ function watched(): { state: string; parent: string; checked: () => Promise<void
   for (const file of ['jobs.sqlite', 'jobs.sqlite-wal']) writeFileSync(join(state, file), 'x')
   let count = 0
   let waiting: (() => void) | undefined
-  watch = watchStoreDirectory(state, () => {
-    count++
-    waiting?.()
-  }, { settleMs: 20 })
+  watch = watchStoreDirectory(
+    state,
+    () => {
+      count++
+      waiting?.()
+    },
+    { settleMs: 20 },
+  )
   const checked = () =>
     new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no check within ${NOTICED_WITHIN_MS} ms`)), NOTICED_WITHIN_MS)
@@ -47,11 +51,14 @@ function remake(state: string): void {
 const losses: [string, (state: string, parent: string) => void][] = [
   ['the folder removed', (state) => rmSync(state, { recursive: true })],
   ['the folder moved away', (state) => renameSync(state, `${state}.old`)],
-  ['the folder moved away and a symlink to another put at its name', (state, parent) => {
-    renameSync(state, `${state}.old`)
-    mkdirSync(join(parent, 'elsewhere'))
-    symlinkSync(join(parent, 'elsewhere'), state)
-  }],
+  [
+    'the folder moved away and a symlink to another put at its name',
+    (state, parent) => {
+      renameSync(state, `${state}.old`)
+      mkdirSync(join(parent, 'elsewhere'))
+      symlinkSync(join(parent, 'elsewhere'), state)
+    },
+  ],
   ['the WAL file removed', (state) => rmSync(join(state, 'jobs.sqlite-wal'))],
   ['the database file renamed', (state) => renameSync(join(state, 'jobs.sqlite'), join(state, 'jobs.sqlite.bak'))],
 ]
@@ -94,10 +101,14 @@ describe('watchStoreDirectory', () => {
     const state = join(parent, 'state')
     let checks = 0
     let resolve: () => void = () => {}
-    watch = watchStoreDirectory(state, () => {
-      checks++
-      resolve()
-    }, { settleMs: 20 })
+    watch = watchStoreDirectory(
+      state,
+      () => {
+        checks++
+        resolve()
+      },
+      { settleMs: 20 },
+    )
     let next = new Promise<void>((r) => (resolve = r))
     remake(state)
     await next

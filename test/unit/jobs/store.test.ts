@@ -6,7 +6,13 @@ import { join } from 'node:path'
 import { CHECKPOINT_DELAY_MS, JobStore, type StoredJob } from '../../../src/jobs/store.ts'
 
 const row = (id: string, status: StoredJob['status'], endedAt: number | null): StoredJob => ({
-  kind: 'backup', id, status, body: `{"id":"${id}"}`, record: '{}', startedAt: 1, endedAt,
+  kind: 'backup',
+  id,
+  status,
+  body: `{"id":"${id}"}`,
+  record: '{}',
+  startedAt: 1,
+  endedAt,
 })
 
 describe('JobStore', () => {
@@ -26,7 +32,10 @@ describe('JobStore', () => {
     store.save({ ...row('a', 'FAILED', 5), body: '{"v":2}' })
     store.close()
     const again = new JobStore(dir)
-    assert.deepEqual(again.all().map((r) => [r.id, r.status, r.body, r.endedAt]), [['a', 'FAILED', '{"v":2}', 5]])
+    assert.deepEqual(
+      again.all().map((r) => [r.id, r.status, r.body, r.endedAt]),
+      [['a', 'FAILED', '{"v":2}', 5]],
+    )
     again.close()
   })
 
@@ -36,12 +45,21 @@ describe('JobStore', () => {
     store.save(row('mid', 'FAILED', 200))
     store.save(row('new', 'SUCCEEDED', 300))
     store.save(row('running', 'RUNNING', null))
-    assert.deepEqual(store.prunable(150, 10).map((r) => r.id), ['old'])
-    assert.deepEqual(store.prunable(0, 1).map((r) => r.id).sort(), ['mid', 'old'])
+    assert.deepEqual(
+      store.prunable(150, 10).map((r) => r.id),
+      ['old'],
+    )
+    assert.deepEqual(
+      store
+        .prunable(0, 1)
+        .map((r) => r.id)
+        .sort(),
+      ['mid', 'old'],
+    )
     store.close()
   })
 
-  it('leaves no byte of a running job\'s record in its files once the job no longer owes anything', async () => {
+  it("leaves no byte of a running job's record in its files once the job no longer owes anything", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'store-'))
     const store = new JobStore(dir)
     const secret = 'recovery-secret-Vq82'
@@ -50,7 +68,12 @@ describe('JobStore', () => {
       ...row(id, 'RUNNING', null),
       record: JSON.stringify({ request: { authSecret: secret, padding: secret.repeat(size) }, ...(pending ? { pending } : {}) }),
     })
-    const bytes = () => ['', '-wal'].map((suffix) => join(dir, `jobs.sqlite${suffix}`)).filter(existsSync).map((f) => readFileSync(f).toString('latin1')).join('')
+    const bytes = () =>
+      ['', '-wal']
+        .map((suffix) => join(dir, `jobs.sqlite${suffix}`))
+        .filter(existsSync)
+        .map((f) => readFileSync(f).toString('latin1'))
+        .join('')
     for (let i = 0; i < 20; i++) {
       store.save(running('small', 1))
       store.save(running('large', 600))
@@ -66,7 +89,10 @@ describe('JobStore', () => {
     while (bytes().includes(secret) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50))
     assert.ok(!bytes().includes(secret), 'no byte of the secret is left in the database or its WAL')
     store.close()
-    assert.deepEqual(new JobStore(dir).all().map((r) => r.status), ['FAILED', 'SUCCEEDED', 'FAILED'])
+    assert.deepEqual(
+      new JobStore(dir).all().map((r) => r.status),
+      ['FAILED', 'SUCCEEDED', 'FAILED'],
+    )
   })
 
   it('runs a due checkpoint when it closes: an agent that stops at once leaves no secret in the WAL', () => {
@@ -76,7 +102,11 @@ describe('JobStore', () => {
     for (let i = 0; i < 5; i++) store.save({ ...row('job', 'RUNNING', null), record: JSON.stringify({ request: { authSecret: secret } }) })
     store.save({ ...row('job', 'SUCCEEDED', 9), record: '{"request":{"authSecret":""}}' })
     store.close()
-    const bytes = ['', '-wal'].map((suffix) => join(dir, `jobs.sqlite${suffix}`)).filter(existsSync).map((f) => readFileSync(f).toString('latin1')).join('')
+    const bytes = ['', '-wal']
+      .map((suffix) => join(dir, `jobs.sqlite${suffix}`))
+      .filter(existsSync)
+      .map((f) => readFileSync(f).toString('latin1'))
+      .join('')
     assert.ok(bytes.includes('SUCCEEDED') || bytes.length > 0, 'the files are there')
     assert.ok(!bytes.includes(secret), 'no byte of the secret is left after close')
   })

@@ -28,7 +28,11 @@ describe('heldMessage', () => {
       "the backup script exited but a process it started (pid 42) and a process outside its process group (pid 99) kept BACKUP_STREAM open for 5 s; the one it started was stopped, the agent gave up on the stream (it does not signal a process outside the script's group) and the backup is incomplete",
     )
     assert.equal(
-      heldMessage(backup, Array.from({ length: 12 }, (_, i) => holder(100 + i, 7)), 7),
+      heldMessage(
+        backup,
+        Array.from({ length: 12 }, (_, i) => holder(100 + i, 7)),
+        7,
+      ),
       'the backup script exited but processes it started (pids 100, 101, 102, 103, 104, 105, 106, 107, 108, 109 and 2 more) kept BACKUP_STREAM open for 5 s; they were stopped and the backup is incomplete',
     )
     assert.equal(
@@ -60,7 +64,14 @@ describe('streamAfterScript', () => {
     const calls = { giveUp: [] as string[], unheld: 0 }
     return {
       calls,
-      side: { what: 'backup', variable: 'BACKUP_STREAM', pipe, settled, whenUnheld: () => calls.unheld++, giveUp: (reason: string) => calls.giveUp.push(reason) } as const,
+      side: {
+        what: 'backup',
+        variable: 'BACKUP_STREAM',
+        pipe,
+        settled,
+        whenUnheld: () => calls.unheld++,
+        giveUp: (reason: string) => calls.giveUp.push(reason),
+      } as const,
     }
   }
 

@@ -10,7 +10,19 @@ const request: JobRequest = {
   id: 'j',
   compression: false,
   encryptionKey: '',
-  destination: { type: 'S3', bucket: 'b', endpoint: 'e', endpointUrl: 'https://e', useSSL: true, region: undefined, authKey: 'k', authSecret: 's', skipStorage: false, filenamePrefix: '', filename: '' },
+  destination: {
+    type: 'S3',
+    bucket: 'b',
+    endpoint: 'e',
+    endpointUrl: 'https://e',
+    useSSL: true,
+    region: undefined,
+    authKey: 'k',
+    authSecret: 's',
+    skipStorage: false,
+    filenamePrefix: '',
+    filename: '',
+  },
   database: { host: 'h', username: 'u', password: 'p', database: 'd', parameters: {} },
 }
 

@@ -34,7 +34,13 @@ describe('Prometheus exposition', () => {
       ].join('\n'),
     )
     const families = parsePrometheusText(text)
-    assert.deepEqual(families.map((f) => [f.name, f.type]), [['jobs_total', 'counter'], ['up', 'gauge']])
+    assert.deepEqual(
+      families.map((f) => [f.name, f.type]),
+      [
+        ['jobs_total', 'counter'],
+        ['up', 'gauge'],
+      ],
+    )
   })
 
   it('shows a family without labels at zero before anything happened, and one with labels not at all', async () => {
@@ -64,20 +70,34 @@ describe('Prometheus exposition', () => {
 
   it('any label value and HELP text reads back as written (generated strings)', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.string({ unit: 'binary' }), { minLength: 1, maxLength: 5 }), fc.string({ unit: 'binary' }), async (values, help) => {
-        const r = new Registry()
-        const g = r.gauge('g', help, ['v'])
-        values.forEach((v, i) => g.set({ v }, i))
-        const [family] = parsePrometheusText(await r.render())
-        assert.equal(family?.help, help.toWellFormed())
-        const wanted = new Map(values.map((v, i) => [v.toWellFormed(), i]))
-        assert.deepEqual(new Map(family?.samples.map((s) => [s.labels.v, s.value])), wanted)
-      }),
+      fc.asyncProperty(
+        fc.array(fc.string({ unit: 'binary' }), { minLength: 1, maxLength: 5 }),
+        fc.string({ unit: 'binary' }),
+        async (values, help) => {
+          const r = new Registry()
+          const g = r.gauge('g', help, ['v'])
+          values.forEach((v, i) => g.set({ v }, i))
+          const [family] = parsePrometheusText(await r.render())
+          assert.equal(family?.help, help.toWellFormed())
+          const wanted = new Map(values.map((v, i) => [v.toWellFormed(), i]))
+          assert.deepEqual(new Map(family?.samples.map((s) => [s.labels.v, s.value])), wanted)
+        },
+      ),
     )
   })
 
   it('writes numbers as the format reads them', () => {
-    const cases: [number, string][] = [[0, '0'], [5, '5'], [0.25, '0.25'], [1e-7, '1e-7'], [1.5e21, '1.5e+21'], [-3, '-3'], [Infinity, '+Inf'], [-Infinity, '-Inf'], [NaN, 'NaN']]
+    const cases: [number, string][] = [
+      [0, '0'],
+      [5, '5'],
+      [0.25, '0.25'],
+      [1e-7, '1e-7'],
+      [1.5e21, '1.5e+21'],
+      [-3, '-3'],
+      [Infinity, '+Inf'],
+      [-Infinity, '-Inf'],
+      [NaN, 'NaN'],
+    ]
     for (const [value, text] of cases) assert.equal(formatValue(value), text)
     fc.assert(
       fc.property(fc.double(), (value) => {
@@ -95,10 +115,16 @@ describe('Prometheus exposition', () => {
     const text = await r.render()
     const families = parsePrometheusText(text)
     const bucket = (kind: string, le: string) => sampleValue(families, 'd_seconds_bucket', { kind, le })
-    assert.deepEqual(['0.1', '1', '5', '+Inf'].map((le) => bucket('a', le)), [2, 4, 6, 8])
+    assert.deepEqual(
+      ['0.1', '1', '5', '+Inf'].map((le) => bucket('a', le)),
+      [2, 4, 6, 8],
+    )
     assert.equal(sampleValue(families, 'd_seconds_count', { kind: 'a' }), 8)
     assert.equal(sampleValue(families, 'd_seconds_sum', { kind: 'a' }), 0.05 + 0.1 + 0.5 + 1 + 3 + 5 + 7 + 100)
-    assert.deepEqual(['0.1', '1', '5', '+Inf'].map((le) => bucket('b', le)), [0, 0, 1, 1])
+    assert.deepEqual(
+      ['0.1', '1', '5', '+Inf'].map((le) => bucket('b', le)),
+      [0, 0, 1, 1],
+    )
     assert.match(text, /^d_seconds_bucket\{kind="a",le="\+Inf"\} 8$/m)
   })
 
@@ -112,7 +138,8 @@ describe('Prometheus exposition', () => {
           const h = r.histogram('h', 'generated', [], bounds)
           for (const v of values) h.observe({}, v)
           const families = parsePrometheusText(await r.render())
-          for (const le of bounds) assert.equal(sampleValue(families, 'h_bucket', { le: formatValue(le) }), values.filter((v) => v <= le).length, `le=${le}`)
+          for (const le of bounds)
+            assert.equal(sampleValue(families, 'h_bucket', { le: formatValue(le) }), values.filter((v) => v <= le).length, `le=${le}`)
           assert.equal(sampleValue(families, 'h_count'), values.length)
         },
       ),
@@ -130,7 +157,8 @@ describe('Prometheus exposition', () => {
   it('refuses names the format does not allow, le on a histogram, and a family registered twice', () => {
     const r = new Registry()
     for (const name of ['', '1abc', 'a-b', 'a b', 'é']) assert.throws(() => r.counter(name, 'x'), /not a metric name/)
-    for (const label of ['', '1a', 'a-b', '__reserved', 'a:b']) assert.throws(() => r.gauge(`g_${label.length}_${Math.random().toString(36).slice(2)}`, 'x', [label]), /not a label name/)
+    for (const label of ['', '1a', 'a-b', '__reserved', 'a:b'])
+      assert.throws(() => r.gauge(`g_${label.length}_${Math.random().toString(36).slice(2)}`, 'x', [label]), /not a label name/)
     assert.throws(() => r.histogram('h', 'x', ['le'], [1]), /not a label name/)
     assert.throws(() => r.gauge('twice', 'x', ['a', 'a']), /twice/)
     assert.throws(() => r.histogram('no_buckets', 'x', [], []), /buckets/)
@@ -151,7 +179,16 @@ describe('Prometheus exposition', () => {
   })
 
   it('the oracle itself refuses what the format does not allow', () => {
-    for (const bad of ['x 1', 'x{a="1"} one\n', 'x{a="\\q"} 1\n', 'x{a="1"\n', '# TYPE x countr\n', 'x 1\ny 1\nx 2\n', 'x 1\nx 2\n', '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n']) {
+    for (const bad of [
+      'x 1',
+      'x{a="1"} one\n',
+      'x{a="\\q"} 1\n',
+      'x{a="1"\n',
+      '# TYPE x countr\n',
+      'x 1\ny 1\nx 2\n',
+      'x 1\nx 2\n',
+      '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n',
+    ]) {
       assert.throws(() => parsePrometheusText(bad), Error, JSON.stringify(bad))
     }
   })

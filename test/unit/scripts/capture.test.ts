@@ -46,7 +46,7 @@ describe('TailCapture', () => {
     assert.equal(c.text(), `the password is ${MASK}`)
   })
 
-  it('leaves no piece of a long secret printed many times at the cut (the review\'s case)', () => {
+  it("leaves no piece of a long secret printed many times at the cut (the review's case)", () => {
     const secret = 'Zy8-'.repeat(25) // 100 characters
     const c = new TailCapture(1000, [secret])
     for (let i = 0; i < 500; i++) c.push(Buffer.from(`${secret}\n`))
@@ -107,7 +107,9 @@ describe('TailCapture at the edges', () => {
           assert.ok(Buffer.byteLength(body) <= maxBytes, `${Buffer.byteLength(body)} > ${maxBytes}`)
           if (body !== text) assert.equal(Buffer.byteLength(body), Number(/last (\d+) bytes/.exec(text)?.[1]))
           else assert.ok(bytes.length <= maxBytes || body.length < stream.length)
-          for (const f of printed(s)) for (const w of windows(f)) if (!MASK.includes(w)) assert.ok(!body.includes(w), `${JSON.stringify(w)} of ${JSON.stringify(f)} in ${JSON.stringify(body)}`)
+          for (const f of printed(s))
+            for (const w of windows(f))
+              if (!MASK.includes(w)) assert.ok(!body.includes(w), `${JSON.stringify(w)} of ${JSON.stringify(f)} in ${JSON.stringify(body)}`)
         },
       ),
       { numRuns: 300 },
@@ -116,14 +118,18 @@ describe('TailCapture at the edges', () => {
 
   it('keeps the end of the output and cuts plain text to exactly maxBytes', () => {
     fc.assert(
-      fc.property(fc.array(fc.constantFrom('x', 'y', '\n'), { minLength: 1, maxLength: 5000 }), fc.integer({ min: 1, max: 4000 }), (chars, maxBytes) => {
-        const stream = chars.join('')
-        const c = new TailCapture(maxBytes, ['never-printed'])
-        c.push(Buffer.from(stream))
-        const text = c.text()
-        if (stream.length <= maxBytes) assert.equal(text, stream)
-        else assert.equal(text, `[output cut: earlier bytes not kept, showing the last ${maxBytes} bytes]\n${stream.slice(-maxBytes)}`)
-      }),
+      fc.property(
+        fc.array(fc.constantFrom('x', 'y', '\n'), { minLength: 1, maxLength: 5000 }),
+        fc.integer({ min: 1, max: 4000 }),
+        (chars, maxBytes) => {
+          const stream = chars.join('')
+          const c = new TailCapture(maxBytes, ['never-printed'])
+          c.push(Buffer.from(stream))
+          const text = c.text()
+          if (stream.length <= maxBytes) assert.equal(text, stream)
+          else assert.equal(text, `[output cut: earlier bytes not kept, showing the last ${maxBytes} bytes]\n${stream.slice(-maxBytes)}`)
+        },
+      ),
     )
   })
 })

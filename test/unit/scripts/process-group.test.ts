@@ -48,14 +48,23 @@ describe('processes that hold a pipe', () => {
     rmSync(join(dir, 'stream'))
     const second = holder('stream') // the same name, another pipe
     const found = await processesHolding(first.pipe)
-    assert.deepEqual(found.map((h) => h.pid), [first.pid])
+    assert.deepEqual(
+      found.map((h) => h.pid),
+      [first.pid],
+    )
     assert.equal(found[0]?.group, first.pid, 'detached: its own group')
     assert.equal(processGroupOf(first.pid), first.pid)
-    assert.deepEqual((await processesHolding(second.pipe)).map((h) => h.pid), [second.pid])
+    assert.deepEqual(
+      (await processesHolding(second.pipe)).map((h) => h.pid),
+      [second.pid],
+    )
     // the agent's own descriptors never count
     const mine = openSync(join(dir, 'stream'), constants.O_RDWR)
     try {
-      assert.deepEqual((await processesHolding(second.pipe)).map((h) => h.pid), [second.pid])
+      assert.deepEqual(
+        (await processesHolding(second.pipe)).map((h) => h.pid),
+        [second.pid],
+      )
     } finally {
       closeSync(mine)
     }
@@ -66,7 +75,10 @@ describe('processes that hold a pipe', () => {
     const stubborn = holder('stubborn', ['bash', '-c', "trap '' TERM; exec sleep 1000"])
     await new Promise((resolve) => setTimeout(resolve, 100)) // bash has set its trap and exec'd
     const holders = [...(await processesHolding(polite.pipe)), ...(await processesHolding(stubborn.pipe))]
-    assert.deepEqual(holders.map((h) => h.pid), [polite.pid, stubborn.pid])
+    assert.deepEqual(
+      holders.map((h) => h.pid),
+      [polite.pid, stubborn.pid],
+    )
     await stopProcesses(holders, 200)
     assert.equal(alive(polite.pid), false)
     assert.equal(alive(stubborn.pid), false)

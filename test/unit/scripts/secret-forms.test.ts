@@ -78,7 +78,10 @@ function printedByTools(secrets: readonly string[]): Printed[] {
   try {
     const file = join(dir, 'secrets')
     writeFileSync(file, secrets.map((s) => `${s}\0`).join(''))
-    const [python, unknown] = JSON.parse(run('python3', ['-c', PYTHON_RENDER, file], { LC_ALL: 'C.UTF-8', PYTHONUTF8: '1' })) as [string[][], boolean[]]
+    const [python, unknown] = JSON.parse(run('python3', ['-c', PYTHON_RENDER, file], { LC_ALL: 'C.UTF-8', PYTHONUTF8: '1' })) as [
+      string[][],
+      boolean[],
+    ]
     const jq = JSON.parse(run('jq', ['-Rsc', JQ_RENDER, file], { LC_ALL: 'C.UTF-8' })) as string[][]
     const bash = LOCALES.map((locale) => run('bash', ['-c', BASH_RENDER, 'render', file], { LC_ALL: locale }).split('\0'))
     const scripts = LOCALES.map((locale) => run('bash', ['-c', BASH_SCRIPT, 'script', file], { LC_ALL: locale }).split('\0'))
@@ -87,7 +90,10 @@ function printedByTools(secrets: readonly string[]): Printed[] {
       assert.equal(tools.length, 12, `python and jq rendered ${JSON.stringify(secret)}`)
       const renderings = bash.map((records) => {
         const [q, at, declared, trace] = records.slice(4 * i, 4 * i + 4).map(String) as [string, string, string, string]
-        assert.ok(declared.startsWith('declare -- PW=') && trace.startsWith('+ : ') && trace.endsWith('\n'), JSON.stringify({ declared, trace }))
+        assert.ok(
+          declared.startsWith('declare -- PW=') && trace.startsWith('+ : ') && trace.endsWith('\n'),
+          JSON.stringify({ declared, trace }),
+        )
         return [...tools, q, at, declared.slice('declare -- PW='.length, -1), trace.slice(4, -1)].map(String)
       })
       // the script's output, then the Python and jq lines it would print after it
@@ -101,17 +107,59 @@ function printedByTools(secrets: readonly string[]): Printed[] {
 
 /** A rendering and what is inside its outer quotes. */
 function withInner(rendering: string): string[] {
-  const inner = rendering.startsWith("$'") && rendering.endsWith("'") && rendering.length > 3
-    ? rendering.slice(2, -1)
-    : /^(['"]).*\1$/s.test(rendering) && rendering.length > 2 ? rendering.slice(1, -1) : rendering
+  const inner =
+    rendering.startsWith("$'") && rendering.endsWith("'") && rendering.length > 3
+      ? rendering.slice(2, -1)
+      : /^(['"]).*\1$/s.test(rendering) && rendering.length > 2
+        ? rendering.slice(1, -1)
+        : rendering
   // repr of bytes: b'…'
   const bytesInner = /^b(['"]).*\1$/s.test(rendering) ? rendering.slice(2, -1) : inner
   return [...new Set([rendering, inner, bytesInner])]
 }
 
 /** Characters shells and encoders treat specially, besides plain letters. */
-const SPECIAL = [' ', "'", '"', '\\', '$', '`', '!', '*', '%', '+', '&', '/', '~', '#', '=', '-', '<', '>', ';', '(', '{', '[', '?', '|',
-  '\n', '\t', '\r', '\x01', '\x07', '\x1b', '\x7f', 'é', 'ß', '日', '😀', '\u0085', '\u00a0', '\u2028', '\ufeff']
+const SPECIAL = [
+  ' ',
+  "'",
+  '"',
+  '\\',
+  '$',
+  '`',
+  '!',
+  '*',
+  '%',
+  '+',
+  '&',
+  '/',
+  '~',
+  '#',
+  '=',
+  '-',
+  '<',
+  '>',
+  ';',
+  '(',
+  '{',
+  '[',
+  '?',
+  '|',
+  '\n',
+  '\t',
+  '\r',
+  '\x01',
+  '\x07',
+  '\x1b',
+  '\x7f',
+  'é',
+  'ß',
+  '日',
+  '😀',
+  '\u0085',
+  '\u00a0',
+  '\u2028',
+  '\ufeff',
+]
 const LETTERS = ['a', 'b', 'Z', 'k', '0', '9', '_', '.']
 
 const shellishSecrets = fc
@@ -137,7 +185,10 @@ function assertMasked(secrets: readonly string[]): void {
         assert.ok(raw.includes(rendering), `the output holds ${JSON.stringify(rendering)}`)
         for (const form of withInner(rendering)) {
           if ([...form].length < 4) continue
-          assert.ok(!masked.includes(form), `${JSON.stringify(form)} (of ${JSON.stringify(secret)}) survives with LC_ALL=${LOCALES[l]}:\n${masked}`)
+          assert.ok(
+            !masked.includes(form),
+            `${JSON.stringify(form)} (of ${JSON.stringify(secret)}) survives with LC_ALL=${LOCALES[l]}:\n${masked}`,
+          )
         }
       }
       // the same through maskSecrets (messages that quote output)
@@ -148,7 +199,7 @@ function assertMasked(secrets: readonly string[]): void {
 }
 
 describe('secret forms, against the real tools', () => {
-  it('the example of the review: bash xtrace of it\'s-…', () => {
+  it("the example of the review: bash xtrace of it's-…", () => {
     const secret = "it's-a-Pa$$word"
     const [printed] = printedByTools([secret])
     assert.ok(printed?.outputs[1]?.includes(`+ : 'it'\\''s-a-Pa$$word'`), printed?.outputs[1]) // what the review saw
@@ -165,7 +216,7 @@ describe('secret forms, against the real tools', () => {
 
   it('the oracle sees the tools print what masking must catch', () => {
     // each rendering differs from the raw secret, so the checks above test more than the raw form
-    const secret = "a'b\"c\\d e\n$é"
+    const secret = 'a\'b"c\\d e\n$é'
     const [printed] = printedByTools([secret])
     const forms = printed?.renderings.flat() ?? []
     assert.ok(forms.filter((f) => !f.includes(secret)).length >= 10, forms.join('\n'))
@@ -185,14 +236,52 @@ describe('secret forms, against the real tools', () => {
  * Perl's quotemeta of the bytes.
  */
 const BYTE_RENDERERS: { name: string; command: string; args: string[]; prefix: string }[] = [
-  { name: 'base64 -w0', command: 'bash', args: ['-c', `while IFS= read -r -d '' s; do printf %s "$s" | base64 -w0; printf '\\0'; done < "$1"`, 'r'], prefix: '' },
-  { name: 'base64 of user:…', command: 'bash', args: ['-c', `while IFS= read -r -d '' s; do printf 'user:%s' "$s" | base64 -w0; printf '\\0'; done < "$1"`, 'r'], prefix: 'dXNlcj' },
-  { name: 'basenc --base64url of x…', command: 'bash', args: ['-c', `while IFS= read -r -d '' s; do printf 'x%s' "$s" | basenc --base64url -w0; printf '\\0'; done < "$1"`, 'r'], prefix: 'e' },
-  { name: 'jq @base64', command: 'bash', args: ['-c', `jq -Rsj 'split("\\u0000")[] | select(. != "") | (@base64 + "\\u0000")' "$1"`, 'r'], prefix: '' },
-  { name: 'xxd -p', command: 'bash', args: ['-c', `while IFS= read -r -d '' s; do printf %s "$s" | xxd -p | tr -d '\\n'; printf '\\0'; done < "$1"`, 'r'], prefix: '' },
-  { name: 'Python bytes.hex().upper()', command: 'python3', args: ['-c', `import sys
-for s in open(sys.argv[1], 'rb').read().split(b'\\0')[:-1]: sys.stdout.buffer.write(s.hex().upper().encode() + b'\\0')`], prefix: '' },
-  { name: 'Perl quotemeta', command: 'perl', args: ['-e', 'open(my $f, "<", $ARGV[0]) or die; local $/ = "\\0"; while (<$f>) { chomp; print quotemeta($_), "\\0" }'], prefix: '' },
+  {
+    name: 'base64 -w0',
+    command: 'bash',
+    args: ['-c', `while IFS= read -r -d '' s; do printf %s "$s" | base64 -w0; printf '\\0'; done < "$1"`, 'r'],
+    prefix: '',
+  },
+  {
+    name: 'base64 of user:…',
+    command: 'bash',
+    args: ['-c', `while IFS= read -r -d '' s; do printf 'user:%s' "$s" | base64 -w0; printf '\\0'; done < "$1"`, 'r'],
+    prefix: 'dXNlcj',
+  },
+  {
+    name: 'basenc --base64url of x…',
+    command: 'bash',
+    args: ['-c', `while IFS= read -r -d '' s; do printf 'x%s' "$s" | basenc --base64url -w0; printf '\\0'; done < "$1"`, 'r'],
+    prefix: 'e',
+  },
+  {
+    name: 'jq @base64',
+    command: 'bash',
+    args: ['-c', `jq -Rsj 'split("\\u0000")[] | select(. != "") | (@base64 + "\\u0000")' "$1"`, 'r'],
+    prefix: '',
+  },
+  {
+    name: 'xxd -p',
+    command: 'bash',
+    args: ['-c', `while IFS= read -r -d '' s; do printf %s "$s" | xxd -p | tr -d '\\n'; printf '\\0'; done < "$1"`, 'r'],
+    prefix: '',
+  },
+  {
+    name: 'Python bytes.hex().upper()',
+    command: 'python3',
+    args: [
+      '-c',
+      `import sys
+for s in open(sys.argv[1], 'rb').read().split(b'\\0')[:-1]: sys.stdout.buffer.write(s.hex().upper().encode() + b'\\0')`,
+    ],
+    prefix: '',
+  },
+  {
+    name: 'Perl quotemeta',
+    command: 'perl',
+    args: ['-e', 'open(my $f, "<", $ARGV[0]) or die; local $/ = "\\0"; while (<$f>) { chomp; print quotemeta($_), "\\0" }'],
+    prefix: '',
+  },
 ]
 
 describe('byte encodings of a secret, against the real tools', () => {
@@ -204,7 +293,10 @@ describe('byte encodings of a secret, against the real tools', () => {
       writeFileSync(file, secrets.map((s) => `${s}\0`).join(''))
       const out = new Map<string, Buffer[]>()
       for (const { name, command, args } of BYTE_RENDERERS) {
-        const result = spawnSync(command, [...args, file], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8' }, maxBuffer: 64 * 1024 * 1024 })
+        const result = spawnSync(command, [...args, file], {
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8' },
+          maxBuffer: 64 * 1024 * 1024,
+        })
         assert.equal(result.status, 0, `${name} failed: ${result.error?.message ?? result.stderr?.toString()}`)
         const records: Buffer[] = []
         let at = 0
@@ -238,20 +330,29 @@ describe('byte encodings of a secret, against the real tools', () => {
         // base64: only the characters that mix in a neighbouring byte (or the padding) remain
         const [head, tail, ...more] = middle.split(MASK)
         assert.equal(more.length, 0, `${name} of ${JSON.stringify(secret)}: one mask in ${JSON.stringify(masked)}`)
-        assert.ok(head !== undefined && tail !== undefined && head.length <= prefix.length + 2 && tail.replace(/=+$/, '').length <= 2, `${name} of ${JSON.stringify(secret)}: ${JSON.stringify(masked)}`)
+        assert.ok(
+          head !== undefined && tail !== undefined && head.length <= prefix.length + 2 && tail.replace(/=+$/, '').length <= 2,
+          `${name} of ${JSON.stringify(secret)}: ${JSON.stringify(masked)}`,
+        )
       }
     })
   }
 
   it('masks base64, hex and quotemeta of generated secrets', () => {
-    fc.assert(fc.property(fc.array(shellishSecrets, { minLength: 100, maxLength: 100 }), assertBytesMasked), { numRuns: 3, endOnFailure: true })
+    fc.assert(fc.property(fc.array(shellishSecrets, { minLength: 100, maxLength: 100 }), assertBytesMasked), {
+      numRuns: 3,
+      endOnFailure: true,
+    })
   })
 
   it('masks base64, hex and quotemeta of arbitrary Unicode secrets', () => {
-    fc.assert(fc.property(fc.array(unicodeSecrets, { minLength: 100, maxLength: 100 }), assertBytesMasked), { numRuns: 2, endOnFailure: true })
+    fc.assert(fc.property(fc.array(unicodeSecrets, { minLength: 100, maxLength: 100 }), assertBytesMasked), {
+      numRuns: 2,
+      endOnFailure: true,
+    })
   })
 
   it('masks them for a long secret too', () => {
-    assertBytesMasked(['L0ng/secret+with=padding?' .repeat(200), "é'\\n$x".repeat(1000)])
+    assertBytesMasked(['L0ng/secret+with=padding?'.repeat(200), "é'\\n$x".repeat(1000)])
   })
 })

@@ -23,7 +23,16 @@ function script(name: string, body: string): void {
 }
 
 const run = (stage: string, extra: Partial<ScriptRun> = {}) =>
-  runScript({ stage, scriptsPath: dir, args: [], cwd: dir, env: { PATH: '/usr/bin:/bin', ODD: 'a b\n=c$(x)' }, secrets: [], logMaxBytes: 1 << 20, ...extra })
+  runScript({
+    stage,
+    scriptsPath: dir,
+    args: [],
+    cwd: dir,
+    env: { PATH: '/usr/bin:/bin', ODD: 'a b\n=c$(x)' },
+    secrets: [],
+    logMaxBytes: 1 << 20,
+    ...extra,
+  })
 
 /** Children of this process whose command is perl (the helper and its waiters). */
 function helperProcesses(): number[] {
@@ -48,7 +57,10 @@ for (const helper of [true, false]) {
   describe(helper ? 'through the helper' : "through Node's spawn", () => {
     it('output, exit code, exact environment, working directory, stdin, own session and group', async () => {
       useScriptHelper(helper)
-      script('facts', 'echo "args:$*"; echo to-stderr >&2; env -0 | grep -zv "^_=" | sort -z | tr "\\0\\n" "|~"; echo; pwd; read -r line; echo "stdin:$?"; ps -o pid=,pgid=,sid= -p $$; exit 4\n')
+      script(
+        'facts',
+        'echo "args:$*"; echo to-stderr >&2; env -0 | grep -zv "^_=" | sort -z | tr "\\0\\n" "|~"; echo; pwd; read -r line; echo "stdin:$?"; ps -o pid=,pgid=,sid= -p $$; exit 4\n',
+      )
       const result = await run('facts', { args: ['one', 'two words'] })
       assert.match(String(result.failure?.message), /^facts script failed with exit code 4$/)
       assert.equal(result.stderr, 'to-stderr\n')
@@ -73,7 +85,10 @@ for (const helper of [true, false]) {
       useScriptHelper(helper)
       script('nowhere', 'exit 0\n')
       const result = await run('nowhere', { cwd: join(dir, 'missing') })
-      assert.match(String(result.failure?.message), /^nowhere script could not be started: its working directory .*missing is missing or not a directory/)
+      assert.match(
+        String(result.failure?.message),
+        /^nowhere script could not be started: its working directory .*missing is missing or not a directory/,
+      )
     })
 
     it('a stop reaches the group; output written after the exit is kept for a moment, a holder cannot hold the stage', async () => {
@@ -101,7 +116,10 @@ for (const helper of [true, false]) {
       for (const [k, tag] of ['a', 'b', 'c'].entries()) {
         const lines = results[k]?.stdout.trimEnd().split('\n') ?? []
         assert.equal(lines.length, 20000)
-        assert.ok(lines.every((line, i) => line === `line ${tag} ${i + 1}`), `script ${tag}'s output only, in order`)
+        assert.ok(
+          lines.every((line, i) => line === `line ${tag} ${i + 1}`),
+          `script ${tag}'s output only, in order`,
+        )
       }
     })
   })

@@ -8,7 +8,11 @@ import { memoryReleaser } from '../../../src/util/idle-memory.ts'
 test('one collection a delay after the last job ended, none while a job runs', async () => {
   let collections = 0
   let idle = true
-  const jobEnded = memoryReleaser(() => idle, 30, () => collections++)
+  const jobEnded = memoryReleaser(
+    () => idle,
+    30,
+    () => collections++,
+  )
   jobEnded()
   await sleep(10)
   jobEnded() // a second job ended within the delay: the timer starts again, one collection
@@ -35,10 +39,18 @@ test('the launcher gives the agent the collector, and its last-resort flavour re
   const flags = /node_flags="\$node_flags --expose-gc"/.test(readFileSync(launcher, 'utf8'))
   assert.ok(flags, 'bin/osb-backup-agent passes --expose-gc')
   // The option object is V8's: an unknown flavour would be ignored silently, so check it collects.
-  const child = spawnSync(process.execPath, ['--expose-gc', '-e', `
+  const child = spawnSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      '-e',
+      `
     let keep = []; for (let i = 0; i < 200000; i++) keep.push({ i, s: 'x' + i }); keep = null
     const before = process.memoryUsage().heapTotal
     gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
-    console.log(before > process.memoryUsage().heapTotal ? 'smaller' : 'same')`], { encoding: 'utf8' })
+    console.log(before > process.memoryUsage().heapTotal ? 'smaller' : 'same')`,
+    ],
+    { encoding: 'utf8' },
+  )
   assert.equal(child.stdout.trim(), 'smaller', child.stderr)
 })

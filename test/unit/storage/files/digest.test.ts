@@ -36,13 +36,18 @@ describe('digestFile', () => {
       ...ranges.map((range) => digestFile({ path, algorithm: 'md5', range })),
     ])
     assert.equal(whole, hex('sha256', data))
-    assert.deepEqual(parts, ranges.map((r) => hex('md5', data.subarray(r.start, r.start + r.length))))
+    assert.deepEqual(
+      parts,
+      ranges.map((r) => hex('md5', data.subarray(r.start, r.start + r.length))),
+    )
   })
 
   it('rejects a range the file does not hold, and a missing file', async () => {
     await assert.rejects(
       digestFile({ path, algorithm: 'md5', range: { start: data.length - 10, length: 20 } }),
-      (error: Error) => error instanceof JobError && error.message === `${path} changed while it was uploaded: read 10 of 20 bytes (is something still writing it?)`,
+      (error: Error) =>
+        error instanceof JobError &&
+        error.message === `${path} changed while it was uploaded: read 10 of 20 bytes (is something still writing it?)`,
     )
     await assert.rejects(digestFile({ path: join(dir, 'missing'), algorithm: 'sha256' }), { code: 'ENOENT' })
     assert.equal(await digestFile({ path, algorithm: 'sha256' }), hex('sha256', data))

@@ -20,11 +20,25 @@ describe('reading a backup file for an upload', () => {
       await symlink(join(dir, 'secret'), join(dir, 'link.sql'))
       await assert.rejects(digestFile({ path: join(dir, 'link.sql'), algorithm: 'sha256' }), /ELOOP/)
       const sent: Buffer[] = []
-      await assert.rejects(sendFileRange({ path: join(dir, 'link.sql'), start: 0, length: 7 }, async (c) => void sent.push(c), () => {}), /ELOOP/)
+      await assert.rejects(
+        sendFileRange(
+          { path: join(dir, 'link.sql'), start: 0, length: 7 },
+          async (c) => void sent.push(c),
+          () => {},
+        ),
+        /ELOOP/,
+      )
       assert.equal(sent.length, 0)
-      assert.equal(await digestFile({ path: join(dir, 'dump.sql'), algorithm: 'sha256' }), createHash('sha256').update('rows').digest('hex'))
+      assert.equal(
+        await digestFile({ path: join(dir, 'dump.sql'), algorithm: 'sha256' }),
+        createHash('sha256').update('rows').digest('hex'),
+      )
       const read: Buffer[] = []
-      await sendFileRange({ path: join(dir, 'dump.sql'), start: 0, length: 4 }, async (c) => void read.push(Buffer.from(c)), () => {})
+      await sendFileRange(
+        { path: join(dir, 'dump.sql'), start: 0, length: 4 },
+        async (c) => void read.push(Buffer.from(c)),
+        () => {},
+      )
       assert.equal(Buffer.concat(read).toString(), 'rows')
     } finally {
       await rm(dir, { recursive: true, force: true })
@@ -41,8 +55,18 @@ describe('reading a backup file for an upload', () => {
       const message = /^JobError: the backup file dump\.sql is no longer a regular file \(a process replaced it while it was uploaded\)$/
       await assert.rejects(digestFile({ path, algorithm: 'sha256' }), message)
       await assert.rejects(openBackupFile(path), message)
-      await assert.rejects(sendFileRange({ path, start: 0, length: 4 }, async () => {}, () => {}), message)
-      await assert.rejects(new LocalStorage(join(dir, 'objects'), '').upload(path, 'dump.sql'), /the backup file dump\.sql is no longer a regular file/)
+      await assert.rejects(
+        sendFileRange(
+          { path, start: 0, length: 4 },
+          async () => {},
+          () => {},
+        ),
+        message,
+      )
+      await assert.rejects(
+        new LocalStorage(join(dir, 'objects'), '').upload(path, 'dump.sql'),
+        /the backup file dump\.sql is no longer a regular file/,
+      )
       await assert.rejects(digestFile({ path: '/dev/zero', algorithm: 'sha256' }), /the backup file zero is no longer a regular file/)
     } finally {
       await rm(dir, { recursive: true, force: true })
@@ -55,10 +79,18 @@ describe('reading a backup file for an upload', () => {
       await writeFile(join(dir, 'secret'), 'outside')
       await link(join(dir, 'secret'), join(dir, 'dump.sql'))
       const path = join(dir, 'dump.sql')
-      const message = /^JobError: the backup file dump\.sql now has 2 hard links \(a process replaced it with a link to another file while it was uploaded\?\); it is not uploaded$/
+      const message =
+        /^JobError: the backup file dump\.sql now has 2 hard links \(a process replaced it with a link to another file while it was uploaded\?\); it is not uploaded$/
       await assert.rejects(digestFile({ path, algorithm: 'sha256' }), message)
       await assert.rejects(openBackupFile(path), message)
-      await assert.rejects(sendFileRange({ path, start: 0, length: 4 }, async () => {}, () => {}), message)
+      await assert.rejects(
+        sendFileRange(
+          { path, start: 0, length: 4 },
+          async () => {},
+          () => {},
+        ),
+        message,
+      )
       await assert.rejects(new LocalStorage(join(dir, 'objects'), '').upload(path, 'dump.sql'), /now has 2 hard links/)
     } finally {
       await rm(dir, { recursive: true, force: true })

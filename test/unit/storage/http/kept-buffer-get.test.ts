@@ -59,7 +59,8 @@ describe('keptBufferGet', () => {
   const seen: http.IncomingHttpHeaders[] = []
   const server = http.createServer((req, res) => {
     seen.push(req.headers)
-    if (req.url?.startsWith('/missing')) return void res.writeHead(404, { 'content-type': 'text/plain', 'content-length': 14 }).end('no such object')
+    if (req.url?.startsWith('/missing'))
+      return void res.writeHead(404, { 'content-type': 'text/plain', 'content-length': 14 }).end('no such object')
     if (req.url?.startsWith('/chunked')) {
       res.writeHead(200, { 'transfer-encoding': 'chunked' })
       res.write('first ')
@@ -83,7 +84,10 @@ describe('keptBufferGet', () => {
     const { data: got, batches } = await collect(res, 15)
     assert.ok(got.equals(data), 'the bytes differ')
     assert.ok(batches.length >= 10, `${batches.length} batches`)
-    assert.ok(batches.every((n) => n <= MiB), 'no batch is larger than 1 MiB')
+    assert.ok(
+      batches.every((n) => n <= MiB),
+      'no batch is larger than 1 MiB',
+    )
     const headers = seen.at(-1) as http.IncomingHttpHeaders
     assert.equal(headers['x-auth-token'], 'tok')
     assert.equal(headers.range, 'bytes=0-')
@@ -173,10 +177,12 @@ describe('keptBufferGet', () => {
     try {
       const res = await keptBufferGet({ method: 'GET', url: rawUrl })
       const got: Buffer[] = []
-      const error = await (res.body as KeptBufferBody).pipeTo(async (view) => void got.push(Buffer.from(view))).then(
-        () => assert.fail('a cut body must fail'),
-        (e: unknown) => e,
-      )
+      const error = await (res.body as KeptBufferBody)
+        .pipeTo(async (view) => void got.push(Buffer.from(view)))
+        .then(
+          () => assert.fail('a cut body must fail'),
+          (e: unknown) => e,
+        )
       assert.ok(isTransientError(error), String(error))
       const prefix = Buffer.concat(got)
       assert.ok(prefix.length <= body.length)
@@ -193,11 +199,17 @@ describe('keptBufferGet', () => {
     const rawUrl = await listen(raw)
     try {
       const res = await keptBufferGet({ method: 'GET', url: rawUrl, idleTimeoutMs: 200 })
-      await assert.rejects((res.body as KeptBufferBody).pipeTo(async () => {}), { name: 'TransportError', code: 'IDLE_TIMEOUT' })
+      await assert.rejects(
+        (res.body as KeptBufferBody).pipeTo(async () => {}),
+        { name: 'TransportError', code: 'IDLE_TIMEOUT' },
+      )
       const abort = new AbortController()
       const aborted = await keptBufferGet({ method: 'GET', url: rawUrl, signal: abort.signal })
       setTimeout(() => abort.abort(), 50)
-      await assert.rejects((aborted.body as KeptBufferBody).pipeTo(async () => {}), { code: 'ABORTED' })
+      await assert.rejects(
+        (aborted.body as KeptBufferBody).pipeTo(async () => {}),
+        { code: 'ABORTED' },
+      )
     } finally {
       await close(raw)
     }
@@ -207,8 +219,14 @@ describe('keptBufferGet', () => {
     const garbage = rawServer((socket) => socket.end('SSH-2.0-OpenSSH\r\n\r\n'))
     const twoLengths = rawServer((socket) => socket.end('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!'))
     try {
-      await assert.rejects(keptBufferGet({ method: 'GET', url: await listen(garbage) }), { code: 'EPROTO', message: /not an HTTP\/1\.1 answer/ })
-      await assert.rejects(keptBufferGet({ method: 'GET', url: await listen(twoLengths) }), { code: 'EPROTO', message: /two different content-length/ })
+      await assert.rejects(keptBufferGet({ method: 'GET', url: await listen(garbage) }), {
+        code: 'EPROTO',
+        message: /not an HTTP\/1\.1 answer/,
+      })
+      await assert.rejects(keptBufferGet({ method: 'GET', url: await listen(twoLengths) }), {
+        code: 'EPROTO',
+        message: /two different content-length/,
+      })
     } finally {
       await close(garbage)
       await close(twoLengths)
@@ -255,6 +273,8 @@ describe('keptBufferGet over TLS', () => {
 
   it('refuses a server certificate the default CAs do not vouch for', async () => {
     tls.setDefaultCACertificates(tls.getCACertificates('bundled'))
-    await assert.rejects(keptBufferGet({ method: 'GET', url }), (error: NodeJS.ErrnoException) => /CERT|SIGNATURE|SELF_SIGNED|UNABLE/.test(error.code ?? ''))
+    await assert.rejects(keptBufferGet({ method: 'GET', url }), (error: NodeJS.ErrnoException) =>
+      /CERT|SIGNATURE|SELF_SIGNED|UNABLE/.test(error.code ?? ''),
+    )
   })
 })

@@ -15,19 +15,37 @@ describe('the storage retry policy', () => {
   })
 
   it('retries the network failures either backend retried, from a socket or as a TransportError', () => {
-    for (const code of ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPROTO']) {
+    for (const code of [
+      'ECONNRESET',
+      'ECONNREFUSED',
+      'EPIPE',
+      'ETIMEDOUT',
+      'EHOSTUNREACH',
+      'ENETUNREACH',
+      'ENOTFOUND',
+      'EAI_AGAIN',
+      'EPROTO',
+    ]) {
       assert.ok(isTransientError(socketError(code)), code)
       assert.ok(isTransientError(new TransportError(code, code)), code)
     }
-    for (const code of ['CONNECT_TIMEOUT', 'IDLE_TIMEOUT', 'HPE_INVALID_CONSTANT', 'EIO']) assert.ok(isTransientError(new TransportError(code, code)), code)
+    for (const code of ['CONNECT_TIMEOUT', 'IDLE_TIMEOUT', 'HPE_INVALID_CONSTANT', 'EIO'])
+      assert.ok(isTransientError(new TransportError(code, code)), code)
   })
 
   it('never retries an abort, an untrusted certificate, or a failure of our own side', () => {
     assert.ok(!isTransientError(new TransportError('ABORTED', 'aborted')))
-    for (const code of ['DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']) {
+    for (const code of [
+      'DEPTH_ZERO_SELF_SIGNED_CERT',
+      'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+      'SELF_SIGNED_CERT_IN_CHAIN',
+      'CERT_HAS_EXPIRED',
+      'ERR_TLS_CERT_ALTNAME_INVALID',
+    ]) {
       assert.ok(!isTransientError(new TransportError(code, code)), code)
     }
-    for (const error of [socketError('ENOSPC'), socketError('EACCES'), new Error('no code'), undefined, null]) assert.ok(!isTransientError(error), String(error))
+    for (const error of [socketError('ENOSPC'), socketError('EACCES'), new Error('no code'), undefined, null])
+      assert.ok(!isTransientError(error), String(error))
   })
 
   it('S3 adds its own throttling codes and an error document under a 200 to the shared classes', () => {
@@ -64,18 +82,24 @@ describe('the storage retry policy', () => {
 
   it('does not try again after a failure that is not transient, or once aborted', async () => {
     let tries = 0
-    await assert.rejects(withRetries({ retries: 5, transient: isTransientError }, async () => {
-      tries++
-      throw new Error('refused')
-    }), /refused/)
+    await assert.rejects(
+      withRetries({ retries: 5, transient: isTransientError }, async () => {
+        tries++
+        throw new Error('refused')
+      }),
+      /refused/,
+    )
     assert.equal(tries, 1)
     const controller = new AbortController()
     tries = 0
-    await assert.rejects(withRetries({ retries: 5, signal: controller.signal, transient: () => true }, async () => {
-      tries++
-      controller.abort()
-      throw new TransportError('ECONNRESET', 'reset while aborting')
-    }), /reset while aborting/)
+    await assert.rejects(
+      withRetries({ retries: 5, signal: controller.signal, transient: () => true }, async () => {
+        tries++
+        controller.abort()
+        throw new TransportError('ECONNRESET', 'reset while aborting')
+      }),
+      /reset while aborting/,
+    )
     assert.equal(tries, 1)
   })
 })

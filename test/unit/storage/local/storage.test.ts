@@ -21,7 +21,10 @@ describe('LocalStorage', () => {
       assert.equal(size, 4)
       assert.equal(await readFile(join(dir, 'back.sql'), 'utf8'), 'rows')
       assert.equal(requests, 1)
-      await assert.rejects(downloadTo(storage, 'missing.sql', join(dir, 'x')), (e: Error) => e instanceof JobError && /no such object/.test(e.message))
+      await assert.rejects(
+        downloadTo(storage, 'missing.sql', join(dir, 'x')),
+        (e: Error) => e instanceof JobError && /no such object/.test(e.message),
+      )
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
@@ -31,7 +34,12 @@ describe('LocalStorage', () => {
     const dir = await mkdtemp(join(tmpdir(), 'osb-local-'))
     try {
       await writeFile(join(dir, 'secret'), 'outside')
-      for (const [prefix, name] of [['../', 'secret'], ['', '..'], ['a/../../', 'secret'], ['/', 'etc']] as const) {
+      for (const [prefix, name] of [
+        ['../', 'secret'],
+        ['', '..'],
+        ['a/../../', 'secret'],
+        ['/', 'etc'],
+      ] as const) {
         await assert.rejects(downloadTo(new LocalStorage(join(dir, 'root'), prefix), name, join(dir, 'x')), JobError, `${prefix}${name}`)
       }
       await mkdir(join(dir, 'root'))
@@ -54,7 +62,15 @@ describe('LocalStorage', () => {
       for (const name of ['.x.meta.json', '.x.partial', '.hidden', '.']) {
         await assert.rejects(downloadTo(storage, name, join(dir, 'out')), name === '.' ? /would leave local_storage_root/ : reserved)
         await assert.rejects(storage.upload(join(dir, 'dump.sql'), name), name === '.' ? /would leave local_storage_root/ : reserved)
-        await assert.rejects(storage.uploadStream((async function* () { yield Buffer.from('x') })(), name), name === '.' ? /would leave local_storage_root/ : reserved)
+        await assert.rejects(
+          storage.uploadStream(
+            (async function* () {
+              yield Buffer.from('x')
+            })(),
+            name,
+          ),
+          name === '.' ? /would leave local_storage_root/ : reserved,
+        )
       }
       await assert.rejects(new LocalStorage(join(dir, 'root'), '.pg/').upload(join(dir, 'dump.sql'), 'y'), reserved)
       await assert.rejects(new LocalStorage(join(dir, 'root'), 'pg/.hidden/').upload(join(dir, 'dump.sql'), 'y'), reserved)
@@ -76,7 +92,13 @@ describe('LocalStorage', () => {
       for (const name of ['obj', '.obj.meta.json', '.obj.partial']) await symlink(join(dir, 'precious'), join(folder, name))
       const storage = new LocalStorage(join(dir, 'root'), 'pg/')
       await storage.upload(join(dir, 'dump.sql'), 'obj', { sha256: 'b'.repeat(64) })
-      await storage.uploadStream((async function* () { yield Buffer.from('streamed') })(), 'obj', { metadata: { format: 'osb' } })
+      await storage.uploadStream(
+        (async function* () {
+          yield Buffer.from('streamed')
+        })(),
+        'obj',
+        { metadata: { format: 'osb' } },
+      )
       await storage.storeChecksum('obj', 'c'.repeat(64), {})
       assert.equal(await readFile(join(dir, 'precious'), 'utf8'), 'keep')
       assert.equal((await stat(join(dir, 'precious'))).mode & 0o7777, 0o604)
@@ -103,7 +125,10 @@ describe('LocalStorage', () => {
       execFileSync('mkfifo', [join(folder, 'fifo')])
       const storage = new LocalStorage(folder, '')
       for (const name of ['out-link', 'in-link']) {
-        await assert.rejects(downloadTo(storage, name, join(dir, 'out')), new RegExp(`${name} is a symlink; LOCAL storage does not follow links to objects`))
+        await assert.rejects(
+          downloadTo(storage, name, join(dir, 'out')),
+          new RegExp(`${name} is a symlink; LOCAL storage does not follow links to objects`),
+        )
       }
       await assert.rejects(downloadTo(storage, 'fifo', join(dir, 'out')), /fifo is not a file/)
       assert.equal((await downloadTo(storage, 'real', join(dir, 'out'))).size, 6)
@@ -121,8 +146,14 @@ describe('LocalStorage', () => {
       await mkdir(join(dir, 'root', 'real'), { recursive: true })
       await symlink(outside, join(dir, 'root', 'away'))
       await symlink(join(dir, 'root', 'real'), join(dir, 'root', 'alias'))
-      await assert.rejects(new LocalStorage(join(dir, 'root'), 'away/deeper/').upload(join(dir, 'dump.sql'), 'x'), /away leads outside local_storage_root/)
-      await assert.rejects(new LocalStorage(join(dir, 'root'), 'away/').upload(join(dir, 'dump.sql'), 'x'), /away leads outside local_storage_root/)
+      await assert.rejects(
+        new LocalStorage(join(dir, 'root'), 'away/deeper/').upload(join(dir, 'dump.sql'), 'x'),
+        /away leads outside local_storage_root/,
+      )
+      await assert.rejects(
+        new LocalStorage(join(dir, 'root'), 'away/').upload(join(dir, 'dump.sql'), 'x'),
+        /away leads outside local_storage_root/,
+      )
       assert.deepEqual(await readdir(outside), [])
       await new LocalStorage(join(dir, 'root'), 'alias/sub/').upload(join(dir, 'dump.sql'), 'x')
       assert.equal(await readFile(join(dir, 'root', 'real', 'sub', 'x'), 'utf8'), 'rows')
@@ -152,7 +183,15 @@ describe('LocalStorage', () => {
       await mkdir(folder, { recursive: true })
       const hex = '0123456789abcdef'
       const leftOvers = [`.obj.partial-${hex}`, `.obj.meta.json.${hex}`, '.obj.partial']
-      const kept = ['obj', '.obj.meta.json', `obj.partial-${hex}`, `.obj.partial-${hex}x`, '.obj.partial-zzzzzzzzzzzzzzzz', `.obj2.partial-${hex}`, `.obj.x.partial-${hex}`]
+      const kept = [
+        'obj',
+        '.obj.meta.json',
+        `obj.partial-${hex}`,
+        `.obj.partial-${hex}x`,
+        '.obj.partial-zzzzzzzzzzzzzzzz',
+        `.obj2.partial-${hex}`,
+        `.obj.x.partial-${hex}`,
+      ]
       for (const name of [...leftOvers, ...kept]) await writeFile(join(folder, name), name)
       await new LocalStorage(join(dir, 'root'), 'pg/').abandon('obj')
       assert.deepEqual((await readdir(folder)).sort(), [...kept].sort())

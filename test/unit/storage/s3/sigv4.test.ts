@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto'
 import { authorization, EMPTY_SHA256, signS3Request, uriEncode } from '../../../../src/storage/s3/sigv4.ts'
 
 describe('SigV4 for S3', () => {
-  it('signs AWS\'s documented GET Object example to the documented signature', () => {
+  it("signs AWS's documented GET Object example to the documented signature", () => {
     const headers = signS3Request(
       { method: 'GET', url: new URL('https://examplebucket.s3.amazonaws.com/test.txt'), headers: { range: 'bytes=0-9' } },
       { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' },
@@ -26,7 +26,7 @@ describe('SigV4 for S3', () => {
   })
 
   it('encodes keys as S3 expects: reserved characters escaped once, slashes kept in paths', () => {
-    assert.equal(uriEncode("a b/c!'()*~.-_+", true), "a%20b/c%21%27%28%29%2A~.-_%2B")
+    assert.equal(uriEncode("a b/c!'()*~.-_+", true), 'a%20b/c%21%27%28%29%2A~.-_%2B')
     assert.equal(uriEncode('a/b'), 'a%2Fb')
     assert.equal(uriEncode('ümlaut'), '%C3%BCmlaut')
   })
@@ -47,14 +47,19 @@ describe('SigV4 for S3', () => {
     it('get-vanilla-query-order-key-case: the query is signed sorted by name, whatever order it is sent in', () => {
       const headers = { host: 'example.amazonaws.com', 'x-amz-date': '20150830T123600Z' }
       assert.equal(
-        authorization({ method: 'GET', url: new URL('https://example.amazonaws.com/?Param2=value2&Param1=value1'), headers }, credentials, scope, EMPTY_SHA256),
+        authorization(
+          { method: 'GET', url: new URL('https://example.amazonaws.com/?Param2=value2&Param1=value1'), headers },
+          credentials,
+          scope,
+          EMPTY_SHA256,
+        ),
         `AWS4-HMAC-SHA256 ${credential}, SignedHeaders=host;x-amz-date, Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500`,
       )
     })
 
     it('post-x-www-form-urlencoded: a body, its length and its SHA-256 header signed', () => {
       const payloadHash = '9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e'
-      assert.equal(createHash('sha256').update('Param1=value1').digest('hex'), payloadHash, 'the suite\'s body and its x-amz-content-sha256')
+      assert.equal(createHash('sha256').update('Param1=value1').digest('hex'), payloadHash, "the suite's body and its x-amz-content-sha256")
       const headers = {
         'content-type': 'application/x-www-form-urlencoded',
         host: 'example.amazonaws.com',

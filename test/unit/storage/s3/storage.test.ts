@@ -151,7 +151,10 @@ describe('S3Storage file uploads', () => {
     const target = join(dir, 'downloaded.bin')
     let attempts = 0
     const hash = createHash('sha256')
-    const downloaded = await downloadTo(storage(), 'cut-download.bin', target, { onRequest: () => attempts++, onChunk: (chunk) => hash.update(chunk) })
+    const downloaded = await downloadTo(storage(), 'cut-download.bin', target, {
+      onRequest: () => attempts++,
+      onChunk: (chunk) => hash.update(chunk),
+    })
     assert.equal(proxy.faults(), 1)
     assert.equal(attempts, 2, 'the GET, then a ranged GET from the bytes written')
     assert.equal(downloaded.size, data.length)
@@ -183,8 +186,51 @@ describe('S3Storage file uploads', () => {
   })
   it('stores and reads back keys of any characters, signed as the server checks them', async () => {
     // The class: every character SigV4 encodes in a path (reserved, percent, plus, non-ASCII).
-    const char = fc.oneof(fc.constantFrom(' ', '+', '%', '=', '&', '?', '#', '~', '!', "'", '(', ')', '*', ',', ';', ':', '@', '$', '[', ']', '^', '`', '{', '}', '|', '"', '<', '>', '\\', 'é', 'ß', '中', '😀', '.', '-', '_'), fc.constantFrom('a', 'Z', '0'))
-    const names = fc.sample(fc.string({ unit: char, minLength: 1, maxLength: 24 }).filter((n) => n !== '.' && n !== '..'), { numRuns: 12, seed: 42 })
+    const char = fc.oneof(
+      fc.constantFrom(
+        ' ',
+        '+',
+        '%',
+        '=',
+        '&',
+        '?',
+        '#',
+        '~',
+        '!',
+        "'",
+        '(',
+        ')',
+        '*',
+        ',',
+        ';',
+        ':',
+        '@',
+        '$',
+        '[',
+        ']',
+        '^',
+        '`',
+        '{',
+        '}',
+        '|',
+        '"',
+        '<',
+        '>',
+        '\\',
+        'é',
+        'ß',
+        '中',
+        '😀',
+        '.',
+        '-',
+        '_',
+      ),
+      fc.constantFrom('a', 'Z', '0'),
+    )
+    const names = fc.sample(
+      fc.string({ unit: char, minLength: 1, maxLength: 24 }).filter((n) => n !== '.' && n !== '..'),
+      { numRuns: 12, seed: 42 },
+    )
     const data = Buffer.from('key test')
     for (const name of names) {
       const { path } = await file(0)
@@ -204,7 +250,10 @@ describe('S3Storage file uploads', () => {
     await create(`${key}.other`)
     await storage().abandon('interrupted.bin')
     const open = await s3.client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }))
-    assert.deepEqual((open.Uploads ?? []).map((u) => u.Key), [`${key}.other`])
+    assert.deepEqual(
+      (open.Uploads ?? []).map((u) => u.Key),
+      [`${key}.other`],
+    )
   })
 
   it('uploads and downloads over HTTPS with the trust of a ca_file, and fails at once without it', async () => {
@@ -235,11 +284,14 @@ describe('S3Storage file uploads', () => {
     try {
       trustCertificates(undefined) // as the agent starts without ca_file: the request installs the list
       let attempts = 0
-      await assert.rejects(storage(untrusted.hostPort, 'https').upload(path, 'tls.bin', { sha256: sha256(data), onRequest: () => attempts++ }), (error: Error) => {
-        assert.ok(error instanceof JobError)
-        assert.match(error.message, /^upload of unit\/tls\.bin failed at https:\/\/127\.0\.0\.1:\d+: .*certificate/)
-        return true
-      })
+      await assert.rejects(
+        storage(untrusted.hostPort, 'https').upload(path, 'tls.bin', { sha256: sha256(data), onRequest: () => attempts++ }),
+        (error: Error) => {
+          assert.ok(error instanceof JobError)
+          assert.match(error.message, /^upload of unit\/tls\.bin failed at https:\/\/127\.0\.0\.1:\d+: .*certificate/)
+          return true
+        },
+      )
       assert.equal(attempts, 1, 'a certificate that is not trusted is not tried again')
     } finally {
       await untrusted.close()

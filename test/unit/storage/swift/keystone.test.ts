@@ -5,7 +5,15 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { authVersion, login, serverAnswer, SwiftAuthError, TokenCache, type SwiftCredentials, type SwiftSession } from '../../../../src/storage/swift/keystone.ts'
+import {
+  authVersion,
+  login,
+  serverAnswer,
+  SwiftAuthError,
+  TokenCache,
+  type SwiftCredentials,
+  type SwiftSession,
+} from '../../../../src/storage/swift/keystone.ts'
 import { closedPort } from '../../../helpers/swift.ts'
 
 const PASSWORD = 'pw-Zq81-very-secret'
@@ -30,7 +38,9 @@ class FakeAuth {
       const seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: text ? JSON.parse(text) : undefined }
       this.seen.push(seen)
       const { status, headers = {}, body } = this.answer(seen)
-      res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body))
+      res
+        .writeHead(status, { 'content-type': 'application/json', ...headers })
+        .end(body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body))
     })
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve))
   }
@@ -78,7 +88,11 @@ describe('login', () => {
 
   it('Keystone v3: password method, user and project in the one domain, public endpoint of the first region', async () => {
     fake.seen = []
-    fake.answer = () => ({ status: 201, headers: { 'x-subject-token': 'tok-3' }, body: { token: { expires_at: '2030-01-02T03:04:05.000000Z', catalog: v3Catalog } } })
+    fake.answer = () => ({
+      status: 201,
+      headers: { 'x-subject-token': 'tok-3' },
+      body: { token: { expires_at: '2030-01-02T03:04:05.000000Z', catalog: v3Catalog } },
+    })
     const session = await login(credentials('/v3'), { region: undefined, retries: 0 })
     assert.deepEqual(session, { token: 'tok-3', storageUrl: 'http://one/v1/AUTH_p', expiresAt: Date.UTC(2030, 0, 2, 3, 4, 5) })
     const [req] = fake.seen
@@ -86,7 +100,10 @@ describe('login', () => {
     assert.equal(req?.url, '/v3/auth/tokens')
     assert.deepEqual(req?.body, {
       auth: {
-        identity: { methods: ['password'], password: { user: { name: 'backup-user', domain: { name: 'lab-domain' }, password: PASSWORD } } },
+        identity: {
+          methods: ['password'],
+          password: { user: { name: 'backup-user', domain: { name: 'lab-domain' }, password: PASSWORD } },
+        },
         scope: { project: { name: 'backup-project', domain: { name: 'lab-domain' } } },
       },
     })
@@ -127,12 +144,17 @@ describe('login', () => {
     const session = await login(credentials('/v2.0'), { region: 'RegionOne', retries: 0 })
     assert.deepEqual(session, { token: 'tok-2', storageUrl: 'http://two-oh/v1/AUTH_t', expiresAt: Date.UTC(2030, 0, 2, 3, 4, 5) })
     assert.equal(fake.seen[0]?.url, '/v2.0/tokens')
-    assert.deepEqual(fake.seen[0]?.body, { auth: { passwordCredentials: { username: 'backup-user', password: PASSWORD }, tenantName: 'backup-project' } })
+    assert.deepEqual(fake.seen[0]?.body, {
+      auth: { passwordCredentials: { username: 'backup-user', password: PASSWORD }, tenantName: 'backup-project' },
+    })
   })
 
   it('v1 tempauth: user and key headers, storage URL and lifetime from the answer', async () => {
     fake.seen = []
-    fake.answer = () => ({ status: 200, headers: { 'x-auth-token': 'AUTH_tk1', 'x-storage-url': 'http://swift/v1/AUTH_test', 'x-auth-token-expires': '600' } })
+    fake.answer = () => ({
+      status: 200,
+      headers: { 'x-auth-token': 'AUTH_tk1', 'x-storage-url': 'http://swift/v1/AUTH_test', 'x-auth-token-expires': '600' },
+    })
     const before = Date.now()
     const session = await login(credentials('/auth/v1.0', { username: 'test:tester' }), { region: 'ignored', retries: 0 })
     assert.equal(session.token, 'AUTH_tk1')
@@ -145,7 +167,10 @@ describe('login', () => {
 
   it('a refusal names user, auth URL and Keystone’s answer, never the password, and is not retried', async () => {
     fake.seen = []
-    fake.answer = () => ({ status: 401, body: { error: { code: 401, message: 'The request you have made requires authentication.', title: 'Unauthorized' } } })
+    fake.answer = () => ({
+      status: 401,
+      body: { error: { code: 401, message: 'The request you have made requires authentication.', title: 'Unauthorized' } },
+    })
     await assert.rejects(login(credentials('/v3'), { region: undefined, retries: 3 }), (error: Error) => {
       assert.ok(error instanceof SwiftAuthError)
       assert.equal(
@@ -157,25 +182,35 @@ describe('login', () => {
     })
     assert.equal(fake.seen.length, 1)
     fake.answer = () => ({ status: 401, body: '<html><h1>Unauthorized</h1></html>' })
-    await assert.rejects(login(credentials('/auth/v1.0'), { region: undefined, retries: 0 }), /Swift auth at http:\/\/127\.0\.0\.1:\d+\/auth\/v1\.0 refused the login of user "backup-user": 401 Unauthorized; check username and password/)
+    await assert.rejects(
+      login(credentials('/auth/v1.0'), { region: undefined, retries: 0 }),
+      /Swift auth at http:\/\/127\.0\.0\.1:\d+\/auth\/v1\.0 refused the login of user "backup-user": 401 Unauthorized; check username and password/,
+    )
   })
 
   it('retries a server error and reports it when it persists', async () => {
     fake.seen = []
     let calls = 0
     fake.answer = () =>
-      ++calls < 3 ? { status: 503, body: 'busy' } : { status: 201, headers: { 'x-subject-token': 'late' }, body: { token: { catalog: v3Catalog } } }
+      ++calls < 3
+        ? { status: 503, body: 'busy' }
+        : { status: 201, headers: { 'x-subject-token': 'late' }, body: { token: { catalog: v3Catalog } } }
     assert.equal((await login(credentials('/v3'), { region: undefined, retries: 2 })).token, 'late')
     assert.equal(fake.seen.length, 3)
     fake.answer = () => ({ status: 503, body: 'busy' })
-    await assert.rejects(login(credentials('/v3'), { region: undefined, retries: 1 }), /refused the login of user "backup-user" .*: 503 busy/)
+    await assert.rejects(
+      login(credentials('/v3'), { region: undefined, retries: 1 }),
+      /refused the login of user "backup-user" .*: 503 busy/,
+    )
   })
 
   it('says when the auth server cannot be reached', async () => {
     const port = await closedPort()
     await assert.rejects(
       login({ ...credentials('/v3'), authUrl: `http://127.0.0.1:${port}/v3` }, { region: undefined, retries: 0 }),
-      new RegExp(`^SwiftAuthError: cannot reach Keystone v3 at http://127\\.0\\.0\\.1:${port}/v3 to log in user "backup-user" \\(ECONNREFUSED\\)$`),
+      new RegExp(
+        `^SwiftAuthError: cannot reach Keystone v3 at http://127\\.0\\.0\\.1:${port}/v3 to log in user "backup-user" \\(ECONNREFUSED\\)$`,
+      ),
     )
   })
 })
@@ -183,7 +218,10 @@ describe('login', () => {
 describe('serverAnswer', () => {
   it('keeps one short line of Keystone JSON or HTML and masks the secret', () => {
     assert.equal(serverAnswer(401, '{"error":{"message":"Nope.","title":"Unauthorized"}}'), '401 Unauthorized: Nope.')
-    assert.equal(serverAnswer(404, '<html><h1>Not Found</h1><p>The resource could not be found.</p></html>'), '404 Not Found The resource could not be found.')
+    assert.equal(
+      serverAnswer(404, '<html><h1>Not Found</h1><p>The resource could not be found.</p></html>'),
+      '404 Not Found The resource could not be found.',
+    )
     assert.equal(serverAnswer(400, `bad password ${PASSWORD}`, [PASSWORD]), '400 bad password ******')
     assert.ok(serverAnswer(500, 'x'.repeat(1000)).length <= 301)
   })
@@ -233,7 +271,8 @@ describe('TokenCache', () => {
     assert.equal(calls.length, 3)
     assert.equal(cache.size, 1)
     // other user, project, domain, URL or region: other entries
-    for (const other of [{ username: 'v' }, { projectName: 'q' }, { domain: 'e' }, { authUrl: 'http://other/v3' }]) await cache.session({ ...creds, ...other }, options)
+    for (const other of [{ username: 'v' }, { projectName: 'q' }, { domain: 'e' }, { authUrl: 'http://other/v3' }])
+      await cache.session({ ...creds, ...other }, options)
     await cache.session(creds, { region: 'RegionTwo', retries: 0 })
     assert.equal(cache.size, 6)
   })
@@ -263,8 +302,15 @@ describe('TokenCache', () => {
     const { calls, loginFn } = counting(undefined, Date.now)
     const cache = new TokenCache(loginFn)
     const stale = await cache.session(creds, options)
-    const renewed = await Promise.all([cache.renew(creds, options, stale), cache.renew(creds, options, stale), cache.renew(creds, options, stale)])
-    assert.deepEqual(renewed.map((s) => s.token), ['t2', 't2', 't2'])
+    const renewed = await Promise.all([
+      cache.renew(creds, options, stale),
+      cache.renew(creds, options, stale),
+      cache.renew(creds, options, stale),
+    ])
+    assert.deepEqual(
+      renewed.map((s) => s.token),
+      ['t2', 't2', 't2'],
+    )
     // a late 401 for the old token does not throw the new one away
     assert.equal((await cache.renew(creds, options, stale)).token, 't2')
     assert.equal(calls.length, 2)

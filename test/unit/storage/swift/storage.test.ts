@@ -23,7 +23,13 @@ describe('SwiftStorage', () => {
   let fake: FakeSwift
   let dir: string
   let tokens: TokenCache
-  const settings: StorageSettings = { swiftRegion: undefined, swiftSegmentBytes: MiB, swiftSegmentThresholdBytes: MiB, storageRetries: 2, localStorageRoot: '' }
+  const settings: StorageSettings = {
+    swiftRegion: undefined,
+    swiftSegmentBytes: MiB,
+    swiftSegmentThresholdBytes: MiB,
+    storageRetries: 2,
+    localStorageRoot: '',
+  }
 
   before(async () => {
     fake = await FakeSwift.start()
@@ -51,7 +57,15 @@ describe('SwiftStorage', () => {
   })
 
   function storage(overrides: Partial<StorageSettings> = {}): SwiftStorage {
-    const destination: SwiftDestination = { type: 'SWIFT', authUrl: fake.authUrl, domain: '', projectName: '', containerName: 'backups', username: 'fake:user', password: KEY }
+    const destination: SwiftDestination = {
+      type: 'SWIFT',
+      authUrl: fake.authUrl,
+      domain: '',
+      projectName: '',
+      containerName: 'backups',
+      username: 'fake:user',
+      password: KEY,
+    }
     return new SwiftStorage(destination, { ...settings, ...overrides }, tokens)
   }
 
@@ -71,7 +85,10 @@ describe('SwiftStorage', () => {
     assert.ok(fake.object('backups', 'small.sql')?.data.equals(small.data))
     assert.equal(fake.object('backups', 'large.sql')?.manifest?.length, 4)
     assert.equal(fake.names('backups_segments').length, 4)
-    for (const [name, source] of [['small.sql', small], ['large.sql', large]] as const) {
+    for (const [name, source] of [
+      ['small.sql', small],
+      ['large.sql', large],
+    ] as const) {
       const target = join(dir, `out-${name}`)
       assert.deepEqual(await downloadTo(s, name, target), { size: source.data.length, sha256: undefined })
       assert.ok((await readFile(target)).equals(source.data))
@@ -81,22 +98,34 @@ describe('SwiftStorage', () => {
 
   it('stores the SHA-256 it is given with the object (the manifest of an SLO), reports progress and every chunk', async () => {
     const s = storage()
-    for (const [name, bytes] of [['plain.sql', 100_000], ['slo.sql', 3 * MiB + 1]] as const) {
+    for (const [name, bytes] of [
+      ['plain.sql', 100_000],
+      ['slo.sql', 3 * MiB + 1],
+    ] as const) {
       const source = await file(bytes)
       const sha256 = createHash('sha256').update(source.data).digest('hex')
       const sent: number[] = []
       await s.upload(source.path, name, { sha256, onProgress: (done) => sent.push(done) })
       assert.equal(fake.object('backups', name)?.metadata?.['x-object-meta-sha256'], sha256)
       assert.equal(sent.at(-1), bytes)
-      assert.ok(sent.every((n, i) => i === 0 || n >= (sent[i - 1] as number)), 'progress only grows')
+      assert.ok(
+        sent.every((n, i) => i === 0 || n >= (sent[i - 1] as number)),
+        'progress only grows',
+      )
       const chunks: Buffer[] = []
       const received: number[] = []
-      const downloaded = await downloadTo(s, name, join(dir, `out-${name}`), { onChunk: (c) => chunks.push(c), onProgress: (done) => received.push(done) })
+      const downloaded = await downloadTo(s, name, join(dir, `out-${name}`), {
+        onChunk: (c) => chunks.push(c),
+        onProgress: (done) => received.push(done),
+      })
       assert.deepEqual(downloaded, { size: bytes, sha256 })
       assert.ok(Buffer.concat(chunks).equals(source.data))
       assert.equal(received.at(-1), bytes)
     }
-    assert.equal(fake.names('backups_segments').every((n) => fake.object('backups_segments', n)?.metadata?.['x-object-meta-sha256'] === undefined), true)
+    assert.equal(
+      fake.names('backups_segments').every((n) => fake.object('backups_segments', n)?.metadata?.['x-object-meta-sha256'] === undefined),
+      true,
+    )
   })
 
   it('sends the segments of an SLO while its SHA-256 is still being computed; the manifest carries it', async () => {
@@ -126,7 +155,10 @@ describe('SwiftStorage', () => {
     const source = await file(3 * MiB)
     const failed = Promise.reject(new Error('EIO: the disk broke'))
     failed.catch(() => {})
-    await assert.rejects(storage().upload(source.path, 'unhashed.sql', { sha256: failed }), /^JobError: upload of unhashed\.sql failed.*: EIO: the disk broke$/)
+    await assert.rejects(
+      storage().upload(source.path, 'unhashed.sql', { sha256: failed }),
+      /^JobError: upload of unhashed\.sql failed.*: EIO: the disk broke$/,
+    )
     assert.deepEqual(fake.names('backups_segments'), [])
     assert.equal(fake.object('backups', 'unhashed.sql'), undefined)
   })
@@ -175,7 +207,10 @@ describe('SwiftStorage', () => {
     fake.wrongEtagFor = /^bad\.sql$/
     await assert.rejects(storage().upload(source.path, 'bad.sql'), (error: Error) => {
       assert.ok(error instanceof JobError)
-      assert.match(error.message, /^upload of bad\.sql failed verification: Swift stored bad\.sql with MD5 [0-9a-f]{32} but the bytes sent have MD5 [0-9a-f]{32}; the stored copy was deleted$/)
+      assert.match(
+        error.message,
+        /^upload of bad\.sql failed verification: Swift stored bad\.sql with MD5 [0-9a-f]{32} but the bytes sent have MD5 [0-9a-f]{32}; the stored copy was deleted$/,
+      )
       return true
     })
     assert.equal(fake.object('backups', 'bad.sql'), undefined)
@@ -207,7 +242,10 @@ describe('SwiftStorage', () => {
   it('gives up after storage_retries and says what Swift answered', async () => {
     const source = await file(1000)
     for (let i = 0; i < 3; i++) fake.failPuts.push({ match: /^busy\.sql$/, status: 503 })
-    await assert.rejects(storage().upload(source.path, 'busy.sql'), /^JobError: upload of busy\.sql failed: Swift account http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_fake answered 503 Service Unavailable$/)
+    await assert.rejects(
+      storage().upload(source.path, 'busy.sql'),
+      /^JobError: upload of busy\.sql failed: Swift account http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_fake answered 503 Service Unavailable$/,
+    )
   })
 
   it('fails a download whose bytes do not match the ETag, plain or SLO', async () => {
@@ -215,8 +253,14 @@ describe('SwiftStorage', () => {
     await s.upload((await file(1000)).path, 'plain.sql')
     await s.upload((await file(2 * MiB + 1)).path, 'slo.sql')
     fake.corruptDownloads = true
-    await assert.rejects(downloadTo(s, 'plain.sql', join(dir, 'x')), /^JobError: download of plain\.sql failed verification: the bytes received have MD5 [0-9a-f]{32}, Swift's ETag is [0-9a-f]{32}$/)
-    await assert.rejects(downloadTo(s, 'slo.sql', join(dir, 'y')), /download of slo\.sql failed verification: the segments received give ETag/)
+    await assert.rejects(
+      downloadTo(s, 'plain.sql', join(dir, 'x')),
+      /^JobError: download of plain\.sql failed verification: the bytes received have MD5 [0-9a-f]{32}, Swift's ETag is [0-9a-f]{32}$/,
+    )
+    await assert.rejects(
+      downloadTo(s, 'slo.sql', join(dir, 'y')),
+      /download of slo\.sql failed verification: the segments received give ETag/,
+    )
   })
 
   it('leaves the check of an object with a stored SHA-256 to the caller: no MD5s, no manifest GET', async () => {
@@ -227,7 +271,10 @@ describe('SwiftStorage', () => {
     fake.corruptDownloads = true
     fake.log.length = 0
     const chunks: Buffer[] = []
-    assert.deepEqual(await downloadTo(s, 'slo.sql', join(dir, 'z'), { onChunk: (c) => chunks.push(c) }), { size: source.data.length, sha256 })
+    assert.deepEqual(await downloadTo(s, 'slo.sql', join(dir, 'z'), { onChunk: (c) => chunks.push(c) }), {
+      size: source.data.length,
+      sha256,
+    })
     assert.notEqual(createHash('sha256').update(Buffer.concat(chunks)).digest('hex'), sha256, 'what the caller hashes shows the corruption')
     assert.deepEqual(fake.log, ['GET backups/slo.sql'])
   })
@@ -300,7 +347,10 @@ describe('SwiftStorage', () => {
 
   it('says which is missing: the container or the object', async () => {
     const s = storage()
-    await assert.rejects(downloadTo(s, 'nope.sql', join(dir, 'n')), /object "nope\.sql" does not exist in container "backups" of Swift account http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_fake; check the filename/)
+    await assert.rejects(
+      downloadTo(s, 'nope.sql', join(dir, 'n')),
+      /object "nope\.sql" does not exist in container "backups" of Swift account http:\/\/127\.0\.0\.1:\d+\/v1\/AUTH_fake; check the filename/,
+    )
     fake.containers.delete('backups')
     await assert.rejects(downloadTo(s, 'nope.sql', join(dir, 'n')), /container "backups" does not exist in Swift account/)
     await assert.rejects(s.upload((await file(10)).path, 'x.sql'), /^JobError: upload of x\.sql failed: container "backups" does not exist/)

@@ -4,7 +4,21 @@
 import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { closeSync, constants, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  constants,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { JobError } from '../../../../src/errors.ts'
@@ -42,7 +56,10 @@ describe('stream pipes', () => {
       const dir = fresh()
       const path = join(dir, '.backup.stream')
       mkdirSync(path) // rm without recursion refuses a directory
-      await assert.rejects(open(path), (error: Error) => error instanceof JobError && /cannot create the named pipe \.backup\.stream/.test(error.message))
+      await assert.rejects(
+        open(path),
+        (error: Error) => error instanceof JobError && /cannot create the named pipe \.backup\.stream/.test(error.message),
+      )
     })
   }
 

@@ -16,7 +16,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  * 7919-byte blocks (`dd`) and prints their SHA-256 on stderr.
  */
 function writer(path: string, size: number): Promise<string> {
-  const child = spawn('bash', ['-c', `head -c ${size} /dev/urandom | tee >(sha256sum >&2) | dd of="$1" bs=7919 iflag=fullblock status=none`, 'writer', path], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(
+    'bash',
+    ['-c', `head -c ${size} /dev/urandom | tee >(sha256sum >&2) | dd of="$1" bs=7919 iflag=fullblock status=none`, 'writer', path],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  )
   let err = ''
   child.stderr.on('data', (chunk: Buffer) => (err += chunk))
   return new Promise((resolve, reject) =>
