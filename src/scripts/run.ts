@@ -7,7 +7,6 @@ import { JobError } from '../errors.ts'
 import { TailCapture } from './capture.ts'
 import { scriptProblem } from './safety.ts'
 import { signalGroup } from './process-group.ts'
-import { scriptHelperEnabled, spawnThroughHelper, type SpawnRequest } from './spawner.ts'
 
 export interface ScriptRun {
   /** Stage name, also the script's file name (`<stage>` or `<stage>.sh`). */
@@ -36,7 +35,7 @@ export interface ScriptResult {
 
 /** Between SIGTERM and SIGKILL when the agent stops a script. */
 export const KILL_GRACE_MS = 10_000
-/** How long output may still arrive after the script exited (the helper's DRAIN in spawner.ts). */
+/** How long output may still arrive after the script exited. */
 const PIPE_DRAIN_MS = 500
 
 const timedOut = (stage: string, ms: number) => `${stage} timed out after ${Math.round(ms / 1000)} s`
@@ -79,95 +78,54 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
   const stdout = new TailCapture(run.logMaxBytes, run.secrets)
   const stderr = new TailCapture(run.logMaxBytes, run.secrets)
 
-  const started = await startScript({
-    argv: ['bash', script, ...run.args],
-    cwd: run.cwd,
-    env: run.env,
-    onStdout: (chunk) => stdout.push(chunk),
-    onStderr: (chunk) => stderr.push(chunk),
-  })
-  const { pid } = started
-  if (pid !== undefined) run.onSpawn?.(pid)
   let stoppedBecause: string | undefined
-  let killTimer: NodeJS.Timeout | undefined
-  const stop = (reason: string) => {
-    if (stoppedBecause !== undefined || pid === undefined) return
-    stoppedBecause = reason
-    signalGroup(pid, 'SIGTERM')
-    killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), KILL_GRACE_MS)
-  }
-  const onAbort = () => stop(String(run.signal?.reason ?? 'cancelled'))
-  run.signal?.addEventListener('abort', onAbort, { once: true })
-  if (run.signal?.aborted) onAbort()
-  const timeout = run.timeoutMs ? setTimeout(() => stop(timedOut(run.stage, run.timeoutMs as number)), run.timeoutMs) : undefined
-  const exit = await started.exited
-  run.signal?.removeEventListener('abort', onAbort)
-  clearTimeout(timeout)
-  clearTimeout(killTimer)
-
-  let failure: JobError | undefined
-  if (exit.error && pid === undefined)
-    failure = new JobError(`${run.stage} script could not be started: ${startProblem(exit.error, run.cwd)}`)
-  else if (exit.error) failure = new JobError(`${run.stage} script's end was not reported: ${exit.error.message}`)
-  else if (stoppedBecause !== undefined) failure = new JobError(stoppedBecause)
-  else if (exit.signal) failure = new JobError(`${run.stage} script was killed by ${exit.signal}`)
-  else if (exit.code !== 0) failure = new JobError(`${run.stage} script failed with exit code ${exit.code}`)
-  return { stdout: stdout.text(), stderr: stderr.text(), failure }
-}
-
-interface Exit {
-  code: number | null
-  signal: NodeJS.Signals | null
-  /** The script could not be started, or its exit was not learnt. */
-  error?: Error
-}
-
-interface StartedScript {
-  /** Its pid (= its process group id); undefined when it could not be started. */
-  pid: number | undefined
-  /** Resolves once it exited and its output was read (or the drain time was over). */
-  exited: Promise<Exit>
-}
-
-/**
- * Starts the script in its own session and process group: through the small helper process
- * (spawner.ts: no fork of the agent) where Perl is there, else with Node's spawn.
- */
-async function startScript(request: SpawnRequest): Promise<StartedScript> {
-  if (!scriptHelperEnabled()) return spawnHere(request)
-  try {
-    return await spawnThroughHelper(request)
-  } catch (error) {
-    return { pid: undefined, exited: Promise.resolve({ code: null, signal: null, error: error as Error }) }
-  }
-}
-
-/** Node's own spawn: fork() of the whole agent. */
-function spawnHere(request: SpawnRequest): StartedScript {
-  const [command, ...args] = request.argv as [string, ...string[]]
-  const child = spawn(command, args, {
-    cwd: request.cwd,
-    env: request.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // own process group: a kill reaches the children the script started
-  })
-  child.stdout.on('data', request.onStdout)
-  child.stderr.on('data', request.onStderr)
-  const exited = new Promise<Exit>((resolve) => {
+  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+    const child = spawn('bash', [script, ...run.args], {
+      cwd: run.cwd,
+      env: run.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // own process group: a kill reaches the children the script started
+    })
+    if (child.pid !== undefined) run.onSpawn?.(child.pid)
+    let killTimer: NodeJS.Timeout | undefined
+    const stop = (reason: string) => {
+      if (stoppedBecause !== undefined || child.pid === undefined) return
+      stoppedBecause = reason
+      signalGroup(child.pid, 'SIGTERM')
+      killTimer = setTimeout(() => child.pid !== undefined && signalGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS)
+    }
+    const onAbort = () => stop(String(run.signal?.reason ?? 'cancelled'))
+    run.signal?.addEventListener('abort', onAbort, { once: true })
+    if (run.signal?.aborted) onAbort()
+    const timeout = run.timeoutMs ? setTimeout(() => stop(timedOut(run.stage, run.timeoutMs as number)), run.timeoutMs) : undefined
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
     child.on('error', (error) => resolve({ code: null, signal: null, error }))
+    const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+      run.signal?.removeEventListener('abort', onAbort)
+      clearTimeout(timeout)
+      clearTimeout(killTimer)
+      resolve({ code, signal })
+    }
     // 'close' also waits for stdout/stderr to end, so the capture is complete. A process the
     // script left in the background (a lock holder, say) may keep the pipes open: it is left
     // running, as scripts expect, and its later output is not captured.
-    child.on('close', (code, signal) => resolve({ code, signal }))
+    child.on('close', finish)
     child.on('exit', (code, signal) => {
       setTimeout(() => {
         child.stdout.destroy()
         child.stderr.destroy()
-        resolve({ code, signal })
+        finish(code, signal)
       }, PIPE_DRAIN_MS).unref()
     })
   })
-  return { pid: child.pid, exited }
+
+  let failure: JobError | undefined
+  if (exit.error) failure = new JobError(`${run.stage} script could not be started: ${startProblem(exit.error, run.cwd)}`)
+  else if (stoppedBecause !== undefined) failure = new JobError(stoppedBecause)
+  else if (exit.signal) failure = new JobError(`${run.stage} script was killed by ${exit.signal}`)
+  else if (exit.code !== 0) failure = new JobError(`${run.stage} script failed with exit code ${exit.code}`)
+  return { stdout: stdout.text(), stderr: stderr.text(), failure }
 }
 
 /** Node reports a working directory that is missing or not a directory as `spawn bash ENOENT`. */
