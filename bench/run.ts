@@ -53,7 +53,7 @@ function selected(args: string[]): Set<Figure> {
   const out = new Set<Figure>()
   for (const arg of args) {
     const group = GROUPS[arg]
-    if (group) group.forEach((f) => out.add(f))
+    if (group) for (const f of group) out.add(f)
     else if ((FIGURES as readonly string[]).includes(arg)) out.add(arg as Figure)
     else throw new BenchError(`unknown figure ${arg}; choose from ${[...FIGURES, ...Object.keys(GROUPS)].join(', ')}`)
   }

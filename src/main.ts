@@ -4,8 +4,8 @@ import type { Server as TlsServer } from 'node:tls'
 import type { Logger } from './log.ts'
 import { ConfigError, DEMO_DIRECTORY, loadConfig, type Config } from './config.ts'
 import { ensureCredentials } from './credentials-file.ts'
-import { createApiServer } from './http/server.ts'
-import { applyTlsMaterial, loadTlsMaterial } from './http/tls.ts'
+import { createApiServer, type ApiServer } from './http/server.ts'
+import { applyTlsMaterial, loadTlsMaterial, type TlsLoad } from './http/tls.ts'
 import { prepareJobRoot } from './jobs/directory.ts'
 import { JobRegistry, RELOCATED } from './jobs/registry.ts'
 import { JobStore } from './jobs/store.ts'
@@ -20,42 +20,13 @@ const PRUNE_EVERY_MS = 60 * 60 * 1000
 const FIRST_PRUNE_MS = 1_000
 
 async function main(): Promise<void> {
-  let loaded
-  try {
-    loaded = loadConfig(process.env)
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`osb-backup-agent: not started: ${error.message}\n`)
-      process.exit(2)
-    }
-    throw error
-  }
-  const { config, warnings } = loaded
+  const { config, warnings } = loadConfigOrExit()
   const log = createLogger(config.logLevel, undefined, config.logFormat)
   for (const warning of warnings) log.warn(warning)
-
-  if (config.demo) {
-    // Say where the credentials are, never what they are.
-    const file = join(process.cwd(), DEMO_DIRECTORY, 'credentials')
-    const { credentials, created } = await ensureCredentials(file)
-    config.clientUsername = credentials.username
-    config.clientPassword = credentials.password
-    log.warn(
-      { credentialsFile: file, created, localStorageRoot: config.localStorageRoot },
-      'demo start: no SPEC §6 variable is set, so the agent listens on 127.0.0.1 only, keeps everything under ./var and uses the credentials in credentialsFile; set the variables for a real deployment',
-    )
-  }
+  if (config.demo) await useDemoCredentials(config, log)
 
   trustCertificates(config.caFile)
-
-  // A job_group that does not exist falls back to none, like any unusable setting (SPEC §6).
-  let jobGid: number | undefined
-  if (config.jobGroup !== undefined) {
-    const { resolveGroup } = await import('./util/group.ts') // loads child_process and util only when set
-    const group = await resolveGroup(config.jobGroup)
-    if (group.ok) jobGid = group.gid
-    else log.warn(`job_group: cannot use the value given (${group.error}); job directories keep the agent's own group`)
-  }
+  const jobGid = await resolveJobGid(config, log)
   for (const dir of [config.directoryBackup, config.directoryRestore]) await prepareJobRoot(dir, jobGid)
 
   // Unusable certificates stop the start: serving plain HTTP instead would be a silent downgrade.
@@ -65,6 +36,63 @@ async function main(): Promise<void> {
     process.exit(2)
   }
 
+  const { store, registry } = openJobRegistry(config, log)
+  const stored = registry.load()
+  const metrics = new AgentMetrics(registry)
+  // a job a killed agent left running ends here, FAILED: it counts as finished now
+  for (const row of stored) if (row.status === 'RUNNING') metrics.jobInterrupted(row.kind)
+  // Recovery runs scripts: its modules (the job machinery) load only when a record owes steps.
+  const recovering = stored.length === 0 ? undefined : await import('./jobs/recovery.ts')
+  const interrupted = recovering?.markInterrupted(stored, registry) ?? []
+  schedulePruning(registry, config, log)
+  // directory_state removed or replaced while no job writes: noticed by inotify, not by polling
+  watchStoreDirectory(config.directoryState, () => registry.checkStore())
+
+  const deps = { config, registry, log, agentEnv: process.env, observer: metrics, jobGid }
+  const api = createApiServer({ config, registry, log, runner: deps, metrics, tls: tls?.material })
+  reloadTlsOnSighup(api, tls, config, log)
+
+  await api.listen(config.clientHost, config.clientPort)
+  logListening(api, config, tls !== undefined, interrupted.length, log)
+  const recovery = recovering?.finishRecovery(interrupted, deps) ?? Promise.resolve()
+  stopOnSignals(config, registry, store, api, log, recovery)
+}
+
+function loadConfigOrExit(): ReturnType<typeof loadConfig> {
+  try {
+    return loadConfig(process.env)
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`osb-backup-agent: not started: ${error.message}\n`)
+      process.exit(2)
+    }
+    throw error
+  }
+}
+
+async function useDemoCredentials(config: Config, log: Logger): Promise<void> {
+  // Say where the credentials are, never what they are.
+  const file = join(process.cwd(), DEMO_DIRECTORY, 'credentials')
+  const { credentials, created } = await ensureCredentials(file)
+  config.clientUsername = credentials.username
+  config.clientPassword = credentials.password
+  log.warn(
+    { credentialsFile: file, created, localStorageRoot: config.localStorageRoot },
+    'demo start: no SPEC §6 variable is set, so the agent listens on 127.0.0.1 only, keeps everything under ./var and uses the credentials in credentialsFile; set the variables for a real deployment',
+  )
+}
+
+// A job_group that does not exist falls back to none, like any unusable setting (SPEC §6).
+async function resolveJobGid(config: Config, log: Logger): Promise<number | undefined> {
+  if (config.jobGroup === undefined) return undefined
+  const { resolveGroup } = await import('./util/group.ts') // loads child_process and util only when set
+  const group = await resolveGroup(config.jobGroup)
+  if (group.ok) return group.gid
+  log.warn(`job_group: cannot use the value given (${group.error}); job directories keep the agent's own group`)
+  return undefined
+}
+
+function openJobRegistry(config: Config, log: Logger): { store: JobStore; registry: JobRegistry } {
   const store = new JobStore(config.directoryState)
   // the key that seals the secrets a running job's record keeps for recovery
   try {
@@ -87,13 +115,10 @@ async function main(): Promise<void> {
     else log.warn('the job store can be written again: every waiting job record is written')
   })
   registry.whenIdle(memoryReleaser(() => registry.running === 0))
-  const stored = registry.load()
-  const metrics = new AgentMetrics(registry)
-  // a job a killed agent left running ends here, FAILED: it counts as finished now
-  for (const row of stored) if (row.status === 'RUNNING') metrics.jobInterrupted(row.kind)
-  // Recovery runs scripts: its modules (the job machinery) load only when a record owes steps.
-  const recovering = stored.length === 0 ? undefined : await import('./jobs/recovery.ts')
-  const interrupted = recovering?.markInterrupted(stored, registry) ?? []
+  return { store, registry }
+}
+
+function schedulePruning(registry: JobRegistry, config: Config, log: Logger): void {
   const prune = () => {
     const pruned = registry.prune(Date.now(), config.jobRetentionDays * 86_400_000, config.maxJobRecords)
     if (pruned > 0) log.info({ pruned }, 'job records pruned (job_retention_days, max_job_records)')
@@ -102,14 +127,12 @@ async function main(): Promise<void> {
   // as the rest of a start with 1,000 records, and the first poll need not wait for it.
   setTimeout(prune, FIRST_PRUNE_MS).unref()
   setInterval(prune, PRUNE_EVERY_MS).unref()
-  // directory_state removed or replaced while no job writes: noticed by inotify, not by polling
-  watchStoreDirectory(config.directoryState, () => registry.checkStore())
+}
 
-  const deps = { config, registry, log, agentEnv: process.env, observer: metrics, jobGid }
-  const api = createApiServer({ config, registry, log, runner: deps, metrics, tls: tls?.material })
-  // SIGHUP re-reads the TLS files (certificate rotation). Handled even without TLS: its default
-  // action would end the agent, and every running job with it; so installed before the agent
-  // listens and says so (a manager or test may send it as soon as it reads that line).
+// SIGHUP re-reads the TLS files (certificate rotation). Handled even without TLS: its default
+// action would end the agent, and every running job with it; so installed before the agent
+// listens and says so (a manager or test may send it as soon as it reads that line).
+function reloadTlsOnSighup(api: ApiServer, tls: TlsLoad | undefined, config: Config, log: Logger): void {
   process.on('SIGHUP', () => {
     if (!tls) return log.info('SIGHUP: nothing to reload (plain HTTP)')
     loadTlsMaterial(config).then(
@@ -121,24 +144,26 @@ async function main(): Promise<void> {
       (error: unknown) => log.error({ error: (error as Error).message }, 'SIGHUP: TLS reload failed'),
     )
   })
+}
 
-  await api.listen(config.clientHost, config.clientPort)
+function logListening(api: ApiServer, config: Config, tls: boolean, interrupted: number, log: Logger): void {
   const address = api.server.address()
   const port = typeof address === 'object' && address ? address.port : config.clientPort
   log.info(
     {
       host: config.clientHost,
       port,
-      tls: tls !== undefined,
+      tls,
       clientCertificates: config.tlsClientCaFile !== undefined,
       scriptsPath: config.scriptsPath,
       demo: config.demo,
-      interrupted: interrupted.length,
+      interrupted,
     },
     'agent listening',
   )
-  const recovery = recovering?.finishRecovery(interrupted, deps) ?? Promise.resolve()
+}
 
+function stopOnSignals(config: Config, registry: JobRegistry, store: JobStore, api: ApiServer, log: Logger, recovery: Promise<void>): void {
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) return

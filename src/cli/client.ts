@@ -54,7 +54,7 @@ export class AgentClient {
     }
     const text = await res.text()
     if (res.status === 401) throw new CliError(`the agent at ${url} refused the credentials from ${source}`, EXIT.unreachable)
-    let parsed: unknown = undefined
+    let parsed: unknown
     try {
       parsed = text === '' ? undefined : JSON.parse(text)
     } catch {

@@ -23,13 +23,13 @@ export interface DecryptInput {
 export async function decrypt(options: DecryptInput): Promise<void> {
   const key = options.keyFile ? (await readFile(options.keyFile, 'utf8')).replace(/\r?\n$/, '') : (options.env.OSB_ENCRYPTION_KEY ?? '')
   const source = options.input && options.input !== '-' ? createReadStream(options.input) : options.stdin
-  const toFile = options.output !== undefined && options.output !== '-'
-  const target = toFile ? createWriteStream(options.output!, { mode: 0o600 }) : options.stdout
+  const outputFile = options.output !== '-' ? options.output : undefined
+  const target = outputFile !== undefined ? createWriteStream(outputFile, { mode: 0o600 }) : options.stdout
   try {
     await pipeline(source, createDecoder(key, { what: options.input && options.input !== '-' ? options.input : 'standard input' }), target)
   } catch (error) {
     // No unverified dump is left behind under the name the operator asked for.
-    if (toFile) await rm(options.output!, { force: true })
+    if (outputFile !== undefined) await rm(outputFile, { force: true })
     throw error
   }
 }

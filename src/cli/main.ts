@@ -279,7 +279,16 @@ function describeJob(kind: Kind, b: Record<string, any>): string {
   return lines.join('\n')
 }
 
-function helpText(name: string, command: Command): string {
+/** The command's options and operands; a usage error, with the command's help, when they do not parse. */
+function parseCommandLine(args: string[], options: Options, command: Command) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true })
+  } catch (error) {
+    throw new CliError(`${(error as Error).message}\n\n${helpText(command)}`, EXIT.usage)
+  }
+}
+
+function helpText(command: Command): string {
   const options = [...command.help, ...(command.client ? CONNECTION_HELP : []), '--help               this text']
   return [`${command.usage}`, '', command.summary, '', 'Options:', ...options.map((o) => `  ${o}`)].join('\n')
 }
@@ -309,14 +318,9 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
   }
   try {
     const options: Options = { ...command.options, ...(command.client ? CONNECTION_OPTIONS : {}), help: { type: 'boolean', short: 'h' } }
-    let parsed
-    try {
-      parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true })
-    } catch (error) {
-      throw new CliError(`${(error as Error).message}\n\n${helpText(name, command)}`, EXIT.usage)
-    }
+    const parsed = parseCommandLine(rest, options, command)
     if (parsed.values.help) {
-      io.out(helpText(name, command))
+      io.out(helpText(command))
       return EXIT.ok
     }
     return await command.run(parsed.values as Values, parsed.positionals, io)

@@ -5,9 +5,9 @@ import type { OpenApiDocument, Operation } from './openapi.ts'
 
 const METHODS = ['get', 'post', 'put', 'delete']
 
-const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 /** `code` spans from the descriptions' backticks, after escaping. */
-const prose = (text: string | undefined) => escape(text ?? '').replace(/`([^`]+)`/g, '<code>$1</code>')
+const prose = (text: string | undefined) => escapeHtml(text ?? '').replace(/`([^`]+)`/g, '<code>$1</code>')
 
 function typeOf(schema: JsonSchema): string {
   if (schema.const !== undefined) return JSON.stringify(schema.const)
@@ -32,7 +32,7 @@ function fieldRows(schema: JsonSchema, prefix = ''): string[] {
     const path = `${prefix}${prefix ? arrayMark : ''}${name}`
     const required = object.required?.includes(name) ? 'yes' : ''
     rows.push(
-      `<tr><td><code>${escape(path)}</code></td><td>${escape(typeOf(child))}</td><td>${required}</td><td>${prose(child.description)}</td></tr>`,
+      `<tr><td><code>${escapeHtml(path)}</code></td><td>${escapeHtml(typeOf(child))}</td><td>${required}</td><td>${prose(child.description)}</td></tr>`,
     )
     rows.push(...fieldRows(child, `${path}${child.type === 'array' ? '[]' : ''}.`))
   }
@@ -55,16 +55,16 @@ function operationSection(path: string, method: string, op: Operation): string {
     op.security && op.security.length === 0 ? '<span class="public">no credentials</span>' : '<span class="auth">Basic auth</span>'
   const parameters = (op.parameters ?? []).map(
     (p) =>
-      `<tr><td><code>${escape(p.name)}</code></td><td>${escape(p.in)}</td><td>${p.required ? 'yes' : ''}</td><td>${prose(p.description ?? p.schema?.description)}</td></tr>`,
+      `<tr><td><code>${escapeHtml(p.name)}</code></td><td>${escapeHtml(p.in)}</td><td>${p.required ? 'yes' : ''}</td><td>${prose(p.description ?? p.schema?.description)}</td></tr>`,
   )
   const body = firstSchema(op.requestBody?.content)
   const responses = Object.entries(op.responses ?? {}).map(([status, r]) => {
     const schema = firstSchema(r.content)
-    return `<div class="response"><h4><span class="status">${escape(status)}</span> ${prose(r.description)}</h4>${fieldTable(schema)}</div>`
+    return `<div class="response"><h4><span class="status">${escapeHtml(status)}</span> ${prose(r.description)}</h4>${fieldTable(schema)}</div>`
   })
   return [
     `<section class="operation" id="${id}">`,
-    `<h3><span class="method ${method}">${method.toUpperCase()}</span> <span class="path">${escape(path)}</span> ${auth}</h3>`,
+    `<h3><span class="method ${method}">${method.toUpperCase()}</span> <span class="path">${escapeHtml(path)}</span> ${auth}</h3>`,
     `<p class="summary">${prose(op.summary)}</p>`,
     op.description ? `<p>${prose(op.description)}</p>` : '',
     parameters.length > 0
@@ -87,11 +87,11 @@ export function renderDocsPage(doc: OpenApiDocument): string {
   const index = operations
     .map(
       ({ path, method, op }) =>
-        `<li><a href="#${`${method}-${path}`.replace(/[^A-Za-z0-9]+/g, '-')}"><span class="method ${method}">${method.toUpperCase()}</span> ${escape(path)}</a> — ${prose(op.summary)}</li>`,
+        `<li><a href="#${`${method}-${path}`.replace(/[^A-Za-z0-9]+/g, '-')}"><span class="method ${method}">${method.toUpperCase()}</span> ${escapeHtml(path)}</a> — ${prose(op.summary)}</li>`,
     )
     .join('\n')
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escape(doc.info.title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(doc.info.title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 70rem; padding: 1rem 2rem; color: #1d232a; }
@@ -109,8 +109,8 @@ th, td { text-align: left; vertical-align: top; border-bottom: 1px solid #e9ecef
 ul.index { list-style: none; padding: 0 } ul.index li { margin: .15rem 0 }
 </style></head>
 <body>
-<h1>${escape(doc.info.title)}</h1>
-<div class="version">version ${escape(doc.info.version)} · <a href="/openapi.json">openapi.json</a></div>
+<h1>${escapeHtml(doc.info.title)}</h1>
+<div class="version">version ${escapeHtml(doc.info.version)} · <a href="/openapi.json">openapi.json</a></div>
 <p>${prose(doc.info.description)}</p>
 <h2>Endpoints</h2>
 <ul class="index">${index}</ul>

@@ -2,6 +2,7 @@
 // job, GET /<kind>/{id} polls it, GET /<kind> lists, POST /<kind>/{id}/cancel cancels, DELETE
 // /<kind> forgets a finished one. Their methods, paths and descriptions are in src/http/routes.ts.
 import { newJob } from '../jobs/job.ts'
+import type { StartRefusal } from '../jobs/registry.ts'
 import type { JobKind } from '../jobs/request.ts'
 import { logFields } from '../jobs/stage-names.ts'
 import { InvalidJson } from './body.ts'
@@ -49,10 +50,22 @@ export interface JobHandlers {
 }
 
 export function jobHandlers(kind: JobKind): JobHandlers {
-  const emptyLogs = Object.fromEntries(logFields(kind).map((f) => [f, '']))
+  const rejected = rejectedAnswer(kind)
+  return {
+    trigger: triggerHandler(kind, rejected),
+    list: listHandler(kind),
+    poll: pollHandler(kind),
+    cancel: cancelHandler(kind),
+    forget: forgetHandler(kind),
+  }
+}
 
-  /** A polling-shaped body for a trigger that registered nothing. */
-  const rejected = (state: string, errorMessage: string) =>
+type Rejected = (state: string, errorMessage: string) => Answer
+
+/** A polling-shaped body for a trigger that registered nothing. */
+function rejectedAnswer(kind: JobKind): Rejected {
+  const emptyLogs = Object.fromEntries(logFields(kind).map((f) => [f, '']))
+  return (state, errorMessage) =>
     jsonAnswer(400, {
       status: 'FAILED',
       message: `${kind} failed`,
@@ -66,103 +79,118 @@ export function jobHandlers(kind: JobKind): JobHandlers {
       execution_time_ms: 0,
       ...emptyLogs,
     })
+}
 
-  return {
-    async trigger(x) {
-      const { registry, config } = x.deps
-      if (x.body instanceof InvalidJson) return rejected('Body Deserialization', `the body is not valid JSON: ${x.body.reason}`)
-      // A known id answers 409 with that job, before any other check (as the old agent did).
-      const id = triggerId(x.body)
-      const existing = id === undefined ? undefined : registry.get(kind, id)
-      if (existing) return pollingAnswer(409, existing.body)
+function triggerHandler(kind: JobKind, rejected: Rejected): Handler {
+  return async (x) => {
+    const { registry, config } = x.deps
+    if (x.body instanceof InvalidJson) return rejected('Body Deserialization', `the body is not valid JSON: ${x.body.reason}`)
+    // A known id answers 409 with that job, before any other check (as the old agent did).
+    const id = triggerId(x.body)
+    const existing = id === undefined ? undefined : registry.get(kind, id)
+    if (existing) return pollingAnswer(409, existing.body)
 
-      const parsed = (await bodyChecks()).parseTrigger(kind, x.body, config)
-      if (!parsed.ok) return rejected('Body Deserialization', `invalid request: ${parsed.errors.join('; ')}`)
+    const parsed = (await bodyChecks()).parseTrigger(kind, x.body, config)
+    if (!parsed.ok) return rejected('Body Deserialization', `invalid request: ${parsed.errors.join('; ')}`)
 
-      // loaded before the job is registered: start and run stay one synchronous step
-      const { runJob } = await jobRunner()
-      const job = newJob(parsed.value, logFields(kind))
-      const entry = registry.start(job)
-      if (entry === 'exists') return pollingAnswer(409, registry.get(kind, job.id)?.body ?? '{}')
-      if (entry === 'closing') {
-        return jsonAnswer(
-          503,
-          { message: `${kind} not started`, state: 'Job creation', error_message: 'the agent is shutting down; try again when it is back' },
-          { 'retry-after': '30' },
-        )
-      }
-      if (entry === 'store') {
-        const problem = registry.storeProblem ?? 'the job store could not be written'
-        return jsonAnswer(
-          503,
-          { message: `${kind} not started: ${problem}; try again when it can be written`, state: 'Job creation', error_message: problem },
-          { 'retry-after': '30' },
-        )
-      }
-      if (entry === 'full') {
-        return jsonAnswer(429, {
-          message: `${kind} not started`,
-          state: 'Job creation',
-          error_message: `${registry.running} jobs are running, the most max_job_number allows; try again when one has finished`,
-        })
-      }
-      x.log(
-        'info',
-        { job: job.id, kind, type: job.request.destination.type, skipStorage: job.request.destination.skipStorage },
-        'job started',
+    // loaded before the job is registered: start and run stay one synchronous step
+    const { runJob } = await jobRunner()
+    const job = newJob(parsed.value, logFields(kind))
+    const entry = registry.start(job)
+    if (typeof entry === 'string') return notStartedAnswer(kind, entry, x, job.id)
+    x.log(
+      'info',
+      { job: job.id, kind, type: job.request.destination.type, skipStorage: job.request.destination.skipStorage },
+      'job started',
+    )
+    void runJob(job, entry.live.cancel.signal, x.deps.runner)
+    return emptyAnswer(201)
+  }
+}
+
+/** Why the registry did not start the job: the job with that id, or a refusal to try again later. */
+function notStartedAnswer(kind: JobKind, refusal: StartRefusal, x: Exchange, id: string): Answer {
+  const { registry } = x.deps
+  switch (refusal) {
+    case 'exists':
+      return pollingAnswer(409, registry.get(kind, id)?.body ?? '{}')
+    case 'closing':
+      return jsonAnswer(
+        503,
+        { message: `${kind} not started`, state: 'Job creation', error_message: 'the agent is shutting down; try again when it is back' },
+        { 'retry-after': '30' },
       )
-      void runJob(job, entry.live.cancel.signal, x.deps.runner)
-      return emptyAnswer(201)
-    },
+    case 'store': {
+      const problem = registry.storeProblem ?? 'the job store could not be written'
+      return jsonAnswer(
+        503,
+        { message: `${kind} not started: ${problem}; try again when it can be written`, state: 'Job creation', error_message: problem },
+        { 'retry-after': '30' },
+      )
+    }
+    case 'full':
+      return jsonAnswer(429, {
+        message: `${kind} not started`,
+        state: 'Job creation',
+        error_message: `${registry.running} jobs are running, the most max_job_number allows; try again when one has finished`,
+      })
+  }
+}
 
-    list(x) {
-      const query = parseListingQuery(x.query())
-      if (!query.ok) return jsonAnswer(400, { message: `invalid query: ${query.errors.join('; ')}` })
-      const page = x.deps.registry.list(kind, query.value)
-      return jsonAnswer(200, { jobs: page.jobs, next_cursor: page.next ? encodeCursor(page.next) : null })
-    },
+function listHandler(kind: JobKind): Handler {
+  return (x) => {
+    const query = parseListingQuery(x.query())
+    if (!query.ok) return jsonAnswer(400, { message: `invalid query: ${query.errors.join('; ')}` })
+    const page = x.deps.registry.list(kind, query.value)
+    return jsonAnswer(200, { jobs: page.jobs, next_cursor: page.next ? encodeCursor(page.next) : null })
+  }
+}
 
-    // The manager's hot path: an id check and a lookup of an already-serialised body.
-    poll(x) {
-      const id = x.params.id
-      if (idProblem(id)) return INVALID_ID
-      const { registry } = x.deps
-      const entry = registry.get(kind, id as string)
-      if (!entry) return NOT_FOUND
-      const bytes = registry.pollingBytes(entry) // of entry.body as it is now
-      if (bytes.length > STRING_BODY_MAX_BYTES) return pollingAnswer(200, bytes)
-      return { status: 200, bytes: entry.body, length: bytes.length, type: JSON_TYPE }
-    },
+// The manager's hot path: an id check and a lookup of an already-serialised body.
+function pollHandler(kind: JobKind): Handler {
+  return (x) => {
+    const id = x.params.id
+    if (idProblem(id)) return INVALID_ID
+    const { registry } = x.deps
+    const entry = registry.get(kind, id as string)
+    if (!entry) return NOT_FOUND
+    const bytes = registry.pollingBytes(entry) // of entry.body as it is now
+    if (bytes.length > STRING_BODY_MAX_BYTES) return pollingAnswer(200, bytes)
+    return { status: 200, bytes: entry.body, length: bytes.length, type: JSON_TYPE }
+  }
+}
 
-    cancel(x) {
-      const id = x.params.id as string
-      if (idProblem(id)) return INVALID_ID
-      const { registry } = x.deps
-      switch (registry.cancel(kind, id)) {
-        case 'cancelled':
-          x.log('info', { job: id, kind }, 'job cancelled')
-          return jsonAnswer(202, { message: `${kind} ${id} is being cancelled; cleanup and unlock still run` })
-        case 'not running':
-          return pollingAnswer(409, registry.get(kind, id)?.body ?? '{}')
-        case 'unknown':
-          return jsonAnswer(404, { message: `no ${kind} job ${id}` })
-      }
-    },
+function cancelHandler(kind: JobKind): Handler {
+  return (x) => {
+    const id = x.params.id as string
+    if (idProblem(id)) return INVALID_ID
+    const { registry } = x.deps
+    switch (registry.cancel(kind, id)) {
+      case 'cancelled':
+        x.log('info', { job: id, kind }, 'job cancelled')
+        return jsonAnswer(202, { message: `${kind} ${id} is being cancelled; cleanup and unlock still run` })
+      case 'not running':
+        return pollingAnswer(409, registry.get(kind, id)?.body ?? '{}')
+      case 'unknown':
+        return jsonAnswer(404, { message: `no ${kind} job ${id}` })
+    }
+  }
+}
 
-    async forget(x) {
-      if (x.body instanceof InvalidJson) return jsonAnswer(400, { message: `the body is not valid JSON: ${x.body.reason}` })
-      const parsed = (await bodyChecks()).parseDelete(x.body)
-      if (!parsed.ok) return jsonAnswer(400, { message: `invalid request: ${parsed.errors.join('; ')}` })
-      const { registry } = x.deps
-      switch (registry.delete(kind, parsed.value)) {
-        case 'deleted':
-          return emptyAnswer(200)
-        case 'unknown':
-          return emptyAnswer(410)
-        case 'running':
-        case 'owed': // its recovery has not run cleanup or unlock yet
-          return pollingAnswer(409, registry.get(kind, parsed.value)?.body ?? '{}')
-      }
-    },
+function forgetHandler(kind: JobKind): Handler {
+  return async (x) => {
+    if (x.body instanceof InvalidJson) return jsonAnswer(400, { message: `the body is not valid JSON: ${x.body.reason}` })
+    const parsed = (await bodyChecks()).parseDelete(x.body)
+    if (!parsed.ok) return jsonAnswer(400, { message: `invalid request: ${parsed.errors.join('; ')}` })
+    const { registry } = x.deps
+    switch (registry.delete(kind, parsed.value)) {
+      case 'deleted':
+        return emptyAnswer(200)
+      case 'unknown':
+        return emptyAnswer(410)
+      case 'running':
+      case 'owed': // its recovery has not run cleanup or unlock yet
+        return pollingAnswer(409, registry.get(kind, parsed.value)?.body ?? '{}')
+    }
   }
 }

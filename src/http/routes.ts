@@ -86,97 +86,124 @@ const agentRoutes: Route[] = [
   },
 ]
 
+/** What each of a kind's routes is built from; the shared schema and tags are made once per kind. */
+interface JobRouteParts {
+  kind: JobKind
+  tags: string[]
+  polling: ReturnType<typeof pollingBodySchema>
+  handlers: ReturnType<typeof jobHandlers>
+}
+
+/** GET /{kind}: the listing. */
+function listRoute({ kind, tags, handlers }: JobRouteParts): Route {
+  return {
+    method: 'GET',
+    path: `/${kind}`,
+    access: 'authenticated',
+    doc: {
+      tags,
+      summary: `list ${kind} jobs`,
+      description: 'Summaries of the known jobs, newest first, a page at a time.',
+      query: ListingQuerySchema,
+      responses: { 200: ListingSchema, 400: { ...MessageSchema, description: 'invalid query' } },
+    },
+    handle: handlers.list,
+  }
+}
+
+/** POST /backup or PUT /restore: start a job. */
+function triggerRoute({ kind, tags, polling, handlers }: JobRouteParts): Route {
+  return {
+    method: kind === 'backup' ? 'POST' : 'PUT',
+    path: `/${kind}`,
+    access: 'authenticated',
+    doc: {
+      tags,
+      summary: `start a ${kind}`,
+      description:
+        kind === 'backup'
+          ? 'Registers the job and answers at once; the stages run in the background (lock, check, backup, upload, cleanup, unlock). Poll GET /backup/{id}.'
+          : 'Registers the job and answers at once; the stages run in the background (lock, download, restore, cleanup, unlock). Needs destination.filename unless skipStorage. Poll GET /restore/{id}.',
+      body: TriggerSchema,
+      responses: {
+        201: Empty('started; empty body'),
+        400: rejectedSchema(kind),
+        409: { ...polling, description: 'a job with this id exists: its polling body' },
+        413: { ...MessageSchema, description: 'the body is larger than 1 MiB' },
+        429: { ...RefusedSchema, description: 'max_job_number jobs are running' },
+        503: { ...RefusedSchema, description: 'the agent is shutting down, or the job store cannot be written' },
+      },
+    },
+    handle: handlers.trigger,
+  }
+}
+
+/** DELETE /{kind}: forget a finished job. */
+function forgetRoute({ kind, tags, polling, handlers }: JobRouteParts): Route {
+  return {
+    method: 'DELETE',
+    path: `/${kind}`,
+    access: 'authenticated',
+    doc: {
+      tags,
+      summary: `forget a finished ${kind}`,
+      description: 'Removes the job record (not the stored object).',
+      body: DeleteSchema,
+      responses: {
+        200: Empty('forgotten; empty body'),
+        400: { ...MessageSchema, description: 'invalid body or id' },
+        409: { ...polling, description: 'still running, or its recovery still owes cleanup or unlock: its polling body' },
+        410: Empty('no such job; empty body'),
+      },
+    },
+    handle: handlers.forget,
+  }
+}
+
+/** GET /{kind}/{id}: the polling body. */
+function pollRoute({ kind, tags, polling, handlers }: JobRouteParts): Route {
+  return {
+    method: 'GET',
+    path: `/${kind}/:id`,
+    access: 'authenticated',
+    doc: {
+      tags,
+      summary: `poll a ${kind} job`,
+      description: 'The manager polls this every few seconds while the job runs, and once more at the end.',
+      params: IdParamsSchema,
+      responses: { 200: polling, 400: { ...MessageSchema, description: 'invalid id' }, 404: Empty('no such job; empty body') },
+    },
+    handle: handlers.poll,
+  }
+}
+
+/** POST /{kind}/{id}/cancel. */
+function cancelRoute({ kind, tags, polling, handlers }: JobRouteParts): Route {
+  return {
+    method: 'POST',
+    path: `/${kind}/:id/cancel`,
+    access: 'authenticated',
+    doc: {
+      tags,
+      summary: `cancel a running ${kind}`,
+      description: 'Stops the running stage (script group or transfer); the job fails "cancelled"; cleanup and unlock still run.',
+      params: IdParamsSchema,
+      responses: {
+        202: { ...MessageSchema, description: 'being cancelled' },
+        400: { ...MessageSchema, description: 'invalid id' },
+        404: { ...MessageSchema, description: 'no such job' },
+        409: { ...polling, description: 'not running: its polling body' },
+      },
+    },
+    handle: handlers.cancel,
+  }
+}
+
+const JOB_ROUTES: readonly ((parts: JobRouteParts) => Route)[] = [listRoute, triggerRoute, forgetRoute, pollRoute, cancelRoute]
+
 function jobRoutes(kind: JobKind): Route[] {
-  const tags = [kind]
-  const polling = pollingBodySchema(kind)
-  const handlers = jobHandlers(kind)
-  return [
-    {
-      method: 'GET',
-      path: `/${kind}`,
-      access: 'authenticated',
-      doc: {
-        tags,
-        summary: `list ${kind} jobs`,
-        description: 'Summaries of the known jobs, newest first, a page at a time.',
-        query: ListingQuerySchema,
-        responses: { 200: ListingSchema, 400: { ...MessageSchema, description: 'invalid query' } },
-      },
-      handle: handlers.list,
-    },
-    {
-      method: kind === 'backup' ? 'POST' : 'PUT',
-      path: `/${kind}`,
-      access: 'authenticated',
-      doc: {
-        tags,
-        summary: `start a ${kind}`,
-        description:
-          kind === 'backup'
-            ? 'Registers the job and answers at once; the stages run in the background (lock, check, backup, upload, cleanup, unlock). Poll GET /backup/{id}.'
-            : 'Registers the job and answers at once; the stages run in the background (lock, download, restore, cleanup, unlock). Needs destination.filename unless skipStorage. Poll GET /restore/{id}.',
-        body: TriggerSchema,
-        responses: {
-          201: Empty('started; empty body'),
-          400: rejectedSchema(kind),
-          409: { ...polling, description: 'a job with this id exists: its polling body' },
-          413: { ...MessageSchema, description: 'the body is larger than 1 MiB' },
-          429: { ...RefusedSchema, description: 'max_job_number jobs are running' },
-          503: { ...RefusedSchema, description: 'the agent is shutting down, or the job store cannot be written' },
-        },
-      },
-      handle: handlers.trigger,
-    },
-    {
-      method: 'DELETE',
-      path: `/${kind}`,
-      access: 'authenticated',
-      doc: {
-        tags,
-        summary: `forget a finished ${kind}`,
-        description: 'Removes the job record (not the stored object).',
-        body: DeleteSchema,
-        responses: {
-          200: Empty('forgotten; empty body'),
-          400: { ...MessageSchema, description: 'invalid body or id' },
-          409: { ...polling, description: 'still running, or its recovery still owes cleanup or unlock: its polling body' },
-          410: Empty('no such job; empty body'),
-        },
-      },
-      handle: handlers.forget,
-    },
-    {
-      method: 'GET',
-      path: `/${kind}/:id`,
-      access: 'authenticated',
-      doc: {
-        tags,
-        summary: `poll a ${kind} job`,
-        description: 'The manager polls this every few seconds while the job runs, and once more at the end.',
-        params: IdParamsSchema,
-        responses: { 200: polling, 400: { ...MessageSchema, description: 'invalid id' }, 404: Empty('no such job; empty body') },
-      },
-      handle: handlers.poll,
-    },
-    {
-      method: 'POST',
-      path: `/${kind}/:id/cancel`,
-      access: 'authenticated',
-      doc: {
-        tags,
-        summary: `cancel a running ${kind}`,
-        description: 'Stops the running stage (script group or transfer); the job fails "cancelled"; cleanup and unlock still run.',
-        params: IdParamsSchema,
-        responses: {
-          202: { ...MessageSchema, description: 'being cancelled' },
-          400: { ...MessageSchema, description: 'invalid id' },
-          404: { ...MessageSchema, description: 'no such job' },
-          409: { ...polling, description: 'not running: its polling body' },
-        },
-      },
-      handle: handlers.cancel,
-    },
-  ]
+  const parts: JobRouteParts = { kind, tags: [kind], polling: pollingBodySchema(kind), handlers: jobHandlers(kind) }
+  return JOB_ROUTES.map((route) => route(parts))
 }
 
 export const ROUTES: readonly Route[] = [...agentRoutes, ...jobRoutes('backup'), ...jobRoutes('restore')]

@@ -78,182 +78,49 @@ const BAD_PATH: Answer = {
 }
 const STOPPING: Answer = { status: 503, json: { message: 'the agent is stopping' }, headers: { connection: 'close' } }
 
+// requireHostHeader: Node itself would answer an HTTP/1.1 request without Host with a bare 400
+// (no JSON); the agent never looks at Host, so such a request gets the API's own answer.
+const SERVER_OPTIONS = {
+  headersTimeout: HEADERS_TIMEOUT_MS,
+  requestTimeout: REQUEST_TIMEOUT_MS,
+  keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+  connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+  requireHostHeader: false,
+}
+
+/** What every request of one server reads, and the two things it counts or flips. */
+interface ServerContext {
+  deps: AppDeps
+  router: Router
+  authorised: (header: string | undefined) => boolean
+  throttle: LoginThrottle
+  isPublic: (route: Route) => boolean
+  overLimit: (socket: Socket) => boolean
+  requests: number
+  closing: boolean
+}
+
 export function createApiServer(deps: AppDeps): ApiServer {
   const { config, log } = deps
-  const router = new Router(ROUTES)
-  const authorised = basicAuthChecker(config.clientUsername, config.clientPassword)
-  const throttle = new LoginThrottle({ maxFailures: config.authMaxFailures, exempt: config.authThrottleExempt })
-  const isPublic = (route: Route) => route.access === 'public' || (route.access === 'metrics' && config.metricsPublic)
-  let requests = 0
-  let closing = false
-
-  // requireHostHeader: Node itself would answer an HTTP/1.1 request without Host with a bare 400
-  // (no JSON); the agent never looks at Host, so such a request gets the API's own answer.
-  const options = {
-    headersTimeout: HEADERS_TIMEOUT_MS,
-    requestTimeout: REQUEST_TIMEOUT_MS,
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-    connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-    requireHostHeader: false,
+  const context: ServerContext = {
+    deps,
+    router: new Router(ROUTES),
+    authorised: basicAuthChecker(config.clientUsername, config.clientPassword),
+    throttle: new LoginThrottle({ maxFailures: config.authMaxFailures, exempt: config.authThrottleExempt }),
+    isPublic: (route) => route.access === 'public' || (route.access === 'metrics' && config.metricsPublic),
+    overLimit: (socket) => connections.overLimit(socket),
+    requests: 0,
+    closing: false,
   }
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => handleRequest(context, req, res)
   const server = deps.tls
-    ? https().createServer({ ...httpsOptions(deps.tls), ...options }, onRequest)
-    : http.createServer(options, onRequest)
+    ? https().createServer({ ...httpsOptions(deps.tls), ...SERVER_OPTIONS }, onRequest)
+    : http.createServer(SERVER_OPTIONS, onRequest)
   // A connection that sends nothing at all (Node's header timeout starts with the first byte).
   server.setTimeout(IDLE_TIMEOUT_MS)
   const connections = limitConnections(server, deps.tls ? 'secureConnection' : 'connection')
-
-  function onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const started = performance.now()
-    const method = req.method ?? 'GET'
-    const url = req.url ?? '/'
-    const found = router.find(method, url)
-    const x =
-      found.kind === 'route'
-        ? new Exchange(req, res, deps, found.params, found.query, ++requests, started)
-        : new Exchange(req, res, deps, {}, '', ++requests, started)
-
-    if (found.kind === 'bad path') return send(x, BAD_PATH)
-    if (closing) return send(x, STOPPING)
-    if (connections.overLimit(req.socket)) return send(x, OVER_CONNECTION_LIMIT, true)
-    if (found.kind !== 'route' || !isPublic(found.route)) {
-      const ip = req.socket.remoteAddress
-      // A locked-out address is answered before its credentials are looked at.
-      const wait = throttle.lockedFor(ip)
-      if (wait > 0)
-        return send(
-          x,
-          {
-            status: 429,
-            json: { message: `too many failed logins from this address; try again in ${wait} s` },
-            headers: { 'retry-after': String(wait) },
-          },
-          true,
-        )
-      if (!authorised(req.headers.authorization)) {
-        x.log('warn', { method, url: loggedUrl(url), ip }, 'login failed')
-        if (throttle.recordFailure(ip))
-          x.log('warn', { ip, failures: config.authMaxFailures }, 'address locked out for a minute after repeated failed logins')
-        return send(x, UNAUTHORISED)
-      }
-    }
-    if (!hasBody(req, method)) return respond(x, found)
-    readBody(req).then(
-      (body) => {
-        x.body = body
-        respond(x, found)
-      },
-      (error: unknown) =>
-        send(
-          x,
-          error instanceof BodyTooLarge
-            ? TOO_LARGE
-            : { status: 400, json: { message: (error as Error).message }, headers: { connection: 'close' } },
-        ),
-    )
-  }
-
-  /** The route's answer, or why there is none. */
-  function respond(x: Exchange, found: Found): void {
-    if (found.kind === 'route') return run(found.route, x)
-    if (found.kind === 'method not allowed') {
-      const allow = found.allow
-      return send(x, {
-        status: 405,
-        json: { message: `method ${x.req.method} is not allowed here; use ${allow.join(' or ')}` },
-        headers: { allow: allow.join(', ') },
-      })
-    }
-    send(x, NOT_FOUND)
-  }
-
-  /** Runs the handler; what it throws or rejects with is a 500, logged. */
-  function run(route: Route, x: Exchange): void {
-    try {
-      const result = route.handle(x)
-      if (result instanceof Promise)
-        result.then(
-          (a) => send(x, a),
-          (error: unknown) => failed(x, error),
-        )
-      else send(x, result)
-    } catch (error) {
-      failed(x, error)
-    }
-  }
-
-  function failed(x: Exchange, error: unknown): void {
-    x.log('error', { err: error }, 'unexpected error')
-    send(x, INTERNAL_ERROR)
-  }
-
-  /**
-   * Writes the answer and its log line: one per request, at debug for a successful GET (the
-   * manager's polls) and for answers of a limit (a flood makes many), at info otherwise.
-   */
-  function send(x: Exchange, a: Answer, limited = false): void {
-    const { req, res } = x
-    let body: Buffer | string | undefined
-    let type: string | undefined
-    let length = 0
-    if (a.json !== undefined) {
-      body = JSON.stringify(a.json)
-      type = JSON_TYPE
-      length = Buffer.byteLength(body)
-    } else if (a.bytes !== undefined) {
-      body = a.bytes
-      type = a.type
-      length = typeof body === 'string' ? (a.length ?? Buffer.byteLength(body)) : body.length
-    }
-    const headers: string[] = []
-    if (type !== undefined) headers.push('content-type', type)
-    headers.push('content-length', String(length))
-    if (a.headers) for (const name in a.headers) headers.push(name, a.headers[name] as string)
-    // An answer given while the body is still arriving (401, 429, 413): it closes the connection,
-    // but only after reading what the client is still sending, so the client gets to read it.
-    if (bodyStillArriving(req)) {
-      if (a.headers?.connection === undefined) headers.push('connection', 'close')
-      drainAfterAnswer(req)
-    } else if (closing && a.headers?.connection === undefined) headers.push('connection', 'close')
-    res.writeHead(a.status, headers)
-    res.end(body)
-
-    const quiet = limited || (req.method === 'GET' && a.status === 200)
-    const level = quiet ? 'debug' : 'info'
-    if (log.isLevelEnabled(level))
-      x.log(
-        level,
-        { method: req.method, url: loggedUrl(req.url ?? '/'), status: a.status, ms: Math.round(performance.now() - x.started) },
-        'request',
-      )
-  }
-
-  // Node ends a CONNECT request's socket without a word when nothing listens for it; answer it
-  // like any other method the API does not have.
-  server.on('connect', (_req: unknown, socket: Socket) => {
-    const body = JSON.stringify({ message: 'method CONNECT is not allowed' })
-    socket.on('error', () => socket.destroy()) // a client gone already is no error of ours
-    socket.end(
-      `HTTP/1.1 405 Method Not Allowed\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    )
-  })
-
-  // What Node cannot parse (or a request past its timeout) gets a JSON answer before the socket
-  // closes, instead of Node's bare one.
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    if (error.code === 'ECONNRESET' || socket.destroyed) return
-    const [status, reason, message] =
-      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', 'Client Timeout']
-        : error.code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'Request Header Fields Too Large', 'Exceeded maximum allowed HTTP header size']
-          : [400, 'Bad Request', 'Client Error']
-    log.trace({ err: error }, 'client error')
-    const body = JSON.stringify({ error: reason, message, statusCode: status })
-    if (socket.writable)
-      socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${body.length}\r\nContent-Type: application/json\r\n\r\n${body}`)
-    socket.destroy(error)
-  })
+  server.on('connect', answerConnect)
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => answerClientError(log, error, socket))
 
   return {
     server,
@@ -267,11 +134,175 @@ export function createApiServer(deps: AppDeps): ApiServer {
       }),
     close: () =>
       new Promise((resolve) => {
-        closing = true
+        context.closing = true
         server.close(() => resolve())
         server.closeIdleConnections()
       }),
   }
+}
+
+function handleRequest(c: ServerContext, req: IncomingMessage, res: ServerResponse): void {
+  const started = performance.now()
+  const method = req.method ?? 'GET'
+  const url = req.url ?? '/'
+  const found = c.router.find(method, url)
+  const x =
+    found.kind === 'route'
+      ? new Exchange(req, res, c.deps, found.params, found.query, ++c.requests, started)
+      : new Exchange(req, res, c.deps, {}, '', ++c.requests, started)
+
+  if (found.kind === 'bad path') return send(c, x, BAD_PATH)
+  if (c.closing) return send(c, x, STOPPING)
+  if (c.overLimit(req.socket)) return send(c, x, OVER_CONNECTION_LIMIT, true)
+  if (found.kind !== 'route' || !c.isPublic(found.route)) {
+    if (!admitted(c, x, method, url)) return
+  }
+  if (!hasBody(req, method)) return respond(c, x, found)
+  readBody(req).then(
+    (body) => {
+      x.body = body
+      respond(c, x, found)
+    },
+    (error: unknown) =>
+      send(
+        c,
+        x,
+        error instanceof BodyTooLarge
+          ? TOO_LARGE
+          : { status: 400, json: { message: (error as Error).message }, headers: { connection: 'close' } },
+      ),
+  )
+}
+
+/** Whether the address may try and the credentials are right; when not, the refusal is sent. */
+function admitted(c: ServerContext, x: Exchange, method: string, url: string): boolean {
+  const { config } = c.deps
+  const ip = x.req.socket.remoteAddress
+  // A locked-out address is answered before its credentials are looked at.
+  const wait = c.throttle.lockedFor(ip)
+  if (wait > 0) {
+    send(
+      c,
+      x,
+      {
+        status: 429,
+        json: { message: `too many failed logins from this address; try again in ${wait} s` },
+        headers: { 'retry-after': String(wait) },
+      },
+      true,
+    )
+    return false
+  }
+  if (!c.authorised(x.req.headers.authorization)) {
+    x.log('warn', { method, url: loggedUrl(url), ip }, 'login failed')
+    if (c.throttle.recordFailure(ip))
+      x.log('warn', { ip, failures: config.authMaxFailures }, 'address locked out for a minute after repeated failed logins')
+    send(c, x, UNAUTHORISED)
+    return false
+  }
+  return true
+}
+
+/** The route's answer, or why there is none. */
+function respond(c: ServerContext, x: Exchange, found: Found): void {
+  if (found.kind === 'route') return run(c, found.route, x)
+  if (found.kind === 'method not allowed') {
+    const allow = found.allow
+    return send(c, x, {
+      status: 405,
+      json: { message: `method ${x.req.method} is not allowed here; use ${allow.join(' or ')}` },
+      headers: { allow: allow.join(', ') },
+    })
+  }
+  send(c, x, NOT_FOUND)
+}
+
+/** Runs the handler; what it throws or rejects with is a 500, logged. */
+function run(c: ServerContext, route: Route, x: Exchange): void {
+  try {
+    const result = route.handle(x)
+    if (result instanceof Promise)
+      result.then(
+        (a) => send(c, x, a),
+        (error: unknown) => failed(c, x, error),
+      )
+    else send(c, x, result)
+  } catch (error) {
+    failed(c, x, error)
+  }
+}
+
+function failed(c: ServerContext, x: Exchange, error: unknown): void {
+  x.log('error', { err: error }, 'unexpected error')
+  send(c, x, INTERNAL_ERROR)
+}
+
+/**
+ * Writes the answer and its log line: one per request, at debug for a successful GET (the
+ * manager's polls) and for answers of a limit (a flood makes many), at info otherwise.
+ */
+function send(c: ServerContext, x: Exchange, a: Answer, limited = false): void {
+  const { req, res } = x
+  let body: Buffer | string | undefined
+  let type: string | undefined
+  let length = 0
+  if (a.json !== undefined) {
+    body = JSON.stringify(a.json)
+    type = JSON_TYPE
+    length = Buffer.byteLength(body)
+  } else if (a.bytes !== undefined) {
+    body = a.bytes
+    type = a.type
+    length = typeof body === 'string' ? (a.length ?? Buffer.byteLength(body)) : body.length
+  }
+  const headers: string[] = []
+  if (type !== undefined) headers.push('content-type', type)
+  headers.push('content-length', String(length))
+  if (a.headers) for (const name in a.headers) headers.push(name, a.headers[name] as string)
+  // An answer given while the body is still arriving (401, 429, 413): it closes the connection,
+  // but only after reading what the client is still sending, so the client gets to read it.
+  if (bodyStillArriving(req)) {
+    if (a.headers?.connection === undefined) headers.push('connection', 'close')
+    drainAfterAnswer(req)
+  } else if (c.closing && a.headers?.connection === undefined) headers.push('connection', 'close')
+  res.writeHead(a.status, headers)
+  res.end(body)
+
+  const quiet = limited || (req.method === 'GET' && a.status === 200)
+  const level = quiet ? 'debug' : 'info'
+  if (c.deps.log.isLevelEnabled(level))
+    x.log(
+      level,
+      { method: req.method, url: loggedUrl(req.url ?? '/'), status: a.status, ms: Math.round(performance.now() - x.started) },
+      'request',
+    )
+}
+
+// Node ends a CONNECT request's socket without a word when nothing listens for it; answer it
+// like any other method the API does not have.
+function answerConnect(_req: unknown, socket: Socket): void {
+  const body = JSON.stringify({ message: 'method CONNECT is not allowed' })
+  socket.on('error', () => socket.destroy()) // a client gone already is no error of ours
+  socket.end(
+    `HTTP/1.1 405 Method Not Allowed\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
+}
+
+// What Node cannot parse (or a request past its timeout) gets a JSON answer before the socket
+// closes, instead of Node's bare one.
+function answerClientError(log: AppDeps['log'], error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, reason, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'Client Timeout']
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'Exceeded maximum allowed HTTP header size']
+        : [400, 'Bad Request', 'Client Error']
+  log.trace({ err: error }, 'client error')
+  const body = JSON.stringify({ error: reason, message, statusCode: status })
+  if (socket.writable)
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${body.length}\r\nContent-Type: application/json\r\n\r\n${body}`)
+  socket.destroy(error)
 }
 
 /** Whether a body is read: methods that take one, when the request says one follows. */

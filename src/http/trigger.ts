@@ -76,6 +76,22 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     )
     return undefined
   }
+  const common = commonDestination(kind, type, d, config, errors)
+  if (type === 'LOCAL') return localDestination(kind, common, errors)
+  if (type === 'S3') return s3Destination(d, config, common, errors)
+  return swiftDestination(d, common, errors)
+}
+
+/** What every destination type has, and the checks on it. */
+type DestinationCommon = Pick<Destination, 'skipStorage' | 'filenamePrefix' | 'filename'>
+
+function commonDestination(
+  kind: JobKind,
+  type: StorageDestination['type'],
+  d: RawDestination,
+  config: Config,
+  errors: string[],
+): DestinationCommon {
   const skipStorage = config.skipStorage || (d.skipStorage ?? false)
   const filenamePrefix = d.filenamePrefix ?? ''
   if (filenamePrefix !== '' && !filenamePrefix.endsWith('/')) errors.push('destination.filenamePrefix must end with / when it is not empty')
@@ -99,52 +115,58 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
   for (const field of STORAGE_FIELDS[type]) {
     if (!d[field as keyof RawDestination]) errors.push(`destination.${field} is required for ${type}`)
   }
-  const common = { skipStorage, filenamePrefix, filename }
-  if (type === 'LOCAL') {
-    // The prefix becomes folders under local_storage_root: it must stay inside it.
-    if (filenamePrefix !== '' && !isPlainRelativePath(filenamePrefix.slice(0, -1))) {
-      errors.push('destination.filenamePrefix for LOCAL must be relative folder names (no leading /, no . or .., no empty parts)')
-    }
-    const longFolder = filenamePrefix.split('/').find((part) => utf8Bytes(part) > FOLDER_NAME_MAX_BYTES)
-    if (!skipStorage && longFolder !== undefined)
+  return { skipStorage, filenamePrefix, filename }
+}
+
+function localDestination(kind: JobKind, common: DestinationCommon, errors: string[]): Destination {
+  const { skipStorage, filenamePrefix, filename } = common
+  // The prefix becomes folders under local_storage_root: it must stay inside it.
+  if (filenamePrefix !== '' && !isPlainRelativePath(filenamePrefix.slice(0, -1))) {
+    errors.push('destination.filenamePrefix for LOCAL must be relative folder names (no leading /, no . or .., no empty parts)')
+  }
+  const longFolder = filenamePrefix.split('/').find((part) => utf8Bytes(part) > FOLDER_NAME_MAX_BYTES)
+  if (!skipStorage && longFolder !== undefined)
+    errors.push(
+      `destination.filenamePrefix for LOCAL has a folder name of ${utf8Bytes(longFolder)} bytes: at most ${FOLDER_NAME_MAX_BYTES} (NAME_MAX)`,
+    )
+  // Names starting with "." are LOCAL's own files (metadata, partial uploads): never objects.
+  if (!skipStorage) {
+    const reserved = (field: string, part: string) =>
       errors.push(
-        `destination.filenamePrefix for LOCAL has a folder name of ${utf8Bytes(longFolder)} bytes: at most ${FOLDER_NAME_MAX_BYTES} (NAME_MAX)`,
+        `destination.${field} for LOCAL must not start a name with "." (${JSON.stringify(part.slice(0, 64))}): such names are the agent's own files`,
       )
-    // Names starting with "." are LOCAL's own files (metadata, partial uploads): never objects.
-    if (!skipStorage) {
-      const reserved = (field: string, part: string) =>
-        errors.push(
-          `destination.${field} for LOCAL must not start a name with "." (${JSON.stringify(part.slice(0, 64))}): such names are the agent's own files`,
-        )
-      const dottedFolder = filenamePrefix.split('/').find((part) => part.startsWith('.'))
-      if (dottedFolder !== undefined) reserved('filenamePrefix', dottedFolder)
-      if (kind === 'restore' && filename.startsWith('.')) reserved('filename', filename)
-    }
-    return { type, ...common }
+    const dottedFolder = filenamePrefix.split('/').find((part) => part.startsWith('.'))
+    if (dottedFolder !== undefined) reserved('filenamePrefix', dottedFolder)
+    if (kind === 'restore' && filename.startsWith('.')) reserved('filename', filename)
   }
-  if (type === 'S3') {
-    // Path-style URLs carry the bucket and the key as path segments, and URL parsing resolves
-    // `.` and `..` there: such a name would address another object than the one named.
-    const bucket = d.bucket ?? ''
-    if (bucket === '.' || bucket === '..' || bucket.includes('/'))
-      errors.push('destination.bucket must be a bucket name (no /, not . or ..)')
-    if (filenamePrefix.split('/').some((part) => part === '.' || part === '..'))
-      errors.push('destination.filenamePrefix for S3 must not have a . or .. folder (a URL resolves them)')
-    const endpoint = d.endpoint || config.defaultS3Endpoint
-    const url = s3EndpointUrl(endpoint, d.useSSL, d.skipSSL, errors)
-    if (url === undefined) return undefined
-    return {
-      type,
-      bucket,
-      endpoint,
-      endpointUrl: url.href.replace(/\/$/, ''),
-      useSSL: url.protocol === 'https:',
-      region: d.region || undefined,
-      authKey: d.authKey ?? '',
-      authSecret: d.authSecret ?? '',
-      ...common,
-    }
+  return { type: 'LOCAL', ...common }
+}
+
+function s3Destination(d: RawDestination, config: Config, common: DestinationCommon, errors: string[]): Destination | undefined {
+  const { filenamePrefix } = common
+  // Path-style URLs carry the bucket and the key as path segments, and URL parsing resolves
+  // `.` and `..` there: such a name would address another object than the one named.
+  const bucket = d.bucket ?? ''
+  if (bucket === '.' || bucket === '..' || bucket.includes('/')) errors.push('destination.bucket must be a bucket name (no /, not . or ..)')
+  if (filenamePrefix.split('/').some((part) => part === '.' || part === '..'))
+    errors.push('destination.filenamePrefix for S3 must not have a . or .. folder (a URL resolves them)')
+  const endpoint = d.endpoint || config.defaultS3Endpoint
+  const url = s3EndpointUrl(endpoint, d.useSSL, d.skipSSL, errors)
+  if (url === undefined) return undefined
+  return {
+    type: 'S3',
+    bucket,
+    endpoint,
+    endpointUrl: url.href.replace(/\/$/, ''),
+    useSSL: url.protocol === 'https:',
+    region: d.region || undefined,
+    authKey: d.authKey ?? '',
+    authSecret: d.authSecret ?? '',
+    ...common,
   }
+}
+
+function swiftDestination(d: RawDestination, common: DestinationCommon, errors: string[]): Destination {
   // The container is a segment of the storage URL (% is encoded): URL parsing resolves `..` and a
   // `/` adds segments, so either would leave the account the token is for.
   const container = d.container_name ?? ''
@@ -170,7 +192,7 @@ function parseDestination(kind: JobKind, d: RawDestination, config: Config, erro
     }
   }
   return {
-    type,
+    type: 'SWIFT',
     authUrl,
     domain: d.domain ?? '',
     projectName: d.project_name ?? '',

@@ -155,16 +155,50 @@ export async function finishRecovery(interrupted: readonly Interrupted[], deps: 
   }
 }
 
+/** One job's recovery as it goes: the steps still owed and what went wrong so far. */
+interface RecoveryRun {
+  job: Job
+  todo: string[]
+  /** Marks a step as run and stores what is still owed. */
+  done: (step: string) => void
+  problems: string[]
+  log: Logger
+}
+
 async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryDeps, log: Logger): Promise<void> {
   const { config, registry } = deps
-  const problems: string[] = []
   const todo = [...pending]
   const done = (step: string) => {
     todo.splice(todo.indexOf(step), 1)
     save(registry, job, todo)
   }
+  const run: RecoveryRun = { job, todo, done, problems: [], log }
   log.info({ steps: pending }, 'recovering interrupted job')
 
+  await stopOrphanAndAbandonUpload(run, record, config)
+  const directory = join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
+  if (job.attempted.includes('download')) {
+    try {
+      await removeInterruptedDownloads(directory)
+    } catch (error) {
+      run.problems.push(`the interrupted download could not be removed: ${(error as Error).message}`)
+    }
+  }
+  const ctx = recoveryContext(job, directory, deps, () => save(registry, job, todo))
+  await runOwedStages(run, ctx, deps.jobGid)
+  if (run.problems.length > 0) {
+    // a storage server's answer may quote what it was sent
+    job.errorMessage += `; during recovery: ${maskSecrets(run.problems.join('; '), ctx.secrets)}`
+    save(registry, job, todo)
+  }
+  log.info({ problems: run.problems.length }, 'recovery finished')
+}
+
+async function stopOrphanAndAbandonUpload(
+  { job, todo, done, problems, log }: RecoveryRun,
+  record: RecoveryRecord,
+  config: Config,
+): Promise<void> {
   if (todo.includes('orphan')) {
     if (record.script) {
       await stopOrphan(record.script, config, log)
@@ -185,15 +219,12 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     job.uploading = undefined
     done('abandon')
   }
-  const directory = join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
-  if (job.attempted.includes('download')) {
-    try {
-      await removeInterruptedDownloads(directory)
-    } catch (error) {
-      problems.push(`the interrupted download could not be removed: ${(error as Error).message}`)
-    }
-  }
-  const ctx: StageContext = {
+}
+
+/** A stage context for the owed cleanup and unlock scripts: no storage, nothing written in the job directory. */
+function recoveryContext(job: Job, directory: string, deps: RecoveryDeps, changed: () => void): StageContext {
+  const { config } = deps
+  return {
     job,
     directory,
     pinnedDirectory: () => {
@@ -215,14 +246,21 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     signal: undefined,
     scriptTimeoutMs: config.scriptTimeoutSeconds * 1000,
     hookTimeoutMs: config.hookTimeoutSeconds * 1000,
-    changed: () => save(registry, job, todo),
+    changed,
     transferOptions: () => ({}),
     streamCompression: config.streamCompression,
   }
+}
+
+async function runOwedStages(
+  { job, todo, done, problems, log }: RecoveryRun,
+  ctx: StageContext,
+  jobGid: number | undefined,
+): Promise<void> {
   for (const stage of STAGES[job.kind]) {
     if (!todo.includes(stage.name)) continue
     if (!job.attempted.includes(stage.name)) job.attempted.push(stage.name)
-    recreateMissingJobDirectory(ctx.directory, deps.jobGid)
+    recreateMissingJobDirectory(ctx.directory, jobGid)
     // Until done() below the stage is stored as owed: a crash while it runs leaves it owed (its
     // script, if recorded, is waited for at the next start).
     try {
@@ -235,12 +273,6 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
     }
     done(stage.name)
   }
-  if (problems.length > 0) {
-    // a storage server's answer may quote what it was sent
-    job.errorMessage += `; during recovery: ${maskSecrets(problems.join('; '), ctx.secrets)}`
-    save(registry, job, todo)
-  }
-  log.info({ problems: problems.length }, 'recovery finished')
 }
 
 /**

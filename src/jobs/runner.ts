@@ -41,9 +41,7 @@ export interface RunnerDeps {
 export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, table: readonly Stage[] = STAGES[job.kind]): Promise<void> {
   const { config, registry } = deps
   const log = deps.log.child({ job: job.id, kind: job.kind })
-  const request = job.request
   const directory = join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
-  let storage: Storage | undefined
   // Set when a write of this job's record failed: a crash then would have lost its state.
   let storeProblem: string | undefined
   const publish = () => {
@@ -51,14 +49,48 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
   }
   // Set once the job directory is prepared (and held open) below.
   let held: JobDirectory | undefined
+  const ctx = jobStageContext(job, directory, cancel, deps, publish, () => held)
+  if (job.kind === 'restore') await prepareRestore(job, config)
+
+  deps.observer?.jobStarted(job)
+  let failure: JobError | undefined
+  const outcome: { reason?: FailureReason } = {}
+  try {
+    held = await prepareJobDirectory(directory, {
+      existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse',
+      gid: deps.jobGid,
+    })
+    failure = await runStages(table, ctx, cancel, stageEvents(job, ctx, cancel, deps, log, publish, outcome))
+  } catch (error) {
+    failure = asJobError(error)
+  } finally {
+    held?.close()
+  }
+  if (failure && outcome.reason === undefined) outcome.reason = failureReason(undefined, failure, cancel.aborted)
+  finishJob(job, failure, outcome.reason, storeProblem, ctx.secrets, deps, log)
+}
+
+/** The context the stages share; the storage client is made on first use. */
+function jobStageContext(
+  job: Job,
+  directory: string,
+  cancel: AbortSignal,
+  deps: RunnerDeps,
+  publish: () => void,
+  held: () => JobDirectory | undefined,
+): StageContext {
+  const { config } = deps
+  const request = job.request
+  let storage: Storage | undefined
   const ctx: StageContext = {
     job,
     directory,
     pinnedDirectory: () => {
-      if (held === undefined) throw new JobError(`the job directory ${directory} was not prepared`)
-      return held.pinned()
+      const prepared = held()
+      if (prepared === undefined) throw new JobError(`the job directory ${directory} was not prepared`)
+      return prepared.pinned()
     },
-    scriptDirectory: (finishing) => held?.scriptDirectory(finishing) ?? directory,
+    scriptDirectory: (finishing) => held()?.scriptDirectory(finishing) ?? directory,
     fileBase: generatedFileBase(request.database.host, request.database.database, job.startedAt),
     scriptsPath: config.scriptsPath,
     scriptEnv: scriptEnvironment(request, config.scriptEnvPassthrough, deps.agentEnv),
@@ -76,63 +108,76 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
     transferOptions: (total) => transferOptions(job, ctx.changed, ctx.signal, total),
     streamCompression: config.streamCompression,
   }
-  if (job.kind === 'restore') {
-    job.filename = request.destination.filename
-    job.streamRestore =
-      !request.destination.skipStorage &&
-      request.destination.filename.endsWith(STREAM_SUFFIX) &&
-      (await restoreScriptStreams(config.scriptsPath))
-  }
+  return ctx
+}
 
+/** A restore's file name, and whether its script reads the object as a stream. */
+async function prepareRestore(job: Job, config: Config): Promise<void> {
+  const request = job.request
+  job.filename = request.destination.filename
+  job.streamRestore =
+    !request.destination.skipStorage &&
+    request.destination.filename.endsWith(STREAM_SUFFIX) &&
+    (await restoreScriptStreams(config.scriptsPath))
+}
+
+/** What the runner does as each stage starts and ends: state, logs, metrics, the job's first failure reason. */
+function stageEvents(
+  job: Job,
+  ctx: StageContext,
+  cancel: AbortSignal,
+  deps: RunnerDeps,
+  log: Logger,
+  publish: () => void,
+  outcome: { reason?: FailureReason },
+): StageEvents {
   const { observer } = deps
-  observer?.jobStarted(job)
-  let failure: JobError | undefined
-  let reason: FailureReason | undefined
   let stageStarted = 0
-  try {
-    held = await prepareJobDirectory(directory, {
-      existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse',
-      gid: deps.jobGid,
-    })
-    failure = await runStages(table, ctx, cancel, {
-      entered(stage) {
-        job.state = stage.name
-        job.attempted.push(stage.name)
-        publish()
-        if (stage.kind === 'cleanup' || stage.kind === 'unlock') recreateMissingJobDirectory(directory, deps.jobGid)
-        log.info({ stage: stage.name }, 'stage started')
-        stageStarted = performance.now()
-      },
-      left(stage, error) {
-        // No publish here: the next stage's entered() (or registry.finish) publishes in the same
-        // synchronous run, before any poll or other I/O callback can run, and that write holds
-        // everything this one would have (the logs, the script record cleared). The store never
-        // misses a state a poll could have seen; one SQLite write and serialisation per stage less.
-        if (error) log.warn({ stage: stage.name, error: maskSecrets(error.message, ctx.secrets) }, 'stage failed')
-        else log.info({ stage: stage.name }, 'stage finished')
-        observer?.stageFinished(job, stage, (performance.now() - stageStarted) / 1000, error)
-        // the first failure is the job's reason
-        if (error && reason === undefined) reason = failureReason(stage, error, cancel.aborted)
-      },
-    })
-  } catch (error) {
-    failure = asJobError(error)
-  } finally {
-    held?.close()
+  return {
+    entered(stage) {
+      job.state = stage.name
+      job.attempted.push(stage.name)
+      publish()
+      if (stage.kind === 'cleanup' || stage.kind === 'unlock') recreateMissingJobDirectory(ctx.directory, deps.jobGid)
+      log.info({ stage: stage.name }, 'stage started')
+      stageStarted = performance.now()
+    },
+    left(stage, error) {
+      // No publish here: the next stage's entered() (or registry.finish) publishes in the same
+      // synchronous run, before any poll or other I/O callback can run, and that write holds
+      // everything this one would have (the logs, the script record cleared). The store never
+      // misses a state a poll could have seen; one SQLite write and serialisation per stage less.
+      if (error) log.warn({ stage: stage.name, error: maskSecrets(error.message, ctx.secrets) }, 'stage failed')
+      else log.info({ stage: stage.name }, 'stage finished')
+      observer?.stageFinished(job, stage, (performance.now() - stageStarted) / 1000, error)
+      // the first failure is the job's reason
+      if (error && outcome.reason === undefined) outcome.reason = failureReason(stage, error, cancel.aborted)
+    },
   }
-  if (failure && reason === undefined) reason = failureReason(undefined, failure, cancel.aborted)
+}
 
+/** Ends the job: its final status stored (or, when the store fails, at least in memory), observed and logged. */
+function finishJob(
+  job: Job,
+  failure: JobError | undefined,
+  reason: FailureReason | undefined,
+  storeProblem: string | undefined,
+  secrets: readonly string[],
+  deps: RunnerDeps,
+  log: Logger,
+): void {
+  const { config, registry } = deps
   job.endedAt = new Date()
   job.state = 'finished'
   storeProblem ??= registry.storeProblem
-  endJob(job, failure, storeProblem, ctx.secrets)
+  endJob(job, failure, storeProblem, secrets)
   if (!registry.finish(job) && storeProblem === undefined) {
     // The final write itself failed: the job still ends FAILED in memory, as polls see it.
-    endJob(job, failure, registry.storeProblem ?? UNWRITTEN, ctx.secrets)
+    endJob(job, failure, registry.storeProblem ?? UNWRITTEN, secrets)
     registry.publish(job)
   }
   if (job.status === 'FAILED') reason ??= 'setup'
-  observer?.jobFinished(job, job.status === 'FAILED' ? reason : undefined)
+  deps.observer?.jobFinished(job, job.status === 'FAILED' ? reason : undefined)
   log.info(
     { status: job.status, ms: job.endedAt.getTime() - job.startedAt.getTime(), error: job.errorMessage || undefined },
     'job finished',

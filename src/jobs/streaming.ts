@@ -10,10 +10,12 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
-import { openFifoForReading, openFifoForWriting } from '../util/pipes/fifo.ts'
+import { openFifoForReading, openFifoForWriting, type FifoEnd } from '../util/pipes/fifo.ts'
 import { hasTrailer, type StreamHeader } from '../integrity/format.ts'
 import { DIGEST_LOCATION, requireDigestWhereMetadataSays } from '../integrity/trailer.ts'
 import { findScript } from '../scripts/run.ts'
+import type { Storage } from '../storage/storage.ts'
+import type { Job } from './job.ts'
 import type { StageContext } from './stage-context.ts'
 import { streamAfterScript, type ScriptExit } from './stream-end.ts'
 
@@ -57,11 +59,15 @@ async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenera
   }
 }
 
+/** A backend that can take a stream of unknown length and add its digest afterwards. */
+type StreamingStorage = Storage & Required<Pick<Storage, 'uploadStream' | 'storeChecksum'>>
+const canUploadStream = (storage: Storage): storage is StreamingStorage => Boolean(storage.uploadStream && storage.storeChecksum)
+
 export async function openBackupStream(ctx: StageContext): Promise<ScriptStream | undefined> {
   const { job } = ctx
   if (job.request.destination.skipStorage) return undefined
   const storage = ctx.storage()
-  if (!storage.uploadStream || !storage.storeChecksum) return undefined
+  if (!canUploadStream(storage)) return undefined
   const fifo = await openFifoForReading(join(ctx.pinnedDirectory(), '.backup.stream'), join(ctx.directory, '.backup.stream'))
   const stop = new AbortController()
   const upload = new AbortController()
@@ -74,73 +80,96 @@ export async function openBackupStream(ctx: StageContext): Promise<ScriptStream 
   const backend = storage.prepare?.()
   backend?.catch(() => {}) // a load failure is reported by the upload that needs it
 
-  const transfer = (async () => {
-    const input = fifo.chunks
-    const first = await input.next()
-    if (first.done) return undefined // the script used the file contract
-    const filename = `${ctx.fileBase}${STREAM_SUFFIX}`
-    await backend
-    const { header, encode, sha256 } = (await codec).createEncoder({
-      compression: job.request.compression ? ctx.streamCompression : 'none',
-      encryptionKey: job.request.encryptionKey,
-    })
-    job.filename = filename
-    job.uploading = filename
-    ctx.changed()
-    const { size } = await storage.uploadStream!(encode(prepend(first.value, input)), filename, {
-      ...ctx.transferOptions(null),
-      signal: upload.signal,
-      metadata: formatMetadata(header),
-    })
-    return { filename, size, sha256: sha256(), header }
-  })()
+  const transfer = backupTransfer(ctx, storage, fifo, upload.signal, codec, backend)
   transfer.catch((error: Error) => stop.abort(error.message))
 
   return {
     env: { BACKUP_STREAM: fifo.path },
     stopScript: stop.signal,
-    async finish(exit) {
-      // No process opens the pipe any more: a writer that came after the script would add to a
-      // stream whose script has ended.
-      fifo.unlink()
-      fifo.releaseKeeper()
-      const giveUp = (reason: string) => {
-        upload.abort(reason)
-        fifo.abandon(reason)
-      }
-      // The stage's timeout and cancel also end the upload's last parts.
-      const onStageAbort = () => giveUp(String(exit.stage?.reason ?? 'cancelled'))
-      exit.stage?.addEventListener('abort', onStageAbort, { once: true })
-      try {
-        const failure = await streamAfterScript(
-          { what: 'backup', variable: 'BACKUP_STREAM', pipe: fifo.identity, settled: Promise.race([fifo.ended, transfer]), giveUp },
-          exit,
-        )
-        let streamed
-        try {
-          streamed = await transfer
-        } catch (error) {
-          if (failure) throw failure
-          if (!exit.scriptSucceeded) return // the script's failure is the stage's
-          if (exit.stage?.aborted) throw new JobError(String(exit.stage.reason))
-          throw error
-        }
-        if (failure) throw failure
-        if (!streamed || !exit.scriptSucceeded) return
-        // Swift (a POST) and LOCAL (a sidecar file) also keep it as metadata; S3 needs no step.
-        await storage.storeChecksum!(streamed.filename, streamed.sha256, formatMetadata(streamed.header))
-        job.streamed = true
-        job.filesize = streamed.size
-        job.checksum = streamed.sha256
-      } finally {
-        exit.stage?.removeEventListener('abort', onStageAbort)
-        job.uploading = undefined
-        job.progress = undefined
-        fifo.dispose()
-      }
-    },
+    finish: (exit) => finishBackupStream(job, storage, fifo, upload, transfer, exit),
   }
 }
+
+/** The upload, from the script's first byte; undefined when the script used the file contract. */
+async function backupTransfer(
+  ctx: StageContext,
+  storage: StreamingStorage,
+  fifo: FifoEnd,
+  signal: AbortSignal,
+  codec: ReturnType<typeof loadCodec>,
+  backend: Promise<void> | undefined,
+) {
+  const { job } = ctx
+  const input = fifo.chunks
+  const first = await input.next()
+  if (first.done) return undefined // the script used the file contract
+  const filename = `${ctx.fileBase}${STREAM_SUFFIX}`
+  await backend
+  const { header, encode, sha256 } = (await codec).createEncoder({
+    compression: job.request.compression ? ctx.streamCompression : 'none',
+    encryptionKey: job.request.encryptionKey,
+  })
+  job.filename = filename
+  job.uploading = filename
+  ctx.changed()
+  const { size } = await storage.uploadStream(encode(prepend(first.value, input)), filename, {
+    ...ctx.transferOptions(null),
+    signal,
+    metadata: formatMetadata(header),
+  })
+  return { filename, size, sha256: sha256(), header }
+}
+
+async function finishBackupStream(
+  job: Job,
+  storage: StreamingStorage,
+  fifo: FifoEnd,
+  upload: AbortController,
+  transfer: ReturnType<typeof backupTransfer>,
+  exit: ScriptExit,
+): Promise<void> {
+  // No process opens the pipe any more: a writer that came after the script would add to a
+  // stream whose script has ended.
+  fifo.unlink()
+  fifo.releaseKeeper()
+  const giveUp = (reason: string) => {
+    upload.abort(reason)
+    fifo.abandon(reason)
+  }
+  // The stage's timeout and cancel also end the upload's last parts.
+  const onStageAbort = () => giveUp(String(exit.stage?.reason ?? 'cancelled'))
+  exit.stage?.addEventListener('abort', onStageAbort, { once: true })
+  try {
+    const failure = await streamAfterScript(
+      { what: 'backup', variable: 'BACKUP_STREAM', pipe: fifo.identity, settled: Promise.race([fifo.ended, transfer]), giveUp },
+      exit,
+    )
+    let streamed: Awaited<typeof transfer>
+    try {
+      streamed = await transfer
+    } catch (error) {
+      if (failure) throw failure
+      if (!exit.scriptSucceeded) return // the script's failure is the stage's
+      if (exit.stage?.aborted) throw new JobError(String(exit.stage.reason))
+      throw error
+    }
+    if (failure) throw failure
+    if (!streamed || !exit.scriptSucceeded) return
+    // Swift (a POST) and LOCAL (a sidecar file) also keep it as metadata; S3 needs no step.
+    await storage.storeChecksum(streamed.filename, streamed.sha256, formatMetadata(streamed.header))
+    job.streamed = true
+    job.filesize = streamed.size
+    job.checksum = streamed.sha256
+  } finally {
+    exit.stage?.removeEventListener('abort', onStageAbort)
+    job.uploading = undefined
+    job.progress = undefined
+    fifo.dispose()
+  }
+}
+
+type ReadableStorage = Storage & Required<Pick<Storage, 'read'>>
+const canRead = (storage: Storage): storage is ReadableStorage => Boolean(storage.read)
 
 /** Whether the restore script asked for the stream (it mentions RESTORE_STREAM). */
 export async function restoreScriptStreams(scriptsPath: string): Promise<boolean> {
@@ -156,14 +185,14 @@ export async function openRestoreStream(ctx: StageContext): Promise<ScriptStream
   const { filename } = job.request.destination
   if (!job.streamRestore) return undefined
   const storage = ctx.storage()
-  if (!storage.read)
+  if (!canRead(storage))
     throw new JobError('this storage backend cannot stream a restore; remove RESTORE_STREAM from the restore script to restore from a file')
   const fifo = await openFifoForWriting(join(ctx.pinnedDirectory(), '.restore.stream'), join(ctx.directory, '.restore.stream'))
   const stop = new AbortController()
   const transfer = (async () => {
     const reader = await fifo.connected
     const { createDecoder } = await loadCodec()
-    const object = await storage.read!(filename, { ...ctx.transferOptions(null), signal: ctx.signal })
+    const object = await storage.read(filename, { ...ctx.transferOptions(null), signal: ctx.signal })
     let verified: { checksum: string; trailer: boolean } | undefined
     // The decoder checks the digest (the trailer, and the stored one) when the input ends, before
     // the script sees the end of the stream. Encrypted frames were each authenticated before the

@@ -18,6 +18,32 @@ const GC_KINDS: Record<number, string> = {
 type Internals = { _getActiveHandles?: () => object[]; _getActiveRequests?: () => object[] }
 
 export function registerProcessMetrics(registry: Registry, prefix: string): void {
+  const m = processMetrics(registry, prefix)
+  const [major = '', minor = '', patch = ''] = process.versions.node.split('.')
+  m.version.set({ version: process.version, major, minor, patch }, 1)
+  m.startTime.set({}, Math.round(performance.timeOrigin / 1000))
+  // Collections are counted from the first scrape on: the first PerformanceObserver costs 2-10 ms
+  // (Node loads its observer modules), not to be spent at start-up. V8 reports each collection; no timer.
+  let gcObserved = false
+  const observeGc = () => {
+    gcObserved = true
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        const kind = GC_KINDS[(entry as { detail?: { kind?: number } }).detail?.kind ?? -1]
+        if (kind) m.gc.observe({ kind }, entry.duration / 1000)
+      }
+    }).observe({ entryTypes: ['gc'] })
+  }
+
+  registry.onScrape(() => {
+    if (!gcObserved) observeGc()
+    scrapeProcessFigures(m)
+    scrapeNodeFigures(m)
+  })
+}
+
+/** The metrics, registered in the order the exposition lists them. */
+function processMetrics(registry: Registry, prefix: string) {
   const cpuUser = registry.counter(`${prefix}process_cpu_user_seconds_total`, 'Total user CPU time spent in seconds.')
   const cpuSystem = registry.counter(`${prefix}process_cpu_system_seconds_total`, 'Total system CPU time spent in seconds.')
   const cpuTotal = registry.counter(`${prefix}process_cpu_seconds_total`, 'Total user and system CPU time spent in seconds.')
@@ -56,59 +82,69 @@ export function registerProcessMetrics(registry: Registry, prefix: string): void
     GC_BUCKETS,
   )
 
-  const [major = '', minor = '', patch = ''] = process.versions.node.split('.')
-  version.set({ version: process.version, major, minor, patch }, 1)
-  startTime.set({}, Math.round(performance.timeOrigin / 1000))
-  // Collections are counted from the first scrape on: the first PerformanceObserver costs 2-10 ms
-  // (Node loads its observer modules), not to be spent at start-up. V8 reports each collection; no timer.
-  let gcObserved = false
-  const observeGc = () => {
-    gcObserved = true
-    new PerformanceObserver((list) => {
-      for (const entry of list.getEntries()) {
-        const kind = GC_KINDS[(entry as { detail?: { kind?: number } }).detail?.kind ?? -1]
-        if (kind) gc.observe({ kind }, entry.duration / 1000)
-      }
-    }).observe({ entryTypes: ['gc'] })
+  return {
+    cpuUser,
+    cpuSystem,
+    cpuTotal,
+    startTime,
+    resident,
+    virtual,
+    heap,
+    openFds,
+    maxFds,
+    resources,
+    handles,
+    requests,
+    heapTotal,
+    heapUsed,
+    external,
+    spaces,
+    version,
+    gc,
   }
+}
 
-  registry.onScrape(() => {
-    if (!gcObserved) observeGc()
-    const cpu = process.cpuUsage()
-    cpuUser.set({}, cpu.user / 1e6)
-    cpuSystem.set({}, cpu.system / 1e6)
-    cpuTotal.set({}, (cpu.user + cpu.system) / 1e6)
+type ProcessMetrics = ReturnType<typeof processMetrics>
 
-    const status = procFile('/proc/self/status')
-    const kB = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+) kB$`, 'm').exec(status ?? '')?.[1] ?? NaN) * 1024
-    resident.set({}, status === undefined ? process.memoryUsage.rss() : kB('VmRSS'))
-    virtual.set({}, kB('VmSize'))
-    heap.set({}, kB('VmData'))
-    try {
-      openFds.set({}, readdirSync('/proc/self/fd').length - 1) // less the one readdir itself had open
-    } catch {
-      openFds.set({}, NaN)
-    }
-    const limit = /^Max open files\s+(\d+|unlimited)/m.exec(procFile('/proc/self/limits') ?? '')?.[1]
-    maxFds.set({}, limit === undefined ? NaN : limit === 'unlimited' ? Infinity : Number(limit))
+/** CPU, memory and file descriptors, from process and /proc. */
+function scrapeProcessFigures(m: ProcessMetrics): void {
+  const cpu = process.cpuUsage()
+  m.cpuUser.set({}, cpu.user / 1e6)
+  m.cpuSystem.set({}, cpu.system / 1e6)
+  m.cpuTotal.set({}, (cpu.user + cpu.system) / 1e6)
 
-    const internals = process as unknown as Internals
-    countByType(resources, process.getActiveResourcesInfo())
-    countByType(handles, (internals._getActiveHandles?.() ?? []).map(className))
-    countByType(requests, (internals._getActiveRequests?.() ?? []).map(className))
+  const status = procFile('/proc/self/status')
+  const kB = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+) kB$`, 'm').exec(status ?? '')?.[1] ?? NaN) * 1024
+  m.resident.set({}, status === undefined ? process.memoryUsage.rss() : kB('VmRSS'))
+  m.virtual.set({}, kB('VmSize'))
+  m.heap.set({}, kB('VmData'))
+  try {
+    m.openFds.set({}, readdirSync('/proc/self/fd').length - 1) // less the one readdir itself had open
+  } catch {
+    m.openFds.set({}, NaN)
+  }
+  const limit = /^Max open files\s+(\d+|unlimited)/m.exec(procFile('/proc/self/limits') ?? '')?.[1]
+  m.maxFds.set({}, limit === undefined ? NaN : limit === 'unlimited' ? Infinity : Number(limit))
+}
 
-    const memory = process.memoryUsage()
-    heapTotal.set({}, memory.heapTotal)
-    heapUsed.set({}, memory.heapUsed)
-    external.set({}, memory.external)
-    // node:v8 at the first scrape, not at start (loading it costs ~5 ms of start-up)
-    for (const space of process.getBuiltinModule('node:v8').getHeapSpaceStatistics()) {
-      const name = space.space_name.replace(/_space$/, '')
-      spaces[0]?.set({ space: name }, space.space_size)
-      spaces[1]?.set({ space: name }, space.space_used_size)
-      spaces[2]?.set({ space: name }, space.space_available_size)
-    }
-  })
+/** Node's resources, handles, requests, heap and heap spaces. */
+function scrapeNodeFigures(m: ProcessMetrics): void {
+  const internals = process as unknown as Internals
+  countByType(m.resources, process.getActiveResourcesInfo())
+  countByType(m.handles, (internals._getActiveHandles?.() ?? []).map(className))
+  countByType(m.requests, (internals._getActiveRequests?.() ?? []).map(className))
+
+  const memory = process.memoryUsage()
+  m.heapTotal.set({}, memory.heapTotal)
+  m.heapUsed.set({}, memory.heapUsed)
+  m.external.set({}, memory.external)
+  // node:v8 at the first scrape, not at start (loading it costs ~5 ms of start-up)
+  for (const space of process.getBuiltinModule('node:v8').getHeapSpaceStatistics()) {
+    const name = space.space_name.replace(/_space$/, '')
+    m.spaces[0]?.set({ space: name }, space.space_size)
+    m.spaces[1]?.set({ space: name }, space.space_used_size)
+    m.spaces[2]?.set({ space: name }, space.space_available_size)
+  }
 }
 
 /**

@@ -9,9 +9,7 @@ const RELEASE_DELAY_MS = 1_000
 
 type Collect = () => void
 
-interface ExposedGc {
-  (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }): void
-}
+type ExposedGc = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void
 
 /** V8's collector as --expose-gc leaves it on the global object; undefined without the flag. */
 function exposedCollect(): Collect | undefined {

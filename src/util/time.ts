@@ -1,6 +1,6 @@
 /** `YYYY-MM-DDTHH:MM:SS+00:00` in UTC, the timestamp format of the polling bodies. */
 export function utcTimestamp(date: Date): string {
-  return date.toISOString().slice(0, 19) + '+00:00'
+  return `${date.toISOString().slice(0, 19)}+00:00`
 }
 
 /** `YYYY_MM_DD_HH_MM` in UTC, the prefix of generated backup file names. */

@@ -190,17 +190,12 @@ function injections(markerDir: string, evilScript: string, markerPrefix: string)
 }
 
 const ID_CHARS = fc.constantFrom(...'abcdefABCDEF0123456789._-')
-const validId = fc.string({ unit: ID_CHARS, minLength: 1, maxLength: 40 }).filter((s) => s !== '.' && s !== '..')
 const secret = fc
   .string({ unit: fc.constantFrom(...'abcdefghijkmnpqrstuvwxyz23456789'), minLength: 10, maxLength: 24 })
   .map((s) => `s3cr3t-${s}`)
 const anyText = fc.string({ unit: 'binary', maxLength: 24 })
 const nonEmptyText = fc.string({ unit: 'binary', minLength: 1, maxLength: 24 }).filter((s) => !s.includes('\0'))
 const parameterName = fc.stringMatching(/^[a-z_][a-z0-9_]{0,14}$/).map((n) => `p_${n}`)
-
-function randomCase(key: string): fc.Arbitrary<string> {
-  return fc.constantFrom(key, key.toUpperCase(), key.toLowerCase(), key.charAt(0).toUpperCase() + key.slice(1))
-}
 
 /** Re-spells the documented keys of a body (SPEC §3 matches them case-insensitively). */
 function recase(body: Record<string, unknown>, spellings: string[]): Record<string, unknown> {
@@ -325,14 +320,12 @@ function breakages(markerDir: string, evilScript: string, markerPrefix: string):
   ]
   const wrongTypes: unknown[] = [5, true, [], {}, 'yes', [1, 2]]
   return fc.oneof(
-    fc
-      .constantFrom(...badIds)
-      .map(
-        (id): Breakage => ({
-          label: `id ${JSON.stringify(id)}`,
-          apply: (b) => setKey(b, 'id', id.replace('MARKER', `${markerPrefix}-id`)),
-        }),
-      ),
+    fc.constantFrom(...badIds).map(
+      (id): Breakage => ({
+        label: `id ${JSON.stringify(id)}`,
+        apply: (b) => setKey(b, 'id', id.replace('MARKER', `${markerPrefix}-id`)),
+      }),
+    ),
     fc
       .constantFrom(5, null, true, ['x'], { id: 'x' })
       .map((id): Breakage => ({ label: 'id of a wrong type', apply: (b) => setKey(b, 'id', id) })),
@@ -344,14 +337,12 @@ function breakages(markerDir: string, evilScript: string, markerPrefix: string):
     fc
       .constantFrom('host', 'username', 'database')
       .map((f): Breakage => ({ label: `empty ${f}`, apply: (b, kind) => setKey(db(b, kind), f, '') })),
-    fc
-      .tuple(fc.constantFrom('compression', 'encryption_key'), fc.constantFrom(...wrongTypes))
-      .map(
-        ([f, v]): Breakage => ({
-          label: `${f} of a wrong type`,
-          apply: (b) => setKey(b, f, f === 'encryption_key' && typeof v === 'string' ? 5 : v),
-        }),
-      ),
+    fc.tuple(fc.constantFrom('compression', 'encryption_key'), fc.constantFrom(...wrongTypes)).map(
+      ([f, v]): Breakage => ({
+        label: `${f} of a wrong type`,
+        apply: (b) => setKey(b, f, f === 'encryption_key' && typeof v === 'string' ? 5 : v),
+      }),
+    ),
     fc
       .constantFrom<unknown>('x', 5, [], true)
       .map((v): Breakage => ({ label: 'destination of a wrong type', apply: (b) => setKey(b, 'destination', v) })),
@@ -370,17 +361,26 @@ function breakages(markerDir: string, evilScript: string, markerPrefix: string):
     fc.constant<Breakage>({ label: 'prefix without /', apply: (b) => setKey(dest(b), 'filenamePrefix', 'backups') }),
     fc.constant<Breakage>({
       label: 'contradicting SSL flags',
-      apply: (b) => (setKey(dest(b), 'useSSL', true), setKey(dest(b), 'skipSSL', true)),
+      apply: (b) => {
+        setKey(dest(b), 'useSSL', true)
+        setKey(dest(b), 'skipSSL', true)
+      },
     }),
-    fc
-      .constantFrom('ftp://x', 'user:pw@host', 'host/path', 'host?x=1', 'http://', 'host#f', 'file:///etc/passwd')
-      .map((e): Breakage => ({ label: `endpoint ${e}`, apply: (b) => (setKey(dest(b), 'type', 'S3'), setKey(dest(b), 'endpoint', e)) })),
+    fc.constantFrom('ftp://x', 'user:pw@host', 'host/path', 'host?x=1', 'http://', 'host#f', 'file:///etc/passwd').map(
+      (e): Breakage => ({
+        label: `endpoint ${e}`,
+        apply: (b) => {
+          setKey(dest(b), 'type', 'S3')
+          setKey(dest(b), 'endpoint', e)
+        },
+      }),
+    ),
     fc
       .constantFrom('../x', 'a/b', '..', '.', '/etc/passwd', '.osb', '..osb', '...osb', 'é'.repeat(101))
       .map((f): Breakage => ({ label: `restore filename ${f.slice(0, 12)}`, apply: (b) => setKey(dest(b), 'filename', f) })),
     fc
       .constantFrom('host', 'username', 'password', 'database')
-      .map((f): Breakage => ({ label: `${f} over 32 KiB`, apply: (b, kind) => setKey(db(b, kind), f, 'é'.repeat(16 * 1024) + 'x') })),
+      .map((f): Breakage => ({ label: `${f} over 32 KiB`, apply: (b, kind) => setKey(db(b, kind), f, `${'é'.repeat(16 * 1024)}x`) })),
     fc.constant<Breakage>({
       label: 'parameter value over 32 KiB',
       apply: (b, kind) => setKey(db(b, kind), 'parameters', { p_big: 'x'.repeat(32 * 1024 + 1) }),
@@ -407,33 +407,27 @@ function breakages(markerDir: string, evilScript: string, markerPrefix: string):
       label: 'parameter name over 128 bytes',
       apply: (b, kind) => setKey(db(b, kind), 'parameters', { ['p'.repeat(129)]: 'x' }),
     }),
-    fc
-      .constantFrom(...RESERVED_SAMPLES)
-      .map(
-        (name): Breakage => ({
-          label: `reserved parameter ${name}`,
-          apply: (b, kind) =>
-            setKey(db(b, kind), 'parameters', [
-              { [name]: name === 'BASH_ENV' || name === 'ENV' ? evilScript : `$(touch ${markerDir}/reserved-${name})` },
-            ]),
-        }),
-      ),
-    fc
-      .constantFrom('1abc', 'a-b', 'a b', '', 'BASH_FUNC_x%%', 'x=y', 'é')
-      .map(
-        (name): Breakage => ({
-          label: `parameter name ${JSON.stringify(name)}`,
-          apply: (b, kind) => setKey(db(b, kind), 'parameters', { [name]: `() { :; }; touch ${markerDir}/name` }),
-        }),
-      ),
-    fc
-      .constantFrom<unknown>({ nested: 1 }, null, [1])
-      .map(
-        (v): Breakage => ({
-          label: 'parameter value of a wrong type',
-          apply: (b, kind) => setKey(db(b, kind), 'parameters', [{ ok_name: v }]),
-        }),
-      ),
+    fc.constantFrom(...RESERVED_SAMPLES).map(
+      (name): Breakage => ({
+        label: `reserved parameter ${name}`,
+        apply: (b, kind) =>
+          setKey(db(b, kind), 'parameters', [
+            { [name]: name === 'BASH_ENV' || name === 'ENV' ? evilScript : `$(touch ${markerDir}/reserved-${name})` },
+          ]),
+      }),
+    ),
+    fc.constantFrom('1abc', 'a-b', 'a b', '', 'BASH_FUNC_x%%', 'x=y', 'é').map(
+      (name): Breakage => ({
+        label: `parameter name ${JSON.stringify(name)}`,
+        apply: (b, kind) => setKey(db(b, kind), 'parameters', { [name]: `() { :; }; touch ${markerDir}/name` }),
+      }),
+    ),
+    fc.constantFrom<unknown>({ nested: 1 }, null, [1]).map(
+      (v): Breakage => ({
+        label: 'parameter value of a wrong type',
+        apply: (b, kind) => setKey(db(b, kind), 'parameters', [{ ok_name: v }]),
+      }),
+    ),
     fc
       .constantFrom<unknown>('str', 5, true, ['x'], [5])
       .map((v): Breakage => ({ label: 'parameters of a wrong type', apply: (b, kind) => setKey(db(b, kind), 'parameters', v) })),
@@ -441,7 +435,13 @@ function breakages(markerDir: string, evilScript: string, markerPrefix: string):
     fc
       .constantFrom('host', 'database', 'username', 'password')
       .map((f): Breakage => ({ label: `NUL in ${f}`, apply: (b, kind) => setKey(db(b, kind), f, 'x\0y') })),
-    fc.constant<Breakage>({ label: 'case duplicate', apply: (b) => ((b.compression = false), (b.COMPRESSION = true)) }),
+    fc.constant<Breakage>({
+      label: 'case duplicate',
+      apply: (b) => {
+        b.compression = false
+        b.COMPRESSION = true
+      },
+    }),
     fc
       .integer({ min: 65, max: 1000 })
       .map((d): Breakage => ({ label: `nested ${d} deep`, apply: (b) => (b.extra = JSON.parse('['.repeat(d) + ']'.repeat(d))) })),
@@ -776,7 +776,7 @@ function oddRequestCase(
       if (reply.status === 201)
         violation(
           ctx,
-          `${method} ${path.slice(0, 80)} answered 201 (${validTrigger ? 'body valid for ' + validTrigger.kind : 'no trigger'})`,
+          `${method} ${path.slice(0, 80)} answered 201 (${validTrigger ? `body valid for ${validTrigger.kind}` : 'no trigger'})`,
         )
       // GET /metrics and /docs answer 200 in their own formats (Prometheus text, HTML); errors are JSON
       const ownFormat = reply.status === 200 && /^\/(metrics|docs)$/.test(bare ?? '')
@@ -910,7 +910,7 @@ function buildCases(target: FuzzTarget, count: number, seed: number): FuzzCase[]
         ? undefined
         : bodyKind === 'valid'
           ? Buffer.from(JSON.stringify(withId(c).body))
-          : Buffer.from('\u0000\u00ff{[}' + 'x'.repeat(50), 'latin1')
+          : Buffer.from(`\u0000\u00ff{[}${'x'.repeat(50)}`, 'latin1')
     const all: Record<string, string> = contentType === undefined ? { ...headers } : { ...headers, 'content-type': contentType }
     // A chunked body needs the client to frame it: leave that header to the raw cases.
     delete all['transfer-encoding']
@@ -1067,7 +1067,7 @@ function rawRequests(basic: string, validBody: () => string): (RawRequest | RawT
         ),
     },
     { label: 'HTTP/2 preface', bytes: () => Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n') },
-    { label: 'TLS ClientHello', bytes: () => Buffer.from('16030100a5010000a10303' + '00'.repeat(64), 'hex') },
+    { label: 'TLS ClientHello', bytes: () => Buffer.from(`16030100a5010000a10303${'00'.repeat(64)}`, 'hex') },
     { label: 'random bytes', bytes: () => Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 73 + 11) % 256)) },
     { label: 'nothing but CRLF', bytes: () => Buffer.from('\r\n\r\n\r\n') },
     {

@@ -99,7 +99,10 @@ export async function startPostgres(user: string, password: string): Promise<Ser
     run(argv, { PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: user, PGPASSWORD: password, ...env })
   const { child } = await startProcess(
     [...asPostgres, join(bin, 'postgres'), '-D', join(dir, 'data'), '-h', '127.0.0.1', '-p', String(port), '-k', dir],
-    () => (client(['pg_isready', '-q']), true),
+    () => {
+      client(['pg_isready', '-q'])
+      return true
+    },
     'postgres',
   )
   return {
@@ -139,7 +142,10 @@ export async function startMariadb(user: string, password: string): Promise<Serv
       `--pid-file=${join(dir, 'pid')}`,
       '--skip-log-bin',
     ],
-    () => (root('SELECT 1'), true),
+    () => {
+      root('SELECT 1')
+      return true
+    },
     'mariadbd',
   )
   root(`CREATE USER '${user}'@'127.0.0.1' IDENTIFIED BY '${password}'; GRANT ALL ON *.* TO '${user}'@'127.0.0.1'; FLUSH PRIVILEGES;`)

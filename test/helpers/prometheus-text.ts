@@ -29,7 +29,7 @@ const LABEL_PAIR = new RegExp(`(${LABEL_NAME})=(${LABEL_VALUE})`, 'g')
 const HELP = new RegExp(`^# HELP (${NAME}) ((?:[^\\\\\\n]|\\\\[\\\\n])*)$`)
 const TYPE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|histogram|summary|untyped)$`)
 
-function unescape(text: string): string {
+function unescapeText(text: string): string {
   return text.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c))
 }
 
@@ -63,7 +63,7 @@ export function parsePrometheusText(text: string): MetricFamily[] {
     if ((m = HELP.exec(line))) {
       const f = family(m[1] as string)
       if (f.help !== undefined) throw new Error(`a second HELP for ${f.name}`)
-      f.help = unescape(m[2] as string)
+      f.help = unescapeText(m[2] as string)
     } else if ((m = TYPE.exec(line))) {
       const f = family(m[1] as string)
       if (f.samples.length > 0 || f.type !== 'untyped') throw new Error(`TYPE of ${f.name} after its samples or twice`)
@@ -71,7 +71,7 @@ export function parsePrometheusText(text: string): MetricFamily[] {
     } else if (/^# (HELP|TYPE) /.test(line)) {
       throw new Error(`a malformed ${line.slice(2, 6)} line: ${JSON.stringify(line)}`)
     } else if (line.startsWith('#')) {
-      continue // a comment
+      // a comment: nothing to read
     } else if ((m = SAMPLE.exec(line))) {
       const name = m[1] as string
       const base =
@@ -82,7 +82,7 @@ export function parsePrometheusText(text: string): MetricFamily[] {
       const labels: Record<string, string> = {}
       for (const [, label, quoted] of (m[2] ?? '').matchAll(LABEL_PAIR)) {
         if (Object.hasOwn(labels, label as string)) throw new Error(`label ${label} twice in: ${line}`)
-        labels[label as string] = unescape((quoted as string).slice(1, -1))
+        labels[label as string] = unescapeText((quoted as string).slice(1, -1))
       }
       const series = `${name}${JSON.stringify(Object.entries(labels).sort())}`
       if (seriesSeen.has(series)) throw new Error(`a series twice: ${line}`)

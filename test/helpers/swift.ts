@@ -226,13 +226,17 @@ export async function revokeKeystoneUserTokens(env: Record<string, string>, user
   if (!user) throw new Error(`no Keystone user ${username}`)
   const patch = (enabled: boolean) =>
     fetch(`${env.KEYSTONE_AUTH_URL}/users/${user.id}`, { method: 'PATCH', headers, body: JSON.stringify({ user: { enabled } }) })
+  // The user is enabled again whatever disabling did; a failure to enable it is the one reported.
+  let disableFailure: { error: unknown } | undefined
   try {
     const disabled = await patch(false)
     if (disabled.status !== 200) throw new Error(`disabling the Keystone user answered ${disabled.status}`)
-  } finally {
-    const enabled = await patch(true)
-    if (enabled.status !== 200) throw new Error(`enabling the Keystone user again answered ${enabled.status}`)
+  } catch (error) {
+    disableFailure = { error }
   }
+  const enabled = await patch(true)
+  if (enabled.status !== 200) throw new Error(`enabling the Keystone user again answered ${enabled.status}`)
+  if (disableFailure) throw disableFailure.error
   await flushMemcached()
 }
 

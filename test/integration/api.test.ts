@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { startAgent, runAgentToExit, type Agent } from '../helpers/agent.ts'
-import { DB_PASSWORD, ENCRYPTION_KEY, managerBackupBody, managerId, managerRestoreBody } from '../helpers/bodies.ts'
+import { managerBackupBody, managerId, managerRestoreBody } from '../helpers/bodies.ts'
 
 /** skipStorage bodies need no server: these tests are about the HTTP contract. */
 const skipDestination = {
@@ -35,7 +35,7 @@ describe('HTTP API', () => {
   })
 
   it('answers 401 {"message":"Unauthorised."} without or with wrong credentials, and logs neither', async () => {
-    for (const auth of [null, 'Basic ' + Buffer.from(`manager:wrong-guess-77`).toString('base64'), 'Bearer x']) {
+    for (const auth of [null, `Basic ${Buffer.from(`manager:wrong-guess-77`).toString('base64')}`, 'Bearer x']) {
       const res = await agent.request('GET', '/status', undefined, { auth })
       assert.equal(res.status, 401)
       assert.deepEqual(res.json(), { message: 'Unauthorised.' })
@@ -275,7 +275,7 @@ describe('HTTP API', () => {
   })
 
   it('GET answers 400 for an invalid id and 404 with an empty body for an unknown one', async () => {
-    const bad = await agent.request('GET', '/backup/' + 'x'.repeat(200))
+    const bad = await agent.request('GET', `/backup/${'x'.repeat(200)}`)
     assert.equal(bad.status, 400)
     assert.ok(bad.json().message)
     const unknown = await agent.request('GET', '/backup/unknown-id')

@@ -10,7 +10,11 @@ import { managerBackupBody, managerId, skipStorageDestination } from '../helpers
 
 const WAIT_FOR_GATE = 'while [ ! -e "$gate" ]; do sleep 0.05; done'
 
-const countBy = (statuses: number[]) => statuses.reduce<Record<number, number>>((acc, s) => ({ ...acc, [s]: (acc[s] ?? 0) + 1 }), {})
+const countBy = (statuses: number[]) => {
+  const counts: Record<number, number> = {}
+  for (const s of statuses) counts[s] = (counts[s] ?? 0) + 1
+  return counts
+}
 
 describe('contention', () => {
   let agent: Agent

@@ -27,7 +27,7 @@ describe("manager contract: a backup's filename round-trips into a restore", () 
   // A long host and database give a generated base that must be shortened with room to spare.
   for (const [host, database] of [
     ['h'.repeat(150), 'd'.repeat(150)],
-    ['db-' + 'ü'.repeat(120), 'orders'],
+    [`db-${'ü'.repeat(120)}`, 'orders'],
     ['10.0.0.12', 'x'.repeat(190)],
   ] as const) {
     it(`restores what it backed up for a ${host.length}-character host and a ${database.length}-character database`, async () => {

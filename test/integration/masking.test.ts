@@ -82,7 +82,7 @@ describe('masking in job logs', () => {
 
 // A PEM private key as encryption_key (a restore's key pair): tools print its lines one at a time.
 const PEM_PIECES = `
-k="\${ENCRYPTION_KEY:-\$8}"
+k="\${ENCRYPTION_KEY:-$8}"
 printf '%s\\n' "$k" | sed -n 2,3p
 printf '%s\\n' "$k" | grep -v -- ----- | tr -d '\\n'; echo
 echo "done" >&2

@@ -7,7 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
 import { join } from 'node:path'
 import { startAgent, type Agent } from '../helpers/agent.ts'
-import { DB_PASSWORD, ENCRYPTION_KEY, managerBackupBody, managerId, managerRestoreBody, s3Destination } from '../helpers/bodies.ts'
+import { managerBackupBody, managerId, managerRestoreBody, s3Destination } from '../helpers/bodies.ts'
 import { s3Lab, uniqueName } from '../helpers/storage.ts'
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')

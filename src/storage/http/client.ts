@@ -4,7 +4,7 @@
 // connect timeout and an idle timeout per request without undici as a dependency, and it speaks
 // `Expect: 100-continue`, so a PUT whose token has expired is answered 401 before a single byte
 // of a 1 GiB segment is sent (and can be sent again after a new login).
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import type { ClientRequest, IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { applyTrust } from '../../tls.ts'
 import { http, https } from '../../util/builtins.ts'
 import { CONNECT_TIMEOUT_MS, IDLE_TIMEOUT_MS, httpAgent, httpsAgent } from './agents.ts'
@@ -99,19 +99,16 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
     if (signal?.aborted) return reject(new TransportError('ABORTED', `${url.origin}: aborted`))
     const agent = request.ownConnection ? false : secure ? httpsAgent() : httpAgent
     const req = (secure ? https() : http).request(url, { method: request.method, headers, agent })
-    let response: IncomingMessage | undefined
-    let settled = false
-    let bodyStarted = false
-    let continueTimer: NodeJS.Timeout | undefined
+    const pending: PendingRequest = { response: undefined, settled: false, bodyStarted: false, continueTimer: undefined }
 
     // Before the answer a failure rejects; after it, it ends the response stream the caller reads.
     const fail = (error: Error) => {
-      clearTimeout(continueTimer)
-      if (!settled) {
-        settled = true
+      clearTimeout(pending.continueTimer)
+      if (!pending.settled) {
+        pending.settled = true
         reject(error)
       } else {
-        response?.destroy(error)
+        pending.response?.destroy(error)
       }
       req.destroy()
     }
@@ -119,29 +116,21 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
     signal?.addEventListener('abort', onAbort, { once: true })
     req.once('close', () => signal?.removeEventListener('abort', onAbort))
 
-    req.on('socket', (socket) => {
-      if (!socket.connecting) return
-      const timer = setTimeout(
-        () => fail(new TransportError('CONNECT_TIMEOUT', `${url.origin}: no connection within ${connectTimeoutMs / 1000} s`)),
-        connectTimeoutMs,
-      )
-      socket.once('connect', () => clearTimeout(timer))
-      socket.once('close', () => clearTimeout(timer))
-    })
+    failSlowConnect(req, connectTimeoutMs, url, fail)
     req.setTimeout(idleTimeoutMs, () => fail(new TransportError('IDLE_TIMEOUT', `${url.origin}: no data for ${idleTimeoutMs / 1000} s`)))
     req.on('error', (error) => fail(transportError(error, url)))
     req.on('response', (res) => {
-      response = res
-      settled = true
-      clearTimeout(continueTimer)
+      pending.response = res
+      pending.settled = true
+      clearTimeout(pending.continueTimer)
       // A refused request with a body: the server may not have read all of it (Swift's s3api,
       // eventlet, answers first and then takes the rest of the body for the next request on the
       // connection, which got a 400 that was not S3's XML). The connection closes once read.
       if (body !== undefined && (res.statusCode ?? 0) >= 300) req.shouldKeepAlive = false
-      if (streamed && !bodyStarted) {
+      if (streamed && !pending.bodyStarted) {
         // Answered before the body was sent (401, 404, 413 …): this connection carries an
         // unfinished request and cannot be reused once the answer is read.
-        bodyStarted = true
+        pending.bodyStarted = true
         res.once('end', () => req.destroy())
       }
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res })
@@ -151,41 +140,77 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
       req.end(body)
       return
     }
-    const startBody = () => {
-      clearTimeout(continueTimer)
-      if (bodyStarted || req.destroyed) return
-      bodyStarted = true
-      const requestFailure = new Set<unknown>()
-      // Writes still waiting when the request closes fail (a callback never comes for one that
-      // was queued before the socket was there).
-      const waiting = new Set<(error: Error) => void>()
-      req.once('close', () => waiting.forEach((reject) => reject(new TransportError('ABORTED', `${url.origin}: the request closed`))))
-      const write = (chunk: Buffer) =>
-        new Promise<void>((resolve, reject) => {
-          const failed = (error: Error) => {
-            waiting.delete(failed)
-            requestFailure.add(error)
-            reject(error)
-          }
-          if (req.destroyed) return failed(new TransportError('ABORTED', `${url.origin}: the request closed`))
-          waiting.add(failed)
-          req.write(chunk, (error) => {
-            if (error) return failed(error)
-            waiting.delete(failed)
-            resolve()
-          })
-        })
-      body.send(write).then(
-        () => req.end(),
-        // A failure of the source (the file) is ours, not the network's: passed on as it is.
-        (error: Error) => fail(requestFailure.has(error) ? transportError(error, url) : error),
-      )
-    }
-    if (body.length === 0) return startBody()
-    req.on('continue', startBody)
-    continueTimer = setTimeout(startBody, CONTINUE_WAIT_MS)
-    req.flushHeaders()
+    sendStreamedBody(req, body, url, pending, fail)
   })
+}
+
+/** What the steps of one request share while it is under way. */
+interface PendingRequest {
+  response: IncomingMessage | undefined
+  /** The promise has resolved (an answer) or rejected (a failure before one). */
+  settled: boolean
+  bodyStarted: boolean
+  continueTimer: NodeJS.Timeout | undefined
+}
+
+function failSlowConnect(req: ClientRequest, connectTimeoutMs: number, url: URL, fail: (error: Error) => void): void {
+  req.on('socket', (socket) => {
+    if (!socket.connecting) return
+    const timer = setTimeout(
+      () => fail(new TransportError('CONNECT_TIMEOUT', `${url.origin}: no connection within ${connectTimeoutMs / 1000} s`)),
+      connectTimeoutMs,
+    )
+    socket.once('connect', () => clearTimeout(timer))
+    socket.once('close', () => clearTimeout(timer))
+  })
+}
+
+/** Sends the body once the server says `100 Continue` (or after CONTINUE_WAIT_MS, or at once when empty). */
+function sendStreamedBody(req: ClientRequest, body: StreamedBody, url: URL, pending: PendingRequest, fail: (error: Error) => void): void {
+  const startBody = () => {
+    clearTimeout(pending.continueTimer)
+    if (pending.bodyStarted || req.destroyed) return
+    pending.bodyStarted = true
+    const { write, requestFailure } = bodyWriter(req, url)
+    body.send(write).then(
+      () => req.end(),
+      // A failure of the source (the file) is ours, not the network's: passed on as it is.
+      (error: Error) => fail(requestFailure.has(error) ? transportError(error, url) : error),
+    )
+  }
+  if (body.length === 0) return startBody()
+  req.on('continue', startBody)
+  pending.continueTimer = setTimeout(startBody, CONTINUE_WAIT_MS)
+  req.flushHeaders()
+}
+
+/** Writes of the body's chunks, each resolved when the socket took it; the errors they failed with. */
+function bodyWriter(req: ClientRequest, url: URL): { write: (chunk: Buffer) => Promise<void>; requestFailure: Set<unknown> } {
+  const requestFailure = new Set<unknown>()
+  // Writes still waiting when the request closes fail (a callback never comes for one that
+  // was queued before the socket was there).
+  const waiting = new Set<(error: Error) => void>()
+  req.once('close', () => {
+    waiting.forEach((reject) => {
+      reject(new TransportError('ABORTED', `${url.origin}: the request closed`))
+    })
+  })
+  const write = (chunk: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      const failed = (error: Error) => {
+        waiting.delete(failed)
+        requestFailure.add(error)
+        reject(error)
+      }
+      if (req.destroyed) return failed(new TransportError('ABORTED', `${url.origin}: the request closed`))
+      waiting.add(failed)
+      req.write(chunk, (error) => {
+        if (error) return failed(error)
+        waiting.delete(failed)
+        resolve()
+      })
+    })
+  return { write, requestFailure }
 }
 
 /** Reads a (small) response body as text, cut at a limit; never throws for a broken stream. */

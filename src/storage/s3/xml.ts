@@ -88,7 +88,7 @@ class Reader {
     if (!this.#literal('<')) this.fail('an element was expected')
     const name = this.match(NAME)?.[0] ?? this.fail('an element name was expected')
     const seen = new Set<string>()
-    for (let attribute; (attribute = this.match(ATTRIBUTE)); ) {
+    for (let attribute: RegExpExecArray | null; (attribute = this.match(ATTRIBUTE)); ) {
       const attributeName = attribute[1] as string
       if (seen.has(attributeName)) this.fail(`attribute ${attributeName} twice`)
       seen.add(attributeName)

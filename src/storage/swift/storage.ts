@@ -4,7 +4,7 @@
 // Every PUT is checked against the MD5 Swift returns; downloads of objects without a stored
 // SHA-256 are checked the same way (those with one are checked by the caller, over the whole).
 import { createHash, type Hash } from 'node:crypto'
-import { open, stat, type FileHandle } from 'node:fs/promises'
+import { stat, type FileHandle } from 'node:fs/promises'
 import { JobError } from '../../errors.ts'
 import type { SwiftDestination } from '../../jobs/request.ts'
 import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from '../storage.ts'

@@ -21,94 +21,105 @@ export interface KeptChunks {
 
 /** A socket on the pipe's fd whose data arrives as borrowed chunks (see above). */
 export function keptChunks(fd: number): KeptChunks {
-  const free: Buffer[] = Array.from({ length: BUFFERS }, () => Buffer.allocUnsafe(BUFFER_BYTES))
+  const kept = new KeptBuffers(fd)
+  const chunks: AsyncIterator<Buffer> = { next: () => kept.next() }
+  return { socket: kept.socket, chunks }
+}
+
+class KeptBuffers {
+  readonly socket: net.Socket
+  readonly #free: Buffer[] = Array.from({ length: BUFFERS }, () => Buffer.allocUnsafe(BUFFER_BYTES))
   /** Filled regions (and the buffers they are in), oldest first, not yet handed out. */
-  const ready: { view: Buffer; buffer: Buffer }[] = []
+  readonly #ready: { view: Buffer; buffer: Buffer }[] = []
   /** Where reads land, at `filled`. */
-  let current = free.pop() as Buffer
-  let filled = 0
+  #current = this.#free.pop() as Buffer
+  #filled = 0
   /** The buffer whose region the consumer holds: free again when it asks for the next chunk. */
-  let lent: Buffer | undefined
+  #lent: Buffer | undefined
   /** Every buffer is ready or lent: the socket is paused and `current` is the one to come back first. */
-  let stalled = false
-  let ended = false
-  let failure: Error | undefined
-  let waiting: { resolve: (result: IteratorResult<Buffer>) => void; reject: (error: Error) => void } | undefined
+  #stalled = false
+  #ended = false
+  #failure: Error | undefined
+  #waiting: { resolve: (result: IteratorResult<Buffer>) => void; reject: (error: Error) => void } | undefined
+
+  constructor(fd: number) {
+    this.socket = new net.Socket({
+      fd,
+      readable: true,
+      writable: false,
+      onread: {
+        buffer: () => this.#current.subarray(this.#filled),
+        callback: (n: number) => this.#onRead(n),
+      },
+    })
+    const finish = () => this.#finish()
+    this.socket.on('end', finish)
+    this.socket.on('close', finish)
+    this.socket.on('error', (error) => {
+      this.#failure ??= error
+      this.#settle()
+    })
+  }
+
+  next(): Promise<IteratorResult<Buffer>> {
+    if (this.#lent) {
+      // The consumer is done with it: its bytes may be overwritten now.
+      const buffer = this.#lent
+      this.#lent = undefined
+      if (this.#stalled && buffer === this.#current) {
+        this.#stalled = false
+        if (!this.#ended && this.#failure === undefined) this.socket.resume()
+      } else if (buffer !== this.#current) this.#free.push(buffer)
+    }
+    return new Promise<IteratorResult<Buffer>>((resolve, reject) => {
+      this.#waiting = { resolve, reject }
+      this.#settle()
+    })
+  }
+
+  #onRead(n: number): boolean {
+    this.#filled += n
+    // A waiting consumer gets what has arrived rather than waiting for a full buffer.
+    if (this.#waiting || this.#current.length - this.#filled < MIN_READ_BYTES) this.#seal()
+    this.#settle()
+    return !this.#stalled // false pauses the socket
+  }
+
+  #finish(): void {
+    if (!this.#ended) this.#seal() // no read follows the end
+    this.#ended = true
+    this.#settle()
+  }
 
   // Node asks for the next read's buffer right after each read's callback, so `current` and
   // `filled` may change only there (or once the pipe has ended), never when the consumer asks.
-  const seal = () => {
-    if (filled === 0) return
-    ready.push({ view: current.subarray(0, filled), buffer: current })
-    filled = 0
-    const next = free.pop()
-    if (next !== undefined) current = next
+  #seal(): void {
+    if (this.#filled === 0) return
+    this.#ready.push({ view: this.#current.subarray(0, this.#filled), buffer: this.#current })
+    this.#filled = 0
+    const next = this.#free.pop()
+    if (next !== undefined) this.#current = next
     else {
       // Buffers come back in the order they were handed out: the lent one, else the oldest ready.
-      current = lent ?? (ready[0] as { buffer: Buffer }).buffer
-      stalled = true
+      this.#current = this.#lent ?? (this.#ready[0] as { buffer: Buffer }).buffer
+      this.#stalled = true
     }
   }
-  const settle = () => {
-    if (!waiting) return
-    const { resolve, reject } = waiting
-    const chunk = ready.shift()
+
+  #settle(): void {
+    if (!this.#waiting) return
+    const { resolve, reject } = this.#waiting
+    const chunk = this.#ready.shift()
     if (chunk !== undefined) {
-      waiting = undefined
-      lent = chunk.buffer
+      this.#waiting = undefined
+      this.#lent = chunk.buffer
       resolve({ value: chunk.view, done: false })
-    } else if (failure) {
-      waiting = undefined
-      reject(failure)
-    } else if (ended) {
-      waiting = undefined
+    } else if (this.#failure) {
+      this.#waiting = undefined
+      reject(this.#failure)
+    } else if (this.#ended) {
+      this.#waiting = undefined
       resolve({ value: undefined, done: true })
     }
   }
-
-  const socket: net.Socket = new net.Socket({
-    fd,
-    readable: true,
-    writable: false,
-    onread: {
-      buffer: () => current.subarray(filled),
-      callback: (n: number) => {
-        filled += n
-        // A waiting consumer gets what has arrived rather than waiting for a full buffer.
-        if (waiting || current.length - filled < MIN_READ_BYTES) seal()
-        settle()
-        return !stalled // false pauses the socket
-      },
-    },
-  })
-  const finish = () => {
-    if (!ended) seal() // no read follows the end
-    ended = true
-    settle()
-  }
-  socket.on('end', finish)
-  socket.on('close', finish)
-  socket.on('error', (error) => {
-    failure ??= error
-    settle()
-  })
-
-  const chunks: AsyncIterator<Buffer> = {
-    next() {
-      if (lent) {
-        // The consumer is done with it: its bytes may be overwritten now.
-        const buffer = lent
-        lent = undefined
-        if (stalled && buffer === current) {
-          stalled = false
-          if (!ended && failure === undefined) socket.resume()
-        } else if (buffer !== current) free.push(buffer)
-      }
-      return new Promise<IteratorResult<Buffer>>((resolve, reject) => {
-        waiting = { resolve, reject }
-        settle()
-      })
-    },
-  }
-  return { socket, chunks }
 }

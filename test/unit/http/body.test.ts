@@ -31,7 +31,7 @@ describe('parseJsonBody', () => {
     const deep = parseJsonBody(nested(500_000))
     assert.ok(deep instanceof InvalidJson)
     assert.match(deep.reason, /nested deeper than 64 levels/)
-    const objects = '{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000)
+    const objects = `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`
     assert.ok(parseJsonBody(objects) instanceof InvalidJson)
   })
 

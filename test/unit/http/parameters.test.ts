@@ -127,7 +127,7 @@ const names = fc.oneof(
   { weight: 3, arbitrary: fc.stringMatching(/^[A-Z_][A-Z0-9_]{0,20}$/) },
   { weight: 3, arbitrary: fc.stringMatching(/^[a-zA-Z_][a-zA-Z0-9_]{0,20}$/) },
   { weight: 1, arbitrary: fc.stringMatching(/^[a-z][a-z]*[A-Z][a-zA-Z]*$/) }, // camelCase: retryCount
-  { weight: 2, arbitrary: fc.stringMatching(/^[a-zA-Z_][a-zA-Z0-9_.\-]{0,12}$/) },
+  { weight: 2, arbitrary: fc.stringMatching(/^[a-zA-Z_][a-zA-Z0-9_.-]{0,12}$/) },
   { weight: 2, arbitrary: fc.stringMatching(/^[0-9][a-z0-9_]{0,10}$/) },
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 8 }) },
   { weight: 1, arbitrary: fc.tuple(lowerCaseName, fc.constantFrom('é', 'ß', 'ı', 'K', '\u0130')).map(([a, b]) => a + b) },
@@ -293,7 +293,7 @@ describe('bounds on every string that reaches a script', () => {
   })
 
   it('bounds the database fields, the encryption key and the storage fields the same way', () => {
-    const over = 'é'.repeat(16 * KiB) + 'x'
+    const over = `${'é'.repeat(16 * KiB)}x`
     const exact = 'é'.repeat(16 * KiB)
     const fields: [string, (v: string) => ReturnType<typeof parseTrigger>][] = [
       ['backup.password', (v) => parseTrigger('backup', body(null, { password: v }), config)],

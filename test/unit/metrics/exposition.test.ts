@@ -76,7 +76,7 @@ describe('Prometheus exposition', () => {
         async (values, help) => {
           const r = new Registry()
           const g = r.gauge('g', help, ['v'])
-          values.forEach((v, i) => g.set({ v }, i))
+          for (const [i, v] of values.entries()) g.set({ v }, i)
           const [family] = parsePrometheusText(await r.render())
           assert.equal(family?.help, help.toWellFormed())
           const wanted = new Map(values.map((v, i) => [v.toWellFormed(), i]))

@@ -21,7 +21,7 @@ describe('TailCapture', () => {
 
   it('masks secrets, also when one straddles two chunks or the cut', () => {
     const c = new TailCapture(12, ['topsecret'])
-    c.push(Buffer.from('x'.repeat(100) + 'pw=tops'))
+    c.push(Buffer.from(`${'x'.repeat(100)}pw=tops`))
     c.push(Buffer.from('ecret!'))
     const text = c.text()
     assert.ok(!text.includes('secret'), text)

@@ -125,7 +125,7 @@ describe('keptBufferGet', () => {
         first = chunk
         break
       }
-      assert.ok(first !== undefined && first.equals(body.subarray(0, first.length)))
+      assert.ok(first?.equals(body.subarray(0, first.length)))
       await closed // the server sees the connection go (else this test times out)
     } finally {
       await close(raw)
