@@ -560,6 +560,19 @@ export class SwiftStorage implements Storage {
     if (head.status === 404) return names
     if (head.status < 200 || head.status > 299) throw swiftStatusError(ctx, head.status, '')
     if (String(head.headers['x-static-large-object']).toLowerCase() !== 'true') return names
+    const manifest = await this.#manifest(filename, signal)
+    if (manifest.status === 404) return names
+    if (manifest.status !== 200) throw swiftStatusError(ctx, manifest.status, manifest.text)
+    const segContainer = segmentsContainer(this.#d.containerName)
+    for (const entry of JSON.parse(manifest.text) as { name?: string }[]) {
+      const name = entry.name ?? ''
+      if (name.startsWith(`/${segContainer}/`)) names.add(name.slice(segContainer.length + 2))
+    }
+    return names
+  }
+
+  /** A Static Large Object's manifest as Swift stores it (`?multipart-manifest=get`), read whole. */
+  async #manifest(filename: string, signal: AbortSignal | undefined): Promise<{ status: number; text: string }> {
     const res = await this.#client.request({
       method: 'GET',
       container: this.#d.containerName,
@@ -567,15 +580,7 @@ export class SwiftStorage implements Storage {
       query: 'multipart-manifest=get',
       signal,
     })
-    const text = await readText(res)
-    if (res.status === 404) return names
-    if (res.status !== 200) throw swiftStatusError(ctx, res.status, text)
-    const segContainer = segmentsContainer(this.#d.containerName)
-    for (const entry of JSON.parse(text) as { name?: string }[]) {
-      const name = entry.name ?? ''
-      if (name.startsWith(`/${segContainer}/`)) names.add(name.slice(segContainer.length + 2))
-    }
-    return names
+    return { status: res.status, text: await readText(res) }
   }
 
   /** A GET answered 404: say whether the container or the object is missing. */
@@ -597,15 +602,8 @@ export class SwiftStorage implements Storage {
     const etag = unquote(res.headers.etag)
     if (res.headers['x-object-manifest'] !== undefined) return sizeOnly
     if (String(res.headers['x-static-large-object']).toLowerCase() !== 'true') return new WholeDigest(etag)
-    const manifest = await this.#client.request({
-      method: 'GET',
-      container: this.#d.containerName,
-      object: filename,
-      query: 'multipart-manifest=get',
-      signal,
-    })
-    const text = await readText(manifest)
-    if (manifest.status !== 200) return sizeOnly
+    const { status, text } = await this.#manifest(filename, signal)
+    if (status !== 200) return sizeOnly
     let entries: unknown
     try {
       entries = JSON.parse(text)

@@ -106,7 +106,9 @@ describe('TailCapture at the edges', () => {
           const body = text.replace(/^\[output cut: earlier bytes not kept, showing the last (\d+) bytes\]\n/, '')
           assert.ok(Buffer.byteLength(body) <= maxBytes, `${Buffer.byteLength(body)} > ${maxBytes}`)
           if (body !== text) assert.equal(Buffer.byteLength(body), Number(/last (\d+) bytes/.exec(text)?.[1]))
-          else assert.ok(bytes.length <= maxBytes || body.length < stream.length)
+          // no header: nothing but secrets was left out (every filler character is still there);
+          // comparing string lengths instead failed for a secret of emoji, whose mask is no shorter
+          else assert.equal(body.replace(/[^.:\t]/g, '').length, stream.replace(/[^.:\t]/g, '').length)
           for (const f of printed(s))
             for (const w of windows(f))
               if (!MASK.includes(w)) assert.ok(!body.includes(w), `${JSON.stringify(w)} of ${JSON.stringify(f)} in ${JSON.stringify(body)}`)
