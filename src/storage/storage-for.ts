@@ -3,7 +3,10 @@
 import type { FileHandle } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { StorageDestination } from '../jobs/request.ts'
-import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from './storage.ts'
+import type { Downloaded, GarbageOptions, ObjectReader, Reclaimed, Storage, StorageSettings, TransferOptions } from './storage.ts'
+
+/** What a loaded backend has: everything but `prepare` (LazyStorage's own); garbage collection where the backend does it. */
+type Backend = Required<Omit<Storage, 'prepare' | 'collectGarbage'>> & Pick<Storage, 'collectGarbage'>
 
 export function storageFor(destination: StorageDestination & { filenamePrefix: string }, settings: StorageSettings): Storage {
   const prefix = destination.filenamePrefix
@@ -31,11 +34,11 @@ export function storageFor(destination: StorageDestination & { filenamePrefix: s
  */
 class LazyStorage implements Required<Storage> {
   readonly location: string
-  readonly #open: () => Promise<Required<Omit<Storage, 'prepare'>>>
+  readonly #open: () => Promise<Backend>
 
-  constructor(location: string, load: () => Promise<Required<Omit<Storage, 'prepare'>>>) {
+  constructor(location: string, load: () => Promise<Backend>) {
     this.location = location
-    let loaded: Promise<Required<Omit<Storage, 'prepare'>>> | undefined
+    let loaded: Promise<Backend> | undefined
     this.#open = () => (loaded ??= load())
   }
 
@@ -69,5 +72,9 @@ class LazyStorage implements Required<Storage> {
 
   async storeChecksum(filename: string, sha256: string, metadata: Record<string, string>): Promise<void> {
     return (await this.#open()).storeChecksum(filename, sha256, metadata)
+  }
+
+  async collectGarbage(options: GarbageOptions): Promise<Reclaimed> {
+    return (await (await this.#open()).collectGarbage?.(options)) ?? { objects: 0, bytes: 0, problems: [] }
   }
 }

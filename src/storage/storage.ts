@@ -45,6 +45,24 @@ export interface ObjectReader {
   chunks: AsyncIterable<Buffer>
 }
 
+export interface GarbageOptions {
+  /** Only what is older than this is removed (storage_gc_grace_hours). */
+  graceMs: number
+  /** Listing pages at most, over everything the pass lists. */
+  maxPages: number
+  /** `Date.now()` value after which the pass stops where it is. */
+  deadline: number
+  signal?: AbortSignal | undefined
+}
+
+/** What a garbage pass reclaimed, and what it could not. */
+export interface Reclaimed {
+  objects: number
+  bytes: number
+  /** Messages a user can act on (no secrets); the pass went on after each. */
+  problems: string[]
+}
+
 export interface Storage {
   /** Where objects go, for messages: `s3://bucket/prefix` or `swift container`. */
   readonly location: string
@@ -70,6 +88,16 @@ export interface Storage {
    * upload, orphaned segments), after an agent restart. Never touches a completed object.
    */
   abandon?(filename: string): Promise<void>
+  /**
+   * Storage hygiene after a successful backup (issue 17): removes what earlier uploads left
+   * behind under this destination and is older than `graceMs` (Swift segments whose manifest is
+   * gone, S3 multipart uploads never completed or aborted, LOCAL orphaned metadata files). Never
+   * touches a completed object, another object's segments, or anything younger than the grace (an
+   * upload in progress). Bounded: at most `maxPages` listing pages and until `deadline`
+   * (`Date.now()` ms); what it did not reach waits for the next backup. Never throws for what it
+   * could not remove: problems are returned as messages.
+   */
+  collectGarbage?(options: GarbageOptions): Promise<Reclaimed>
   /**
    * Uploads a stream of unknown length as the object for `filename` (part or segment sizes grow
    * as it goes, memory stays bounded). On any failure or abort nothing is left behind. The
