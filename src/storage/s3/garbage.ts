@@ -77,7 +77,7 @@ export async function abortStaleUploads(
       if (!upload.key.startsWith(prefix) || !budget.timeLeft) continue
       const initiated = Date.parse(upload.initiated ?? '')
       if (Number.isNaN(initiated)) undated.add(upload.key)
-      else if (Date.now() - initiated > options.graceMs) await abortUpload(client, upload, budget, reclaimed, explain)
+      else if (Date.now() - initiated >= options.graceMs) await abortUpload(client, upload, budget, reclaimed, explain)
     }
     if (listing.next === undefined) break
     marker = listing.next
