@@ -17,7 +17,9 @@ import { pipeline } from 'node:stream/promises'
 import { JobError } from '../../errors.ts'
 import { openBackupFile } from '../files/backup-file.ts'
 import { FileSink, writeAt } from '../files/sink.ts'
-import type { Downloaded, ObjectReader, Storage, TransferOptions } from '../storage.ts'
+import type { Downloaded, GarbageOptions, ObjectReader, Reclaimed, Storage, TransferOptions } from '../storage.ts'
+import { removeOrphanedMetadata } from './garbage.ts'
+import { at, metadataName } from './names.ts'
 
 const FOLDER = constants.O_RDONLY | constants.O_DIRECTORY
 /** Created here or not at all, never through a link. */
@@ -34,10 +36,6 @@ interface Place {
   name: string
 }
 
-/** A name in a folder held open: resolved from the handle, not from the path it was opened by. */
-const at = (folder: FileHandle, name: string) => `/proc/self/fd/${folder.fd}/${name}`
-
-const metadataName = (name: string) => `.${name}.meta.json`
 const partialName = (name: string) => `.${name}.partial-${randomBytes(8).toString('hex')}`
 const metadataPartialName = (name: string) => `${metadataName(name)}.${randomBytes(8).toString('hex')}`
 
@@ -271,6 +269,29 @@ export class LocalStorage implements Storage {
       for (const entry of await readdir(`/proc/self/fd/${folder.fd}`)) {
         if (isLeftOver(entry, place.name)) await rm(at(folder, entry), { force: true })
       }
+    } finally {
+      await folder.close()
+    }
+  }
+
+  /**
+   * Removes the destination folder's orphaned metadata files older than the grace (garbage.ts).
+   * Its folder is opened as every other (one folder at a time, proved inside the root); one that
+   * does not exist yet holds nothing. Never throws.
+   */
+  async collectGarbage(options: GarbageOptions): Promise<Reclaimed> {
+    const parts = this.#prefix.split('/')
+    const place: Place = { key: this.#prefix, folders: parts.slice(0, -1), name: parts.at(-1) as string }
+    let folder: FileHandle
+    try {
+      if (place.folders.some((p) => p === '..' || p === '.' || p === '')) throw new JobError(`the prefix would leave local_storage_root`)
+      folder = await this.#openFolder(place, false)
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') return { objects: 0, bytes: 0, problems: [] }
+      return { objects: 0, bytes: 0, problems: [this.#explain(error, `clean-up of ${this.location}`, undefined).message] }
+    }
+    try {
+      return await removeOrphanedMetadata(folder, place.name, options, this.location)
     } finally {
       await folder.close()
     }

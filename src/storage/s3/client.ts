@@ -14,7 +14,16 @@ import { drain, readText, send, type HttpRequest, type HttpResponse, type Stream
 import { withRetries } from '../http/retry.ts'
 import { isTransientS3Error, S3Error } from './errors.ts'
 import { EMPTY_SHA256, signS3Request, uriEncode, type SigningCredentials } from './sigv4.ts'
-import { completeBody, readCompleteResult, readErrorDocument, readUploadId, readUploadListing } from './xml.ts'
+import {
+  completeBody,
+  readCompleteResult,
+  readErrorDocument,
+  readPartListing,
+  readUploadId,
+  readUploadListing,
+  type PartListing,
+  type UploadListing,
+} from './xml.ts'
 
 /** AWS itself (s3.amazonaws.com, s3.<region>.amazonaws.com, s3-<region>…, China's .com.cn). */
 const AWS_ENDPOINT = /^(https?:\/\/)?s3([.-][a-z0-9-]+)?\.amazonaws\.com(\.cn)?\/?$/i
@@ -187,20 +196,31 @@ export class S3Client {
   /** ListMultipartUploads of keys starting with `prefix`, every page. */
   async listMultipartUploads(prefix: string, options: CallOptions): Promise<{ key: string; uploadId: string }[]> {
     const uploads: { key: string; uploadId: string }[] = []
-    let marker: { keyMarker: string; uploadIdMarker: string } | undefined
+    let marker: UploadListing['next']
     // Bounded: a server that always says "truncated" must not keep a job here.
     for (let page = 0; page < 1000; page++) {
-      const query: Record<string, string> = {
-        uploads: '',
-        prefix,
-        ...(marker ? { 'key-marker': marker.keyMarker, 'upload-id-marker': marker.uploadIdMarker } : {}),
-      }
-      const listing = await this.call({ method: 'GET', query }, options, async (res) => readUploadListing(await readText(res)))
-      uploads.push(...listing.uploads)
+      const listing = await this.listMultipartUploadsPage(prefix, marker, options)
+      uploads.push(...listing.uploads.map(({ key, uploadId }) => ({ key, uploadId })))
       if (listing.next === undefined) return uploads
       marker = listing.next
     }
     return uploads
+  }
+
+  /** One page of ListMultipartUploads of keys starting with `prefix`, from `marker` (the previous page's `next`). */
+  async listMultipartUploadsPage(prefix: string, marker: UploadListing['next'], options: CallOptions): Promise<UploadListing> {
+    const query: Record<string, string> = {
+      uploads: '',
+      prefix,
+      ...(marker ? { 'key-marker': marker.keyMarker, 'upload-id-marker': marker.uploadIdMarker } : {}),
+    }
+    return this.call({ method: 'GET', query }, options, async (res) => readUploadListing(await readText(res)))
+  }
+
+  /** One page of ListParts of an upload, from `marker` (the previous page's `next`): the bytes its parts hold. */
+  async listPartsPage(key: string, uploadId: string, marker: string | undefined, options: CallOptions): Promise<PartListing> {
+    const query: Record<string, string> = { uploadId, ...(marker ? { 'part-number-marker': marker } : {}) }
+    return this.call({ method: 'GET', key, query }, options, async (res) => readPartListing(await readText(res)))
   }
 
   async #send(call: Call, signal: AbortSignal | undefined): Promise<HttpResponse> {

@@ -3,13 +3,14 @@
 import type { FileHandle } from 'node:fs/promises'
 import { JobError } from '../../errors.ts'
 import type { S3Destination } from '../../jobs/request.ts'
-import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from '../storage.ts'
+import type { Downloaded, GarbageOptions, ObjectReader, Reclaimed, Storage, StorageSettings, TransferOptions } from '../storage.ts'
 import { fileRangeBody, openBackupFile, ReadBuffers } from '../files/backup-file.ts'
 import { digestFile } from '../files/digest.ts'
 import { growingPartSize, parts, type Part } from '../files/parts.ts'
 import { TransportError } from '../http/client.ts'
 import { S3Client, type Body } from './client.ts'
 import { downloadObject, readObject } from './download.ts'
+import { abortStaleUploads } from './garbage.ts'
 import { S3Error } from './errors.ts'
 
 const MIN_PART_BYTES = 8 * 1024 * 1024
@@ -203,6 +204,11 @@ export class S3Storage implements Storage {
     } catch (error) {
       throw this.#failure(error, `removal of the unfinished upload of ${key}`, undefined)
     }
+  }
+
+  /** Aborts the multipart uploads under the prefix older than the grace (garbage.ts); never throws. */
+  async collectGarbage(options: GarbageOptions): Promise<Reclaimed> {
+    return abortStaleUploads(this.#client, this.#prefix, options, (error, what) => this.#explain(error, what).message)
   }
 
   /** A cancelled transfer says why it stopped; any other failure is explained. */

@@ -1,5 +1,5 @@
 // The few XML documents S3 exchanges with the agent: error answers, the answers of
-// CreateMultipartUpload, CompleteMultipartUpload and ListMultipartUploads, and the body of
+// CreateMultipartUpload, CompleteMultipartUpload, ListMultipartUploads and ListParts, and the body of
 // CompleteMultipartUpload. A strict reader of its own rather than an XML library: these are flat
 // documents of elements and text, and the AWS SDK's parser (fast-xml-parser, with the SDK's ~30 MB
 // that stayed resident once a job used S3) handled far more than S3 sends. No DOCTYPE, entity
@@ -202,12 +202,16 @@ export function readCompleteResult(body: string): S3ErrorDocument | undefined {
 }
 
 export interface UploadListing {
-  uploads: { key: string; uploadId: string }[]
+  /** `initiated`: the upload's Initiated time as sent (ISO 8601), where the server sent one. */
+  uploads: { key: string; uploadId: string; initiated?: string }[]
   /** Where the next page starts, when the listing is cut. */
   next: { keyMarker: string; uploadIdMarker: string } | undefined
 }
 
-/** ListMultipartUploads' answer. */
+/**
+ * ListMultipartUploads' answer. A cut listing without NextKeyMarker and NextUploadIdMarker (Swift's
+ * s3api sends them empty) continues after its last upload, which is what those markers name.
+ */
 export function readUploadListing(body: string): UploadListing {
   const root = parseXml(body)
   if (root.name !== 'ListMultipartUploadsResult') throw new XmlError(`not a ListMultipartUploadsResult (got <${root.name}>)`)
@@ -217,12 +221,40 @@ export function readUploadListing(body: string): UploadListing {
     const key = childText(child, 'Key')
     const uploadId = childText(child, 'UploadId')
     if (key === undefined || uploadId === undefined || uploadId === '') throw new XmlError('an Upload without a Key or an UploadId')
-    uploads.push({ key, uploadId })
+    const initiated = childText(child, 'Initiated')?.trim()
+    uploads.push(initiated ? { key, uploadId, initiated } : { key, uploadId })
   }
   const truncated = childText(root, 'IsTruncated')?.trim() === 'true'
-  const keyMarker = childText(root, 'NextKeyMarker') ?? ''
-  const uploadIdMarker = childText(root, 'NextUploadIdMarker') ?? ''
+  const last = uploads.at(-1)
+  let keyMarker = childText(root, 'NextKeyMarker') ?? ''
+  let uploadIdMarker = childText(root, 'NextUploadIdMarker') ?? ''
+  if (keyMarker === '' && uploadIdMarker === '' && last) ({ key: keyMarker, uploadId: uploadIdMarker } = last)
   return { uploads, next: truncated && (keyMarker !== '' || uploadIdMarker !== '') ? { keyMarker, uploadIdMarker } : undefined }
+}
+
+export interface PartListing {
+  /** The bytes of the parts on this page. */
+  bytes: number
+  /** Where the next page starts (part-number-marker), when the listing is cut. */
+  next: string | undefined
+}
+
+/** ListParts' answer: what its parts hold. */
+export function readPartListing(body: string): PartListing {
+  const root = parseXml(body)
+  if (root.name !== 'ListPartsResult') throw new XmlError(`not a ListPartsResult (got <${root.name}>)`)
+  let bytes = 0
+  let lastNumber: string | undefined
+  for (const child of root.children) {
+    if (child.name !== 'Part') continue
+    const size = Number(childText(child, 'Size')?.trim())
+    if (!Number.isSafeInteger(size) || size < 0) throw new XmlError('a Part without a Size')
+    bytes += size
+    lastNumber = childText(child, 'PartNumber')?.trim()
+  }
+  const truncated = childText(root, 'IsTruncated')?.trim() === 'true'
+  const marker = childText(root, 'NextPartNumberMarker')?.trim() || lastNumber
+  return { bytes, next: truncated && marker ? marker : undefined }
 }
 
 /** CompleteMultipartUpload's body: the parts in order, each with the ETag its upload answered. */

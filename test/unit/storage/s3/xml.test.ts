@@ -11,6 +11,7 @@ import {
   parseXml,
   readCompleteResult,
   readErrorDocument,
+  readPartListing,
   readUploadId,
   readUploadListing,
   XmlError,
@@ -231,6 +232,39 @@ describe('S3 XML reader', () => {
       uploads: [],
       next: undefined,
     })
+  })
+
+  it("reads an upload's Initiated time, and continues a cut listing without markers after its last upload", () => {
+    const page = readUploadListing(
+      '<ListMultipartUploadsResult><IsTruncated>true</IsTruncated><NextKeyMarker></NextKeyMarker><NextUploadIdMarker/>' +
+        '<Upload><Key>k1</Key><UploadId>u1</UploadId><Initiated>2026-12-07T03:22:13.000Z</Initiated></Upload></ListMultipartUploadsResult>',
+    )
+    assert.deepEqual(page, {
+      uploads: [{ key: 'k1', uploadId: 'u1', initiated: '2026-12-07T03:22:13.000Z' }],
+      next: { keyMarker: 'k1', uploadIdMarker: 'u1' },
+    })
+    const empty = '<ListMultipartUploadsResult><IsTruncated>true</IsTruncated></ListMultipartUploadsResult>'
+    assert.deepEqual(readUploadListing(empty), { uploads: [], next: undefined }, 'nothing to continue after: the listing ends')
+  })
+
+  it("reads ListParts: the bytes of a page's parts, and where the next page starts", () => {
+    const part = (n: number, size: string) => `<Part><PartNumber>${n}</PartNumber><ETag>"e"</ETag><Size>${size}</Size></Part>`
+    assert.deepEqual(
+      readPartListing(
+        `<ListPartsResult><IsTruncated>true</IsTruncated><NextPartNumberMarker>2</NextPartNumberMarker>${part(1, '5')}${part(2, '7')}</ListPartsResult>`,
+      ),
+      { bytes: 12, next: '2' },
+    )
+    assert.deepEqual(readPartListing(`<ListPartsResult><IsTruncated>true</IsTruncated>${part(3, '1')}</ListPartsResult>`), {
+      bytes: 1,
+      next: '3',
+    })
+    assert.deepEqual(readPartListing(`<ListPartsResult><IsTruncated>false</IsTruncated>${part(1, '5')}</ListPartsResult>`), {
+      bytes: 5,
+      next: undefined,
+    })
+    assert.throws(() => readPartListing(`<ListPartsResult>${part(1, 'many')}</ListPartsResult>`), XmlError)
+    assert.throws(() => readPartListing('<ListMultipartUploadsResult/>'), XmlError)
   })
 
   it('writes a completion body that reads back to its parts, whatever their ETags hold', () => {
