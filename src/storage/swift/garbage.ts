@@ -146,7 +146,12 @@ class GarbagePass {
   }
 
   async #delete(entry: ListedObject): Promise<void> {
-    const res = await this.#target.client.request({ method: 'DELETE', container: this.#segments, object: entry.name, signal: this.#signal() })
+    const res = await this.#target.client.request({
+      method: 'DELETE',
+      container: this.#segments,
+      object: entry.name,
+      signal: this.#signal(),
+    })
     const text = await readText(res, 64 * 1024)
     if (res.status >= 200 && res.status <= 299) {
       this.result.objects++
