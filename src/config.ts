@@ -42,6 +42,8 @@ export interface Config {
   scriptTimeoutSeconds: number
   hookTimeoutSeconds: number
   storageRetries: number
+  /** Storage hygiene removes only what is older than this (orphaned Swift segments, stale S3 uploads). */
+  storageGcGraceHours: number
   shutdownGraceSeconds: number
   requireChecksum: boolean
   streamCompression: 'zstd' | 'gzip'
@@ -136,6 +138,14 @@ function setting<K extends keyof Config>(
   return { key, env, fallback, parse }
 }
 
+/**
+ * The storage hygiene pass after each successful backup (src/jobs/storage-hygiene.ts) lists at
+ * most this many pages (of up to 10,000 names each in Swift, 1,000 in S3) and stops after this
+ * many seconds; what it did not reach waits for the next backup. Documented in the README.
+ */
+export const STORAGE_GC_MAX_PAGES = 10
+export const STORAGE_GC_MAX_SECONDS = 30
+
 /** The configuration table of SPEC §6; the README keeps the same table for operators. */
 export const SETTINGS = [
   setting('clientUsername', 'client_username', undefined, text),
@@ -165,6 +175,7 @@ export const SETTINGS = [
   setting('scriptTimeoutSeconds', 'script_timeout_seconds', 86_400, integer(1, 30 * 86_400)),
   setting('hookTimeoutSeconds', 'hook_timeout_seconds', 600, integer(1, 86_400)),
   setting('storageRetries', 'storage_retries', 5, integer(0, 100)),
+  setting('storageGcGraceHours', 'storage_gc_grace_hours', 24, integer(0, 8760)),
   setting('shutdownGraceSeconds', 'shutdown_grace_seconds', 60, integer(0, 86_400)),
   setting('requireChecksum', 'require_checksum', false, flag),
   setting('streamCompression', 'stream_compression', 'zstd' as const, (raw) => (raw === 'zstd' || raw === 'gzip' ? raw : undefined)),

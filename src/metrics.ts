@@ -25,6 +25,9 @@ export class AgentMetrics implements JobObserver {
   readonly #bytes
   readonly #transferSeconds
   readonly #failures
+  readonly #reclaimedObjects
+  readonly #reclaimedBytes
+  readonly #gcFailures
 
   constructor(jobs: Pick<JobRegistry, 'liveJobs'>) {
     const r = this.#registry
@@ -60,6 +63,21 @@ export class AgentMetrics implements JobObserver {
       'Failed jobs by kind and reason (cancelled, timeout, script, storage, setup, interrupted by an agent restart)',
       ['kind', 'reason'],
     )
+    this.#reclaimedObjects = r.counter(
+      `${PREFIX}storage_reclaimed_objects_total`,
+      'Objects the storage clean-up after backups removed, by storage backend',
+      ['backend'],
+    )
+    this.#reclaimedBytes = r.counter(
+      `${PREFIX}storage_reclaimed_bytes_total`,
+      'Bytes the storage clean-up after backups removed, by storage backend',
+      ['backend'],
+    )
+    this.#gcFailures = r.counter(
+      `${PREFIX}storage_gc_failures_total`,
+      'Storage clean-up passes that had problems (the backups still succeeded), by storage backend',
+      ['backend'],
+    )
   }
 
   /** The Prometheus text exposition of every metric. */
@@ -90,6 +108,13 @@ export class AgentMetrics implements JobObserver {
     this.#finished.inc({ kind: job.kind, status: job.status })
     if (reason) this.#failures.inc({ kind: job.kind, reason })
     this.#loop.jobFinished()
+  }
+
+  storageCollected(job: Job, objects: number, bytes: number, failed: boolean): void {
+    const labels = { backend: job.request.destination.type.toLowerCase() }
+    this.#reclaimedObjects.inc(labels, objects)
+    this.#reclaimedBytes.inc(labels, bytes)
+    if (failed) this.#gcFailures.inc(labels)
   }
 
   /** True while the event-loop delay is sampled (a job runs): an idle agent runs no timer. */

@@ -14,6 +14,19 @@ export const MessageSchema = object({ message: string({ description: 'what happe
 
 const stageNames = (kind: JobKind) => STAGE_TABLE[kind].map((s) => `\`${s.name}\``).join(', ')
 
+/** What the storage clean-up after a successful backup reports (src/jobs/storage-hygiene.ts). */
+const storageGcFields: Record<string, JsonSchema> = {
+  storage_gc_log: optional(
+    string({ description: 'the storage clean-up after the backup: what it reclaimed, and its problems (they never fail the backup)' }),
+  ),
+  storage_reclaimed: optional(
+    object(
+      { objects: integer({ description: 'objects removed' }), bytes: integer({ description: 'bytes they held' }) },
+      { description: 'what the storage clean-up after the backup removed (present once it ran)' },
+    ),
+  ),
+}
+
 /** The polling body of GET /<kind>/{id}: every field the agent may put in it. */
 export function pollingBodySchema(kind: JobKind): JsonSchema {
   const logs: Record<string, JsonSchema> = {}
@@ -58,6 +71,7 @@ export function pollingBodySchema(kind: JobKind): JsonSchema {
       execution_time_ms: integer({ description: 'end_time − start_time in milliseconds; 0 while running' }),
       attempts: optional(integer({ description: 'requests the upload or download made, retries included (present once it started)' })),
       ...logs,
+      ...(kind === 'backup' ? storageGcFields : {}),
     },
     { description: `the ${kind} job as the manager polls it` },
   )

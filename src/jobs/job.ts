@@ -36,6 +36,13 @@ export interface Job {
   streamed: boolean
   /** Restore: the restore script reads RESTORE_STREAM instead of a file. */
   streamRestore: boolean
+  /** Backup: what the storage hygiene pass after it reclaimed (storage-hygiene.ts); undefined when none ran. */
+  reclaimed?: StorageReclaimed | undefined
+}
+
+export interface StorageReclaimed {
+  objects: number
+  bytes: number
 }
 
 export interface TransferProgress {
@@ -113,6 +120,7 @@ export function pollingBody(job: Job): Record<string, unknown> {
   if (job.checksum) body.checksum = { algorithm: 'sha256', value: job.checksum }
   if (job.checksumVerified !== undefined) body.checksum_verified = job.checksumVerified
   if (job.progress) body.progress = job.progress
+  if (job.reclaimed) body.storage_reclaimed = job.reclaimed
   Object.assign(body, job.logs)
   return body
 }

@@ -11,6 +11,8 @@ export interface JobObserver {
   jobStarted(job: Job): void
   stageFinished(job: Job, stage: Stage, seconds: number, error: JobError | undefined): void
   jobFinished(job: Job, reason: FailureReason | undefined): void
+  /** The storage hygiene pass after a backup (storage-hygiene.ts): what it reclaimed, and whether it had problems. */
+  storageCollected?(job: Job, objects: number, bytes: number, failed: boolean): void
 }
 
 export function failureReason(stage: Stage | undefined, error: JobError, cancelled: boolean): FailureReason {

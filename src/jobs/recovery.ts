@@ -67,6 +67,7 @@ function restoreJob(row: StoredJob, record: RecoveryRecord): Job {
     progress: undefined,
     streamed: false,
     streamRestore: false,
+    reclaimed: body.storage_reclaimed as Job['reclaimed'],
   }
 }
 

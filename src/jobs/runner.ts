@@ -16,6 +16,7 @@ import type { Job } from './job.ts'
 import { failureReason, type FailureReason, type JobObserver } from './observer.ts'
 import type { JobRegistry } from './registry.ts'
 import { requestSecrets } from './request.ts'
+import { collectStorageGarbage, needsHygiene } from './storage-hygiene.ts'
 import { restoreScriptStreams, STREAM_SUFFIX } from './streaming.ts'
 import { transferOptions } from './transfer.ts'
 import type { Stage, StageContext } from './stage-context.ts'
@@ -61,6 +62,10 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
       gid: deps.jobGid,
     })
     failure = await runStages(table, ctx, cancel, stageEvents(job, ctx, cancel, deps, log, publish, outcome))
+    // After unlock: the database is free while the pass runs; it never fails the job.
+    if (failure === undefined && !cancel.aborted && needsHygiene(job)) {
+      await collectStorageGarbage(ctx, cancel, { graceHours: config.storageGcGraceHours, log, observer: deps.observer })
+    }
   } catch (error) {
     failure = asJobError(error)
   } finally {

@@ -131,6 +131,19 @@ export class SwiftAccount {
     return Buffer.from(await res.arrayBuffer())
   }
 
+  async put(container: string, object: string, body: Buffer | string): Promise<void> {
+    const res = await this.#fetch(() => this.#url(container, object), { method: 'PUT', body })
+    await res.arrayBuffer()
+    if (res.status !== 201) throw new Error(`PUT ${container}/${object} answered ${res.status}`)
+  }
+
+  /** A plain DELETE (of a Static Large Object: its manifest only, the way the manager deletes). */
+  async delete(container: string, object: string): Promise<void> {
+    const res = await this.#fetch(() => this.#url(container, object), { method: 'DELETE' })
+    await res.arrayBuffer()
+    if (res.status !== 204) throw new Error(`DELETE ${container}/${object} answered ${res.status}`)
+  }
+
   /** Deletes a container and everything in it (test cleanup). */
   async removeContainer(name: string): Promise<void> {
     for (const object of await this.list(name)) {

@@ -7,13 +7,14 @@ import { createHash, type Hash } from 'node:crypto'
 import { stat, type FileHandle } from 'node:fs/promises'
 import { JobError } from '../../errors.ts'
 import type { SwiftDestination } from '../../jobs/request.ts'
-import type { Downloaded, ObjectReader, Storage, StorageSettings, TransferOptions } from '../storage.ts'
+import type { Downloaded, GarbageOptions, ObjectReader, Reclaimed, Storage, StorageSettings, TransferOptions } from '../storage.ts'
 import { growingPartSize, parts } from '../files/parts.ts'
 import { digestFile } from '../files/digest.ts'
 import { sendFileRange, type FileRange } from '../files/backup-file.ts'
 import { writeBody } from '../files/sink.ts'
 import type { TokenCache } from './keystone.ts'
 import { SwiftClient } from './client.ts'
+import { collectSwiftGarbage } from './garbage.ts'
 import { containerMissing, swiftFailure, swiftStatusError, type SwiftContext } from './errors.ts'
 import { drain, readText, type HttpResponse, type StreamedBody } from '../http/client.ts'
 import { backoff, isTransientError, withRetries } from '../http/retry.ts'
@@ -336,6 +337,15 @@ export class SwiftStorage implements Storage {
     } catch (error) {
       throw swiftFailure(ctx, error)
     }
+  }
+
+  /** Storage hygiene after a successful backup: orphaned segments (garbage.ts). Its requests are not the job's `attempts`. */
+  async collectGarbage(options: GarbageOptions): Promise<Reclaimed> {
+    this.#client.onRequest = undefined
+    return collectSwiftGarbage(
+      { client: this.#client, container: this.#d.containerName, context: (what, container) => this.#context(what, container) },
+      options,
+    )
   }
 
   #context(what: string, container: string): SwiftContext {
