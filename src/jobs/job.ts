@@ -36,6 +36,11 @@ export interface Job {
   streamed: boolean
   /** Restore: the restore script reads RESTORE_STREAM instead of a file. */
   streamRestore: boolean
+  /**
+   * Every stage has run and passed; only the storage hygiene pass may still be going
+   * (storage-hygiene.ts). A restart then finds the backup complete, with nothing owed.
+   */
+  stagesDone?: boolean
   /** Backup: what the storage hygiene pass after it reclaimed (storage-hygiene.ts); undefined when none ran. */
   reclaimed?: StorageReclaimed | undefined
 }

@@ -17,6 +17,8 @@ export interface RecoveryRecord {
   /** The script process group running now (pid and /proc start time, against pid reuse). */
   script: { pid: number; startTime: string; stage: string } | undefined
   request: JobRequest
+  /** Every stage had passed: only the storage hygiene pass was left (Job.stagesDone). */
+  stagesDone?: true
   /**
    * Recovery steps still owed after a restart ('orphan', 'abandon', then stage names such as
    * 'backup-cleanup' and 'post-backup-unlock'). A step leaves the list only once it has run.
@@ -47,6 +49,7 @@ export function recoveryRecord(job: Job, pending?: string[]): RecoveryRecord {
     attempted: job.attempted,
     uploading: job.uploading,
     script: job.script,
+    ...(job.stagesDone ? { stagesDone: true as const } : {}),
     request: storedRequest(job.request),
     ...(pending ? { pending } : {}),
     boot: bootId(),

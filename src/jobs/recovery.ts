@@ -20,6 +20,7 @@ import { storageFor } from '../storage/storage-for.ts'
 import { recreateMissingJobDirectory, removeInterruptedDownloads } from './directory.ts'
 import { pollingBody, type Job, type JobStatus } from './job.ts'
 import { bootId, readRecord, recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
+import { STORAGE_GC_LOG } from './storage-hygiene.ts'
 import type { JobRegistry } from './registry.ts'
 import type { JobKind } from './request.ts'
 import { requestSecrets } from './request.ts'
@@ -104,6 +105,7 @@ function save(registry: JobRegistry, job: Job, pending: string[]): void {
 export function stepsStillDue(kind: JobKind, status: JobStatus, record: RecoveryRecord, sameBoot: boolean): string[] {
   const orphan = record.script && sameBoot ? ['orphan'] : []
   if (status !== 'RUNNING') return [...orphan, ...(record.pending ?? []).filter((step) => step !== 'orphan')]
+  if (record.stagesDone) return [] // the backup was complete; only its storage clean-up was cut off
   const table = STAGES[kind]
   const entered = record.attempted
   const kinds = new Set(table.filter((s) => entered.includes(s.name)).map((s) => s.kind))
@@ -132,16 +134,27 @@ export function markInterrupted(rows: readonly StoredJob[], registry: JobRegistr
     const record = sameBoot ? stored : { ...stored, script: undefined }
     const job = restoreJob(row, record)
     const pending = stepsStillDue(row.kind, row.status, stored, sameBoot)
-    if (row.status === 'RUNNING') {
-      job.status = 'FAILED'
-      job.errorMessage = `interrupted by agent restart during ${record.state}`
-      job.state = 'finished'
-      job.endedAt = now
-    }
+    if (row.status === 'RUNNING') endInterrupted(job, record, now)
     save(registry, job, pending)
     if (pending.length > 0) out.push({ job, record, pending })
   }
   return out
+}
+
+/**
+ * A job the agent left RUNNING ends here: FAILED, unless every stage had passed and only the
+ * storage clean-up after a backup was going (the next backup's pass goes on with it).
+ */
+function endInterrupted(job: Job, record: RecoveryRecord, now: Date): void {
+  job.state = 'finished'
+  job.endedAt = now
+  if (record.stagesDone) {
+    job.status = 'SUCCEEDED'
+    job.logs[STORAGE_GC_LOG] = 'storage clean-up interrupted by agent restart; the next backup goes on with it\n'
+    return
+  }
+  job.status = 'FAILED'
+  job.errorMessage = `interrupted by agent restart during ${record.state}`
 }
 
 /** Phase two, in the background once the server listens. Never throws. */

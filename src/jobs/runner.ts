@@ -64,6 +64,9 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
     failure = await runStages(table, ctx, cancel, stageEvents(job, ctx, cancel, deps, log, publish, outcome))
     // After unlock: the database is free while the pass runs; it never fails the job.
     if (failure === undefined && !cancel.aborted && needsHygiene(job)) {
+      // stored before the pass: an agent killed during it leaves a complete backup, nothing owed
+      job.stagesDone = true
+      publish()
       await collectStorageGarbage(ctx, cancel, { graceHours: config.storageGcGraceHours, log, observer: deps.observer })
     }
   } catch (error) {

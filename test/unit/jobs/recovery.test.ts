@@ -327,6 +327,26 @@ describe('markInterrupted and finishRecovery', () => {
     assert.equal(registry.delete('backup', 'j1'), 'deleted', 'nothing owed any more')
   })
 
+  it('a backup killed during its storage clean-up (every stage passed) reads SUCCEEDED and owes nothing', async () => {
+    const { store, registry, deps, ran, recordOf } = setUp({ 'post-backup-unlock': '', 'backup-cleanup': '' })
+    const all = ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']
+    store.save(runningRow('j9', all, { stagesDone: true }))
+    // the same record without the marker owes the unlock again: the marker is what tells them apart
+    assert.deepEqual(stepsStillDue('backup', 'RUNNING', record(all), true), ['post-backup-unlock'])
+    const items = markInterrupted(registry.load(), registry)
+    assert.deepEqual(items, [])
+    await finishRecovery(items, deps)
+    assert.throws(() => ran(), 'no script ran')
+    assert.deepEqual(recordOf('j9').pending, [])
+    const body = JSON.parse(registry.get('backup', 'j9')?.body ?? '{}')
+    assert.equal(body.status, 'SUCCEEDED')
+    assert.equal(body.state, 'finished')
+    assert.equal(body.error_message, undefined, 'no error: the backup is complete')
+    assert.match(body.message, /success/i)
+    assert.match(body.storage_gc_log, /^storage clean-up interrupted by agent restart/)
+    assert.equal(registry.delete('backup', 'j9'), 'deleted', 'nothing owed')
+  })
+
   it('resumes a recovery a crash interrupted: a finished job with steps still pending', async () => {
     const { store, registry, deps, ran, recordOf } = setUp({ 'post-backup-unlock': '' })
     const row = runningRow('j2', ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup'])
