@@ -1,7 +1,7 @@
 // Issue 6's streaming figure: a 1 GiB dump from a generator paced at the agent's measured upload
 // speed, backed up in file mode (generate into a file, then upload) and in streaming mode
 // (generate into BACKUP_STREAM while the agent uploads) to S3. Target: the streaming job's wall
-// time ≤ 1.1 × max(generation time, upload time), and its peak RSS ≤ 150 MB.
+// time ≤ 1.1 × max(generation time, upload time), and its peak RSS ≤ 100 MB.
 import {
   GiB,
   jobId,
@@ -129,9 +129,9 @@ export async function streaming(lab: Record<string, string>, rounds = 2): Promis
       unit: 'MB',
       ours: round(peak / 1e6, 1),
       peer: null,
-      ratio: round(peak / 150e6),
-      target: '≤ 150 MB',
-      pass: peak <= 150e6,
+      ratio: round(peak / 100e6),
+      target: '≤ 100 MB',
+      pass: peak <= 100e6,
     },
   ]
 }
