@@ -37,8 +37,8 @@ describe('S3Storage.collectGarbage against the lab', () => {
 
   before(() => s3.createBucket(bucket))
 
-  function storage(prefix: string): S3Storage {
-    const hostPort = new URL(s3.endpoint).host
+  /** The lab's bucket under `prefix`; `hostPort` elsewhere for a server that is not there. */
+  function storage(prefix: string, hostPort = new URL(s3.endpoint).host, storageRetries = 2): S3Storage {
     const destination: S3Destination = {
       type: 'S3',
       bucket,
@@ -49,7 +49,7 @@ describe('S3Storage.collectGarbage against the lab', () => {
       authKey: s3.accessKey,
       authSecret: s3.secretKey,
     }
-    return new S3Storage(destination, prefix, { storageRetries: 2 })
+    return new S3Storage(destination, prefix, { storageRetries })
   }
 
   /** An upload left as a crash leaves it: created, parts sent, never completed or aborted. */
@@ -118,18 +118,8 @@ describe('S3Storage.collectGarbage against the lab', () => {
   })
 
   it('reports what it could not do as messages, without throwing', async () => {
-    const hostPort = '127.0.0.1:9' // discard port: nothing listens
-    const destination: S3Destination = {
-      type: 'S3',
-      bucket,
-      endpoint: hostPort,
-      endpointUrl: `http://${hostPort}`,
-      useSSL: false,
-      region: 'us-east-1',
-      authKey: s3.accessKey,
-      authSecret: s3.secretKey,
-    }
-    const reclaimed = await new S3Storage(destination, 'gc-e/', { storageRetries: 0 }).collectGarbage(options(0))
+    // discard port: nothing listens
+    const reclaimed = await storage('gc-e/', '127.0.0.1:9', 0).collectGarbage(options(0))
     assert.equal(reclaimed.objects, 0)
     assert.equal(reclaimed.problems.length, 1)
     assert.match(reclaimed.problems[0] as string, /listing of the unfinished uploads under gc-e\/ failed: cannot reach the S3 endpoint/)
