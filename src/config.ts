@@ -46,6 +46,8 @@ export interface Config {
   storageGcGraceHours: number
   shutdownGraceSeconds: number
   requireChecksum: boolean
+  /** A backup reads back what it uploaded and checks its digest before it succeeds (src/jobs/verify.ts). */
+  verifyAfterUpload: boolean
   streamCompression: 'zstd' | 'gzip'
   localStorageRoot: string
   metricsPublic: boolean
@@ -178,6 +180,7 @@ export const SETTINGS = [
   setting('storageGcGraceHours', 'storage_gc_grace_hours', 24, integer(0, 8760)),
   setting('shutdownGraceSeconds', 'shutdown_grace_seconds', 60, integer(0, 86_400)),
   setting('requireChecksum', 'require_checksum', false, flag),
+  setting('verifyAfterUpload', 'verify_after_upload', false, flag),
   setting('streamCompression', 'stream_compression', 'zstd' as const, (raw) => (raw === 'zstd' || raw === 'gzip' ? raw : undefined)),
   setting('localStorageRoot', 'local_storage_root', './var/storage', text),
   setting('metricsPublic', 'metrics_public', false, flag),

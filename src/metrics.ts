@@ -6,7 +6,7 @@ import type { JobError } from './errors.ts'
 import type { Job } from './jobs/job.ts'
 import type { FailureReason, JobObserver } from './jobs/observer.ts'
 import type { JobRegistry } from './jobs/registry.ts'
-import type { JobKind } from './jobs/request.ts'
+import { JOB_KINDS as KINDS } from './jobs/request.ts'
 import type { Stage } from './jobs/stage-context.ts'
 import { CONTENT_TYPE, Registry } from './metrics/exposition.ts'
 import { EventLoopMetrics, registerProcessMetrics } from './metrics/process.ts'
@@ -14,7 +14,6 @@ import { EventLoopMetrics, registerProcessMetrics } from './metrics/process.ts'
 const PREFIX = 'osb_backup_agent_'
 /** Seconds: scripts take from milliseconds (a lock) to hours (a dump). */
 const STAGE_BUCKETS = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600]
-const KINDS: readonly JobKind[] = ['backup', 'restore']
 
 export class AgentMetrics implements JobObserver {
   readonly #registry = new Registry()
@@ -93,13 +92,13 @@ export class AgentMetrics implements JobObserver {
   stageFinished(job: Job, stage: Stage, seconds: number, error: JobError | undefined): void {
     this.#stageSeconds.observe({ kind: job.kind, stage: stage.name, outcome: error ? 'failed' : 'ok' }, seconds)
     if (stage.kind !== 'transfer' || error) return
-    const labels = { backend: job.request.destination.type.toLowerCase(), direction: job.kind === 'backup' ? 'upload' : 'download' }
+    const labels = { backend: job.request.destination.type.toLowerCase(), direction: stage.name === 'upload' ? 'upload' : 'download' }
     this.#bytes.inc(labels, job.filesize)
     this.#transferSeconds.observe(labels, seconds)
   }
 
   /** A job a killed agent left RUNNING, marked FAILED at this start. */
-  jobInterrupted(kind: JobKind): void {
+  jobInterrupted(kind: Job['kind']): void {
     this.#finished.inc({ kind, status: 'FAILED' })
     this.#failures.inc({ kind, reason: 'interrupted' })
   }

@@ -27,6 +27,64 @@ const storageGcFields: Record<string, JsonSchema> = {
   ),
 }
 
+/** What every kind may report about the stored object and a transfer in progress. */
+const objectFields: Record<string, JsonSchema> = {
+  checksum: optional(
+    object(
+      { algorithm: literal('sha256'), value: string({ description: 'hex' }) },
+      { description: "the object's SHA-256: computed for a backup, read from the object for a restore or verify (present once known)" },
+    ),
+  ),
+  checksum_verified: optional(
+    boolean({ description: 'restore, verify (and a backup with verify_after_upload): whether the bytes read matched a stored digest' }),
+  ),
+  progress: optional(
+    object(
+      {
+        bytes_done: integer(),
+        bytes_total: union([integer(), nullType()], { description: 'null while unknown' }),
+        bytes_per_second: integer(),
+      },
+      { description: 'while a transfer or verify read runs' },
+    ),
+  ),
+}
+
+const NULLABLE_INTEGER = (description: string) => union([integer(), nullType()], { description })
+
+/** What a verify read found (src/integrity/verify.ts): verify jobs, and backups with verify_after_upload. */
+const verificationFields: Record<string, JsonSchema> = {
+  verification: optional(
+    object(
+      {
+        bytes_read: integer({ description: 'bytes of the object read so far' }),
+        format: union([literal('osb'), literal('file')], {
+          description: '`osb`: a streamed backup, decoded too; `file`: any other object, checked by its SHA-256 alone',
+        }),
+        format_version: optional(integer({ description: '.osb header version (2: with a SHA-256 trailer)' })),
+        compression: optional(string({ description: '.osb: none, zstd or gzip' })),
+        encryption: optional(string({ description: '.osb: none, passphrase, x25519 or rsa-oaep' })),
+        frames_authenticated: NULLABLE_INTEGER(
+          'encrypted frames whose tag checked out; null when none could be checked (no encryption, or no key)',
+        ),
+        decoded_bytes: optional(integer({ description: '.osb: bytes of the decoded dump, once decoded to its end' })),
+        failure: optional(
+          object(
+            {
+              check: string({ description: 'checksum, format, key, frame or compression' }),
+              message: string(),
+              offset: NULLABLE_INTEGER('byte offset in the object where it failed; null when a digest over the whole object failed'),
+              frame: NULLABLE_INTEGER('the encrypted frame (0-based) that failed, if one did'),
+            },
+            { description: 'what failed and where (absent when every check passed)' },
+          ),
+        ),
+      },
+      { description: 'what reading the stored object found' },
+    ),
+  ),
+}
+
 /** The polling body of GET /<kind>/{id}: every field the agent may put in it. */
 export function pollingBodySchema(kind: JobKind): JsonSchema {
   const logs: Record<string, JsonSchema> = {}
@@ -60,18 +118,26 @@ export function pollingBodySchema(kind: JobKind): JsonSchema {
         description:
           kind === 'backup'
             ? "the file the backup script wrote (the object name without the prefix); '' until then"
-            : 'the object restored',
+            : kind === 'restore'
+              ? 'the object restored'
+              : 'the object verified',
       }),
       filesize: object(
         { size: integer({ description: 'bytes' }), unit: literal('byte', { description: 'always "byte"' }) },
-        { description: kind === 'backup' ? 'size of the backup file' : 'size of the downloaded file' },
+        {
+          description: { backup: 'size of the backup file', restore: 'size of the downloaded file', verify: 'bytes of the object read' }[
+            kind
+          ],
+        },
       ),
       start_time: string({ description: `when the job started, ${TIMESTAMP}` }),
       end_time: string({ description: `when it ended, ${TIMESTAMP}; '' while running` }),
       execution_time_ms: integer({ description: 'end_time − start_time in milliseconds; 0 while running' }),
       attempts: optional(integer({ description: 'requests the upload or download made, retries included (present once it started)' })),
+      ...objectFields,
       ...logs,
       ...(kind === 'backup' ? storageGcFields : {}),
+      ...(kind === 'restore' ? {} : verificationFields),
     },
     { description: `the ${kind} job as the manager polls it` },
   )

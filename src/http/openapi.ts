@@ -54,6 +54,7 @@ export function openApiDocument(routes: readonly Route[]): OpenApiDocument {
     tags: [
       { name: 'backup', description: 'backups: start, poll, list, cancel, forget' },
       { name: 'restore', description: 'restores: start, poll, list, cancel, forget' },
+      { name: 'verify', description: 'verify a stored backup without restoring it: start, poll, list, cancel, forget' },
       { name: 'agent', description: 'the agent itself' },
     ],
     paths,

@@ -2,7 +2,7 @@
 // and its handler. The router (src/http/router.ts: HEAD for every GET, 405 with Allow, 404),
 // the server's access check (src/http/server.ts) and the OpenAPI document and /docs page
 // (src/http/openapi.ts) all read it; nothing else lists routes.
-import type { JobKind } from '../jobs/request.ts'
+import { JOB_KINDS, type JobKind } from '../jobs/request.ts'
 import {
   Empty,
   HealthSchema,
@@ -18,7 +18,7 @@ import { apiDocs } from './docs.ts'
 import { jobHandlers } from './jobs.ts'
 import { metrics } from './metrics.ts'
 import type { Route } from './route.ts'
-import { DeleteSchema, TriggerSchema } from './schemas.ts'
+import { DeleteSchema, TriggerSchema, VerifySchema } from './schemas.ts'
 import { health, status } from './status.ts'
 
 // The document describes the whole table, its own two routes included: read at the first request.
@@ -111,20 +111,26 @@ function listRoute({ kind, tags, handlers }: JobRouteParts): Route {
   }
 }
 
-/** POST /backup or PUT /restore: start a job. */
+const TRIGGER_DESCRIPTIONS: Record<JobKind, string> = {
+  backup:
+    'Registers the job and answers at once; the stages run in the background (lock, check, backup, upload, cleanup, unlock; verify-upload with verify_after_upload). Poll GET /backup/{id}.',
+  restore:
+    'Registers the job and answers at once; the stages run in the background (lock, download, restore, cleanup, unlock). Needs destination.filename unless skipStorage. Poll GET /restore/{id}.',
+  verify:
+    'Registers the job and answers at once; it reads the stored object destination.filename to its end without writing it anywhere and checks its SHA-256 (a streamed .osb object: its format and trailer, and with encryption_key every frame). Runs no script. Poll GET /verify/{id}.',
+}
+
+/** POST /backup, PUT /restore or POST /verify: start a job. */
 function triggerRoute({ kind, tags, polling, handlers }: JobRouteParts): Route {
   return {
-    method: kind === 'backup' ? 'POST' : 'PUT',
+    method: kind === 'restore' ? 'PUT' : 'POST',
     path: `/${kind}`,
     access: 'authenticated',
     doc: {
       tags,
       summary: `start a ${kind}`,
-      description:
-        kind === 'backup'
-          ? 'Registers the job and answers at once; the stages run in the background (lock, check, backup, upload, cleanup, unlock). Poll GET /backup/{id}.'
-          : 'Registers the job and answers at once; the stages run in the background (lock, download, restore, cleanup, unlock). Needs destination.filename unless skipStorage. Poll GET /restore/{id}.',
-      body: TriggerSchema,
+      description: TRIGGER_DESCRIPTIONS[kind],
+      body: kind === 'verify' ? VerifySchema : TriggerSchema,
       responses: {
         201: Empty('started; empty body'),
         400: rejectedSchema(kind),
@@ -206,4 +212,4 @@ function jobRoutes(kind: JobKind): Route[] {
   return JOB_ROUTES.map((route) => route(parts))
 }
 
-export const ROUTES: readonly Route[] = [...agentRoutes, ...jobRoutes('backup'), ...jobRoutes('restore')]
+export const ROUTES: readonly Route[] = [...agentRoutes, ...JOB_KINDS.flatMap(jobRoutes)]

@@ -65,6 +65,17 @@ export const TriggerSchema = object(
   { description: 'keys are matched case-insensitively; unknown keys are ignored' },
 )
 
+export const VerifySchema = object(
+  {
+    id: Text('job id: 1-128 of A-Z a-z 0-9 . _ -, not . or ..; a known id answers 409'),
+    encryption_key: Text(
+      'a streamed (.osb) encrypted object: the passphrase or PEM private key, to authenticate every frame; without it only the format and SHA-256 are checked; never logged or echoed',
+    ),
+    destination: Nullable(DestinationSchema, 'where the object is: destination.filename names it (skipStorage is refused)'),
+  },
+  { description: 'keys are matched case-insensitively; unknown keys are ignored' },
+)
+
 export const DeleteSchema = object({ id: Text('the job to forget') })
 
 // The bodies as the schemas let them through (src/http/schema-check.ts): any key may be missing

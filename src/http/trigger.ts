@@ -29,6 +29,7 @@ const KEYSTONE_FIELDS: Record<AuthVersion, readonly ('domain' | 'project_name')[
 }
 const DESTINATION_TYPES = Object.keys(STORAGE_FIELDS) as StorageDestination['type'][]
 const DATABASE_FIELDS = ['host', 'username', 'database'] as const
+const NO_DATABASE: DatabaseTarget = Object.freeze({ host: '', username: '', password: '', database: '', parameters: Object.freeze({}) })
 
 export function parseDelete(body: unknown): Checked<string> {
   const { value, errors } = shape<DeleteBody>(body, DeleteSchema)
@@ -45,8 +46,9 @@ export function parseTrigger(kind: JobKind, body: unknown, config: Config): Chec
 
   const destination = b.destination ? parseDestination(kind, b.destination, config, errors) : undefined
   if (!b.destination) errors.push('destination is required')
-  const db = b[kind]
-  const database = db ? parseDatabase(kind, db, config, errors) : undefined
+  // A verify job runs no script: it has no database section (one sent is ignored, as unknown keys are).
+  const db = kind === 'verify' ? {} : b[kind]
+  const database = db ? (kind === 'verify' ? NO_DATABASE : parseDatabase(kind, db, config, errors)) : undefined
   if (!db) errors.push(`${kind} is required`)
 
   if (!destination || !database) return { ok: false, errors: oncePerField(errors) }
@@ -104,8 +106,15 @@ function commonDestination(
     )
   }
   const filename = d.filename ?? ''
-  if (kind === 'restore') {
-    if (filename === '' && !skipStorage) errors.push('destination.filename is required for a restore')
+  // A verify reads the stored object: nothing to read without storage.
+  if (kind === 'verify' && skipStorage)
+    errors.push(
+      config.skipStorage
+        ? 'a verify job reads the object from storage, and this agent has skip_storage set'
+        : 'destination.skipStorage must not be true for a verify job: it reads the object from storage',
+    )
+  if (kind !== 'backup') {
+    if (filename === '' && !skipStorage) errors.push(`destination.filename is required for a ${kind}`)
     else if (filename !== '') {
       const problem = restoreFilenameProblem(filename)
       if (problem) errors.push(`destination.filename ${problem}`)
@@ -137,7 +146,7 @@ function localDestination(kind: JobKind, common: DestinationCommon, errors: stri
       )
     const dottedFolder = filenamePrefix.split('/').find((part) => part.startsWith('.'))
     if (dottedFolder !== undefined) reserved('filenamePrefix', dottedFolder)
-    if (kind === 'restore' && filename.startsWith('.')) reserved('filename', filename)
+    if (kind !== 'backup' && filename.startsWith('.')) reserved('filename', filename)
   }
   return { type: 'LOCAL', ...common }
 }

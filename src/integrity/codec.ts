@@ -74,8 +74,8 @@ export function createEncoder(options: EncodeOptions): Encoder {
 }
 
 export interface DecodeOptions {
-  /** Called with the header once it is read. */
-  onHeader?: (header: StreamHeader) => void
+  /** Called with the header once it is read, and the header's length in the object (magic and length field included). */
+  onHeader?: (header: StreamHeader, headerBytes: number) => void
   /**
    * The SHA-256 stored with the object (metadata), if any: checked at the end against the trailer
    * (version 2) or the whole object (version 1).
@@ -113,7 +113,7 @@ export function createDecoder(encryptionKey: string, options: DecodeOptions = {}
       parsed = decodeHeader(buffered)
     }
     const { header, raw, rest } = parsed
-    options.onHeader?.(header)
+    options.onHeader?.(header, raw.length)
     const transforms: Duplex[] = []
     if (header.encryption.mode !== 'none') {
       transforms.push(new DecryptFrames(dataKeyForRestore(header.encryption, encryptionKey), header.encryption.nonce_prefix, raw))

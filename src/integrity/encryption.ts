@@ -193,6 +193,16 @@ export class EncryptFrames extends Transform {
   }
 }
 
+/** A frame whose tag did not check out: which one (0-based), so a verify can say where. */
+export class FrameAuthenticationError extends JobError {
+  override name = 'FrameAuthenticationError'
+  readonly frame: number
+  constructor(frame: number) {
+    super(`encrypted backup failed authentication at frame ${frame}: it was truncated or tampered with, or the key is wrong`)
+    this.frame = frame
+  }
+}
+
 /** Frames in, authenticated plaintext out; a missing, changed or reordered frame is an error. */
 export class DecryptFrames extends Transform {
   // jscpd:ignore-start - the frame key, nonce prefix and AAD are held as EncryptFrames holds them:
@@ -228,7 +238,7 @@ export class DecryptFrames extends Transform {
 
   override _flush(done: TransformCallback): void {
     try {
-      if (this.#buffer.length < TAG_BYTES) throw new JobError('encrypted backup is truncated: the final frame is missing')
+      if (this.#buffer.length < TAG_BYTES) throw new FrameAuthenticationError(this.#index)
       this.push(this.#open(this.#buffer, true))
       done()
     } catch (error) {
@@ -243,9 +253,7 @@ export class DecryptFrames extends Transform {
     try {
       return Buffer.concat([decipher.update(frame.subarray(0, frame.length - TAG_BYTES)), decipher.final()])
     } catch {
-      throw new JobError(
-        `encrypted backup failed authentication at frame ${this.#index - 1}: it was truncated or tampered with, or the key is wrong`,
-      )
+      throw new FrameAuthenticationError(this.#index - 1)
     }
   }
 }

@@ -11,6 +11,8 @@
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, unlinkSync } from 'node:fs'
 import { chown, mkdir, open, readdir, rmdir, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Config } from '../config.ts'
+import type { JobKind } from './request.ts'
 import { JobError } from '../errors.ts'
 
 export const JOB_DIRECTORY_MODE = 0o750
@@ -270,4 +272,10 @@ export async function removeInterruptedDownloads(directory: string): Promise<voi
   } finally {
     closeSync(fd)
   }
+}
+
+/** directory_backup/<id> or directory_restore/<id>; a verify job has none (''). */
+export function jobDirectoryPath(job: { kind: JobKind; id: string }, config: Pick<Config, 'directoryBackup' | 'directoryRestore'>): string {
+  if (job.kind === 'verify') return ''
+  return join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
 }

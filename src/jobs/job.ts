@@ -1,4 +1,5 @@
 // The job record and the polling body the manager reads (SPEC §4).
+import type { VerificationReport } from '../integrity/verify.ts'
 import type { JobKind, JobRequest } from './request.ts'
 import { utcTimestamp } from '../util/time.ts'
 
@@ -43,6 +44,8 @@ export interface Job {
   stagesDone?: boolean
   /** Backup: what the storage hygiene pass after it reclaimed (storage-hygiene.ts); undefined when none ran. */
   reclaimed?: StorageReclaimed | undefined
+  /** A verify job, or a backup with verify_after_upload: what the read of the stored object found (src/jobs/verify.ts). */
+  verification?: VerificationReport | undefined
 }
 
 export interface StorageReclaimed {
@@ -86,6 +89,7 @@ export function newJob(request: JobRequest, logFields: readonly string[], now = 
 const MESSAGES: Record<JobKind, Record<JobStatus, string>> = {
   backup: { RUNNING: 'backup is running', SUCCEEDED: 'backup successfully carried out', FAILED: 'backup failed' },
   restore: { RUNNING: 'restore is running', SUCCEEDED: 'restore successfully carried out', FAILED: 'restore failed' },
+  verify: { RUNNING: 'verify is running', SUCCEEDED: 'verify successfully carried out', FAILED: 'verify failed' },
 }
 
 /** The polling body; keys in the old agent's order, empty optional fields left out. */
@@ -126,6 +130,7 @@ export function pollingBody(job: Job): Record<string, unknown> {
   if (job.checksumVerified !== undefined) body.checksum_verified = job.checksumVerified
   if (job.progress) body.progress = job.progress
   if (job.reclaimed) body.storage_reclaimed = job.reclaimed
+  if (job.verification) body.verification = job.verification
   Object.assign(body, job.logs)
   return body
 }

@@ -8,7 +8,6 @@
 // missing. The steps still owed are stored with the job after each one, so a crash during
 // recovery resumes at the next start with what is left (a finished job with a non-empty
 // `pending` list). A step interrupted by the crash runs again: owed steps run at least once.
-import { join } from 'node:path'
 import type { Logger } from '../log.ts'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
@@ -17,7 +16,7 @@ import { passthroughSecrets, scriptEnvironment } from '../scripts/environment.ts
 import { groupAlive, processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
 import { KILL_GRACE_MS } from '../scripts/run.ts'
 import { storageFor } from '../storage/storage-for.ts'
-import { recreateMissingJobDirectory, removeInterruptedDownloads } from './directory.ts'
+import { jobDirectoryPath, recreateMissingJobDirectory, removeInterruptedDownloads } from './directory.ts'
 import { pollingBody, type Job, type JobStatus } from './job.ts'
 import { bootId, readRecord, recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
 import { STORAGE_GC_LOG } from './storage-hygiene.ts'
@@ -69,6 +68,7 @@ function restoreJob(row: StoredJob, record: RecoveryRecord): Job {
     streamed: false,
     streamRestore: false,
     reclaimed: body.storage_reclaimed as Job['reclaimed'],
+    verification: body.verification as Job['verification'],
   }
 }
 
@@ -190,7 +190,7 @@ async function recoverOne({ job, record, pending }: Interrupted, deps: RecoveryD
   log.info({ steps: pending }, 'recovering interrupted job')
 
   await stopOrphanAndAbandonUpload(run, record, config)
-  const directory = join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
+  const directory = jobDirectoryPath(job, config)
   if (job.attempted.includes('download')) {
     try {
       await removeInterruptedDownloads(directory)
@@ -252,6 +252,7 @@ function recoveryContext(job: Job, directory: string, deps: RecoveryDeps, change
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: false,
     requireChecksum: false,
+    verifyAfterUpload: false,
     scriptSecretArgs: config.scriptSecretArgs,
     jobGid: deps.jobGid,
     storage: () => {

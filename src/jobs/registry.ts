@@ -76,7 +76,7 @@ export const RELOCATED = new Error(
 )
 
 export class JobRegistry {
-  readonly #jobs: Record<JobKind, Map<string, JobEntry>> = { backup: new Map(), restore: new Map() }
+  readonly #jobs: Record<JobKind, Map<string, JobEntry>> = { backup: new Map(), restore: new Map(), verify: new Map() }
   readonly #maxRunning: number
   readonly #store: JobStore
   #running = 0

@@ -1,7 +1,9 @@
 // A validated trigger body, in the shape the job engine works with. Built only by
 // src/http/trigger.ts; every field here has passed the checks of SPEC §3.
 
-export type JobKind = 'backup' | 'restore'
+export type JobKind = 'backup' | 'restore' | 'verify'
+/** Every kind, in the order the API lists them. */
+export const JOB_KINDS: readonly JobKind[] = ['backup', 'restore', 'verify']
 
 export interface S3Destination {
   type: 'S3'
@@ -52,6 +54,7 @@ export interface DatabaseTarget {
 }
 
 export interface JobRequest {
+  /** A verify job's request has no database (its `database` is empty) and always a storage. */
   kind: JobKind
   id: string
   compression: boolean

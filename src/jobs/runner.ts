@@ -2,7 +2,6 @@
 // the main stage has started, unlock runs whenever lock was attempted. Every change is published
 // to the registry, so polls see it; nothing thrown here escapes as a crash. A store that cannot
 // be written changes no stage: the job runs on and ends FAILED, its message naming the store.
-import { join } from 'node:path'
 import type { Logger } from '../log.ts'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
@@ -10,7 +9,7 @@ import { maskSecrets } from '../scripts/capture.ts'
 import { passthroughSecrets, scriptEnvironment } from '../scripts/environment.ts'
 import type { Storage } from '../storage/storage.ts'
 import { storageFor } from '../storage/storage-for.ts'
-import { prepareJobDirectory, recreateMissingJobDirectory, type JobDirectory } from './directory.ts'
+import { jobDirectoryPath, prepareJobDirectory, recreateMissingJobDirectory, type JobDirectory } from './directory.ts'
 import { generatedFileBase } from './file-base.ts'
 import type { Job } from './job.ts'
 import { failureReason, type FailureReason, type JobObserver } from './observer.ts'
@@ -42,7 +41,7 @@ export interface RunnerDeps {
 export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, table: readonly Stage[] = STAGES[job.kind]): Promise<void> {
   const { config, registry } = deps
   const log = deps.log.child({ job: job.id, kind: job.kind })
-  const directory = join(job.kind === 'backup' ? config.directoryBackup : config.directoryRestore, job.id)
+  const directory = jobDirectoryPath(job, config)
   // Set when a write of this job's record failed: a crash then would have lost its state.
   let storeProblem: string | undefined
   const publish = () => {
@@ -57,10 +56,13 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
   let failure: JobError | undefined
   const outcome: { reason?: FailureReason } = {}
   try {
-    held = await prepareJobDirectory(directory, {
-      existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse',
-      gid: deps.jobGid,
-    })
+    // A verify job runs no script and writes nothing: it has no job directory.
+    if (job.kind !== 'verify') {
+      held = await prepareJobDirectory(directory, {
+        existing: job.kind === 'backup' || config.allowedToDeleteFiles ? 'empty' : 'refuse',
+        gid: deps.jobGid,
+      })
+    }
     failure = await runStages(table, ctx, cancel, stageEvents(job, ctx, cancel, deps, log, publish, outcome))
     // After unlock: the database is free while the pass runs; it never fails the job.
     if (failure === undefined && !cancel.aborted && needsHygiene(job)) {
@@ -106,6 +108,7 @@ function jobStageContext(
     logMaxBytes: config.scriptLogMaxBytes,
     allowedToDeleteFiles: config.allowedToDeleteFiles,
     requireChecksum: config.requireChecksum,
+    verifyAfterUpload: config.verifyAfterUpload,
     scriptSecretArgs: config.scriptSecretArgs,
     jobGid: deps.jobGid,
     storage: () => (storage ??= storageFor(request.destination, config)),
@@ -225,7 +228,7 @@ export async function runStages(
   let failure: JobError | undefined
   const attempted = new Set<StageKind>()
   for (const stage of table) {
-    if (stage.applies && !stage.applies(ctx.job)) continue
+    if (stage.applies && !stage.applies(ctx.job, ctx)) continue
     // A cancel between stages stops the main line; cleanup and unlock still run below.
     if (cancel.aborted && failure === undefined) failure = new JobError(String(cancel.reason))
     if (!shouldRun(stage, failure !== undefined, attempted)) continue

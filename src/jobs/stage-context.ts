@@ -24,8 +24,10 @@ export interface StageContext {
   secrets: readonly string[]
   logMaxBytes: number
   allowedToDeleteFiles: boolean
-  /** Refuse to restore an object that has no stored checksum. */
+  /** Refuse to restore (or pass a verify of) an object that has no stored checksum. */
   requireChecksum: boolean
+  /** verify_after_upload: a backup reads back what it uploaded before it succeeds. */
+  verifyAfterUpload: boolean
   /** false: the database password and encryption key go in the environment, not in argv. */
   scriptSecretArgs: boolean
   /** Group for the files the agent writes (job_group). */
@@ -46,7 +48,7 @@ export interface StageContext {
 
 export interface Stage extends StageInfo {
   /** Stages that do not apply to this job (a transfer with skipStorage) are left out. */
-  applies?: (job: Job) => boolean
+  applies?: (job: Job, ctx: StageContext) => boolean
   run: (ctx: StageContext) => Promise<void>
 }
 

@@ -32,6 +32,8 @@ export const STAGE_TABLE: Record<JobKind, readonly StageInfo[]> = {
     { name: 'upload', kind: 'transfer', runIf: 'ok' },
     script('backup-cleanup', 'cleanup', 'mainStarted'),
     script('post-backup-unlock', 'unlock', 'lockAttempted'),
+    // verify_after_upload: after the unlock, so the database is not held while the object is read back
+    { name: 'verify-upload', kind: 'transfer', runIf: 'ok' },
   ],
   restore: [
     script('pre-restore-lock', 'lock', 'ok'),
@@ -40,6 +42,8 @@ export const STAGE_TABLE: Record<JobKind, readonly StageInfo[]> = {
     script('restore-cleanup', 'cleanup', 'mainStarted'),
     script('post-restore-unlock', 'unlock', 'lockAttempted'),
   ],
+  // No script, no lock: the stored object is read and checked (src/jobs/verify.ts).
+  verify: [{ name: 'verify', kind: 'transfer', runIf: 'ok' }],
 }
 
 /** Whether a stage runs, given whether the job has failed and which kinds of stage it entered. */

@@ -8,6 +8,7 @@ import type { Stage, StageBody, StageContext } from './stage-context.ts'
 import { STAGE_TABLE, type StageInfo } from './stage-names.ts'
 import { openBackupStream, openRestoreStream } from './streaming.ts'
 import { downloadRestoreFile, recordBackupFile, restoreFileArgument, uploadBackupFile, usesStorage } from './transfer.ts'
+import { verifyStoredObject, verifyUploadedObject } from './verify.ts'
 
 export type { RunIf, StageKind } from './stage-names.ts'
 export { logFields, shouldRun } from './stage-names.ts'
@@ -40,6 +41,7 @@ const BODIES: Record<string, StageBody> = {
   upload: (info) => ({ ...info, applies: (job) => usesStorage(job) && !job.streamed, run: uploadBackupFile }),
   'backup-cleanup': scriptStage((c) => [db(c).database, c.job.id]),
   'post-backup-unlock': scriptStage((c) => [db(c).database]),
+  'verify-upload': (info) => ({ ...info, applies: (job, ctx) => ctx.verifyAfterUpload && usesStorage(job), run: verifyUploadedObject }),
   'pre-restore-lock': scriptStage((c) => [c.job.id]),
   download: (info) => ({ ...info, applies: (job) => usesStorage(job) && !job.streamRestore, run: downloadRestoreFile }),
   restore: scriptStage(
@@ -51,6 +53,7 @@ const BODIES: Record<string, StageBody> = {
   ),
   'restore-cleanup': scriptStage((c) => [c.job.id]),
   'post-restore-unlock': scriptStage(() => []),
+  verify: (info) => ({ ...info, run: verifyStoredObject }),
 }
 
 const withBodies = (table: readonly StageInfo[]): readonly Stage[] =>
@@ -62,4 +65,8 @@ const withBodies = (table: readonly StageInfo[]): readonly Stage[] =>
 
 export const BACKUP_STAGES: readonly Stage[] = withBodies(STAGE_TABLE.backup)
 export const RESTORE_STAGES: readonly Stage[] = withBodies(STAGE_TABLE.restore)
-export const STAGES: Record<JobKind, readonly Stage[]> = { backup: BACKUP_STAGES, restore: RESTORE_STAGES }
+export const STAGES: Record<JobKind, readonly Stage[]> = {
+  backup: BACKUP_STAGES,
+  restore: RESTORE_STAGES,
+  verify: withBodies(STAGE_TABLE.verify),
+}

@@ -37,7 +37,7 @@ export interface Agent {
   /** Waits until the agent's output matches (log lines arrive a little after the answer). */
   waitForOutput: (pattern: RegExp, timeoutMs?: number) => Promise<void>
   request: (method: string, path: string, body?: unknown, init?: RequestInit) => Promise<Reply>
-  waitFor: (kind: 'backup' | 'restore', id: string, timeoutMs?: number) => Promise<any>
+  waitFor: (kind: 'backup' | 'restore' | 'verify', id: string, timeoutMs?: number) => Promise<any>
   trace: () => Promise<string[]>
   /** The stages that ran, in order, for the job started with parameter job=tag. */
   stagesRun: (tag: string) => Promise<string[]>

@@ -32,6 +32,8 @@ const TABLE: Record<JobKind, { name: string; role: 'lock' | 'main' | 'other' | '
     { name: 'upload', role: 'main' },
     { name: 'backup-cleanup', role: 'cleanup' },
     { name: 'post-backup-unlock', role: 'unlock' },
+    // a transfer (verify_after_upload), after the unlock
+    { name: 'verify-upload', role: 'main' },
   ],
   restore: [
     { name: 'pre-restore-lock', role: 'lock' },
@@ -40,6 +42,8 @@ const TABLE: Record<JobKind, { name: string; role: 'lock' | 'main' | 'other' | '
     { name: 'restore-cleanup', role: 'cleanup' },
     { name: 'post-restore-unlock', role: 'unlock' },
   ],
+  // no lock, no script: nothing is ever owed
+  verify: [{ name: 'verify', role: 'main' }],
 }
 
 function record(attempted: string[], extra: Partial<RecoveryRecord> = {}): RecoveryRecord {
@@ -57,13 +61,13 @@ const script = (stage: string) => ({ pid: 999_999, startTime: '1', stage })
 function oracle(kind: JobKind, entered: string[], hasScript: boolean, uploading: boolean, sameBoot: boolean): string[] {
   const roles = new Set(TABLE[kind].filter((s) => entered.includes(s.name)).map((s) => s.role))
   const notRun = (name: string) => !entered.includes(name) || entered.at(-1) === name
-  const cleanup = TABLE[kind].find((s) => s.role === 'cleanup')?.name as string
-  const unlock = TABLE[kind].find((s) => s.role === 'unlock')?.name as string
+  const cleanup = TABLE[kind].find((s) => s.role === 'cleanup')?.name
+  const unlock = TABLE[kind].find((s) => s.role === 'unlock')?.name
   return [
     ...(hasScript && sameBoot ? ['orphan'] : []),
     ...(uploading ? ['abandon'] : []),
-    ...(roles.has('main') && notRun(cleanup) ? [cleanup] : []),
-    ...(roles.has('lock') && notRun(unlock) ? [unlock] : []),
+    ...(cleanup && roles.has('main') && notRun(cleanup) ? [cleanup] : []),
+    ...(unlock && roles.has('lock') && notRun(unlock) ? [unlock] : []),
   ]
 }
 
@@ -120,11 +124,11 @@ describe('stepsStillDue', () => {
   })
 
   it('matches the rules for every order of entered stages the runner can leave (generated)', () => {
-    const kinds = fc.constantFrom<JobKind>('backup', 'restore')
+    const kinds = fc.constantFrom<JobKind>('backup', 'restore', 'verify')
     fc.assert(
       fc.property(
         kinds,
-        fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }),
+        fc.array(fc.boolean(), { minLength: 7, maxLength: 7 }),
         fc.boolean(),
         fc.boolean(),
         fc.boolean(),
@@ -154,6 +158,7 @@ describe('stepsStillDue at each stage an agent can be killed in', () => {
       ['upload', ['backup-cleanup', 'post-backup-unlock']],
       ['backup-cleanup', ['backup-cleanup', 'post-backup-unlock']],
       ['post-backup-unlock', ['post-backup-unlock']],
+      ['verify-upload', []],
     ],
     restore: [
       ['pre-restore-lock', ['post-restore-unlock']],
@@ -162,9 +167,10 @@ describe('stepsStillDue at each stage an agent can be killed in', () => {
       ['restore-cleanup', ['restore-cleanup', 'post-restore-unlock']],
       ['post-restore-unlock', ['post-restore-unlock']],
     ],
+    verify: [['verify', []]],
   }
 
-  for (const kind of ['backup', 'restore'] as const) {
+  for (const kind of ['backup', 'restore', 'verify'] as const) {
     for (const [position, [stage, owed]] of KILLED_DURING[kind].entries()) {
       const entered = TABLE[kind].slice(0, position + 1).map((s) => s.name)
       it(`${kind}: killed during ${stage} -> ${owed.join(', ')}; a recorded script first, a partial upload next`, () => {

@@ -48,10 +48,14 @@ interface Walked {
   gotCancel: Record<string, boolean>
 }
 
-async function walk(kind: JobKind, behave: Behaviour, options: { cancel?: AbortController; job?: Partial<Job> } = {}): Promise<Walked> {
+async function walk(
+  kind: JobKind,
+  behave: Behaviour,
+  options: { cancel?: AbortController; job?: Partial<Job>; ctx?: Partial<StageContext> } = {},
+): Promise<Walked> {
   const job = Object.assign(newJob(request(kind), logFields(kind)), options.job)
   const cancel = options.cancel ?? new AbortController()
-  const ctx = { job, signal: undefined } as unknown as StageContext
+  const ctx = { job, signal: undefined, ...options.ctx } as unknown as StageContext
   const ran: string[] = []
   const gotCancel: Record<string, boolean> = {}
   const failure = await runStages(
@@ -70,6 +74,7 @@ async function walk(kind: JobKind, behave: Behaviour, options: { cancel?: AbortC
 const ALL: Record<JobKind, string[]> = {
   backup: ['pre-backup-lock', 'pre-backup-check', 'backup', 'upload', 'backup-cleanup', 'post-backup-unlock'],
   restore: ['pre-restore-lock', 'download', 'restore', 'restore-cleanup', 'post-restore-unlock'],
+  verify: ['verify'],
 }
 
 /**
@@ -92,6 +97,7 @@ const AFTER_FAILURE: Record<JobKind, Record<string, string[]>> = {
     'restore-cleanup': ALL.restore,
     'post-restore-unlock': ALL.restore,
   },
+  verify: { verify: ['verify'] },
 }
 
 const KINDS: JobKind[] = ['backup', 'restore']
@@ -148,6 +154,50 @@ describe('runStages: which stages apply', () => {
     )
   })
 
+  it('reads the upload back after the unlock only with verify_after_upload, and only when there was storage', async () => {
+    const verifying = { ctx: { verifyAfterUpload: true } }
+    assert.deepEqual((await walk('backup', () => {}, verifying)).ran, [...ALL.backup, 'verify-upload'])
+    const skipStorage = { ...verifying, job: { request: request('backup', 'j', true) } }
+    assert.deepEqual(
+      (await walk('backup', () => {}, skipStorage)).ran,
+      ALL.backup.filter((s) => s !== 'upload'),
+    )
+    // its failure is the job's: the backup does not succeed unread
+    const failed = await walk(
+      'backup',
+      (stage) => {
+        if (stage.name === 'verify-upload') throw new JobError('checksum mismatch')
+      },
+      verifying,
+    )
+    assert.deepEqual(failed.ran, [...ALL.backup, 'verify-upload'])
+    assert.equal(failed.failure?.message, 'checksum mismatch')
+    // after an earlier failure nothing is read back
+    const earlier = await walk(
+      'backup',
+      (stage) => {
+        if (stage.name === 'upload') throw new JobError('upload failed')
+      },
+      verifying,
+    )
+    assert.deepEqual(earlier.ran, ALL.backup)
+  })
+
+  it('a verify job: one stage that holds the cancel signal, and no lock, cleanup or unlock around it', async () => {
+    const cancel = new AbortController()
+    const walked = await walk(
+      'verify',
+      (_stage, ctx) => {
+        cancel.abort('cancelled')
+        if (ctx.signal?.aborted) throw new JobError(String(ctx.signal.reason))
+      },
+      { cancel },
+    )
+    assert.deepEqual(walked.ran, ['verify'])
+    assert.deepEqual(walked.gotCancel, { verify: true })
+    assert.equal(walked.failure?.message, 'cancelled')
+  })
+
   it('runs cleanup after a failed backup with skipStorage (its upload never applied)', async () => {
     const { ran } = await walk(
       'backup',
@@ -165,7 +215,7 @@ describe('runStages: a cancel at each position', () => {
 
   for (const kind of KINDS) {
     it(`${kind}: the main line gets the job's cancel signal, cleanup and unlock none`, async () => {
-      const { gotCancel } = await walk(kind, () => {})
+      const { gotCancel } = await walk(kind, () => {}, { ctx: { verifyAfterUpload: true } })
       const expected = Object.fromEntries(STAGES[kind].map((s) => [s.name, s.kind !== 'cleanup' && s.kind !== 'unlock']))
       assert.deepEqual(gotCancel, expected)
     })
