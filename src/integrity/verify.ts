@@ -38,12 +38,22 @@ export interface VerifyOptions {
   filename: string
   /** A passphrase or PEM private key: authenticates every frame of an encrypted `.osb` object. */
   encryptionKey: string
-  /** The digest the object must have, over the one stored with it (verify after upload). */
-  expectedSha256?: string | undefined
+  /**
+   * Digests the object must have besides the one stored with it, each with where it comes from
+   * for messages: the one the upload computed (verify after upload), the one the agent recorded
+   * when it wrote the object (a verify job). An object replaced with its metadata still fails.
+   */
+  expected?: readonly ExpectedDigest[]
   /** An object without any digest fails instead of passing unverified. */
   requireChecksum: boolean
   /** Called with the bytes read so far, as they arrive. */
   onProgress?: (bytesRead: number) => void
+}
+
+export interface ExpectedDigest {
+  sha256: string
+  /** Where the digest comes from, for messages: "the agent's record of backup <id>". */
+  source: string
 }
 
 export interface VerifyOutcome {
@@ -195,8 +205,9 @@ function decodeFailure(
 
 /**
  * The digest check, as a restore makes it (src/jobs/transfer.ts): a version-2 `.osb` object
- * against its trailer (and the stored or expected digest), anything else against the stored or
- * expected digest; none at all passes unverified unless require_checksum.
+ * against its trailer, anything else against the digest stored with it; then every expected
+ * digest (the agent's own record) as well. An object with no digest at all passes unverified
+ * unless require_checksum.
  */
 function checkDigest(
   digest: ObjectDigest,
@@ -204,24 +215,26 @@ function checkDigest(
   header: StreamHeader | undefined,
   options: VerifyOptions,
 ): { checksum: string | undefined; verified: boolean; failure?: JobError } {
-  const expected = options.expectedSha256 ?? object.sha256
+  const stored = object.sha256 === undefined ? [] : [{ sha256: object.sha256, source: 'the digest stored with it' }]
+  const expected = [...stored, ...(options.expected ?? [])]
+  let actual: string
   try {
     if (header) requireDigestWhereMetadataSays(header, object.metadata, options.filename)
-    if (header && hasTrailer(header)) return { checksum: verifiedTrailer(digest, options.filename, expected), verified: true }
+    // the trailer first: a mismatch there says the object was cut short or changed
+    actual = header && hasTrailer(header) ? verifiedTrailer(digest, options.filename) : digest.whole
   } catch (error) {
-    return { checksum: expected ?? digest.trailer, verified: false, failure: error as JobError }
+    return { checksum: expected[0]?.sha256 ?? digest.trailer, verified: false, failure: error as JobError }
   }
-  if (expected === undefined) {
-    const failure = options.requireChecksum
-      ? new JobError(`${options.filename} has no stored checksum and require_checksum is true: its content cannot be verified`)
-      : undefined
-    return { checksum: undefined, verified: false, failure }
-  }
-  if (expected.toLowerCase() !== digest.whole) {
+  const differing = expected.find((e) => e.sha256.toLowerCase() !== actual)
+  if (differing) {
     const failure = new JobError(
-      `checksum mismatch: ${options.filename} should have SHA-256 ${expected} but its ${digest.size} stored bytes have ${digest.whole}`,
+      `checksum mismatch: ${options.filename} should have SHA-256 ${differing.sha256} (${differing.source}) but its ${digest.size} stored bytes have ${actual}`,
     )
-    return { checksum: expected, verified: false, failure }
+    return { checksum: differing.sha256, verified: false, failure }
   }
-  return { checksum: digest.whole, verified: true }
+  if (expected.length > 0 || (header && hasTrailer(header))) return { checksum: actual, verified: true }
+  const failure = options.requireChecksum
+    ? new JobError(`${options.filename} has no stored checksum and require_checksum is true: its content cannot be verified`)
+    : undefined
+  return { checksum: undefined, verified: false, failure }
 }

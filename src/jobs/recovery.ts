@@ -253,6 +253,7 @@ function recoveryContext(job: Job, directory: string, deps: RecoveryDeps, change
     allowedToDeleteFiles: false,
     requireChecksum: false,
     verifyAfterUpload: false,
+    recordedBackups: () => [],
     scriptSecretArgs: config.scriptSecretArgs,
     jobGid: deps.jobGid,
     storage: () => {

@@ -372,6 +372,18 @@ export class JobRegistry {
   }
 
   /**
+   * The ids and polling bodies of the backups that named their file `filename`, newest first (a
+   * verify compares the object with the digest the agent computed as it wrote it).
+   */
+  backupsOf(filename: string): { id: string; body: Record<string, unknown> }[] {
+    const summary = (e: JobEntry) => (e.summary ??= jobSummary(e.id, JSON.parse(e.body) as Record<string, unknown>))
+    return [...this.#jobs.backup.values()]
+      .filter((e) => summary(e).filename === filename)
+      .sort((a, b) => b.startedAt - a.startedAt)
+      .map((e) => ({ id: e.id, body: JSON.parse(e.body) as Record<string, unknown> }))
+  }
+
+  /**
    * Publishes the final state and gives the slot back; called once per job by the runner.
    * False when the store did not take the write (the row waits in memory).
    */

@@ -109,6 +109,7 @@ function jobStageContext(
     allowedToDeleteFiles: config.allowedToDeleteFiles,
     requireChecksum: config.requireChecksum,
     verifyAfterUpload: config.verifyAfterUpload,
+    recordedBackups: (filename) => deps.registry.backupsOf(filename),
     scriptSecretArgs: config.scriptSecretArgs,
     jobGid: deps.jobGid,
     storage: () => (storage ??= storageFor(request.destination, config)),

@@ -28,6 +28,8 @@ export interface StageContext {
   requireChecksum: boolean
   /** verify_after_upload: a backup reads back what it uploaded before it succeeds. */
   verifyAfterUpload: boolean
+  /** This agent's backups that named their file `filename`, newest first (JobRegistry.backupsOf). */
+  recordedBackups: (filename: string) => { id: string; body: Record<string, unknown> }[]
   /** false: the database password and encryption key go in the environment, not in argv. */
   scriptSecretArgs: boolean
   /** Group for the files the agent writes (job_group). */

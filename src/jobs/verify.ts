@@ -3,16 +3,43 @@
 // what it uploaded and checks it against the digest the upload computed. Neither writes to disk
 // or runs a script.
 import { JobError } from '../errors.ts'
+import type { ExpectedDigest } from '../integrity/verify.ts'
 import type { StageContext } from './stage-context.ts'
 
 // Loaded by the first verify: an agent that never verifies keeps the decoder and zlib out.
 const loadVerifier = () => import('../integrity/verify.ts')
 
-/** A verify job: the object of `destination.filename`, with the request's key when it has one. */
+/**
+ * A verify job: the object of `destination.filename`, with the request's key when it has one,
+ * against the digest stored with it and the one this agent recorded when it wrote it.
+ */
 export async function verifyStoredObject(ctx: StageContext): Promise<void> {
   const { filename } = ctx.job.request.destination
   ctx.job.filename = filename
-  await verifyObjectOf(ctx, filename, { encryptionKey: ctx.job.request.encryptionKey, expectedSha256: undefined })
+  await verifyObjectOf(ctx, filename, { encryptionKey: ctx.job.request.encryptionKey, expected: recordedDigest(ctx) })
+}
+
+/**
+ * The SHA-256 the newest backup of this agent that wrote the object (same destination, prefix
+ * and name) computed as it uploaded it. An object replaced in storage together with its
+ * metadata, or without any, still fails against it; one this agent did not write (or whose
+ * record was pruned) has none.
+ */
+function recordedDigest(ctx: StageContext): ExpectedDigest[] {
+  const destination = ctx.job.request.destination
+  for (const { id, body } of ctx.recordedBackups(destination.filename)) {
+    const sha256 = (body.checksum as { value?: unknown } | undefined)?.value
+    if (typeof sha256 === 'string' && samePlace(body, destination)) return [{ sha256, source: `the agent's record of backup ${id}` }]
+  }
+  return []
+}
+
+/** Whether a backup's polling body names the place a verify reads: same type, prefix, bucket or container and server. */
+function samePlace(body: Record<string, unknown>, d: StageContext['job']['request']['destination']): boolean {
+  if (body.type !== d.type || body.filenamePrefix !== d.filenamePrefix || body.skip_storage !== false) return false
+  if (d.type === 'S3') return body.bucket === d.bucket && body.endpoint === d.endpoint
+  if (d.type === 'SWIFT') return body.container_name === d.containerName && body.authUrl === d.authUrl
+  return true
 }
 
 /**
@@ -21,13 +48,15 @@ export async function verifyStoredObject(ctx: StageContext): Promise<void> {
  * them); the digest proves the stored bytes are the ones written.
  */
 export async function verifyUploadedObject(ctx: StageContext): Promise<void> {
-  await verifyObjectOf(ctx, ctx.job.filename, { encryptionKey: '', expectedSha256: ctx.job.checksum })
+  const { checksum } = ctx.job
+  const expected = checksum === undefined ? [] : [{ sha256: checksum, source: 'the digest the upload computed' }]
+  await verifyObjectOf(ctx, ctx.job.filename, { encryptionKey: '', expected })
 }
 
 async function verifyObjectOf(
   ctx: StageContext,
   filename: string,
-  keys: { encryptionKey: string; expectedSha256: string | undefined },
+  keys: { encryptionKey: string; expected: ExpectedDigest[] },
 ): Promise<void> {
   const { job } = ctx
   const storage = ctx.storage()

@@ -131,8 +131,8 @@ export class SwiftAccount {
     return Buffer.from(await res.arrayBuffer())
   }
 
-  async put(container: string, object: string, body: Buffer | string): Promise<void> {
-    const res = await this.#fetch(() => this.#url(container, object), { method: 'PUT', body })
+  async put(container: string, object: string, body: Buffer | string, headers: Record<string, string> = {}): Promise<void> {
+    const res = await this.#fetch(() => this.#url(container, object), { method: 'PUT', body, headers })
     await res.arrayBuffer()
     if (res.status !== 201) throw new Error(`PUT ${container}/${object} answered ${res.status}`)
   }

@@ -5,11 +5,14 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPairSync } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
 import { startAgent, WRITE_DUMP, type Agent } from '../helpers/agent.ts'
 import { DB_PASSWORD, managerBackupBody, managerId, s3Destination } from '../helpers/bodies.ts'
 import { startFaultyProxy } from '../helpers/faulty-proxy.ts'
 import { s3Lab, uniqueName } from '../helpers/storage.ts'
+import { swiftLab } from '../helpers/swift.ts'
 
 const PASSPHRASE = 'verify-passphrase-K8'
 
@@ -101,6 +104,31 @@ describe('verify jobs', () => {
       assert.equal(verified.checksum_verified, false)
       assert.equal(verified.verification.failure.check, 'checksum')
       assert.equal(verified.verification.failure.offset, null, 'a digest over the whole object cannot say where')
+    }
+  })
+
+  it('fails an object replaced without its stored digest: the agent checks it against its own record of the backup', async () => {
+    const done = await backup({ size_kib: 64 })
+    const key = `backups/${done.filename}`
+    const bytes = await s3.getObject(bucket, key)
+    // re-uploaded without metadata (a hand copy, another tool): nothing stored says what it should be
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: flipByteAt(() => 100)(bytes) }))
+    const verified = await verify(done.filename)
+    assert.equal(verified.status, 'FAILED')
+    assert.match(verified.error_message, /checksum mismatch: .* \(the agent's record of backup [0-9a-f]+\)/)
+    // the same bytes back, still without metadata: they match the record, so they verify
+    await s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes }))
+    const restored = await verify(done.filename)
+    assert.equal(restored.status, 'SUCCEEDED', restored.error_message)
+    assert.equal(restored.checksum_verified, true)
+    // another agent, without the record: unverified, not failed
+    const other = await startAgent()
+    try {
+      const unverified = await verify(done.filename, undefined, other)
+      assert.equal(unverified.status, 'SUCCEEDED', unverified.error_message)
+      assert.equal(unverified.checksum_verified, false)
+    } finally {
+      await other.stop()
     }
   })
 
@@ -323,6 +351,66 @@ describe('verify after upload', () => {
       assert.equal(stages.at(-1), 'post-backup-unlock', 'the read-back runs no script, after the unlock')
       const metrics = (await agent.request('GET', '/metrics')).text
       assert.match(metrics, /stage="verify-upload",outcome="ok"/)
+    } finally {
+      await agent.stop()
+    }
+  })
+})
+
+describe('verify on Swift and LOCAL', () => {
+  it('Swift: a clean object verifies; one replaced with a flipped byte (its digest kept) fails with a checksum mismatch', async () => {
+    const lab = swiftLab()
+    const container = uniqueName('agent-verify')
+    const account = await lab.account('v3')
+    await account.createContainer(container)
+    const agent = await startAgent({ scripts: { backup: 'head -c 300000 /dev/urandom > "$5.dump"' } })
+    try {
+      const destination = lab.destination('v3', container)
+      const id = managerId()
+      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination))).status, 201)
+      const done = await agent.waitFor('backup', id)
+      assert.equal(done.status, 'SUCCEEDED', done.error_message)
+      const verifyOn = async () => {
+        const body = { id: managerId(), destination: { ...destination, filename: done.filename } }
+        assert.equal((await agent.request('POST', '/verify', body)).status, 201)
+        return agent.waitFor('verify', body.id)
+      }
+      const clean = await verifyOn()
+      assert.equal(clean.status, 'SUCCEEDED', clean.error_message)
+      assert.equal(clean.checksum_verified, true)
+      assert.deepEqual(clean.checksum, done.checksum)
+      const bytes = await account.get(container, done.filename)
+      bytes[1234] = (bytes[1234] as number) ^ 0x80
+      const sha256 = (await account.head(container, done.filename)).headers.get('x-object-meta-sha256') as string
+      assert.equal(sha256, done.checksum.value)
+      await account.put(container, done.filename, bytes, { 'x-object-meta-sha256': sha256 })
+      const damaged = await verifyOn()
+      assert.equal(damaged.status, 'FAILED')
+      assert.match(damaged.error_message, /checksum mismatch/)
+    } finally {
+      await agent.stop()
+      await account.removeContainer(container)
+    }
+  })
+
+  it('LOCAL: a clean object verifies; the file changed in place fails with a checksum mismatch', async () => {
+    const agent = await startAgent({ env: { local_storage_root: 'objects' }, scripts: { backup: WRITE_DUMP } })
+    try {
+      const id = managerId()
+      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, { type: 'LOCAL', filenamePrefix: 'pg/' }))).status, 201)
+      const done = await agent.waitFor('backup', id)
+      assert.equal(done.status, 'SUCCEEDED', done.error_message)
+      const verifyOn = async () => {
+        const body = { id: managerId(), destination: { type: 'LOCAL', filenamePrefix: 'pg/', filename: done.filename } }
+        assert.equal((await agent.request('POST', '/verify', body)).status, 201)
+        return agent.waitFor('verify', body.id)
+      }
+      assert.equal((await verifyOn()).status, 'SUCCEEDED')
+      const path = join(agent.root, 'objects', 'pg', done.filename)
+      writeFileSync(path, readFileSync(path, 'utf8').replace('dump', 'dumb'))
+      const damaged = await verifyOn()
+      assert.equal(damaged.status, 'FAILED')
+      assert.match(damaged.error_message, /checksum mismatch/)
     } finally {
       await agent.stop()
     }
