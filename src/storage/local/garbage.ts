@@ -1,6 +1,8 @@
 // LOCAL's storage hygiene (Storage.collectGarbage): metadata files (`.<name>.meta.json`) whose
-// object is gone (removed by hand, or by a retention that deletes the object only), and metadata
-// writes an interrupted upload left (`.<name>.meta.json.<16 hex>`), once older than the grace.
+// object is gone (removed by hand, or by a retention that deletes the object only), and what an
+// interrupted upload left whose recovery never ran (its record lost): object data
+// (`.<name>.partial-<16 hex>`, `.<name>.partial` from older agents) and metadata writes
+// (`.<name>.meta.json.<16 hex>`), once older than the grace.
 // Only the destination's folder is read: the agent stores a destination's objects there.
 // Nothing is followed: entries are examined with lstat, a link or anything but a regular file is
 // left alone, and a removal unlinks the name, never what a link points to.
@@ -14,8 +16,8 @@ import { at } from './names.ts'
 export const ENTRIES_PER_PAGE = 1000
 /** An object's metadata; the object's name is the group (never one of the agent's own `.` names). */
 const METADATA = /^\.([^.].*)\.meta\.json$/
-/** A metadata write that never reached its rename (storage.ts: metadataPartialName). */
-const INTERRUPTED_METADATA = /^\.[^.].*\.meta\.json\.[0-9a-f]{16}$/
+/** A write that never reached its rename: object data (storage.ts: partialName) or metadata (metadataPartialName). */
+const INTERRUPTED_WRITE = /^\.[^.].*(\.partial-[0-9a-f]{16}|\.partial|\.meta\.json\.[0-9a-f]{16})$/
 
 /** A garbage candidate: its entry name and, for metadata, its object's. */
 interface Candidate {
@@ -55,7 +57,7 @@ export async function removeOrphanedMetadata(
         reclaimed.objects++
         reclaimed.bytes += bytes
       } catch (error) {
-        reclaimed.problems.push(`removal of the metadata file ${candidate.name} in ${where} failed: ${(error as Error).message}`)
+        reclaimed.problems.push(`removal of the leftover file ${candidate.name} in ${where} failed: ${(error as Error).message}`)
       }
     }
   } catch (error) {
@@ -72,7 +74,7 @@ function outOfTime(options: GarbageOptions): string | undefined {
 function garbageCandidate(name: string, objectPrefix: string): Candidate | undefined {
   const object = METADATA.exec(name)?.[1]
   if (object !== undefined) return object.startsWith(objectPrefix) ? { name, object } : undefined
-  const interrupted = INTERRUPTED_METADATA.test(name) && name.startsWith(`.${objectPrefix}`)
+  const interrupted = INTERRUPTED_WRITE.test(name) && name.startsWith(`.${objectPrefix}`)
   return interrupted ? { name, object: undefined } : undefined
 }
 

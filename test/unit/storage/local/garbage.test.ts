@@ -56,6 +56,34 @@ describe('LocalStorage.collectGarbage', () => {
     })
   })
 
+  it('removes the partial data of an upload whose recovery never ran, once older than the grace; a young one is an upload in progress', async () => {
+    await withDir(async (dir) => {
+      const storage = new LocalStorage(join(dir, 'root'), 'pg/')
+      await stored(dir, storage, 'kept.sql')
+      const folder = join(dir, 'root', 'pg')
+      const old = ['.lost.sql.partial-0123456789abcdef', '.older-agent.sql.partial']
+      for (const name of old) {
+        await writeFile(join(folder, name), 'half a dump')
+        await utimes(join(folder, name), twoHoursAgo(), twoHoursAgo())
+      }
+      await writeFile(join(folder, '.writing.sql.partial-fedcba9876543210'), 'in progress')
+      // not the agent's pattern: left alone whatever its age
+      for (const name of ['.notes.partial-xyz', 'plain.partial-0123456789abcdef']) {
+        await writeFile(join(folder, name), 'x')
+        await utimes(join(folder, name), twoHoursAgo(), twoHoursAgo())
+      }
+      const reclaimed = await storage.collectGarbage(options())
+      assert.deepEqual(reclaimed, { objects: 2, bytes: 22, problems: [] })
+      assert.deepEqual((await readdir(folder)).sort(), [
+        '.kept.sql.meta.json',
+        '.notes.partial-xyz',
+        '.writing.sql.partial-fedcba9876543210',
+        'kept.sql',
+        'plain.partial-0123456789abcdef',
+      ])
+    })
+  })
+
   it('follows no link planted as metadata, and leaves other folders alone', async () => {
     await withDir(async (dir) => {
       const storage = new LocalStorage(join(dir, 'root'), 'pg/')
