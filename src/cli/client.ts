@@ -1,10 +1,12 @@
 // The agent's HTTP API as the CLI uses it. Failures are values (CliError) with the exit code
 // the command ends with.
-import { isSecretParameter } from '../jobs/request.ts'
+import { isSecretParameter, JOB_KINDS, type JobKind } from '../jobs/request.ts'
 import { maskSecrets } from '../scripts/capture.ts'
 import type { Connection } from './connection.ts'
 
-export type Kind = 'backup' | 'restore'
+/** backup, restore or verify: the agent's own list, so a kind it adds is one the CLI knows. */
+export type Kind = JobKind
+export const KINDS: readonly Kind[] = JOB_KINDS
 
 /** Exit codes: 1 the job or the request failed, 2 wrong usage, 3 the agent cannot be reached or refused the login. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const
@@ -66,14 +68,14 @@ export class AgentClient {
     return { status: res.status, body: parsed }
   }
 
-  /** The polling body, looking in both kinds when none is given. */
+  /** The polling body, looking in every kind when none is given. */
   async poll(id: string, kind: Kind | undefined): Promise<{ kind: Kind; body: any }> {
-    for (const k of kind ? [kind] : (['backup', 'restore'] as const)) {
+    for (const k of kind ? [kind] : KINDS) {
       const reply = await this.request('GET', `/${k}/${encodeURIComponent(id)}`)
       if (reply.status === 200) return { kind: k, body: reply.body }
       if (reply.status !== 404) throw refused(reply)
     }
-    throw new CliError(`no ${kind ?? 'backup or restore'} job ${id} at this agent`, EXIT.failed)
+    throw new CliError(`no ${kind ?? KINDS.join(' or ')} job ${id} at this agent`, EXIT.failed)
   }
 }
 

@@ -3,10 +3,11 @@
 // SHA-256 trailer (version 2) before it ends. The key is the same string a restore request would
 // carry (a passphrase, or the PEM private key of the key pair).
 import { createReadStream, createWriteStream } from 'node:fs'
-import { readFile, rm } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createDecoder } from '../integrity/codec.ts'
+import { encryptionKeyFrom } from './key.ts'
 
 export interface DecryptInput {
   /** A file path, or undefined / '-' for standard input. */
@@ -21,7 +22,7 @@ export interface DecryptInput {
 }
 
 export async function decrypt(options: DecryptInput): Promise<void> {
-  const key = options.keyFile ? (await readFile(options.keyFile, 'utf8')).replace(/\r?\n$/, '') : (options.env.OSB_ENCRYPTION_KEY ?? '')
+  const key = (await encryptionKeyFrom(options.keyFile, options.env)) ?? ''
   const source = options.input && options.input !== '-' ? createReadStream(options.input) : options.stdin
   const outputFile = options.output !== '-' ? options.output : undefined
   const target = outputFile !== undefined ? createWriteStream(outputFile, { mode: 0o600 }) : options.stdout

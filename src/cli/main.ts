@@ -2,22 +2,16 @@
 // HTTP API. node:util parseArgs per command, no framework: each command declares its options
 // and its help text in one place.
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { AgentClient, CliError, EXIT, refused, type Kind } from './client.ts'
+import { AgentClient, CliError, EXIT, KINDS, refused, type Kind } from './client.ts'
 import { triggerBody, type BodyFlags } from './body.ts'
 import { resolveConnection, DEFAULT_URL, DEFAULT_CREDENTIALS_FILE } from './connection.ts'
-import { progressLine } from './progress.ts'
+import { describeJob, waitFor as follow, type Io } from './follow.ts'
+import { newestBackup } from './newest.ts'
 
 type Options = NonNullable<ParseArgsConfig['options']>
 type Values = Record<string, string | boolean | string[] | undefined>
 
-export interface Io {
-  out: (text: string) => void
-  err: (text: string) => void
-  /** stderr is a terminal: draw the progress line in place. */
-  tty: boolean
-  env: Record<string, string | undefined>
-  cwd: string
-}
+export type { Io } from './follow.ts'
 
 interface Command {
   summary: string
@@ -43,9 +37,10 @@ const CONNECTION_HELP = [
   "--json               print JSON (the agent's bodies) instead of text",
 ]
 const KIND_OPTION: Options = { kind: { type: 'string' } }
-const KIND_HELP = '--kind backup|restore  which kind of job (default: look in both)'
+const KIND_HELP = `--kind ${KINDS.join('|')}  which kind of job (default: look in each)`
 
-const TRIGGER_OPTIONS: Options = {
+/** Where the object is: the flags `backup`, `restore` and `verify` share. */
+const DESTINATION_OPTIONS: Options = {
   body: { type: 'string' },
   id: { type: 'string' },
   type: { type: 'string' },
@@ -56,31 +51,59 @@ const TRIGGER_OPTIONS: Options = {
   region: { type: 'string' },
   'auth-key': { type: 'string' },
   'use-ssl': { type: 'boolean' },
+  'auth-url': { type: 'string' },
+  container: { type: 'string' },
+  'swift-user': { type: 'string' },
+  domain: { type: 'string' },
+  project: { type: 'string' },
+  'key-file': { type: 'string' },
+  wait: { type: 'boolean' },
+  interval: { type: 'string' },
+  timeout: { type: 'string' },
+}
+const DESTINATION_HELP = [
+  '--body FILE          the trigger body as JSON (flags below override its fields)',
+  '--id ID              job id (default: generated, printed)',
+  '--type LOCAL|S3|SWIFT  destination type (default LOCAL)',
+  '--prefix P/          filenamePrefix (LOCAL: folder under local_storage_root; S3: key prefix)',
+  '--bucket, --endpoint, --region, --auth-key, --use-ssl  S3 destination (secret: env OSB_S3_AUTH_SECRET)',
+  '--auth-url, --container, --swift-user, --domain, --project  SWIFT destination (password: env OSB_SWIFT_PASSWORD)',
+]
+const KEY_HELP = '--key-file FILE      the encryption key: passphrase or PEM key (else env OSB_ENCRYPTION_KEY; never a flag value)'
+const FOLLOW_HELP = [
+  '--wait               then wait for the job like `wait` (exit 0 SUCCEEDED, 1 FAILED)',
+  '--interval S, --timeout S  with --wait: as for `wait`',
+]
+
+const TRIGGER_OPTIONS: Options = {
+  ...DESTINATION_OPTIONS,
   'skip-storage': { type: 'boolean' },
   host: { type: 'string' },
   'db-user': { type: 'string' },
   database: { type: 'string' },
   param: { type: 'string', multiple: true },
   compression: { type: 'boolean' },
-  wait: { type: 'boolean' },
-  interval: { type: 'string' },
-  timeout: { type: 'string' },
 }
 const TRIGGER_HELP = [
-  '--body FILE          the trigger body as JSON (flags below override its fields)',
-  '--id ID              job id (default: generated, printed)',
-  '--type LOCAL|S3|SWIFT  destination type (default LOCAL)',
-  '--prefix P/          filenamePrefix (LOCAL: folder under local_storage_root)',
-  '--bucket, --endpoint, --region, --auth-key, --use-ssl  S3 destination (secret: env OSB_S3_AUTH_SECRET)',
+  ...DESTINATION_HELP,
+  '--filename NAME      restore: the object to restore',
   '--skip-storage       the scripts handle storage themselves',
   '--host, --db-user, --database  the database (password: env OSB_DB_PASSWORD)',
   '--param name=value   a request parameter (repeatable; scripts get it as a variable; lower-case names unless the agent lists the name in script_parameter_names)',
-  '--compression        ask the scripts to compress (encryption key: env OSB_ENCRYPTION_KEY)',
-  '--wait               then wait for the job like `wait` (exit 0 SUCCEEDED, 1 FAILED)',
-  '--interval S, --timeout S  with --wait: as for `wait`',
+  '--compression        ask the scripts to compress',
+  KEY_HELP,
+  ...FOLLOW_HELP,
 ]
 
-function triggerCommand(kind: Kind): Command {
+/** What `backup`, `restore` and `verify` do once the agent took the job: follow it, or say how to. */
+async function started(client: AgentClient, kind: Kind, id: string, values: Values, io: Io): Promise<number> {
+  if (values.wait) return waitFor(client, id, kind, values, io)
+  if (values.json) io.out(JSON.stringify({ kind, id }))
+  else io.out(`${kind} ${id} started; follow it with: osb-backup-agent wait ${id}`)
+  return EXIT.ok
+}
+
+function triggerCommand(kind: 'backup' | 'restore'): Command {
   return {
     summary: kind === 'backup' ? 'start a backup' : 'start a restore (needs --filename or a --body with destination.filename)',
     usage: `osb-backup-agent ${kind} [options]`,
@@ -92,12 +115,39 @@ function triggerCommand(kind: Kind): Command {
       const client = await clientFor(values, io)
       const reply = await client.request(kind === 'backup' ? 'POST' : 'PUT', `/${kind}`, body)
       if (reply.status !== 201) throw refused(reply)
-      if (values.wait) return waitFor(client, body.id, kind, values, io)
-      if (values.json) io.out(JSON.stringify({ kind, id: body.id }))
-      else io.out(`${kind} ${body.id} started; follow it with: osb-backup-agent wait ${body.id}`)
-      return EXIT.ok
+      return started(client, kind, body.id, values, io)
     },
   }
+}
+
+const verifyCommand: Command = {
+  summary: 'check a stored backup without restoring it: read it to its end, match its SHA-256 (.osb: format, frames with a key)',
+  usage: 'osb-backup-agent verify (--filename NAME | --newest) [options]',
+  help: [
+    ...DESTINATION_HELP,
+    "--filename NAME      the object to verify (as `list` or the backup's polling body shows it)",
+    '--newest             the newest SUCCEEDED backup of this agent to --type (and its prefix, unless --prefix)',
+    KEY_HELP,
+    '                     without a key an encrypted .osb object is checked by its SHA-256 and format, its frames not opened',
+    ...FOLLOW_HELP,
+  ],
+  options: { ...DESTINATION_OPTIONS, newest: { type: 'boolean' } },
+  client: true,
+  async run(values, _args, io) {
+    const body = await triggerBody('verify', values as BodyFlags, io.env)
+    const client = await clientFor(values, io)
+    if (values.newest) {
+      const destination = body.destination
+      const type = String(destination.type).toUpperCase()
+      const newest = await newestBackup(client, type)
+      destination.filename = newest.filename
+      destination.filenamePrefix ??= newest.filenamePrefix
+      if (!values.json) io.err(`verifying ${newest.filename}, the newest ${type} backup (${newest.id})\n`)
+    }
+    const reply = await client.request('POST', '/verify', body)
+    if (reply.status !== 201) throw refused(reply)
+    return started(client, 'verify', body.id, values, io)
+  },
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -114,9 +164,10 @@ const COMMANDS: Record<string, Command> = {
   },
   backup: triggerCommand('backup'),
   restore: triggerCommand('restore'),
+  verify: verifyCommand,
   status: {
     summary: 'show a job',
-    usage: 'osb-backup-agent status <id> [--kind backup|restore]',
+    usage: 'osb-backup-agent status <id> [--kind KIND]',
     help: [KIND_HELP],
     options: KIND_OPTION,
     client: true,
@@ -129,7 +180,7 @@ const COMMANDS: Record<string, Command> = {
   },
   wait: {
     summary: 'follow a job until it ends: progress and stage; exit 0 SUCCEEDED, 1 FAILED',
-    usage: 'osb-backup-agent wait <id> [--kind backup|restore] [--interval S] [--timeout S]',
+    usage: 'osb-backup-agent wait <id> [--kind KIND] [--interval S] [--timeout S]',
     help: [
       KIND_HELP,
       '--interval S         seconds between polls (default 1)',
@@ -143,9 +194,9 @@ const COMMANDS: Record<string, Command> = {
   },
   list: {
     summary: 'list jobs, newest first',
-    usage: 'osb-backup-agent list [--kind backup|restore] [--status S] [--limit N] [--cursor C]',
+    usage: 'osb-backup-agent list [--kind KIND] [--status S] [--limit N] [--cursor C]',
     help: [
-      '--kind backup|restore  (default backup)',
+      `--kind ${KINDS.join('|')}  (default backup)`,
       '--status RUNNING|SUCCEEDED|FAILED',
       '--limit N            jobs per page (default 100)',
       '--cursor C           the next page (printed after a full page)',
@@ -201,7 +252,7 @@ const COMMANDS: Record<string, Command> = {
   },
   cancel: {
     summary: 'cancel a running job (its cleanup and unlock still run)',
-    usage: 'osb-backup-agent cancel <id> [--kind backup|restore]',
+    usage: 'osb-backup-agent cancel <id> [--kind KIND]',
     help: [KIND_HELP],
     options: KIND_OPTION,
     client: true,
@@ -230,8 +281,9 @@ function oneId(args: string[]): string {
 function kindOf(values: Values): Kind | undefined {
   const kind = values.kind
   if (kind === undefined) return undefined
-  if (kind !== 'backup' && kind !== 'restore') throw new CliError('--kind is backup or restore', EXIT.usage)
-  return kind
+  const known = KINDS.find((k) => k === kind)
+  if (known === undefined) throw new CliError(`--kind is ${KINDS.join(', ')}`, EXIT.usage)
+  return known
 }
 
 function seconds(values: Values, name: string, fallback: number): number {
@@ -242,41 +294,14 @@ function seconds(values: Values, name: string, fallback: number): number {
   return n
 }
 
-/** Polls until the job ends, showing its progress; the exit code says how it ended. */
-async function waitFor(client: AgentClient, id: string, kind: Kind | undefined, values: Values, io: Io): Promise<number> {
-  const interval = seconds(values, 'interval', 1) * 1000
-  const deadline = Date.now() + seconds(values, 'timeout', Number.POSITIVE_INFINITY) * 1000
-  let last = ''
-  for (;;) {
-    const polled = await client.poll(id, kind)
-    kind = polled.kind
-    const line = progressLine(polled.kind, polled.body)
-    if (line !== last) {
-      // In place on a terminal; one line per change otherwise (logs, CI).
-      if (io.tty) io.err(`\r\x1b[2K${kind} ${id} ${line}${polled.body.status === 'RUNNING' ? '' : '\n'}`)
-      else if (!values.json) io.err(`${kind} ${id} ${line}\n`)
-      last = line
-    }
-    if (polled.body.status !== 'RUNNING') {
-      if (values.json) io.out(JSON.stringify(polled.body))
-      else io.out(describeJob(polled.kind, polled.body))
-      return polled.body.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failed
-    }
-    if (Date.now() > deadline)
-      throw new CliError(`${kind} ${id} is still running (state ${polled.body.state}) after --timeout`, EXIT.failed)
-    await new Promise((r) => setTimeout(r, interval))
+/** `wait`, or a trigger's --wait: follows the job with the command line's --interval, --timeout and --json. */
+function waitFor(client: AgentClient, id: string, kind: Kind | undefined, values: Values, io: Io): Promise<number> {
+  const options = {
+    intervalMs: seconds(values, 'interval', 1) * 1000,
+    timeoutMs: seconds(values, 'timeout', Number.POSITIVE_INFINITY) * 1000,
+    json: values.json === true,
   }
-}
-
-function describeJob(kind: Kind, b: Record<string, any>): string {
-  const lines = [
-    `${kind} ${b.status}${b.status === 'RUNNING' ? ` (stage ${b.state})` : ''}: ${b.message}`,
-    ...(b.error_message ? [`error: ${b.error_message}`] : []),
-    `destination: ${b.type}${b.filenamePrefix ? ` ${b.filenamePrefix}` : ''}`,
-    ...(b.filename ? [`file: ${b.filename} (${b.filesize?.size ?? 0} bytes)`] : []),
-    `started: ${b.start_time}${b.end_time ? `, ended: ${b.end_time} (${b.execution_time_ms} ms)` : ''}`,
-  ]
-  return lines.join('\n')
+  return follow(client, id, kind, options, io)
 }
 
 /** The command's options and operands; a usage error, with the command's help, when they do not parse. */
