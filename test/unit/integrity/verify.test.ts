@@ -87,7 +87,7 @@ describe('verifyObject: a plain file', () => {
     assert.ok(outcome.failure instanceof JobError)
     assert.match(
       outcome.failure.message,
-      new RegExp(`^checksum mismatch: db.sql should have SHA-256 ${stored} but its ${data.length} stored bytes have ${sha256(data)}`),
+      new RegExp(`^checksum mismatch: db.sql should have SHA-256 ${stored} \\(the digest stored with it\\) but its ${data.length} stored bytes have ${sha256(data)}`),
     )
     assert.equal(outcome.checksumVerified, false)
     assert.equal(outcome.checksum, stored)
@@ -107,13 +107,19 @@ describe('verifyObject: a plain file', () => {
     assert.equal(strict.report.failure?.check, 'checksum')
   })
 
-  it('expectedSha256 (verify after upload) overrides the stored digest, both ways', async () => {
-    const wrongStored = await verify('db.sql', reader([data], { sha256: '0'.repeat(64) }), { expectedSha256: sha256(data) })
-    assert.equal(wrongStored.outcome.failure, undefined)
-    assert.equal(wrongStored.outcome.checksumVerified, true)
-    const wrongExpected = await verify('db.sql', reader([data], { sha256: sha256(data) }), { expectedSha256: 'f'.repeat(64) })
-    assert.match(wrongExpected.outcome.failure?.message ?? '', /should have SHA-256 f{64}/)
+  it("expected digests (the upload's, the agent's record) are checked besides the stored one, each naming its source", async () => {
+    const expected = (value: string) => ({ expected: [{ sha256: value, source: "the agent's record of backup b1" }] })
+    const wrongStored = await verify('db.sql', reader([data], { sha256: '0'.repeat(64) }), expected(sha256(data)))
+    assert.match(wrongStored.outcome.failure?.message ?? '', /should have SHA-256 0{64} \(the digest stored with it\)/)
+    assert.equal(wrongStored.outcome.checksumVerified, false)
+    const wrongExpected = await verify('db.sql', reader([data], { sha256: sha256(data) }), expected('f'.repeat(64)))
+    assert.match(wrongExpected.outcome.failure?.message ?? '', /should have SHA-256 f{64} \(the agent's record of backup b1\)/)
     assert.equal(wrongExpected.outcome.checksumVerified, false)
+    // no stored digest: the expected one alone verifies
+    const onlyExpected = await verify('db.sql', reader([data]), expected(sha256(data)))
+    assert.equal(onlyExpected.outcome.failure, undefined)
+    assert.equal(onlyExpected.outcome.checksumVerified, true)
+    assert.equal(onlyExpected.outcome.checksum, sha256(data))
   })
 
   it('a storage failing mid-read is thrown as it is, not reported as a finding about the object', async () => {
@@ -153,7 +159,7 @@ describe('verifyObject: a streamed .osb object', () => {
     const stored = await verify('b.osb', reader([object], { sha256: trailer }))
     assert.equal(stored.outcome.failure, undefined)
     const other = await verify('b.osb', reader([object], { sha256: '1'.repeat(64) }))
-    assert.match(other.outcome.failure?.message ?? '', /should have SHA-256 1{64} \(stored metadata\)/)
+    assert.match(other.outcome.failure?.message ?? '', /should have SHA-256 1{64} \(the digest stored with it\)/)
   })
 
   it('with the passphrase authenticates every frame; without it checks digest and format only; another key is a wrong key', async () => {
@@ -227,7 +233,7 @@ describe('verifyObject: a streamed .osb object', () => {
       const { object, headerBytes } = await encode(small, compression)
       for (const chunks of [split(object, 1), split(object, [3, Math.floor(headerBytes / 2), object.length - TRAILER_BYTES / 2])]) {
         const { outcome, report, seen } = await verify('b.osb', reader(chunks), {
-          expectedSha256: sha256(object.subarray(0, -TRAILER_BYTES)),
+          expected: [{ sha256: sha256(object.subarray(0, -TRAILER_BYTES)), source: 'the test' }],
         })
         assert.equal(outcome.failure, undefined, `${compression}: ${outcome.failure?.message}`)
         assert.equal(outcome.checksumVerified, true)
