@@ -87,7 +87,9 @@ describe('verifyObject: a plain file', () => {
     assert.ok(outcome.failure instanceof JobError)
     assert.match(
       outcome.failure.message,
-      new RegExp(`^checksum mismatch: db.sql should have SHA-256 ${stored} \\(the digest stored with it\\) but its ${data.length} stored bytes have ${sha256(data)}`),
+      new RegExp(
+        `^checksum mismatch: db.sql should have SHA-256 ${stored} \\(the digest stored with it\\) but its ${data.length} stored bytes have ${sha256(data)}`,
+      ),
     )
     assert.equal(outcome.checksumVerified, false)
     assert.equal(outcome.checksum, stored)
