@@ -77,6 +77,15 @@ async function verifyObjectOf(
     job.checksum = outcome.checksum
     job.checksumVerified = outcome.checksumVerified
     if (outcome.failure) throw outcome.failure
+  } catch (error) {
+    // A store that checks digests itself (a Swift large object's segments against its manifest)
+    // refuses damaged data before the agent sees it: a finding about the object all the same.
+    const message = error instanceof Error ? error.message : String(error)
+    if (report.failure === undefined && message.includes('checksum mismatch')) {
+      report.failure = { check: 'checksum', message, offset: null, frame: null }
+      job.checksumVerified = false
+    }
+    throw error
   } finally {
     job.progress = undefined
   }

@@ -393,6 +393,49 @@ describe('verify on Swift and LOCAL', () => {
     }
   })
 
+  it('Swift: a large object (SLO) with a damaged segment fails with a checksum mismatch (Swift refuses it: 409)', async () => {
+    const lab = swiftLab()
+    const container = uniqueName('agent-verify-slo')
+    const account = await lab.account('v3')
+    await account.createContainer(container)
+    const agent = await startAgent({
+      env: { swift_segment_bytes: String(1024 * 1024), swift_segment_threshold_bytes: '0' },
+      scripts: { backup: 'head -c 3000000 /dev/urandom > "$5.dump"' },
+    })
+    try {
+      const destination = lab.destination('v3', container)
+      const id = managerId()
+      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination))).status, 201)
+      const done = await agent.waitFor('backup', id)
+      assert.equal(done.status, 'SUCCEEDED', done.error_message)
+      const segments = await account.list(`${container}_segments`)
+      assert.equal(segments.length, 3, 'a large object of three segments')
+      const verifyOn = async () => {
+        const body = { id: managerId(), destination: { ...destination, filename: done.filename } }
+        assert.equal((await agent.request('POST', '/verify', body)).status, 201)
+        return agent.waitFor('verify', body.id)
+      }
+      const clean = await verifyOn()
+      assert.equal(clean.status, 'SUCCEEDED', clean.error_message)
+      assert.equal(clean.verification.bytes_read, 3_000_000)
+      for (const segment of [segments[0], segments[2]] as string[]) {
+        const original = await account.get(`${container}_segments`, segment)
+        const bytes = Buffer.from(original)
+        bytes[100] = (bytes[100] as number) ^ 1
+        await account.put(`${container}_segments`, segment, bytes)
+        const damaged = await verifyOn()
+        assert.equal(damaged.status, 'FAILED')
+        assert.match(damaged.error_message, /checksum mismatch/)
+        assert.equal(damaged.verification.failure.check, 'checksum')
+        await account.put(`${container}_segments`, segment, original)
+      }
+    } finally {
+      await agent.stop()
+      await account.removeContainer(`${container}_segments`)
+      await account.removeContainer(container)
+    }
+  })
+
   it('LOCAL: a clean object verifies; the file changed in place fails with a checksum mismatch', async () => {
     const agent = await startAgent({ env: { local_storage_root: 'objects' }, scripts: { backup: WRITE_DUMP } })
     try {

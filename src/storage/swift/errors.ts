@@ -22,7 +22,10 @@ function withoutTokens(ctx: SwiftContext, text: string): string {
 }
 
 /** A Swift answer that is not the one we needed. `subject` is 'container' or 'object' for a 404. */
-export function swiftStatusError(ctx: SwiftContext, status: number, text: string, subject: 'container' | 'object' = 'object'): JobError {
+/** What a request was about: a container, an object, or the GET of an object's content ('read'). */
+type Subject = 'container' | 'object' | 'read'
+
+export function swiftStatusError(ctx: SwiftContext, status: number, text: string, subject: Subject = 'object'): JobError {
   const answer = serverAnswer(status, text, ctx.tokens ? [...ctx.tokens] : [])
   const where = `Swift account ${ctx.storageUrl}`
   switch (status) {
@@ -36,6 +39,14 @@ export function swiftStatusError(ctx: SwiftContext, status: number, text: string
       return subject === 'container'
         ? containerMissing(ctx)
         : new JobError(`${ctx.what} failed: the object does not exist in container "${ctx.container}" of ${where}`)
+    case 409:
+      // Swift answers a GET of a large object whose segment no longer matches the etag its
+      // manifest holds with 409: the stored object is damaged, whatever asked for it.
+      if (subject === 'read')
+        return new JobError(
+          `${ctx.what} failed: checksum mismatch: a segment of this large object in container "${ctx.container}" no longer matches the digest its manifest holds (Swift answered ${answer}); the stored object is damaged or a segment was replaced`,
+        )
+      break
     case 413:
       return new JobError(
         `${ctx.what} failed: Swift refused the data: quota exceeded or object too large (${answer}); check the quota of container "${ctx.container}" and of the account`,

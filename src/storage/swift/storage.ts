@@ -125,7 +125,7 @@ export class SwiftStorage implements Storage {
             await drain(res)
             throw await this.#whatIsMissing(ctx, filename, signal)
           }
-          if (res.status !== 200) throw swiftStatusError(ctx, res.status, await readText(res))
+          if (res.status !== 200) throw swiftStatusError(ctx, res.status, await readText(res), 'read')
           const length = Number(res.headers['content-length'])
           const sha256 = headerValue(res, 'x-object-meta-sha256')
           object = {
@@ -141,7 +141,7 @@ export class SwiftStorage implements Storage {
           await drain(res)
           throw new JobError(`${ctx.what} failed: the object changed in Swift while it was being downloaded; start the restore again`)
         } else if (res.status !== 206) {
-          throw swiftStatusError(ctx, res.status, await readText(res))
+          throw swiftStatusError(ctx, res.status, await readText(res), 'read')
         }
         const { check } = object
         // Only bytes that reached the file are counted: a resume continues exactly there.
@@ -275,7 +275,7 @@ export class SwiftStorage implements Storage {
         await drain(first)
         throw await this.#whatIsMissing(ctx, filename, signal)
       }
-      if (first.status !== 200) throw swiftStatusError(ctx, first.status, await readText(first))
+      if (first.status !== 200) throw swiftStatusError(ctx, first.status, await readText(first), 'read')
     } catch (error) {
       if (signal?.aborted) throw new JobError(String(signal.reason), { cause: error })
       throw swiftFailure(ctx, error)
@@ -310,7 +310,7 @@ export class SwiftStorage implements Storage {
             headers: { range: `bytes=${passed}-`, 'if-match': `"${etag}"` },
             signal,
           })
-          if (res.status !== 206) throw swiftStatusError(ctx, res.status, await readText(res))
+          if (res.status !== 206) throw swiftStatusError(ctx, res.status, await readText(res), 'read')
         }
       }
     }
