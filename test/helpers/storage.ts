@@ -58,3 +58,10 @@ export function s3Lab() {
 export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
 }
+
+/** The lab's S3, a bucket name unique to this run (not created yet) and the S3Target a trigger body needs for it. */
+export function s3TestBucket(prefix: string) {
+  const s3 = s3Lab()
+  const bucket = uniqueName(prefix)
+  return { s3, bucket, target: { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket } }
+}

@@ -11,15 +11,13 @@ import { PutObjectCommand } from '@aws-sdk/client-s3'
 import { startAgent, WRITE_DUMP, type Agent } from '../helpers/agent.ts'
 import { DB_PASSWORD, managerBackupBody, managerId, s3Destination } from '../helpers/bodies.ts'
 import { startFaultyProxy } from '../helpers/faulty-proxy.ts'
-import { s3Lab, uniqueName } from '../helpers/storage.ts'
+import { s3Lab, s3TestBucket, uniqueName } from '../helpers/storage.ts'
 import { swiftLab } from '../helpers/swift.ts'
 
 const PASSPHRASE = 'verify-passphrase-K8'
 
 describe('verify jobs', () => {
-  const s3 = s3Lab()
-  const bucket = uniqueName('agent-verify')
-  const target = { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
+  const { s3, bucket, target } = s3TestBucket('agent-verify')
   let agent: Agent
 
   before(async () => {
@@ -329,9 +327,7 @@ describe('verify jobs that wait on storage', () => {
 })
 
 describe('verify after upload', () => {
-  const s3 = s3Lab()
-  const bucket = uniqueName('agent-verify-upload')
-  const target = { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
+  const { s3, bucket, target } = s3TestBucket('agent-verify-upload')
 
   it('reads back what a backup uploaded, after the unlock, before it reports SUCCEEDED', async () => {
     await s3.createBucket(bucket)
@@ -358,6 +354,20 @@ describe('verify after upload', () => {
 })
 
 describe('verify on Swift and LOCAL', () => {
+  /** Backs up to `destination` on `agent`; then `verifyIt()` verifies that backup's object there. */
+  async function backupToVerify(agent: Agent, destination: Record<string, unknown>) {
+    const id = managerId()
+    assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination))).status, 201)
+    const done = await agent.waitFor('backup', id)
+    assert.equal(done.status, 'SUCCEEDED', done.error_message)
+    const verifyIt = async () => {
+      const body = { id: managerId(), destination: { ...destination, filename: done.filename } }
+      assert.equal((await agent.request('POST', '/verify', body)).status, 201)
+      return agent.waitFor('verify', body.id)
+    }
+    return { done, verifyIt }
+  }
+
   it('Swift: a clean object verifies; one replaced with a flipped byte (its digest kept) fails with a checksum mismatch', async () => {
     const lab = swiftLab()
     const container = uniqueName('agent-verify')
@@ -365,17 +375,8 @@ describe('verify on Swift and LOCAL', () => {
     await account.createContainer(container)
     const agent = await startAgent({ scripts: { backup: 'head -c 300000 /dev/urandom > "$5.dump"' } })
     try {
-      const destination = lab.destination('v3', container)
-      const id = managerId()
-      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination))).status, 201)
-      const done = await agent.waitFor('backup', id)
-      assert.equal(done.status, 'SUCCEEDED', done.error_message)
-      const verifyOn = async () => {
-        const body = { id: managerId(), destination: { ...destination, filename: done.filename } }
-        assert.equal((await agent.request('POST', '/verify', body)).status, 201)
-        return agent.waitFor('verify', body.id)
-      }
-      const clean = await verifyOn()
+      const { done, verifyIt } = await backupToVerify(agent, lab.destination('v3', container))
+      const clean = await verifyIt()
       assert.equal(clean.status, 'SUCCEEDED', clean.error_message)
       assert.equal(clean.checksum_verified, true)
       assert.deepEqual(clean.checksum, done.checksum)
@@ -384,7 +385,7 @@ describe('verify on Swift and LOCAL', () => {
       const sha256 = (await account.head(container, done.filename)).headers.get('x-object-meta-sha256') as string
       assert.equal(sha256, done.checksum.value)
       await account.put(container, done.filename, bytes, { 'x-object-meta-sha256': sha256 })
-      const damaged = await verifyOn()
+      const damaged = await verifyIt()
       assert.equal(damaged.status, 'FAILED')
       assert.match(damaged.error_message, /checksum mismatch/)
     } finally {
@@ -403,19 +404,10 @@ describe('verify on Swift and LOCAL', () => {
       scripts: { backup: 'head -c 3000000 /dev/urandom > "$5.dump"' },
     })
     try {
-      const destination = lab.destination('v3', container)
-      const id = managerId()
-      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, destination))).status, 201)
-      const done = await agent.waitFor('backup', id)
-      assert.equal(done.status, 'SUCCEEDED', done.error_message)
+      const { verifyIt } = await backupToVerify(agent, lab.destination('v3', container))
       const segments = await account.list(`${container}_segments`)
       assert.equal(segments.length, 3, 'a large object of three segments')
-      const verifyOn = async () => {
-        const body = { id: managerId(), destination: { ...destination, filename: done.filename } }
-        assert.equal((await agent.request('POST', '/verify', body)).status, 201)
-        return agent.waitFor('verify', body.id)
-      }
-      const clean = await verifyOn()
+      const clean = await verifyIt()
       assert.equal(clean.status, 'SUCCEEDED', clean.error_message)
       assert.equal(clean.verification.bytes_read, 3_000_000)
       for (const segment of [segments[0], segments[2]] as string[]) {
@@ -423,7 +415,7 @@ describe('verify on Swift and LOCAL', () => {
         const bytes = Buffer.from(original)
         bytes[100] = (bytes[100] as number) ^ 1
         await account.put(`${container}_segments`, segment, bytes)
-        const damaged = await verifyOn()
+        const damaged = await verifyIt()
         assert.equal(damaged.status, 'FAILED')
         assert.match(damaged.error_message, /checksum mismatch/)
         assert.equal(damaged.verification.failure.check, 'checksum')
@@ -439,19 +431,11 @@ describe('verify on Swift and LOCAL', () => {
   it('LOCAL: a clean object verifies; the file changed in place fails with a checksum mismatch', async () => {
     const agent = await startAgent({ env: { local_storage_root: 'objects' }, scripts: { backup: WRITE_DUMP } })
     try {
-      const id = managerId()
-      assert.equal((await agent.request('POST', '/backup', managerBackupBody(id, { type: 'LOCAL', filenamePrefix: 'pg/' }))).status, 201)
-      const done = await agent.waitFor('backup', id)
-      assert.equal(done.status, 'SUCCEEDED', done.error_message)
-      const verifyOn = async () => {
-        const body = { id: managerId(), destination: { type: 'LOCAL', filenamePrefix: 'pg/', filename: done.filename } }
-        assert.equal((await agent.request('POST', '/verify', body)).status, 201)
-        return agent.waitFor('verify', body.id)
-      }
-      assert.equal((await verifyOn()).status, 'SUCCEEDED')
+      const { done, verifyIt } = await backupToVerify(agent, { type: 'LOCAL', filenamePrefix: 'pg/' })
+      assert.equal((await verifyIt()).status, 'SUCCEEDED')
       const path = join(agent.root, 'objects', 'pg', done.filename)
       writeFileSync(path, readFileSync(path, 'utf8').replace('dump', 'dumb'))
-      const damaged = await verifyOn()
+      const damaged = await verifyIt()
       assert.equal(damaged.status, 'FAILED')
       assert.match(damaged.error_message, /checksum mismatch/)
     } finally {
