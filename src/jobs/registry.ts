@@ -10,7 +10,7 @@
 // writes again. While rows wait, new jobs are refused (503) and /healthz says so.
 import type { Job, JobStatus } from './job.ts'
 import { pollingBody } from './job.ts'
-import type { JobKind } from './request.ts'
+import { JOB_KINDS, type JobKind } from './request.ts'
 import { pendingSteps, recoveryRecord } from './recovery-record.ts'
 import { storeWriteProblem, type JobStore, type StoredJob } from './store.ts'
 import { jobSummary, type JobSummary } from './summary.ts'
@@ -176,12 +176,17 @@ export class JobRegistry {
 
   /** Jobs known, running and finished, of both kinds. */
   get size(): number {
-    return this.#jobs.backup.size + this.#jobs.restore.size
+    return JOB_KINDS.reduce((sum, kind) => sum + this.#jobs[kind].size, 0)
   }
 
   /** Running jobs of this process, for shutdown. */
   liveJobs(): JobEntry[] {
-    return [...this.#jobs.backup.values(), ...this.#jobs.restore.values()].filter((e) => e.live)
+    return JOB_KINDS.flatMap((kind) => [...this.#jobs[kind].values()].filter((e) => e.live))
+  }
+
+  /** Whether a running job of this process is uploading an object named `filename` now (storage hygiene keeps its parts). */
+  uploadingNow(filename: string): boolean {
+    return [...this.#jobs.backup.values()].some((e) => e.live?.job.uploading === filename)
   }
 
   /**

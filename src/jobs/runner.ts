@@ -69,7 +69,12 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
       // stored before the pass: an agent killed during it leaves a complete backup, nothing owed
       job.stagesDone = true
       publish()
-      await collectStorageGarbage(ctx, cancel, { graceHours: config.storageGcGraceHours, log, observer: deps.observer })
+      await collectStorageGarbage(ctx, cancel, {
+        graceHours: config.storageGcGraceHours,
+        log,
+        observer: deps.observer,
+        uploadingNow: (object) => registry.uploadingNow(object),
+      })
     }
   } catch (error) {
     failure = asJobError(error)

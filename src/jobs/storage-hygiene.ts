@@ -18,6 +18,8 @@ export interface HygieneDeps {
   graceHours: number
   log: Logger
   observer?: JobObserver | undefined
+  /** Whether a running job uploads an object of this name now (JobRegistry.uploadingNow). */
+  uploadingNow?: (object: string) => boolean
   /** The bounds; the documented constants unless a test gives others. */
   maxPages?: number
   maxSeconds?: number
@@ -38,6 +40,7 @@ export async function collectStorageGarbage(ctx: StageContext, cancel: AbortSign
       deadline: Date.now() + maxMs,
       // A request in flight at the deadline is cut off there too.
       signal: AbortSignal.any([cancel, AbortSignal.timeout(maxMs)]),
+      uploadingNow: deps.uploadingNow,
     })
     reclaimed = collected ?? { objects: 0, bytes: 0, problems: [] }
   } catch (error) {

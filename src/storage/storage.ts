@@ -53,6 +53,8 @@ export interface GarbageOptions {
   /** `Date.now()` value after which the pass stops where it is. */
   deadline: number
   signal?: AbortSignal | undefined
+  /** Objects an upload of this agent writes right now: whatever belongs to them is never touched. */
+  uploadingNow?: (object: string) => boolean
 }
 
 /** What a garbage pass reclaimed, and what it could not. */

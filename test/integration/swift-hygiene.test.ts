@@ -94,21 +94,39 @@ describe('Swift storage hygiene', () => {
     assert.match(metrics, new RegExp(`osb_backup_agent_storage_reclaimed_bytes_total\\{backend="swift"\\} ${23 * MiB}\\b`))
   })
 
-  it('keeps orphaned segments younger than the grace: an upload in progress has no manifest yet', async () => {
-    const agent = await agentWithGrace(1)
+  it('with the default grace: reclaims a complete upload whose manifest is gone at once, keeps an upload in progress', async () => {
+    const agent = await agentWithGrace(24)
     const c = await container()
     const destination = lab.destination('v1', c)
     const deleted = (await backup(agent, destination, 12 * MiB)).filename
     await account.delete(c, deleted)
-    // a concurrent upload of another agent: segments written, manifest not yet
-    const inProgress = 'concurrent.bin/slo/1765000000.123456/10485760/5242880/'
+    // a concurrent upload of another agent: two of its three segments written, no manifest yet
+    const inProgress = 'concurrent.bin/slo/1765000000.123456/15728640/5242880/'
     await account.put(`${c}_segments`, `${inProgress}00000000`, randomBytes(1000))
     await account.put(`${c}_segments`, `${inProgress}00000001`, randomBytes(1000))
+    // and one of a file upload that finished but whose object is gone, younger than the grace: the
+    // names say it is complete (ceil(2000 / 1000) = 2 segments)
+    const finished = 'finished.bin/slo/1765000000.123456/2000/1000/'
+    await account.put(`${c}_segments`, `${finished}00000000`, randomBytes(1000))
+    await account.put(`${c}_segments`, `${finished}00000001`, randomBytes(1000))
 
     const next = await backup(agent, destination, 1000)
+    assert.deepEqual(next.storage_reclaimed, { objects: 5, bytes: 12 * MiB + 2000 })
+    assert.deepEqual(await segmentsOf(c, deleted), [])
+    assert.equal((await account.list(`${c}_segments`, inProgress)).length, 2, 'the upload in progress is kept')
+    assert.deepEqual(await account.list(`${c}_segments`, 'finished.bin/'), [])
+  })
+
+  it('keeps orphaned segments of an incomplete upload younger than the grace: an upload in progress has no manifest yet', async () => {
+    const agent = await agentWithGrace(1)
+    const c = await container()
+    const destination = lab.destination('v1', c)
+    const inProgress = 'concurrent.bin/slo/1765000000.123456/10485760/5242880/'
+    await account.createContainer(`${c}_segments`)
+    await account.put(`${c}_segments`, `${inProgress}00000001`, randomBytes(1000))
+    const next = await backup(agent, destination, 1000)
     assert.deepEqual(next.storage_reclaimed, { objects: 0, bytes: 0 })
-    assert.equal((await segmentsOf(c, deleted)).length, 3)
-    assert.equal((await account.list(`${c}_segments`, inProgress)).length, 2)
+    assert.equal((await account.list(`${c}_segments`, inProgress)).length, 1)
   })
 
   it('leaves the backup SUCCEEDED when the pass fails, with the problem in storage_gc_log and the metrics', async () => {

@@ -3,7 +3,11 @@
 // After a successful backup this pass lists the segments container, and deletes the segments
 // named the way the agent names them (`<object>/slo/<upload>/…`, slo.ts) whose object no longer
 // exists in the container and that are older than the grace (an upload in progress has no
-// manifest yet). Bounded by listing pages and a deadline; it never throws.
+// manifest yet), or, younger, that form a complete upload: a file upload's names say how many
+// segments it has, and only an upload that finished has them all, so a complete set without its
+// object is a manifest deleted (an upload of this agent writing its manifest right then is
+// excluded by the caller: GarbageOptions.uploadingNow). Bounded by listing pages and a
+// deadline; it never throws.
 import type { GarbageOptions, Reclaimed } from '../storage.ts'
 import { drain, readText } from '../http/client.ts'
 import type { SwiftClient } from './client.ts'
@@ -20,7 +24,39 @@ const MAX_PROBLEMS = 5
  * file) or `<object>/slo/stream-<ms>/<index>` (a stream). The object name has no `/` (a job's file
  * name never has one). Anything else in the container is not ours and is never touched.
  */
-const AGENT_SEGMENT = /^([^/]+)\/slo\/(?:\d+\.\d{6}\/\d+\/\d+|stream-\d+)\/\d{8}$/
+const AGENT_SEGMENT = /^(([^/]+)\/slo\/(?:\d+\.\d{6}\/(\d+)\/(\d+)|stream-\d+)\/)(\d{8})$/
+
+/** A segment's object, its upload (the name without the index), and for a file upload how many segments it has. */
+interface Segment {
+  object: string
+  upload: string
+  index: number
+  /** A file upload's segment count (from its size and segment size); undefined for a stream. */
+  count: number | undefined
+}
+
+function agentSegment(name: string): Segment | undefined {
+  const m = AGENT_SEGMENT.exec(name)
+  if (!m) return undefined
+  const size = Number(m[3])
+  const segmentBytes = Number(m[4])
+  const count = m[3] !== undefined && segmentBytes > 0 ? Math.max(1, Math.ceil(size / segmentBytes)) : undefined
+  return { object: m[2] as string, upload: m[1] as string, index: Number(m[5]), count }
+}
+
+/** The uploads of which every segment is on this page (listed in name order, so an upload is a run of names). */
+function completeUploads(segments: readonly Segment[]): Set<string> {
+  const seen = new Map<string, Set<number>>()
+  for (const s of segments) {
+    if (s.count === undefined || s.index >= s.count) continue
+    const indices = seen.get(s.upload) ?? new Set<number>()
+    indices.add(s.index)
+    seen.set(s.upload, indices)
+  }
+  const complete = new Set<string>()
+  for (const s of segments) if (s.count !== undefined && seen.get(s.upload)?.size === s.count) complete.add(s.upload)
+  return complete
+}
 
 export interface SwiftGarbageTarget {
   client: SwiftClient
@@ -117,14 +153,19 @@ class GarbagePass {
     return JSON.parse(text) as ListedObject[]
   }
 
-  /** Deletes the page's orphaned segments that are older than the grace. */
+  /** Deletes the page's orphaned segments that are older than the grace or belong to a complete upload. */
   async #collect(page: readonly ListedObject[]): Promise<void> {
     const before = Date.now() - this.#options.graceMs
-    for (const entry of page) {
-      const object = AGENT_SEGMENT.exec(entry.name)?.[1]
-      if (object === undefined || !(modifiedAt(entry) < before)) continue
+    const listed = page.flatMap((entry) => {
+      const segment = agentSegment(entry.name)
+      return segment ? [{ entry, segment }] : []
+    })
+    const complete = completeUploads(listed.map((l) => l.segment))
+    for (const { entry, segment } of listed) {
+      if (!(modifiedAt(entry) < before) && !complete.has(segment.upload)) continue
+      if (this.#options.uploadingNow?.(segment.object)) continue
       if (this.#stopped()) return
-      if ((await this.#objectExists(object)) !== false) continue
+      if ((await this.#objectExists(segment.object)) !== false) continue
       await this.#delete(entry)
     }
   }

@@ -69,6 +69,39 @@ describe('collectSwiftGarbage', () => {
     )
   })
 
+  it('deletes a young complete upload whose manifest is gone; keeps a young incomplete one, a stream, one on two pages, one uploading now', async () => {
+    const young = new Date().toISOString().replace('Z', '')
+    const upload = (object: string, indices: number[], stamp = '1700000000.123456') =>
+      indices.map((i) => ({ name: `${object}/slo/${stamp}/25/10/${String(i).padStart(8, '0')}`, last_modified: young }))
+    const listed = [
+      ...upload('deleted.bin', [0, 1, 2]), // 25 bytes in segments of 10: three, all there
+      ...upload('in-progress.bin', [0, 1]), // the third not yet written: an upload going on
+      ...upload('uploading-now.bin', [0, 1, 2]), // complete, its manifest being written by this agent
+      { name: 'stream.osb/slo/stream-1700000000000/00000000', last_modified: young }, // a stream says no count
+    ].sort((a, b) => (a.name < b.name ? -1 : 1))
+    const { calls, target } = fakeClient(listed)
+    target.pageSize = 100
+    const result = await collectSwiftGarbage(target, {
+      graceMs: 3_600_000,
+      maxPages: 10,
+      deadline: far(),
+      uploadingNow: (object) => object === 'uploading-now.bin',
+    })
+    assert.deepEqual(result, { objects: 3, bytes: 30, problems: [] })
+    assert.deepEqual(
+      calls.filter((c) => c.startsWith('DELETE')),
+      [0, 1, 2].map((i) => `DELETE backups_segments/deleted.bin/slo/1700000000.123456/25/10/${String(i).padStart(8, '0')}`),
+    )
+    // the same complete upload listed across two pages is not known complete on either: kept
+    const split = fakeClient(upload('deleted.bin', [0, 1, 2]))
+    split.target.pageSize = 2
+    assert.deepEqual(await collectSwiftGarbage(split.target, { graceMs: 3_600_000, maxPages: 10, deadline: far() }), {
+      objects: 0,
+      bytes: 0,
+      problems: [],
+    })
+  })
+
   it('keeps the segments of an object Swift did not confirm missing, and reports it', async () => {
     const { calls, target } = fakeClient([{ name: segment('d.bin', 0), last_modified: OLD }], 500)
     const result = await collectSwiftGarbage(target, { graceMs: 0, maxPages: 10, deadline: far() })
