@@ -96,6 +96,14 @@ const integer =
     const n = Number(raw)
     return n >= min && n <= max ? n : undefined
   }
+/** A plain decimal (`0.25`, `24`), no exponent or sign. */
+const decimal =
+  (min: number, max: number) =>
+  (raw: string): number | undefined => {
+    if (!/^\s*\d+(\.\d+)?\s*$/.test(raw)) return undefined
+    const n = Number(raw)
+    return n >= min && n <= max ? n : undefined
+  }
 const list = (raw: string): string[] | undefined =>
   raw
     .split(',')
@@ -177,7 +185,7 @@ export const SETTINGS = [
   setting('scriptTimeoutSeconds', 'script_timeout_seconds', 86_400, integer(1, 30 * 86_400)),
   setting('hookTimeoutSeconds', 'hook_timeout_seconds', 600, integer(1, 86_400)),
   setting('storageRetries', 'storage_retries', 5, integer(0, 100)),
-  setting('storageGcGraceHours', 'storage_gc_grace_hours', 24, integer(0, 8760)),
+  setting('storageGcGraceHours', 'storage_gc_grace_hours', 24, decimal(0, 8760)),
   setting('shutdownGraceSeconds', 'shutdown_grace_seconds', 60, integer(0, 86_400)),
   setting('requireChecksum', 'require_checksum', false, flag),
   setting('verifyAfterUpload', 'verify_after_upload', false, flag),

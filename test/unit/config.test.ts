@@ -129,6 +129,19 @@ describe('loadConfig', () => {
     assert.equal(warnings.length, 2)
   })
 
+  it('reads storage_gc_grace_hours as hours with fractions, and verify_after_upload as a flag', () => {
+    assert.equal(loadConfig(required).config.storageGcGraceHours, 24)
+    assert.equal(loadConfig(required).config.verifyAfterUpload, false)
+    assert.equal(loadConfig({ ...required, storage_gc_grace_hours: '0.25' }).config.storageGcGraceHours, 0.25)
+    assert.equal(loadConfig({ ...required, storage_gc_grace_hours: '0' }).config.storageGcGraceHours, 0)
+    assert.equal(loadConfig({ ...required, verify_after_upload: 'true' }).config.verifyAfterUpload, true)
+    for (const bad of ['-1', '1e3', '8761', '.5', 'soon']) {
+      const { config, warnings } = loadConfig({ ...required, storage_gc_grace_hours: bad })
+      assert.equal(config.storageGcGraceHours, 24, bad)
+      assert.equal(warnings.length, 1, bad)
+    }
+  })
+
   it("never passes the agent's own settings to scripts, even when script_env_passthrough names them", () => {
     const { config, warnings } = loadConfig({ ...required, script_env_passthrough: 'PATH,client_password,tls_key_file,PGPASSFILE' })
     assert.deepEqual(config.scriptEnvPassthrough, ['PATH', 'PGPASSFILE'])
