@@ -24,8 +24,13 @@ export interface ScriptRun {
   signal?: AbortSignal
   /** The script is stopped the same way after this long (0: no limit). */
   timeoutMs?: number
-  /** Called once the script runs, with its pid (= its process group id). */
-  onSpawn?: (pid: number) => void
+  /**
+   * Called with the script's pid (= its process group id) before it can act. `held`: it waits
+   * before exec until this returns (the helper's child); else it runs already (Node's spawn).
+   */
+  onSpawn?: (pid: number, held: boolean) => void
+  /** A held script was let go and runs now (exec'd): its pid is no longer a held child's. */
+  onRunning?: () => void
 }
 
 export interface ScriptResult {
@@ -81,15 +86,17 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
   const stderr = new TailCapture(run.logMaxBytes, run.secrets)
 
   const started = await startScript({
+    label: run.stage,
     argv: ['bash', script, ...run.args],
     cwd: run.cwd,
     env: run.env,
     onStdout: (chunk) => stdout.push(chunk),
     onStderr: (chunk) => stderr.push(chunk),
+    onRunning: () => run.onRunning?.(),
   })
   const { pid } = started
   // Recorded before the script may run (through the helper, it waits for go()).
-  if (pid !== undefined) run.onSpawn?.(pid)
+  if (pid !== undefined) run.onSpawn?.(pid, started.held)
   started.go()
   let stoppedBecause: string | undefined
   let killTimer: NodeJS.Timeout | undefined
@@ -118,8 +125,8 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
 }
 
 /**
- * The script's group; a script the helper has not let run yet is not a group leader (setsid
- * comes just before exec), so the process itself then.
+ * The script's group; a child the helper has just forked may not have made its group yet
+ * (setsid is its first step), so the process itself then.
  */
 function signalScript(pid: number, signal: NodeJS.Signals): void {
   if (groupAlive(pid)) signalGroup(pid, signal)
@@ -137,6 +144,8 @@ function signalProcess(pid: number, signal: NodeJS.Signals): void {
 interface StartedScript {
   /** Its pid (= its process group id once it runs); undefined when it could not be started. */
   pid: number | undefined
+  /** It waits before exec until go() (the helper's child, src/scripts/held.ts). */
+  held: boolean
   /** Lets it run: call once its pid is recorded. */
   go: () => void
   /** Resolves once it exited and its output was read (or the drain time was over). */
@@ -152,7 +161,7 @@ async function startScript(request: SpawnRequest): Promise<StartedScript> {
   try {
     return await spawnThroughHelper(request)
   } catch (error) {
-    return { pid: undefined, go: () => {}, exited: Promise.resolve({ code: null, signal: null, error: error as Error }) }
+    return { pid: undefined, held: false, go: () => {}, exited: Promise.resolve({ code: null, signal: null, error: error as Error }) }
   }
 }
 
@@ -181,7 +190,7 @@ function spawnHere(request: SpawnRequest): StartedScript {
       }, PIPE_DRAIN_MS).unref()
     })
   })
-  return { pid: child.pid, go: () => {}, exited }
+  return { pid: child.pid, held: false, go: () => {}, exited }
 }
 
 /** Node reports a working directory that is missing or not a directory as `spawn bash ENOENT`. */

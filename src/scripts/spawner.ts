@@ -8,22 +8,28 @@
 // fork and exec of a script cost what bash's own do.
 //
 // One helper process, one select loop, no process per script besides the script itself. A script
-// is forked, then holds before exec until the agent says `go`: the agent first stores the pid
-// (docs/DURABILITY.md: the record names a script's group before the script can act). A child
-// that is told nothing (the agent and so the helper died before `go`) exits without running
-// anything. Output is relayed to the agent as framed chunks; output that arrives after the
-// script exited is relayed for DRAIN seconds, then the pipes are closed, so a process the script
-// left behind cannot hold the stage.
+// is forked into a session and process group of its own, then holds before exec until the agent
+// says `go`: the agent first stores the pid, marked held (docs/DURABILITY.md: the record names a
+// script's group before the script can act). A held child carries the title HELD_TITLE (held.ts).
+// A child that is told nothing (the agent and so the helper died before `go`) exits without
+// running anything; its record still says held, so recovery owes its stage. Once the script runs
+// (the exec closed the child's close-on-exec error pipe and gave it a new /proc comm), the helper
+// says `running` and the agent drops the mark: a recorded pid that is gone then counts as a
+// script that ran.
+// Output is relayed to the agent as framed chunks; output that arrives after the script exited is
+// relayed for DRAIN seconds, then the pipes are closed, so a process the script left behind
+// cannot hold the stage.
 //
 // Requests on the helper's stdin, each `<length>:` and that many bytes of NUL-separated fields:
-// `start`, id, cwd, argc, argv…, envc, NAME=value…; or `go`, id. Answers, one per line (a
+// `start`, id, label, cwd, argc, argv…, envc, NAME=value…; or `go`, id. Answers, one per line (a
 // chunk's bytes follow its line): `started <id> <pid>`, `failed <id> <reason>` (before
-// `started`: no process; after it: exec failed, an exit follows), `out|err <id> <bytes>`,
-// `exit <id> <code> <signal number>`.
+// `started`: no process; after it: exec failed, an exit follows), `running <id>` (exec'd),
+// `out|err <id> <bytes>`, `exit <id> <code> <signal number>`.
 import type { ChildProcess } from 'node:child_process'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { constants } from 'node:os'
+import { HELD_TITLE, HELPER_TITLE } from './held.ts'
 
 const PERL = '/usr/bin/perl'
 /** The helper ends after this long without a script (it costs ~5 MB while it lives). */
@@ -31,7 +37,8 @@ const IDLE_MS = 2_000
 
 const PROGRAM = String.raw`
 use strict; use warnings; use POSIX (); use Time::HiRes ();
-my $DRAIN = 0.5; my $CHUNK = 3900;
+my $DRAIN = 0.5; my $CHUNK = 3900; my $HELD = '${HELD_TITLE}'; my $TITLE = '${HELPER_TITLE}';
+$0 = $TITLE; my $held_name = comm('self') // '';
 $SIG{PIPE} = 'DEFAULT';
 binmode STDIN; binmode STDOUT; $| = 1;
 pipe(my $wake_r, my $wake_w) or die "pipe: $!";
@@ -42,40 +49,54 @@ sub say_ { my $m = shift; my $off = 0; while ($off < length $m) { my $n = syswri
 sub watch { my ($id, $name, $fh) = @_; $run{$id}{$name} = $fh; $by_fd{fileno $fh} = [$id, $name] }
 sub unwatch { my ($id, $name) = @_; my $fh = delete $run{$id}{$name} or return; delete $by_fd{fileno $fh}; close $fh }
 sub start {
-  my ($id, $cwd, $argv, $env) = @_;
+  my ($id, $label, $cwd, $argv, $env) = @_;
   my ($or, $ow, $er, $ew, $gr, $gw, $xr, $xw);
   unless (pipe($or, $ow) && pipe($er, $ew) && pipe($gr, $gw) && pipe($xr, $xw)) { say_ "failed $id pipe: $!\n"; return }
+  $0 = "$HELD $label"; # the child has it from its first instant on
   my $pid = fork;
+  $0 = $TITLE if $pid // 1;
   if (!defined $pid) { say_ "failed $id fork: $!\n"; return }
   if ($pid == 0) {
     close $_ for $or, $er, $gw, $xr, $wake_r, $wake_w;
     for my $r (values %run) { close $_ for grep { ref } values %$r }
     $SIG{CHLD} = 'DEFAULT';
-    my $go = ''; sysread $gr, $go, 1;
-    POSIX::_exit(0) unless $go eq 'g';
     POSIX::setsid();
+    # Off the helper's pipes before the hold: a held child must not keep the agent from seeing
+    # the helper's end.
     open(STDIN, '<', '/dev/null');
     POSIX::dup2(fileno($ow), 1); POSIX::dup2(fileno($ew), 2);
+    my $go = ''; sysread $gr, $go, 1;
+    POSIX::_exit(0) unless $go eq 'g';
     if (!chdir $cwd) { syswrite $xw, "chdir $cwd: $!"; POSIX::_exit(127) }
     %ENV = map { split /=/, $_, 2 } @$env;
     { no warnings 'exec'; exec { $argv->[0] } @$argv; }
     syswrite $xw, "exec $argv->[0]: $!"; POSIX::_exit(127);
   }
   close $_ for $ow, $ew, $gr, $xw;
-  $run{$id} = { pid => $pid, go => $gw }; $by_pid{$pid} = $id;
+  $run{$id} = { id => $id, pid => $pid, go => $gw }; $by_pid{$pid} = $id;
   watch($id, 'out', $or); watch($id, 'err', $er); watch($id, 'x', $xr);
   say_ "started $id $pid\n";
 }
 sub request {
   my @f = split /\0/, shift, -1; my $what = shift @f; my $id = shift @f;
   if ($what eq 'go') { my $r = $run{$id} or return; my $gw = delete $r->{go} or return; syswrite $gw, 'g'; close $gw; return }
-  my $cwd = shift @f; my @argv = splice @f, 0, shift @f; my @env = splice @f, 0, shift @f;
-  start($id, $cwd, \@argv, \@env);
+  my $label = shift @f; my $cwd = shift @f; my @argv = splice @f, 0, shift @f; my @env = splice @f, 0, shift @f;
+  start($id, $label, $cwd, \@argv, \@env);
+}
+sub comm { open(my $f, '<', "/proc/$_[0]/comm") or return; my $c = <$f>; return $c }
+# The child's error pipe ended: it exec'd (close-on-exec), failed to (said so first) or was killed
+# while held. exec gave it the name of what it runs; a held child still has the helper's. Read
+# before the child is reaped (reap waits for this), so /proc still has it even if it has exited.
+sub ran {
+  my $r = $run{shift()}; return if $r->{failed};
+  my $name = comm($r->{pid});
+  say_ "running $r->{id}\n" if defined $name && $name ne $held_name;
 }
 sub reap {
-  while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
-    my $id = delete $by_pid{$pid}; next unless defined $id;
-    $run{$id}{status} = $?; $run{$id}{until} = Time::HiRes::time() + $DRAIN;
+  for my $pid (keys %by_pid) {
+    my $id = $by_pid{$pid}; next if $run{$id}{x};
+    next unless waitpid($pid, POSIX::WNOHANG()) > 0;
+    delete $by_pid{$pid}; $run{$id}{status} = $?; $run{$id}{until} = Time::HiRes::time() + $DRAIN;
   }
 }
 sub finish {
@@ -90,8 +111,8 @@ sub finish {
 sub readable {
   my ($id, $name) = @{$by_fd{shift()}}; my $buf;
   my $n = sysread $run{$id}{$name}, $buf, $CHUNK;
-  if (!$n) { unwatch($id, $name); return }
-  if ($name eq 'x') { say_ "failed $id $buf\n" } else { say_ "$name $id $n\n$buf" }
+  if (!$n) { unwatch($id, $name); ran($id) if $name eq 'x'; return }
+  if ($name eq 'x') { $run{$id}{failed} = 1; say_ "failed $id $buf\n" } else { say_ "$name $id $n\n$buf" }
 }
 while (1) {
   my $rin = ''; vec($rin, fileno(STDIN), 1) = 1; vec($rin, fileno($wake_r), 1) = 1;
@@ -127,6 +148,7 @@ export interface HelperExit {
 /** A script forked by the helper, held before exec until go(). */
 export interface HeldScript {
   pid: number
+  held: true
   /** Lets the script run (exec); call once its pid is recorded. */
   go: () => void
   /** Resolves with the exit once its output is relayed (or the drain time is over). */
@@ -134,11 +156,15 @@ export interface HeldScript {
 }
 
 export interface SpawnRequest {
+  /** Put in the held child's title after HELD_TITLE (the stage name); no NUL. */
+  label: string
   argv: readonly string[]
   cwd: string
   env: Record<string, string>
   onStdout: (chunk: Buffer) => void
   onStderr: (chunk: Buffer) => void
+  /** The script runs (it was exec'd after go): its pid is no longer a held child's. */
+  onRunning?: () => void
 }
 
 interface Pending {
@@ -146,8 +172,8 @@ interface Pending {
   started: (pid: number) => void
   failed: (error: Error) => void
   exited: (exit: HelperExit) => void
-  /** Set once started: a later `failed` is the exec's. */
-  running: boolean
+  /** Set once forked: a later `failed` is the exec's. */
+  pid: number | undefined
   startError?: Error
 }
 
@@ -171,7 +197,9 @@ class Helper {
   constructor(onGone: () => void) {
     this.#onGone = onGone
     // An empty environment: nothing of the agent's (PERL5OPT and friends included) reaches Perl.
-    this.#child = spawn(PERL, ['-e', PROGRAM], { env: {}, stdio: ['pipe', 'pipe', 'inherit'] })
+    // A session of its own: a signal to the agent's process group (^C in a terminal) does not end
+    // it while the agent, shutting down, still runs cleanup and unlock scripts through it.
+    this.#child = spawn(PERL, ['-e', PROGRAM], { env: {}, stdio: ['pipe', 'pipe', 'inherit'], detached: true })
     this.#child.stdout?.on('data', (data: Buffer) => this.#read(data))
     this.#child.stdout?.on('end', () => this.#failAll(new Error('the script starter ended')))
     this.#child.on('exit', () => this.#retire())
@@ -194,14 +222,16 @@ class Helper {
       const exited = new Promise<HelperExit>((r) => (resolveExit = r))
       const pending: Pending = {
         request,
-        running: false,
-        started: (pid) => resolve({ pid, go: () => this.#child.stdin?.write(frame(['go', id])), exited }),
+        pid: undefined,
+        started: (pid) => resolve({ pid, held: true, go: () => this.#child.stdin?.write(frame(['go', id])), exited }),
         failed: reject,
         exited: (exit) => resolveExit(exit),
       }
       this.#pending.set(id, pending)
       const env = Object.entries(request.env).map(([k, v]) => `${k}=${v}`)
-      this.#child.stdin?.write(frame(['start', id, request.cwd, String(request.argv.length), ...request.argv, String(env.length), ...env]))
+      this.#child.stdin?.write(
+        frame(['start', id, request.label, request.cwd, String(request.argv.length), ...request.argv, String(env.length), ...env]),
+      )
     })
   }
 
@@ -230,11 +260,13 @@ class Helper {
   #answer(kind: string | undefined, id: string, line: string, pending: Pending): void {
     const words = line.split(' ')
     if (kind === 'started') {
-      pending.running = true
-      pending.started(Number(words[2]))
+      pending.pid = Number(words[2])
+      pending.started(pending.pid)
+    } else if (kind === 'running') {
+      pending.request.onRunning?.()
     } else if (kind === 'failed') {
       const error = new Error(line.slice(`failed ${id} `.length))
-      if (pending.running) pending.startError = error
+      if (pending.pid !== undefined) pending.startError = error
       else {
         this.#pending.delete(id)
         pending.failed(error)

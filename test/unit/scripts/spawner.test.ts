@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { waitForGroupExit } from '../../../src/scripts/process-group.ts'
+import { HELPER_TITLE, isHeldScript } from '../../../src/scripts/held.ts'
+import { isZombie, processGroupOf, processStartTime, waitForGroupExit } from '../../../src/scripts/process-group.ts'
 import { runScript, type ScriptRun } from '../../../src/scripts/run.ts'
 import { scriptHelperEnabled, spawnThroughHelper, useScriptHelper } from '../../../src/scripts/spawner.ts'
 
@@ -34,14 +35,15 @@ const run = (stage: string, extra: Partial<ScriptRun> = {}) =>
     ...extra,
   })
 
-/** Children of this process whose command is perl (the helper). */
+/** Children of this process that are the helper (its title). */
 function helperProcesses(): number[] {
   return readdirSync('/proc')
     .filter((p) => /^\d+$/.test(p))
     .filter((p) => {
       try {
         const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
-        return stat.includes('(perl)') && Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid
+        const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+        return parent === process.pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(HELPER_TITLE) && !isZombie(Number(p))
       } catch {
         return false
       }
@@ -135,7 +137,9 @@ it('the helper ends a moment after its last script', async () => {
 })
 
 describe('held until its pid is recorded', () => {
-  const request = (marker: string) => ({
+  const request = (marker: string, onRunning?: () => void) => ({
+    label: 'mark',
+    onRunning,
     argv: ['bash', join(dir, 'mark'), marker],
     cwd: dir,
     env: { PATH: '/usr/bin:/bin' },
@@ -143,20 +147,39 @@ describe('held until its pid is recorded', () => {
     onStderr: () => {},
   })
 
-  it('a forked script does nothing before go(), then runs', async () => {
+  it('a forked script does nothing before go(), carries the held title in a group of its own, then runs and says so before its exit', async () => {
     useScriptHelper(true)
     script('mark', 'touch "$1"\n')
     const marker = join(dir, 'marked-after-go')
-    const held = await spawnThroughHelper(request(marker))
+    const events: string[] = []
+    const held = await spawnThroughHelper(request(marker, () => events.push('running')))
     assert.ok(held.pid > 1)
+    assert.equal(isHeldScript(held.pid), true, 'the title from its first instant')
     await sleep(300)
+    assert.equal(processGroupOf(held.pid), held.pid, "its own group while held: a signal to the agent's group misses it")
     assert.equal(existsSync(marker), false, 'nothing ran before go()')
+    assert.equal(events.length, 0)
     held.go()
-    assert.deepEqual(await held.exited, { code: 0, signal: null })
+    const exit = await held.exited
+    events.push('exit')
+    assert.deepEqual(exit, { code: 0, signal: null })
     assert.equal(existsSync(marker), true)
+    assert.deepEqual(events, ['running', 'exit'], 'told that it runs, before its exit, even for a script this quick')
   })
 
-  it('a forked script whose go() never comes (the agent died, so did the helper) never runs', async () => {
+  it('a child that was not let run is never said to run: killed while held, or its exec failed', async () => {
+    useScriptHelper(true)
+    let running = 0
+    const held = await spawnThroughHelper(request(join(dir, 'killed-held'), () => running++))
+    process.kill(held.pid, 'SIGKILL')
+    assert.deepEqual(await held.exited, { code: null, signal: 'SIGKILL' })
+    const missing = await spawnThroughHelper({ ...request('x', () => running++), argv: ['/nonexistent/bash'] })
+    missing.go()
+    assert.match(String((await missing.exited).error?.message), /^exec \/nonexistent\/bash: No such file/)
+    assert.equal(running, 0)
+  })
+
+  it('the helper ends (with the agent, or under it): a child it held ends too, without running', async () => {
     useScriptHelper(true)
     script('mark', 'touch "$1"\n')
     const marker = join(dir, 'never-marked')
@@ -164,7 +187,9 @@ describe('held until its pid is recorded', () => {
     const exited = held.exited
     for (const pid of helperProcesses()) process.kill(pid, 'SIGKILL')
     assert.equal((await exited).unreported, true)
-    assert.ok((await waitForGroupExit(held.pid, 2_000)) || !existsSync(`/proc/${held.pid}`), 'the held child is gone')
+    const deadline = Date.now() + 2_000
+    while (processStartTime(held.pid) !== undefined && !isZombie(held.pid) && Date.now() < deadline) await sleep(20)
+    assert.ok(processStartTime(held.pid) === undefined || isZombie(held.pid), 'the held child is gone')
     await sleep(300)
     assert.equal(existsSync(marker), false, 'the script never ran')
   })
