@@ -5,6 +5,18 @@ import { utcTimestamp } from '../util/time.ts'
 
 export type JobStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED'
 
+/** A stage's script as the record names it: pid and /proc start time (against pid reuse). */
+export interface RecordedScript {
+  pid: number
+  startTime: string
+  stage: string
+  /**
+   * Set while the script is a held child of the helper (forked, waiting for go, src/scripts/held.ts),
+   * dropped once it was seen to run. A held script that is gone never ran: its stage is owed.
+   */
+  held?: true
+}
+
 export interface Job {
   kind: JobKind
   id: string
@@ -26,7 +38,7 @@ export interface Job {
   /** Requests made by the transfer stage, retries included (0 before any transfer). */
   attempts: number
   /** The script process group running now, if any. */
-  script: { pid: number; startTime: string; stage: string } | undefined
+  script: RecordedScript | undefined
   /** SHA-256 of the stored object: computed for a backup, read from the object for a restore. */
   checksum: string | undefined
   /** Restore: whether the downloaded bytes matched the stored checksum (undefined before). */

@@ -5,7 +5,7 @@
 // sealed with the store's key, never as text; the database password and encryption key are
 // never stored.
 import { readFileSync } from 'node:fs'
-import type { Job } from './job.ts'
+import type { Job, RecordedScript } from './job.ts'
 import type { JobRequest } from './request.ts'
 import { isSecretParameter } from './request.ts'
 import { seal, unseal } from './sealed-secrets.ts'
@@ -15,7 +15,7 @@ export interface RecoveryRecord {
   attempted: string[]
   uploading: string | undefined
   /** The script process group running now (pid and /proc start time, against pid reuse). */
-  script: { pid: number; startTime: string; stage: string } | undefined
+  script: RecordedScript | undefined
   request: JobRequest
   /** Every stage had passed: only the storage hygiene pass was left (Job.stagesDone). */
   stagesDone?: true

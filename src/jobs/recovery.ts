@@ -8,16 +8,18 @@
 // missing. The steps still owed are stored with the job after each one, so a crash during
 // recovery resumes at the next start with what is left (a finished job with a non-empty
 // `pending` list). A step interrupted by the crash runs again: owed steps run at least once.
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../log.ts'
 import type { Config } from '../config.ts'
 import { JobError } from '../errors.ts'
 import { maskSecrets } from '../scripts/capture.ts'
 import { passthroughSecrets, scriptEnvironment } from '../scripts/environment.ts'
-import { groupAlive, processStartTime, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
+import { isHeldScript } from '../scripts/held.ts'
+import { groupAlive, isZombie, processStartTime, signalGroup, stopGroup, waitForGroupExit } from '../scripts/process-group.ts'
 import { KILL_GRACE_MS } from '../scripts/run.ts'
 import { storageFor } from '../storage/storage-for.ts'
 import { jobDirectoryPath, recreateMissingJobDirectory, removeInterruptedDownloads } from './directory.ts'
-import { pollingBody, type Job, type JobStatus } from './job.ts'
+import { pollingBody, type Job, type JobStatus, type RecordedScript } from './job.ts'
 import { bootId, readRecord, recoveryRecord, type RecoveryRecord } from './recovery-record.ts'
 import { STORAGE_GC_LOG } from './storage-hygiene.ts'
 import type { JobRegistry } from './registry.ts'
@@ -214,10 +216,9 @@ async function stopOrphanAndAbandonUpload(
   config: Config,
 ): Promise<void> {
   if (todo.includes('orphan')) {
-    if (record.script) {
-      await stopOrphan(record.script, config, log)
-      // Its script has exited now (on its own, or stopped at the hook timeout): a cleanup or
-      // unlock stage it belonged to has run.
+    // Its script has exited now (on its own, or stopped at the hook timeout): a cleanup or
+    // unlock stage it belonged to has run. A held child never ran: its stage stays owed.
+    if (record.script && (await stopOrphan(record.script, config, log)) === 'ran') {
       const stage = todo.indexOf(record.script.stage)
       if (stage >= 0) todo.splice(stage, 1)
     }
@@ -303,15 +304,44 @@ async function runOwedStages(
  */
 const MAIN_STAGES = new Set(['backup', 'restore'])
 
-async function stopOrphan(script: NonNullable<RecoveryRecord['script']>, config: Config, log: Logger): Promise<void> {
-  const started = processStartTime(script.pid)
+async function stopOrphan(script: RecordedScript, config: Config, log: Logger): Promise<'ran' | 'never ran'> {
+  // A zombie has exited (its parent, the helper, died; init has not reaped it yet).
+  const started = isZombie(script.pid) ? undefined : processStartTime(script.pid)
   if (started === undefined && MAIN_STAGES.has(script.stage) && groupAlive(script.pid)) {
     log.warn({ stage: script.stage, group: script.pid }, 'stopping what the interrupted script left in its process group')
-    return stopGroup(script.pid, KILL_GRACE_MS)
+    await stopGroup(script.pid, KILL_GRACE_MS)
+    return 'ran'
   }
-  if (started !== script.startTime) return // gone, or the pid was reused
+  // Gone, or the pid was reused: it exited. Recorded as held, it was not seen to run: a held
+  // child that never got its go exits without running (or died with the agent, killed with its
+  // whole unit); one that did and already exited is run again (at least once).
+  if (started !== script.startTime) return script.held ? 'never ran' : 'ran'
+  if (isHeldScript(script.pid)) {
+    log.warn({ stage: script.stage, pid: script.pid }, 'removing the interrupted script that was never let run; its stage runs again')
+    await killHeld(script)
+    return 'never ran'
+  }
   const finishing = /cleanup|unlock/.test(script.stage)
   log.warn({ stage: script.stage, pid: script.pid }, finishing ? 'waiting for the interrupted script' : 'stopping the interrupted script')
-  if (finishing && (await waitForGroupExit(script.pid, config.hookTimeoutSeconds * 1000))) return
+  if (finishing && (await waitForGroupExit(script.pid, config.hookTimeoutSeconds * 1000))) return 'ran'
   await stopGroup(script.pid, KILL_GRACE_MS)
+  return 'ran'
+}
+
+/**
+ * A held child still there: its helper has not ended yet (it would, on the dead agent's closed
+ * pipe, and the child with it), so a `go` the agent wrote just before it died might still come.
+ * SIGKILL, then until it is gone, so that it never runs beside the stage's new run; its group
+ * too, in case that go came between the look and the kill (the stage, owed, runs again: at least
+ * once). The start time was checked just before: the pid is the child's.
+ */
+async function killHeld(script: RecordedScript): Promise<void> {
+  signalGroup(script.pid, 'SIGKILL')
+  try {
+    process.kill(script.pid, 'SIGKILL')
+  } catch {
+    // gone
+  }
+  const deadline = Date.now() + KILL_GRACE_MS
+  while (processStartTime(script.pid) === script.startTime && !isZombie(script.pid) && Date.now() < deadline) await sleep(20)
 }

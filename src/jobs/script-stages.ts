@@ -39,11 +39,18 @@ export const scriptStage =
             secrets: ctx.secrets,
             logMaxBytes: ctx.logMaxBytes,
             signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
-            onSpawn(pid) {
+            onSpawn(pid, held) {
               group = pid
               // recorded so that a restarted agent can find a group a killed one left running
               const startTime = processStartTime(pid)
-              if (startTime !== undefined) ctx.job.script = { pid, startTime, stage: name }
+              if (startTime !== undefined) ctx.job.script = { pid, startTime, stage: name, ...(held ? { held: true as const } : {}) }
+              ctx.changed()
+            },
+            onRunning() {
+              // From now on a recorded pid that is gone is a script that ran (recovery.ts).
+              const recorded = ctx.job.script
+              if (recorded?.pid !== group || !recorded?.held) return
+              ctx.job.script = { pid: recorded.pid, startTime: recorded.startTime, stage: name }
               ctx.changed()
             },
           })

@@ -99,7 +99,8 @@ export async function processesHolding(file: FileIdentity): Promise<Holder[]> {
 
 const stillRunning = (p: Holder) => processStartTime(p.pid) === p.startTime && !isZombie(p.pid)
 
-function isZombie(pid: number): boolean {
+/** Exited, not yet reaped by its parent. */
+export function isZombie(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')

@@ -1,0 +1,196 @@
+// Scripts started through the small helper process (src/scripts/spawner.ts) behave exactly as
+// scripts Node spawns itself: the same output, exit codes, signals, environment, working
+// directory, session and process group. Every case runs both ways, with real processes.
+import assert from 'node:assert/strict'
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { HELPER_TITLE, isHeldScript } from '../../../src/scripts/held.ts'
+import { isZombie, processGroupOf, processStartTime, waitForGroupExit } from '../../../src/scripts/process-group.ts'
+import { runScript, type ScriptRun } from '../../../src/scripts/run.ts'
+import { scriptHelperEnabled, spawnThroughHelper, useScriptHelper } from '../../../src/scripts/spawner.ts'
+
+const dir = mkdtempSync(join(tmpdir(), 'spawner-'))
+after(() => {
+  useScriptHelper(true)
+  rmSync(dir, { recursive: true, force: true })
+})
+
+function script(name: string, body: string): void {
+  writeFileSync(join(dir, name), body)
+  chmodSync(join(dir, name), 0o700)
+}
+
+const run = (stage: string, extra: Partial<ScriptRun> = {}) =>
+  runScript({
+    stage,
+    scriptsPath: dir,
+    args: [],
+    cwd: dir,
+    env: { PATH: '/usr/bin:/bin', ODD: 'a b\n=c$(x)' },
+    secrets: [],
+    logMaxBytes: 1 << 20,
+    ...extra,
+  })
+
+/** Children of this process that are the helper (its title). */
+function helperProcesses(): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+        const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+        return parent === process.pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(HELPER_TITLE) && !isZombie(Number(p))
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
+}
+
+it('the helper is used on this machine (Perl is there)', () => {
+  assert.equal(scriptHelperEnabled(), true, '/usr/bin/perl is missing: the helper path would go untested')
+})
+
+for (const helper of [true, false]) {
+  describe(helper ? 'through the helper' : "through Node's spawn", () => {
+    it('output, exit code, exact environment, working directory, stdin, own session and group', async () => {
+      useScriptHelper(helper)
+      script(
+        'facts',
+        'echo "args:$*"; echo to-stderr >&2; env -0 | grep -zv "^_=" | sort -z | tr "\\0\\n" "|~"; echo; pwd; read -r line; echo "stdin:$?"; ps -o pid=,pgid=,sid= -p $$; exit 4\n',
+      )
+      const result = await run('facts', { args: ['one', 'two words'] })
+      assert.match(String(result.failure?.message), /^facts script failed with exit code 4$/)
+      assert.equal(result.stderr, 'to-stderr\n')
+      const lines = result.stdout.split('\n')
+      assert.equal(lines[0], 'args:one two words')
+      // the environment given, and what bash adds itself; nothing of the agent's or the helper's
+      assert.equal(lines[1], `ODD=a b~=c$(x)|PATH=/usr/bin:/bin|PWD=${dir}|SHLVL=1|`)
+      assert.equal(lines[2], dir)
+      assert.equal(lines[3], 'stdin:1', 'stdin is empty (/dev/null)')
+      const [pid, pgid, sid] = (lines[4] ?? '').trim().split(/\s+/).map(Number)
+      assert.ok(pid && pid === pgid && pid === sid, `its own session and group: ${lines[4]}`)
+    })
+
+    it('a signal that ends the script is reported as such', async () => {
+      useScriptHelper(helper)
+      script('signalled', 'kill -USR1 $$\nsleep 5\n')
+      const result = await run('signalled')
+      assert.equal(result.failure?.message, 'signalled script was killed by SIGUSR1')
+    })
+
+    it('a missing working directory: could not be started, with the reason', async () => {
+      useScriptHelper(helper)
+      script('nowhere', 'exit 0\n')
+      const result = await run('nowhere', { cwd: join(dir, 'missing') })
+      assert.match(
+        String(result.failure?.message),
+        /^nowhere script could not be started: its working directory .*missing is missing or not a directory/,
+      )
+    })
+
+    it('a stop reaches the group; output written after the exit is kept for a moment, a holder cannot hold the stage', async () => {
+      useScriptHelper(helper)
+      script('holder', 'echo first\n(sleep 0.1; echo late) &\n(exec sleep 30) &\nexit 0\n')
+      const started = performance.now()
+      const result = await run('holder')
+      assert.equal(result.failure, undefined)
+      assert.equal(result.stdout, 'first\nlate\n')
+      assert.ok(performance.now() - started < 5_000, 'the stage ended long before the holder')
+      let pid = 0
+      script('stopped', 'sleep 30 & wait\n')
+      const stop = new AbortController()
+      const stopped = run('stopped', { signal: stop.signal, onSpawn: (p) => (pid = p) })
+      await sleep(200)
+      stop.abort('stopped by the test')
+      assert.equal((await stopped).failure?.message, 'stopped by the test')
+      assert.ok(await waitForGroupExit(pid, 2_000), 'nothing of the group is left')
+    })
+
+    it('large output arrives whole and in order; concurrent scripts keep theirs apart', async () => {
+      useScriptHelper(helper)
+      script('large', 'for i in $(seq 1 20000); do echo "line $1 $i"; done\n')
+      const results = await Promise.all(['a', 'b', 'c'].map((tag) => run('large', { args: [tag] })))
+      for (const [k, tag] of ['a', 'b', 'c'].entries()) {
+        const lines = results[k]?.stdout.trimEnd().split('\n') ?? []
+        assert.equal(lines.length, 20000)
+        assert.ok(
+          lines.every((line, i) => line === `line ${tag} ${i + 1}`),
+          `script ${tag}'s output only, in order`,
+        )
+      }
+    })
+  })
+}
+
+it('the helper ends a moment after its last script', async () => {
+  useScriptHelper(true)
+  script('quick', 'exit 0\n')
+  await run('quick')
+  assert.equal(helperProcesses().length, 1, 'one helper runs while scripts do, nothing per script')
+  await sleep(2_500)
+  assert.deepEqual(helperProcesses(), [])
+})
+
+describe('held until its pid is recorded', () => {
+  const request = (marker: string, onRunning?: () => void) => ({
+    label: 'mark',
+    onRunning,
+    argv: ['bash', join(dir, 'mark'), marker],
+    cwd: dir,
+    env: { PATH: '/usr/bin:/bin' },
+    onStdout: () => {},
+    onStderr: () => {},
+  })
+
+  it('a forked script does nothing before go(), carries the held title in a group of its own, then runs and says so before its exit', async () => {
+    useScriptHelper(true)
+    script('mark', 'touch "$1"\n')
+    const marker = join(dir, 'marked-after-go')
+    const events: string[] = []
+    const held = await spawnThroughHelper(request(marker, () => events.push('running')))
+    assert.ok(held.pid > 1)
+    assert.equal(isHeldScript(held.pid), true, 'the title from its first instant')
+    await sleep(300)
+    assert.equal(processGroupOf(held.pid), held.pid, "its own group while held: a signal to the agent's group misses it")
+    assert.equal(existsSync(marker), false, 'nothing ran before go()')
+    assert.equal(events.length, 0)
+    held.go()
+    const exit = await held.exited
+    events.push('exit')
+    assert.deepEqual(exit, { code: 0, signal: null })
+    assert.equal(existsSync(marker), true)
+    assert.deepEqual(events, ['running', 'exit'], 'told that it runs, before its exit, even for a script this quick')
+  })
+
+  it('a child that was not let run is never said to run: killed while held, or its exec failed', async () => {
+    useScriptHelper(true)
+    let running = 0
+    const held = await spawnThroughHelper(request(join(dir, 'killed-held'), () => running++))
+    process.kill(held.pid, 'SIGKILL')
+    assert.deepEqual(await held.exited, { code: null, signal: 'SIGKILL' })
+    const missing = await spawnThroughHelper({ ...request('x', () => running++), argv: ['/nonexistent/bash'] })
+    missing.go()
+    assert.match(String((await missing.exited).error?.message), /^exec \/nonexistent\/bash: No such file/)
+    assert.equal(running, 0)
+  })
+
+  it('the helper ends (with the agent, or under it): a child it held ends too, without running', async () => {
+    useScriptHelper(true)
+    script('mark', 'touch "$1"\n')
+    const marker = join(dir, 'never-marked')
+    const held = await spawnThroughHelper(request(marker))
+    const exited = held.exited
+    for (const pid of helperProcesses()) process.kill(pid, 'SIGKILL')
+    assert.equal((await exited).unreported, true)
+    const deadline = Date.now() + 2_000
+    while (processStartTime(held.pid) !== undefined && !isZombie(held.pid) && Date.now() < deadline) await sleep(20)
+    assert.ok(processStartTime(held.pid) === undefined || isZombie(held.pid), 'the held child is gone')
+    await sleep(300)
+    assert.equal(existsSync(marker), false, 'the script never ran')
+  })
+})
