@@ -45,7 +45,9 @@ pipe(my $wake_r, my $wake_w) or die "pipe: $!";
 POSIX::fcntl($_, POSIX::F_SETFL(), POSIX::O_NONBLOCK()) for $wake_r, $wake_w;
 $SIG{CHLD} = sub { syswrite $wake_w, 'c' };
 my (%run, %by_pid, %by_fd); my $in = '';
-sub say_ { my $m = shift; my $off = 0; while ($off < length $m) { my $n = syswrite STDOUT, $m, length($m) - $off, $off; die "write: $!" unless defined $n; $off += $n } }
+# A SIGCHLD (a script ending) interrupts a read or a write blocked on a full pipe: EINTR is retried.
+sub interrupted { return $! == POSIX::EINTR() }
+sub say_ { my $m = shift; my $off = 0; while ($off < length $m) { my $n = syswrite STDOUT, $m, length($m) - $off, $off; if (!defined $n) { next if interrupted(); die "write: $!" } $off += $n } }
 sub watch { my ($id, $name, $fh) = @_; $run{$id}{$name} = $fh; $by_fd{fileno $fh} = [$id, $name] }
 sub unwatch { my ($id, $name) = @_; my $fh = delete $run{$id}{$name} or return; delete $by_fd{fileno $fh}; close $fh }
 sub start {
@@ -111,6 +113,7 @@ sub finish {
 sub readable {
   my ($id, $name) = @{$by_fd{shift()}}; my $buf;
   my $n = sysread $run{$id}{$name}, $buf, $CHUNK;
+  return if !defined $n && interrupted();
   if (!$n) { unwatch($id, $name); ran($id) if $name eq 'x'; return }
   if ($name eq 'x') { $run{$id}{failed} = 1; say_ "failed $id $buf\n" } else { say_ "$name $id $n\n$buf" }
 }
@@ -125,7 +128,7 @@ while (1) {
     for my $fd (keys %by_fd) { readable($fd) if vec($rout, $fd, 1) && $by_fd{$fd} }
     if (vec($rout, fileno(STDIN), 1)) {
       my $n = sysread STDIN, $in, 65536, length $in;
-      exit 0 unless $n;
+      exit 0 if defined $n ? $n == 0 : !interrupted(); # the agent is gone
       while ($in =~ /^(\d+):/ && length($in) >= length($1) + 1 + $1) {
         my $len = $1; request(substr($in, length($len) + 1, $len)); substr($in, 0, length($len) + 1 + $len) = '';
       }

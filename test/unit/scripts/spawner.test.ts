@@ -124,6 +124,23 @@ for (const helper of [true, false]) {
         )
       }
     })
+
+    it('a script ending while the output of another waits on a full pipe to a busy agent loses nothing', async () => {
+      useScriptHelper(helper)
+      script('flood', 'head -c 1000000 /dev/zero | tr "\\0" x\n')
+      script('brief', 'touch "$1"; sleep 0.3\n')
+      const started = join(dir, `brief-started-${helper}`)
+      const flood = run('flood')
+      const brief = run('brief', { args: [started] })
+      while (!existsSync(started)) await sleep(5)
+      // The agent busy for a second: the relay's pipe fills and its write blocks; meanwhile the
+      // brief script ends and its SIGCHLD interrupts that write (EINTR), which must be retried.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000)
+      const [flooded, briefed] = await Promise.all([flood, brief])
+      assert.equal(briefed.failure, undefined)
+      assert.equal(flooded.failure, undefined, flooded.failure?.message)
+      assert.equal(flooded.stdout, 'x'.repeat(1_000_000))
+    })
   })
 }
 
