@@ -7,8 +7,7 @@
 // <moment>; prints the script's pid (`pid <n>`) and the helper's (`helper <n>`) before it dies.
 // The root holds scripts/, b/ and state/ (test/unit/jobs/held-crash.test.ts).
 import { join } from 'node:path'
-import { readdirSync, readFileSync, writeSync } from 'node:fs'
-import { loadConfig } from '../../src/config.ts'
+import { writeSync } from 'node:fs'
 import type { Job } from '../../src/jobs/job.ts'
 import { newJob } from '../../src/jobs/job.ts'
 import { JobRegistry } from '../../src/jobs/registry.ts'
@@ -16,16 +15,10 @@ import { runJob } from '../../src/jobs/runner.ts'
 import { logFields } from '../../src/jobs/stages.ts'
 import { JobStore } from '../../src/jobs/store.ts'
 import { createLogger } from '../../src/log.ts'
-import { HELPER_TITLE } from '../../src/scripts/held.ts'
+import { configUnder, helperChildren } from './processes.ts'
 
 const [root = '', stage = '', moment = ''] = process.argv.slice(2)
-const { config } = loadConfig({
-  client_username: 'u',
-  client_password: 'p',
-  directory_backup: join(root, 'b'),
-  directory_restore: join(root, 'r'),
-  scripts_path: join(root, 'scripts'),
-})
+const config = configUnder(root)
 const registry = new JobRegistry(2, new JobStore(join(root, 'state')))
 const publish = registry.publish.bind(registry)
 registry.publish = (job: Job, ...rest) => {
@@ -33,28 +26,13 @@ registry.publish = (job: Job, ...rest) => {
   const script = job.script
   if (written && script?.stage === stage && moment.startsWith('held') === (script.held === true)) {
     writeSync(1, `pid ${script.pid}\n`)
-    for (const helper of helpers()) {
+    for (const helper of helperChildren()) {
       writeSync(1, `helper ${helper}\n`)
       if (moment === 'held-stopped') process.kill(helper, 'SIGSTOP')
     }
     process.kill(process.pid, 'SIGKILL')
   }
   return written
-}
-/** This process's script helper (a child with the helper's title). */
-function helpers(): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
-        const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-        return parent === process.pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(HELPER_TITLE)
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
 }
 
 const job = newJob(

@@ -12,7 +12,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { loadConfig } from '../../../src/config.ts'
 import type { RecoveryRecord } from '../../../src/jobs/recovery-record.ts'
 import { finishRecovery, markInterrupted } from '../../../src/jobs/recovery.ts'
 import { JobRegistry } from '../../../src/jobs/registry.ts'
@@ -21,6 +20,7 @@ import { createLogger } from '../../../src/log.ts'
 import { isHeldScript } from '../../../src/scripts/held.ts'
 import { isZombie, processStartTime } from '../../../src/scripts/process-group.ts'
 import { scriptHelperEnabled } from '../../../src/scripts/spawner.ts'
+import { configUnder } from '../../helpers/processes.ts'
 
 const STAGES = ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']
 const FIXTURE = join(import.meta.dirname, '../../helpers/agent-dies-at.ts')
@@ -56,14 +56,7 @@ const gone = (pid: number) => processStartTime(pid) === undefined || isZombie(pi
 
 /** The restarted agent: reads the store the killed one left and recovers (both phases). */
 async function restart(root: string): Promise<RecoveryRecord> {
-  const { config } = loadConfig({
-    client_username: 'u',
-    client_password: 'p',
-    directory_backup: join(root, 'b'),
-    directory_restore: join(root, 'r'),
-    scripts_path: join(root, 'scripts'),
-    hook_timeout_seconds: '5',
-  })
+  const config = configUnder(root, { hook_timeout_seconds: '5' })
   const store = new JobStore(join(root, 'state'))
   const registry = new JobRegistry(2, store)
   const before = JSON.parse(store.all()[0]?.record ?? '{}') as RecoveryRecord

@@ -7,7 +7,6 @@ import assert from 'node:assert/strict'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig } from '../../../src/config.ts'
 import { JobError } from '../../../src/errors.ts'
 import { newJob, type Job } from '../../../src/jobs/job.ts'
 import { JobRegistry } from '../../../src/jobs/registry.ts'
@@ -17,6 +16,7 @@ import type { Stage, StageContext } from '../../../src/jobs/stage-context.ts'
 import { logFields, STAGES } from '../../../src/jobs/stages.ts'
 import { JobStore } from '../../../src/jobs/store.ts'
 import { createLogger } from '../../../src/log.ts'
+import { configUnder } from '../../helpers/processes.ts'
 
 function request(kind: JobKind, id = 'job-1', skipStorage = false): JobRequest {
   return {
@@ -269,13 +269,7 @@ describe('runStages: a cancel at each position', () => {
 describe('runJob through the registry', () => {
   function setUp() {
     const root = mkdtempSync(join(tmpdir(), 'runner-'))
-    const { config } = loadConfig({
-      client_username: 'u',
-      client_password: 'p',
-      directory_backup: join(root, 'b'),
-      directory_restore: join(root, 'r'),
-      scripts_path: join(root, 'scripts'),
-    })
+    const config = configUnder(root)
     const store = new JobStore(join(root, 'state'))
     const registry = new JobRegistry(2, store)
     const deps = { config, registry, log: createLogger('silent'), agentEnv: {} }

@@ -2,14 +2,15 @@
 // scripts Node spawns itself: the same output, exit codes, signals, environment, working
 // directory, session and process group. Every case runs both ways, with real processes.
 import assert from 'node:assert/strict'
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { HELPER_TITLE, isHeldScript } from '../../../src/scripts/held.ts'
+import { isHeldScript } from '../../../src/scripts/held.ts'
 import { isZombie, processGroupOf, processStartTime, waitForGroupExit } from '../../../src/scripts/process-group.ts'
 import { runScript, type ScriptRun } from '../../../src/scripts/run.ts'
+import { helperChildren } from '../../helpers/processes.ts'
 import { scriptHelperEnabled, spawnThroughHelper, useScriptHelper } from '../../../src/scripts/spawner.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'spawner-'))
@@ -34,22 +35,6 @@ const run = (stage: string, extra: Partial<ScriptRun> = {}) =>
     logMaxBytes: 1 << 20,
     ...extra,
   })
-
-/** Children of this process that are the helper (its title). */
-function helperProcesses(): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
-        const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-        return parent === process.pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(HELPER_TITLE) && !isZombie(Number(p))
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
-}
 
 it('the helper is used on this machine (Perl is there)', () => {
   assert.equal(scriptHelperEnabled(), true, '/usr/bin/perl is missing: the helper path would go untested')
@@ -148,9 +133,9 @@ it('the helper ends a moment after its last script', async () => {
   useScriptHelper(true)
   script('quick', 'exit 0\n')
   await run('quick')
-  assert.equal(helperProcesses().length, 1, 'one helper runs while scripts do, nothing per script')
+  assert.equal(helperChildren().length, 1, 'one helper runs while scripts do, nothing per script')
   await sleep(2_500)
-  assert.deepEqual(helperProcesses(), [])
+  assert.deepEqual(helperChildren(), [])
 })
 
 describe('held until its pid is recorded', () => {
@@ -202,7 +187,7 @@ describe('held until its pid is recorded', () => {
     const marker = join(dir, 'never-marked')
     const held = await spawnThroughHelper(request(marker))
     const exited = held.exited
-    for (const pid of helperProcesses()) process.kill(pid, 'SIGKILL')
+    for (const pid of helperChildren()) process.kill(pid, 'SIGKILL')
     assert.equal((await exited).unreported, true)
     const deadline = Date.now() + 2_000
     while (processStartTime(held.pid) !== undefined && !isZombie(held.pid) && Date.now() < deadline) await sleep(20)
