@@ -4,6 +4,7 @@
 // or runs a script.
 import { JobError } from '../errors.ts'
 import type { ExpectedDigest } from '../integrity/verify.ts'
+import { maskSecrets } from '../scripts/capture.ts'
 import type { StageContext } from './stage-context.ts'
 
 // Loaded by the first verify: an agent that never verifies keeps the decoder and zlib out.
@@ -88,5 +89,7 @@ async function verifyObjectOf(
     throw error
   } finally {
     job.progress = undefined
+    // The report goes to polls as it is (the job's error_message is masked by the runner).
+    if (report.failure) report.failure.message = maskSecrets(report.failure.message, ctx.secrets)
   }
 }
