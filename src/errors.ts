@@ -6,3 +6,11 @@ export class JobError extends Error {
     super(message, options)
   }
 }
+
+/**
+ * The stored object's bytes are not the ones written: found by the agent's digest, or by a store
+ * that checks digests itself and refuses to serve damaged data (a Swift large object's segment).
+ */
+export class ChecksumMismatchError extends JobError {
+  override name = 'ChecksumMismatchError'
+}

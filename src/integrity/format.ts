@@ -9,6 +9,10 @@
 import { open } from 'node:fs/promises'
 import { JobError } from '../errors.ts'
 
+/** The name ending of a streamed backup's object. */
+export const STREAM_SUFFIX = '.osb'
+export const isStreamedObject = (filename: string) => filename.endsWith(STREAM_SUFFIX)
+
 export const MAGIC = Buffer.from('OSB1')
 /** The version encoders write; decoders accept every one of SUPPORTED_VERSIONS. */
 export const FORMAT_VERSION = 2

@@ -10,7 +10,7 @@ import { JobError } from '../errors.ts'
 import type { ObjectReader } from '../storage/storage.ts'
 import { createDecoder } from './codec.ts'
 import { FrameAuthenticationError, wantsEncryption } from './encryption.ts'
-import { FRAME_BYTES, TAG_BYTES, hasTrailer, type Compression, type Encryption, type StreamHeader } from './format.ts'
+import { FRAME_BYTES, TAG_BYTES, hasTrailer, isStreamedObject, type Compression, type Encryption, type StreamHeader } from './format.ts'
 import { requireDigestWhereMetadataSays, TRAILER_BYTES, TrailerDigest, verifiedTrailer, type ObjectDigest } from './trailer.ts'
 
 /** Which check failed. */
@@ -67,8 +67,6 @@ export interface VerifyOutcome {
 
 /** Ends a decode early without a failure: an encrypted object and no key to open its frames. */
 const NO_KEY = Symbol('no key')
-
-export const isStreamedObject = (filename: string) => filename.endsWith('.osb')
 
 /** An empty report for the object of `filename`; verifyObject fills it in as it reads. */
 export function newVerificationReport(filename: string): VerificationReport {

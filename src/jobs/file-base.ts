@@ -1,6 +1,7 @@
 // The generated backup name `YYYY_MM_DD_HH_MM_<host>_<database>` (SPEC §5), which scripts use as
 // file_name_without_type and the agent as the object name when a script leaves none.
 import { createHash } from 'node:crypto'
+import { isStreamedObject, STREAM_SUFFIX } from '../integrity/format.ts'
 import { utcFileStamp } from '../util/time.ts'
 
 /** Characters allowed in a generated file name; everything else becomes `_`. */
@@ -10,8 +11,6 @@ const UNSAFE_NAME_CHARS = /[^A-Za-z0-9._-]/g
  * `destination.filename` (src/http/script-inputs.ts), so the manager can always send it back.
  */
 export const BACKUP_FILENAME_MAX_BYTES = 200
-/** The streamed-backup suffix (src/jobs/streaming.ts, not imported: it loads the codec's modules). */
-const STREAM_SUFFIX = '.osb'
 /** Room left after a generated base for the extension the script adds (`.sql.gz.enc`, `.osb`). */
 const EXTENSION_ROOM_BYTES = 32
 /** The longest generated base, in bytes (all ASCII). */
@@ -38,7 +37,7 @@ export function restoreFilenameProblem(filename: string): string | undefined {
   const bytes = Buffer.byteLength(filename)
   if (bytes > BACKUP_FILENAME_MAX_BYTES)
     return `is ${bytes} bytes: a restore filename is at most ${BACKUP_FILENAME_MAX_BYTES} bytes in UTF-8`
-  const decoded = filename.endsWith(STREAM_SUFFIX) ? filename.slice(0, -STREAM_SUFFIX.length) : undefined
+  const decoded = isStreamedObject(filename) ? filename.slice(0, -STREAM_SUFFIX.length) : undefined
   if (decoded === '' || decoded === '.' || decoded === '..')
     return `must not be ${JSON.stringify(filename)}: a ${STREAM_SUFFIX} object decodes to the name without ${STREAM_SUFFIX}, which must be a plain file name`
   return undefined

@@ -16,7 +16,8 @@ import { failureReason, type FailureReason, type JobObserver } from './observer.
 import type { JobRegistry } from './registry.ts'
 import { requestSecrets } from './request.ts'
 import { collectStorageGarbage, needsHygiene } from './storage-hygiene.ts'
-import { restoreScriptStreams, STREAM_SUFFIX } from './streaming.ts'
+import { isStreamedObject } from '../integrity/format.ts'
+import { restoreScriptStreams } from './streaming.ts'
 import { transferOptions } from './transfer.ts'
 import type { Stage, StageContext } from './stage-context.ts'
 import { STAGES, shouldRun, type StageKind } from './stages.ts'
@@ -133,9 +134,7 @@ async function prepareRestore(job: Job, config: Config): Promise<void> {
   const request = job.request
   job.filename = request.destination.filename
   job.streamRestore =
-    !request.destination.skipStorage &&
-    request.destination.filename.endsWith(STREAM_SUFFIX) &&
-    (await restoreScriptStreams(config.scriptsPath))
+    !request.destination.skipStorage && isStreamedObject(request.destination.filename) && (await restoreScriptStreams(config.scriptsPath))
 }
 
 /** What the runner does as each stage starts and ends: state, logs, metrics, the job's first failure reason. */

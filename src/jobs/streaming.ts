@@ -11,15 +11,13 @@ import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { JobError } from '../errors.ts'
 import { openFifoForReading, openFifoForWriting, type FifoEnd } from '../util/pipes/fifo.ts'
-import { hasTrailer, type StreamHeader } from '../integrity/format.ts'
+import { hasTrailer, STREAM_SUFFIX, type StreamHeader } from '../integrity/format.ts'
 import { DIGEST_LOCATION, requireDigestWhereMetadataSays } from '../integrity/trailer.ts'
 import { findScript } from '../scripts/run.ts'
 import type { Storage } from '../storage/storage.ts'
 import type { Job } from './job.ts'
 import type { StageContext } from './stage-context.ts'
 import { streamAfterScript, type ScriptExit } from './stream-end.ts'
-
-export const STREAM_SUFFIX = '.osb'
 
 /** The .osb codec (zlib, zstd, encryption), loaded with the first stream rather than at start-up. */
 export const loadCodec = () => import('../integrity/codec.ts')

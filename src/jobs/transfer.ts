@@ -10,13 +10,13 @@ import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { digestFile } from '../storage/files/digest.ts'
 import type { Downloaded, TransferOptions } from '../storage/storage.ts'
-import { hasTrailer, readFileHeader, type StreamHeader } from '../integrity/format.ts'
+import { hasTrailer, isStreamedObject, readFileHeader, STREAM_SUFFIX, type StreamHeader } from '../integrity/format.ts'
 import { TrailerDigest, verifiedTrailer, type ObjectDigest } from '../integrity/trailer.ts'
 import { createJobFile, DOWNLOAD_WORK_PREFIX, entryAt, jobFileName, openPrivateDirectory, removeEntries, removeEntry } from './directory.ts'
 import { restoreFilenameProblem } from './file-base.ts'
 import type { Job } from './job.ts'
 import type { StageContext } from './stage-context.ts'
-import { loadCodec, STREAM_SUFFIX } from './streaming.ts'
+import { loadCodec } from './streaming.ts'
 
 export function transferOptions(job: Job, changed: () => void, signal: AbortSignal | undefined, total: number | null): TransferOptions {
   const started = Date.now()
@@ -250,8 +250,6 @@ function verifyDownload(
     job.checksumVerified = true
   }
 }
-
-const isStreamedObject = (filename: string) => filename.endsWith(STREAM_SUFFIX)
 
 /**
  * The file the restore script gets: the object's name, or for a streamed object restored

@@ -2,7 +2,7 @@
 // checks it (src/integrity/verify.ts); with verify_after_upload a backup's last stage reads back
 // what it uploaded and checks it against the digest the upload computed. Neither writes to disk
 // or runs a script.
-import { JobError } from '../errors.ts'
+import { ChecksumMismatchError, JobError } from '../errors.ts'
 import type { ExpectedDigest } from '../integrity/verify.ts'
 import { maskSecrets } from '../scripts/capture.ts'
 import type { StageContext } from './stage-context.ts'
@@ -81,9 +81,8 @@ async function verifyObjectOf(
   } catch (error) {
     // A store that checks digests itself (a Swift large object's segments against its manifest)
     // refuses damaged data before the agent sees it: a finding about the object all the same.
-    const message = error instanceof Error ? error.message : String(error)
-    if (report.failure === undefined && message.includes('checksum mismatch')) {
-      report.failure = { check: 'checksum', message, offset: null, frame: null }
+    if (report.failure === undefined && error instanceof ChecksumMismatchError) {
+      report.failure = { check: 'checksum', message: error.message, offset: null, frame: null }
       job.checksumVerified = false
     }
     throw error

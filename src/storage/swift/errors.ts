@@ -2,7 +2,7 @@
 // where, as whom, what Swift said, and what to check. Never a password (it is not in here), and
 // never a token: a server (or a proxy before it) that echoes the request in its error answer
 // would otherwise put the X-Auth-Token into the job's message, its log line and the store.
-import { JobError } from '../../errors.ts'
+import { ChecksumMismatchError, JobError } from '../../errors.ts'
 import { maskSecrets } from '../../scripts/capture.ts'
 import { serverAnswer } from './keystone.ts'
 import { networkCode } from '../http/retry.ts'
@@ -43,7 +43,7 @@ export function swiftStatusError(ctx: SwiftContext, status: number, text: string
       // Swift answers a GET of a large object whose segment no longer matches the etag its
       // manifest holds with 409: the stored object is damaged, whatever asked for it.
       if (subject === 'read')
-        return new JobError(
+        return new ChecksumMismatchError(
           `${ctx.what} failed: checksum mismatch: a segment of this large object in container "${ctx.container}" no longer matches the digest its manifest holds (Swift answered ${answer}); the stored object is damaged or a segment was replaced`,
         )
       break

@@ -11,6 +11,20 @@ import { openBackupFile, sendFileRange } from '../../../../src/storage/files/bac
 import { LocalStorage } from '../../../../src/storage/local/storage.ts'
 import { execFileSync } from 'node:child_process'
 
+/** The digest worker, the backup file's opener and the range sender all refuse `path` with `message`. */
+async function assertEveryReaderRefuses(path: string, message: RegExp): Promise<void> {
+  await assert.rejects(digestFile({ path, algorithm: 'sha256' }), message)
+  await assert.rejects(openBackupFile(path), message)
+  await assert.rejects(
+    sendFileRange(
+      { path, start: 0, length: 4 },
+      async () => {},
+      () => {},
+    ),
+    message,
+  )
+}
+
 describe('reading a backup file for an upload', () => {
   it('refuses a symlink in the digest worker and in a streamed range, and reads the file itself', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'osb-nofollow-'))
@@ -53,16 +67,7 @@ describe('reading a backup file for an upload', () => {
       execFileSync('mkfifo', [join(dir, 'dump.sql')])
       const path = join(dir, 'dump.sql')
       const message = /^JobError: the backup file dump\.sql is no longer a regular file \(a process replaced it while it was uploaded\)$/
-      await assert.rejects(digestFile({ path, algorithm: 'sha256' }), message)
-      await assert.rejects(openBackupFile(path), message)
-      await assert.rejects(
-        sendFileRange(
-          { path, start: 0, length: 4 },
-          async () => {},
-          () => {},
-        ),
-        message,
-      )
+      await assertEveryReaderRefuses(path, message)
       await assert.rejects(
         new LocalStorage(join(dir, 'objects'), '').upload(path, 'dump.sql'),
         /the backup file dump\.sql is no longer a regular file/,
@@ -81,16 +86,7 @@ describe('reading a backup file for an upload', () => {
       const path = join(dir, 'dump.sql')
       const message =
         /^JobError: the backup file dump\.sql now has 2 hard links \(a process replaced it with a link to another file while it was uploaded\?\); it is not uploaded$/
-      await assert.rejects(digestFile({ path, algorithm: 'sha256' }), message)
-      await assert.rejects(openBackupFile(path), message)
-      await assert.rejects(
-        sendFileRange(
-          { path, start: 0, length: 4 },
-          async () => {},
-          () => {},
-        ),
-        message,
-      )
+      await assertEveryReaderRefuses(path, message)
       await assert.rejects(new LocalStorage(join(dir, 'objects'), '').upload(path, 'dump.sql'), /now has 2 hard links/)
     } finally {
       await rm(dir, { recursive: true, force: true })
