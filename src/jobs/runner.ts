@@ -153,7 +153,7 @@ function stageEvents(
     entered(stage) {
       job.state = stage.name
       job.attempted.push(stage.name)
-      publish()
+      if (!stage.recordsItsStart?.()) publish()
       if (stage.kind === 'cleanup' || stage.kind === 'unlock') recreateMissingJobDirectory(ctx.directory, deps.jobGid)
       log.info({ stage: stage.name }, 'stage started')
       stageStarted = performance.now()

@@ -3,6 +3,7 @@
 // beside it (streaming.ts) completed before the stage ends.
 import { processStartTime } from '../scripts/process-group.ts'
 import { runScript, stageLimit } from '../scripts/run.ts'
+import { scriptHelperEnabled } from '../scripts/spawner.ts'
 import type { StageBody, StageContext } from './stage-context.ts'
 import type { ScriptStream } from './streaming.ts'
 
@@ -22,6 +23,10 @@ export const scriptStage =
     const logField = info.logField ?? name.replaceAll('-', '_')
     return {
       ...info,
+      // A held script cannot act before onSpawn's write, so that write can carry the stage's
+      // start. Not so for a script Node starts (it runs before its pid is known) nor for a stage
+      // with a stream, which is set up before the script starts.
+      recordsItsStart: () => options.stream === undefined && scriptHelperEnabled(),
       async run(ctx) {
         // One timeout and one cancel for the whole stage: the script, and a stream it leaves behind.
         const limit = stageLimit(name, ctx.signal, kind === 'main' ? ctx.scriptTimeoutMs : ctx.hookTimeoutMs)

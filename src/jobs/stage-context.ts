@@ -52,6 +52,12 @@ export interface Stage extends StageInfo {
   /** Stages that do not apply to this job (a transfer with skipStorage) are left out. */
   applies?: (job: Job, ctx: StageContext) => boolean
   run: (ctx: StageContext) => Promise<void>
+  /**
+   * The body stores the stage's start itself, in the write that records its script's pid, before
+   * the script can act (a held script, src/scripts/spawner.ts); the runner then does not store it
+   * on entry (one store write per stage less).
+   */
+  recordsItsStart?: () => boolean
 }
 
 /** A stage's body, given its place in STAGE_TABLE. */

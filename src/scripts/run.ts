@@ -86,7 +86,6 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
   const stderr = new TailCapture(run.logMaxBytes, run.secrets)
 
   const started = await startScript({
-    label: run.stage,
     argv: ['bash', script, ...run.args],
     cwd: run.cwd,
     env: run.env,

@@ -4,30 +4,37 @@
 // the event loop waits until the child has exec'd, and afterwards every page the agent writes
 // takes a copy-on-write fault (~1,500 per no-op backup on the bench VM). The Go agent pays none
 // of it. Node has no vfork or posix_spawn, so a small process does the forking: Perl, which every
-// Debian and Ubuntu system has (perl-base is Essential), with only its core POSIX module. Its
-// fork and exec of a script cost what bash's own do.
+// Debian and Ubuntu system has (perl-base is Essential), with no module at all (POSIX and
+// Time::HiRes would add ~2.7 MB to a process that lives while a dump runs): the few system calls
+// it needs beyond the core language are made by number (SYSCALLS).
 //
-// One helper process, one select loop, no process per script besides the script itself. A script
-// is forked into a session and process group of its own, then holds before exec until the agent
-// says `go`: the agent first stores the pid, marked held (docs/DURABILITY.md: the record names a
-// script's group before the script can act). A held child carries the title HELD_TITLE (held.ts).
-// A child that is told nothing (the agent and so the helper died before `go`) exits without
-// running anything; its record still says held, so recovery owes its stage. Once the script runs
-// (the exec closed the child's close-on-exec error pipe and gave it a new /proc comm), the helper
-// says `running` and the agent drops the mark: a recorded pid that is gone then counts as a
-// script that ran.
+// One helper process, one select loop, no process per script besides the script itself. The
+// helper keeps one child forked ahead, the spare: in a session and process group of its own,
+// titled HELD_TITLE (held.ts), holding before exec. The agent learns the spare's pid ahead, so a
+// script start is: the agent claims the spare and stores its pid marked held in the same write
+// that records the stage (docs/DURABILITY.md: the record names a script's group before the script
+// can act), then sends `run` with what to run; the spare execs at once. A spare that is told
+// nothing (the agent and so the helper died) exits without running anything; its record still
+// says held, so recovery owes its stage. Once the script runs (the exec closed the child's
+// close-on-exec error pipe and gave it a new /proc comm), the helper says `running` and the agent
+// drops the mark: a recorded pid that is gone then counts as a script that ran. A new spare is
+// forked when the agent asks for one and after each script's end (a stage usually follows), not
+// while a script runs: a dump that runs for an hour has no spare beside it.
 // Output is relayed to the agent as framed chunks; output that arrives after the script exited is
 // relayed for DRAIN seconds, then the pipes are closed, so a process the script left behind
 // cannot hold the stage.
 //
 // Requests on the helper's stdin, each `<length>:` and that many bytes of NUL-separated fields:
-// `start`, id, label, cwd, argc, argv…, envc, NAME=value…; or `go`, id. Answers, one per line (a
-// chunk's bytes follow its line): `started <id> <pid>`, `failed <id> <reason>` (before
-// `started`: no process; after it: exec failed, an exit follows), `running <id>` (exec'd),
-// `out|err <id> <bytes>`, `exit <id> <code> <signal number>`.
+// `want` (fork a spare unless one waits); `run`, pid, id, cwd, argc, argv…, envc, NAME=value…
+// (the spare `pid` becomes script `id` and execs it). One write per script: each write wakes the
+// helper, which costs more than the bytes.
+// Answers, one per line (a chunk's bytes follow its line): `spare <pid>`, `lost <pid> <code>
+// <signal number>` (a spare ended before its `run`), `nospare <reason>` (the fork failed), and per
+// script: `failed <id> <reason>` (it cannot run: exec failed, or the spare was gone; an exit
+// follows), `running <id>` (exec'd), `out|err <id> <bytes>`, `exit <id> <code> <signal number>`.
 import type { ChildProcess } from 'node:child_process'
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { constants as fsConstants, existsSync } from 'node:fs'
 import { constants } from 'node:os'
 import { HELD_TITLE, HELPER_TITLE } from './held.ts'
 
@@ -35,55 +42,88 @@ const PERL = '/usr/bin/perl'
 /** The helper ends after this long without a script (it costs ~5 MB while it lives). */
 const IDLE_MS = 2_000
 
-const PROGRAM = String.raw`
-use strict; use warnings; use POSIX (); use Time::HiRes ();
+/**
+ * Linux system call numbers the helper needs, per CPU architecture (asm/unistd.h): setsid, and
+ * clock_gettime for the drain's deadline. Elsewhere Node starts scripts itself.
+ */
+const SYSCALLS: Partial<Record<NodeJS.Architecture, { setsid: number; clockGettime: number }>> = {
+  x64: { setsid: 112, clockGettime: 228 },
+  arm64: { setsid: 157, clockGettime: 113 },
+}
+
+/**
+ * The helper's Perl. Numbers it would take from modules are given by the agent: EINTR and
+ * O_NONBLOCK from Node; F_SETFL (4), WNOHANG (1) and CLOCK_MONOTONIC (1) are the same on every
+ * Linux architecture. No `use strict; use warnings` (~0.5 MB): a test compiles it with both.
+ */
+export function helperProgram(calls: { setsid: number; clockGettime: number }): string {
+  return String.raw`
 my $DRAIN = 0.5; my $CHUNK = 3900; my $HELD = '${HELD_TITLE}'; my $TITLE = '${HELPER_TITLE}';
+my $EINTR = ${constants.errno.EINTR}; my $O_NONBLOCK = ${fsConstants.O_NONBLOCK}; my $F_SETFL = 4; my $WNOHANG = 1;
+my $SYS_setsid = ${calls.setsid}; my $SYS_clock_gettime = ${calls.clockGettime};
 $0 = $TITLE; my $held_name = comm('self') // '';
 $SIG{PIPE} = 'DEFAULT';
 binmode STDIN; binmode STDOUT; $| = 1;
 pipe(my $wake_r, my $wake_w) or die "pipe: $!";
-POSIX::fcntl($_, POSIX::F_SETFL(), POSIX::O_NONBLOCK()) for $wake_r, $wake_w;
+fcntl($_, $F_SETFL, $O_NONBLOCK) or die "fcntl: $!" for $wake_r, $wake_w;
 $SIG{CHLD} = sub { syswrite $wake_w, 'c' };
-my (%run, %by_pid, %by_fd); my $in = '';
+my (%run, %by_pid, %by_fd, $spare); my $in = '';
+sub now { my $ts = "\0" x 16; syscall($SYS_clock_gettime, 1, $ts) == 0 or die "clock_gettime: $!"; my ($s, $ns) = unpack 'q2', $ts; return $s + $ns / 1e9 }
 # A SIGCHLD (a script ending) interrupts a read or a write blocked on a full pipe: EINTR is retried.
-sub interrupted { return $! == POSIX::EINTR() }
-sub say_ { my $m = shift; my $off = 0; while ($off < length $m) { my $n = syswrite STDOUT, $m, length($m) - $off, $off; if (!defined $n) { next if interrupted(); die "write: $!" } $off += $n } }
+sub interrupted { return $! == $EINTR }
+sub write_all { my ($fh, $m) = @_; my $off = 0; while ($off < length $m) { my $n = syswrite $fh, $m, length($m) - $off, $off; if (!defined $n) { next if interrupted(); return } $off += $n } return 1 }
+sub say_ { write_all(\*STDOUT, $_[0]) or die "write: $!" }
 sub watch { my ($id, $name, $fh) = @_; $run{$id}{$name} = $fh; $by_fd{fileno $fh} = [$id, $name] }
 sub unwatch { my ($id, $name) = @_; my $fh = delete $run{$id}{$name} or return; delete $by_fd{fileno $fh}; close $fh }
-sub start {
-  my ($id, $label, $cwd, $argv, $env) = @_;
+# The child: its own session, off the helper's pipes, then it waits for what to run. The end of
+# its go pipe (the helper ended) means: run nothing.
+sub held_child {
+  my ($out, $err, $go, $x) = @_;
+  syscall($SYS_setsid);
+  open(STDIN, '<', '/dev/null'); open(STDOUT, '>&', $out); open(STDERR, '>&', $err); close $out; close $err;
+  my $req = '';
+  until ($req =~ /^(\d+):/ && length($req) >= length($1) + 1 + $1) {
+    my $n = sysread $go, $req, 65536, length $req;
+    next if !defined $n && interrupted();
+    exit 0 unless $n;
+  }
+  my ($len) = $req =~ /^(\d+):/; my @f = split /\0/, substr($req, length($len) + 1, $len), -1;
+  my $cwd = shift @f; my @argv = splice @f, 0, shift @f; my @env = splice @f, 0, shift @f;
+  if (!chdir $cwd) { syswrite $x, "chdir $cwd: $!"; exit 127 }
+  %ENV = map { split /=/, $_, 2 } @env;
+  exec { $argv[0] } @argv or syswrite $x, "exec $argv[0]: $!";
+  exit 127;
+}
+sub fork_spare {
+  return if $spare;
   my ($or, $ow, $er, $ew, $gr, $gw, $xr, $xw);
-  unless (pipe($or, $ow) && pipe($er, $ew) && pipe($gr, $gw) && pipe($xr, $xw)) { say_ "failed $id pipe: $!\n"; return }
-  $0 = "$HELD $label"; # the child has it from its first instant on
+  unless (pipe($or, $ow) && pipe($er, $ew) && pipe($gr, $gw) && pipe($xr, $xw)) { say_ "nospare pipe: $!\n"; return }
+  $0 = "$HELD next"; # the child has it from its first instant on
   my $pid = fork;
   $0 = $TITLE if $pid // 1;
-  if (!defined $pid) { say_ "failed $id fork: $!\n"; return }
+  if (!defined $pid) { say_ "nospare fork: $!\n"; return }
   if ($pid == 0) {
     close $_ for $or, $er, $gw, $xr, $wake_r, $wake_w;
     for my $r (values %run) { close $_ for grep { ref } values %$r }
     $SIG{CHLD} = 'DEFAULT';
-    POSIX::setsid();
-    # Off the helper's pipes before the hold: a held child must not keep the agent from seeing
-    # the helper's end.
-    open(STDIN, '<', '/dev/null');
-    POSIX::dup2(fileno($ow), 1); POSIX::dup2(fileno($ew), 2);
-    my $go = ''; sysread $gr, $go, 1;
-    POSIX::_exit(0) unless $go eq 'g';
-    if (!chdir $cwd) { syswrite $xw, "chdir $cwd: $!"; POSIX::_exit(127) }
-    %ENV = map { split /=/, $_, 2 } @$env;
-    { no warnings 'exec'; exec { $argv->[0] } @$argv; }
-    syswrite $xw, "exec $argv->[0]: $!"; POSIX::_exit(127);
+    held_child($ow, $ew, $gr, $xw);
   }
   close $_ for $ow, $ew, $gr, $xw;
-  $run{$id} = { id => $id, pid => $pid, go => $gw }; $by_pid{$pid} = $id;
-  watch($id, 'out', $or); watch($id, 'err', $er); watch($id, 'x', $xr);
-  say_ "started $id $pid\n";
+  $spare = { pid => $pid, out => $or, err => $er, x => $xr, go => $gw };
+  say_ "spare $pid\n";
 }
 sub request {
-  my @f = split /\0/, shift, -1; my $what = shift @f; my $id = shift @f;
-  if ($what eq 'go') { my $r = $run{$id} or return; my $gw = delete $r->{go} or return; syswrite $gw, 'g'; close $gw; return }
-  my $label = shift @f; my $cwd = shift @f; my @argv = splice @f, 0, shift @f; my @env = splice @f, 0, shift @f;
-  start($id, $label, $cwd, \@argv, \@env);
+  my $body = shift; my ($what, $pid, $id) = split /\0/, $body, 4;
+  if ($what eq 'want') { fork_spare(); return }
+  return unless $what eq 'run';
+  if (!$spare || $spare->{pid} != $pid) { say_ "failed $id the held child $pid is gone\nexit $id 127 0\n"; return }
+  my $s = $spare; undef $spare;
+  $run{$id} = { id => $id, pid => $pid }; $by_pid{$pid} = $id;
+  watch($id, 'out', $s->{out}); watch($id, 'err', $s->{err}); watch($id, 'x', $s->{x});
+  my $what_to_run = substr($body, length("run\0$pid\0$id\0"));
+  # A child killed while held: the write fails (no SIGPIPE for the helper) and its exit is reported.
+  { local $SIG{PIPE} = 'IGNORE'; write_all($s->{go}, length($what_to_run) . ":$what_to_run"); }
+  close $s->{go};
 }
 sub comm { open(my $f, '<', "/proc/$_[0]/comm") or return; my $c = <$f>; return $c }
 # The child's error pipe ended: it exec'd (close-on-exec), failed to (said so first) or was killed
@@ -95,19 +135,23 @@ sub ran {
   say_ "running $r->{id}\n" if defined $name && $name ne $held_name;
 }
 sub reap {
+  if ($spare && waitpid($spare->{pid}, $WNOHANG) > 0) {
+    close $_ for @$spare{qw(out err x go)}; say_ sprintf("lost %d %d %d\n", $spare->{pid}, $? >> 8, $? & 127); undef $spare;
+  }
   for my $pid (keys %by_pid) {
     my $id = $by_pid{$pid}; next if $run{$id}{x};
-    next unless waitpid($pid, POSIX::WNOHANG()) > 0;
-    delete $by_pid{$pid}; $run{$id}{status} = $?; $run{$id}{until} = Time::HiRes::time() + $DRAIN;
+    next unless waitpid($pid, $WNOHANG) > 0;
+    delete $by_pid{$pid}; $run{$id}{status} = $?; $run{$id}{until} = now() + $DRAIN;
   }
 }
 sub finish {
   for my $id (keys %run) {
     my $r = $run{$id}; next unless defined $r->{status};
-    next if ($r->{out} || $r->{err} || $r->{x}) && Time::HiRes::time() < $r->{until};
+    next if ($r->{out} || $r->{err} || $r->{x}) && now() < $r->{until};
     unwatch($id, $_) for qw(out err x);
     delete $run{$id};
     say_ sprintf("exit %s %d %d\n", $id, $r->{status} >> 8, $r->{status} & 127);
+    fork_spare(); # a stage usually follows
   }
 }
 sub readable {
@@ -121,7 +165,7 @@ while (1) {
   my $rin = ''; vec($rin, fileno(STDIN), 1) = 1; vec($rin, fileno($wake_r), 1) = 1;
   vec($rin, $_, 1) = 1 for keys %by_fd;
   my @due = map { $_->{until} } grep { defined $_->{status} } values %run;
-  my $wait; if (@due) { my ($first) = sort { $a <=> $b } @due; $wait = $first - Time::HiRes::time(); $wait = 0 if $wait < 0 }
+  my $wait; if (@due) { my ($first) = sort { $a <=> $b } @due; $wait = $first - now(); $wait = 0 if $wait < 0 }
   my $got = select(my $rout = $rin, undef, undef, $wait);
   if ($got > 0) {
     if (vec($rout, fileno($wake_r), 1)) { my $x; sysread $wake_r, $x, 512 }
@@ -137,6 +181,7 @@ while (1) {
   reap(); finish();
 }
 `
+}
 
 /** How a script started through the helper ended. */
 export interface HelperExit {
@@ -159,8 +204,6 @@ export interface HeldScript {
 }
 
 export interface SpawnRequest {
-  /** Put in the held child's title after HELD_TITLE (the stage name); no NUL. */
-  label: string
   argv: readonly string[]
   cwd: string
   env: Record<string, string>
@@ -172,15 +215,19 @@ export interface SpawnRequest {
 
 interface Pending {
   request: SpawnRequest
-  started: (pid: number) => void
-  failed: (error: Error) => void
+  /** The spare it claimed. */
+  pid: number
+  /** `run` was sent: from now on the helper reports on it by id. */
+  sent: boolean
   exited: (exit: HelperExit) => void
-  /** Set once forked: a later `failed` is the exec's. */
-  pid: number | undefined
+  /** Set by `failed`: the script could not run; its exit follows. */
   startError?: Error
 }
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]))
+
+const exitOf = (code: number, signal: number): HelperExit =>
+  signal ? { code: null, signal: SIGNAL_NAMES.get(signal) ?? 'SIGKILL' } : { code, signal: null }
 
 /** One request: its byte length, then the NUL-separated fields. */
 function frame(fields: readonly string[]): Buffer {
@@ -192,17 +239,21 @@ function frame(fields: readonly string[]): Buffer {
 class Helper {
   readonly #child: ChildProcess
   readonly #pending = new Map<string, Pending>()
+  /** The spare's pid, once the helper said it is forked and while no start has claimed it. */
+  #spare: number | undefined
+  /** Starts waiting for a spare, first come first served. */
+  readonly #waiting: { claim: (pid: number) => void; fail: (error: Error) => void }[] = []
   #buffered: Buffer = Buffer.alloc(0)
   #idle: NodeJS.Timeout | undefined
   #gone = false
   readonly #onGone: () => void
 
-  constructor(onGone: () => void) {
+  constructor(program: string, onGone: () => void) {
     this.#onGone = onGone
     // An empty environment: nothing of the agent's (PERL5OPT and friends included) reaches Perl.
     // A session of its own: a signal to the agent's process group (^C in a terminal) does not end
     // it while the agent, shutting down, still runs cleanup and unlock scripts through it.
-    this.#child = spawn(PERL, ['-e', PROGRAM], { env: {}, stdio: ['pipe', 'pipe', 'inherit'], detached: true })
+    this.#child = spawn(PERL, ['-e', program], { env: {}, stdio: ['pipe', 'pipe', 'inherit'], detached: true })
     this.#child.stdout?.on('data', (data: Buffer) => this.#read(data))
     this.#child.stdout?.on('end', () => this.#failAll(new Error('the script starter ended')))
     this.#child.on('exit', () => this.#retire())
@@ -217,25 +268,35 @@ class Helper {
     return !this.#gone
   }
 
-  start(request: SpawnRequest, id: string): Promise<HeldScript> {
+  /** The spare, claimed for script `id`: its pid is the script's from now on. */
+  async start(request: SpawnRequest, id: string): Promise<HeldScript> {
     clearTimeout(this.#idle)
     this.#hold(true)
-    return new Promise((resolve, reject) => {
-      let resolveExit: Pending['exited'] = () => {}
-      const exited = new Promise<HelperExit>((r) => (resolveExit = r))
-      const pending: Pending = {
-        request,
-        pid: undefined,
-        started: (pid) => resolve({ pid, held: true, go: () => this.#child.stdin?.write(frame(['go', id])), exited }),
-        failed: reject,
-        exited: (exit) => resolveExit(exit),
-      }
-      this.#pending.set(id, pending)
-      const env = Object.entries(request.env).map(([k, v]) => `${k}=${v}`)
-      this.#child.stdin?.write(
-        frame(['start', id, request.label, request.cwd, String(request.argv.length), ...request.argv, String(env.length), ...env]),
-      )
+    const pid = this.#spare ?? (await this.#nextSpare())
+    this.#spare = undefined
+    clearTimeout(this.#idle) // a script that ended meanwhile may have set it
+    let resolveExit: Pending['exited'] = () => {}
+    const exited = new Promise<HelperExit>((r) => (resolveExit = r))
+    const pending: Pending = { request, pid, sent: false, exited: resolveExit }
+    this.#pending.set(id, pending)
+    const env = Object.entries(request.env).map(([k, v]) => `${k}=${v}`)
+    const go = () => {
+      if (this.#pending.get(id) !== pending || pending.sent) return // lost while held: its end is reported
+      pending.sent = true
+      this.#send(['run', String(pid), id, request.cwd, String(request.argv.length), ...request.argv, String(env.length), ...env])
+    }
+    return { pid, held: true, go, exited }
+  }
+
+  #nextSpare(): Promise<number> {
+    return new Promise((claim, fail) => {
+      this.#waiting.push({ claim, fail })
+      this.#send(['want'])
     })
+  }
+
+  #send(fields: readonly string[]): void {
+    this.#child.stdin?.write(frame(fields))
   }
 
   #read(data: Buffer): void {
@@ -256,41 +317,58 @@ class Helper {
       }
       const line = this.#buffered.subarray(0, newline).toString('utf8')
       this.#buffered = this.#buffered.subarray(newline + 1)
-      if (pending) this.#answer(kind, id, line, pending)
+      if (kind === 'spare' || kind === 'lost' || kind === 'nospare') this.#spareNews(kind, line)
+      else if (pending) this.#answer(kind, id, line, pending)
+    }
+  }
+
+  /** `spare <pid>`, `lost <pid>`, `nospare <reason>`. */
+  #spareNews(kind: string, line: string): void {
+    const word = line.slice(kind.length + 1)
+    if (kind === 'spare') {
+      const waiter = this.#waiting.shift()
+      if (waiter) waiter.claim(Number(word))
+      else this.#spare = Number(word)
+    } else if (kind === 'lost') {
+      const [pid, code, signal] = word.split(' ').map(Number)
+      if (this.#spare === pid) this.#spare = undefined
+      else this.#lostWhileHeld(pid as number, code as number, signal as number)
+    } else this.#waiting.shift()?.fail(new Error(word))
+    // A start still waiting (a spare went to the one before it, or was lost): another spare.
+    if (kind === 'nospare') this.#idleSoon()
+    else if (this.#waiting.length > 0 && this.#spare === undefined) this.#send(['want'])
+  }
+
+  /** A claimed spare ended before its `run` was sent (killed): that is its script's end. */
+  #lostWhileHeld(pid: number, code: number, signal: number): void {
+    for (const [id, pending] of this.#pending) {
+      if (pending.pid !== pid || pending.sent) continue
+      this.#pending.delete(id)
+      pending.exited(exitOf(code, signal))
+      this.#idleSoon()
     }
   }
 
   #answer(kind: string | undefined, id: string, line: string, pending: Pending): void {
-    const words = line.split(' ')
-    if (kind === 'started') {
-      pending.pid = Number(words[2])
-      pending.started(pending.pid)
-    } else if (kind === 'running') {
+    if (kind === 'running') {
       pending.request.onRunning?.()
     } else if (kind === 'failed') {
-      const error = new Error(line.slice(`failed ${id} `.length))
-      if (pending.pid !== undefined) pending.startError = error
-      else {
-        this.#pending.delete(id)
-        pending.failed(error)
-        this.#idleSoon()
-      }
+      pending.startError = new Error(line.slice(`failed ${id} `.length))
     } else if (kind === 'exit') {
       this.#pending.delete(id)
-      const [code, signal] = words.slice(2).map(Number)
-      if (pending.startError) pending.exited({ code: null, signal: null, error: pending.startError })
-      else
-        pending.exited(
-          signal ? { code: null, signal: SIGNAL_NAMES.get(signal as number) ?? 'SIGKILL' } : { code: code as number, signal: null },
-        )
+      const [code, signal] = line.split(' ').slice(2).map(Number)
+      pending.exited(
+        pending.startError ? { code: null, signal: null, error: pending.startError } : exitOf(code as number, signal as number),
+      )
       this.#idleSoon()
     }
   }
 
   /** With no script left, the helper ends after IDLE_MS and no longer keeps the agent's loop alive. */
   #idleSoon(): void {
-    if (this.#pending.size > 0) return
+    if (this.#pending.size > 0 || this.#waiting.length > 0) return
     this.#hold(false)
+    clearTimeout(this.#idle)
     this.#idle = setTimeout(() => this.#retire(), IDLE_MS).unref()
   }
 
@@ -302,7 +380,7 @@ class Helper {
     }
   }
 
-  /** No new scripts through this helper; its stdin closes, so it ends. */
+  /** No new scripts through this helper; its stdin closes, so it ends (and its spare with it). */
   #retire(): void {
     if (this.#gone) return
     this.#gone = true
@@ -312,9 +390,9 @@ class Helper {
   }
 
   #failAll(error: Error): void {
+    for (const waiter of this.#waiting.splice(0)) waiter.fail(error)
     for (const [id, pending] of this.#pending) {
       this.#pending.delete(id)
-      pending.failed(error)
       pending.exited({ code: null, signal: null, error, unreported: true })
     }
   }
@@ -322,22 +400,23 @@ class Helper {
 
 let helper: Helper | undefined
 let sequence = 0
+const calls = SYSCALLS[process.arch]
 /** Whether scripts go through the helper; false where Perl is missing (then Node forks them). */
-let enabled = existsSync(PERL)
+let enabled = calls !== undefined && existsSync(PERL)
 
 /** For tests: start scripts the other way (Node's own spawn). */
 export function useScriptHelper(on: boolean): void {
-  enabled = on && existsSync(PERL)
+  enabled = on && calls !== undefined && existsSync(PERL)
 }
 
 export function scriptHelperEnabled(): boolean {
   return enabled
 }
 
-/** Forks `argv` through the helper, held before exec; rejects when it cannot be forked (the reason as message). */
+/** `argv` in the helper's spare child, held before exec; rejects when no child can be forked (the reason as message). */
 export function spawnThroughHelper(request: SpawnRequest): Promise<HeldScript> {
   if (!helper?.usable) {
-    const current: Helper = new Helper(() => {
+    const current: Helper = new Helper(helperProgram(calls as NonNullable<typeof calls>), () => {
       if (helper === current) helper = undefined
     })
     helper = current

@@ -33,9 +33,12 @@ function request(kind: JobKind, id = 'job-1', skipStorage = false): JobRequest {
 type Behaviour = (stage: Stage, ctx: StageContext) => void
 
 /** The kind's real table with every body replaced by `behave`. */
+// A fake body starts no script, so it does not store its own start (recordsItsStart): the runner
+// stores every stage on entry (a real script stage's own write: test/unit/jobs/script-stages.test.ts).
 const fakeTable = (kind: JobKind, behave: Behaviour): Stage[] =>
   STAGES[kind].map((stage) => ({
     ...stage,
+    recordsItsStart: undefined,
     async run(ctx: StageContext) {
       behave(stage, ctx)
     },

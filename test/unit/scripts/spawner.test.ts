@@ -2,7 +2,7 @@
 // scripts Node spawns itself: the same output, exit codes, signals, environment, working
 // directory, session and process group. Every case runs both ways, with real processes.
 import assert from 'node:assert/strict'
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -11,13 +11,29 @@ import { isHeldScript } from '../../../src/scripts/held.ts'
 import { isZombie, processGroupOf, processStartTime, waitForGroupExit } from '../../../src/scripts/process-group.ts'
 import { runScript, type ScriptRun } from '../../../src/scripts/run.ts'
 import { helperChildren } from '../../helpers/processes.ts'
-import { scriptHelperEnabled, spawnThroughHelper, useScriptHelper } from '../../../src/scripts/spawner.ts'
+import { spawnSync } from 'node:child_process'
+import { helperProgram, scriptHelperEnabled, spawnThroughHelper, useScriptHelper } from '../../../src/scripts/spawner.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'spawner-'))
 after(() => {
   useScriptHelper(true)
   rmSync(dir, { recursive: true, force: true })
 })
+
+/** The helper's children that are held (its spare). */
+function spareOf(helper: number): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number)
+    .filter((p) => {
+      try {
+        const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === helper && isHeldScript(p)
+      } catch {
+        return false
+      }
+    })
+}
 
 function script(name: string, body: string): void {
   writeFileSync(join(dir, name), body)
@@ -129,6 +145,36 @@ for (const helper of [true, false]) {
   })
 }
 
+it('the helper program compiles under strict and warnings, and loads no module (each stays resident while a dump runs)', async () => {
+  const program = helperProgram({ setsid: 112, clockGettime: 228 })
+  const check = spawnSync('/usr/bin/perl', ['-Mstrict', '-Mwarnings', '-c', '-e', program], { encoding: 'utf8' })
+  assert.equal(check.stderr, '-e syntax OK\n')
+  assert.doesNotMatch(program, /^\s*(use|require|no)\s/m)
+  useScriptHelper(true)
+  script('quick', 'exit 0\n')
+  await run('quick')
+  const [helper] = helperChildren()
+  assert.ok(helper)
+  assert.doesNotMatch(readFileSync(`/proc/${helper}/maps`, 'utf8'), /\/auto\//, 'no XS module mapped')
+})
+
+it('a spare killed before it was claimed is replaced; the next script runs', async () => {
+  useScriptHelper(true)
+  script('quick', 'exit 0\n')
+  await run('quick')
+  const [helper] = helperChildren()
+  let spares: number[] = []
+  for (let i = 0; i < 100 && spares.length === 0; i++) {
+    await sleep(10) // forked just after the exit was reported
+    spares = spareOf(helper as number)
+  }
+  assert.equal(spares.length, 1, 'a spare waits after a script ended')
+  process.kill(spares[0] as number, 'SIGKILL')
+  await sleep(100)
+  const result = await run('quick')
+  assert.equal(result.failure, undefined)
+})
+
 it('the helper ends a moment after its last script', async () => {
   useScriptHelper(true)
   script('quick', 'exit 0\n')
@@ -140,7 +186,6 @@ it('the helper ends a moment after its last script', async () => {
 
 describe('held until its pid is recorded', () => {
   const request = (marker: string, onRunning?: () => void) => ({
-    label: 'mark',
     onRunning,
     argv: ['bash', join(dir, 'mark'), marker],
     cwd: dir,
