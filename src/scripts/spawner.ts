@@ -166,6 +166,12 @@ while (1) {
   vec($rin, $_, 1) = 1 for keys %by_fd;
   my @due = map { $_->{until} } grep { defined $_->{status} } values %run;
   my $wait; if (@due) { my ($first) = sort { $a <=> $b } @due; $wait = $first - now(); $wait = 0 if $wait < 0 }
+  # Perl runs the SIGCHLD handler between statements: a child that ends just before select blocks
+  # would wake nothing. With children about, select returns within a second anyway, and within
+  # 10 ms while a script whose pipes all ended (it is exiting) waits to be reaped.
+  my $limit = %by_pid || $spare ? 1 : undef;
+  $limit = 0.01 if grep { !$_->{out} && !$_->{err} && !$_->{x} } map { $run{$_} } values %by_pid;
+  $wait = $limit if defined $limit && (!defined $wait || $wait > $limit);
   my $got = select(my $rout = $rin, undef, undef, $wait);
   if ($got > 0) {
     if (vec($rout, fileno($wake_r), 1)) { my $x; sysread $wake_r, $x, 512 }
