@@ -1,6 +1,6 @@
 // The demo's credentials file (`var/credentials`): `client_username=…` and `client_password=…`
 // lines, mode 0600. The agent writes it on a demo start; the CLI reads it to talk to that agent.
-import { randomBytes } from 'node:crypto'
+import { crypto } from './util/builtins.ts'
 import { constants } from 'node:fs'
 import { mkdir, open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -53,9 +53,9 @@ export async function ensureCredentials(path: string): Promise<{ credentials: Cr
       await handle.close()
     }
   }
-  const credentials = { username: DEMO_USERNAME, password: randomBytes(18).toString('base64url') }
+  const credentials = { username: DEMO_USERNAME, password: crypto().randomBytes(18).toString('base64url') }
   await mkdir(dirname(path), { recursive: true, mode: 0o700 })
-  const temporary = `${path}.${randomBytes(6).toString('hex')}.tmp`
+  const temporary = `${path}.${crypto().randomBytes(6).toString('hex')}.tmp`
   try {
     await writeFile(temporary, `client_username=${credentials.username}\nclient_password=${credentials.password}\n`, {
       mode: 0o600,

@@ -1,6 +1,6 @@
 // The generated backup name `YYYY_MM_DD_HH_MM_<host>_<database>` (SPEC §5), which scripts use as
 // file_name_without_type and the agent as the object name when a script leaves none.
-import { createHash } from 'node:crypto'
+import { crypto } from '../util/builtins.ts'
 import { isStreamedObject, STREAM_SUFFIX } from '../integrity/format.ts'
 import { utcFileStamp } from '../util/time.ts'
 
@@ -22,7 +22,7 @@ export function generatedFileBase(host: string, database: string, now: Date): st
   const full = `${utcFileStamp(now)}_${host.replace(UNSAFE_NAME_CHARS, '_')}_${database.replace(UNSAFE_NAME_CHARS, '_')}`
   if (full.length <= FILE_BASE_MAX_BYTES) return full
   // Deterministic, and distinct for different long names: a prefix, then a hash of the whole name.
-  const hash = createHash('sha256').update(full).digest('hex').slice(0, HASH_HEX_DIGITS)
+  const hash = crypto().createHash('sha256').update(full).digest('hex').slice(0, HASH_HEX_DIGITS)
   return `${full.slice(0, FILE_BASE_MAX_BYTES - HASH_HEX_DIGITS - 1)}_${hash}`
 }
 

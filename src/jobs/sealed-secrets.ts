@@ -3,7 +3,7 @@
 // job, with a key the store keeps in a table of its own. Reading the records (a support query, a
 // grep, a record pasted into a ticket) shows no secret in any form; whoever can read the whole
 // store file can unseal them, as the agent must after a crash: directory_state stays 0700.
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { crypto } from '../util/builtins.ts'
 
 const KEY_BYTES = 32
 const IV_BYTES = 12
@@ -13,7 +13,7 @@ const TAG_BYTES = 16
 let key: Buffer | undefined
 
 function currentKey(): Buffer {
-  key ??= randomBytes(KEY_BYTES)
+  key ??= crypto().randomBytes(KEY_BYTES)
   return key
 }
 
@@ -23,13 +23,13 @@ function currentKey(): Buffer {
  * the secrets its record held (its scripts get empty values).
  */
 export function useRecordKey(storeKey: Buffer | undefined): void {
-  key = storeKey ?? randomBytes(KEY_BYTES)
+  key = storeKey ?? crypto().randomBytes(KEY_BYTES)
 }
 
 /** Seals a JSON value for one job (the job's kind and id are bound to it). */
 export function seal(value: unknown, job: string): string {
-  const iv = randomBytes(IV_BYTES)
-  const cipher = createCipheriv('aes-256-gcm', currentKey(), iv)
+  const iv = crypto().randomBytes(IV_BYTES)
+  const cipher = crypto().createCipheriv('aes-256-gcm', currentKey(), iv)
   cipher.setAAD(Buffer.from(job))
   const sealed = Buffer.concat([cipher.update(JSON.stringify(value), 'utf8'), cipher.final()])
   return Buffer.concat([iv, cipher.getAuthTag(), sealed]).toString('base64')
@@ -39,7 +39,7 @@ export function seal(value: unknown, job: string): string {
 export function unseal(text: string, job: string): unknown {
   try {
     const bytes = Buffer.from(text, 'base64')
-    const decipher = createDecipheriv('aes-256-gcm', currentKey(), bytes.subarray(0, IV_BYTES))
+    const decipher = crypto().createDecipheriv('aes-256-gcm', currentKey(), bytes.subarray(0, IV_BYTES))
     decipher.setAAD(Buffer.from(job))
     decipher.setAuthTag(bytes.subarray(IV_BYTES, IV_BYTES + TAG_BYTES))
     return JSON.parse(Buffer.concat([decipher.update(bytes.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8'))

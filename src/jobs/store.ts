@@ -5,12 +5,12 @@
 // synchronous=NORMAL survives a killed process (the threat here); only a power cut may lose the
 // last transactions, which the manager's next poll then shows as the job's previous state.
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs'
-import { randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { JobStatus } from './job.ts'
 import type { JobKind } from './request.ts'
 import { pendingSteps } from './recovery-record.ts'
+import { crypto } from '../util/builtins.ts'
 
 export interface StoredJob {
   kind: JobKind
@@ -222,7 +222,7 @@ export class JobStore {
     const read = () => (db.prepare('SELECT key FROM record_key LIMIT 1').get() as { key: Uint8Array } | undefined)?.key
     let key = read()
     if (key === undefined) {
-      db.prepare('INSERT INTO record_key (key) VALUES (?)').run(randomBytes(32))
+      db.prepare('INSERT INTO record_key (key) VALUES (?)').run(crypto().randomBytes(32))
       key = read()
     }
     if (key?.length !== 32) throw new Error('the record key in the job store is damaged')

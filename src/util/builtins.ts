@@ -1,4 +1,4 @@
-// node:http, node:https and node:tls, loaded with process.getBuiltinModule() instead of
+// node:http, node:https, node:tls and node:crypto, loaded with process.getBuiltinModule() instead of
 // `import`. An ESM import of a built-in builds its namespace from every export, and node:http's
 // include the lazy WebSocket, MessageEvent and CloseEvent getters, which load undici: ~15 MB of
 // RSS the agent never uses (Node 24, idle: Node alone 43 MB, http imported 61 MB, http fetched
@@ -8,11 +8,22 @@
 export const http = process.getBuiltinModule('node:http')
 
 let httpsModule: typeof import('node:https') | undefined
+let cryptoModule: typeof import('node:crypto') | undefined
 let tlsModule: typeof import('node:tls') | undefined
 
 export function https(): typeof import('node:https') {
   httpsModule ??= process.getBuiltinModule('node:https')
   return httpsModule
+}
+
+/**
+ * node:crypto loads ~20 internal modules (~8 ms of a start here); an agent answering its first
+ * polls needs none of them (src/http/auth.ts compares without it), so the modules on the path of
+ * a start take it from here when they first need it.
+ */
+export function crypto(): typeof import('node:crypto') {
+  cryptoModule ??= process.getBuiltinModule('node:crypto')
+  return cryptoModule
 }
 
 export function tls(): typeof import('node:tls') {

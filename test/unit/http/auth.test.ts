@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { basicAuthChecker } from '../../../src/http/auth.ts'
+import { timingSafeEqual } from 'node:crypto'
+import { basicAuthChecker, sameBytes } from '../../../src/http/auth.ts'
 
 const basic = (s: string) => `Basic ${Buffer.from(s).toString('base64')}`
 
@@ -86,5 +87,27 @@ describe('basicAuthChecker', () => {
       )
       assert.equal(check(right), true)
     }
+  })
+})
+
+describe('sameBytes (the constant-time compare of every poll)', () => {
+  it('agrees with crypto.timingSafeEqual: equal buffers, one byte changed anywhere, any pair', () => {
+    const base = Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 31) % 256))
+    assert.equal(sameBytes(base, Buffer.from(base)), true)
+    for (let i = 0; i < base.length; i++) {
+      const other = Buffer.from(base)
+      other[i] = (other[i] as number) ^ (1 << (i % 8))
+      assert.equal(sameBytes(base, other), false, `byte ${i}`)
+    }
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.uint8Array({ maxLength: 300 }), (a, b) => {
+        const right = Buffer.alloc(a.length)
+        right.set(b.subarray(0, a.length))
+        assert.equal(sameBytes(a, right), timingSafeEqual(a, right))
+      }),
+    )
+  })
+  it('refuses buffers of different sizes instead of comparing a part', () => {
+    assert.throws(() => sameBytes(Buffer.alloc(256), Buffer.alloc(512)), RangeError)
   })
 })
