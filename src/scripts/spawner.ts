@@ -18,16 +18,16 @@
 // says held, so recovery owes its stage. Once the script runs (the exec closed the child's
 // close-on-exec error pipe and gave it a new /proc comm), the helper says `running` and the agent
 // drops the mark: a recorded pid that is gone then counts as a script that ran. A new spare is
-// forked when the agent asks for one and after each script's end (a stage usually follows), not
-// while a script runs: a dump that runs for an hour has no spare beside it.
+// forked as soon as the last one runs (a fork of Perl took ~0.5 ms, and the next stage usually
+// follows within that), when the agent asks for one, and after a script's end. The agent drops a
+// spare it has not claimed within SPARE_MS: a dump that runs for an hour has no spare beside it.
 // Output is relayed to the agent as framed chunks; output that arrives after the script exited is
 // relayed for DRAIN seconds, then the pipes are closed, so a process the script left behind
 // cannot hold the stage.
 //
 // Requests on the helper's stdin, each `<length>:` and that many bytes of NUL-separated fields:
-// `want` (fork a spare unless one waits); `run`, pid, id, cwd, argc, argv…, envc, NAME=value…
-// (the spare `pid` becomes script `id` and execs it). One write per script: each write wakes the
-// helper, which costs more than the bytes.
+// `want` (fork a spare unless one waits); `drop`, pid (end that spare: it runs nothing); `run`,
+// pid, id, cwd, argc, argv…, envc, NAME=value… (the spare `pid` becomes script `id` and execs it).
 // Answers, one per line (a chunk's bytes follow its line): `spare <pid>`, `lost <pid> <code>
 // <signal number>` (a spare ended before its `run`), `nospare <reason>` (the fork failed), and per
 // script: `failed <id> <reason>` (it cannot run: exec failed, or the spare was gone; an exit
@@ -41,6 +41,8 @@ import { HELD_TITLE, HELPER_TITLE } from './held.ts'
 const PERL = '/usr/bin/perl'
 /** The helper ends after this long without a script (it costs ~5 MB while it lives). */
 const IDLE_MS = 2_000
+/** A spare not claimed within this long is dropped (a held Perl child costs ~1.8 MB resident). */
+const SPARE_MS = 1_000
 
 /**
  * Linux system call numbers the helper needs, per CPU architecture (asm/unistd.h): setsid, and
@@ -67,7 +69,7 @@ binmode STDIN; binmode STDOUT; $| = 1;
 pipe(my $wake_r, my $wake_w) or die "pipe: $!";
 fcntl($_, $F_SETFL, $O_NONBLOCK) or die "fcntl: $!" for $wake_r, $wake_w;
 $SIG{CHLD} = sub { syswrite $wake_w, 'c' };
-my (%run, %by_pid, %by_fd, $spare); my $in = '';
+my (%run, %by_pid, %by_fd, %dropped, $spare); my $in = '';
 sub now { my $ts = "\0" x 16; syscall($SYS_clock_gettime, 1, $ts) == 0 or die "clock_gettime: $!"; my ($s, $ns) = unpack 'q2', $ts; return $s + $ns / 1e9 }
 # A SIGCHLD (a script ending) interrupts a read or a write blocked on a full pipe: EINTR is retried.
 sub interrupted { return $! == $EINTR }
@@ -115,6 +117,10 @@ sub fork_spare {
 sub request {
   my $body = shift; my ($what, $pid, $id) = split /\0/, $body, 4;
   if ($what eq 'want') { fork_spare(); return }
+  if ($what eq 'drop') {
+    return unless $spare && $spare->{pid} == $pid;
+    close $_ for @$spare{qw(out err x go)}; $dropped{$pid} = 1; undef $spare; return;
+  }
   return unless $what eq 'run';
   if (!$spare || $spare->{pid} != $pid) { say_ "failed $id the held child $pid is gone\nexit $id 127 0\n"; return }
   my $s = $spare; undef $spare;
@@ -124,6 +130,7 @@ sub request {
   # A child killed while held: the write fails (no SIGPIPE for the helper) and its exit is reported.
   { local $SIG{PIPE} = 'IGNORE'; write_all($s->{go}, length($what_to_run) . ":$what_to_run"); }
   close $s->{go};
+  fork_spare(); # for the next stage, while this one runs
 }
 sub comm { open(my $f, '<', "/proc/$_[0]/comm") or return; my $c = <$f>; return $c }
 # The child's error pipe ended: it exec'd (close-on-exec), failed to (said so first) or was killed
@@ -138,6 +145,7 @@ sub reap {
   if ($spare && waitpid($spare->{pid}, $WNOHANG) > 0) {
     close $_ for @$spare{qw(out err x go)}; say_ sprintf("lost %d %d %d\n", $spare->{pid}, $? >> 8, $? & 127); undef $spare;
   }
+  for my $pid (keys %dropped) { delete $dropped{$pid} if waitpid($pid, $WNOHANG) != 0 }
   for my $pid (keys %by_pid) {
     my $id = $by_pid{$pid}; next if $run{$id}{x};
     next unless waitpid($pid, $WNOHANG) > 0;
@@ -169,7 +177,7 @@ while (1) {
   # Perl runs the SIGCHLD handler between statements: a child that ends just before select blocks
   # would wake nothing. With children about, select returns within a second anyway, and within
   # 10 ms while a script whose pipes all ended (it is exiting) waits to be reaped.
-  my $limit = %by_pid || $spare ? 1 : undef;
+  my $limit = %by_pid || %dropped || $spare ? 1 : undef;
   $limit = 0.01 if grep { !$_->{out} && !$_->{err} && !$_->{x} } map { $run{$_} } values %by_pid;
   $wait = $limit if defined $limit && (!defined $wait || $wait > $limit);
   my $got = select(my $rout = $rin, undef, undef, $wait);
@@ -247,6 +255,7 @@ class Helper {
   readonly #pending = new Map<string, Pending>()
   /** The spare's pid, once the helper said it is forked and while no start has claimed it. */
   #spare: number | undefined
+  #spareTimer: NodeJS.Timeout | undefined
   /** Starts waiting for a spare, first come first served. */
   readonly #waiting: { claim: (pid: number) => void; fail: (error: Error) => void }[] = []
   #buffered: Buffer = Buffer.alloc(0)
@@ -280,6 +289,7 @@ class Helper {
     this.#hold(true)
     const pid = this.#spare ?? (await this.#nextSpare())
     this.#spare = undefined
+    clearTimeout(this.#spareTimer)
     clearTimeout(this.#idle) // a script that ended meanwhile may have set it
     let resolveExit: Pending['exited'] = () => {}
     const exited = new Promise<HelperExit>((r) => (resolveExit = r))
@@ -334,7 +344,7 @@ class Helper {
     if (kind === 'spare') {
       const waiter = this.#waiting.shift()
       if (waiter) waiter.claim(Number(word))
-      else this.#spare = Number(word)
+      else this.#keepSpare(Number(word))
     } else if (kind === 'lost') {
       const [pid, code, signal] = word.split(' ').map(Number)
       if (this.#spare === pid) this.#spare = undefined
@@ -343,6 +353,17 @@ class Helper {
     // A start still waiting (a spare went to the one before it, or was lost): another spare.
     if (kind === 'nospare') this.#idleSoon()
     else if (this.#waiting.length > 0 && this.#spare === undefined) this.#send(['want'])
+  }
+
+  /** Kept for the next start, for SPARE_MS at most. */
+  #keepSpare(pid: number): void {
+    this.#spare = pid
+    clearTimeout(this.#spareTimer)
+    this.#spareTimer = setTimeout(() => {
+      if (this.#spare !== pid) return
+      this.#spare = undefined
+      this.#send(['drop', String(pid)])
+    }, SPARE_MS).unref()
   }
 
   /** A claimed spare ended before its `run` was sent (killed): that is its script's end. */
@@ -391,6 +412,7 @@ class Helper {
     if (this.#gone) return
     this.#gone = true
     clearTimeout(this.#idle)
+    clearTimeout(this.#spareTimer)
     this.#child.stdin?.end()
     this.#onGone()
   }

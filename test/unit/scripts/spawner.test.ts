@@ -175,6 +175,18 @@ it('a spare killed before it was claimed is replaced; the next script runs', asy
   assert.equal(result.failure, undefined)
 })
 
+it('a spare waits for the next script while one runs, and is dropped when not claimed within a second', async () => {
+  useScriptHelper(true)
+  script('long', 'sleep 1.8\n')
+  const long = run('long')
+  await sleep(300)
+  const [helper] = helperChildren()
+  assert.equal(spareOf(helper as number).length, 1, 'forked while the script runs')
+  await sleep(1_200)
+  assert.deepEqual(spareOf(helper as number), [], 'dropped: nothing held beside a long dump')
+  assert.equal((await long).failure, undefined)
+})
+
 it('the helper ends a moment after its last script', async () => {
   useScriptHelper(true)
   script('quick', 'exit 0\n')
