@@ -1,7 +1,6 @@
 // The body every script stage shares: the stage's script, run with its arguments under the
 // stage's timeout and the job's cancel, its output kept in the job's log fields, and a stream
 // beside it (streaming.ts) completed before the stage ends.
-import { processStartTime } from '../scripts/process-group.ts'
 import { runScript, stageLimit } from '../scripts/run.ts'
 import { scriptHelperEnabled } from '../scripts/spawner.ts'
 import type { StageBody, StageContext } from './stage-context.ts'
@@ -44,10 +43,9 @@ export const scriptStage =
             secrets: ctx.secrets,
             logMaxBytes: ctx.logMaxBytes,
             signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
-            onSpawn(pid, held) {
+            onSpawn(pid, held, startTime) {
               group = pid
               // recorded so that a restarted agent can find a group a killed one left running
-              const startTime = processStartTime(pid)
               if (startTime !== undefined) ctx.job.script = { pid, startTime, stage: name, ...(held ? { held: true as const } : {}) }
               ctx.changed()
             },

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { JobError } from '../errors.ts'
 import { TailCapture } from './capture.ts'
 import { scriptProblem } from './safety.ts'
-import { groupAlive, signalGroup } from './process-group.ts'
+import { groupAlive, processStartTime, signalGroup } from './process-group.ts'
 import { scriptHelperEnabled, spawnThroughHelper, type HelperExit, type SpawnRequest } from './spawner.ts'
 
 export interface ScriptRun {
@@ -28,7 +28,7 @@ export interface ScriptRun {
    * Called with the script's pid (= its process group id) before it can act. `held`: it waits
    * before exec until this returns (the helper's child); else it runs already (Node's spawn).
    */
-  onSpawn?: (pid: number, held: boolean) => void
+  onSpawn?: (pid: number, held: boolean, startTime: string | undefined) => void
   /** A held script was let go and runs now (exec'd): its pid is no longer a held child's. */
   onRunning?: () => void
 }
@@ -95,7 +95,7 @@ export async function runScript(run: ScriptRun): Promise<ScriptResult> {
   })
   const { pid } = started
   // Recorded before the script may run (through the helper, it waits for go()).
-  if (pid !== undefined) run.onSpawn?.(pid, started.held)
+  if (pid !== undefined) run.onSpawn?.(pid, started.held, started.startTime ?? processStartTime(pid))
   started.go()
   let stoppedBecause: string | undefined
   let killTimer: NodeJS.Timeout | undefined
@@ -145,6 +145,8 @@ interface StartedScript {
   pid: number | undefined
   /** It waits before exec until go() (the helper's child, src/scripts/held.ts). */
   held: boolean
+  /** Its /proc start time when already known. */
+  startTime?: string | undefined
   /** Lets it run: call once its pid is recorded. */
   go: () => void
   /** Resolves once it exited and its output was read (or the drain time was over). */

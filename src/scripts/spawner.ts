@@ -37,6 +37,7 @@ import { spawn } from 'node:child_process'
 import { constants as fsConstants, existsSync } from 'node:fs'
 import { constants } from 'node:os'
 import { HELD_TITLE, HELPER_TITLE } from './held.ts'
+import { processStartTime } from './process-group.ts'
 
 const PERL = '/usr/bin/perl'
 /** The helper ends after this long without a script (it costs ~5 MB while it lives). */
@@ -210,6 +211,8 @@ export interface HelperExit {
 /** A script forked by the helper, held before exec until go(). */
 export interface HeldScript {
   pid: number
+  /** Its /proc start time, read while it waited as the spare (off the path of a start). */
+  startTime: string | undefined
   held: true
   /** Lets the script run (exec); call once its pid is recorded. */
   go: () => void
@@ -254,10 +257,10 @@ class Helper {
   readonly #child: ChildProcess
   readonly #pending = new Map<string, Pending>()
   /** The spare's pid, once the helper said it is forked and while no start has claimed it. */
-  #spare: number | undefined
+  #spare: { pid: number; startTime: string | undefined } | undefined
   #spareTimer: NodeJS.Timeout | undefined
   /** Starts waiting for a spare, first come first served. */
-  readonly #waiting: { claim: (pid: number) => void; fail: (error: Error) => void }[] = []
+  readonly #waiting: { claim: (spare: { pid: number; startTime: string | undefined }) => void; fail: (error: Error) => void }[] = []
   #buffered: Buffer = Buffer.alloc(0)
   #idle: NodeJS.Timeout | undefined
   #gone = false
@@ -287,7 +290,7 @@ class Helper {
   async start(request: SpawnRequest, id: string): Promise<HeldScript> {
     clearTimeout(this.#idle)
     this.#hold(true)
-    const pid = this.#spare ?? (await this.#nextSpare())
+    const { pid, startTime } = this.#spare ?? (await this.#nextSpare())
     this.#spare = undefined
     clearTimeout(this.#spareTimer)
     clearTimeout(this.#idle) // a script that ended meanwhile may have set it
@@ -301,10 +304,10 @@ class Helper {
       pending.sent = true
       this.#send(['run', String(pid), id, request.cwd, String(request.argv.length), ...request.argv, String(env.length), ...env])
     }
-    return { pid, held: true, go, exited }
+    return { pid, startTime, held: true, go, exited }
   }
 
-  #nextSpare(): Promise<number> {
+  #nextSpare(): Promise<{ pid: number; startTime: string | undefined }> {
     return new Promise((claim, fail) => {
       this.#waiting.push({ claim, fail })
       this.#send(['want'])
@@ -343,11 +346,12 @@ class Helper {
     const word = line.slice(kind.length + 1)
     if (kind === 'spare') {
       const waiter = this.#waiting.shift()
-      if (waiter) waiter.claim(Number(word))
-      else this.#keepSpare(Number(word))
+      const spare = { pid: Number(word), startTime: processStartTime(Number(word)) }
+      if (waiter) waiter.claim(spare)
+      else this.#keepSpare(spare)
     } else if (kind === 'lost') {
       const [pid, code, signal] = word.split(' ').map(Number)
-      if (this.#spare === pid) this.#spare = undefined
+      if (this.#spare?.pid === pid) this.#spare = undefined
       else this.#lostWhileHeld(pid as number, code as number, signal as number)
     } else this.#waiting.shift()?.fail(new Error(word))
     // A start still waiting (a spare went to the one before it, or was lost): another spare.
@@ -356,13 +360,13 @@ class Helper {
   }
 
   /** Kept for the next start, for SPARE_MS at most. */
-  #keepSpare(pid: number): void {
-    this.#spare = pid
+  #keepSpare(spare: { pid: number; startTime: string | undefined }): void {
+    this.#spare = spare
     clearTimeout(this.#spareTimer)
     this.#spareTimer = setTimeout(() => {
-      if (this.#spare !== pid) return
+      if (this.#spare !== spare) return
       this.#spare = undefined
-      this.#send(['drop', String(pid)])
+      this.#send(['drop', String(spare.pid)])
     }, SPARE_MS).unref()
   }
 
