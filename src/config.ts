@@ -5,7 +5,7 @@
 // (ConfigError), while a value that cannot be parsed falls back to its default with a warning, as
 // the old agent did: a typo in an optional setting must not turn into an outage.
 
-import { isIP } from 'node:net'
+import { net } from './util/builtins.ts'
 
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -122,7 +122,7 @@ const addresses = (raw: string): string[] | undefined => {
 function isAddressOrRange(entry: string): boolean {
   const [address, bits, extra] = entry.split('/')
   if (extra !== undefined || address === undefined) return false
-  const family = isIP(address)
+  const family = net.isIP(address)
   if (family === 0) return false
   if (bits === undefined) return true
   return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)

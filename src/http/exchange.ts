@@ -46,7 +46,7 @@ export class Exchange {
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly deps: AppDeps
-  /** performance.now() when the request arrived. */
+  /** monotonicMs() when the request arrived. */
   readonly started: number
   /** Path parameters by name (`id` of `/backup/:id`), decoded. */
   readonly params: Record<string, string>

@@ -9,7 +9,6 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Socket } from 'node:net'
-import { performance } from 'node:perf_hooks'
 import { basicAuthChecker } from './auth.ts'
 import { parseJsonBody } from './body.ts'
 import { Exchange, JSON_TYPE, type AppDeps, type Answer } from './exchange.ts'
@@ -29,6 +28,12 @@ import { ROUTES } from './routes.ts'
 import { LoginThrottle } from './throttle.ts'
 import { httpsOptions } from './tls.ts'
 import { http, https } from '../util/builtins.ts'
+
+/** A monotonic clock in ms without the global \`performance\`, which loads node:perf_hooks (~1 ms of a start). */
+function monotonicMs(): number {
+  const [seconds, nanoseconds] = process.hrtime()
+  return seconds * 1e3 + nanoseconds / 1e6
+}
 
 export type { AppDeps } from './exchange.ts'
 
@@ -142,7 +147,7 @@ export function createApiServer(deps: AppDeps): ApiServer {
 }
 
 function handleRequest(c: ServerContext, req: IncomingMessage, res: ServerResponse): void {
-  const started = performance.now()
+  const started = monotonicMs()
   const method = req.method ?? 'GET'
   const url = req.url ?? '/'
   const found = c.router.find(method, url)
@@ -273,7 +278,7 @@ function send(c: ServerContext, x: Exchange, a: Answer, limited = false): void {
   if (c.deps.log.isLevelEnabled(level))
     x.log(
       level,
-      { method: req.method, url: loggedUrl(req.url ?? '/'), status: a.status, ms: Math.round(performance.now() - x.started) },
+      { method: req.method, url: loggedUrl(req.url ?? '/'), status: a.status, ms: Math.round(monotonicMs() - x.started) },
       'request',
     )
 }

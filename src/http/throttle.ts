@@ -5,7 +5,8 @@
 // The check runs on every request (GET /backup/{id} is the manager's polling hot path): it is one
 // Map lookup, and nothing at all while no address has failed. Memory is bounded: at most
 // `maxTracked` addresses are remembered; when full, stale and unlocked ones go first.
-import { BlockList, isIP } from 'node:net'
+import type { BlockList } from 'node:net'
+import { net } from '../util/builtins.ts'
 
 export interface ThrottleOptions {
   /** Failures within the window that lock an address out; 0 turns throttling off. */
@@ -30,18 +31,20 @@ export class LoginThrottle {
   readonly #maxFailures: number
   readonly #windowMs: number
   readonly #maxTracked: number
-  readonly #exempt = new BlockList()
+  /** Only when addresses are exempt: a BlockList loads two modules more at start. */
+  readonly #exempt: BlockList | undefined
   readonly #byAddress = new Map<string, Failures>()
 
   constructor(options: ThrottleOptions) {
     this.#maxFailures = options.maxFailures
     this.#windowMs = options.windowMs ?? THROTTLE_WINDOW_MS
     this.#maxTracked = options.maxTracked ?? THROTTLE_MAX_TRACKED
+    if (options.exempt.length > 0) this.#exempt = new net.BlockList()
     for (const entry of options.exempt) {
       const [address = '', bits] = entry.split('/')
-      const family = isIP(normalise(address)) === 6 ? 'ipv6' : 'ipv4'
-      if (bits === undefined) this.#exempt.addAddress(normalise(address), family)
-      else this.#exempt.addSubnet(normalise(address), Number(bits), family)
+      const family = net.isIP(normalise(address)) === 6 ? 'ipv6' : 'ipv4'
+      if (bits === undefined) this.#exempt?.addAddress(normalise(address), family)
+      else this.#exempt?.addSubnet(normalise(address), Number(bits), family)
     }
   }
 
@@ -87,7 +90,8 @@ export class LoginThrottle {
   }
 
   #isExempt(key: string): boolean {
-    const family = isIP(key)
+    if (this.#exempt === undefined) return false
+    const family = net.isIP(key)
     if (family === 0) return false
     return this.#exempt.check(key, family === 6 ? 'ipv6' : 'ipv4')
   }

@@ -2,18 +2,15 @@
 // keep working): CPU, memory, file descriptors, libuv handles, V8 heap, GC pauses, event loop.
 // Everything is read when /metrics is scraped; nothing runs in between while the agent is idle.
 import { readdirSync, readFileSync } from 'node:fs'
-import { constants, createHistogram, performance, PerformanceObserver, type RecordableHistogram } from 'node:perf_hooks'
+import type { RecordableHistogram } from 'node:perf_hooks'
 import type { Gauge, Registry } from './exposition.ts'
 
 /** The delay sampling interval while a job runs: prom-client's, so the figures compare. */
 const DELAY_RESOLUTION_MS = 10
 const GC_BUCKETS = [0.001, 0.01, 0.1, 1, 2, 5]
-const GC_KINDS: Record<number, string> = {
-  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
-  [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
-  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
-  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
-}
+// node:perf_hooks (a dozen modules, ~1 ms) loads at the first scrape or job, not at start: the
+// global `performance` loads it too, so nothing on the path of a start touches that either.
+const perfHooks = () => process.getBuiltinModule('node:perf_hooks')
 
 type Internals = { _getActiveHandles?: () => object[]; _getActiveRequests?: () => object[] }
 
@@ -21,12 +18,19 @@ export function registerProcessMetrics(registry: Registry, prefix: string): void
   const m = processMetrics(registry, prefix)
   const [major = '', minor = '', patch = ''] = process.versions.node.split('.')
   m.version.set({ version: process.version, major, minor, patch }, 1)
-  m.startTime.set({}, Math.round(performance.timeOrigin / 1000))
+  m.startTime.set({}, Math.round(Date.now() / 1000 - process.uptime()))
   // Collections are counted from the first scrape on: the first PerformanceObserver costs 2-10 ms
   // (Node loads its observer modules), not to be spent at start-up. V8 reports each collection; no timer.
   let gcObserved = false
   const observeGc = () => {
     gcObserved = true
+    const { constants, PerformanceObserver } = perfHooks()
+    const GC_KINDS: Record<number, string> = {
+      [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+      [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+      [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+      [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+    }
     new PerformanceObserver((list) => {
       for (const entry of list.getEntries()) {
         const kind = GC_KINDS[(entry as { detail?: { kind?: number } }).detail?.kind ?? -1]
@@ -166,7 +170,8 @@ export class EventLoopMetrics {
   #sampler: NodeJS.Timeout | undefined
   #lastTick = 0
   #jobs = 0
-  #lastUtilization = performance.eventLoopUtilization()
+  /** Since the previous scrape; the first scrape's figure is since the start. */
+  #lastUtilization: ReturnType<typeof performance.eventLoopUtilization> | undefined
 
   constructor(registry: Registry, prefix: string) {
     const lag = registry.gauge(
@@ -200,7 +205,8 @@ export class EventLoopMetrics {
       lag.set({}, (performance.now() - queued) / 1000)
 
       const now = performance.eventLoopUtilization()
-      utilization.set({}, performance.eventLoopUtilization(now, this.#lastUtilization).utilization)
+      const last = this.#lastUtilization
+      utilization.set({}, (last ? performance.eventLoopUtilization(now, last) : now).utilization)
       this.#lastUtilization = now
 
       const delays = this.#delays
@@ -212,7 +218,7 @@ export class EventLoopMetrics {
   /** A job started: the delay is sampled until every job that started has finished. */
   jobStarted(): void {
     if (this.#jobs++ > 0) return
-    const delays = (this.#delays ??= createHistogram())
+    const delays = (this.#delays ??= perfHooks().createHistogram())
     this.#lastTick = performance.now()
     this.#sampler = setInterval(() => {
       const now = performance.now()
