@@ -246,6 +246,13 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(constants.si
 const exitOf = (code: number, signal: number): HelperExit =>
   signal ? { code: null, signal: SIGNAL_NAMES.get(signal) ?? 'SIGKILL' } : { code, signal: null }
 
+/** The helper ended before a start had a spare: nothing was run or recorded, so a new one may try. */
+class HelperGone extends Error {
+  constructor() {
+    super('the script starter ended')
+  }
+}
+
 /** One request: its byte length, then the NUL-separated fields. */
 function frame(fields: readonly string[]): Buffer {
   const body = Buffer.from(fields.join('\0'))
@@ -264,6 +271,8 @@ class Helper {
   #buffered: Buffer = Buffer.alloc(0)
   #idle: NodeJS.Timeout | undefined
   #gone = false
+  /** Why the helper can run nothing more (it ended, or could not start). */
+  #ended: Error | undefined
   readonly #onGone: () => void
 
   constructor(program: string, onGone: () => void) {
@@ -283,7 +292,7 @@ class Helper {
   }
 
   get usable(): boolean {
-    return !this.#gone
+    return !this.#gone && this.#ended === undefined
   }
 
   /** The spare, claimed for script `id`: its pid is the script's from now on. */
@@ -291,6 +300,8 @@ class Helper {
     clearTimeout(this.#idle)
     this.#hold(true)
     const { pid, startTime } = this.#spare ?? (await this.#nextSpare())
+    // It may have ended while this start waited: nothing would ever report on the script.
+    if (this.#ended ?? this.#gone) throw this.#ended ?? new HelperGone()
     this.#spare = undefined
     clearTimeout(this.#spareTimer)
     clearTimeout(this.#idle) // a script that ended meanwhile may have set it
@@ -308,6 +319,7 @@ class Helper {
   }
 
   #nextSpare(): Promise<{ pid: number; startTime: string | undefined }> {
+    if (this.#ended ?? this.#gone) return Promise.reject(this.#ended ?? new HelperGone())
     return new Promise((claim, fail) => {
       this.#waiting.push({ claim, fail })
       this.#send(['want'])
@@ -417,11 +429,16 @@ class Helper {
     this.#gone = true
     clearTimeout(this.#idle)
     clearTimeout(this.#spareTimer)
+    this.#spare = undefined
     this.#child.stdin?.end()
     this.#onGone()
+    for (const waiter of this.#waiting.splice(0)) waiter.fail(new HelperGone())
   }
 
+  /** Scripts it ran are over (their ends unreported); starts waiting for a spare fail. */
   #failAll(error: Error): void {
+    this.#ended ??= error
+    this.#spare = undefined
     for (const waiter of this.#waiting.splice(0)) waiter.fail(error)
     for (const [id, pending] of this.#pending) {
       this.#pending.delete(id)
@@ -446,12 +463,24 @@ export function scriptHelperEnabled(): boolean {
 }
 
 /** `argv` in the helper's spare child, held before exec; rejects when no child can be forked (the reason as message). */
-export function spawnThroughHelper(request: SpawnRequest): Promise<HeldScript> {
+export async function spawnThroughHelper(request: SpawnRequest): Promise<HeldScript> {
+  const first = usableHelper()
+  try {
+    return await first.start(request, String(++sequence))
+  } catch (error) {
+    // The helper ended (killed, say) before this start had a child: nothing ran and nothing was
+    // stored, so one more try on a new helper. A helper that still runs could not fork: final.
+    if (first.usable) throw error
+    return usableHelper().start(request, String(++sequence))
+  }
+}
+
+function usableHelper(): Helper {
   if (!helper?.usable) {
     const current: Helper = new Helper(helperProgram(calls as NonNullable<typeof calls>), () => {
       if (helper === current) helper = undefined
     })
     helper = current
   }
-  return helper.start(request, String(++sequence))
+  return helper
 }

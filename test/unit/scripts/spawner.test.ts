@@ -187,6 +187,21 @@ it('a spare waits for the next script while one runs, and is dropped when not cl
   assert.equal((await long).failure, undefined)
 })
 
+it('the helper killed between scripts: a start at that instant ends (run or failed, never hangs), the next runs on a new helper', async () => {
+  useScriptHelper(true)
+  script('quick', 'exit 0\n')
+  // The instants after the kill differ by when the agent has read the helper's end and its exit.
+  for (let delay = 0; delay < 20; delay++) {
+    await run('quick')
+    for (const pid of helperChildren()) process.kill(pid, 'SIGKILL')
+    await sleep(delay % 10)
+    const atOnce = await Promise.race([run('quick').then(() => 'ended'), sleep(5_000, undefined, { ref: false }).then(() => 'hung')])
+    assert.equal(atOnce, 'ended', `a start ${delay % 10} ms after the helper was killed`)
+  }
+  await sleep(100)
+  assert.equal((await run('quick')).failure, undefined)
+})
+
 it('the helper ends a moment after its last script', async () => {
   useScriptHelper(true)
   script('quick', 'exit 0\n')
