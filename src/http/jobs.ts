@@ -2,7 +2,7 @@
 // job, GET /<kind>/{id} polls it, GET /<kind> lists, POST /<kind>/{id}/cancel cancels, DELETE
 // /<kind> forgets a finished one. Their methods, paths and descriptions are in src/http/routes.ts.
 import { newJob } from '../jobs/job.ts'
-import type { StartRefusal } from '../jobs/registry.ts'
+import { BodyUnreadable, type JobEntry, type JobRegistry, type StartRefusal } from '../jobs/registry.ts'
 import type { JobKind } from '../jobs/request.ts'
 import { logFields } from '../jobs/stage-names.ts'
 import { InvalidJson } from './body.ts'
@@ -29,6 +29,21 @@ const jobRunner = () => (runner ??= import('../jobs/runner.ts'))
 
 /** An answer with a polling body (already serialised by the registry). */
 const pollingAnswer = (status: number, body: string | Buffer): Answer => ({ status, bytes: body, type: JSON_TYPE })
+
+/** What a finished job's poll answers when its body is neither in memory nor readable from the store. */
+const unreadableAnswer = (error: BodyUnreadable): Answer =>
+  jsonAnswer(503, { message: `${error.message}; try again later` }, { 'retry-after': '30' })
+
+/** The answer with a job's polling body (409s: the job that is there), or 503 when it cannot be read. */
+function jobAnswer(status: number, registry: JobRegistry, entry: JobEntry | undefined): Answer {
+  if (entry === undefined) return pollingAnswer(status, '{}')
+  try {
+    return pollingAnswer(status, registry.pollingBody(entry))
+  } catch (error) {
+    if (error instanceof BodyUnreadable) return unreadableAnswer(error)
+    throw error
+  }
+}
 
 /**
  * Polling bodies up to this size go out as the registry's string, larger ones as its cached
@@ -88,7 +103,7 @@ function triggerHandler(kind: JobKind, rejected: Rejected): Handler {
     // A known id answers 409 with that job, before any other check (as the old agent did).
     const id = triggerId(x.body)
     const existing = id === undefined ? undefined : registry.get(kind, id)
-    if (existing) return pollingAnswer(409, existing.body)
+    if (existing) return jobAnswer(409, registry, existing)
 
     const parsed = (await bodyChecks()).parseTrigger(kind, x.body, config)
     if (!parsed.ok) return rejected('Body Deserialization', `invalid request: ${parsed.errors.join('; ')}`)
@@ -113,7 +128,7 @@ function notStartedAnswer(kind: JobKind, refusal: StartRefusal, x: Exchange, id:
   const { registry } = x.deps
   switch (refusal) {
     case 'exists':
-      return pollingAnswer(409, registry.get(kind, id)?.body ?? '{}')
+      return jobAnswer(409, registry, registry.get(kind, id))
     case 'closing':
       return jsonAnswer(
         503,
@@ -154,9 +169,17 @@ function pollHandler(kind: JobKind): Handler {
     const { registry } = x.deps
     const entry = registry.get(kind, id as string)
     if (!entry) return NOT_FOUND
-    const bytes = registry.pollingBytes(entry) // of entry.body as it is now
+    let body: string
+    let bytes: Buffer
+    try {
+      body = registry.pollingBody(entry) // a finished job not polled lately: read from the store
+      bytes = registry.pollingBytes(entry) // of that body
+    } catch (error) {
+      if (error instanceof BodyUnreadable) return unreadableAnswer(error)
+      throw error
+    }
     if (bytes.length > STRING_BODY_MAX_BYTES) return pollingAnswer(200, bytes)
-    return { status: 200, bytes: entry.body, length: bytes.length, type: JSON_TYPE }
+    return { status: 200, bytes: body, length: bytes.length, type: JSON_TYPE }
   }
 }
 
@@ -170,7 +193,7 @@ function cancelHandler(kind: JobKind): Handler {
         x.log('info', { job: id, kind }, 'job cancelled')
         return jsonAnswer(202, { message: `${kind} ${id} is being cancelled; cleanup and unlock still run` })
       case 'not running':
-        return pollingAnswer(409, registry.get(kind, id)?.body ?? '{}')
+        return jobAnswer(409, registry, registry.get(kind, id))
       case 'unknown':
         return jsonAnswer(404, { message: `no ${kind} job ${id}` })
     }
@@ -190,7 +213,7 @@ function forgetHandler(kind: JobKind): Handler {
         return emptyAnswer(410)
       case 'running':
       case 'owed': // its recovery has not run cleanup or unlock yet
-        return pollingAnswer(409, registry.get(kind, parsed.value)?.body ?? '{}')
+        return jobAnswer(409, registry, registry.get(kind, parsed.value))
     }
   }
 }

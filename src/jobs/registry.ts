@@ -4,6 +4,10 @@
 // polling body is serialised once per change here and a poll only looks the string up. Each
 // change is written to the store as it is made: what a poll shows survives a restart.
 //
+// Only what polls ask for stays in memory: the bodies of running jobs and of jobs whose recovery
+// owes steps, and of the few finished jobs most recently polled (RecentBodies). Any other
+// finished job's body is read from the store when asked for (a row not written yet is in memory).
+//
 // A store that cannot be written (a full disk, EIO, a read-only filesystem) never stops a job:
 // no write throws out of here. The row stays in memory, polls answer from memory, and every
 // unwritten row is written on the next write or by a bounded retry timer once the store takes
@@ -11,24 +15,26 @@
 import type { Job, JobStatus } from './job.ts'
 import { pollingBody } from './job.ts'
 import { JOB_KINDS, type JobKind } from './request.ts'
+import { RecentBodies } from './recent-bodies.ts'
 import { pendingSteps, recoveryRecord } from './recovery-record.ts'
-import { storeWriteProblem, type JobStore, type StoredJob } from './store.ts'
+import { storeWriteProblem, type JobStore, type StoredJob, type StoredKey } from './store.ts'
 import { jobSummary, type JobSummary } from './summary.ts'
 
 export interface JobEntry {
   kind: JobKind
   id: string
   status: JobStatus
-  /** JSON of the polling body, refreshed by publish(). */
-  body: string
+  /**
+   * JSON of the polling body, refreshed by publish(), while it is in memory: always for a job
+   * that is running or owes steps, for a finished one while it is among the recently used
+   * (JobRegistry.pollingBody reads it otherwise).
+   */
+  body?: string | undefined
   /** The UTF-8 bytes of `body`, encoded on the first poll after a change (see pollingBytes). */
   bytes?: Buffer | undefined
   endedAt: number | null
   startedAt: number
-  /**
-   * The listing's view of the job, refreshed with the body; a stored job's is made from its body
-   * on the first listing (a start with a thousand records parses none of them).
-   */
+  /** The listing's view of the job, made from the body while it is in memory (see summaryOf). */
   summary?: JobSummary | undefined
   /** Present while this process runs the job. */
   live?: LiveJob
@@ -70,6 +76,9 @@ interface Removal {
 /** Told when the store stops or starts taking writes again (main.ts logs it). */
 export type StoreWatcher = (problem: string | undefined, error?: unknown) => void
 
+/** Why a poll could not be answered: the body of a finished job is in neither memory nor the store. */
+export class BodyUnreadable extends Error {}
+
 /** Passed to the watcher when the store's files left directory_state while the agent ran. */
 export const RELOCATED = new Error(
   'the job store was removed or replaced while the agent ran: it is made again and every job record written to it again',
@@ -83,10 +92,13 @@ export class JobRegistry {
   #closing = false
   /** Rows (and removals) the store has not taken yet, by `kind/id`; the newest state wins. */
   readonly #unwritten = new Map<string, StoredJob | Removal>()
-  /** The newest row of every job, written or not: what is written again when the store is made again at its path (JobStore.relocated). */
-  readonly #rows = new Map<string, StoredJob>()
-  /** Set when the store was found relocated, until every row is written to it again. */
-  #rewrite = false
+  /**
+   * Set when the store was found relocated: every row its old files held (JobStore.relocated), by
+   * `kind/id`, kept in memory until they are written to the store made again at its path.
+   */
+  #rewrite: Map<string, StoredJob> | undefined
+  /** Finished jobs whose body is in memory. */
+  readonly #recent = new RecentBodies<JobEntry>()
   #storeProblem: string | undefined
   #retry: NodeJS.Timeout | undefined
   #retryMs = RETRY_FIRST_MS
@@ -121,11 +133,11 @@ export class JobRegistry {
    */
   load(): StoredJob[] {
     const owing: StoredJob[] = []
-    for (const row of this.#store.all()) {
+    for (const row of this.#store.keys()) {
       const entry = this.#entryOf(row)
       this.#jobs[row.kind].set(row.id, entry)
-      this.#rows.set(keyOf(row.kind, row.id), row)
-      if (entry.owed) owing.push(row)
+      if (entry.owed) owing.push(row as StoredJob)
+      else entry.body = undefined // read when polled
     }
     return owing
   }
@@ -148,11 +160,53 @@ export class JobRegistry {
    * jobs, ~7 MB of pools held by ~700-byte bodies).
    */
   pollingBytes(entry: JobEntry): Buffer {
+    const body = this.pollingBody(entry)
     if (entry.bytes === undefined) {
-      entry.bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(entry.body, 'utf8'))
-      entry.bytes.write(entry.body, 'utf8')
+      entry.bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(body, 'utf8'))
+      entry.bytes.write(body, 'utf8')
+      if (!this.#held(entry)) this.#recent.use(entry) // counted with its bytes now
     }
     return entry.bytes
+  }
+
+  /**
+   * The job's polling body as it is now: from memory, else (a finished job not polled lately)
+   * from the store, kept among the recently used. Throws BodyUnreadable when the store cannot
+   * be read.
+   */
+  pollingBody(entry: JobEntry): string {
+    const body = (entry.body ??= this.#unheldBody(entry))
+    if (!this.#held(entry)) this.#recent.use(entry)
+    return body
+  }
+
+  /** A finished job's body: the row waiting to be written, or the one a relocation carries, or the store's. */
+  #unheldBody(entry: JobEntry): string {
+    const key = keyOf(entry.kind, entry.id)
+    const waiting = this.#unwritten.get(key) ?? this.#rewrite?.get(key)
+    if (waiting !== undefined && !('removed' in waiting)) return waiting.body
+    let body: string | undefined
+    try {
+      body = this.#store.body(entry.kind, entry.id)
+    } catch (error) {
+      throw new BodyUnreadable(`the job store could not be read: ${(error as Error).message}`)
+    }
+    if (body === undefined) throw new BodyUnreadable(`the job store has no record of ${entry.kind} ${entry.id}`)
+    return body
+  }
+
+  /** Whether the entry keeps its body in memory whatever polls ask: it runs here, or its recovery owes steps. */
+  #held(entry: JobEntry): boolean {
+    return entry.live !== undefined || entry.owed
+  }
+
+  /** The listing's view of a job; kept on the entry only while its body is. */
+  #summaryOf(entry: JobEntry): JobSummary {
+    if (entry.summary !== undefined) return entry.summary
+    const held = entry.body !== undefined
+    const summary = jobSummary(entry.id, JSON.parse(this.pollingBody(entry)) as Record<string, unknown>)
+    if (held) entry.summary = summary
+    return summary
   }
 
   /** `callback` runs whenever the last running job has finished (main.ts: memory back to the VM). */
@@ -214,7 +268,6 @@ export class JobRegistry {
     }
     if (!this.publish(job, entry)) {
       this.#unwritten.delete(keyOf(job.kind, job.id))
-      this.#rows.delete(keyOf(job.kind, job.id))
       return 'store'
     }
     jobs.set(job.id, entry)
@@ -237,6 +290,7 @@ export class JobRegistry {
     entry.endedAt = endedAt
     entry.summary = jobSummary(job.id, polling)
     entry.owed = job.status === 'RUNNING'
+    if (!this.#held(entry)) this.#recent.use(entry)
     return this.#write({
       kind: job.kind,
       id: job.id,
@@ -257,16 +311,21 @@ export class JobRegistry {
     const jobs = this.#jobs[row.kind]
     const entry = jobs.get(row.id)
     if (entry?.live) return false
-    jobs.set(row.id, this.#entryOf(row))
+    if (entry) this.#recent.forget(entry)
+    const replaced = this.#entryOf(row)
+    jobs.set(row.id, replaced)
+    if (!replaced.owed) this.#recent.use(replaced)
     return this.#write(row)
   }
 
-  #entryOf(row: StoredJob): JobEntry {
+  /** The entry of a stored job: with its body when it has one (a row JobStore.keys left without is read when polled). */
+  #entryOf(row: StoredKey | StoredJob): JobEntry {
     // A record owes steps only with a non-empty `pending` list, which JSON.stringify writes as
     // `"pending":["`: other records are not parsed (a string holding those characters has its
     // quotes escaped, and a match is only a reason to parse).
-    const owed = row.status === 'RUNNING' || (row.record.includes('"pending":["') && pendingSteps(row.record).length > 0)
-    return { kind: row.kind, id: row.id, status: row.status, body: row.body, endedAt: row.endedAt, startedAt: row.startedAt, owed }
+    const full = 'record' in row ? row : undefined
+    const owed = row.status === 'RUNNING' || (full?.record.includes('"pending":["') === true && pendingSteps(full.record).length > 0)
+    return { kind: row.kind, id: row.id, status: row.status, body: full?.body, endedAt: row.endedAt, startedAt: row.startedAt, owed }
   }
 
   /** Queues the row (the newest state of its job wins) and writes every queued row. */
@@ -274,8 +333,6 @@ export class JobRegistry {
     const key = keyOf(item.kind, item.id)
     this.#unwritten.delete(key)
     this.#unwritten.set(key, item)
-    if ('removed' in item) this.#rows.delete(key)
-    else this.#rows.set(key, item)
     return this.#flush()
   }
 
@@ -284,13 +341,12 @@ export class JobRegistry {
     let relocated = false
     try {
       this.#store.ensureOpen()
-      // directory_state was removed or replaced: the store made again there gets every job's
-      // newest row (#rows holds the unwritten ones too) in one transaction, also when that waits
-      if (this.#store.relocated()) this.#rewrite = true
+      // directory_state was removed or replaced: the store made again there gets every row the
+      // old files held in one transaction, also when that waits; the unwritten ones follow
+      this.#carry(this.#store.relocated())
       if (this.#rewrite) {
-        this.#store.replaceAll([...this.#rows.values()])
-        this.#unwritten.clear()
-        this.#rewrite = false
+        this.#store.replaceAll([...this.#rewrite.values()])
+        this.#rewrite = undefined
         relocated = true
       }
     } catch (error) {
@@ -316,6 +372,20 @@ export class JobRegistry {
       this.#watch?.(undefined)
     }
     return true
+  }
+
+  /**
+   * Keeps the rows a relocated store's old files held until they are written again. Found
+   * relocated again before that (the store made again was replaced too), it held none of them
+   * yet: the rows kept first stay.
+   */
+  #carry(rows: StoredJob[] | undefined): void {
+    if (rows === undefined) return
+    this.#rewrite ??= new Map()
+    for (const row of rows) {
+      const key = keyOf(row.kind, row.id)
+      if (!this.#rewrite.has(key)) this.#rewrite.set(key, row)
+    }
   }
 
   #failed(error: unknown): void {
@@ -371,7 +441,7 @@ export class JobRegistry {
     const last = page.at(-1)
     const more = from >= 0 && from + query.limit < newestFirst.length
     return {
-      jobs: page.map((e) => (e.summary ??= jobSummary(e.id, JSON.parse(e.body) as Record<string, unknown>))),
+      jobs: page.map((e) => this.#summaryOf(e)),
       next: more && last ? { startedAt: last.startedAt, id: last.id } : undefined,
     }
   }
@@ -381,11 +451,16 @@ export class JobRegistry {
    * verify compares the object with the digest the agent computed as it wrote it).
    */
   backupsOf(filename: string): { id: string; body: Record<string, unknown> }[] {
-    const summary = (e: JobEntry) => (e.summary ??= jobSummary(e.id, JSON.parse(e.body) as Record<string, unknown>))
+    const stored = this.#store.backupsNaming(filename)
+    const inMemory = (e: JobEntry) => {
+      const key = keyOf(e.kind, e.id)
+      return e.body !== undefined || this.#unwritten.has(key) || this.#rewrite?.has(key) === true
+    }
+    // a body in memory may be newer than the store's: the store's answer counts only for the others
     return [...this.#jobs.backup.values()]
-      .filter((e) => summary(e).filename === filename)
+      .filter((e) => (inMemory(e) ? this.#summaryOf(e).filename === filename : stored.has(e.id)))
       .sort((a, b) => b.startedAt - a.startedAt)
-      .map((e) => ({ id: e.id, body: JSON.parse(e.body) as Record<string, unknown> }))
+      .map((e) => ({ id: e.id, body: JSON.parse(this.pollingBody(e)) as Record<string, unknown> }))
   }
 
   /**
@@ -395,7 +470,10 @@ export class JobRegistry {
   finish(job: Job): boolean {
     const entry = this.#jobs[job.kind].get(job.id)
     const written = this.publish(job)
-    if (entry?.live?.job === job) delete entry.live
+    if (entry?.live?.job === job) {
+      delete entry.live
+      if (!entry.owed) this.#recent.use(entry) // its body is now one of the finished ones'
+    }
     this.#running--
     if (this.#running === 0) this.#onIdle?.()
     return written
@@ -411,6 +489,7 @@ export class JobRegistry {
     if (entry.status === 'RUNNING') return 'running'
     if (entry.owed) return 'owed'
     this.#jobs[kind].delete(id)
+    this.#recent.forget(entry)
     this.#write({ kind, id, removed: true })
     return 'deleted'
   }

@@ -23,6 +23,21 @@ export interface StoredJob {
   endedAt: number | null
 }
 
+/** A stored job without its body and record (JobStore.keys). */
+export type StoredKey = Omit<StoredJob, 'body' | 'record'>
+
+type Row = Record<string, unknown>
+
+const storedKey = (r: Row): StoredKey => ({
+  kind: r.kind as JobKind,
+  id: r.id as string,
+  status: r.status as JobStatus,
+  startedAt: r.started_at as number,
+  endedAt: (r.ended_at as number | null) ?? null,
+})
+
+const storedJob = (r: Row, body: string, record: string): StoredJob => ({ ...storedKey(r), body, record })
+
 /** Each entry upgrades the schema by one version; never edit one that has shipped. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE jobs (
@@ -104,6 +119,8 @@ interface Open {
   remove: StatementSync
   expired: StatementSync
   overflow: StatementSync
+  /** Prepared on the first poll of a job whose body is not in memory. */
+  body?: StatementSync
 }
 
 /** A failure to create or write the store that more space or a writable filesystem would cure. */
@@ -231,23 +248,27 @@ export class JobStore {
   }
 
   /**
-   * True when jobs.sqlite (or its WAL) at its path is no longer the file this store has open:
-   * directory_state was removed, moved, or replaced (a symlink elsewhere) while the agent ran. SQLite would go on
-   * writing to the unlinked files without an error, and every record would be gone at the next
-   * start. The handle is closed; the next write opens (or creates) the store at its path again,
-   * and the caller must write every row again.
+   * Whether jobs.sqlite (or its WAL) at its path is no longer the file this store has open:
+   * directory_state was removed, moved, or replaced (a symlink elsewhere) while the agent ran.
+   * SQLite would go on writing to the unlinked files without an error, and every record would be
+   * gone at the next start. Then every row the open files hold is read (they are still readable
+   * through the open handle, its WAL included) and returned, and the handle is closed: the next
+   * write opens (or creates) the store at its path again, and the caller must write these rows to
+   * it (replaceAll). Undefined while the files are the ones open. Throws, leaving the handle open
+   * (a later call tries again), when the rows cannot be read.
    */
-  relocated(): boolean {
-    if (this.#open === undefined || this.#files === undefined) return false
+  relocated(): StoredJob[] | undefined {
+    if (this.#open === undefined || this.#files === undefined) return undefined
     const same = (file: { path: string; dev: number; ino: number }) => {
       const now = statSync(file.path, { throwIfNoEntry: false })
       return now !== undefined && now.dev === file.dev && now.ino === file.ino
     }
     try {
-      if (this.#files.every(same)) return false
+      if (this.#files.every(same)) return undefined
     } catch {
       // a path that cannot be looked at any more (EACCES, ELOOP): not the file this store has open
     }
+    const rows = this.all()
     try {
       this.#open.db.close()
     } catch {
@@ -255,7 +276,7 @@ export class JobStore {
     }
     this.#open = undefined
     this.#files = undefined
-    return true
+    return rows
   }
 
   /** The database, its WAL and shared-memory files hold job records: owner only. */
@@ -272,15 +293,41 @@ export class JobStore {
   all(): StoredJob[] {
     if (!this.#open) return [] // not created yet: holds no job
     const rows = this.#open.db.prepare('SELECT kind, id, status, body, record, started_at, ended_at FROM jobs ORDER BY started_at').all()
-    return rows.map((r) => ({
-      kind: r.kind as JobKind,
-      id: r.id as string,
-      status: r.status as JobStatus,
-      body: r.body as string,
-      record: r.record as string,
-      startedAt: r.started_at as number,
-      endedAt: (r.ended_at as number | null) ?? null,
-    }))
+    return rows.map((r) => storedJob(r, r.body as string, r.record as string))
+  }
+
+  /**
+   * Every job, oldest first, with its body and record only where they may be needed at start: a
+   * running job's, and one whose record may owe steps (`"pending":["` in it, JSON.stringify's
+   * form of a non-empty list; JobRegistry.load parses those). The others' are read when asked
+   * for (body()): a start with a thousand records makes no string of theirs.
+   */
+  keys(): (StoredKey | StoredJob)[] {
+    if (!this.#open) return []
+    const owing = `status = 'RUNNING' OR instr(record, '"pending":["') > 0`
+    const rows = this.#open.db
+      .prepare(
+        `SELECT kind, id, status, started_at, ended_at, CASE WHEN ${owing} THEN body END AS body, CASE WHEN ${owing} THEN record END AS record
+         FROM jobs ORDER BY started_at`,
+      )
+      .all()
+    return rows.map((r) => (r.record === null ? storedKey(r) : storedJob(r, r.body as string, r.record as string)))
+  }
+
+  /** The polling body of a stored job; undefined when the store does not hold it (or is not created yet). */
+  body(kind: JobKind, id: string): string | undefined {
+    if (!this.#open) return undefined
+    this.#open.body ??= this.#open.db.prepare('SELECT body FROM jobs WHERE kind = ? AND id = ?')
+    return this.#open.body.get(kind, id)?.body as string | undefined
+  }
+
+  /** The ids of the stored backups whose polling body names `filename` (a verify looks for its backup). */
+  backupsNaming(filename: string): Set<string> {
+    if (!this.#open) return new Set()
+    const rows = this.#open.db
+      .prepare(`SELECT id FROM jobs WHERE kind = 'backup' AND CASE WHEN json_valid(body) THEN json_extract(body, '$.filename') END = ?`)
+      .all(filename)
+    return new Set(rows.map((r) => r.id as string))
   }
 
   save(job: StoredJob): void {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { newJob, pollingBody, type Job } from '../../../src/jobs/job.ts'
 import { recoveryRecord } from '../../../src/jobs/recovery-record.ts'
+import { RECENT_MAX_ENTRIES } from '../../../src/jobs/recent-bodies.ts'
 import { JobRegistry } from '../../../src/jobs/registry.ts'
 import type { JobRequest } from '../../../src/jobs/request.ts'
 import { logFields } from '../../../src/jobs/stages.ts'
@@ -375,5 +376,82 @@ describe('JobRegistry', () => {
     assert.equal(registry.storeProblem, undefined)
     assert.equal(JSON.parse(stored(own, 'kept')?.body ?? '{}').status, 'SUCCEEDED', 'the row written before the relocation is there again')
     own.close()
+  })
+})
+
+describe('JobRegistry: bodies of finished jobs', () => {
+  const directory = () => mkdtempSync(join(tmpdir(), 'registry-bodies-'))
+
+  it('keeps only the most recent finished bodies in memory and reads the others from the store, byte for byte', () => {
+    const store = new JobStore(directory())
+    const registry = new JobRegistry(2, store)
+    const count = RECENT_MAX_ENTRIES + 8
+    for (let i = 0; i < count; i++) finishedJob(registry, `j${i}`, 'SUCCEEDED', 1_000_100 + i)
+    const oldest = registry.get('backup', 'j0')
+    assert.ok(oldest)
+    assert.equal(oldest.body, undefined, 'the oldest body left memory')
+    assert.equal(registry.get('backup', `j${count - 1}`)?.body, stored(store, `j${count - 1}`)?.body, 'the newest is still there')
+    const body = registry.pollingBody(oldest)
+    assert.equal(body, stored(store, 'j0')?.body)
+    assert.equal(registry.pollingBytes(oldest).toString('utf8'), body)
+    assert.equal(registry.get('backup', 'j0')?.body, body, 'polled: kept again')
+    assert.equal(registry.get('backup', 'j1')?.body, undefined)
+    assert.equal(registry.list('backup', { limit: 1000 }).jobs.length, count, 'a listing reads what it needs')
+    assert.deepEqual(
+      registry.backupsOf('').map((b) => b.id),
+      Array.from({ length: count }, (_, i) => `j${i}`),
+      'a verify finds stored and kept backups alike (all named "" here)',
+    )
+    store.close()
+  })
+
+  it('a start keeps no finished body in memory; the first poll reads it', () => {
+    const dir = directory()
+    const first = new JobStore(dir)
+    finishedJob(new JobRegistry(2, first), 'old', 'FAILED', 1_000_100)
+    const body = stored(first, 'old')?.body
+    first.close()
+    const store = new JobStore(dir)
+    const registry = new JobRegistry(2, store)
+    assert.deepEqual(registry.load(), [])
+    const entry = registry.get('backup', 'old')
+    assert.ok(entry)
+    assert.equal(entry.body, undefined)
+    assert.equal(registry.pollingBody(entry), body)
+    store.close()
+  })
+
+  it('a row the store did not take is answered from memory even once its body left the cache', () => {
+    const store = new FailingStore(directory())
+    const registry = new JobRegistry(RECENT_MAX_ENTRIES + 4, store)
+    const waiting = job('waiting')
+    registry.start(waiting)
+    store.failure = FULL()
+    waiting.status = 'FAILED'
+    waiting.endedAt = new Date(1_000_100)
+    registry.finish(waiting)
+    store.failure = undefined
+    for (let i = 0; i < RECENT_MAX_ENTRIES + 2; i++) finishedJob(registry, `later${i}`, 'SUCCEEDED', 1_000_200 + i)
+    const entry = registry.get('backup', 'waiting')
+    assert.ok(entry)
+    assert.equal(entry.body, undefined)
+    assert.equal(JSON.parse(registry.pollingBody(entry)).status, 'FAILED')
+    store.close()
+  })
+
+  it('a relocated store gets every row again, also those whose body left memory', () => {
+    const dir = directory()
+    const store = new JobStore(dir)
+    const registry = new JobRegistry(2, store)
+    const count = RECENT_MAX_ENTRIES + 3
+    for (let i = 0; i < count; i++) finishedJob(registry, `r${i}`, 'SUCCEEDED', 1_000_100 + i)
+    rmSync(dir, { recursive: true })
+    registry.checkStore()
+    assert.equal(registry.storeProblem, undefined)
+    assert.equal(store.all().length, count)
+    const entry = registry.get('backup', 'r0')
+    assert.ok(entry)
+    assert.equal(JSON.parse(registry.pollingBody(entry)).status, 'SUCCEEDED')
+    store.close()
   })
 })
