@@ -9,7 +9,7 @@
 // keeps bytes longer (a compressor's input queue, say) must copy them.
 import net from 'node:net'
 
-const BUFFER_BYTES = 256 * 1024
+const BUFFER_BYTES = 128 * 1024
 const BUFFERS = 3
 /** A buffer with less room than this goes to the consumer (a pipe read returns up to 64 KiB). */
 const MIN_READ_BYTES = 64 * 1024
