@@ -27,6 +27,8 @@ export interface StoredJob {
 export type StoredKey = Omit<StoredJob, 'body' | 'record'>
 
 type Row = Record<string, unknown>
+/** A row of JobStore.keys(): body and record are null unless the job may owe work. */
+type KeyRow = [JobKind, string, JobStatus, number, number | null, string | null, string | null]
 
 const storedKey = (r: Row): StoredKey => ({
   kind: r.kind as JobKind,
@@ -305,13 +307,18 @@ export class JobStore {
   keys(): (StoredKey | StoredJob)[] {
     if (!this.#open) return []
     const owing = `status = 'RUNNING' OR instr(record, '"pending":["') > 0`
-    const rows = this.#open.db
-      .prepare(
-        `SELECT kind, id, status, started_at, ended_at, CASE WHEN ${owing} THEN body END AS body, CASE WHEN ${owing} THEN record END AS record
-         FROM jobs ORDER BY started_at`,
-      )
-      .all()
-    return rows.map((r) => (r.record === null ? storedKey(r) : storedJob(r, r.body as string, r.record as string)))
+    const query = this.#open.db.prepare(
+      `SELECT kind, id, status, started_at, ended_at, CASE WHEN ${owing} THEN body END, CASE WHEN ${owing} THEN record END
+       FROM jobs ORDER BY started_at`,
+    )
+    // Rows as arrays: node:sqlite builds an object per row property by property, and for a
+    // thousand records that was a third of the query's time at start (~5 ms on the bench VM).
+    query.setReturnArrays(true)
+    const rows = query.all() as unknown as KeyRow[]
+    return rows.map(([kind, id, status, startedAt, endedAt, body, record]) => {
+      const key: StoredKey = { kind, id, status, startedAt, endedAt }
+      return record === null ? key : { ...key, body: body as string, record }
+    })
   }
 
   /** The polling body of a stored job; undefined when the store does not hold it (or is not created yet). */

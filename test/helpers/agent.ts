@@ -92,6 +92,8 @@ export interface AgentOptions {
   root?: string
   /** Credentials to keep across a restart. */
   password?: string
+  /** Start this command instead of `node src/main.ts` (a release's `bin/osb-backup-agent serve`). */
+  command?: [string, ...string[]]
 }
 
 export const BACKUP_STAGES = ['pre-backup-lock', 'pre-backup-check', 'backup', 'backup-cleanup', 'post-backup-unlock']
@@ -262,7 +264,8 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     ...options.env,
   }
   // The agent works in its root: relative settings (local_storage_root) land there.
-  const child = spawn(process.execPath, [ENTRY], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  const [command, ...args] = options.command ?? [process.execPath, ENTRY]
+  const child = spawn(command, args, { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   const closed = new Promise((r) => child.once('close', r))
   let output = ''
   child.stdout.on('data', (c: Buffer) => (output += c.toString()))
