@@ -20,6 +20,7 @@ import {
 } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
+import { firstOk, HttpClient } from './client.ts'
 
 export const ROOT = new URL('..', import.meta.url).pathname
 /** This run's files (agents, source files); per process, so two runs never remove each other's. */
@@ -370,19 +371,16 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const url = `http://127.0.0.1:${port}`
   const basic = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`
   const logTail = () => tailOf(logFile)
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    if (child.exitCode !== null) throw new BenchError(`the agent exited with ${child.exitCode} before listening:\n${logTail()}`)
-    const ok = await fetch(`${url}/status`, { headers: { authorization: basic } }).then(
-      (r) => r.status === 200,
-      () => false,
-    )
-    if (ok) break
-    if (Date.now() > deadline) {
-      await stopChild(child, 'SIGKILL')
-      throw new BenchError(`the agent did not answer /status within 20 s:\n${logTail()}`)
-    }
-    await sleep(20)
+  // Ready at its first 200 on /status, asked the way the Go agent is (go-agent.ts); the client's
+  // connection is closed after it, so an agent left alone (the idle figure) has no client.
+  const probe = new HttpClient()
+  try {
+    await firstOk(probe, `${url}/status`, basic, 20, 20_000, () => child.exitCode === null)
+  } catch (error) {
+    await stopChild(child, 'SIGKILL')
+    throw new BenchError(`the agent did not start: ${(error as Error).message}\n${logTail()}`)
+  } finally {
+    probe.reset()
   }
 
   const request: Agent['request'] = async (method, path, body) => {
