@@ -19,8 +19,11 @@
 // close-on-exec error pipe and gave it a new /proc comm), the helper says `running` and the agent
 // drops the mark: a recorded pid that is gone then counts as a script that ran. A new spare is
 // forked as soon as the last one runs (a fork of Perl took ~0.5 ms, and the next stage usually
-// follows within that), when the agent asks for one, and after a script's end. The agent drops a
-// spare it has not claimed within SPARE_MS: a dump that runs for an hour has no spare beside it.
+// follows within that) and when the agent asks for one. The agent drops a spare it has not
+// claimed within SPARE_MS: a dump that runs for an hour has no spare beside it. None is forked at
+// a script's end: after a short script the one forked as it started still waits, and after a long
+// one it sat beside what the stage still did (a stream's last parts, an upload) only to be dropped
+// unused; a start after a stage that long can wait for one fork.
 // Output is relayed to the agent as framed chunks; output that arrives after the script exited is
 // relayed for DRAIN seconds, then the pipes are closed, so a process the script left behind
 // cannot hold the stage.
@@ -160,7 +163,6 @@ sub finish {
     unwatch($id, $_) for qw(out err x);
     delete $run{$id};
     say_ sprintf("exit %s %d %d\n", $id, $r->{status} >> 8, $r->{status} & 127);
-    fork_spare(); # a stage usually follows
   }
 }
 sub readable {

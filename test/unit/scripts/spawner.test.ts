@@ -165,10 +165,10 @@ it('a spare killed before it was claimed is replaced; the next script runs', asy
   const [helper] = helperChildren()
   let spares: number[] = []
   for (let i = 0; i < 100 && spares.length === 0; i++) {
-    await sleep(10) // forked just after the exit was reported
+    await sleep(10) // forked as the script started
     spares = spareOf(helper as number)
   }
-  assert.equal(spares.length, 1, 'a spare waits after a script ended')
+  assert.equal(spares.length, 1, 'a spare waits after a short script ended')
   process.kill(spares[0] as number, 'SIGKILL')
   await sleep(100)
   const result = await run('quick')
@@ -185,6 +185,9 @@ it('a spare waits for the next script while one runs, and is dropped when not cl
   await sleep(1_200)
   assert.deepEqual(spareOf(helper as number), [], 'dropped: nothing held beside a long dump')
   assert.equal((await long).failure, undefined)
+  await sleep(300)
+  assert.deepEqual(spareOf(helper as number), [], 'none forked at its end: nothing held beside what the stage still does')
+  assert.equal((await run('long')).failure, undefined, 'the next start asks for one')
 })
 
 it('the helper killed between scripts: a start at that instant ends (run or failed, never hangs), the next runs on a new helper', async () => {
