@@ -53,41 +53,15 @@ export function limitConnections(
 ): ConnectionLimit {
   let open = 0
   server.maxConnections = hardMax
-  const checks = timeoutChecksWhileConnected(server)
-  server.on('listening', () => open === 0 && checks.pause())
   server.on(event, (socket: MarkedSocket) => {
-    if (open++ === 0) checks.resume()
+    open++
     if (open > max) socket[OVER_LIMIT] = true
-    socket.once('close', () => --open === 0 && checks.pause())
+    socket.once('close', () => open--)
   })
   return {
     overLimit: (socket) => (socket as MarkedSocket)[OVER_LIMIT] === true,
     open: () => open,
   }
-}
-
-/** The longest delay a Node timer takes (~24.8 days): a paused look never comes. */
-const NEVER_MS = 2 ** 31 - 1
-
-/**
- * Node looks for requests past their header and request timeouts every
- * connectionsCheckingInterval from listen to close, connections or not: the idle agent woke
- * every 2 s for nothing (15 of its 18 wake-ups in 30 s). So the look runs only while a connection
- * is open. Node (re)starts it in its own 'listening' listener, setupConnectionsTracking, at the
- * server's connectionsCheckingInterval; calling that again with the interval set to NEVER_MS
- * pauses it, with the interval put back resumes it. A Node without that listener keeps looking.
- */
-function timeoutChecksWhileConnected(server: Server): { pause: () => void; resume: () => void } {
-  const restart = server.listeners('listening').find((f) => f.name === 'setupConnectionsTracking')
-  const http = server as Server & { connectionsCheckingInterval?: number }
-  const interval = http.connectionsCheckingInterval
-  if (restart === undefined || interval === undefined) return { pause: () => {}, resume: () => {} }
-  const every = (ms: number) => {
-    http.connectionsCheckingInterval = ms
-    restart.call(server)
-    http.connectionsCheckingInterval = interval
-  }
-  return { pause: () => every(NEVER_MS), resume: () => every(interval) }
 }
 
 /** True while the request's body is still arriving: an answer now is an early one. */
