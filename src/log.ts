@@ -45,11 +45,17 @@ export const REDACTED_FIELDS: ReadonlySet<string> = new Set([
 const CENSOR = '[redacted]'
 
 /**
- * stdout, where a write error (a closed pipe, a restarted journal) loses the line instead of
- * ending the agent with an unhandled 'error' event.
+ * stdout and stderr, where a write error (a closed pipe, a restarted journal) loses the line
+ * instead of raising an 'error' event nothing handles. On stderr that was an uncaught exception,
+ * whose report on stderr raised the next one: a loop that kept the agent at 100 % CPU and deaf to
+ * SIGTERM, its polls unanswered.
  */
+export function loseLinesOnClosedOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) if (stream.listenerCount('error') === 0) stream.on('error', () => {})
+}
+
 function stdout(): LogDestination {
-  if (process.stdout.listenerCount('error') === 0) process.stdout.on('error', () => {})
+  loseLinesOnClosedOutput()
   return process.stdout
 }
 

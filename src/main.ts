@@ -11,7 +11,7 @@ import { JobRegistry, RELOCATED } from './jobs/registry.ts'
 import { JobStore } from './jobs/store.ts'
 import { watchStoreDirectory } from './jobs/store-watch.ts'
 import { useRecordKey } from './jobs/sealed-secrets.ts'
-import { createLogger } from './log.ts'
+import { createLogger, loseLinesOnClosedOutput } from './log.ts'
 import { AgentMetrics } from './metrics.ts'
 import { trustCertificates } from './tls.ts'
 import { memoryReleaser } from './util/idle-memory.ts'
@@ -212,6 +212,7 @@ async function shutDown(signal: string, config: Config, registry: JobRegistry, l
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 // A bug in one request or job must not take the agent (and every job's record) down with it.
+loseLinesOnClosedOutput()
 process.on('uncaughtException', (error) => {
   process.stderr.write(`${JSON.stringify({ level: 50, msg: 'uncaught exception', err: { message: error.message, stack: error.stack } })}\n`)
 })

@@ -52,6 +52,8 @@ export interface Agent {
   assertNoSecrets: (extra?: string[]) => void
   /** Sends a signal to the agent process. */
   signal: (signal: NodeJS.Signals) => void
+  /** Closes the reading ends of its stdout and stderr: its writes fail from now on (EPIPE). */
+  closeOutput: () => void
   /** Sends a signal and waits for the process to exit; the directories stay. */
   kill: (signal: NodeJS.Signals) => Promise<number | null>
   /** The options to start another agent on the same directories and state (a restart). */
@@ -350,6 +352,10 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     },
     signal(signal) {
       process.kill(child.pid as number, signal)
+    },
+    closeOutput() {
+      child.stdout.destroy()
+      child.stderr.destroy()
     },
     async kill(signal) {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
