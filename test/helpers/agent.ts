@@ -52,8 +52,8 @@ export interface Agent {
   assertNoSecrets: (extra?: string[]) => void
   /** Sends a signal to the agent process. */
   signal: (signal: NodeJS.Signals) => void
-  /** Closes the reading ends of its stdout and stderr: its writes fail from now on (EPIPE). */
-  closeOutput: () => void
+  /** Closes the reading ends of these outputs (both by default): its writes there fail from now on (EPIPE). */
+  closeOutput: (streams?: readonly ('stdout' | 'stderr')[]) => void
   /** Sends a signal and waits for the process to exit; the directories stay. */
   kill: (signal: NodeJS.Signals) => Promise<number | null>
   /** The options to start another agent on the same directories and state (a restart). */
@@ -353,9 +353,8 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     signal(signal) {
       process.kill(child.pid as number, signal)
     },
-    closeOutput() {
-      child.stdout.destroy()
-      child.stderr.destroy()
+    closeOutput(streams = ['stdout', 'stderr']) {
+      for (const stream of streams) child[stream].destroy()
     },
     async kill(signal) {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode

@@ -35,6 +35,10 @@ export function s3Lab() {
     accessKey: env.S3_ACCESS_KEY as string,
     secretKey: env.S3_SECRET_KEY as string,
     client,
+    /** What s3Destination() takes for `bucket` on this lab. */
+    target(bucket: string) {
+      return { hostPort: this.hostPort, accessKey: this.accessKey, secretKey: this.secretKey, bucket }
+    },
     async createBucket(name: string) {
       await client.send(new CreateBucketCommand({ Bucket: name })).catch((e: Error) => {
         if (e.name !== 'BucketAlreadyOwnedByYou' && e.name !== 'BucketAlreadyExists') throw e
@@ -63,5 +67,5 @@ export function uniqueName(prefix: string): string {
 export function s3TestBucket(prefix: string) {
   const s3 = s3Lab()
   const bucket = uniqueName(prefix)
-  return { s3, bucket, target: { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket } }
+  return { s3, bucket, target: s3.target(bucket) }
 }

@@ -16,18 +16,41 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12])
 }
 
+/** The agent's CPU over a second of doing nothing, in clock ticks (a spinning one: ~100). */
+async function idleTicks(pid: number): Promise<number> {
+  await sleep(300)
+  const before = cpuTicks(pid)
+  await sleep(1000)
+  return cpuTicks(pid) - before
+}
+
+const WRONG_LOGIN = 'Basic d3Jvbmc6d3Jvbmc='
+
 it('with stdout and stderr closed, an uncaught exception is lost; the agent answers, idles and stops on SIGTERM', async () => {
   const agent = await startAgent({ env: { NODE_OPTIONS: `--import=${PRELOAD}` } })
   try {
     agent.closeOutput()
-    assert.equal((await agent.request('GET', '/status', undefined, { auth: 'Basic d3Jvbmc6d3Jvbmc=' })).status, 401) // logged: a failed login
+    assert.equal((await agent.request('GET', '/status', undefined, { auth: WRONG_LOGIN })).status, 401) // logged: a failed login
     agent.signal('SIGUSR2') // reported on stderr
-    await sleep(300)
-    const before = cpuTicks(agent.pid)
-    await sleep(1000)
-    const used = cpuTicks(agent.pid) - before
+    const used = await idleTicks(agent.pid)
     assert.ok(used < 30, `the agent used ${used} clock ticks of CPU in a second of doing nothing`)
     assert.equal((await agent.request('GET', '/status')).status, 200)
+    const stopped = await Promise.race([agent.kill('SIGTERM'), sleep(10_000, 'still running')])
+    assert.equal(stopped, 0, 'SIGTERM ends it')
+  } finally {
+    await agent.stop()
+  }
+})
+
+it('with only stderr closed, an unhandled rejection is lost; the agent idles and logs on stdout', async () => {
+  const agent = await startAgent({ env: { NODE_OPTIONS: `--import=${PRELOAD}` } })
+  try {
+    agent.closeOutput(['stderr'])
+    agent.signal('SIGWINCH') // reported on stderr
+    const used = await idleTicks(agent.pid)
+    assert.ok(used < 30, `the agent used ${used} clock ticks of CPU in a second of doing nothing`)
+    assert.equal((await agent.request('GET', '/status', undefined, { auth: WRONG_LOGIN })).status, 401)
+    await agent.waitForOutput(/"msg":"login failed"/)
     const stopped = await Promise.race([agent.kill('SIGTERM'), sleep(10_000, 'still running')])
     assert.equal(stopped, 0, 'SIGTERM ends it')
   } finally {

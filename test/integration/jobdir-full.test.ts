@@ -80,7 +80,7 @@ describe('job directories on a full filesystem', () => {
         const s3 = s3Lab()
         const bucket = uniqueName('jobdir-full')
         await s3.createBucket(bucket)
-        destination = s3Destination({ hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket })
+        destination = s3Destination(s3.target(bucket))
       }
       await agent?.stop()
       agent = await startAgent({

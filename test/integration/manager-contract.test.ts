@@ -9,7 +9,7 @@ import { s3Lab, uniqueName } from '../helpers/storage.ts'
 describe("manager contract: a backup's filename round-trips into a restore", () => {
   const s3 = s3Lab()
   const bucket = uniqueName('agent-contract')
-  const target = { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
+  const target = s3.target(bucket)
   let agent: Agent
 
   before(async () => {

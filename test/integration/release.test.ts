@@ -29,7 +29,7 @@ function buildRelease(): string {
 describe('the release bundle', () => {
   const s3 = s3Lab()
   const bucket = uniqueName('agent-release')
-  const target = { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
+  const target = s3.target(bucket)
   let release: string
   let agent: Agent
 

@@ -15,7 +15,7 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 describe('S3 storage', () => {
   const s3 = s3Lab()
   const bucket = uniqueName('agent-s3')
-  const target = { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
+  const target = s3.target(bucket)
   let agent: Agent
 
   before(async () => {

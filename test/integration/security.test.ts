@@ -218,7 +218,7 @@ describe('script_secret_args=false', () => {
 describe('file modes and job_group', () => {
   const s3 = s3Lab()
   const bucket = uniqueName('agent-modes')
-  const target = { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
+  const target = s3.target(bucket)
   let agent: Agent
   before(async () => {
     await s3.createBucket(bucket)

@@ -18,7 +18,7 @@ const PASSPHRASE = 'stream-passphrase-V5'
 describe('streaming mode', () => {
   const s3 = s3Lab()
   const bucket = uniqueName('agent-stream')
-  const target = { hostPort: s3.hostPort, accessKey: s3.accessKey, secretKey: s3.secretKey, bucket }
+  const target = s3.target(bucket)
   let agent: Agent
   let streamingRestore: Agent
 
