@@ -1,0 +1,44 @@
+// Node's look for requests past their timeouts runs only while a connection is open: an idle
+// agent is not woken every TIMEOUT_CHECK_INTERVAL_MS (its behaviour against a slow client is in
+// test/integration/limits.test.ts).
+import { it } from 'node:test'
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import net from 'node:net'
+import { once } from 'node:events'
+import { limitConnections, PAUSED_MS, TIMEOUT_CHECK_INTERVAL_MS } from '../../../src/http/limits.ts'
+
+/** The delay of Node's checking timer (read through Node's own symbol: tests only). */
+function checkingEveryMs(server: http.Server): number {
+  const key = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connectionsCheckingInterval')
+  assert.ok(key, 'Node keeps its checking timer under this symbol')
+  return ((server as unknown as Record<symbol, { _idleTimeout: number }>)[key] as { _idleTimeout: number })._idleTimeout
+}
+
+const until = async (condition: () => boolean) => {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 10))
+}
+
+it('looks for timed-out requests only while connections are open', async () => {
+  const server = http.createServer({ connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS }, (_req, res) => res.end('ok'))
+  const connections = limitConnections(server, 'connection')
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  try {
+    assert.equal(checkingEveryMs(server), PAUSED_MS, 'no look while nothing is connected')
+    const port = (server.address() as net.AddressInfo).port
+    for (let round = 0; round < 2; round++) {
+      const sockets = [net.connect(port, '127.0.0.1'), net.connect(port, '127.0.0.1')]
+      await until(() => connections.open() === 2)
+      assert.equal(checkingEveryMs(server), TIMEOUT_CHECK_INTERVAL_MS, 'looks while connections are open')
+      sockets[0]?.destroy()
+      await until(() => connections.open() === 1)
+      assert.equal(checkingEveryMs(server), TIMEOUT_CHECK_INTERVAL_MS, 'still looks while one is open')
+      sockets[1]?.destroy()
+      await until(() => connections.open() === 0)
+      assert.equal(checkingEveryMs(server), PAUSED_MS, 'stops looking once the last one closed')
+    }
+  } finally {
+    server.close()
+  }
+})
