@@ -32,6 +32,8 @@ export interface RunnerDeps {
   observer?: JobObserver | undefined
   /** The job_group setting, resolved at start; undefined: the agent's own group. */
   jobGid?: number | undefined
+  /** Called when a stage that moved data through storage has ended: its buffers are garbage now. */
+  afterTransfer?: (() => void) | undefined
 }
 
 /**
@@ -50,7 +52,9 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
   }
   // Set once the job directory is prepared (and held open) below.
   let held: JobDirectory | undefined
-  const ctx = jobStageContext(job, directory, cancel, deps, publish, () => held)
+  // Set by a stage that asks for transfer options (it moves data through storage), cleared as it ends.
+  const transfers = { moved: false }
+  const ctx = jobStageContext(job, directory, cancel, deps, publish, () => held, transfers)
   if (job.kind === 'restore') await prepareRestore(job, config)
 
   deps.observer?.jobStarted(job)
@@ -64,7 +68,7 @@ export async function runJob(job: Job, cancel: AbortSignal, deps: RunnerDeps, ta
         gid: deps.jobGid,
       })
     }
-    failure = await runStages(table, ctx, cancel, stageEvents(job, ctx, cancel, deps, log, publish, outcome))
+    failure = await runStages(table, ctx, cancel, stageEvents(job, ctx, cancel, deps, log, publish, outcome, transfers))
     // After unlock: the database is free while the pass runs; it never fails the job.
     if (failure === undefined && !cancel.aborted && needsHygiene(job)) {
       // stored before the pass: an agent killed during it leaves a complete backup, nothing owed
@@ -94,6 +98,7 @@ function jobStageContext(
   deps: RunnerDeps,
   publish: () => void,
   held: () => JobDirectory | undefined,
+  transfers: { moved: boolean },
 ): StageContext {
   const { config } = deps
   const request = job.request
@@ -123,7 +128,10 @@ function jobStageContext(
     scriptTimeoutMs: config.scriptTimeoutSeconds * 1000,
     hookTimeoutMs: config.hookTimeoutSeconds * 1000,
     changed: publish,
-    transferOptions: (total) => transferOptions(job, ctx.changed, ctx.signal, total),
+    transferOptions: (total) => {
+      transfers.moved = true
+      return transferOptions(job, ctx.changed, ctx.signal, total)
+    },
     streamCompression: config.streamCompression,
   }
   return ctx
@@ -146,6 +154,7 @@ function stageEvents(
   log: Logger,
   publish: () => void,
   outcome: { reason?: FailureReason },
+  transfers: { moved: boolean },
 ): StageEvents {
   const { observer } = deps
   let stageStarted = 0
@@ -168,6 +177,10 @@ function stageEvents(
       observer?.stageFinished(job, stage, (performance.now() - stageStarted) / 1000, error)
       // the first failure is the job's reason
       if (error && outcome.reason === undefined) outcome.reason = failureReason(stage, error, cancel.aborted)
+      if (transfers.moved) {
+        transfers.moved = false
+        deps.afterTransfer?.()
+      }
     },
   }
 }

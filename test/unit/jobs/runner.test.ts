@@ -333,6 +333,26 @@ describe('runJob through the registry', () => {
     })
   }
 
+  it('after each stage that moved data (it asked for transfer options), failed or not, memory is handed back once', async () => {
+    for (const failIn of [undefined, 'upload']) {
+      const { registry, deps } = setUp()
+      const job = newJob(request('backup', `job-${failIn ?? 'ok'}`), logFields('backup'))
+      const entry = registry.start(job)
+      assert.ok(typeof entry === 'object')
+      const released: string[] = []
+      let current = ''
+      // A streamed backup moves data in its script stage, a file backup in its upload.
+      const table = fakeTable('backup', (stage, ctx) => {
+        current = stage.name
+        if (stage.name === 'backup' || stage.name === 'upload') ctx.transferOptions(null)
+        if (stage.name === 'upload') ctx.transferOptions(1) // asked twice: still one release
+        if (stage.name === failIn) throw new JobError('the upload failed')
+      })
+      await runJob(job, entry.live.cancel.signal, { ...deps, afterTransfer: () => released.push(current) }, table)
+      assert.deepEqual(released, ['backup', 'upload'], `failing in ${failIn ?? 'nothing'}`)
+    }
+  })
+
   it('registry.cancel reaches the running stage through the signal start() handed to the runner; the job ends FAILED', async () => {
     const { registry, deps, stored } = setUp()
     const job = newJob(request('backup'), logFields('backup'))

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { memoryReleaser } from '../../../src/util/idle-memory.ts'
+import { memoryReleaser, transferReleaser } from '../../../src/util/idle-memory.ts'
 
 test('one collection a delay after the last job ended, none while a job runs', async () => {
   let collections = 0
@@ -32,6 +32,23 @@ test('without a collector (no --expose-gc) it does nothing, not even ask whether
   jobEnded()
   await sleep(20)
   assert.equal(asked, false)
+})
+
+test('after a transfer: one collection on the next turn, not inside the stage that ended', async () => {
+  let collections = 0
+  const transferEnded = transferReleaser(() => collections++)
+  transferEnded()
+  assert.equal(collections, 0, 'not synchronously: the stage that ended is still on the stack')
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(collections, 1)
+  transferReleaser(undefined)() // without a collector: nothing happens, nothing throws
+})
+
+test("the launcher maps buffers of 4 MiB and more on their own, so a transfer's freed part buffers leave RSS", () => {
+  const launcher = readFileSync(new URL('../../../bin/osb-backup-agent', import.meta.url).pathname, 'utf8')
+  const threshold = Number(/MALLOC_MMAP_THRESHOLD_:-(\d+)/.exec(launcher)?.[1])
+  assert.ok(threshold <= 6 * 1024 * 1024, `an S3 stream's 6 MiB parts are mapped (threshold ${threshold})`)
+  assert.ok(threshold > 1024 * 1024, `a 64 KiB socket read or a 1 MiB download batch is not (threshold ${threshold})`)
 })
 
 test('the launcher gives the agent the collector, and its last-resort flavour releases pages', () => {
