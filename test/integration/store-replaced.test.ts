@@ -5,7 +5,8 @@
 // seconds, makes the store again at its path and writes every record to it.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, rename, rm, symlink } from 'node:fs/promises'
+import { renameSync } from 'node:fs'
+import { mkdir, rm, symlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BACKUP_STAGES, startAgent } from '../helpers/agent.ts'
 import { managerBackupBody, managerId } from '../helpers/bodies.ts'
@@ -41,9 +42,13 @@ describe('directory_state removed or replaced while the agent runs', () => {
         if (how === 'removed') await rm(state, { recursive: true })
         else if (how === 'its WAL file removed') await rm(join(state, 'jobs.sqlite-wal'))
         else {
-          await rename(state, `${state}.old`)
+          // The symlink is made first and put in place right after the move, with no await in
+          // between: a store write in that gap (the job's own, as its script starts running) makes
+          // the folder again at once, and the symlink then found its name taken (EEXIST, once in CI).
           await mkdir(join(agent.root, 'elsewhere'), { mode: 0o700 })
-          await symlink(join(agent.root, 'elsewhere'), state)
+          await symlink(join(agent.root, 'elsewhere'), `${state}.new`)
+          renameSync(state, `${state}.old`)
+          renameSync(`${state}.new`, state)
         }
         // no job changes state now: the periodic check notices
         await agent.waitForOutput(/the job store was removed or replaced while the agent ran/, 10_000)
