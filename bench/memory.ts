@@ -64,7 +64,7 @@ export async function memory(lab: Record<string, string>): Promise<Row[]> {
         const peak = Math.max(hwm, sampled.maxBytes)
         peaks.push(peak)
         log(
-          `memory ${mode} ${round(size / MiB, 0)} MiB: peak ${round(peak / 1e6, 1)} MB (main VmHWM ${round(hwm / 1e6, 1)} MB, tree max ${round(sampled.maxBytes / 1e6, 1)} MB over ${sampled.samples} samples, up to ${sampled.maxProcesses} processes; idle ${round(idle / 1e6, 1)} MB), ${round(job.ms / 1000)} s`,
+          `memory ${mode} ${round(size / MiB, 0)} MiB: peak ${round(peak / 1e6, 1)} MB (main VmHWM ${round(hwm / 1e6, 1)} MB, tree max ${round(sampled.maxBytes / 1e6, 1)} MB over ${sampled.samples} samples, up to ${sampled.maxProcesses} processes, at ${sampled.atPeak.ms} ms: ${sampled.atPeak.processes.join(' + ')}; idle ${round(idle / 1e6, 1)} MB), ${round(job.ms / 1000)} s`,
         )
         rows.push({
           figure: `peak RSS, process tree, ${mode} mode, ${size >= GiB ? `${size / GiB} GiB` : `${size / MiB} MiB`} upload (MB)`,
@@ -81,6 +81,7 @@ export async function memory(lab: Record<string, string>): Promise<Row[]> {
             samples: sampled.samples,
             max_processes: sampled.maxProcesses,
             helper_processes: sampled.helpers,
+            tree_at_peak: sampled.atPeak,
             job_ms: round(job.ms, 0),
           },
         })

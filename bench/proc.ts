@@ -160,21 +160,33 @@ export function activityBetween(
 
 /**
  * The tree's summed VmRSS sampled every `everyMs` while a job runs (the main process's VmHWM
- * catches its own peak between samples; a sample catches the helpers' share).
+ * catches its own peak between samples; a sample catches the helpers' share). `atPeak`: the
+ * processes the largest sample counted, with their RSS in MB and when it was taken (ms after the
+ * start), to tell which moment of a job makes the peak.
  */
 export function sampleTreeRss(
   pid: number,
   scriptsDir: string,
   everyMs = 50,
-): { stop: () => { maxBytes: number; samples: number; maxProcesses: number; helpers: string[] } } {
+): {
+  stop: () => { maxBytes: number; samples: number; maxProcesses: number; helpers: string[]; atPeak: { ms: number; processes: string[] } }
+} {
   let maxBytes = 0
   let samples = 0
   let maxProcesses = 0
+  let atPeak = { ms: 0, processes: [] as string[] }
+  const started = performance.now()
   const helpers = new Set<string>()
   const take = () => {
     const rss = treeRss(pid, scriptsDir)
     samples++
-    if (rss.bytes > maxBytes) maxBytes = rss.bytes
+    if (rss.bytes > maxBytes) {
+      maxBytes = rss.bytes
+      atPeak = {
+        ms: Math.round(performance.now() - started),
+        processes: rss.counted.map((c) => `${(c.bytes / 1e6).toFixed(1)} MB ${c.command.slice(0, 60)}`),
+      }
+    }
     if (rss.counted.length > maxProcesses) maxProcesses = rss.counted.length
     for (const c of rss.counted.slice(1)) helpers.add(c.command)
   }
@@ -184,7 +196,7 @@ export function sampleTreeRss(
     stop: () => {
       clearInterval(timer)
       take()
-      return { maxBytes, samples, maxProcesses, helpers: [...helpers] }
+      return { maxBytes, samples, maxProcesses, helpers: [...helpers], atPeak }
     },
   }
 }
