@@ -4,12 +4,18 @@
 import { it } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
+import https from 'node:https'
 import net from 'node:net'
+import tls from 'node:tls'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { makeCertificates } from '../../helpers/certificates.ts'
 import { once } from 'node:events'
 import { limitConnections, PAUSED_MS, TIMEOUT_CHECK_INTERVAL_MS } from '../../../src/http/limits.ts'
 
 /** The delay of Node's checking timer (read through Node's own symbol: tests only). */
-function checkingEveryMs(server: http.Server): number {
+function checkingEveryMs(server: http.Server | https.Server): number {
   const key = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connectionsCheckingInterval')
   assert.ok(key, 'Node keeps its checking timer under this symbol')
   return ((server as unknown as Record<symbol, { _idleTimeout: number }>)[key] as { _idleTimeout: number })._idleTimeout
@@ -38,6 +44,30 @@ it('looks for timed-out requests only while connections are open', async () => {
       await until(() => connections.open() === 0)
       assert.equal(checkingEveryMs(server), PAUSED_MS, 'stops looking once the last one closed')
     }
+  } finally {
+    server.close()
+  }
+})
+
+it('over TLS too: the look runs while a handshaken connection is open (the agent counts secureConnection)', async () => {
+  const certs = makeCertificates(mkdtempSync(join(tmpdir(), 'limits-tls-')))
+  const server = https.createServer(
+    { key: certs.server.key, cert: certs.server.cert, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
+    (_req, res) => res.end('ok'),
+  )
+  const connections = limitConnections(server, 'secureConnection')
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  try {
+    assert.equal(checkingEveryMs(server), PAUSED_MS, 'no look while nothing is connected')
+    const port = (server.address() as net.AddressInfo).port
+    const socket = tls.connect({ port, host: '127.0.0.1', ca: certs.ca })
+    await once(socket, 'secureConnect')
+    await until(() => connections.open() === 1)
+    assert.equal(checkingEveryMs(server), TIMEOUT_CHECK_INTERVAL_MS, 'looks while the TLS connection is open')
+    socket.destroy()
+    await until(() => connections.open() === 0)
+    assert.equal(checkingEveryMs(server), PAUSED_MS, 'stops looking once it closed')
   } finally {
     server.close()
   }
