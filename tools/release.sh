@@ -5,6 +5,7 @@
 #     node/bin/node          Node 24 from the npm package `node` in node_modules
 #     dist/                  src/ bundled by esbuild (tools/bundle.sh; Node refuses to strip types
 #                            under node_modules, and one bundle starts faster than ~45 modules)
+#     libexec/script-helper  starts the lifecycle scripts (tools/build-helper.sh; needs cc)
 #     examples/ docs/ README.md package.json
 # Output: build/osb-backup-agent-<version>-linux-<arch>.tar.gz
 set -euo pipefail
@@ -21,6 +22,7 @@ rm -rf "$stage" "$tarball"
 mkdir -p "$stage/node/bin"
 
 bash tools/bundle.sh "$stage/dist"
+bash tools/build-helper.sh --require "$stage/libexec/script-helper"
 
 cp node_modules/node/bin/node "$stage/node/bin/node"
 

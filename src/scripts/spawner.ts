@@ -1,4 +1,7 @@
 // Starts lifecycle scripts from a small helper process instead of from the agent itself.
+// The helper is compiled C where the installation has it (libexec/script-helper, built from
+// script-helper.c by tools/build-helper.sh, shipped in the release), else the Perl program below:
+// one design and one protocol, described here.
 //
 // Node starts a child with fork(): the kernel copies the agent's page tables (80-100 MB resident),
 // the event loop waits until the child has exec'd, and afterwards every page the agent writes
@@ -37,12 +40,16 @@
 // follows), `running <id>` (exec'd), `out|err <id> <bytes>`, `exit <id> <code> <signal number>`.
 import type { ChildProcess } from 'node:child_process'
 import { spawn } from 'node:child_process'
-import { constants as fsConstants, existsSync } from 'node:fs'
+import { accessSync, constants as fsConstants } from 'node:fs'
 import { constants } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { INSTALL_ROOT } from '../install-root.ts'
 import { HELD_TITLE, HELPER_TITLE } from './held.ts'
 import { processStartTime } from './process-group.ts'
 
 const PERL = '/usr/bin/perl'
+/** The compiled helper, beside the agent's code in the installation. */
+export const COMPILED_HELPER = fileURLToPath(new URL('libexec/script-helper', INSTALL_ROOT))
 /** The helper ends after this long without a script (it costs ~5 MB while it lives). */
 const IDLE_MS = 2_000
 /** A spare not claimed within this long is dropped (a held Perl child costs ~1.8 MB resident). */
@@ -277,12 +284,12 @@ class Helper {
   #ended: Error | undefined
   readonly #onGone: () => void
 
-  constructor(program: string, onGone: () => void) {
+  constructor(command: HelperCommand, onGone: () => void) {
     this.#onGone = onGone
-    // An empty environment: nothing of the agent's (PERL5OPT and friends included) reaches Perl.
+    // An empty environment: nothing of the agent's (PERL5OPT and friends included) reaches it.
     // A session of its own: a signal to the agent's process group (^C in a terminal) does not end
     // it while the agent, shutting down, still runs cleanup and unlock scripts through it.
-    this.#child = spawn(PERL, ['-e', program], { env: {}, stdio: ['pipe', 'pipe', 'inherit'], detached: true })
+    this.#child = spawn(command.file, command.args, { argv0: command.argv0, env: {}, stdio: ['pipe', 'pipe', 'inherit'], detached: true })
     this.#child.stdout?.on('data', (data: Buffer) => this.#read(data))
     this.#child.stdout?.on('end', () => this.#failAll(new Error('the script starter ended')))
     this.#child.on('exit', () => this.#retire())
@@ -425,6 +432,10 @@ class Helper {
     }
   }
 
+  retireIfIdle(): void {
+    if (this.#pending.size === 0 && this.#waiting.length === 0) this.#retire()
+  }
+
   /** No new scripts through this helper; its stdin closes, so it ends (and its spare with it). */
   #retire(): void {
     if (this.#gone) return
@@ -452,16 +463,53 @@ class Helper {
 let helper: Helper | undefined
 let sequence = 0
 const calls = SYSCALLS[process.arch]
-/** Whether scripts go through the helper; false where Perl is missing (then Node forks them). */
-let enabled = calls !== undefined && existsSync(PERL)
 
-/** For tests: start scripts the other way (Node's own spawn). */
-export function useScriptHelper(on: boolean): void {
-  enabled = on && calls !== undefined && existsSync(PERL)
+/** Which helper starts scripts: the compiled one, the Perl one, or none (Node's spawn). */
+export type HelperKind = 'compiled' | 'perl' | 'none'
+interface HelperCommand {
+  file: string
+  args: string[]
+  argv0: string
+}
+
+function available(kind: HelperKind): boolean {
+  try {
+    if (kind === 'compiled') accessSync(COMPILED_HELPER, fsConstants.X_OK)
+    else if (kind === 'perl') accessSync(PERL, fsConstants.X_OK)
+    return kind === 'none' || calls !== undefined
+  } catch {
+    return false
+  }
+}
+
+const preferred = (): HelperKind => (['compiled', 'perl', 'none'] as const).find(available) ?? 'none'
+let kind: HelperKind = preferred()
+
+/** For tests: start scripts another way (false: Node's own spawn; true: the preferred helper). */
+export function useScriptHelper(choice: boolean | HelperKind): void {
+  const wanted = choice === true ? preferred() : choice === false ? 'none' : choice
+  if (!available(wanted)) throw new Error(`the ${wanted} script helper is not available here`)
+  // A helper of the other kind ends now if idle, else once its scripts have (it reports on them).
+  if (wanted !== kind) {
+    helper?.retireIfIdle()
+    helper = undefined
+  }
+  kind = wanted
+}
+
+/** The helper in use ('none': Node forks scripts itself). */
+export function scriptHelperKind(): HelperKind {
+  return kind
 }
 
 export function scriptHelperEnabled(): boolean {
-  return enabled
+  return kind !== 'none'
+}
+
+function helperCommand(): HelperCommand {
+  // The compiled helper writes its titles over argv[0]: it must be as long as the longest.
+  if (kind === 'compiled') return { file: COMPILED_HELPER, args: [], argv0: HELPER_TITLE.padEnd(48) }
+  return { file: PERL, args: ['-e', helperProgram(calls as NonNullable<typeof calls>)], argv0: PERL }
 }
 
 /** `argv` in the helper's spare child, held before exec; rejects when no child can be forked (the reason as message). */
@@ -479,7 +527,7 @@ export async function spawnThroughHelper(request: SpawnRequest): Promise<HeldScr
 
 function usableHelper(): Helper {
   if (!helper?.usable) {
-    const current: Helper = new Helper(helperProgram(calls as NonNullable<typeof calls>), () => {
+    const current: Helper = new Helper(helperCommand(), () => {
       if (helper === current) helper = undefined
     })
     helper = current

@@ -14,11 +14,15 @@ import { s3Lab, uniqueName } from '../helpers/storage.ts'
 
 const ROOT = new URL('../../', import.meta.url).pathname
 
-/** The release layout of tools/release.sh, without the tarball: bin/, dist/, node/bin/node. */
+/** The release layout of tools/release.sh, without the tarball: bin/, dist/, libexec/, node/bin/node. */
 function buildRelease(): string {
   const release = mkdtempSync(join(tmpdir(), 'osb-release-test-'))
   const bundled = spawnSync('bash', [join(ROOT, 'tools/bundle.sh'), join(release, 'dist')], { encoding: 'utf8' })
   assert.equal(bundled.status, 0, `tools/bundle.sh failed: ${bundled.stderr}`)
+  const helper = spawnSync('bash', [join(ROOT, 'tools/build-helper.sh'), '--require', join(release, 'libexec/script-helper')], {
+    encoding: 'utf8',
+  })
+  assert.equal(helper.status, 0, `tools/build-helper.sh failed: ${helper.stderr}`)
   cpSync(join(ROOT, 'bin'), join(release, 'bin'), { recursive: true })
   cpSync(join(ROOT, 'package.json'), join(release, 'package.json'))
   mkdirSync(join(release, 'node/bin'), { recursive: true })
@@ -40,7 +44,7 @@ describe('the release bundle', () => {
       command: [join(release, 'bin/osb-backup-agent'), 'serve'],
       scripts: {
         backup: 'head -c 3000000 /dev/urandom > "$5.dump"',
-        restore: 'wc -c < "$5"',
+        restore: 'wc -c < "$5"; readlink /proc/$PPID/exe',
       },
     })
   })
@@ -63,6 +67,8 @@ describe('the release bundle', () => {
     )
     const restore = await agent.waitFor('restore', rid)
     assert.equal(restore.status, 'SUCCEEDED', restore.error_message)
-    assert.match(restore.restore_log, /^3000000\s*$/)
+    const [size, starter] = restore.restore_log.trim().split('\n')
+    assert.equal(size?.trim(), '3000000')
+    assert.equal(starter, join(release, 'libexec/script-helper'), "the release's compiled helper started the scripts")
   })
 })

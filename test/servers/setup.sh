@@ -23,6 +23,8 @@ PACKAGES=(
   util-linux     # setpriv (PostgreSQL refuses root), setsid
   mount          # mount, umount: the store test's loop device
   gzip           # the example scripts' compression
+  gcc            # the compiled script helper (tools/build-helper.sh)
+  libc6-dev      # its C library headers
 )
 
 say() { printf '[setup] %s\n' "$*" >&2; }

@@ -1,6 +1,7 @@
 // Scripts started through the small helper process (src/scripts/spawner.ts) behave exactly as
 // scripts Node spawns itself: the same output, exit codes, signals, environment, working
-// directory, session and process group. Every case runs both ways, with real processes.
+// directory, session and process group. Every case runs every way (the compiled helper, the Perl
+// one, Node's spawn), with real processes.
 import assert from 'node:assert/strict'
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,7 +13,7 @@ import { isZombie, processGroupOf, processStartTime, waitForGroupExit } from '..
 import { runScript, type ScriptRun } from '../../../src/scripts/run.ts'
 import { helperChildren } from '../../helpers/processes.ts'
 import { spawnSync } from 'node:child_process'
-import { helperProgram, scriptHelperEnabled, spawnThroughHelper, useScriptHelper } from '../../../src/scripts/spawner.ts'
+import { COMPILED_HELPER, helperProgram, scriptHelperKind, spawnThroughHelper, useScriptHelper } from '../../../src/scripts/spawner.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'spawner-'))
 after(() => {
@@ -52,12 +53,15 @@ const run = (stage: string, extra: Partial<ScriptRun> = {}) =>
     ...extra,
   })
 
-it('the helper is used on this machine (Perl is there)', () => {
-  assert.equal(scriptHelperEnabled(), true, '/usr/bin/perl is missing: the helper path would go untested')
+it('the compiled helper is used on this machine (tools/build-helper.sh built it; Perl is there too)', () => {
+  assert.equal(scriptHelperKind(), 'compiled', `${COMPILED_HELPER} is missing: npm test builds it (tools/build-helper.sh)`)
+  assert.doesNotThrow(() => useScriptHelper('perl'), '/usr/bin/perl is missing: the Perl helper would go untested')
+  useScriptHelper(true)
 })
 
-for (const helper of [true, false]) {
-  describe(helper ? 'through the helper' : "through Node's spawn", () => {
+const HELPERS = ['compiled', 'perl'] as const
+for (const helper of [...HELPERS, 'none'] as const) {
+  describe(helper === 'none' ? "through Node's spawn" : `through the ${helper} helper`, () => {
     it('output, exit code, exact environment, working directory, stdin, own session and group', async () => {
       useScriptHelper(helper)
       script(
@@ -150,7 +154,7 @@ it('the helper program compiles under strict and warnings, and loads no module (
   const check = spawnSync('/usr/bin/perl', ['-Mstrict', '-Mwarnings', '-c', '-e', program], { encoding: 'utf8' })
   assert.equal(check.stderr, '-e syntax OK\n')
   assert.doesNotMatch(program, /^\s*(use|require|no)\s/m)
-  useScriptHelper(true)
+  useScriptHelper('perl')
   script('quick', 'exit 0\n')
   await run('quick')
   const [helper] = helperChildren()
@@ -158,116 +162,133 @@ it('the helper program compiles under strict and warnings, and loads no module (
   assert.doesNotMatch(readFileSync(`/proc/${helper}/maps`, 'utf8'), /\/auto\//, 'no XS module mapped')
 })
 
-it('a spare killed before it was claimed is replaced; the next script runs', async () => {
-  useScriptHelper(true)
-  script('quick', 'exit 0\n')
-  await run('quick')
-  const [helper] = helperChildren()
-  let spares: number[] = []
-  for (let i = 0; i < 100 && spares.length === 0; i++) {
-    await sleep(10) // forked as the script started
-    spares = spareOf(helper as number)
-  }
-  assert.equal(spares.length, 1, 'a spare waits after a short script ended')
-  process.kill(spares[0] as number, 'SIGKILL')
-  await sleep(100)
-  const result = await run('quick')
-  assert.equal(result.failure, undefined)
-})
-
-it('a spare waits for the next script while one runs, and is dropped when not claimed within a second', async () => {
-  useScriptHelper(true)
-  script('long', 'sleep 1.8\n')
+it('the compiled helper and a held child hold little memory (each stays resident while a dump runs)', async () => {
+  useScriptHelper('compiled')
+  script('long', 'sleep 0.5\n')
   const long = run('long')
-  await sleep(300)
+  await sleep(200)
   const [helper] = helperChildren()
-  assert.equal(spareOf(helper as number).length, 1, 'forked while the script runs')
-  await sleep(1_200)
-  assert.deepEqual(spareOf(helper as number), [], 'dropped: nothing held beside a long dump')
+  const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
+  assert.ok(rss(helper as number) < 2048, `the helper holds ${rss(helper as number)} kB`)
+  const [spare] = spareOf(helper as number)
+  assert.ok(spare && rss(spare) < 2048, 'a held spare holds little too')
   assert.equal((await long).failure, undefined)
-  await sleep(300)
-  assert.deepEqual(spareOf(helper as number), [], 'none forked at its end: nothing held beside what the stage still does')
-  assert.equal((await run('long')).failure, undefined, 'the next start asks for one')
 })
 
-it('the helper killed between scripts: a start at that instant ends (run or failed, never hangs), the next runs on a new helper', async () => {
-  useScriptHelper(true)
-  script('quick', 'exit 0\n')
-  // The instants after the kill differ by when the agent has read the helper's end and its exit.
-  for (let delay = 0; delay < 20; delay++) {
-    await run('quick')
-    for (const pid of helperChildren()) process.kill(pid, 'SIGKILL')
-    await sleep(delay % 10)
-    const atOnce = await Promise.race([run('quick').then(() => 'ended'), sleep(5_000, undefined, { ref: false }).then(() => 'hung')])
-    assert.equal(atOnce, 'ended', `a start ${delay % 10} ms after the helper was killed`)
-  }
-  await sleep(100)
-  assert.equal((await run('quick')).failure, undefined)
-})
+for (const kind of HELPERS) {
+  describe(`the ${kind} helper`, () => {
+    it('a spare killed before it was claimed is replaced; the next script runs', async () => {
+      useScriptHelper(kind)
+      script('quick', 'exit 0\n')
+      await run('quick')
+      const [helper] = helperChildren()
+      let spares: number[] = []
+      for (let i = 0; i < 100 && spares.length === 0; i++) {
+        await sleep(10) // forked as the script started
+        spares = spareOf(helper as number)
+      }
+      assert.equal(spares.length, 1, 'a spare waits after a short script ended')
+      process.kill(spares[0] as number, 'SIGKILL')
+      await sleep(100)
+      const result = await run('quick')
+      assert.equal(result.failure, undefined)
+    })
 
-it('the helper ends a moment after its last script', async () => {
-  useScriptHelper(true)
-  script('quick', 'exit 0\n')
-  await run('quick')
-  assert.equal(helperChildren().length, 1, 'one helper runs while scripts do, nothing per script')
-  await sleep(2_500)
-  assert.deepEqual(helperChildren(), [])
-})
+    it('a spare waits for the next script while one runs, and is dropped when not claimed within a second', async () => {
+      useScriptHelper(kind)
+      script('long', 'sleep 1.8\n')
+      const long = run('long')
+      await sleep(300)
+      const [helper] = helperChildren()
+      assert.equal(spareOf(helper as number).length, 1, 'forked while the script runs')
+      await sleep(1_200)
+      assert.deepEqual(spareOf(helper as number), [], 'dropped: nothing held beside a long dump')
+      assert.equal((await long).failure, undefined)
+      await sleep(300)
+      assert.deepEqual(spareOf(helper as number), [], 'none forked at its end: nothing held beside what the stage still does')
+      assert.equal((await run('long')).failure, undefined, 'the next start asks for one')
+    })
 
-describe('held until its pid is recorded', () => {
-  const request = (marker: string, onRunning?: () => void) => ({
-    onRunning,
-    argv: ['bash', join(dir, 'mark'), marker],
-    cwd: dir,
-    env: { PATH: '/usr/bin:/bin' },
-    onStdout: () => {},
-    onStderr: () => {},
+    it('the helper killed between scripts: a start at that instant ends (run or failed, never hangs), the next runs on a new helper', async () => {
+      useScriptHelper(kind)
+      script('quick', 'exit 0\n')
+      // The instants after the kill differ by when the agent has read the helper's end and its exit.
+      for (let delay = 0; delay < 20; delay++) {
+        await run('quick')
+        for (const pid of helperChildren()) process.kill(pid, 'SIGKILL')
+        await sleep(delay % 10)
+        const atOnce = await Promise.race([run('quick').then(() => 'ended'), sleep(5_000, undefined, { ref: false }).then(() => 'hung')])
+        assert.equal(atOnce, 'ended', `a start ${delay % 10} ms after the helper was killed`)
+      }
+      await sleep(100)
+      assert.equal((await run('quick')).failure, undefined)
+    })
+
+    it('the helper ends a moment after its last script', async () => {
+      useScriptHelper(kind)
+      script('quick', 'exit 0\n')
+      await run('quick')
+      assert.equal(helperChildren().length, 1, 'one helper runs while scripts do, nothing per script')
+      await sleep(2_500)
+      assert.deepEqual(helperChildren(), [])
+    })
+
+    describe('held until its pid is recorded', () => {
+      const request = (marker: string, onRunning?: () => void) => ({
+        onRunning,
+        argv: ['bash', join(dir, 'mark'), marker],
+        cwd: dir,
+        env: { PATH: '/usr/bin:/bin' },
+        onStdout: () => {},
+        onStderr: () => {},
+      })
+
+      it('a forked script does nothing before go(), carries the held title in a group of its own, then runs and says so before its exit', async () => {
+        useScriptHelper(kind)
+        script('mark', 'touch "$1"\n')
+        const marker = join(dir, `marked-after-go-${kind}`)
+        const events: string[] = []
+        const held = await spawnThroughHelper(request(marker, () => events.push('running')))
+        assert.ok(held.pid > 1)
+        assert.equal(isHeldScript(held.pid), true, 'the title from its first instant')
+        await sleep(300)
+        assert.equal(processGroupOf(held.pid), held.pid, "its own group while held: a signal to the agent's group misses it")
+        assert.equal(existsSync(marker), false, 'nothing ran before go()')
+        assert.equal(events.length, 0)
+        held.go()
+        const exit = await held.exited
+        events.push('exit')
+        assert.deepEqual(exit, { code: 0, signal: null })
+        assert.equal(existsSync(marker), true)
+        assert.deepEqual(events, ['running', 'exit'], 'told that it runs, before its exit, even for a script this quick')
+      })
+
+      it('a child that was not let run is never said to run: killed while held, or its exec failed', async () => {
+        useScriptHelper(kind)
+        let running = 0
+        const held = await spawnThroughHelper(request(join(dir, `killed-held-${kind}`), () => running++))
+        process.kill(held.pid, 'SIGKILL')
+        assert.deepEqual(await held.exited, { code: null, signal: 'SIGKILL' })
+        const missing = await spawnThroughHelper({ ...request('x', () => running++), argv: ['/nonexistent/bash'] })
+        missing.go()
+        assert.match(String((await missing.exited).error?.message), /^exec \/nonexistent\/bash: No such file/)
+        assert.equal(running, 0)
+      })
+
+      it('the helper ends (with the agent, or under it): a child it held ends too, without running', async () => {
+        useScriptHelper(kind)
+        script('mark', 'touch "$1"\n')
+        const marker = join(dir, `never-marked-${kind}`)
+        const held = await spawnThroughHelper(request(marker))
+        const exited = held.exited
+        for (const pid of helperChildren()) process.kill(pid, 'SIGKILL')
+        assert.equal((await exited).unreported, true)
+        const deadline = Date.now() + 2_000
+        while (processStartTime(held.pid) !== undefined && !isZombie(held.pid) && Date.now() < deadline) await sleep(20)
+        assert.ok(processStartTime(held.pid) === undefined || isZombie(held.pid), 'the held child is gone')
+        await sleep(300)
+        assert.equal(existsSync(marker), false, 'the script never ran')
+      })
+    })
   })
-
-  it('a forked script does nothing before go(), carries the held title in a group of its own, then runs and says so before its exit', async () => {
-    useScriptHelper(true)
-    script('mark', 'touch "$1"\n')
-    const marker = join(dir, 'marked-after-go')
-    const events: string[] = []
-    const held = await spawnThroughHelper(request(marker, () => events.push('running')))
-    assert.ok(held.pid > 1)
-    assert.equal(isHeldScript(held.pid), true, 'the title from its first instant')
-    await sleep(300)
-    assert.equal(processGroupOf(held.pid), held.pid, "its own group while held: a signal to the agent's group misses it")
-    assert.equal(existsSync(marker), false, 'nothing ran before go()')
-    assert.equal(events.length, 0)
-    held.go()
-    const exit = await held.exited
-    events.push('exit')
-    assert.deepEqual(exit, { code: 0, signal: null })
-    assert.equal(existsSync(marker), true)
-    assert.deepEqual(events, ['running', 'exit'], 'told that it runs, before its exit, even for a script this quick')
-  })
-
-  it('a child that was not let run is never said to run: killed while held, or its exec failed', async () => {
-    useScriptHelper(true)
-    let running = 0
-    const held = await spawnThroughHelper(request(join(dir, 'killed-held'), () => running++))
-    process.kill(held.pid, 'SIGKILL')
-    assert.deepEqual(await held.exited, { code: null, signal: 'SIGKILL' })
-    const missing = await spawnThroughHelper({ ...request('x', () => running++), argv: ['/nonexistent/bash'] })
-    missing.go()
-    assert.match(String((await missing.exited).error?.message), /^exec \/nonexistent\/bash: No such file/)
-    assert.equal(running, 0)
-  })
-
-  it('the helper ends (with the agent, or under it): a child it held ends too, without running', async () => {
-    useScriptHelper(true)
-    script('mark', 'touch "$1"\n')
-    const marker = join(dir, 'never-marked')
-    const held = await spawnThroughHelper(request(marker))
-    const exited = held.exited
-    for (const pid of helperChildren()) process.kill(pid, 'SIGKILL')
-    assert.equal((await exited).unreported, true)
-    const deadline = Date.now() + 2_000
-    while (processStartTime(held.pid) !== undefined && !isZombie(held.pid) && Date.now() < deadline) await sleep(20)
-    assert.ok(processStartTime(held.pid) === undefined || isZombie(held.pid), 'the held child is gone')
-    await sleep(300)
-    assert.equal(existsSync(marker), false, 'the script never ran')
-  })
-})
+}
