@@ -81,10 +81,10 @@ export function buildRelease(): void {
   mkdirSync(join(release, 'node/bin'), { recursive: true })
   const bundle = spawnSync('bash', [join(ROOT, 'tools/bundle.sh'), join(release, 'dist')], { stdio: 'inherit' })
   if (bundle.status !== 0) throw new BenchError('tools/bundle.sh failed')
-  const helper = spawnSync('bash', [join(ROOT, 'tools/build-helper.sh'), '--require', join(release, 'libexec/script-helper')], {
+  const helper = spawnSync('bash', [join(ROOT, 'tools/build-native.sh'), '--require', join(release, 'libexec')], {
     stdio: 'inherit',
   })
-  if (helper.status !== 0) throw new BenchError('tools/build-helper.sh failed')
+  if (helper.status !== 0) throw new BenchError('tools/build-native.sh failed')
   cpSync(join(ROOT, 'bin'), join(release, 'bin'), { recursive: true })
   copyFileSync(join(ROOT, 'package.json'), join(release, 'package.json'))
   symlinkSync(process.execPath, join(release, 'node/bin/node'))

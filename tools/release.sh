@@ -5,7 +5,8 @@
 #     node/bin/node          Node 24 from the npm package `node` in node_modules
 #     dist/                  src/ bundled by esbuild (tools/bundle.sh; Node refuses to strip types
 #                            under node_modules, and one bundle starts faster than ~45 modules)
-#     libexec/script-helper  starts the lifecycle scripts (tools/build-helper.sh; needs cc)
+#     libexec/               script-helper (starts the lifecycle scripts), malloc-trim.node
+#                            (tools/build-native.sh; needs a C compiler)
 #     examples/ docs/ README.md package.json
 # Output: build/osb-backup-agent-<version>-linux-<arch>.tar.gz
 set -euo pipefail
@@ -22,7 +23,7 @@ rm -rf "$stage" "$tarball"
 mkdir -p "$stage/node/bin"
 
 bash tools/bundle.sh "$stage/dist"
-bash tools/build-helper.sh --require "$stage/libexec/script-helper"
+bash tools/build-native.sh --require "$stage/libexec"
 
 cp node_modules/node/bin/node "$stage/node/bin/node"
 

@@ -1,5 +1,5 @@
 /*
- * The script helper, compiled (tools/build-helper.sh; the release carries it as
+ * The script helper, compiled (tools/build-native.sh; the release carries it as
  * libexec/script-helper). The same process and the same protocol as the Perl program in
  * spawner.ts, which runs where this binary is missing: see spawner.ts for the design and the
  * requests and answers. Compiled, a fork copies ~0.2 MB instead of Perl's ~5 MB, and the held
@@ -28,7 +28,7 @@
 #define DRAIN_S 0.5
 #define CHUNK 3900
 #define MAX_RUNS 256
-#define MAX_DROPPED 64
+#define MAX_DROPPED 256
 #define MAX_REQUEST (16 << 20)
 static const char HELD[] = "osb-backup-agent: held script next";
 static const char TITLE[] = "osb-backup-agent: script helper";
@@ -160,6 +160,11 @@ static void held_child(int out, int err, int go, int x) {
     len += (size_t)n;
   }
   /* cwd, argc, argv…, envc, NAME=value…: NUL-separated, the last one unterminated. */
+  if (head + (size_t)want + 1 > cap) {
+    char *bigger = realloc(req, head + (size_t)want + 1);
+    if (!bigger) _exit(127);
+    req = bigger;
+  }
   char *p = req + head, *end = p + want;
   *end = 0;
   char *cwd = p;
@@ -305,7 +310,6 @@ static void request(char *body, size_t len) {
   spare.go = -1;
   spare.pid = 0;
   for (int k = 0; k < NPIPES; k++) spare.fd[k] = -1;
-  fork_spare(); /* for the next stage, while this one runs */
 }
 
 /* The child's error pipe ended: it exec'd (close-on-exec), failed to (said so first) or was
@@ -333,6 +337,7 @@ static void reap(void) {
     r->has_status = 1;
     r->status = status;
     r->until = now() + DRAIN_S;
+    fork_spare(); /* for the next stage (see spawner.ts) */
   }
 }
 
@@ -360,7 +365,9 @@ static void readable(struct run *r, int k) {
   }
   if (k == X) {
     r->failed = 1;
-    sayf("failed %s %.*s\n", r->id, (int)n, buf);
+    sayf("failed %s ", r->id);
+    say(buf, (size_t)n);
+    say("\n", 1);
   } else {
     sayf("%s %s %zd\n", PIPE_NAMES[k], r->id, n);
     say(buf, (size_t)n);

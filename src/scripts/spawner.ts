@@ -1,6 +1,6 @@
 // Starts lifecycle scripts from a small helper process instead of from the agent itself.
 // The helper is compiled C where the installation has it (libexec/script-helper, built from
-// script-helper.c by tools/build-helper.sh, shipped in the release), else the Perl program below:
+// script-helper.c by tools/build-native.sh, shipped in the release), else the Perl program below:
 // one design and one protocol, described here.
 //
 // Node starts a child with fork(): the kernel copies the agent's page tables (80-100 MB resident),
@@ -21,12 +21,11 @@
 // says held, so recovery owes its stage. Once the script runs (the exec closed the child's
 // close-on-exec error pipe and gave it a new /proc comm), the helper says `running` and the agent
 // drops the mark: a recorded pid that is gone then counts as a script that ran. A new spare is
-// forked as soon as the last one runs (a fork of Perl took ~0.5 ms, and the next stage usually
-// follows within that) and when the agent asks for one. The agent drops a spare it has not
-// claimed within SPARE_MS: a dump that runs for an hour has no spare beside it. None is forked at
-// a script's end: after a short script the one forked as it started still waits, and after a long
-// one it sat beside what the stage still did (a stream's last parts, an upload) only to be dropped
-// unused; a start after a stage that long can wait for one fork.
+// forked when a script ends, while the agent records that end and the next stage's start
+// (~1 ms), and when the agent asks for one. Not while a script starts: the fork and the new
+// child's first steps took the CPU from the exec and bash's start-up (per-job cost 1.59 against
+// 1.47 times the Go agent's, docs/PERFORMANCE.md), and a spare forked then sat beside a long
+// dump. The agent drops a spare it has not claimed within SPARE_MS.
 // Output is relayed to the agent as framed chunks; output that arrives after the script exited is
 // relayed for DRAIN seconds, then the pipes are closed, so a process the script left behind
 // cannot hold the stage.
@@ -141,7 +140,6 @@ sub request {
   # A child killed while held: the write fails (no SIGPIPE for the helper) and its exit is reported.
   { local $SIG{PIPE} = 'IGNORE'; write_all($s->{go}, length($what_to_run) . ":$what_to_run"); }
   close $s->{go};
-  fork_spare(); # for the next stage, while this one runs
 }
 sub comm { open(my $f, '<', "/proc/$_[0]/comm") or return; my $c = <$f>; return $c }
 # The child's error pipe ended: it exec'd (close-on-exec), failed to (said so first) or was killed
@@ -161,6 +159,7 @@ sub reap {
     my $id = $by_pid{$pid}; next if $run{$id}{x};
     next unless waitpid($pid, $WNOHANG) > 0;
     delete $by_pid{$pid}; $run{$id}{status} = $?; $run{$id}{until} = now() + $DRAIN;
+    fork_spare(); # for the next stage
   }
 }
 sub finish {

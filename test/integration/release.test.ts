@@ -19,10 +19,10 @@ function buildRelease(): string {
   const release = mkdtempSync(join(tmpdir(), 'osb-release-test-'))
   const bundled = spawnSync('bash', [join(ROOT, 'tools/bundle.sh'), join(release, 'dist')], { encoding: 'utf8' })
   assert.equal(bundled.status, 0, `tools/bundle.sh failed: ${bundled.stderr}`)
-  const helper = spawnSync('bash', [join(ROOT, 'tools/build-helper.sh'), '--require', join(release, 'libexec/script-helper')], {
+  const helper = spawnSync('bash', [join(ROOT, 'tools/build-native.sh'), '--require', join(release, 'libexec')], {
     encoding: 'utf8',
   })
-  assert.equal(helper.status, 0, `tools/build-helper.sh failed: ${helper.stderr}`)
+  assert.equal(helper.status, 0, `tools/build-native.sh failed: ${helper.stderr}`)
   cpSync(join(ROOT, 'bin'), join(release, 'bin'), { recursive: true })
   cpSync(join(ROOT, 'package.json'), join(release, 'package.json'))
   mkdirSync(join(release, 'node/bin'), { recursive: true })

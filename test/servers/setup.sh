@@ -23,7 +23,7 @@ PACKAGES=(
   util-linux     # setpriv (PostgreSQL refuses root), setsid
   mount          # mount, umount: the store test's loop device
   gzip           # the example scripts' compression
-  gcc            # the compiled script helper (tools/build-helper.sh)
+  gcc            # the compiled script helper (tools/build-native.sh)
   libc6-dev      # its C library headers
 )
 

@@ -53,8 +53,8 @@ const run = (stage: string, extra: Partial<ScriptRun> = {}) =>
     ...extra,
   })
 
-it('the compiled helper is used on this machine (tools/build-helper.sh built it; Perl is there too)', () => {
-  assert.equal(scriptHelperKind(), 'compiled', `${COMPILED_HELPER} is missing: npm test builds it (tools/build-helper.sh)`)
+it('the compiled helper is used on this machine (tools/build-native.sh built it; Perl is there too)', () => {
+  assert.equal(scriptHelperKind(), 'compiled', `${COMPILED_HELPER} is missing: npm test builds it (tools/build-native.sh)`)
   assert.doesNotThrow(() => useScriptHelper('perl'), '/usr/bin/perl is missing: the Perl helper would go untested')
   useScriptHelper(true)
 })
@@ -162,17 +162,17 @@ it('the helper program compiles under strict and warnings, and loads no module (
   assert.doesNotMatch(readFileSync(`/proc/${helper}/maps`, 'utf8'), /\/auto\//, 'no XS module mapped')
 })
 
-it('the compiled helper and a held child hold little memory (each stays resident while a dump runs)', async () => {
+it('the compiled helper and a held child hold little memory (the helper stays resident while a dump runs)', async () => {
   useScriptHelper('compiled')
-  script('long', 'sleep 0.5\n')
+  script('long', 'sleep 0.3\n')
   const long = run('long')
-  await sleep(200)
+  await sleep(150)
   const [helper] = helperChildren()
   const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
   assert.ok(rss(helper as number) < 2048, `the helper holds ${rss(helper as number)} kB`)
-  const [spare] = spareOf(helper as number)
-  assert.ok(spare && rss(spare) < 2048, 'a held spare holds little too')
   assert.equal((await long).failure, undefined)
+  const [spare] = spareOf(helper as number)
+  assert.ok(spare && rss(spare) < 2048, 'the spare forked at its end holds little too')
 })
 
 for (const kind of HELPERS) {
@@ -184,7 +184,7 @@ for (const kind of HELPERS) {
       const [helper] = helperChildren()
       let spares: number[] = []
       for (let i = 0; i < 100 && spares.length === 0; i++) {
-        await sleep(10) // forked as the script started
+        await sleep(10) // forked as the script ended
         spares = spareOf(helper as number)
       }
       assert.equal(spares.length, 1, 'a spare waits after a short script ended')
@@ -194,18 +194,18 @@ for (const kind of HELPERS) {
       assert.equal(result.failure, undefined)
     })
 
-    it('a spare waits for the next script while one runs, and is dropped when not claimed within a second', async () => {
+    it('no spare beside a running script; one forked at its end waits for the next, and is dropped when not claimed within a second', async () => {
       useScriptHelper(kind)
-      script('long', 'sleep 1.8\n')
+      script('long', 'sleep 0.8\n')
       const long = run('long')
       await sleep(300)
       const [helper] = helperChildren()
-      assert.equal(spareOf(helper as number).length, 1, 'forked while the script runs')
-      await sleep(1_200)
-      assert.deepEqual(spareOf(helper as number), [], 'dropped: nothing held beside a long dump')
+      assert.deepEqual(spareOf(helper as number), [], 'nothing held beside a dump')
       assert.equal((await long).failure, undefined)
-      await sleep(300)
-      assert.deepEqual(spareOf(helper as number), [], 'none forked at its end: nothing held beside what the stage still does')
+      const forked = spareOf(helper as number)
+      assert.equal(forked.length, 1, 'forked as the script ended, before its end was reported')
+      await sleep(1_200)
+      assert.deepEqual(spareOf(helper as number), [], 'dropped: nothing held beside what the job still does')
       assert.equal((await run('long')).failure, undefined, 'the next start asks for one')
     })
 
