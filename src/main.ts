@@ -14,7 +14,7 @@ import { useRecordKey } from './jobs/sealed-secrets.ts'
 import { createLogger, loseLinesOnClosedOutput } from './log.ts'
 import { AgentMetrics } from './metrics.ts'
 import { trustCertificates } from './tls.ts'
-import { memoryReleaser, transferReleaser } from './util/idle-memory.ts'
+import { memoryReleaser, transferCollector, transferReleaser } from './util/idle-memory.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
 const FIRST_PRUNE_MS = 1_000
@@ -48,7 +48,16 @@ async function main(): Promise<void> {
   // directory_state removed or replaced while no job writes: noticed by inotify, not by polling
   watchStoreDirectory(config.directoryState, () => registry.checkStore())
 
-  const deps = { config, registry, log, agentEnv: process.env, observer: metrics, jobGid, afterTransfer: transferReleaser() }
+  const deps = {
+    config,
+    registry,
+    log,
+    agentEnv: process.env,
+    observer: metrics,
+    jobGid,
+    afterTransfer: transferReleaser(),
+    duringTransfer: transferCollector(),
+  }
   const api = createApiServer({ config, registry, log, runner: deps, metrics, tls: tls?.material })
   reloadTlsOnSighup(api, tls, config, log)
 

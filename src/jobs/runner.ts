@@ -34,6 +34,8 @@ export interface RunnerDeps {
   jobGid?: number | undefined
   /** Called when a stage that moved data through storage has ended: its buffers are garbage now. */
   afterTransfer?: (() => void) | undefined
+  /** Makes, per transfer, the function told its bytes done as they move (collections on the way). */
+  duringTransfer?: (() => (bytesDone: number) => void) | undefined
 }
 
 /**
@@ -130,7 +132,7 @@ function jobStageContext(
     changed: publish,
     transferOptions: (total) => {
       transfers.moved = true
-      return transferOptions(job, ctx.changed, ctx.signal, total)
+      return transferOptions(job, ctx.changed, ctx.signal, total, deps.duringTransfer?.())
     },
     streamCompression: config.streamCompression,
   }

@@ -18,7 +18,14 @@ import type { Job } from './job.ts'
 import type { StageContext } from './stage-context.ts'
 import { loadCodec } from './streaming.ts'
 
-export function transferOptions(job: Job, changed: () => void, signal: AbortSignal | undefined, total: number | null): TransferOptions {
+/** `moved`: told the bytes done so far as they move (the agent's collections during long transfers). */
+export function transferOptions(
+  job: Job,
+  changed: () => void,
+  signal: AbortSignal | undefined,
+  total: number | null,
+  moved?: (bytesDone: number) => void,
+): TransferOptions {
   const started = Date.now()
   let published = 0
   job.progress = { bytes_done: 0, bytes_total: total, bytes_per_second: 0 }
@@ -28,6 +35,7 @@ export function transferOptions(job: Job, changed: () => void, signal: AbortSign
       job.attempts++
     },
     onProgress: (done: number) => {
+      moved?.(done)
       const now = Date.now()
       const seconds = (now - started) / 1000
       job.progress = { bytes_done: done, bytes_total: total, bytes_per_second: seconds > 0 ? Math.round(done / seconds) : 0 }

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MALLOC_TRIM_ADDON, mallocTrim, memoryReleaser, transferReleaser } from '../../../src/util/idle-memory.ts'
+import { MALLOC_TRIM_ADDON, mallocTrim, memoryReleaser, transferCollector, transferReleaser } from '../../../src/util/idle-memory.ts'
 
 test('one collection a delay after the last job ended, none while a job runs', async () => {
   let collections = 0
@@ -42,6 +42,26 @@ test('after a transfer: one collection on the next turn, not inside the stage th
   await new Promise((resolve) => setImmediate(resolve))
   assert.equal(collections, 1)
   transferReleaser(undefined)() // without a collector: nothing happens, nothing throws
+})
+
+test('during a transfer: one collection each time another share of bytes has moved, counted per transfer', () => {
+  let collections = 0
+  const perTransfer = transferCollector(() => collections++, 100)
+  const first = perTransfer()
+  for (const done of [0, 40, 99]) first(done)
+  assert.equal(collections, 0, 'not before the first share has moved')
+  first(100)
+  first(150)
+  assert.equal(collections, 1)
+  first(420) // progress came in a big step: one collection, not three
+  assert.equal(collections, 2)
+  const second = perTransfer()
+  second(120)
+  assert.equal(collections, 3, 'a second transfer counts its own bytes')
+  first(480)
+  assert.equal(collections, 3)
+  const none = transferCollector(undefined, 100)()
+  none(1_000) // without a collector: nothing happens, nothing throws
 })
 
 test("the launcher maps buffers of 4 MiB and more on their own, so a transfer's freed part buffers leave RSS", () => {
