@@ -20,6 +20,7 @@ import { INSTALL_ROOT } from '../install-root.ts'
 
 const RELEASE_DELAY_MS = 1_000
 const COLLECT_EVERY_BYTES = 512 * 1024 * 1024
+const TRIM_DELAY_MS = 100
 /** The addon tools/build-native.sh builds; an installation without it does without the trim. */
 export const MALLOC_TRIM_ADDON = fileURLToPath(new URL('libexec/malloc-trim.node', INSTALL_ROOT))
 
@@ -51,7 +52,9 @@ function exposedCollect(): Collect | undefined {
     gc &&
     (() => {
       gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
-      mallocTrim()?.()
+      // A moment later: V8 frees the ArrayBuffers the collection found dead from a background task.
+      const trim = mallocTrim()
+      if (trim) setTimeout(trim, TRIM_DELAY_MS).unref()
     })
   )
 }

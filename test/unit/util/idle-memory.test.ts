@@ -105,8 +105,8 @@ test("the trim addon is built (tools/build-native.sh) and hands glibc's free mem
     const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]) / 1024
     const keep = []; let blocks = []
     for (let i = 0; i < 2000; i++) { blocks.push(Buffer.allocUnsafeSlow(65536).fill(1)); if (i % 10 === 9) keep.push(Buffer.allocUnsafeSlow(64).fill(2)) }
-    blocks = null; globalThis.gc()
-    const before = rss(); addon.exports.trim(); console.log(JSON.stringify({ before, after: rss(), kept: keep.length }))`,
+    blocks = null; globalThis.gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
+    setTimeout(() => { const before = rss(); addon.exports.trim(); console.log(JSON.stringify({ before, after: rss(), kept: keep.length })) }, 300)`,
     ],
     { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '--expose-gc' } },
   )
