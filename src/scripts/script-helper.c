@@ -52,6 +52,8 @@ struct spare {
 static struct run runs[MAX_RUNS];
 static struct spare spare = {0, {-1, -1, -1}, -1};
 static pid_t dropped[MAX_DROPPED];
+/* A `want` came while the spare was promised to a start whose `run` had not come yet. */
+static int wanted;
 static int wake[2];
 static char held_name[32];
 static char *title_area;
@@ -261,6 +263,7 @@ static void request(char *body, size_t len) {
     f[i] = p;
   }
   if (strcmp(f[0], "want") == 0) {
+    if (spare.pid) wanted = 1;
     fork_spare();
     return;
   }
@@ -310,6 +313,11 @@ static void request(char *body, size_t len) {
   spare.go = -1;
   spare.pid = 0;
   for (int k = 0; k < NPIPES; k++) spare.fd[k] = -1;
+  /* Starts at once (jobs side by side): the next one waits for this fork. */
+  if (wanted) {
+    wanted = 0;
+    fork_spare();
+  }
 }
 
 /* The child's error pipe ended: it exec'd (close-on-exec), failed to (said so first) or was

@@ -22,7 +22,8 @@
 // close-on-exec error pipe and gave it a new /proc comm), the helper says `running` and the agent
 // drops the mark: a recorded pid that is gone then counts as a script that ran. A new spare is
 // forked when a script ends, while the agent records that end and the next stage's start
-// (~1 ms), and when the agent asks for one. Not while a script starts: the fork and the new
+// (~1 ms), and when the agent asks for one (if the spare is promised to a start whose `run` has
+// not come yet, right after that `run`: jobs starting side by side each get one). Not while a script starts: the fork and the new
 // child's first steps took the CPU from the exec and bash's start-up (per-job cost 1.59 against
 // 1.47 times the Go agent's, docs/PERFORMANCE.md), and a spare forked then sat beside a long
 // dump. The agent drops a spare it has not claimed within SPARE_MS.
@@ -79,7 +80,7 @@ binmode STDIN; binmode STDOUT; $| = 1;
 pipe(my $wake_r, my $wake_w) or die "pipe: $!";
 fcntl($_, $F_SETFL, $O_NONBLOCK) or die "fcntl: $!" for $wake_r, $wake_w;
 $SIG{CHLD} = sub { syswrite $wake_w, 'c' };
-my (%run, %by_pid, %by_fd, %dropped, $spare); my $in = '';
+my (%run, %by_pid, %by_fd, %dropped, $spare, $wanted); my $in = '';
 sub now { my $ts = "\0" x 16; syscall($SYS_clock_gettime, 1, $ts) == 0 or die "clock_gettime: $!"; my ($s, $ns) = unpack 'q2', $ts; return $s + $ns / 1e9 }
 # A SIGCHLD (a script ending) interrupts a read or a write blocked on a full pipe: EINTR is retried.
 sub interrupted { return $! == $EINTR }
@@ -126,7 +127,7 @@ sub fork_spare {
 }
 sub request {
   my $body = shift; my ($what, $pid, $id) = split /\0/, $body, 4;
-  if ($what eq 'want') { fork_spare(); return }
+  if ($what eq 'want') { $wanted = 1 if $spare; fork_spare(); return }
   if ($what eq 'drop') {
     return unless $spare && $spare->{pid} == $pid;
     close $_ for @$spare{qw(out err x go)}; $dropped{$pid} = 1; undef $spare; return;
@@ -140,6 +141,7 @@ sub request {
   # A child killed while held: the write fails (no SIGPIPE for the helper) and its exit is reported.
   { local $SIG{PIPE} = 'IGNORE'; write_all($s->{go}, length($what_to_run) . ":$what_to_run"); }
   close $s->{go};
+  if ($wanted) { $wanted = 0; fork_spare() } # starts at once (jobs side by side): the next one waits for this fork
 }
 sub comm { open(my $f, '<', "/proc/$_[0]/comm") or return; my $c = <$f>; return $c }
 # The child's error pipe ended: it exec'd (close-on-exec), failed to (said so first) or was killed

@@ -209,6 +209,21 @@ for (const kind of HELPERS) {
       assert.equal((await run('long')).failure, undefined, 'the next start asks for one')
     })
 
+    it('starts side by side while no script ends (jobs in their dumps): each gets a spare and runs', async () => {
+      useScriptHelper(kind)
+      script('hold', 'touch "$1"; sleep 2\n')
+      const marks = [1, 2, 3, 4, 5].map((n) => join(dir, `side-by-side-${kind}-${n}`))
+      const runs = marks.map((mark) => run('hold', { args: [mark] }))
+      const deadline = Date.now() + 1_500 // before the first ends
+      while (!marks.every((m) => existsSync(m)) && Date.now() < deadline) await sleep(20)
+      assert.deepEqual(
+        marks.filter((m) => !existsSync(m)),
+        [],
+        'every script started while the others still ran',
+      )
+      for (const result of await Promise.all(runs)) assert.equal(result.failure, undefined)
+    })
+
     it('the helper killed between scripts: a start at that instant ends (run or failed, never hangs), the next runs on a new helper', async () => {
       useScriptHelper(kind)
       script('quick', 'exit 0\n')
