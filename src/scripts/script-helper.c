@@ -54,6 +54,8 @@ static struct spare spare = {0, {-1, -1, -1}, -1};
 static pid_t dropped[MAX_DROPPED];
 /* A `want` came while the spare was promised to a start whose `run` had not come yet. */
 static int wanted;
+/* A script ended: a spare for the next stage, forked once its end is reported (see spawner.ts). */
+static int spare_due;
 static int wake[2];
 static char held_name[32];
 static char *title_area;
@@ -262,13 +264,13 @@ static void request(char *body, size_t len) {
     p = nul + 1;
     f[i] = p;
   }
+  pid_t pid = f[1] ? (pid_t)strtol(f[1], NULL, 10) : 0;
   if (strcmp(f[0], "want") == 0) {
-    if (spare.pid) wanted = 1;
+    if (spare.pid && spare.pid == pid) wanted = 1; /* claimed: the agent has heard of it */
     fork_spare();
     return;
   }
   if (!f[1]) return;
-  pid_t pid = (pid_t)strtol(f[1], NULL, 10);
   if (strcmp(f[0], "drop") == 0) {
     if (!spare.pid || spare.pid != pid) return;
     for (int i = 0; i < MAX_DROPPED; i++)
@@ -345,7 +347,7 @@ static void reap(void) {
     r->has_status = 1;
     r->status = status;
     r->until = now() + DRAIN_S;
-    fork_spare(); /* for the next stage (see spawner.ts) */
+    spare_due = 1;
   }
 }
 
@@ -482,5 +484,9 @@ int main(int argc, char **argv) {
     }
     reap();
     finish();
+    if (spare_due) {
+      spare_due = 0;
+      fork_spare();
+    }
   }
 }

@@ -21,18 +21,20 @@
 // says held, so recovery owes its stage. Once the script runs (the exec closed the child's
 // close-on-exec error pipe and gave it a new /proc comm), the helper says `running` and the agent
 // drops the mark: a recorded pid that is gone then counts as a script that ran. A new spare is
-// forked when a script ends, while the agent records that end and the next stage's start
-// (~1 ms), and when the agent asks for one (if the spare is promised to a start whose `run` has
-// not come yet, right after that `run`: jobs starting side by side each get one). Not while a script starts: the fork and the new
-// child's first steps took the CPU from the exec and bash's start-up (per-job cost 1.59 against
-// 1.47 times the Go agent's, docs/PERFORMANCE.md), and a spare forked then sat beside a long
-// dump. The agent drops a spare it has not claimed within SPARE_MS.
+// forked when a script ends, right after its end is reported, while the agent records that end
+// and the next stage's start (~1 ms), and when the agent asks for one: at once if none waits,
+// else, when the one waiting is promised to a start whose `run` has not come yet, right after
+// that `run` (jobs starting side by side each get one). Not while a script starts: the fork and
+// the new child's first steps took the CPU from the exec and bash's start-up (per-job cost 1.59
+// against 1.47 times the Go agent's, docs/PERFORMANCE.md), and a spare forked then sat beside a
+// long dump. The agent drops a spare it has not claimed within SPARE_MS.
 // Output is relayed to the agent as framed chunks; output that arrives after the script exited is
 // relayed for DRAIN seconds, then the pipes are closed, so a process the script left behind
 // cannot hold the stage.
 //
 // Requests on the helper's stdin, each `<length>:` and that many bytes of NUL-separated fields:
-// `want` (fork a spare unless one waits); `drop`, pid (end that spare: it runs nothing); `run`,
+// `want`, pid (fork a spare unless one waits; `pid`: the last spare the agent was told of, so
+// that one waiting that the agent has claimed is told from one it has not heard of yet); `drop`, pid (end that spare: it runs nothing); `run`,
 // pid, id, cwd, argc, argv…, envc, NAME=value… (the spare `pid` becomes script `id` and execs it).
 // Answers, one per line (a chunk's bytes follow its line): `spare <pid>`, `lost <pid> <code>
 // <signal number>` (a spare ended before its `run`), `nospare <reason>` (the fork failed), and per
@@ -80,7 +82,7 @@ binmode STDIN; binmode STDOUT; $| = 1;
 pipe(my $wake_r, my $wake_w) or die "pipe: $!";
 fcntl($_, $F_SETFL, $O_NONBLOCK) or die "fcntl: $!" for $wake_r, $wake_w;
 $SIG{CHLD} = sub { syswrite $wake_w, 'c' };
-my (%run, %by_pid, %by_fd, %dropped, $spare, $wanted); my $in = '';
+my (%run, %by_pid, %by_fd, %dropped, $spare, $wanted, $spare_due); my $in = '';
 sub now { my $ts = "\0" x 16; syscall($SYS_clock_gettime, 1, $ts) == 0 or die "clock_gettime: $!"; my ($s, $ns) = unpack 'q2', $ts; return $s + $ns / 1e9 }
 # A SIGCHLD (a script ending) interrupts a read or a write blocked on a full pipe: EINTR is retried.
 sub interrupted { return $! == $EINTR }
@@ -127,7 +129,7 @@ sub fork_spare {
 }
 sub request {
   my $body = shift; my ($what, $pid, $id) = split /\0/, $body, 4;
-  if ($what eq 'want') { $wanted = 1 if $spare; fork_spare(); return }
+  if ($what eq 'want') { $wanted = 1 if $spare && $spare->{pid} == $pid; fork_spare(); return }
   if ($what eq 'drop') {
     return unless $spare && $spare->{pid} == $pid;
     close $_ for @$spare{qw(out err x go)}; $dropped{$pid} = 1; undef $spare; return;
@@ -161,7 +163,7 @@ sub reap {
     my $id = $by_pid{$pid}; next if $run{$id}{x};
     next unless waitpid($pid, $WNOHANG) > 0;
     delete $by_pid{$pid}; $run{$id}{status} = $?; $run{$id}{until} = now() + $DRAIN;
-    fork_spare(); # for the next stage
+    $spare_due = 1;
   }
 }
 sub finish {
@@ -204,6 +206,7 @@ while (1) {
     }
   }
   reap(); finish();
+  if ($spare_due) { $spare_due = 0; fork_spare() } # for the next stage, once the end is reported
 }
 `
 }
@@ -276,6 +279,8 @@ class Helper {
   /** The spare's pid, once the helper said it is forked and while no start has claimed it. */
   #spare: { pid: number; startTime: string | undefined } | undefined
   #spareTimer: NodeJS.Timeout | undefined
+  /** The pid of the last spare the helper told of (0: none yet), sent with `want`. */
+  #lastSpare = 0
   /** Starts waiting for a spare, first come first served. */
   readonly #waiting: { claim: (spare: { pid: number; startTime: string | undefined }) => void; fail: (error: Error) => void }[] = []
   #buffered: Buffer = Buffer.alloc(0)
@@ -332,7 +337,7 @@ class Helper {
     if (this.#ended ?? this.#gone) return Promise.reject(this.#ended ?? new HelperGone())
     return new Promise((claim, fail) => {
       this.#waiting.push({ claim, fail })
-      this.#send(['want'])
+      this.#send(['want', String(this.#lastSpare)])
     })
   }
 
@@ -367,6 +372,7 @@ class Helper {
   #spareNews(kind: string, line: string): void {
     const word = line.slice(kind.length + 1)
     if (kind === 'spare') {
+      this.#lastSpare = Number(word)
       const waiter = this.#waiting.shift()
       const spare = { pid: Number(word), startTime: processStartTime(Number(word)) }
       if (waiter) waiter.claim(spare)
@@ -378,7 +384,7 @@ class Helper {
     } else this.#waiting.shift()?.fail(new Error(word))
     // A start still waiting (a spare went to the one before it, or was lost): another spare.
     if (kind === 'nospare') this.#idleSoon()
-    else if (this.#waiting.length > 0 && this.#spare === undefined) this.#send(['want'])
+    else if (this.#waiting.length > 0 && this.#spare === undefined) this.#send(['want', String(this.#lastSpare)])
   }
 
   /** Kept for the next start, for SPARE_MS at most. */
