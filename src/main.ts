@@ -123,7 +123,7 @@ function openJobRegistry(config: Config, log: Logger): { store: JobStore; regist
       )
     else log.warn('the job store can be written again: every waiting job record is written')
   })
-  registry.whenIdle(memoryReleaser(() => registry.running === 0))
+  registry.whenIdle(memoryReleaser(() => registry.running === 0, { before: () => store.releaseMemory() }))
   return { store, registry }
 }
 

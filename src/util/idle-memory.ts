@@ -61,18 +61,21 @@ function exposedCollect(): Collect | undefined {
 
 /**
  * Returns the function to call whenever the last running job ends: it (re)arms one timer, and
- * when that fires and `idle()` still holds, collects. Without a collector (the flag not given:
- * an agent started by hand) it does nothing.
+ * when that fires and `idle()` still holds, lets `before` drop caches (the store's), then
+ * collects. Without a collector (the flag not given: an agent started by hand) it does nothing.
  */
 export function memoryReleaser(
   idle: () => boolean,
-  delayMs = RELEASE_DELAY_MS,
-  collect: Collect | undefined = exposedCollect(),
+  options: { delayMs?: number; collect?: Collect | undefined; before?: () => void } = {},
 ): () => void {
+  const { delayMs = RELEASE_DELAY_MS, before } = options
+  const collect = 'collect' in options ? options.collect : exposedCollect()
   if (collect === undefined) return () => {}
   let timer: NodeJS.Timeout | undefined
   const fire = () => {
-    if (idle()) collect()
+    if (!idle()) return
+    before?.()
+    collect()
   }
   return () => {
     if (timer) timer.refresh()

@@ -39,6 +39,18 @@ describe('JobStore', () => {
     again.close()
   })
 
+  it('hands its page cache back when idle and goes on as before; closed, it ignores the call', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'store-'))
+    const store = new JobStore(dir)
+    for (let i = 0; i < 200; i++) store.save({ ...row(`j${i}`, 'SUCCEEDED', i), body: 'x'.repeat(2000) })
+    store.releaseMemory()
+    assert.equal(store.all().length, 200)
+    store.save(row('after', 'RUNNING', null))
+    assert.equal(store.all().find((r) => r.id === 'after')?.status, 'RUNNING')
+    store.close()
+    assert.doesNotThrow(() => store.releaseMemory())
+  })
+
   it('offers old and surplus finished jobs for pruning, never running ones', () => {
     const store = new JobStore(mkdtempSync(join(tmpdir(), 'store-')))
     store.save(row('old', 'SUCCEEDED', 100))

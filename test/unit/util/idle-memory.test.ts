@@ -5,14 +5,18 @@ import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MALLOC_TRIM_ADDON, mallocTrim, memoryReleaser, transferCollector, transferReleaser } from '../../../src/util/idle-memory.ts'
 
-test('one collection a delay after the last job ended, none while a job runs', async () => {
+test('one collection a delay after the last job ended, caches dropped first, none while a job runs', async () => {
   let collections = 0
+  const order: string[] = []
   let idle = true
-  const jobEnded = memoryReleaser(
-    () => idle,
-    30,
-    () => collections++,
-  )
+  const jobEnded = memoryReleaser(() => idle, {
+    delayMs: 30,
+    collect: () => {
+      collections++
+      order.push('collect')
+    },
+    before: () => order.push('caches'),
+  })
   jobEnded()
   await sleep(10)
   jobEnded() // a second job ended within the delay: the timer starts again, one collection
@@ -20,6 +24,7 @@ test('one collection a delay after the last job ended, none while a job runs', a
   assert.equal(collections, 0, 'the delay restarts when another job ends')
   await sleep(40)
   assert.equal(collections, 1)
+  assert.deepEqual(order, ['caches', 'collect'])
   idle = false // a job started before the timer fired: nothing collected while it runs
   jobEnded()
   await sleep(60)
@@ -28,7 +33,7 @@ test('one collection a delay after the last job ended, none while a job runs', a
 
 test('without a collector (no --expose-gc) it does nothing, not even ask whether the agent is idle', async () => {
   let asked = false
-  const jobEnded = memoryReleaser(() => (asked = true), 1, undefined)
+  const jobEnded = memoryReleaser(() => (asked = true), { delayMs: 1, collect: undefined })
   jobEnded()
   await sleep(20)
   assert.equal(asked, false)
