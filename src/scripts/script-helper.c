@@ -2,10 +2,10 @@
  * The script helper, compiled (tools/build-native.sh; the release carries it as
  * libexec/script-helper). The same process and the same protocol as the Perl program in
  * spawner.ts, which runs where this binary is missing: see spawner.ts for the design and the
- * requests and answers. Compiled, a fork copies ~0.2 MB instead of Perl's ~5 MB, and the held
- * child's exec tears down as little: on the bench VM a stage's script started ~2.5 ms sooner
- * with the next spare forked beside it, and the helper and a held child hold ~1 MB each instead
- * of 5.6 and 1.8 MB beside a running dump (docs/PERFORMANCE.md).
+ * requests and answers. Compiled, a fork copies far less than Perl's, and the held child's exec
+ * tears down as little: a no-op 5-script backup took 47-50 ms instead of 71 (the Go agent's 30,
+ * same hour), and the helper and a held child hold ~1.6 and ~0.8 MB beside a running dump
+ * instead of 5.6 and 1.8 (docs/PERFORMANCE.md decision 11).
  *
  * Every descriptor is close-on-exec; a script gets only its stdin (/dev/null), stdout and stderr.
  */
@@ -128,6 +128,25 @@ static void closefd(int *fd) {
   *fd = -1;
 }
 
+/* A count, then that many NUL-terminated strings, from *at on: as a NULL-terminated array, *at
+ * moved past them. A malformed request ends the held child: it runs nothing. */
+static char **string_list(char **at, char *end, long min) {
+  char *p = *at;
+  if (p > end) _exit(127);
+  long count = strtol(p, NULL, 10);
+  p += strlen(p) + 1;
+  if (count < min || count > 100000) _exit(127);
+  char **list = calloc((size_t)count + 1, sizeof *list);
+  if (!list) _exit(127);
+  for (long i = 0; i < count; i++) {
+    if (p > end) _exit(127);
+    list[i] = p;
+    p += strlen(p) + 1;
+  }
+  *at = p;
+  return list;
+}
+
 /* The held child: its own session, off the helper's pipes, then it waits for what to run. The
  * end of its go pipe (the helper ended) means: run nothing. */
 static void held_child(int out, int err, int go, int x) {
@@ -173,28 +192,8 @@ static void held_child(int out, int err, int go, int x) {
   *end = 0;
   char *cwd = p;
   p += strlen(p) + 1;
-  if (p > end) _exit(127);
-  long argc = strtol(p, NULL, 10);
-  p += strlen(p) + 1;
-  if (argc < 1 || argc > 100000) _exit(127);
-  char **argv = calloc((size_t)argc + 1, sizeof *argv);
-  if (!argv) _exit(127);
-  for (long i = 0; i < argc; i++) {
-    if (p > end) _exit(127);
-    argv[i] = p;
-    p += strlen(p) + 1;
-  }
-  if (p > end) _exit(127);
-  long envc = strtol(p, NULL, 10);
-  p += strlen(p) + 1;
-  if (envc < 0 || envc > 100000) _exit(127);
-  char **env = calloc((size_t)envc + 1, sizeof *env);
-  if (!env) _exit(127);
-  for (long i = 0; i < envc; i++) {
-    if (p > end) _exit(127);
-    env[i] = p;
-    p += strlen(p) + 1;
-  }
+  char **argv = string_list(&p, end, 1);
+  char **env = string_list(&p, end, 0);
   char message[PATH_MAX + 128];
   if (chdir(cwd) != 0) {
     int n = snprintf(message, sizeof message, "chdir %s: %s", cwd, strerror(errno));
