@@ -5,7 +5,7 @@
 // a second after the last running job ends, one full collection that compacts the heap and
 // releases its free pages (V8's "last resort" flavour; --expose-gc in bin/osb-backup-agent).
 // Measured, release build, 250 no-op jobs: RSS 86 -> 75 MB; a few ms, once per busy spell.
-// A transfer's part buffers (3 x 6 MiB in flight while streaming) are garbage once it ends, but
+// A transfer's part buffers (3 x 5 MiB in flight while streaming) are garbage once it ends, but
 // nothing made V8 collect them while the job went on, and freed they stayed in glibc's heap for
 // good. So a stage that moved data is followed by the same collection, and blocks of 4 MiB and
 // more are mapped on their own (MALLOC_MMAP_THRESHOLD_ in bin/osb-backup-agent): freed, they

@@ -26,9 +26,12 @@ const UPLOAD_CONCURRENCY = 4
  * 6 MiB × 3 6.8-7.3 s, 98 MB; 5 MiB × 4 6.9-7.2 s, 100 MB; 8 MiB × 2 7.1-7.5 s, 96 MB). Three of
  * 6 MiB: streaming figure 1.06× at a peak of 103 MB, where 12 MiB × 2 gave 1.16× at 110 MB and
  * 8 MiB × 2 1.10-1.11× at 101 MB; three in flight also hide more of a distant S3's latency.
+ * Three of 5 MiB, S3's smallest part, since the agent collects during a transfer (decision 10 in
+ * docs/PERFORMANCE.md): peak of a 4 GiB stream 98.9 -> 95.9 MB, the streamed upload as fast
+ * (7.7-8.5 s a paced GiB against 8.2-9.0).
  */
 const STREAM_CONCURRENCY = 3
-const STREAM_PART_BYTES = 6 * 1024 * 1024
+const STREAM_PART_BYTES = 5 * 1024 * 1024
 
 export class S3Storage implements Storage {
   readonly location: string
@@ -325,5 +328,5 @@ function* fileParts(
   }
 }
 
-/** 6 MiB × 1000, 12 MiB × 1000 … 3 GiB × 1000: 10,000 parts reach S3's own 5 TiB limit (6.4 TB). */
+/** 5 MiB × 1000, 10 MiB × 1000 … 2.5 GiB × 1000: 10,000 parts carry 4.88 TiB (S3's own limit: 5 TiB). */
 const streamPartSize = growingPartSize(STREAM_PART_BYTES, 1000, 4 * 1024 * 1024 * 1024)

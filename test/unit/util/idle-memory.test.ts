@@ -72,7 +72,7 @@ test('during a transfer: one collection each time another share of bytes has mov
 test("the launcher maps buffers of 4 MiB and more on their own, so a transfer's freed part buffers leave RSS", () => {
   const launcher = readFileSync(new URL('../../../bin/osb-backup-agent', import.meta.url).pathname, 'utf8')
   const threshold = Number(/MALLOC_MMAP_THRESHOLD_:-(\d+)/.exec(launcher)?.[1])
-  assert.ok(threshold <= 6 * 1024 * 1024, `an S3 stream's 6 MiB parts are mapped (threshold ${threshold})`)
+  assert.ok(threshold <= 5 * 1024 * 1024, `an S3 stream's 5 MiB parts are mapped (threshold ${threshold})`)
   assert.ok(threshold > 1024 * 1024, `a 64 KiB socket read or a 1 MiB download batch is not (threshold ${threshold})`)
 })
 
