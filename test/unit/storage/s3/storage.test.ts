@@ -83,7 +83,7 @@ describe('S3Storage file uploads', () => {
 
   it('uploads a stream in parts hashed as they filled, and sends a part cut mid-body again', async () => {
     proxy.setFault({ kind: 'cut', afterBytes: 3 * MiB, times: 1 })
-    const data = randomBytes(15 * MiB + 5) // 6 + 6 + 3 MiB
+    const data = randomBytes(12 * MiB + 5) // 5 + 5 + 2 MiB
     async function* source(): AsyncGenerator<Buffer> {
       for (let i = 0; i < data.length; i += 100_000) yield data.subarray(i, i + 100_000)
     }
