@@ -25,14 +25,19 @@ const until = async (condition: () => boolean) => {
   for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 10))
 }
 
+/** Listens on a free loopback port; Node's check is paused then, as nothing is connected yet. */
+async function listening(server: http.Server): Promise<number> {
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  assert.equal(checkingEveryMs(server), PAUSED_MS, 'no look while nothing is connected')
+  return (server.address() as net.AddressInfo).port
+}
+
 it('looks for timed-out requests only while connections are open', async () => {
   const server = http.createServer({ connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS }, (_req, res) => res.end('ok'))
   const connections = limitConnections(server, 'connection')
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
+  const port = await listening(server)
   try {
-    assert.equal(checkingEveryMs(server), PAUSED_MS, 'no look while nothing is connected')
-    const port = (server.address() as net.AddressInfo).port
     for (let round = 0; round < 2; round++) {
       const sockets = [net.connect(port, '127.0.0.1'), net.connect(port, '127.0.0.1')]
       await until(() => connections.open() === 2)
@@ -56,11 +61,8 @@ it('over TLS too: the look runs while a handshaken connection is open (the agent
     (_req, res) => res.end('ok'),
   )
   const connections = limitConnections(server, 'secureConnection')
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
+  const port = await listening(server)
   try {
-    assert.equal(checkingEveryMs(server), PAUSED_MS, 'no look while nothing is connected')
-    const port = (server.address() as net.AddressInfo).port
     const socket = tls.connect({ port, host: '127.0.0.1', ca: certs.ca })
     await once(socket, 'secureConnect')
     await until(() => connections.open() === 1)
