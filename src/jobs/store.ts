@@ -27,8 +27,21 @@ export interface StoredJob {
 export type StoredKey = Omit<StoredJob, 'body' | 'record'>
 
 type Row = Record<string, unknown>
-/** A row of JobStore.keys(): body and record are null unless the job may owe work. */
-type KeyRow = [JobKind, string, JobStatus, number, number | null, string | null, string | null]
+/** A row of KEYS_QUERY and one of OWING_QUERY, as arrays. */
+type KeyRow = [JobKind, string, JobStatus, number, number | null]
+type OwingRow = [JobKind, string, string, string]
+
+/**
+ * A record that may owe work at start: a running job's, or one whose record has pending steps
+ * (`"pending":["`, JSON.stringify's form of a non-empty list; JobRegistry.load parses those).
+ * The same text in the jobs_owing index and in OWING_QUERY: SQLite uses a partial index only
+ * for a query whose WHERE matches the index's.
+ */
+const OWING = `status = 'RUNNING' OR instr(record, '"pending":["') > 0`
+/** Every job's key, oldest first: answered from the jobs_keys index alone. */
+export const KEYS_QUERY = 'SELECT kind, id, status, started_at, ended_at FROM jobs ORDER BY started_at'
+/** The body and record of the jobs that may owe work: answered through the jobs_owing index. */
+export const OWING_QUERY = `SELECT kind, id, body, record FROM jobs WHERE ${OWING}`
 
 const storedKey = (r: Row): StoredKey => ({
   kind: r.kind as JobKind,
@@ -55,6 +68,10 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX jobs_by_end ON jobs (ended_at);`,
   // the key that seals the secrets a running job's record keeps (src/jobs/sealed-secrets.ts)
   `CREATE TABLE record_key (key BLOB NOT NULL);`,
+  // JobStore.keys at start: a thousand jobs' keys from an index of a few pages instead of every
+  // row's pages (2 MB, half a start's page faults on the bench VM; docs/PERFORMANCE.md)
+  `CREATE INDEX jobs_keys ON jobs (started_at, kind, id, status, ended_at);
+   CREATE INDEX jobs_owing ON jobs (kind, id) WHERE ${OWING};`,
 ]
 
 /**
@@ -299,25 +316,24 @@ export class JobStore {
   }
 
   /**
-   * Every job, oldest first, with its body and record only where they may be needed at start: a
-   * running job's, and one whose record may owe steps (`"pending":["` in it, JSON.stringify's
-   * form of a non-empty list; JobRegistry.load parses those). The others' are read when asked
-   * for (body()): a start with a thousand records makes no string of theirs.
+   * Every job, oldest first, with its body and record only where they may be needed at start
+   * (OWING). The others' are read when asked for (body()): a start with a thousand records makes
+   * no string of theirs and reads none of their pages. Rows come as arrays: node:sqlite builds
+   * a row object property by property (a third of the query's time at start).
    */
   keys(): (StoredKey | StoredJob)[] {
     if (!this.#open) return []
-    const owing = `status = 'RUNNING' OR instr(record, '"pending":["') > 0`
-    const query = this.#open.db.prepare(
-      `SELECT kind, id, status, started_at, ended_at, CASE WHEN ${owing} THEN body END, CASE WHEN ${owing} THEN record END
-       FROM jobs ORDER BY started_at`,
-    )
-    // Rows as arrays: node:sqlite builds an object per row property by property, and for a
-    // thousand records that was a third of the query's time at start (~5 ms on the bench VM).
-    query.setReturnArrays(true)
-    const rows = query.all() as unknown as KeyRow[]
-    return rows.map(([kind, id, status, startedAt, endedAt, body, record]) => {
+    const { db } = this.#open
+    const owingQuery = db.prepare(OWING_QUERY)
+    owingQuery.setReturnArrays(true)
+    const owing = new Map<string, OwingRow>()
+    for (const row of owingQuery.all() as unknown as OwingRow[]) owing.set(`${row[0]}/${row[1]}`, row)
+    const keysQuery = db.prepare(KEYS_QUERY)
+    keysQuery.setReturnArrays(true)
+    return (keysQuery.all() as unknown as KeyRow[]).map(([kind, id, status, startedAt, endedAt]) => {
       const key: StoredKey = { kind, id, status, startedAt, endedAt }
-      return record === null ? key : { ...key, body: body as string, record }
+      const full = owing.size === 0 ? undefined : owing.get(`${kind}/${id}`)
+      return full === undefined ? key : { ...key, body: full[2], record: full[3] }
     })
   }
 

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CHECKPOINT_DELAY_MS, JobStore, type StoredJob } from '../../../src/jobs/store.ts'
+import { DatabaseSync } from 'node:sqlite'
+import { CHECKPOINT_DELAY_MS, JobStore, KEYS_QUERY, OWING_QUERY, type StoredJob } from '../../../src/jobs/store.ts'
 
 const row = (id: string, status: StoredJob['status'], endedAt: number | null): StoredJob => ({
   kind: 'backup',
@@ -19,7 +20,7 @@ describe('JobStore', () => {
   it('creates an owner-only folder and file at the current schema version', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'store-')), 'state')
     const store = new JobStore(dir)
-    assert.equal(store.schemaVersion, 2)
+    assert.equal(store.schemaVersion, 3)
     assert.equal(statSync(dir).mode & 0o777, 0o700)
     assert.equal(statSync(join(dir, 'jobs.sqlite')).mode & 0o777, 0o600)
     store.close()
@@ -102,8 +103,11 @@ describe('JobStore', () => {
     assert.ok(!bytes().includes(secret), 'no byte of the secret is left in the database or its WAL')
     store.close()
     assert.deepEqual(
-      new JobStore(dir).all().map((r) => r.status),
-      ['FAILED', 'SUCCEEDED', 'FAILED'],
+      new JobStore(dir)
+        .all()
+        .map((r) => `${r.id} ${r.status}`)
+        .sort(),
+      ['large SUCCEEDED', 'owed FAILED', 'small FAILED'],
     )
   })
 
@@ -133,5 +137,50 @@ describe('JobStore', () => {
     const again = new JobStore(dir)
     assert.deepEqual(again.recordKey(), key)
     again.close()
+  })
+
+  it("reads every job's key at start, and the body and record only of those that may owe work", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'store-'))
+    const store = new JobStore(dir)
+    store.save({ ...row('done', 'SUCCEEDED', 5), startedAt: 3 })
+    store.save({ ...row('running', 'RUNNING', null), startedAt: 1, record: '{"a":1}' })
+    store.save({ ...row('owes', 'FAILED', 4), startedAt: 2, record: '{"pending":["unlock"]}' })
+    store.save({ ...row('owed', 'FAILED', 6), startedAt: 4, record: '{"pending":[]}' })
+    assert.deepEqual(store.keys(), [
+      { kind: 'backup', id: 'running', status: 'RUNNING', startedAt: 1, endedAt: null, body: '{"id":"running"}', record: '{"a":1}' },
+      { kind: 'backup', id: 'owes', status: 'FAILED', startedAt: 2, endedAt: 4, body: '{"id":"owes"}', record: '{"pending":["unlock"]}' },
+      { kind: 'backup', id: 'done', status: 'SUCCEEDED', startedAt: 3, endedAt: 5 },
+      { kind: 'backup', id: 'owed', status: 'FAILED', startedAt: 4, endedAt: 6 },
+    ])
+    store.close()
+    // from the indexes, not from every row's pages (a thousand rows are 2 MB)
+    const db = new DatabaseSync(join(dir, 'jobs.sqlite'))
+    const plan = (query: string) => db.prepare(`EXPLAIN QUERY PLAN ${query}`).all().map((r) => r.detail)
+    assert.deepEqual(plan(KEYS_QUERY), ['SCAN jobs USING COVERING INDEX jobs_keys'])
+    assert.deepEqual(plan(OWING_QUERY), ['SCAN jobs USING INDEX jobs_owing'])
+    db.close()
+  })
+
+  it('upgrades a store of schema version 2: the same keys, now from the indexes', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'store-'))
+    const old = new DatabaseSync(join(dir, 'jobs.sqlite'))
+    old.exec(`CREATE TABLE jobs (kind TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, body TEXT NOT NULL, record TEXT NOT NULL,
+        started_at INTEGER NOT NULL, ended_at INTEGER, PRIMARY KEY (kind, id));
+      CREATE INDEX jobs_by_end ON jobs (ended_at);
+      CREATE TABLE record_key (key BLOB NOT NULL);
+      PRAGMA user_version = 2;`)
+    const insert = old.prepare('INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)')
+    insert.run('restore', 'r', 'RUNNING', '{"id":"r"}', '{"b":2}', 1, null)
+    insert.run('backup', 'f', 'SUCCEEDED', '{"id":"f"}', '{}', 2, 3)
+    old.close()
+    const store = new JobStore(dir)
+    assert.equal(store.schemaVersion, 3)
+    assert.deepEqual(store.keys(), [
+      { kind: 'restore', id: 'r', status: 'RUNNING', startedAt: 1, endedAt: null, body: '{"id":"r"}', record: '{"b":2}' },
+      { kind: 'backup', id: 'f', status: 'SUCCEEDED', startedAt: 2, endedAt: 3 },
+    ])
+    store.save({ kind: 'backup', id: 'f', status: 'SUCCEEDED', body: '{}', record: '{"pending":["unlock"]}', startedAt: 2, endedAt: 3 })
+    assert.equal((store.keys()[1] as StoredJob).record, '{"pending":["unlock"]}', 'the partial index follows an update')
+    store.close()
   })
 })
