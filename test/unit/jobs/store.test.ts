@@ -155,7 +155,11 @@ describe('JobStore', () => {
     store.close()
     // from the indexes, not from every row's pages (a thousand rows are 2 MB)
     const db = new DatabaseSync(join(dir, 'jobs.sqlite'))
-    const plan = (query: string) => db.prepare(`EXPLAIN QUERY PLAN ${query}`).all().map((r) => r.detail)
+    const plan = (query: string) =>
+      db
+        .prepare(`EXPLAIN QUERY PLAN ${query}`)
+        .all()
+        .map((r) => r.detail)
     assert.deepEqual(plan(KEYS_QUERY), ['SCAN jobs USING COVERING INDEX jobs_keys'])
     assert.deepEqual(plan(OWING_QUERY), ['SCAN jobs USING INDEX jobs_owing'])
     db.close()
