@@ -8,7 +8,7 @@
 // is a segment walk, one credentials comparison and one write.
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
-import type { Socket } from 'node:net'
+import type { BoundSocket, Socket } from 'node:net'
 import { basicAuthChecker } from './auth.ts'
 import { parseJsonBody } from './body.ts'
 import { Exchange, JSON_TYPE, type AppDeps, type Answer } from './exchange.ts'
@@ -27,7 +27,7 @@ import type { Route } from './route.ts'
 import { ROUTES } from './routes.ts'
 import { LoginThrottle } from './throttle.ts'
 import { httpsOptions } from './tls.ts'
-import { http, https } from '../util/builtins.ts'
+import { http, https, net } from '../util/builtins.ts'
 
 /** A monotonic clock in ms without the global \`performance\`, which loads node:perf_hooks (~1 ms of a start). */
 function monotonicMs(): number {
@@ -132,7 +132,7 @@ export function createApiServer(deps: AppDeps): ApiServer {
     listen: (host, port) =>
       new Promise((resolve, reject) => {
         server.once('error', reject)
-        server.listen({ host, port }, () => {
+        server.listen(boundOrAddress(host, port), () => {
           server.off('error', reject)
           resolve()
         })
@@ -143,6 +143,21 @@ export function createApiServer(deps: AppDeps): ApiServer {
         server.close(() => resolve())
         server.closeIdleConnections()
       }),
+  }
+}
+
+/**
+ * An IP address is bound at once (net.BoundSocket); only a host name goes through listen's DNS
+ * lookup. That lookup's check of the address compiled Node's IPv6 regular expression: ~7 ms of
+ * a start on the bench VM, for an address that needs no lookup (docs/PERFORMANCE.md).
+ */
+function boundOrAddress(host: string, port: number): BoundSocket | { host: string; port: number } {
+  if (net.BoundSocket === undefined) return { host, port } // a Node before 24.21 (a checkout's own)
+  try {
+    return new net.BoundSocket({ host, port })
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ERR_INVALID_ARG_VALUE') return { host, port } // a host name
+    throw error
   }
 }
 
