@@ -2,9 +2,10 @@
 // 5-script backup with skipStorage, polled every 2 ms by the same client against ours and the Go
 // agent, in blocks alternating between them and a bash loop running the same five scripts (the
 // floor). Start-up: exec of the agent → its first 200 on GET /backup/<id> of a stored job, with
-// 1000 stored records; the Go agent (which stores nothing) → its first 200 on /status.
+// 1000 stored records; the Go agent (which stores nothing) → its first 200 on /status; a bare
+// node:http server (bench/bare-startup.mjs) → its first 200 on the same poll, the platform's floor.
 import { spawn } from 'node:child_process'
-import { mkdirSync, rmSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { JobStore } from '../src/jobs/store.ts'
 import { firstOk, HttpClient, timeBackup, type Target, type TimedJob } from './client.ts'
@@ -26,6 +27,7 @@ import {
   runJobToEnd,
   runOk,
   s3Destination,
+  ROOT,
   SOURCE_ENTRY,
   spread,
   startAgent,
@@ -210,16 +212,23 @@ export async function startup(): Promise<Row[]> {
   store.close()
   if (count !== 1000) throw new BenchError(`the store holds ${count} records, not 1000`)
 
+  const bodyFile = join(root, 'seed-body.json')
+  writeFileSync(bodyFile, row.body)
+
   const client = new HttpClient()
   const goRoot = join(WORK, `startup-go-${process.pid}`)
   for (const dir of ['backup', 'restore', 'scripts']) mkdirSync(join(goRoot, dir), { recursive: true })
   const withGo = goAgentPath() !== undefined
   const ours: number[] = []
   const go: number[] = []
+  const bare: number[] = []
+  const bareServer: AgentCommand = { command: NODE, args: [join(ROOT, 'bench/bare-startup.mjs')], env: { BODY_FILE: bodyFile } }
   // One start of each first, not counted: the client's code and the files' pages are warm for all five.
   for (let i = 0; i <= starts; i++) {
     const t = await startupTime(client, agentCommand(), root, id)
     if (i > 0) ours.push(t)
+    const b = await startupTime(client, bareServer, root, id)
+    if (i > 0) bare.push(b)
     if (withGo) {
       const g = await goStartup(client, goRoot, POLL_MS)
       if (i > 0) go.push(g)
@@ -234,8 +243,9 @@ export async function startup(): Promise<Row[]> {
   rmSync(goRoot, { recursive: true, force: true })
   const p50 = median(ours)
   const goP50 = median(go)
+  const bareP50 = median(bare)
   log(
-    `start-up (${describeAgent()}): ${ours.map((t) => round(t, 0)).join(', ')} ms${withGo ? `; Go agent to /status: ${go.map((t) => round(t, 1)).join(', ')} ms` : ''}`,
+    `start-up (${describeAgent()}): ${ours.map((t) => round(t, 0)).join(', ')} ms; bare node:http: ${bare.map((t) => round(t, 0)).join(', ')} ms${withGo ? `; Go agent to /status: ${go.map((t) => round(t, 1)).join(', ')} ms` : ''}`,
   )
   const rows: Row[] = [
     {
@@ -255,6 +265,20 @@ export async function startup(): Promise<Row[]> {
         peer: withGo
           ? 'the Go agent (which stores nothing): exec → first 200 on /status, polled the same way, starts alternating with ours'
           : GO_SKIPPED,
+      },
+    },
+    {
+      figure: 'start-up against a bare node:http server, same poll (ms)',
+      unit: 'ms',
+      ours: round(p50, 0),
+      peer: round(bareP50, 0),
+      ratio: round(p50 / bareP50),
+      spread: spread(ours.map((t, i) => t / (bare[i] as number))),
+      target: 'reported',
+      pass: true,
+      detail: {
+        peer: "bench/bare-startup.mjs: node:http answering the seed job's body, nothing else; exec → first 200, starts alternating with ours",
+        runs_ms: bare.map((t) => round(t, 1)),
       },
     },
   ]
@@ -282,7 +306,7 @@ async function startupTime(client: HttpClient, agent: AgentCommand, root: string
   client.reset()
   const started = now()
   const child = spawn(agent.command, agent.args, {
-    env: { ...agent.env, ...agentEnvironment(root, port, 'manager', 'startup-pw') },
+    env: { ...agent.env, ...agentEnvironment(root, port, 'manager', 'startup-pw'), PORT: String(port) },
     stdio: ['ignore', 'ignore', 'ignore'],
   })
   try {
