@@ -10,32 +10,17 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { Validator } from '@seriousme/openapi-schema-validator'
 import { chromium } from 'playwright-core'
-import { loadConfig } from '../../src/config.ts'
 import { ROUTES } from '../../src/http/routes.ts'
-import { createApiServer } from '../../src/http/server.ts'
-import { JobRegistry } from '../../src/jobs/registry.ts'
-import { JobStore } from '../../src/jobs/store.ts'
-import { createLogger } from '../../src/log.ts'
-import { AgentMetrics } from '../../src/metrics.ts'
 import { startAgent, type Agent } from '../helpers/agent.ts'
+import { inProcessServers } from '../helpers/api-server.ts'
 import { managerBackupBody, managerId } from '../helpers/bodies.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 
 describe('OpenAPI document', () => {
   it('is valid OpenAPI 3.1 and has every route the server serves', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'osb-openapi-'))
-    const { config } = loadConfig({
-      client_username: 'u',
-      client_password: 'p',
-      directory_backup: join(dir, 'b'),
-      directory_restore: join(dir, 'r'),
-    })
-    const store = new JobStore(join(dir, 'state'))
-    const registry = new JobRegistry(2, store)
-    const log = createLogger('silent')
-    const metrics = new AgentMetrics(registry)
-    const api = createApiServer({ config, registry, log, runner: { config, registry, log, agentEnv: {} }, metrics })
+    const servers = inProcessServers()
+    const api = servers.make()
     try {
       await api.listen('127.0.0.1', 0)
       const { port } = api.server.address() as AddressInfo
@@ -69,8 +54,7 @@ describe('OpenAPI document', () => {
       }
     } finally {
       await api.close()
-      store.close()
-      await rm(dir, { recursive: true, force: true })
+      servers.close()
     }
   })
 })

@@ -3,29 +3,12 @@
 import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import dns from 'node:dns'
-import { mkdtempSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { loadConfig } from '../../../src/config.ts'
-import { createApiServer, type ApiServer } from '../../../src/http/server.ts'
-import { JobRegistry } from '../../../src/jobs/registry.ts'
-import { JobStore } from '../../../src/jobs/store.ts'
-import { createLogger } from '../../../src/log.ts'
-import { AgentMetrics } from '../../../src/metrics.ts'
+import type { ApiServer } from '../../../src/http/server.ts'
+import { inProcessServers } from '../../helpers/api-server.ts'
 
-const dir = mkdtempSync(join(tmpdir(), 'osb-listen-'))
-const { config } = loadConfig({
-  client_username: 'u',
-  client_password: 'p',
-  directory_backup: join(dir, 'b'),
-  directory_restore: join(dir, 'r'),
-})
-const store = new JobStore(join(dir, 'state'))
-const registry = new JobRegistry(2, store)
-const log = createLogger('silent')
-const metrics = new AgentMetrics(registry)
-const apiServer = () => createApiServer({ config, registry, log, runner: { config, registry, log, agentEnv: {} }, metrics })
+const servers = inProcessServers()
+const apiServer = servers.make
 
 /** Calls of dns.lookup while `run` runs (net's listen looks a host up through it). */
 async function lookups(run: () => Promise<unknown>): Promise<string[]> {
@@ -49,7 +32,7 @@ async function answers(api: ApiServer, host: string): Promise<number> {
 }
 
 describe('ApiServer.listen', () => {
-  after(() => store.close())
+  after(() => servers.close())
 
   for (const host of ['127.0.0.1', '::1']) {
     it(`binds the IP address ${host} without a DNS lookup`, async () => {
