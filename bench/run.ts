@@ -7,7 +7,8 @@
 // Figures (names for `npm run bench -- <name>…`):
 //   idle          RSS of the process tree 3 s after start, then its context switches and CPU
 //                 ticks over BENCH_IDLE_SECONDS (30 s) with nothing sent to it; Go agent beside
-//   startup       exec → first 200 on GET /backup/<id>, 1000 stored records; Go agent's /status
+//   startup       exec → first 200 on GET /backup/<id>, 1000 stored records; Go agent's /status;
+//                 a bare node:http server (bare-startup.mjs) on the same poll
 //   overhead      per-job cost: no-op 5-script backup, trigger → poll (every 2 ms) that sees
 //                 SUCCEEDED, vs the Go agent and a bash loop running the five scripts
 //   polling       wrk -t1 -c4 on a RUNNING job (~1 KB) and a finished one (0.68 MB) vs a bare
