@@ -152,7 +152,7 @@ export function createApiServer(deps: AppDeps): ApiServer {
  * a start on the bench VM, for an address that needs no lookup (docs/PERFORMANCE.md).
  */
 function boundOrAddress(host: string, port: number): BoundSocket | { host: string; port: number } {
-  if (net.BoundSocket === undefined) return { host, port } // a Node before 24.21 (a checkout's own)
+  if (net.BoundSocket === undefined) return { host, port } // Node before 24.21 has no BoundSocket
   try {
     return new net.BoundSocket({ host, port })
   } catch (error) {
