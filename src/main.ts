@@ -14,7 +14,7 @@ import { useRecordKey } from './jobs/sealed-secrets.ts'
 import { createLogger, loseLinesOnClosedOutput } from './log.ts'
 import { AgentMetrics } from './metrics.ts'
 import { trustCertificates } from './tls.ts'
-import { memoryReleaser, transferCollector, transferReleaser } from './util/idle-memory.ts'
+import { memoryReleaser, transferMemory } from './util/idle-memory.ts'
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000
 const FIRST_PRUNE_MS = 1_000
@@ -55,8 +55,7 @@ async function main(): Promise<void> {
     agentEnv: process.env,
     observer: metrics,
     jobGid,
-    afterTransfer: transferReleaser(),
-    duringTransfer: transferCollector(),
+    transferMemory: transferMemory(),
   }
   const api = createApiServer({ config, registry, log, runner: deps, metrics, tls: tls?.material })
   reloadTlsOnSighup(api, tls, config, log)

@@ -19,6 +19,7 @@ import { collectStorageGarbage, needsHygiene } from './storage-hygiene.ts'
 import { isStreamedObject } from '../integrity/format.ts'
 import { restoreScriptStreams } from './streaming.ts'
 import { transferOptions } from './transfer.ts'
+import type { TransferMemory } from '../util/idle-memory.ts'
 import type { Stage, StageContext } from './stage-context.ts'
 import { STAGES, shouldRun, type StageKind } from './stages.ts'
 
@@ -32,10 +33,8 @@ export interface RunnerDeps {
   observer?: JobObserver | undefined
   /** The job_group setting, resolved at start; undefined: the agent's own group. */
   jobGid?: number | undefined
-  /** Called when a stage that moved data through storage has ended: its buffers are garbage now. */
-  afterTransfer?: (() => void) | undefined
-  /** Makes, per transfer, the function told its bytes done as they move (collections on the way). */
-  duringTransfer?: (() => (bytesDone: number) => void) | undefined
+  /** Told of each transfer's bytes as they move and of the end of a stage that moved data (collections). */
+  transferMemory?: TransferMemory | undefined
 }
 
 /**
@@ -132,7 +131,7 @@ function jobStageContext(
     changed: publish,
     transferOptions: (total) => {
       transfers.moved = true
-      return transferOptions(job, ctx.changed, ctx.signal, total, deps.duringTransfer?.())
+      return transferOptions(job, ctx.changed, ctx.signal, total, deps.transferMemory?.during())
     },
     streamCompression: config.streamCompression,
   }
@@ -181,7 +180,7 @@ function stageEvents(
       if (error && outcome.reason === undefined) outcome.reason = failureReason(stage, error, cancel.aborted)
       if (transfers.moved) {
         transfers.moved = false
-        deps.afterTransfer?.()
+        deps.transferMemory?.ended()
       }
     },
   }

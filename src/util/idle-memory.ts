@@ -83,33 +83,36 @@ export function memoryReleaser(
   }
 }
 
-/**
- * Returns a maker of one transfer's progress hook: it collects each time another `everyBytes`
- * have moved. Over a long stream V8 kept its old generation's garbage (objects of parts in flight
- * that outlived two scavenges) and glibc its freed blocks: a 4 GiB stream grew the agent by
- * ~7 MB; collected every 512 MiB (a few ms each, ~8 times in a 4 GiB stream) it stays flat
- * (peak of the process tree 104.1 -> 98.0 MB; docs/PERFORMANCE.md).
- */
-export function transferCollector(
-  collect: Collect | undefined = exposedCollect(),
-  everyBytes = COLLECT_EVERY_BYTES,
-): () => (bytesDone: number) => void {
-  if (collect === undefined) return () => () => {}
-  return () => {
-    let collected = 0
-    return (bytesDone) => {
-      const due = Math.floor(bytesDone / everyBytes)
-      if (due <= collected) return
-      collected = due
-      collect()
-    }
-  }
+/** What a transfer's stage tells the agent's memory: bytes moved as they move, and its end. */
+export interface TransferMemory {
+  /** One transfer's progress hook (each transfer counts its own bytes). */
+  during: () => (bytesDone: number) => void
+  /** A stage that moved data has ended. */
+  ended: () => void
 }
 
-/** Returns the function to call when a stage that moved data has ended: it collects on the next turn. */
-export function transferReleaser(collect: Collect | undefined = exposedCollect()): () => void {
-  if (collect === undefined) return () => {}
-  return () => {
-    setImmediate(collect)
+/**
+ * During a transfer: a collection each time another `everyBytes` have moved. Over a long stream
+ * V8 kept its old generation's garbage (objects of parts in flight that outlived two scavenges)
+ * and glibc its freed blocks: a 4 GiB stream grew the agent by ~7 MB; collected every 512 MiB (a
+ * few ms each, ~8 times in a 4 GiB stream) it stays flat (peak of the process tree 104.1 -> 98.0
+ * MB; docs/PERFORMANCE.md). After it: one collection on the next turn (its buffers are garbage
+ * now). Without a collector both do nothing.
+ */
+export function transferMemory(collect: Collect | undefined = exposedCollect(), everyBytes = COLLECT_EVERY_BYTES): TransferMemory {
+  if (collect === undefined) return { during: () => () => {}, ended: () => {} }
+  return {
+    during: () => {
+      let collected = 0
+      return (bytesDone) => {
+        const due = Math.floor(bytesDone / everyBytes)
+        if (due <= collected) return
+        collected = due
+        collect()
+      }
+    },
+    ended: () => {
+      setImmediate(collect)
+    },
   }
 }

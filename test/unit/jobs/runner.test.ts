@@ -348,7 +348,12 @@ describe('runJob through the registry', () => {
         if (stage.name === 'upload') ctx.transferOptions(1) // asked twice: still one release
         if (stage.name === failIn) throw new JobError('the upload failed')
       })
-      await runJob(job, entry.live.cancel.signal, { ...deps, afterTransfer: () => released.push(current) }, table)
+      await runJob(
+        job,
+        entry.live.cancel.signal,
+        { ...deps, transferMemory: { during: () => () => {}, ended: () => released.push(current) } },
+        table,
+      )
       assert.deepEqual(released, ['backup', 'upload'], `failing in ${failIn ?? 'nothing'}`)
     }
   })

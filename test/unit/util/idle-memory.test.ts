@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MALLOC_TRIM_ADDON, mallocTrim, memoryReleaser, transferCollector, transferReleaser } from '../../../src/util/idle-memory.ts'
+import { MALLOC_TRIM_ADDON, mallocTrim, memoryReleaser, transferMemory } from '../../../src/util/idle-memory.ts'
 
 test('one collection a delay after the last job ended, caches dropped first, none while a job runs', async () => {
   let collections = 0
@@ -41,18 +41,17 @@ test('without a collector (no --expose-gc) it does nothing, not even ask whether
 
 test('after a transfer: one collection on the next turn, not inside the stage that ended', async () => {
   let collections = 0
-  const transferEnded = transferReleaser(() => collections++)
-  transferEnded()
+  transferMemory(() => collections++).ended()
   assert.equal(collections, 0, 'not synchronously: the stage that ended is still on the stack')
   await new Promise((resolve) => setImmediate(resolve))
   assert.equal(collections, 1)
-  transferReleaser(undefined)() // without a collector: nothing happens, nothing throws
+  transferMemory(undefined).ended() // without a collector: nothing happens, nothing throws
 })
 
 test('during a transfer: one collection each time another share of bytes has moved, counted per transfer', () => {
   let collections = 0
-  const perTransfer = transferCollector(() => collections++, 100)
-  const first = perTransfer()
+  const memory = transferMemory(() => collections++, 100)
+  const first = memory.during()
   for (const done of [0, 40, 99]) first(done)
   assert.equal(collections, 0, 'not before the first share has moved')
   first(100)
@@ -60,12 +59,12 @@ test('during a transfer: one collection each time another share of bytes has mov
   assert.equal(collections, 1)
   first(420) // progress came in a big step: one collection, not three
   assert.equal(collections, 2)
-  const second = perTransfer()
+  const second = memory.during()
   second(120)
   assert.equal(collections, 3, 'a second transfer counts its own bytes')
   first(480)
   assert.equal(collections, 3)
-  const none = transferCollector(undefined, 100)()
+  const none = transferMemory(undefined, 100).during()
   none(1_000) // without a collector: nothing happens, nothing throws
 })
 
