@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -43,6 +44,8 @@ struct run {
   int fd[NPIPES]; /* -1 once ended */
   int failed, has_status, status;
   double until;
+  /* Bytes in its out and err pipes when it exited: relayed whatever the drain time says. */
+  int owed[NPIPES];
 };
 struct spare {
   pid_t pid;
@@ -301,7 +304,7 @@ static void request(char *body, size_t len) {
     sayf("failed %s too many scripts at once\nexit %s 127 0\n", id, id);
     return;
   }
-  *r = (struct run){1, "", pid, {spare.fd[OUT], spare.fd[ERR], spare.fd[X]}, 0, 0, 0, 0};
+  *r = (struct run){1, "", pid, {spare.fd[OUT], spare.fd[ERR], spare.fd[X]}, 0, 0, 0, 0, {0, 0, 0}};
   memcpy(r->id, id, (size_t)(nul - id) + 1);
   /* the rest: cwd, argc, argv…, envc, env… */
   char *what = nul + 1;
@@ -346,6 +349,11 @@ static void reap(void) {
     r->has_status = 1;
     r->status = status;
     r->until = now() + DRAIN_S;
+    /* What it wrote before its end is in the pipes now. Relaying it may take longer than the
+     * drain (each chunk waits while the agent is busy): the drain bounds only what a process it
+     * left behind writes later. */
+    for (int k = OUT; k <= ERR; k++)
+      if (r->fd[k] < 0 || ioctl(r->fd[k], FIONREAD, &r->owed[k]) < 0) r->owed[k] = 0;
     spare_due = 1;
   }
 }
@@ -355,7 +363,8 @@ static void finish(void) {
     struct run *r = &runs[i];
     if (!r->used || !r->has_status) continue;
     int open_pipes = r->fd[OUT] >= 0 || r->fd[ERR] >= 0 || r->fd[X] >= 0;
-    if (open_pipes && now() < r->until) continue;
+    int owing = (r->fd[OUT] >= 0 && r->owed[OUT] > 0) || (r->fd[ERR] >= 0 && r->owed[ERR] > 0);
+    if (open_pipes && (owing || now() < r->until)) continue;
     for (int k = 0; k < NPIPES; k++) closefd(&r->fd[k]);
     r->used = 0;
     int s = r->status;
@@ -378,6 +387,7 @@ static void readable(struct run *r, int k) {
     say(buf, (size_t)n);
     say("\n", 1);
   } else {
+    r->owed[k] = r->owed[k] > n ? r->owed[k] - (int)n : 0;
     sayf("%s %s %zd\n", PIPE_NAMES[k], r->id, n);
     say(buf, (size_t)n);
   }

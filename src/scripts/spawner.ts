@@ -28,9 +28,10 @@
 // the new child's first steps took the CPU from the exec and bash's start-up (per-job cost 1.59
 // against 1.47 times the Go agent's, docs/PERFORMANCE.md), and a spare forked then sat beside a
 // long dump. The agent drops a spare it has not claimed within SPARE_MS.
-// Output is relayed to the agent as framed chunks; output that arrives after the script exited is
-// relayed for DRAIN seconds, then the pipes are closed, so a process the script left behind
-// cannot hold the stage.
+// Output is relayed to the agent as framed chunks. What is in the pipes when the script exited is
+// relayed whole, however long the agent takes to read it; output that arrives later is relayed
+// for DRAIN seconds, then the pipes are closed, so a process the script left behind cannot hold
+// the stage.
 //
 // Requests on the helper's stdin, each `<length>:` and that many bytes of NUL-separated fields:
 // `want`, pid (fork a spare unless one waits; `pid`: the last spare the agent was told of, so
@@ -70,12 +71,12 @@ const SYSCALLS: Partial<Record<NodeJS.Architecture, { setsid: number; clockGetti
 /**
  * The helper's Perl. Numbers it would take from modules are given by the agent: EINTR and
  * O_NONBLOCK from Node; F_SETFL (4), WNOHANG (1) and CLOCK_MONOTONIC (1) are the same on every
- * Linux architecture. No `use strict; use warnings` (~0.5 MB): a test compiles it with both.
+ * Linux architecture, FIONREAD (0x541B) on both in SYSCALLS. No `use strict; use warnings` (~0.5 MB): a test compiles it with both.
  */
 export function helperProgram(calls: { setsid: number; clockGettime: number }): string {
   return String.raw`
 my $DRAIN = 0.5; my $CHUNK = 3900; my $HELD = '${HELD_TITLE}'; my $TITLE = '${HELPER_TITLE}';
-my $EINTR = ${constants.errno.EINTR}; my $O_NONBLOCK = ${fsConstants.O_NONBLOCK}; my $F_SETFL = 4; my $WNOHANG = 1;
+my $EINTR = ${constants.errno.EINTR}; my $O_NONBLOCK = ${fsConstants.O_NONBLOCK}; my $F_SETFL = 4; my $WNOHANG = 1; my $FIONREAD = 0x541B;
 my $SYS_setsid = ${calls.setsid}; my $SYS_clock_gettime = ${calls.clockGettime};
 $0 = $TITLE; my $held_name = comm('self') // '';
 $SIG{PIPE} = 'DEFAULT';
@@ -164,13 +165,22 @@ sub reap {
     my $id = $by_pid{$pid}; next if $run{$id}{x};
     next unless waitpid($pid, $WNOHANG) > 0;
     delete $by_pid{$pid}; $run{$id}{status} = $?; $run{$id}{until} = now() + $DRAIN;
+    # What it wrote before its end is in the pipes now: relayed even when that takes longer than
+    # the drain (each chunk waits while the agent is busy). The drain bounds only what a process
+    # it left behind writes later.
+    # (Plain numbers: a spare's fork closes every reference in a run, its pipes.)
+    for my $name (qw(out err)) {
+      my $fh = $run{$id}{$name}; my $n = pack 'i', 0;
+      $run{$id}{"owed_$name"} = $fh && ioctl($fh, $FIONREAD, $n) ? unpack('i', $n) : 0;
+    }
     $spare_due = 1;
   }
 }
 sub finish {
   for my $id (keys %run) {
     my $r = $run{$id}; next unless defined $r->{status};
-    next if ($r->{out} || $r->{err} || $r->{x}) && now() < $r->{until};
+    my $owing = grep { $r->{$_} && $r->{"owed_$_"} } qw(out err);
+    next if ($r->{out} || $r->{err} || $r->{x}) && ($owing || now() < $r->{until});
     unwatch($id, $_) for qw(out err x);
     delete $run{$id};
     say_ sprintf("exit %s %d %d\n", $id, $r->{status} >> 8, $r->{status} & 127);
@@ -181,7 +191,9 @@ sub readable {
   my $n = sysread $run{$id}{$name}, $buf, $CHUNK;
   return if !defined $n && interrupted();
   if (!$n) { unwatch($id, $name); ran($id) if $name eq 'x'; return }
-  if ($name eq 'x') { $run{$id}{failed} = 1; say_ "failed $id $buf\n" } else { say_ "$name $id $n\n$buf" }
+  if ($name eq 'x') { $run{$id}{failed} = 1; say_ "failed $id $buf\n"; return }
+  my $r = $run{$id}; my $owed = "owed_$name"; $r->{$owed} = $r->{$owed} > $n ? $r->{$owed} - $n : 0 if $r->{$owed};
+  say_ "$name $id $n\n$buf";
 }
 while (1) {
   my $rin = ''; vec($rin, fileno(STDIN), 1) = 1; vec($rin, fileno($wake_r), 1) = 1;
