@@ -71,7 +71,8 @@ const SYSCALLS: Partial<Record<NodeJS.Architecture, { setsid: number; clockGetti
 /**
  * The helper's Perl. Numbers it would take from modules are given by the agent: EINTR and
  * O_NONBLOCK from Node; F_SETFL (4), WNOHANG (1) and CLOCK_MONOTONIC (1) are the same on every
- * Linux architecture, FIONREAD (0x541B) on both in SYSCALLS. No `use strict; use warnings` (~0.5 MB): a test compiles it with both.
+ * Linux architecture, FIONREAD (0x541B) on both in SYSCALLS. No `use strict; use warnings`
+ * (~0.5 MB): a test compiles it with both.
  */
 export function helperProgram(calls: { setsid: number; clockGettime: number }): string {
   return String.raw`
@@ -167,8 +168,8 @@ sub reap {
     delete $by_pid{$pid}; $run{$id}{status} = $?; $run{$id}{until} = now() + $DRAIN;
     # What it wrote before its end is in the pipes now: relayed even when that takes longer than
     # the drain (each chunk waits while the agent is busy). The drain bounds only what a process
-    # it left behind writes later.
-    # (Plain numbers: a spare's fork closes every reference in a run, its pipes.)
+    # it left behind writes later. Kept as plain numbers: a spare's fork closes every reference
+    # a run holds (its pipes).
     for my $name (qw(out err)) {
       my $fh = $run{$id}{$name}; my $n = pack 'i', 0;
       $run{$id}{"owed_$name"} = $fh && ioctl($fh, $FIONREAD, $n) ? unpack('i', $n) : 0;

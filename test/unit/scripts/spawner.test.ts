@@ -262,28 +262,32 @@ for (const kind of HELPERS) {
     it('output in the pipes when the script ended is all relayed, however long the agent is busy afterwards', async () => {
       useScriptHelper(kind)
       // Its pipes (1 MiB: F_SETPIPE_SZ) take all of its output, so it ends at once with most of
-      // it unread. Told of the end, the agent stays busy well past the drain time that bounds
-      // only output arriving later: the helper must relay the rest all the same.
-      const ended = join(dir, `burst-ended-${kind}`)
-      const program = `fcntl($_, 1031, 1 << 20) or die "F_SETPIPE_SZ: $!" for *STDOUT, *STDERR; print "o" x 900_000; print STDERR "e" x 300_000; close STDOUT; close STDERR; open(my $f, ">", $ARGV[0]) or die`
+      // it unread. The agent reads slowly (1 ms a chunk) until the helper has reaped it (its
+      // /proc entry is gone: the drain time runs, which bounds only output arriving later), then
+      // stays busy well past that time; the helper must relay the rest all the same.
+      const program = `fcntl($_, 1031, 1 << 20) or die "F_SETPIPE_SZ: $!" for *STDOUT, *STDERR; print "o" x 900_000; print STDERR "e" x 300_000`
       const out: Buffer[] = []
       const err: Buffer[] = []
-      let busy = false
+      let pid = 0
+      let reapedWhileBusy = false
+      const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
       const held = await spawnThroughHelper({
-        argv: ['perl', '-e', program, ended],
+        argv: ['perl', '-e', program],
         cwd: dir,
         env: { PATH: '/usr/bin:/bin' },
         onStdout: (chunk) => {
           out.push(chunk)
-          if (busy || !existsSync(ended)) return
-          busy = true
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1_500)
+          if (reapedWhileBusy) return
+          if (existsSync(`/proc/${pid}`)) return void pause(1)
+          reapedWhileBusy = true
+          pause(1_500)
         },
         onStderr: (chunk) => err.push(chunk),
       })
+      pid = held.pid
       held.go()
       assert.deepEqual(await held.exited, { code: 0, signal: null })
-      assert.equal(busy, true, 'the agent was busy after the script ended')
+      assert.equal(reapedWhileBusy, true, 'the helper reaped the script while most of its output was still to relay')
       assert.equal(Buffer.concat(out).toString(), 'o'.repeat(900_000))
       assert.equal(Buffer.concat(err).toString(), 'e'.repeat(300_000))
     })
